@@ -1,0 +1,206 @@
+"""Typed model of the flag configuration (the seed's YAML format, DESIGN §2).
+
+Every class is frozen: a loaded configuration is a value, never mutated in place.
+Validation happens here (ranges, closed sets, condition syntax); the loader maps
+each validation error back to the file and line it came from.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from app.flags.conditions import Condition, ConditionError, parse_condition
+
+__all__ = [
+    "DEFAULT_ROLLOUT_STEPS",
+    "FlagConfig",
+    "FlagDefinition",
+    "FlagMetadata",
+    "FlagState",
+    "GlobalSettings",
+    "GradualStep",
+    "Phase",
+    "Rollout",
+    "RolloutStrategy",
+    "TargetingRule",
+]
+
+DEFAULT_ROLLOUT_STEPS: tuple[float, ...] = (1.0, 5.0, 10.0, 25.0, 50.0, 100.0)
+
+
+class FlagState(StrEnum):
+    ENABLED = "enabled"
+    DISABLED = "disabled"
+    ROLLOUT = "rollout"
+
+
+class RolloutStrategy(StrEnum):
+    PERCENTAGE = "percentage"
+    USER_LIST = "user_list"
+    GRADUAL = "gradual"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class GradualStep(_Frozen):
+    """One scheduled step of a `gradual` rollout: from `at` on, apply `percentage`."""
+
+    at: datetime
+    percentage: float = Field(ge=0.0, le=100.0)
+
+
+class Rollout(_Frozen):
+    """How a flag in state `rollout` chooses its users.
+
+    `gradual` follows `schedule` (the latest step whose time has come); before the
+    first step it applies `percentage`.
+    """
+
+    strategy: RolloutStrategy = RolloutStrategy.PERCENTAGE
+    percentage: float = Field(default=0.0, ge=0.0, le=100.0)
+    sticky: bool = True
+    user_list: tuple[str, ...] = ()
+    variant: str = "on"
+    schedule: tuple[GradualStep, ...] = ()
+
+    def percentage_at(self, now: datetime) -> float:
+        """The percentage this rollout applies at `now` (schedule-aware for `gradual`)."""
+        if self.strategy is not RolloutStrategy.GRADUAL:
+            return self.percentage
+        due = [step for step in self.schedule if step.at <= now]
+        return max(due, key=lambda step: step.at).percentage if due else self.percentage
+
+
+class TargetingRule(_Frozen):
+    name: str
+    condition: str
+    variant: str
+    priority: int = 0
+
+    @field_validator("condition")
+    @classmethod
+    def _condition_is_allowed(cls, value: str) -> str:
+        try:
+            parse_condition(value)
+        except ConditionError as error:
+            raise ValueError(str(error)) from error
+        return value
+
+    @property
+    def compiled(self) -> Condition:
+        return parse_condition(self.condition)
+
+
+class FlagMetadata(_Frozen):
+    phase: int | None = Field(default=None, ge=1, le=6)
+    description: str = ""
+    dependencies: tuple[str, ...] = ()
+    owner: str = ""
+
+
+class FlagDefinition(_Frozen):
+    """One flag as configured; `key` is filled in from its mapping key."""
+
+    key: str = ""
+    state: FlagState
+    default_variant: str = "off"
+    variants: dict[str, Any] = Field(default_factory=lambda: {"on": True, "off": False})
+    rollout: Rollout = Field(default_factory=Rollout)
+    targeting_rules: tuple[TargetingRule, ...] = ()
+    metadata: FlagMetadata = Field(default_factory=FlagMetadata)
+
+    @model_validator(mode="after")
+    def _variants_exist(self) -> FlagDefinition:
+        named = {self.default_variant, self.rollout.variant}
+        named.update(rule.variant for rule in self.targeting_rules)
+        unknown = sorted(named - set(self.variants))
+        if unknown:
+            raise ValueError(f"variant(s) {', '.join(unknown)} not in variants")
+        return self
+
+    @property
+    def phase(self) -> int | None:
+        return self.metadata.phase
+
+    @property
+    def percentage(self) -> float:
+        """The share of users served the rollout variant, as the config says (0..100)."""
+        if self.state is FlagState.ENABLED:
+            return 100.0
+        if self.state is FlagState.DISABLED:
+            return 0.0
+        return self.rollout.percentage
+
+    @property
+    def ordered_rules(self) -> tuple[TargetingRule, ...]:
+        return tuple(sorted(self.targeting_rules, key=lambda rule: -rule.priority))
+
+
+class GlobalSettings(_Frozen):
+    default_rollout_percentage: float = Field(default=10.0, ge=0.0, le=100.0)
+    sticky_bucketing: bool = True
+    evaluation_timeout_ms: int = Field(default=100, ge=1)
+    metrics_enabled: bool = True
+    hot_reload_enabled: bool = True
+    rollout_steps: tuple[float, ...] = DEFAULT_ROLLOUT_STEPS
+    safety_flags: tuple[str, ...] = ("rollback_mechanism", "performance_monitoring")
+
+    @field_validator("rollout_steps")
+    @classmethod
+    def _steps_rise_within_range(cls, steps: tuple[float, ...]) -> tuple[float, ...]:
+        if not steps or any(not 0 < s <= 100 for s in steps) or list(steps) != sorted(set(steps)):
+            raise ValueError("rollout_steps must rise strictly within (0, 100]")
+        return steps
+
+
+class Phase(_Frozen):
+    """One of the six technical-debt phases (the config's `phases` section)."""
+
+    number: int = Field(ge=1, le=6)
+    name: str
+    planned_week: int = Field(ge=1)
+
+
+class FlagConfig(_Frozen):
+    """A whole configuration: base file merged with one environment's overrides."""
+
+    version: str
+    schema_version: str = ""
+    environment: str = ""
+    global_: GlobalSettings = Field(default_factory=GlobalSettings, alias="global")
+    phases: tuple[Phase, ...] = ()
+    flags: dict[str, FlagDefinition] = Field(default_factory=dict)
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keys_into_flags(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("flags"), dict):
+            flags = {
+                key: {**body, "key": key} if isinstance(body, dict) else body
+                for key, body in data["flags"].items()
+            }
+            data = {**data, "flags": flags}
+        return data
+
+    @model_validator(mode="after")
+    def _dependencies_exist(self) -> FlagConfig:
+        for flag in self.flags.values():
+            missing = [dep for dep in flag.metadata.dependencies if dep not in self.flags]
+            if missing:
+                raise ValueError(f"flag {flag.key}: unknown dependencies {', '.join(missing)}")
+        return self
+
+    def flag(self, key: str) -> FlagDefinition:
+        """The flag named `key`; raises KeyError for an unknown flag."""
+        return self.flags[key]
+
+    def phase_named(self, number: int) -> Phase | None:
+        return next((phase for phase in self.phases if phase.number == number), None)

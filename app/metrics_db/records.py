@@ -1,0 +1,39 @@
+"""Plain records the metrics database stores, shared by writers (simulator, tests).
+
+`LATENCY_BUCKETS` are the upper bounds of the evaluation-latency histogram; the
+reference evaluator's Prometheus histogram and the SQL roll-ups use the same ones,
+so both sources compute the same quantiles.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+__all__ = ["LATENCY_BUCKETS", "EvaluationRollup"]
+
+#: Upper bounds (seconds) of the latency histogram; +Inf is implied after the last.
+LATENCY_BUCKETS: tuple[float, ...] = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class EvaluationRollup:
+    """Evaluations of one flag/variant/reason in one environment over one interval.
+
+    `latency_buckets` holds cumulative counts, one per `LATENCY_BUCKETS` bound plus a
+    last one for +Inf (so it equals `latency_count`), exactly like Prometheus's `le`.
+    """
+
+    interval_start: datetime
+    interval_seconds: float
+    environment: str
+    flag: str
+    variant: str
+    reason: str
+    evaluations: int
+    errors: int = 0
+    latency_sum: float = 0.0
+    latency_count: int = 0
+    latency_buckets: tuple[int, ...] = ()

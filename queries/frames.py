@@ -1,0 +1,31 @@
+"""The columns of every frame the query layer returns.
+
+A Prometheus and a SQL implementation of the same question return frames with exactly
+these columns, so the domain and the pages never know which source answered.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+__all__ = [
+    "ERROR_RATE_COLUMNS",
+    "EVALUATION_RATE_COLUMNS",
+    "LATENCY_COLUMNS",
+    "SPARKLINE_COLUMNS",
+    "empty_frame",
+]
+
+#: flag, variant, evaluations per second over the window
+EVALUATION_RATE_COLUMNS = ("flag", "variant", "evaluations_per_second")
+#: flag, failed evaluations per second over the window
+ERROR_RATE_COLUMNS = ("flag", "errors_per_second")
+#: flag, quantile (0..1), latency in seconds at that quantile
+LATENCY_COLUMNS = ("flag", "quantile", "seconds")
+#: flag, timestamp (UTC, tz-aware), evaluations per second (all variants) at that step
+SPARKLINE_COLUMNS = ("flag", "timestamp", "evaluations_per_second")
+
+
+def empty_frame(columns: tuple[str, ...]) -> pd.DataFrame:
+    """A frame with the given columns and no rows (what a query returns for no data)."""
+    return pd.DataFrame({column: pd.Series(dtype="object") for column in columns})

@@ -1,0 +1,65 @@
+"""The questions every metrics source answers, and how it says it cannot.
+
+`queries.prometheus.PrometheusMetrics` and `queries.sql.SqlMetrics` implement
+`MetricsSource`; the overview and the CLI take either.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Protocol
+
+import pandas as pd
+
+__all__ = ["MetricsSource", "SourceUnavailable"]
+
+
+class SourceUnavailable(RuntimeError):
+    """The source could not answer (down, slow past its timeout, or an error reply).
+
+    The message is safe to show a user: it never carries credentials or a traceback.
+    """
+
+    def __init__(self, source: str, detail: str) -> None:
+        super().__init__(f"{source} unavailable: {detail}")
+        self.source = source
+        self.detail = detail
+
+
+class MetricsSource(Protocol):
+    """One implementation per backend; each method is one query covering every flag."""
+
+    name: str
+
+    def evaluation_rates(
+        self, environment: str, window: timedelta, at: datetime, flag: str | None = None
+    ) -> pd.DataFrame:
+        """Evaluations per second by flag and variant (`frames.EVALUATION_RATE_COLUMNS`)."""
+        ...
+
+    def error_rates(
+        self, environment: str, window: timedelta, at: datetime, flag: str | None = None
+    ) -> pd.DataFrame:
+        """Failed evaluations per second by flag (`frames.ERROR_RATE_COLUMNS`)."""
+        ...
+
+    def latency_quantiles(
+        self,
+        environment: str,
+        window: timedelta,
+        at: datetime,
+        quantiles: tuple[float, ...] = (0.5, 0.99),
+        flag: str | None = None,
+    ) -> pd.DataFrame:
+        """Evaluation latency by flag and quantile (`frames.LATENCY_COLUMNS`)."""
+        ...
+
+    def evaluation_sparklines(
+        self, environment: str, start: datetime, end: datetime, step: timedelta
+    ) -> pd.DataFrame:
+        """Evaluations per second by flag over time (`frames.SPARKLINE_COLUMNS`)."""
+        ...
+
+    def newest_sample_time(self, environment: str, at: datetime) -> datetime | None:
+        """Time of the newest evaluation sample at or before `at`; None when there is none."""
+        ...
