@@ -8,7 +8,7 @@ so both sources compute the same quantiles.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 __all__ = ["LATENCY_BUCKETS", "EvaluationRollup"]
 
@@ -37,3 +37,7 @@ class EvaluationRollup:
     latency_sum: float = 0.0
     latency_count: int = 0
     latency_buckets: tuple[int, ...] = ()
+
+    @property
+    def interval_end(self) -> datetime:
+        return self.interval_start + timedelta(seconds=self.interval_seconds)

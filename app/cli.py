@@ -1,0 +1,190 @@
+"""`rollout-dashboard`: the same core as the pages, for scripts and on-call terminals.
+
+Exit codes (DESIGN §6): 0 done; 1 refused or config invalid; 2 bad usage or input;
+3 conflict; 4 a required source is unavailable. With `--json`, stdout carries one JSON
+document and nothing else; diagnostics go to stderr, never a traceback for user errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from enum import IntEnum
+from pathlib import Path
+from typing import Any, TextIO
+
+from app.flags.loader import BUNDLED_CONFIG, ConfigInvalid, check_config
+from app.runtime import open_runtime
+from app.settings import Settings, load_settings
+
+__all__ = ["ExitCode", "main"]
+
+
+class ExitCode(IntEnum):
+    DONE = 0
+    REFUSED = 1
+    USAGE = 2
+    CONFLICT = 3
+    UNAVAILABLE = 4
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+    except ValueError as error:  # pydantic's ValidationError is a ValueError
+        print(f"invalid settings: {error}", file=sys.stderr)
+        return ExitCode.USAGE
+    try:
+        code: int = args.run(args, settings)
+    except ConfigInvalid as error:
+        print(f"flag configuration is invalid:\n{error}", file=sys.stderr)
+        return ExitCode.REFUSED
+    return code
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rollout-dashboard", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = commands.add_parser("demo", help="start the dashboard on embedded defaults")
+    demo.add_argument("--port", type=int, default=8501)
+    demo.add_argument("--state-dir", type=Path, default=None)
+    demo.add_argument("--with-prometheus", action="store_true",
+                      help="also run a local Prometheus scraping the simulator")  # fmt: skip
+    demo.set_defaults(run=_run_demo)
+
+    serve = commands.add_parser("serve", help="serve the dashboard on the configured sources")
+    serve.add_argument("--port", type=int, default=8501)
+    serve.set_defaults(run=_run_serve)
+
+    status = commands.add_parser("status", help="every flag with its live numbers")
+    status.add_argument("--env", dest="environment")
+    status.add_argument("--phase", type=int, choices=range(1, 7))
+    status.add_argument("--json", action="store_true")
+    status.add_argument("--at", type=_instant, help="as of this ISO-8601 instant (replays)")
+    status.add_argument("--show-queries", action="store_true",
+                        help="print how many metric queries the status took, on stderr")  # fmt: skip
+    status.set_defaults(run=_run_status)
+
+    phases = commands.add_parser("phases", help="progress of the six phases")
+    phases.add_argument("--env", dest="environment")
+    phases.add_argument("--json", action="store_true")
+    phases.set_defaults(run=_run_phases)
+
+    check = commands.add_parser("check-config", help="validate a flag configuration")
+    check.add_argument("path", nargs="?", type=Path)
+    check.set_defaults(run=_run_check_config)
+    return parser
+
+
+def _instant(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"not an ISO-8601 instant: {text!r}") from error
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _run_status(args: argparse.Namespace, settings: Settings) -> int:
+    runtime = open_runtime(settings)
+    environment = args.environment or settings.environment
+    if environment not in runtime.environments():
+        print(f"unknown environment {environment!r}", file=sys.stderr)
+        return ExitCode.USAGE
+    overview = runtime.overview(environment, args.at)
+    rows = [r for r in overview.rows if args.phase is None or r.phase == args.phase]
+    for notice in overview.notices:
+        print(f"warning: {notice}", file=sys.stderr)
+    if args.show_queries:
+        print(f"{overview.queries} {overview.source} queries", file=sys.stderr)
+    if args.json:
+        _print_json({
+            "environment": environment,
+            "source": overview.source,
+            "generated_at": overview.generated_at.isoformat(),
+            "data_age_seconds": overview.data_age_seconds,
+            "flags": [row.as_json() for row in rows],
+        })  # fmt: skip
+    else:
+        _print_status_table(sys.stdout, overview.source, overview.data_age_seconds, rows)
+    return ExitCode.UNAVAILABLE if overview.source == "none" else ExitCode.DONE
+
+
+def _print_status_table(out: TextIO, source: str, age: float | None, rows: Sequence[Any]) -> None:
+    age_text = "no data" if age is None else f"{age:.0f} s old"
+    print(f"source: {source}, data {age_text}", file=out)
+    header = f"{'flag':<36} {'ph':>2} {'state':<8} {'pct':>6} {'eval/s':>8} {'err%':>6} {'p99 ms':>7}  health"
+    print(header, file=out)
+    for r in rows:
+        err = "-" if r.error_rate is None else f"{100 * r.error_rate:.2f}"
+        p99 = "-" if r.p99_seconds is None else f"{1000 * r.p99_seconds:.1f}"
+        phase = "-" if r.phase is None else str(r.phase)
+        print(
+            f"{r.flag:<36} {phase:>2} {r.state:<8} {r.percentage:>6.1f} "
+            f"{r.evaluations_per_second:>8.2f} {err:>6} {p99:>7}  {r.health}",
+            file=out,
+        )
+
+
+def _run_phases(args: argparse.Namespace, settings: Settings) -> int:
+    runtime = open_runtime(settings)
+    progress = runtime.phases(args.environment or settings.environment)
+    if args.json:
+        _print_json({"phases": [
+            {
+                "phase": p.phase, "name": p.name, "planned_week": p.planned_week,
+                "status": str(p.status), "progress": p.progress, "flags": list(p.flags),
+                "flags_complete": p.flags_complete, "blocked_by": list(p.blocked_by),
+            }
+            for p in progress
+        ]})  # fmt: skip
+        return ExitCode.DONE
+    for p in progress:
+        blocked = f"  blocked by {', '.join(p.blocked_by)}" if p.blocked_by else ""
+        print(
+            f"phase {p.phase} (week {p.planned_week}) {p.name:<36} {100 * p.progress:5.1f} %  "
+            f"{p.flags_complete}/{len(p.flags)} at 100 %  {p.status}{blocked}"
+        )
+    return ExitCode.DONE
+
+
+def _run_check_config(args: argparse.Namespace, settings: Settings) -> int:
+    path: Path = args.path or settings.flags_file or BUNDLED_CONFIG
+    if not path.is_file():
+        print(f"{path}: no such file", file=sys.stderr)
+        return ExitCode.USAGE
+    issues = check_config(path)
+    for issue in issues:
+        print(issue, file=sys.stderr)
+    if issues:
+        print(f"{len(issues)} problem(s); nothing was written", file=sys.stderr)
+        return ExitCode.REFUSED
+    print(f"{path}: valid")
+    return ExitCode.DONE
+
+
+def _run_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from app.demo import run_demo
+
+    state_dir = args.state_dir or settings.state_dir
+    return run_demo(state_dir, args.port, with_prometheus=args.with_prometheus)
+
+
+def _run_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from app.demo import serve
+
+    return serve(args.port)
+
+
+def _print_json(document: dict[str, Any]) -> None:
+    json.dump(document, sys.stdout, indent=2, allow_nan=False)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""Starting the dashboard: `demo` (embedded defaults + simulated workload) and `serve`.
+
+The demo binds to 127.0.0.1 only: it acts as a local operator without sign-in, so it
+must not be reachable from other machines.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from app.flags.loader import BUNDLED_CONFIG
+from app.metrics_db.database import open_database
+
+__all__ = ["prepare_state_dir", "run_demo", "serve", "streamlit_command"]
+
+ENTRY_POINT = Path(__file__).parent / "main.py"
+
+
+def streamlit_command(port: int, address: str = "127.0.0.1") -> list[str]:
+    return [
+        sys.executable, "-m", "streamlit", "run", str(ENTRY_POINT),
+        "--server.headless", "true", "--server.port", str(port), "--server.address", address,
+        "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
+        "--client.toolbarMode", "viewer",
+    ]  # fmt: skip
+
+
+def prepare_state_dir(state_dir: Path) -> Path:
+    """Create `state_dir` with a copy of the bundled config (kept if already there);
+    returns the base flag file."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    for source in sorted(BUNDLED_CONFIG.parent.glob("feature_flags*.yaml")):
+        target = state_dir / source.name
+        if not target.exists():
+            shutil.copyfile(source, target)
+    return state_dir / BUNDLED_CONFIG.name
+
+
+def run_demo(state_dir: Path, port: int, *, with_prometheus: bool = False) -> int:
+    """Simulator + (optional) Prometheus + Streamlit until interrupted."""
+    state_dir = state_dir.resolve()
+    flags_file = prepare_state_dir(state_dir)
+    database_url = f"sqlite:///{state_dir / 'metrics.db'}"
+    open_database(database_url).dispose()  # migrate once, before two processes race to
+    env = {
+        **os.environ,
+        "ROLLOUT_STATE_DIR": str(state_dir),
+        "ROLLOUT_FLAGS_FILE": str(flags_file),
+        "ROLLOUT_DATABASE_URL": database_url,
+        "ROLLOUT_DEMO": "true",
+    }
+    simulator_port = int(env.get("ROLLOUT_SIMULATOR_PORT", "9464"))
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-m", "app.simulator", "--flags-file", str(flags_file),
+             "--database-url", database_url, "--port", str(simulator_port)],
+            env=env,
+        )  # fmt: skip
+    ]
+    if with_prometheus:
+        prometheus_port = simulator_port + 1
+        children.append(_start_prometheus(state_dir, simulator_port, prometheus_port))
+        env["ROLLOUT_PROMETHEUS_URL"] = f"http://127.0.0.1:{prometheus_port}"
+    print(f"Rollout Dashboard demo: http://localhost:{port}  (state in {state_dir})", flush=True)
+    try:
+        return subprocess.call(streamlit_command(port), env=env)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        for child in children:
+            child.terminate()
+        for child in children:
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+
+def serve(port: int) -> int:
+    """Streamlit on the configured sources, on every interface (put it behind sign-in)."""
+    return subprocess.call(streamlit_command(port, address="0.0.0.0"))  # noqa: S104
+
+
+def _start_prometheus(state_dir: Path, target_port: int, port: int) -> subprocess.Popen[bytes]:
+    binary = shutil.which("prometheus")
+    if binary is None:
+        raise SystemExit("--with-prometheus needs the `prometheus` binary (apt-get install prometheus)")
+    config = state_dir / "prometheus.yml"
+    config.write_text(
+        "global:\n  scrape_interval: 5s\n  evaluation_interval: 5s\n"
+        "scrape_configs:\n  - job_name: rollout-demo\n"
+        f"    static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n"
+    )
+    process = subprocess.Popen(
+        [binary, f"--config.file={config}", f"--storage.tsdb.path={state_dir / 'prometheus'}",
+         f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=1):  # noqa: S310
+                return process
+        except OSError:
+            time.sleep(0.2)
+    process.terminate()
+    raise SystemExit("local Prometheus did not become ready within 20 s")

@@ -1,0 +1,77 @@
+"""Opening the metrics database, migrating it, and writing roll-ups."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event, insert
+from sqlalchemy.engine import make_url
+
+from app.metrics_db.records import EvaluationRollup
+from app.metrics_db.schema import RollupRow
+
+__all__ = ["insert_rollups", "migrate", "open_database"]
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def open_database(url: str, *, migrate_schema: bool = True) -> Engine:
+    """An engine on `url`, migrated to the newest schema unless told not to.
+
+    SQLite files get their folder created and WAL mode, so the simulator can write
+    while the dashboard reads.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+    else:
+        engine = create_engine(url, pool_pre_ping=True)
+    if migrate_schema:
+        migrate(engine)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
+    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def migrate(engine: Engine) -> None:
+    """Apply every Alembic migration not yet applied (idempotent)."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+def insert_rollups(engine: Engine, rollups: Iterable[EvaluationRollup]) -> int:
+    """Append roll-ups in one transaction; returns how many were written."""
+    rows = [
+        {
+            "interval_start": r.interval_start,
+            "interval_seconds": r.interval_seconds,
+            "interval_end": r.interval_end,
+            "environment": r.environment,
+            "flag": r.flag,
+            "variant": r.variant,
+            "reason": r.reason,
+            "evaluations": r.evaluations,
+            "errors": r.errors,
+            "latency_sum": r.latency_sum,
+            "latency_count": r.latency_count,
+            "latency_buckets": list(r.latency_buckets),
+        }
+        for r in rollups
+    ]
+    if rows:
+        with engine.begin() as connection:
+            connection.execute(insert(RollupRow), rows)
+    return len(rows)

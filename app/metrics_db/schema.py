@@ -1,0 +1,84 @@
+"""Tables of the metrics database (SQLAlchemy 2). Changes go through Alembic migrations."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Float, Index, Integer, String, Text
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+__all__ = ["AuditRecord", "Base", "RollupRow", "UtcDateTime"]
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Stores naive UTC (portable to SQLite), returns tz-aware UTC; refuses naive input."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: pass a timezone-aware UTC datetime")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class RollupRow(Base):
+    """Evaluations of one flag/variant/reason in one environment over one interval."""
+
+    __tablename__ = "evaluation_rollups"
+    __table_args__ = (Index("ix_rollups_env_end", "environment", "interval_end"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    interval_start: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+    interval_seconds: Mapped[float] = mapped_column(Float, nullable=False)
+    interval_end: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+    environment: Mapped[str] = mapped_column(String(200), nullable=False)
+    flag: Mapped[str] = mapped_column(String(200), nullable=False)
+    variant: Mapped[str] = mapped_column(String(200), nullable=False)
+    reason: Mapped[str] = mapped_column(String(64), nullable=False)
+    evaluations: Mapped[int] = mapped_column(Integer, nullable=False)
+    errors: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    latency_sum: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    latency_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    latency_buckets: Mapped[list[int]] = mapped_column(JSON, nullable=False, default=list)
+
+
+class AuditRecord(Base):
+    """One action on a flag. Append-only: no code path updates or deletes these rows
+    except the pending → applied/failed outcome written by the actions module."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_flag_time", "environment", "flag", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+    actor: Mapped[str] = mapped_column(String(200), nullable=False)
+    action: Mapped[str] = mapped_column(String(32), nullable=False)
+    flag: Mapped[str] = mapped_column(String(200), nullable=False)
+    environment: Mapped[str] = mapped_column(String(200), nullable=False)
+    from_state: Mapped[str] = mapped_column(String(16), nullable=False)
+    from_percentage: Mapped[float] = mapped_column(Float, nullable=False)
+    to_state: Mapped[str] = mapped_column(String(16), nullable=False)
+    to_percentage: Mapped[float] = mapped_column(Float, nullable=False)
+    reason: Mapped[str] = mapped_column(Text, nullable=False)
+    outcome: Mapped[str] = mapped_column(String(16), nullable=False)
+    override: Mapped[bool] = mapped_column(default=False, nullable=False)
+    idempotency_key: Mapped[str | None] = mapped_column(String(64), unique=True)
+    guards: Mapped[list[dict[str, Any]]] = mapped_column(JSON, nullable=False, default=list)

@@ -1,0 +1,247 @@
+"""The overview: every flag of one environment with its live numbers and health.
+
+`build_overview_rows` is the pure rule (frames in, rows out); `load_overview` asks the
+sources, falling back from Prometheus to the database roll-ups when Prometheus cannot
+answer, and says so in `notices` instead of failing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import pandas as pd
+
+from app.analysis.health import Health, HealthThresholds, error_ratio, flag_health
+from app.flags.model import FlagConfig, FlagState
+from queries.frames import (
+    ERROR_RATE_COLUMNS,
+    EVALUATION_RATE_COLUMNS,
+    LATENCY_COLUMNS,
+    SPARKLINE_COLUMNS,
+    empty_frame,
+)
+from queries.source import MetricsSource, SourceUnavailable
+
+__all__ = [
+    "FlagRow",
+    "LastChange",
+    "Overview",
+    "OverviewFilter",
+    "build_overview_rows",
+    "filter_rows",
+    "load_overview",
+]
+
+
+@dataclass(frozen=True)
+class LastChange:
+    at: datetime
+    actor: str
+    action: str
+    from_percentage: float
+    to_percentage: float
+
+
+@dataclass(frozen=True)
+class FlagRow:
+    """What the overview shows of one flag."""
+
+    flag: str
+    phase: int | None
+    state: FlagState
+    percentage: float
+    description: str
+    evaluations_per_second: float
+    variants: dict[str, float]  # variant -> share of evaluations (0..1)
+    error_rate: float | None
+    p50_seconds: float | None
+    p99_seconds: float | None
+    health: Health
+    sparkline: tuple[float, ...] = ()
+    last_change: LastChange | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        """The stable `status --json` fields (DESIGN §6)."""
+        change = self.last_change
+        return {
+            "flag": self.flag,
+            "phase": self.phase,
+            "state": str(self.state),
+            "percentage": self.percentage,
+            "evaluations_per_second": self.evaluations_per_second,
+            "variants": self.variants,
+            "error_rate": self.error_rate,
+            "p99_seconds": self.p99_seconds,
+            "health": str(self.health),
+            "last_change": None
+            if change is None
+            else {
+                "at": change.at.isoformat(),
+                "actor": change.actor,
+                "action": change.action,
+                "from_percentage": change.from_percentage,
+                "to_percentage": change.to_percentage,
+            },
+        }
+
+
+@dataclass(frozen=True)
+class Overview:
+    environment: str
+    source: str
+    generated_at: datetime
+    newest_sample: datetime | None
+    rows: tuple[FlagRow, ...]
+    queries: int = 0
+    notices: tuple[str, ...] = field(default=())
+
+    @property
+    def data_age_seconds(self) -> float | None:
+        if self.newest_sample is None:
+            return None
+        return max(0.0, (self.generated_at - self.newest_sample).total_seconds())
+
+
+@dataclass(frozen=True)
+class OverviewFilter:
+    """What a viewer narrowed the table to; empty means everything."""
+
+    phases: frozenset[int] = frozenset()
+    states: frozenset[FlagState] = frozenset()
+    health: frozenset[Health] = frozenset()
+    text: str = ""
+
+
+def build_overview_rows(
+    config: FlagConfig,
+    rates: pd.DataFrame,
+    errors: pd.DataFrame,
+    latency: pd.DataFrame,
+    sparklines: pd.DataFrame,
+    changes: pd.DataFrame,
+    thresholds: HealthThresholds,
+    now: datetime,
+    recent: timedelta,
+) -> list[FlagRow]:
+    """One row per configured flag, sorted: unhealthy first, then degraded, then
+    recently changed, then by phase and key. Metrics of unconfigured flags are ignored."""
+    per_variant: dict[str, dict[str, float]] = {}
+    for flag, variant, rate in rates[["flag", "variant", "evaluations_per_second"]].itertuples(
+        index=False
+    ):
+        per_variant.setdefault(str(flag), {})[str(variant)] = float(rate)
+    error_rates = dict(zip(errors["flag"], errors["errors_per_second"], strict=True))
+    quantiles = {
+        (str(f), float(q)): float(s)
+        for f, q, s in latency[["flag", "quantile", "seconds"]].itertuples(index=False)
+    }
+    lines: dict[str, list[float]] = {}
+    for flag, value in sparklines.sort_values("timestamp")[
+        ["flag", "evaluations_per_second"]
+    ].itertuples(index=False):
+        lines.setdefault(str(flag), []).append(float(value))
+    last = {
+        str(row.flag): LastChange(
+            row.at, str(row.actor), str(row.action), row.from_percentage, row.to_percentage
+        )
+        for row in changes.itertuples(index=False)
+    }
+
+    rows = []
+    for key, flag in config.flags.items():
+        variants = per_variant.get(key, {})
+        total = sum(variants.values())
+        ratio = error_ratio(total, float(error_rates.get(key, 0.0)))
+        p99 = quantiles.get((key, 0.99))
+        rows.append(
+            FlagRow(
+                flag=key,
+                phase=flag.phase,
+                state=flag.state,
+                percentage=flag.percentage,
+                description=flag.metadata.description,
+                evaluations_per_second=total,
+                variants={v: r / total for v, r in sorted(variants.items())} if total else {},
+                error_rate=ratio,
+                p50_seconds=quantiles.get((key, 0.5)),
+                p99_seconds=p99,
+                health=flag_health(total, ratio, p99, thresholds),
+                sparkline=tuple(lines.get(key, ())),
+                last_change=last.get(key),
+            )
+        )
+
+    def order(row: FlagRow) -> tuple[int, int, int, str]:
+        changed = row.last_change is not None and now - row.last_change.at <= recent
+        return (
+            min(row.health.severity, 2),
+            0 if changed else 1,
+            row.phase if row.phase is not None else 99,
+            row.flag,
+        )
+
+    return sorted(rows, key=order)
+
+
+def filter_rows(rows: Sequence[FlagRow], wanted: OverviewFilter) -> list[FlagRow]:
+    """Rows matching every non-empty criterion; text matches key or description."""
+    text = wanted.text.strip().lower()
+    return [
+        row
+        for row in rows
+        if (not wanted.phases or row.phase in wanted.phases)
+        and (not wanted.states or row.state in wanted.states)
+        and (not wanted.health or row.health in wanted.health)
+        and (not text or text in row.flag.lower() or text in row.description.lower())
+    ]
+
+
+def load_overview(
+    config: FlagConfig,
+    environment: str,
+    sources: Sequence[MetricsSource],
+    changes: pd.DataFrame,
+    thresholds: HealthThresholds,
+    window: timedelta,
+    sparkline_span: timedelta,
+    at: datetime,
+    recent: timedelta,
+    notices: Sequence[str] = (),
+) -> Overview:
+    """The overview from the first source that answers; each one that did not is named
+    in `notices`. With no source answering, every flag shows `no_data`."""
+    said = list(notices)
+    step = max(timedelta(seconds=60), sparkline_span / 30)
+    for source in sources:
+        before = _issued(source)
+        try:
+            frames = (
+                source.evaluation_rates(environment, window, at),
+                source.error_rates(environment, window, at),
+                source.latency_quantiles(environment, window, at),
+                source.evaluation_sparklines(environment, at - sparkline_span, at, step),
+            )
+            newest = source.newest_sample_time(environment, at)
+        except SourceUnavailable as error:
+            said.append(f"{error} — showing the next source.")
+            continue
+        rows = build_overview_rows(config, *frames, changes, thresholds, at, recent)
+        return Overview(
+            environment, source.name, at, newest, tuple(rows), _issued(source) - before,
+            tuple(said),
+        )  # fmt: skip
+    nothing = [
+        empty_frame(columns)
+        for columns in (EVALUATION_RATE_COLUMNS, ERROR_RATE_COLUMNS, LATENCY_COLUMNS, SPARKLINE_COLUMNS)
+    ]
+    rows = build_overview_rows(config, *nothing, changes, thresholds, at, recent)
+    said.append("No metrics source answered: numbers are unavailable.")
+    return Overview(environment, "none", at, None, tuple(rows), 0, tuple(said))
+
+
+def _issued(source: MetricsSource) -> int:
+    issued = getattr(source, "issued", 0)
+    return len(issued) if isinstance(issued, list) else int(issued)

@@ -1,0 +1,117 @@
+"""Every setting of the dashboard, read once and passed down.
+
+Sources, highest first: keyword arguments, `ROLLOUT_*` environment variables, the
+`[rollout]` table of `.streamlit/secrets.toml`, then the embedded defaults (SQLite in
+`.rollout/`, the bundled demo config, no Prometheus).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from queries.names import PRESETS, MetricNames, MetricPreset
+
+__all__ = ["FlagBackendKind", "Settings", "load_settings"]
+
+SECRETS_FILE = Path(".streamlit/secrets.toml")
+
+
+class FlagBackendKind(StrEnum):
+    YAML = "yaml"
+    SQL = "sql"
+
+
+class _SecretsTomlSource(PydanticBaseSettingsSource):
+    """Reads the `[rollout]` table of `.streamlit/secrets.toml`, when the file exists."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path) -> None:
+        super().__init__(settings_cls)
+        self._values: dict[str, Any] = {}
+        if path.is_file():
+            with path.open("rb") as handle:
+                table = tomllib.load(handle).get("rollout", {})
+            self._values = {str(k).lower(): v for k, v in table.items()}
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._values.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return {k: v for k, v in self._values.items() if k in self.settings_cls.model_fields}
+
+
+class Settings(BaseSettings):
+    """The dashboard's configuration. Every field is `ROLLOUT_<NAME>` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="ROLLOUT_", extra="ignore", frozen=True)
+
+    state_dir: Path = Field(Path(".rollout"), description="Where the demo keeps its files.")
+    flags_file: Path | None = Field(
+        None, description="Base flag config; default: <state_dir>/feature_flags.yaml."
+    )
+    flag_backend: FlagBackendKind = Field(FlagBackendKind.YAML, description="yaml or sql.")
+    environment: str = Field("production", description="Environment shown first.")
+    database_url: SecretStr | None = Field(
+        None, description="SQLAlchemy URL; default: SQLite at <state_dir>/metrics.db."
+    )
+    prometheus_url: SecretStr | None = Field(
+        None, description="PromQL endpoint; unset: metrics come from the database roll-ups."
+    )
+    prometheus_timeout_seconds: float = Field(5.0, gt=0, description="Per PromQL request.")
+    prometheus_retries: int = Field(0, ge=0, le=5, description="Retries on 502/503/504.")
+    metric_preset: MetricPreset = Field(MetricPreset.SEED, description="seed, usage, openfeature.")
+    rate_window_seconds: int = Field(300, ge=15, description="Window of rates and quantiles.")
+    sparkline_minutes: int = Field(30, ge=5, description="History shown in sparklines.")
+    refresh_seconds: int = Field(10, ge=2, description="Auto-refresh period of the pages.")
+    error_rate_degraded: float = Field(0.01, ge=0, le=1, description="Error ratio: degraded.")
+    error_rate_unhealthy: float = Field(0.05, ge=0, le=1, description="Error ratio: unhealthy.")
+    p99_degraded_seconds: float = Field(0.05, gt=0, description="p99 latency: degraded.")
+    p99_unhealthy_seconds: float = Field(0.25, gt=0, description="p99 latency: unhealthy.")
+    stale_after_seconds: int = Field(120, ge=1, description="Data older than this is stale.")
+    recent_change_hours: int = Field(24, ge=1, description="A change this recent sorts first.")
+    demo: bool = Field(False, description="Demo mode: acts as a labelled local operator.")
+    simulator_port: int = Field(9464, ge=1, le=65535, description="Demo /metrics port.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _SecretsTomlSource(settings_cls, SECRETS_FILE))
+
+    @property
+    def resolved_flags_file(self) -> Path:
+        return self.flags_file or self.state_dir / "feature_flags.yaml"
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return f"sqlite:///{(self.state_dir / 'metrics.db').resolve()}"
+
+    @property
+    def metric_names(self) -> MetricNames:
+        return PRESETS[self.metric_preset]
+
+    @property
+    def rate_window(self) -> timedelta:
+        return timedelta(seconds=self.rate_window_seconds)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment and secrets file; keyword arguments win."""
+    return Settings(**overrides)

@@ -1,0 +1,225 @@
+"""The demo workload: synthetic users evaluating every flag, continuously.
+
+It runs the reference evaluator (sticky SHA-256 bucketing, targeting rules, hot reload)
+for two environments, exposes the DESIGN §3 metrics on `/metrics`, and writes one
+roll-up per flag/variant/reason every interval into the metrics database, so the
+dashboard has real, moving numbers with or without Prometheus.
+
+Texture, so every page has something to show: `phase2_health_checks` fails about 7 %
+of its evaluations in production (unhealthy), `ab_testing` is slow (degraded p99), and
+the canary track of the HTTP metrics has a higher error ratio and latency than stable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import random
+import signal
+import sys
+import time
+from bisect import bisect_left
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import FrameType
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from sqlalchemy import Engine
+
+from app.flags.evaluator import (
+    EvaluationContext,
+    EvaluationMetrics,
+    EvaluationResult,
+    FlagEvaluator,
+    Reason,
+    evaluate,
+)
+from app.flags.model import FlagDefinition
+from app.metrics_db.database import insert_rollups, open_database
+from app.metrics_db.records import LATENCY_BUCKETS, EvaluationRollup
+
+__all__ = ["Workload", "RollupAccumulator", "main"]
+
+ENVIRONMENTS = ("production", "staging")
+#: flag -> (environment -> error probability); every other flag fails 0.2 % of the time
+ERROR_PROBABILITY = {"phase2_health_checks": {"production": 0.07, "staging": 0.01}}
+#: flag -> median evaluation latency in seconds (others: 0.4 ms)
+MEDIAN_LATENCY = {"ab_testing": 0.03}
+TRAFFIC_SCALE = {"production": 1.0, "staging": 0.3}
+
+
+def _traffic(flag: str) -> float:
+    """Mean evaluations per second of `flag` in production: stable per flag, 0.5 to 12."""
+    digest = int(hashlib.sha256(flag.encode()).hexdigest()[:6], 16)
+    return 0.5 + (digest % 1150) / 100
+
+
+@dataclass
+class _Cell:
+    evaluations: int = 0
+    errors: int = 0
+    latency_sum: float = 0.0
+    latency_counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
+
+
+class RollupAccumulator:
+    """Counts evaluations per environment/flag/variant/reason until `drain`."""
+
+    def __init__(self) -> None:
+        self._cells: dict[tuple[str, str, str, str], _Cell] = defaultdict(_Cell)
+
+    def add(self, environment: str, result: EvaluationResult, latency: float) -> None:
+        cell = self._cells[(environment, result.flag_key, result.variant, result.reason.value)]
+        cell.evaluations += 1
+        cell.errors += result.reason is Reason.ERROR
+        cell.latency_sum += latency
+        cell.latency_counts[bisect_left(LATENCY_BUCKETS, latency)] += 1
+
+    def drain(self, start: datetime, seconds: float) -> list[EvaluationRollup]:
+        """The roll-ups of the interval [start, start + seconds), emptying the counts."""
+        rollups = []
+        for (environment, flag, variant, reason), cell in sorted(self._cells.items()):
+            cumulative, running = [], 0
+            for count in cell.latency_counts:
+                running += count
+                cumulative.append(running)
+            rollups.append(
+                EvaluationRollup(
+                    start, seconds, environment, flag, variant, reason, cell.evaluations,
+                    cell.errors, cell.latency_sum, cell.evaluations, tuple(cumulative),
+                )  # fmt: skip
+            )
+        self._cells.clear()
+        return rollups
+
+
+class Workload:
+    """Synthetic users and services for the demo; deterministic for a given seed."""
+
+    def __init__(self, flags_file: Path, registry: CollectorRegistry, seed: int = 7) -> None:
+        self.rng = random.Random(seed)
+        self.metrics = EvaluationMetrics(registry)
+        self.evaluators = {
+            env: FlagEvaluator(flags_file, env, self.metrics) for env in ENVIRONMENTS
+        }
+        self.rollups = RollupAccumulator()
+        self._requests = Counter(
+            "http_requests", "HTTP requests", ["track", "code", "environment"], registry=registry
+        )
+        self._request_seconds = Histogram(
+            "http_request_duration_seconds", "HTTP request latency", ["track", "environment"],
+            buckets=(0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6), registry=registry,
+        )  # fmt: skip
+
+    def tick(self, seconds: float, now: datetime, *, export: bool = True) -> int:
+        """Simulate `seconds` of traffic at `now`; returns the evaluations made."""
+        made = 0
+        for env, evaluator in self.evaluators.items():
+            evaluator.maybe_reload()
+            for key, flag in evaluator.config.flags.items():
+                mean = _traffic(key) * TRAFFIC_SCALE[env] * seconds
+                for _ in range(self._poisson(mean)):
+                    self._evaluate_one(env, flag, now, export)
+                    made += 1
+            if export:
+                self._serve_requests(env, seconds)
+        return made
+
+    def _evaluate_one(self, env: str, flag: FlagDefinition, now: datetime, export: bool) -> None:
+        rng = self.rng
+        context = EvaluationContext(
+            user_id=f"user-{rng.randrange(100_000)}",
+            user_type="admin" if rng.random() < 0.02 else "member",
+            environment=env,
+            custom_attributes={"beta_user": rng.random() < 0.05},
+        )
+        result = evaluate(flag, context, now)
+        if rng.random() < ERROR_PROBABILITY.get(flag.key, {}).get(env, 0.002):
+            result = EvaluationResult(
+                flag.key, flag.default_variant, flag.variants[flag.default_variant],
+                Reason.ERROR, "provider_timeout",
+            )  # fmt: skip
+        latency = rng.lognormvariate(0, 0.6) * MEDIAN_LATENCY.get(flag.key, 0.0004)
+        self.rollups.add(env, result, latency)
+        if export:
+            self.metrics.record(result, env, latency)
+
+    def _serve_requests(self, env: str, seconds: float) -> None:
+        for track, rate, failing, median in (("stable", 40, 0.005, 0.08), ("canary", 8, 0.04, 0.11)):
+            for _ in range(self._poisson(rate * seconds * TRAFFIC_SCALE[env])):
+                code = "500" if self.rng.random() < failing else "200"
+                self._requests.labels(track, code, env).inc()
+                latency = self.rng.lognormvariate(0, 0.4) * median
+                self._request_seconds.labels(track, env).observe(latency)
+
+    def _poisson(self, mean: float) -> int:
+        # Knuth's method is fine for the small means simulated here.
+        if mean <= 0:
+            return 0
+        if mean > 30:
+            return max(0, round(self.rng.gauss(mean, mean**0.5)))
+        limit, count, product = pow(2.718281828459045, -mean), 0, self.rng.random()
+        while product > limit:
+            count += 1
+            product *= self.rng.random()
+        return count
+
+
+def backfill(
+    workload: Workload, engine: Engine, until: datetime, minutes: int, interval: float
+) -> int:
+    """Write `minutes` of simulated history ending at `until` (not exported as metrics)."""
+    written = 0
+    start = until - timedelta(minutes=minutes)
+    while start < until:
+        workload.tick(interval, start, export=False)
+        written += insert_rollups(engine, workload.rollups.drain(start, interval))
+        start += timedelta(seconds=interval)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m app.simulator", description=__doc__.split("\n")[0])
+    parser.add_argument("--flags-file", type=Path, required=True)
+    parser.add_argument("--database-url", required=True)
+    parser.add_argument("--port", type=int, default=9464, help="/metrics port (0: none)")
+    parser.add_argument("--interval", type=float, default=10.0, help="roll-up interval, s")
+    parser.add_argument("--history-minutes", type=int, default=30)
+    args = parser.parse_args(argv)
+
+    registry = CollectorRegistry()
+    workload = Workload(args.flags_file, registry)
+    if args.port:
+        start_http_server(args.port, addr="127.0.0.1", registry=registry)
+    engine = open_database(args.database_url)
+    now = _aligned_now(args.interval)
+    if args.history_minutes:
+        backfill(workload, engine, now, args.history_minutes, args.interval)
+
+    stopping = False
+
+    def stop(_signum: int, _frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    interval_start = now
+    while not stopping:
+        workload.tick(1.0, datetime.now(UTC))
+        if datetime.now(UTC) >= interval_start + timedelta(seconds=args.interval):
+            insert_rollups(engine, workload.rollups.drain(interval_start, args.interval))
+            interval_start += timedelta(seconds=args.interval)
+        time.sleep(max(0.0, 1.0 - (time.time() % 1.0)))
+    return 0
+
+
+def _aligned_now(interval: float) -> datetime:
+    now = time.time()
+    return datetime.fromtimestamp(now - now % interval, UTC)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

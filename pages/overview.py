@@ -1,0 +1,65 @@
+"""Overview: every flag of one environment, the unhealthy and recently changed first."""
+
+from datetime import UTC, datetime
+
+import streamlit as st
+
+from app.analysis.health import Health
+from app.flags.model import FlagState
+from app.overview import OverviewFilter, filter_rows
+from app.ui.overview_table import overview_display_frame
+from app.ui.widgets import query_list, runtime, set_query_params, source_banner
+
+rt = runtime()
+st.title("🚦 Rollout overview")
+
+environments = rt.environments()
+wanted_env = st.query_params.get("env", environments[0])
+env_col, phase_col, state_col, health_col, text_col = st.columns([2, 2, 2, 2, 3])
+environment = env_col.selectbox(
+    "Environment",
+    environments,
+    index=environments.index(wanted_env) if wanted_env in environments else 0,
+)
+phases = phase_col.multiselect(
+    "Phase", [1, 2, 3, 4, 5, 6], default=[int(p) for p in query_list("phase") if p.isdigit()]
+)
+states = state_col.multiselect(
+    "State", list(FlagState), default=[s for s in FlagState if s in query_list("state")]
+)
+health = health_col.multiselect(
+    "Health", list(Health), default=[h for h in Health if h in query_list("health")]
+)
+text = text_col.text_input("Search", value=st.query_params.get("q", ""), placeholder="flag key")
+set_query_params({
+    "env": environment, "phase": [str(p) for p in phases], "state": states,
+    "health": health, "q": text,
+})  # fmt: skip
+
+
+@st.fragment(run_every=rt.settings.refresh_seconds)
+def flag_table() -> None:
+    overview = rt.overview(environment)
+    source_banner(overview, rt.settings.stale_after_seconds)
+    wanted = OverviewFilter(frozenset(phases), frozenset(states), frozenset(health), text)
+    rows = filter_rows(overview.rows, wanted)
+    if not rows:
+        st.info("No flag matches these filters.")
+        return
+    st.dataframe(
+        overview_display_frame(rows, datetime.now(UTC)),
+        hide_index=True,
+        use_container_width=True,
+        height=min(38 + 35 * len(rows), 900),
+        column_config={
+            "Rollout %": st.column_config.ProgressColumn(
+                "Rollout %", min_value=0, max_value=100, format="%.0f %%"
+            ),
+            "Trend": st.column_config.LineChartColumn(
+                f"Evaluations, last {rt.settings.sparkline_minutes} min", y_min=0
+            ),
+        },
+    )
+
+
+flag_table()

@@ -1,0 +1,42 @@
+"""Questions about the audit log / rollout history (always from the metrics database)."""
+
+from __future__ import annotations
+
+import pandas as pd
+from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from app.metrics_db.schema import AuditRecord
+from queries.frames import empty_frame
+from queries.source import SourceUnavailable
+
+__all__ = ["LAST_CHANGE_COLUMNS", "last_changes"]
+
+#: flag, at (UTC), actor, action, from_percentage, to_percentage
+LAST_CHANGE_COLUMNS = ("flag", "at", "actor", "action", "from_percentage", "to_percentage")
+
+
+def last_changes(engine: Engine, environment: str) -> pd.DataFrame:
+    """The newest applied change of every flag in `environment` (one query)."""
+    newest = (
+        select(AuditRecord.flag, func.max(AuditRecord.id).label("id"))
+        .where(AuditRecord.environment == environment, AuditRecord.outcome == "applied")
+        .group_by(AuditRecord.flag)
+        .subquery()
+    )
+    query = select(
+        AuditRecord.flag,
+        AuditRecord.at,
+        AuditRecord.actor,
+        AuditRecord.action,
+        AuditRecord.from_percentage,
+        AuditRecord.to_percentage,
+    ).join(newest, AuditRecord.id == newest.c.id)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(query).all()
+    except SQLAlchemyError as error:
+        raise SourceUnavailable("metrics database", type(error).__name__) from error
+    if not rows:
+        return empty_frame(LAST_CHANGE_COLUMNS)
+    return pd.DataFrame([tuple(r) for r in rows], columns=list(LAST_CHANGE_COLUMNS))

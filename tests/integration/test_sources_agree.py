@@ -1,0 +1,127 @@
+"""One workload, three stores: Prometheus (PromQL), SQLite and PostgreSQL (roll-ups) must
+return the same numbers for every overview question."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import Engine, inspect
+
+from app.metrics_db.database import insert_rollups, open_database
+from queries.prometheus import PrometheusMetrics
+from queries.source import MetricsSource
+from queries.sql import SqlMetrics
+from tests.integration.conftest import REFERENCE_END
+from tests.support.workload import (
+    EXPECTED_ERROR_RATES,
+    EXPECTED_EVALUATION_RATES,
+    EXPECTED_FLAG_RATES,
+    EXPECTED_LATENCY_QUANTILES,
+    reference_rollups,
+)
+
+WINDOW = timedelta(minutes=5)
+
+
+@pytest.fixture(scope="module")
+def sqlite_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    path = tmp_path_factory.mktemp("sqlite") / "metrics.db"
+    engine = open_database(f"sqlite:///{path}")
+    insert_rollups(engine, reference_rollups(REFERENCE_END, hours=1.0))
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def postgres_engine(postgres_url: str) -> Iterator[Engine]:
+    engine = open_database(postgres_url)
+    insert_rollups(engine, reference_rollups(REFERENCE_END, hours=1.0))
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("prometheus", marks=pytest.mark.prometheus),
+        "sqlite",
+        pytest.param("postgres", marks=pytest.mark.postgres),
+    ]
+)
+def source(request: pytest.FixtureRequest) -> MetricsSource:
+    if request.param == "prometheus":
+        server = request.getfixturevalue("backfilled_prometheus")
+        return PrometheusMetrics(server.url)
+    return SqlMetrics(request.getfixturevalue(f"{request.param}_engine"))
+
+
+def _flat(frame, *columns):
+    """{(key, ...): value} from a frame's key columns and its last (value) column."""
+    return {tuple(keys): value for *keys, value in frame[[*columns]].itertuples(index=False)}
+
+
+def _flatten(nested, prefix=()):
+    flat = {}
+    for key, value in nested.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, (*prefix, key)))
+        else:
+            flat[(*prefix, key)] = value
+    return flat
+
+
+@pytest.mark.parametrize("environment", ["production", "staging"])
+def test_evaluation_rates(source, environment):
+    frame = source.evaluation_rates(environment, WINDOW, REFERENCE_END)
+    assert _flat(frame, "flag", "variant", "evaluations_per_second") == pytest.approx(
+        _flatten(EXPECTED_EVALUATION_RATES[environment]), rel=1e-9
+    )
+
+
+@pytest.mark.parametrize("environment", ["production", "staging"])
+def test_error_rates(source, environment):
+    frame = source.error_rates(environment, WINDOW, REFERENCE_END)
+    got = _flat(frame, "flag", "errors_per_second")
+    assert got == pytest.approx(_flatten(EXPECTED_ERROR_RATES[environment]), rel=1e-9)
+
+
+@pytest.mark.parametrize("environment", ["production", "staging"])
+def test_latency_quantiles(source, environment):
+    frame = source.latency_quantiles(environment, WINDOW, REFERENCE_END, (0.5, 0.99))
+    got = _flat(frame, "flag", "quantile", "seconds")
+    assert got == pytest.approx(_flatten(EXPECTED_LATENCY_QUANTILES[environment]), rel=1e-9)
+
+
+def test_sparklines_hold_the_known_rate_at_every_step(source):
+    frame = source.evaluation_sparklines(
+        "production", REFERENCE_END - timedelta(minutes=30), REFERENCE_END, timedelta(minutes=1)
+    )
+    assert set(frame["flag"]) == {"alpha", "beta"}
+    for flag, points in frame.groupby("flag"):
+        assert len(points) == 31
+        assert list(points["evaluations_per_second"]) == pytest.approx(
+            [EXPECTED_FLAG_RATES["production"][flag]] * 31, rel=1e-9
+        )
+    assert frame["timestamp"].max() == REFERENCE_END
+
+
+def test_newest_sample_and_nothing_after_the_data(source):
+    assert source.newest_sample_time("production", REFERENCE_END) == REFERENCE_END
+    assert source.newest_sample_time("nowhere", REFERENCE_END) is None
+    later = REFERENCE_END + timedelta(hours=2)
+    assert source.evaluation_rates("production", WINDOW, later).empty
+
+
+def test_hostile_flag_and_environment_change_nothing(source):
+    hostile = 'x"}) or vector(1) or sum(up{a="'
+    assert source.evaluation_rates("production", WINDOW, REFERENCE_END, flag=hostile).empty
+    assert source.error_rates(hostile, WINDOW, REFERENCE_END).empty
+    assert source.latency_quantiles("production'; DROP TABLE x; --", WINDOW, REFERENCE_END).empty
+
+
+@pytest.mark.postgres
+def test_migrations_apply_from_empty_on_postgres(postgres_engine):
+    tables = set(inspect(postgres_engine).get_table_names())
+    assert {"evaluation_rollups", "audit_log", "alembic_version"} <= tables
+    open_database(str(postgres_engine.url.render_as_string(hide_password=False)))  # idempotent
