@@ -54,8 +54,11 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="start the dashboard on embedded defaults")
     demo.add_argument("--port", type=int, default=8501)
     demo.add_argument("--state-dir", type=Path, default=None)
-    demo.add_argument("--with-prometheus", action="store_true",
-                      help="also run a local Prometheus scraping the simulator")  # fmt: skip
+    demo.add_argument(
+        "--with-prometheus",
+        action="store_true",
+        help="also run a local Prometheus scraping the simulator",
+    )
     demo.set_defaults(run=_run_demo)
 
     serve = commands.add_parser("serve", help="serve the dashboard on the configured sources")
@@ -67,8 +70,11 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--phase", type=int, choices=range(1, 7))
     status.add_argument("--json", action="store_true")
     status.add_argument("--at", type=_instant, help="as of this ISO-8601 instant (replays)")
-    status.add_argument("--show-queries", action="store_true",
-                        help="print how many metric queries the status took, on stderr")  # fmt: skip
+    status.add_argument(
+        "--show-queries",
+        action="store_true",
+        help="print how many metric queries the status took, on stderr",
+    )
     status.set_defaults(run=_run_status)
 
     phases = commands.add_parser("phases", help="progress of the six phases")
@@ -103,13 +109,15 @@ def _run_status(args: argparse.Namespace, settings: Settings) -> int:
     if args.show_queries:
         print(f"{overview.queries} {overview.source} queries", file=sys.stderr)
     if args.json:
-        _print_json({
-            "environment": environment,
-            "source": overview.source,
-            "generated_at": overview.generated_at.isoformat(),
-            "data_age_seconds": overview.data_age_seconds,
-            "flags": [row.as_json() for row in rows],
-        })  # fmt: skip
+        _print_json(
+            {
+                "environment": environment,
+                "source": overview.source,
+                "generated_at": overview.generated_at.isoformat(),
+                "data_age_seconds": overview.data_age_seconds,
+                "flags": [row.as_json() for row in rows],
+            }
+        )
     else:
         _print_status_table(sys.stdout, overview.source, overview.data_age_seconds, rows)
     return ExitCode.UNAVAILABLE if overview.source == "none" else ExitCode.DONE
@@ -118,8 +126,11 @@ def _run_status(args: argparse.Namespace, settings: Settings) -> int:
 def _print_status_table(out: TextIO, source: str, age: float | None, rows: Sequence[Any]) -> None:
     age_text = "no data" if age is None else f"{age:.0f} s old"
     print(f"source: {source}, data {age_text}", file=out)
-    header = f"{'flag':<36} {'ph':>2} {'state':<8} {'pct':>6} {'eval/s':>8} {'err%':>6} {'p99 ms':>7}  health"
-    print(header, file=out)
+    print(
+        f"{'flag':<36} {'ph':>2} {'state':<8} {'pct':>6} {'eval/s':>8} {'err%':>6} "
+        f"{'p99 ms':>7}  health",
+        file=out,
+    )
     for r in rows:
         err = "-" if r.error_rate is None else f"{100 * r.error_rate:.2f}"
         p99 = "-" if r.p99_seconds is None else f"{1000 * r.p99_seconds:.1f}"
@@ -135,14 +146,23 @@ def _run_phases(args: argparse.Namespace, settings: Settings) -> int:
     runtime = open_runtime(settings)
     progress = runtime.phases(args.environment or settings.environment)
     if args.json:
-        _print_json({"phases": [
+        _print_json(
             {
-                "phase": p.phase, "name": p.name, "planned_week": p.planned_week,
-                "status": str(p.status), "progress": p.progress, "flags": list(p.flags),
-                "flags_complete": p.flags_complete, "blocked_by": list(p.blocked_by),
+                "phases": [
+                    {
+                        "phase": p.phase,
+                        "name": p.name,
+                        "planned_week": p.planned_week,
+                        "status": str(p.status),
+                        "progress": p.progress,
+                        "flags": list(p.flags),
+                        "flags_complete": p.flags_complete,
+                        "blocked_by": list(p.blocked_by),
+                    }
+                    for p in progress
+                ]
             }
-            for p in progress
-        ]})  # fmt: skip
+        )
         return ExitCode.DONE
     for p in progress:
         blocked = f"  blocked by {', '.join(p.blocked_by)}" if p.blocked_by else ""

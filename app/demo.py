@@ -24,11 +24,24 @@ ENTRY_POINT = Path(__file__).parent / "main.py"
 
 def streamlit_command(port: int, address: str = "127.0.0.1") -> list[str]:
     return [
-        sys.executable, "-m", "streamlit", "run", str(ENTRY_POINT),
-        "--server.headless", "true", "--server.port", str(port), "--server.address", address,
-        "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
-        "--client.toolbarMode", "viewer",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(ENTRY_POINT),
+        "--server.headless",
+        "true",
+        "--server.port",
+        str(port),
+        "--server.address",
+        address,
+        "--browser.gatherUsageStats",
+        "false",
+        "--server.fileWatcherType",
+        "none",
+        "--client.toolbarMode",
+        "viewer",
+    ]
 
 
 def prepare_state_dir(state_dir: Path) -> Path:
@@ -58,10 +71,19 @@ def run_demo(state_dir: Path, port: int, *, with_prometheus: bool = False) -> in
     simulator_port = int(env.get("ROLLOUT_SIMULATOR_PORT", "9464"))
     children = [
         subprocess.Popen(
-            [sys.executable, "-m", "app.simulator", "--flags-file", str(flags_file),
-             "--database-url", database_url, "--port", str(simulator_port)],
+            [
+                sys.executable,
+                "-m",
+                "app.simulator",
+                "--flags-file",
+                str(flags_file),
+                "--database-url",
+                database_url,
+                "--port",
+                str(simulator_port),
+            ],
             env=env,
-        )  # fmt: skip
+        )
     ]
     if with_prometheus:
         prometheus_port = simulator_port + 1
@@ -90,7 +112,9 @@ def serve(port: int) -> int:
 def _start_prometheus(state_dir: Path, target_port: int, port: int) -> subprocess.Popen[bytes]:
     binary = shutil.which("prometheus")
     if binary is None:
-        raise SystemExit("--with-prometheus needs the `prometheus` binary (apt-get install prometheus)")
+        raise SystemExit(
+            "--with-prometheus needs the `prometheus` binary (apt-get install prometheus)"
+        )
     config = state_dir / "prometheus.yml"
     config.write_text(
         "global:\n  scrape_interval: 5s\n  evaluation_interval: 5s\n"
@@ -98,14 +122,19 @@ def _start_prometheus(state_dir: Path, target_port: int, port: int) -> subproces
         f"    static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n"
     )
     process = subprocess.Popen(
-        [binary, f"--config.file={config}", f"--storage.tsdb.path={state_dir / 'prometheus'}",
-         f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={state_dir / 'prometheus'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=1):  # noqa: S310
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=1):
                 return process
         except OSError:
             time.sleep(0.2)

@@ -144,10 +144,10 @@ def build_overview_rows(
     ].itertuples(index=False):
         lines.setdefault(str(flag), []).append(float(value))
     last = {
-        str(row.flag): LastChange(
-            row.at, str(row.actor), str(row.action), row.from_percentage, row.to_percentage
-        )
-        for row in changes.itertuples(index=False)
+        str(flag): LastChange(at, str(actor), str(action), float(before), float(after))
+        for flag, at, actor, action, before, after in changes[
+            ["flag", "at", "actor", "action", "from_percentage", "to_percentage"]
+        ].itertuples(index=False)
     }
 
     rows = []
@@ -230,14 +230,27 @@ def load_overview(
             continue
         rows = build_overview_rows(config, *frames, changes, thresholds, at, recent)
         return Overview(
-            environment, source.name, at, newest, tuple(rows), _issued(source) - before,
+            environment,
+            source.name,
+            at,
+            newest,
+            tuple(rows),
+            _issued(source) - before,
             tuple(said),
-        )  # fmt: skip
+        )
     nothing = [
         empty_frame(columns)
-        for columns in (EVALUATION_RATE_COLUMNS, ERROR_RATE_COLUMNS, LATENCY_COLUMNS, SPARKLINE_COLUMNS)
+        for columns in (
+            EVALUATION_RATE_COLUMNS,
+            ERROR_RATE_COLUMNS,
+            LATENCY_COLUMNS,
+            SPARKLINE_COLUMNS,
+        )
     ]
-    rows = build_overview_rows(config, *nothing, changes, thresholds, at, recent)
+    rates, errors, latency, sparklines = nothing
+    rows = build_overview_rows(
+        config, rates, errors, latency, sparklines, changes, thresholds, at, recent
+    )
     said.append("No metrics source answered: numbers are unavailable.")
     return Overview(environment, "none", at, None, tuple(rows), 0, tuple(said))
 

@@ -39,9 +39,11 @@ class Runtime:
     def thresholds(self) -> HealthThresholds:
         s = self.settings
         return HealthThresholds(
-            s.error_rate_degraded, s.error_rate_unhealthy,
-            s.p99_degraded_seconds, s.p99_unhealthy_seconds,
-        )  # fmt: skip
+            s.error_rate_degraded,
+            s.error_rate_unhealthy,
+            s.p99_degraded_seconds,
+            s.p99_unhealthy_seconds,
+        )
 
     def sources(self) -> list[MetricsSource]:
         """Prometheus first when configured, then the database roll-ups."""

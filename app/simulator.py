@@ -40,7 +40,7 @@ from app.flags.model import FlagDefinition
 from app.metrics_db.database import insert_rollups, open_database
 from app.metrics_db.records import LATENCY_BUCKETS, EvaluationRollup
 
-__all__ = ["Workload", "RollupAccumulator", "main"]
+__all__ = ["RollupAccumulator", "Workload", "main"]
 
 ENVIRONMENTS = ("production", "staging")
 #: flag -> (environment -> error probability); every other flag fails 0.2 % of the time
@@ -87,9 +87,18 @@ class RollupAccumulator:
                 cumulative.append(running)
             rollups.append(
                 EvaluationRollup(
-                    start, seconds, environment, flag, variant, reason, cell.evaluations,
-                    cell.errors, cell.latency_sum, cell.evaluations, tuple(cumulative),
-                )  # fmt: skip
+                    start,
+                    seconds,
+                    environment,
+                    flag,
+                    variant,
+                    reason,
+                    cell.evaluations,
+                    cell.errors,
+                    cell.latency_sum,
+                    cell.evaluations,
+                    tuple(cumulative),
+                )
             )
         self._cells.clear()
         return rollups
@@ -99,7 +108,7 @@ class Workload:
     """Synthetic users and services for the demo; deterministic for a given seed."""
 
     def __init__(self, flags_file: Path, registry: CollectorRegistry, seed: int = 7) -> None:
-        self.rng = random.Random(seed)
+        self.rng = random.Random(seed)  # noqa: S311 - a simulation, not a secret
         self.metrics = EvaluationMetrics(registry)
         self.evaluators = {
             env: FlagEvaluator(flags_file, env, self.metrics) for env in ENVIRONMENTS
@@ -109,9 +118,12 @@ class Workload:
             "http_requests", "HTTP requests", ["track", "code", "environment"], registry=registry
         )
         self._request_seconds = Histogram(
-            "http_request_duration_seconds", "HTTP request latency", ["track", "environment"],
-            buckets=(0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6), registry=registry,
-        )  # fmt: skip
+            "http_request_duration_seconds",
+            "HTTP request latency",
+            ["track", "environment"],
+            buckets=(0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6),
+            registry=registry,
+        )
 
     def tick(self, seconds: float, now: datetime, *, export: bool = True) -> int:
         """Simulate `seconds` of traffic at `now`; returns the evaluations made."""
@@ -138,16 +150,22 @@ class Workload:
         result = evaluate(flag, context, now)
         if rng.random() < ERROR_PROBABILITY.get(flag.key, {}).get(env, 0.002):
             result = EvaluationResult(
-                flag.key, flag.default_variant, flag.variants[flag.default_variant],
-                Reason.ERROR, "provider_timeout",
-            )  # fmt: skip
+                flag.key,
+                flag.default_variant,
+                flag.variants[flag.default_variant],
+                Reason.ERROR,
+                "provider_timeout",
+            )
         latency = rng.lognormvariate(0, 0.6) * MEDIAN_LATENCY.get(flag.key, 0.0004)
         self.rollups.add(env, result, latency)
         if export:
             self.metrics.record(result, env, latency)
 
     def _serve_requests(self, env: str, seconds: float) -> None:
-        for track, rate, failing, median in (("stable", 40, 0.005, 0.08), ("canary", 8, 0.04, 0.11)):
+        for track, rate, failing, median in (
+            ("stable", 40, 0.005, 0.08),
+            ("canary", 8, 0.04, 0.11),
+        ):
             for _ in range(self._poisson(rate * seconds * TRAFFIC_SCALE[env])):
                 code = "500" if self.rng.random() < failing else "200"
                 self._requests.labels(track, code, env).inc()
@@ -181,7 +199,9 @@ def backfill(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m app.simulator", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m app.simulator", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--flags-file", type=Path, required=True)
     parser.add_argument("--database-url", required=True)
     parser.add_argument("--port", type=int, default=9464, help="/metrics port (0: none)")

@@ -4,5 +4,6 @@ import streamlit as st
 
 st.title("📜 Audit")
 st.info(
-    "Coming next: Every action with actor, time, from → to, reason, guard snapshot and outcome; filters and CSV export."
+    "Coming next: Every action with actor, time, from → to, reason, guard snapshot and "
+    "outcome; filters and CSV export."
 )

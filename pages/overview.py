@@ -31,10 +31,15 @@ health = health_col.multiselect(
     "Health", list(Health), default=[h for h in Health if h in query_list("health")]
 )
 text = text_col.text_input("Search", value=st.query_params.get("q", ""), placeholder="flag key")
-set_query_params({
-    "env": environment, "phase": [str(p) for p in phases], "state": states,
-    "health": health, "q": text,
-})  # fmt: skip
+set_query_params(
+    {
+        "env": environment,
+        "phase": [str(p) for p in phases],
+        "state": states,
+        "health": health,
+        "q": text,
+    }
+)
 
 
 @st.fragment(run_every=rt.settings.refresh_seconds)

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import ColumnElement, Engine, Select, func, select
+from sqlalchemy import ColumnElement, Engine, Executable, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.metrics_db.records import LATENCY_BUCKETS
@@ -144,7 +144,7 @@ class SqlMetrics:
 
     def _per_second(
         self,
-        query: Select[Any],
+        query: Executable,
         environment: str,
         window: timedelta,
         at: datetime,
@@ -164,10 +164,10 @@ class SqlMetrics:
             .where(*_in_window(environment, window, at, None))
             .distinct()
         )
-        covered = sum(float(seconds) for _, seconds in self._fetch(query))
+        covered = sum((float(seconds) for _, seconds in self._fetch(query)), 0.0)
         return min(covered, window.total_seconds())
 
-    def _fetch(self, query: Select[Any]) -> Sequence[Any]:
+    def _fetch(self, query: Executable) -> Sequence[Any]:
         self.issued += 1
         try:
             with self._engine.connect() as connection:

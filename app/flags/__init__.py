@@ -1,0 +1,68 @@
+"""Feature flags: the typed config model, its YAML loader and the reference evaluator."""
+
+from app.flags.conditions import MAX_CONDITION_LENGTH, Condition, ConditionError, parse_condition
+from app.flags.evaluator import (
+    CONFIG_RELOAD_ERRORS,
+    EvaluationContext,
+    EvaluationMetrics,
+    EvaluationResult,
+    FlagEvaluator,
+    Reason,
+    bucket,
+    evaluate,
+)
+from app.flags.loader import (
+    BUNDLED_CONFIG,
+    ConfigInvalid,
+    ConfigIssue,
+    check_config,
+    environments,
+    load_config,
+    override_path,
+)
+from app.flags.model import (
+    DEFAULT_ROLLOUT_STEPS,
+    FlagConfig,
+    FlagDefinition,
+    FlagMetadata,
+    FlagState,
+    GlobalSettings,
+    GradualStep,
+    Phase,
+    Rollout,
+    RolloutStrategy,
+    TargetingRule,
+)
+
+__all__ = [
+    "BUNDLED_CONFIG",
+    "CONFIG_RELOAD_ERRORS",
+    "DEFAULT_ROLLOUT_STEPS",
+    "MAX_CONDITION_LENGTH",
+    "Condition",
+    "ConditionError",
+    "ConfigInvalid",
+    "ConfigIssue",
+    "EvaluationContext",
+    "EvaluationMetrics",
+    "EvaluationResult",
+    "FlagConfig",
+    "FlagDefinition",
+    "FlagEvaluator",
+    "FlagMetadata",
+    "FlagState",
+    "GlobalSettings",
+    "GradualStep",
+    "Phase",
+    "Reason",
+    "Rollout",
+    "RolloutStrategy",
+    "TargetingRule",
+    "bucket",
+    "check_config",
+    "environments",
+    "evaluate",
+    "load_config",
+    "override_path",
+    "parse_condition",
+]

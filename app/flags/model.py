@@ -7,7 +7,7 @@ each validation error back to the file and line it came from.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -53,6 +53,12 @@ class GradualStep(_Frozen):
 
     at: datetime
     percentage: float = Field(ge=0.0, le=100.0)
+
+    @field_validator("at")
+    @classmethod
+    def _naive_means_utc(cls, value: datetime) -> datetime:
+        # YAML `2025-03-01 09:00` is naive; comparing it with an aware `now` would raise.
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 class Rollout(_Frozen):

@@ -14,8 +14,20 @@ __all__ = ["LATENCY_BUCKETS", "EvaluationRollup"]
 
 #: Upper bounds (seconds) of the latency histogram; +Inf is implied after the last.
 LATENCY_BUCKETS: tuple[float, ...] = (
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-)  # fmt: skip
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,13 @@ from app.flags.model import FlagState
 from app.overview import OverviewFilter, build_overview_rows, filter_rows
 from app.ui.overview_table import overview_display_frame
 from queries.audit import LAST_CHANGE_COLUMNS
-from queries.frames import empty_frame
+from queries.frames import (
+    ERROR_RATE_COLUMNS,
+    EVALUATION_RATE_COLUMNS,
+    LATENCY_COLUMNS,
+    SPARKLINE_COLUMNS,
+    empty_frame,
+)
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 CONFIG = """
@@ -42,15 +48,16 @@ def rows(tmp_path: Path):
     path.write_text(CONFIG)
     rates = pd.DataFrame(
         [
-            ("calm", "on", 10 / 15), ("calm", "off", 5 / 15),
-            ("noisy", "on", 1.0), ("slow", "on", 2.0), ("changed", "on", 1.0),
+            ("calm", "on", 10 / 15),
+            ("calm", "off", 5 / 15),
+            ("noisy", "on", 1.0),
+            ("slow", "on", 2.0),
+            ("changed", "on", 1.0),
             ("unconfigured", "on", 9.0),
         ],
         columns=["flag", "variant", "evaluations_per_second"],
-    )  # fmt: skip
-    errors = pd.DataFrame(
-        [("calm", 1 / 15), ("noisy", 0.2)], columns=["flag", "errors_per_second"]
     )
+    errors = pd.DataFrame([("calm", 1 / 15), ("noisy", 0.2)], columns=["flag", "errors_per_second"])
     latency = pd.DataFrame(
         [("calm", 0.5, 0.0006), ("calm", 0.99, 0.0009), ("slow", 0.99, 0.3)],
         columns=["flag", "quantile", "seconds"],
@@ -60,14 +67,23 @@ def rows(tmp_path: Path):
         columns=["flag", "timestamp", "evaluations_per_second"],
     )
     changes = pd.DataFrame(
-        [("changed", NOW - timedelta(hours=1), "alice", "advance", 5.0, 10.0),
-         ("calm", NOW - timedelta(days=3), "bob", "advance", 10.0, 25.0)],
+        [
+            ("changed", NOW - timedelta(hours=1), "alice", "advance", 5.0, 10.0),
+            ("calm", NOW - timedelta(days=3), "bob", "advance", 10.0, 25.0),
+        ],
         columns=list(LAST_CHANGE_COLUMNS),
-    )  # fmt: skip
+    )
     built = build_overview_rows(
-        load_config(path), rates, errors, latency, spark, changes,
-        HealthThresholds(), NOW, timedelta(hours=24),
-    )  # fmt: skip
+        load_config(path),
+        rates,
+        errors,
+        latency,
+        spark,
+        changes,
+        HealthThresholds(),
+        NOW,
+        timedelta(hours=24),
+    )
     return built
 
 
@@ -86,8 +102,12 @@ def test_numbers_per_flag(rows):
 def test_unhealthy_first_then_recently_changed_and_unconfigured_flags_ignored(rows):
     assert [r.flag for r in rows] == ["calm", "slow", "noisy", "changed", "idle"]
     assert [r.health for r in rows] == [
-        Health.UNHEALTHY, Health.UNHEALTHY, Health.UNHEALTHY, Health.HEALTHY, Health.NO_DATA,
-    ]  # fmt: skip
+        Health.UNHEALTHY,
+        Health.UNHEALTHY,
+        Health.UNHEALTHY,
+        Health.HEALTHY,
+        Health.NO_DATA,
+    ]
 
 
 def test_status_json_fields(rows):
@@ -103,8 +123,9 @@ def test_status_json_fields(rows):
 
 def test_filters_combine(rows):
     assert [r.flag for r in filter_rows(rows, OverviewFilter(phases=frozenset({1})))] == [
-        "calm", "slow",
-    ]  # fmt: skip
+        "calm",
+        "slow",
+    ]
     by_state = filter_rows(rows, OverviewFilter(states=frozenset({FlagState.DISABLED})))
     assert [r.flag for r in by_state] == ["idle"]
     assert [r.flag for r in filter_rows(rows, OverviewFilter(text="MOVED"))] == ["changed"]
@@ -126,13 +147,15 @@ def test_display_frame_formats_what_the_user_reads(rows):
 def test_no_data_anywhere_gives_every_flag_no_data(tmp_path):
     path = tmp_path / "feature_flags.yaml"
     path.write_text(CONFIG)
-    from queries.frames import (
-        ERROR_RATE_COLUMNS, EVALUATION_RATE_COLUMNS, LATENCY_COLUMNS, SPARKLINE_COLUMNS,
-    )  # fmt: skip
-
     rows = build_overview_rows(
-        load_config(path), empty_frame(EVALUATION_RATE_COLUMNS), empty_frame(ERROR_RATE_COLUMNS),
-        empty_frame(LATENCY_COLUMNS), empty_frame(SPARKLINE_COLUMNS),
-        empty_frame(LAST_CHANGE_COLUMNS), HealthThresholds(), NOW, timedelta(hours=1),
-    )  # fmt: skip
+        load_config(path),
+        empty_frame(EVALUATION_RATE_COLUMNS),
+        empty_frame(ERROR_RATE_COLUMNS),
+        empty_frame(LATENCY_COLUMNS),
+        empty_frame(SPARKLINE_COLUMNS),
+        empty_frame(LAST_CHANGE_COLUMNS),
+        HealthThresholds(),
+        NOW,
+        timedelta(hours=1),
+    )
     assert {r.health for r in rows} == {Health.NO_DATA}

@@ -1,0 +1,302 @@
+"""`MetricsSource` answered by any PromQL-compatible server (Prometheus, VictoriaMetrics…).
+
+Each question is one PromQL query covering every flag; label values go through
+`queries.promql`, and every failure surfaces as `SourceUnavailable`.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+import re
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import pandas as pd
+import requests
+from prometheus_api_client import PrometheusConnect
+from prometheus_api_client.exceptions import PrometheusApiClientException
+from urllib3.exceptions import MaxRetryError, NewConnectionError
+from urllib3.exceptions import TimeoutError as Urllib3Timeout
+from urllib3.util.retry import Retry
+
+from queries.frames import (
+    ERROR_RATE_COLUMNS,
+    EVALUATION_RATE_COLUMNS,
+    LATENCY_COLUMNS,
+    SPARKLINE_COLUMNS,
+    empty_frame,
+)
+from queries.names import MetricNames
+from queries.promql import label_name, promql_duration, promql_string, selector
+from queries.source import SourceUnavailable
+
+__all__ = ["PrometheusMetrics"]
+
+_DETAIL_LIMIT = 200
+
+
+def _utc(moment: datetime) -> datetime:
+    """`moment` as an aware UTC datetime; a naive one is taken to be UTC already."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def _without_credentials(url: str) -> str:
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def _client_error_detail(message: str) -> str:
+    """`HTTP 400: <Prometheus's error text>` from the client's exception message.
+
+    The client formats it as `HTTP Status Code 400 (b'<reply body>')`.
+    """
+    match = re.fullmatch(r"HTTP Status Code (\d+) \((b'.*'|b\".*\")\)", message, re.DOTALL)
+    if match is None:
+        return "error reply"
+    status = f"HTTP {match.group(1)}"
+    try:
+        body = ast.literal_eval(match.group(2))
+        reply = json.loads(body)
+    except (ValueError, SyntaxError):
+        return status
+    if isinstance(reply, dict) and isinstance(reply.get("error"), str):
+        return f"{status}: {reply['error']}"
+    return status
+
+
+def _timed_out(error: requests.RequestException) -> bool:
+    """True for a timeout, also when urllib3 wrapped it once retries ran out."""
+    if isinstance(error, requests.Timeout):
+        return True
+    cause = error.args[0] if error.args else None
+    if not isinstance(cause, MaxRetryError):
+        return False
+    # urllib3 makes a refused connection a subclass of its connect timeout
+    reason = cause.reason
+    return isinstance(reason, Urllib3Timeout) and not isinstance(reason, NewConnectionError)
+
+
+class PrometheusMetrics:
+    """Evaluation metrics from a Prometheus HTTP API, names and labels from `names`."""
+
+    name = "prometheus"
+
+    def __init__(
+        self,
+        url: str,
+        names: MetricNames = MetricNames(),  # noqa: B008 - frozen dataclass, immutable
+        timeout_seconds: float = 5.0,
+        retries: int = 0,
+    ) -> None:
+        self.names = names
+        self.timeout_seconds = timeout_seconds
+        #: every PromQL text sent, in order (a "queries per page load" figure reads it)
+        self.issued: list[str] = []
+        self._safe_url = _without_credentials(url.rstrip("/"))
+        retry = Retry(
+            total=retries,
+            backoff_factor=0.2,
+            status_forcelist=(502, 503, 504),
+            allowed_methods=None,
+        )
+        self._client = PrometheusConnect(
+            url=url.rstrip("/"), disable_ssl=True, retry=retry, timeout=timeout_seconds
+        )
+
+    # -- the questions -------------------------------------------------------------
+
+    def evaluation_rates(
+        self, environment: str, window: timedelta, at: datetime, flag: str | None = None
+    ) -> pd.DataFrame:
+        """Evaluations per second by flag and variant over `window` ending at `at`."""
+        flag_label = label_name(self.names.flag_label)
+        variant_label = label_name(self.names.variant_label)
+        query = (
+            f"sum by ({flag_label}, {variant_label}) "
+            f"(rate({self._selector(self.names.evaluations, environment, flag)}"
+            f"[{promql_duration(window)}]))"
+        )
+        result = self._instant(query, at)
+        with self._reading_reply():
+            rows = [
+                (
+                    series["metric"].get(flag_label, ""),
+                    series["metric"].get(variant_label, ""),
+                    float(series["value"][1]),
+                )
+                for series in result
+            ]
+        return self._frame(rows, EVALUATION_RATE_COLUMNS)
+
+    def error_rates(
+        self, environment: str, window: timedelta, at: datetime, flag: str | None = None
+    ) -> pd.DataFrame:
+        """Failed evaluations per second by flag; empty when `names.errors` is unset."""
+        if not self.names.errors:
+            return empty_frame(ERROR_RATE_COLUMNS)
+        flag_label = label_name(self.names.flag_label)
+        query = (
+            f"sum by ({flag_label}) "
+            f"(rate({self._selector(self.names.errors, environment, flag)}"
+            f"[{promql_duration(window)}]))"
+        )
+        result = self._instant(query, at)
+        with self._reading_reply():
+            rows = [
+                (series["metric"].get(flag_label, ""), float(series["value"][1]))
+                for series in result
+            ]
+        return self._frame(rows, ERROR_RATE_COLUMNS)
+
+    def latency_quantiles(
+        self,
+        environment: str,
+        window: timedelta,
+        at: datetime,
+        quantiles: tuple[float, ...] = (0.5, 0.99),
+        flag: str | None = None,
+    ) -> pd.DataFrame:
+        """Latency seconds by flag and quantile, all quantiles in one query; NaN dropped.
+
+        Empty when `names.duration` is unset; ValueError for a quantile outside 0..1.
+        """
+        if not self.names.duration or not quantiles:
+            return empty_frame(LATENCY_COLUMNS)
+        for quantile in quantiles:
+            if not 0.0 <= quantile <= 1.0:
+                raise ValueError(f"quantile must be within 0..1, got {quantile}")
+        flag_label = label_name(self.names.flag_label)
+        buckets = (
+            f"sum by ({flag_label}, le) "
+            f"(rate({self._selector(self.names.duration + '_bucket', environment, flag)}"
+            f"[{promql_duration(window)}]))"
+        )
+        by_text = {repr(float(quantile)): float(quantile) for quantile in quantiles}
+        query = " or ".join(
+            f"label_replace(histogram_quantile({text}, {buckets}), "
+            f'"quantile", {promql_string(text)}, "", "")'
+            for text in by_text
+        )
+        result = self._instant(query, at)
+        rows: list[tuple[object, ...]] = []
+        with self._reading_reply():
+            for series in result:
+                seconds = float(series["value"][1])
+                if not math.isnan(seconds):
+                    quantile = by_text[series["metric"]["quantile"]]
+                    rows.append((series["metric"].get(flag_label, ""), quantile, seconds))
+        return self._frame(rows, LATENCY_COLUMNS)
+
+    def evaluation_sparklines(
+        self, environment: str, start: datetime, end: datetime, step: timedelta
+    ) -> pd.DataFrame:
+        """Evaluations per second by flag at every `step` from `start` to `end`."""
+        flag_label = label_name(self.names.flag_label)
+        step_text = promql_duration(step)
+        query = (
+            f"sum by ({flag_label}) "
+            f"(rate({self._selector(self.names.evaluations, environment, None)}[{step_text}]))"
+        )
+        result = self._call(
+            query,
+            lambda: self._client.custom_query_range(
+                query, start_time=_utc(start), end_time=_utc(end), step=step_text
+            ),
+        )
+        flags: list[str] = []
+        seconds: list[float] = []
+        values: list[float] = []
+        with self._reading_reply():
+            for series in result:
+                flag_key = series["metric"].get(flag_label, "")
+                for timestamp, value in series["values"]:
+                    flags.append(flag_key)
+                    seconds.append(float(timestamp))
+                    values.append(float(value))
+        if not flags:
+            return empty_frame(SPARKLINE_COLUMNS)
+        frame = pd.DataFrame(
+            {
+                SPARKLINE_COLUMNS[0]: flags,
+                SPARKLINE_COLUMNS[1]: pd.to_datetime(seconds, unit="s", utc=True),
+                SPARKLINE_COLUMNS[2]: values,
+            }
+        )
+        return frame.sort_values(list(SPARKLINE_COLUMNS[:2]), ignore_index=True)
+
+    def newest_sample_time(self, environment: str, at: datetime) -> datetime | None:
+        """Time of the newest evaluation sample within Prometheus's lookback before `at`."""
+        query = f"max(timestamp({self._selector(self.names.evaluations, environment, None)}))"
+        result = self._instant(query, at)
+        if not result:
+            return None
+        with self._reading_reply():
+            seconds = float(result[0]["value"][1])
+        return datetime.fromtimestamp(seconds, tz=UTC)
+
+    # -- plumbing --------------------------------------------------------------------
+
+    def _selector(self, metric: str, environment: str, flag: str | None) -> str:
+        labels = {self.names.environment_label: environment}
+        if flag is not None:
+            labels[self.names.flag_label] = flag
+        return selector(metric, labels)
+
+    def _instant(self, query: str, at: datetime) -> list[dict[str, Any]]:
+        return self._call(
+            query,
+            lambda: self._client.custom_query(query, params={"time": _utc(at).timestamp()}),
+        )
+
+    def _call(self, query: str, send: Callable[[], object]) -> list[dict[str, Any]]:
+        """Send one query; every way it can fail becomes `SourceUnavailable`."""
+        self.issued.append(query)
+        try:
+            result = send()
+        except requests.RequestException as error:
+            if _timed_out(error):
+                detail = f"no answer within {self.timeout_seconds:g}s"
+            elif isinstance(error, requests.ConnectionError):
+                detail = f"cannot connect to {self._safe_url}"
+            else:
+                # an unreadable (non-JSON) reply, or retries used up on 502/503/504
+                detail = f"bad reply ({type(error).__name__})"
+            raise self._unavailable(detail) from error
+        except PrometheusApiClientException as error:
+            raise self._unavailable(_client_error_detail(str(error))) from error
+        except (KeyError, TypeError, ValueError) as error:
+            raise self._unavailable(f"unexpected reply ({type(error).__name__})") from error
+        if not isinstance(result, list):
+            raise self._unavailable("unexpected reply (result is not a list)")
+        return result
+
+    @contextmanager
+    def _reading_reply(self) -> Iterator[None]:
+        """Turn a reply of the wrong shape, met while reading it, into `SourceUnavailable`."""
+        try:
+            yield
+        except (KeyError, IndexError, TypeError, ValueError) as error:
+            raise self._unavailable(f"unexpected reply ({type(error).__name__})") from error
+
+    def _unavailable(self, detail: str) -> SourceUnavailable:
+        detail = detail.replace(self._client.url, self._safe_url)
+        if len(detail) > _DETAIL_LIMIT:
+            detail = detail[: _DETAIL_LIMIT - 1] + "…"
+        return SourceUnavailable(self.name, detail)
+
+    @staticmethod
+    def _frame(rows: Sequence[tuple[object, ...]], columns: tuple[str, ...]) -> pd.DataFrame:
+        if not rows:
+            return empty_frame(columns)
+        frame = pd.DataFrame(rows, columns=list(columns))
+        return frame.sort_values(list(columns[:-1]), ignore_index=True)
