@@ -12,6 +12,14 @@ from app.ui.widgets import query_list, runtime, set_query_params, source_banner
 
 rt = runtime()
 st.title("🚦 Rollout overview")
+t = rt.settings
+st.caption(
+    f"Unhealthy and recently changed flags first. Health: errors above "
+    f"{100 * t.error_rate_degraded:g} % degraded, above {100 * t.error_rate_unhealthy:g} % "
+    f"unhealthy; p99 above {1000 * t.p99_degraded_seconds:g} ms degraded, above "
+    f"{1000 * t.p99_unhealthy_seconds:g} ms unhealthy. Rates over the last "
+    f"{t.rate_window_seconds // 60} min."
+)
 
 environments = rt.environments()
 wanted_env = st.query_params.get("env", environments[0])
@@ -57,12 +65,18 @@ def flag_table() -> None:
         use_container_width=True,
         height=min(38 + 35 * len(rows), 900),
         column_config={
+            "Health": st.column_config.TextColumn(width=110),
+            "Phase": st.column_config.TextColumn(width=50),
+            "State": st.column_config.TextColumn(width=70),
             "Rollout %": st.column_config.ProgressColumn(
-                "Rollout %", min_value=0, max_value=100, format="%.0f %%"
+                "Rollout %", min_value=0, max_value=100, format="%.0f %%", width=110
             ),
+            "Evaluations": st.column_config.TextColumn(width=90),
             "Trend": st.column_config.LineChartColumn(
-                f"Evaluations, last {rt.settings.sparkline_minutes} min", y_min=0
+                f"Last {rt.settings.sparkline_minutes} min", y_min=0, width=110
             ),
+            "Errors": st.column_config.TextColumn(width=70),
+            "p99": st.column_config.TextColumn(width=80),
         },
     )
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import uuid
 from collections.abc import Iterator
 
@@ -28,3 +30,33 @@ def postgres_url() -> Iterator[str]:
             yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
         finally:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+REAL_COMPONENT_MARKERS = ("prometheus", "postgres", "browser")
+_skipped_real: list[str] = []
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--require-real-components",
+        action="store_true",
+        help="fail the run if any prometheus/postgres/browser test was skipped (on by CI=true)",
+    )
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped and any(m in report.keywords for m in REAL_COMPONENT_MARKERS):
+        _skipped_real.append(report.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Real-component tests never skip silently: with the option (or on CI) a skip fails."""
+    required = session.config.getoption("--require-real-components")
+    if (required or os.environ.get("CI") == "true") and _skipped_real:
+        print(
+            f"\n{len(_skipped_real)} real-component test(s) skipped; they must run:",
+            file=sys.stderr,
+        )
+        for nodeid in _skipped_real:
+            print(f"  {nodeid}", file=sys.stderr)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -1,0 +1,130 @@
+"""The overview page in a real Chromium: the numbers a user reads, from data we wrote."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from app.demo import streamlit_command
+from app.metrics_db.database import insert_rollups, open_database
+from tests.support.servers import Process, free_port, python_command, start
+from tests.support.workload import reference_rollups
+
+pytestmark = pytest.mark.browser
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+FLAGS = """
+version: "7"
+flags:
+  alpha:
+    state: rollout
+    rollout: {percentage: 66}
+    metadata: {phase: 1}
+  beta:
+    state: enabled
+    metadata: {phase: 2}
+"""
+
+
+def _cells(page: Page, waiting_for: str, timeout_s: float = 45) -> list[str]:
+    """The grid's cell texts (its accessible table), once one of them is `waiting_for`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        cells = page.locator('[role="gridcell"]').all_inner_texts()
+        if waiting_for in cells or time.monotonic() > deadline:
+            assert waiting_for in cells, f"no cell {waiting_for!r} in {cells[:40]}"
+            return cells
+        page.wait_for_timeout(250)
+
+
+def _row(page: Page, flag: str) -> list[str]:
+    """The cells of the flag's row in the overview grid, as displayed."""
+    cells = _cells(page, flag)
+    start = cells.index(flag)
+    return cells[start - 1 : start + 10]
+
+
+@pytest.fixture(scope="module")
+def seeded_dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Process]:
+    """The dashboard on a database holding the reference workload around "now", with a
+    Prometheus URL that refuses connections (so the fallback banner must show)."""
+    state = tmp_path_factory.mktemp("state")
+    (state / "feature_flags.yaml").write_text(FLAGS)
+    url = f"sqlite:///{state / 'metrics.db'}"
+    # Data running an hour past now: every 5-minute window is fully covered, so the
+    # rates are exact whenever the page loads.
+    end = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
+    insert_rollups(open_database(url), reference_rollups(end, hours=2.0))
+    port, closed = free_port(), free_port()
+    env = {
+        "ROLLOUT_STATE_DIR": str(state),
+        "ROLLOUT_DATABASE_URL": url,
+        "ROLLOUT_PROMETHEUS_URL": f"http://127.0.0.1:{closed}",
+        "ROLLOUT_PROMETHEUS_TIMEOUT_SECONDS": "1",
+    }
+    server = start(streamlit_command(port), env, port, state / "streamlit.log")
+    yield server
+    server.stop()
+
+
+def test_overview_shows_the_numbers_of_the_database(chromium: Browser, seeded_dashboard):
+    page = chromium.new_page(viewport={"width": 1600, "height": 900})
+    page.goto(seeded_dashboard.url)
+    expect(page.get_by_text("prometheus unavailable")).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("metrics database roll-ups")).to_be_visible()
+    health, flag, phase, state, percent, rate, _trend, split, errors, p99, _ = _row(page, "alpha")
+    assert (health, flag, phase, state) == ("🔴 unhealthy", "alpha", "1", "rollout")
+    assert percent.strip() == "66"  # the accessible text of the progress bar
+    assert rate == "1.00/s"
+    assert split == "on 67% · off 33%"
+    assert errors == "6.67 %"
+    assert p99 == "9.75 ms"
+    beta = _row(page, "beta")
+    assert beta[0] == "🟢 healthy" and beta[5] == "0.20/s" and beta[9] == "0.50 ms"
+    expect(page.get_by_text("Traceback")).to_have_count(0)
+    page.close()
+
+
+def test_filters_live_in_the_url(chromium: Browser, seeded_dashboard):
+    page = chromium.new_page(viewport={"width": 1600, "height": 900})
+    page.goto(f"{seeded_dashboard.url}/?q=bet")
+    assert "alpha" not in _cells(page, "beta")
+    expect(page.get_by_role("textbox", name="Search")).to_have_value("bet")
+    page.goto(f"{seeded_dashboard.url}/?health=unhealthy")
+    assert "beta" not in _cells(page, "alpha")
+    page.close()
+
+
+def test_demo_shows_every_bundled_flag_and_its_texture(chromium: Browser, tmp_path: Path):
+    """`rollout-dashboard demo` from nothing: simulator, SQLite, bundled config; its
+    screenshot is the README's."""
+    port = free_port()
+    env = {"ROLLOUT_SIMULATOR_PORT": str(free_port())}
+    command = python_command(
+        "-m", "app.cli", "demo", "--state-dir", str(tmp_path / "s"), "--port", str(port)
+    )
+    demo = start(command, env, port, tmp_path / "demo.log")
+    try:
+        page = chromium.new_page(viewport={"width": 1760, "height": 1100})
+        page.goto(demo.url)
+        cells = _cells(page, "🔴 unhealthy", timeout_s=60)
+        bundled = {line.split(":")[0].strip() for line in _bundled_flag_lines()}
+        assert bundled <= set(cells)
+        assert _row(page, "phase2_health_checks")[0] == "🔴 unhealthy"  # 7 % errors simulated
+        expect(page.get_by_text("Local operator (demo mode")).to_be_visible()
+        page.wait_for_timeout(1500)  # let the sparklines draw
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=SCREENSHOTS / "overview.png", full_page=True)
+        page.close()
+    finally:
+        demo.stop()
+
+
+def _bundled_flag_lines() -> list[str]:
+    from app.flags.loader import BUNDLED_CONFIG, load_config
+
+    return [f"{key}:" for key in load_config(BUNDLED_CONFIG).flags]
