@@ -192,7 +192,12 @@ def _run_demo(args: argparse.Namespace, settings: Settings) -> int:
     from app.demo import run_demo
 
     state_dir = args.state_dir or settings.state_dir
-    return run_demo(state_dir, args.port, with_prometheus=args.with_prometheus)
+    return run_demo(
+        state_dir,
+        args.port,
+        simulator_port=settings.simulator_port,
+        with_prometheus=args.with_prometheus,
+    )
 
 
 def _run_serve(args: argparse.Namespace, settings: Settings) -> int:

@@ -55,7 +55,9 @@ def prepare_state_dir(state_dir: Path) -> Path:
     return state_dir / BUNDLED_CONFIG.name
 
 
-def run_demo(state_dir: Path, port: int, *, with_prometheus: bool = False) -> int:
+def run_demo(
+    state_dir: Path, port: int, *, simulator_port: int = 9464, with_prometheus: bool = False
+) -> int:
     """Simulator + (optional) Prometheus + Streamlit until interrupted."""
     state_dir = state_dir.resolve()
     flags_file = prepare_state_dir(state_dir)
@@ -68,7 +70,6 @@ def run_demo(state_dir: Path, port: int, *, with_prometheus: bool = False) -> in
         "ROLLOUT_DATABASE_URL": database_url,
         "ROLLOUT_DEMO": "true",
     }
-    simulator_port = int(env.get("ROLLOUT_SIMULATOR_PORT", "9464"))
     children = [
         subprocess.Popen(
             [

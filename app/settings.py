@@ -28,8 +28,10 @@ SECRETS_FILE = Path(".streamlit/secrets.toml")
 
 
 class FlagBackendKind(StrEnum):
+    """Where flags are read and written. `sql` (flags in the metrics database) arrives
+    with the guarded-actions work; until then only `yaml` is accepted."""
+
     YAML = "yaml"
-    SQL = "sql"
 
 
 class _SecretsTomlSource(PydanticBaseSettingsSource):
@@ -59,7 +61,9 @@ class Settings(BaseSettings):
     flags_file: Path | None = Field(
         None, description="Base flag config; default: <state_dir>/feature_flags.yaml."
     )
-    flag_backend: FlagBackendKind = Field(FlagBackendKind.YAML, description="yaml or sql.")
+    flag_backend: FlagBackendKind = Field(
+        FlagBackendKind.YAML, description="yaml (the only one so far)."
+    )
     environment: str = Field("production", description="Environment shown first.")
     database_url: SecretStr | None = Field(
         None, description="SQLAlchemy URL; default: SQLite at <state_dir>/metrics.db."
