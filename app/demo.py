@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
+from types import FrameType
 
 from app.flags.loader import BUNDLED_CONFIG
 from app.metrics_db.database import open_database
@@ -91,6 +93,8 @@ def run_demo(
         children.append(_start_prometheus(state_dir, simulator_port, prometheus_port))
         env["ROLLOUT_PROMETHEUS_URL"] = f"http://127.0.0.1:{prometheus_port}"
     print(f"Rollout Dashboard demo: http://localhost:{port}  (state in {state_dir})", flush=True)
+    # SIGTERM (a CI runner, `timeout`, a container stop) must clean up like Ctrl-C does.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         return subprocess.call(streamlit_command(port), env=env)
     except KeyboardInterrupt:
@@ -103,6 +107,10 @@ def run_demo(
                 child.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 child.kill()
+
+
+def _interrupt(_signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
 
 def serve(port: int) -> int:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import random
 import signal
 import sys
@@ -227,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     interval_start = now
-    while not stopping:
+    parent = os.getppid()
+    while not stopping and os.getppid() == parent:  # never outlive the demo that started us
         workload.tick(1.0, datetime.now(UTC))
         if datetime.now(UTC) >= interval_start + timedelta(seconds=args.interval):
             insert_rollups(engine, workload.rollups.drain(interval_start, args.interval))

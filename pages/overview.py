@@ -62,7 +62,7 @@ def flag_table() -> None:
     st.dataframe(
         overview_display_frame(rows, datetime.now(UTC)),
         hide_index=True,
-        use_container_width=True,
+        width="stretch",
         height=min(38 + 35 * len(rows), 900),
         column_config={
             "Health": st.column_config.TextColumn(width=110),

@@ -27,7 +27,7 @@ st.dataframe(
         }
     ),
     hide_index=True,
-    use_container_width=True,
+    width="stretch",
     column_config={
         "Progress": st.column_config.ProgressColumn(
             "Progress", min_value=0, max_value=100, format="%.0f %%"
