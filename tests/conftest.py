@@ -32,6 +32,14 @@ def postgres_url() -> Iterator[str]:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.fixture
+def no_rollout_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings come only from what the test sets: no ROLLOUT_* leaks in from the shell."""
+    for name in list(os.environ):
+        if name.startswith("ROLLOUT_"):
+            monkeypatch.delenv(name)
+
+
 REAL_COMPONENT_MARKERS = ("prometheus", "postgres", "browser")
 _skipped_real: list[str] = []
 

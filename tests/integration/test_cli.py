@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 import pytest
@@ -11,6 +10,7 @@ import pytest
 from app.cli import main
 from app.metrics_db.database import insert_rollups, open_database
 from tests.integration.conftest import REFERENCE_END
+from tests.support.servers import free_port
 from tests.support.workload import reference_rollups
 
 FLAGS = """
@@ -31,19 +31,10 @@ flags:
 AT = REFERENCE_END.isoformat()
 
 
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
-def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_rollout_environment) -> Path:
     """A config and a SQLite database with the reference workload; settings point at them."""
     monkeypatch.chdir(tmp_path)
-    for name in list(__import__("os").environ):
-        if name.startswith("ROLLOUT_"):
-            monkeypatch.delenv(name)
     (tmp_path / "feature_flags.yaml").write_text(FLAGS)
     url = f"sqlite:///{tmp_path / 'metrics.db'}"
     insert_rollups(open_database(url), reference_rollups(REFERENCE_END, hours=1.0))
@@ -112,7 +103,7 @@ def test_status_filters_by_phase_and_environment(
 
 
 def test_prometheus_down_falls_back_to_the_database(workspace, monkeypatch, capsys):
-    monkeypatch.setenv("ROLLOUT_PROMETHEUS_URL", f"http://127.0.0.1:{_closed_port()}")
+    monkeypatch.setenv("ROLLOUT_PROMETHEUS_URL", f"http://127.0.0.1:{free_port()}")
     monkeypatch.setenv("ROLLOUT_PROMETHEUS_TIMEOUT_SECONDS", "1")
     code, document, err = _status(capsys)
     assert code == 0
@@ -123,9 +114,7 @@ def test_prometheus_down_falls_back_to_the_database(workspace, monkeypatch, caps
 
 
 def test_no_source_at_all_exits_4_with_every_flag_no_data(workspace, monkeypatch, capsys):
-    monkeypatch.setenv(
-        "ROLLOUT_DATABASE_URL", f"postgresql+psycopg://x@127.0.0.1:{_closed_port()}/x"
-    )
+    monkeypatch.setenv("ROLLOUT_DATABASE_URL", f"postgresql+psycopg://x@127.0.0.1:{free_port()}/x")
     code, document, err = _status(capsys)
     assert code == 4
     assert document["source"] == "none"

@@ -34,10 +34,7 @@ flags:
 
 
 @pytest.fixture
-def seeded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for name in list(__import__("os").environ):
-        if name.startswith("ROLLOUT_"):
-            monkeypatch.delenv(name)
+def seeded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_rollout_environment) -> Path:
     (tmp_path / "feature_flags.yaml").write_text(FLAGS)
     url = f"sqlite:///{tmp_path / 'metrics.db'}"
     engine = open_database(url)

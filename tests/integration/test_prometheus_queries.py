@@ -30,6 +30,7 @@ from tests.support.prometheus import (
     openmetrics_from_rollups,
     start_prometheus,
 )
+from tests.support.servers import free_port
 from tests.support.workload import (
     EXPECTED_ERROR_RATES,
     EXPECTED_EVALUATION_RATES,
@@ -74,12 +75,6 @@ def _rates(frame: pd.DataFrame) -> dict[str, dict[str, float]]:
     for flag, variant, rate in columns:
         rates.setdefault(str(flag), {})[str(variant)] = float(rate)
     return rates
-
-
-def _closed_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -318,7 +313,7 @@ def test_prometheus_reads_any_escaped_string_back(
 
 
 def test_closed_port_is_source_unavailable() -> None:
-    port = _closed_port()
+    port = free_port()
     source = PrometheusMetrics(
         f"http://admin:s3cret@127.0.0.1:{port}", timeout_seconds=1.0, retries=0
     )

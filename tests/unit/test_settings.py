@@ -7,11 +7,10 @@ from queries.names import MetricPreset
 
 
 @pytest.fixture(autouse=True)
-def clean_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def clean_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_rollout_environment
+) -> Path:
     monkeypatch.chdir(tmp_path)
-    for name in list(__import__("os").environ):
-        if name.startswith("ROLLOUT_"):
-            monkeypatch.delenv(name)
     return tmp_path
 
 
