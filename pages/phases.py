@@ -8,7 +8,7 @@ from app.ui.widgets import runtime
 rt = runtime()
 st.title("🧭 Technical-debt phases")
 environments = rt.environments()
-environment = st.selectbox("Environment", environments)
+environment = st.columns([1, 3])[0].selectbox("Environment", environments)
 progress = rt.phases(environment)
 st.caption(
     "Source: flag configuration · progress = mean rollout % of the phase's flags. "
