@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-__all__ = ["LATENCY_BUCKETS", "EvaluationRollup"]
+__all__ = ["LATENCY_BUCKETS", "REQUEST_LATENCY_BUCKETS", "EvaluationRollup", "RequestRollup"]
 
 #: Upper bounds (seconds) of the latency histogram; +Inf is implied after the last.
 LATENCY_BUCKETS: tuple[float, ...] = (
@@ -49,6 +49,30 @@ class EvaluationRollup:
     latency_sum: float = 0.0
     latency_count: int = 0
     latency_buckets: tuple[int, ...] = ()
+
+    @property
+    def interval_end(self) -> datetime:
+        return self.interval_start + timedelta(seconds=self.interval_seconds)
+
+
+#: Upper bounds (seconds) of the HTTP request latency histogram (canary analysis).
+REQUEST_LATENCY_BUCKETS: tuple[float, ...] = (0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6)
+
+
+@dataclass(frozen=True)
+class RequestRollup:
+    """HTTP requests of one track (`canary` / `stable`) in one environment over one
+    interval; `latency_buckets` cumulative per `REQUEST_LATENCY_BUCKETS` plus +Inf."""
+
+    interval_start: datetime
+    interval_seconds: float
+    environment: str
+    track: str
+    requests: int
+    errors: int
+    latency_sum: float
+    latency_count: int
+    latency_buckets: tuple[int, ...]
 
     @property
     def interval_end(self) -> datetime:

@@ -5,12 +5,31 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, Index, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-__all__ = ["AuditRecord", "Base", "RollupRow", "UtcDateTime"]
+__all__ = [
+    "AuditOutcome",
+    "AuditRecord",
+    "Base",
+    "RequestRollup",
+    "RollupRow",
+    "StoredConfig",
+    "StoredFlag",
+    "UtcDateTime",
+]
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -61,8 +80,9 @@ class RollupRow(Base):
 
 
 class AuditRecord(Base):
-    """One action on a flag. Append-only: no code path updates or deletes these rows
-    except the pending → applied/failed outcome written by the actions module."""
+    """One action on a flag (or on several: emergency rollback writes one per flag).
+    Append-only: `outcome` is the outcome known when the row was written (`pending`,
+    `refused`, `dry_run`); what became of a pending one is an `AuditOutcome` row."""
 
     __tablename__ = "audit_log"
     __table_args__ = (Index("ix_audit_flag_time", "environment", "flag", "at"),)
@@ -82,3 +102,62 @@ class AuditRecord(Base):
     override: Mapped[bool] = mapped_column(default=False, nullable=False)
     idempotency_key: Mapped[str | None] = mapped_column(String(64), unique=True)
     guards: Mapped[list[dict[str, Any]]] = mapped_column(JSON, nullable=False, default=list)
+
+
+class AuditOutcome(Base):
+    """What became of an audit record written as *pending*: applied or failed. A
+    separate append-only row, so no code path ever updates an audit record."""
+
+    __tablename__ = "audit_outcomes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    audit_id: Mapped[int] = mapped_column(ForeignKey("audit_log.id"), nullable=False, index=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+    outcome: Mapped[str] = mapped_column(String(16), nullable=False)
+    detail: Mapped[str] = mapped_column(Text, nullable=False, default="")
+
+
+class StoredFlag(Base):
+    """One flag of one environment for the `sql` flag backend; `version` rises by one
+    on every change (optimistic concurrency)."""
+
+    __tablename__ = "flag_definitions"
+    __table_args__ = (UniqueConstraint("environment", "flag", name="uq_flag_definitions"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    environment: Mapped[str] = mapped_column(String(200), nullable=False)
+    flag: Mapped[str] = mapped_column(String(200), nullable=False)
+    definition: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+
+
+class StoredConfig(Base):
+    """The non-flag part of one environment's config (version, global, phases) for the
+    `sql` flag backend."""
+
+    __tablename__ = "flag_configs"
+
+    environment: Mapped[str] = mapped_column(String(200), primary_key=True)
+    document: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+
+
+class RequestRollup(Base):
+    """HTTP requests of one track (canary / stable) in one environment over one interval,
+    with cumulative latency buckets (`REQUEST_LATENCY_BUCKETS`)."""
+
+    __tablename__ = "request_rollups"
+    __table_args__ = (Index("ix_request_rollups_env_end", "environment", "interval_end"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    interval_start: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+    interval_seconds: Mapped[float] = mapped_column(Float, nullable=False)
+    interval_end: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+    environment: Mapped[str] = mapped_column(String(200), nullable=False)
+    track: Mapped[str] = mapped_column(String(64), nullable=False)
+    requests: Mapped[int] = mapped_column(Integer, nullable=False)
+    errors: Mapped[int] = mapped_column(Integer, nullable=False)
+    latency_sum: Mapped[float] = mapped_column(Float, nullable=False)
+    latency_count: Mapped[int] = mapped_column(Integer, nullable=False)
+    latency_buckets: Mapped[list[int]] = mapped_column(JSON, nullable=False)
