@@ -8,27 +8,22 @@ document and nothing else; diagnostics go to stderr, never a traceback for user 
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from enum import IntEnum
 from pathlib import Path
 from typing import Any, TextIO
 
 from app.flags.loader import BUNDLED_CONFIG, ConfigInvalid, check_config
+from app.rollout.actions import Action, ActionRequest, ActionResult, ExitCode
+from app.rollout.roles import Identity, Role, role_for
 from app.runtime import open_runtime
 from app.settings import Settings, load_settings
+from queries.source import SourceUnavailable
 
 __all__ = ["ExitCode", "main"]
-
-
-class ExitCode(IntEnum):
-    DONE = 0
-    REFUSED = 1
-    USAGE = 2
-    CONFLICT = 3
-    UNAVAILABLE = 4
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -44,6 +39,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigInvalid as error:
         print(f"flag configuration is invalid:\n{error}", file=sys.stderr)
         return ExitCode.REFUSED
+    except SourceUnavailable as error:
+        print(f"error: {error}", file=sys.stderr)
+        return ExitCode.UNAVAILABLE
     return code
 
 
@@ -82,10 +80,46 @@ def _parser() -> argparse.ArgumentParser:
     phases.add_argument("--json", action="store_true")
     phases.set_defaults(run=_run_phases)
 
+    advance = commands.add_parser("advance", help="move a flag to the next step of the ladder")
+    advance.add_argument("flag")
+    advance.add_argument("--to", type=float, dest="to_percentage", metavar="PCT")
+    advance.add_argument("--override-guards", action="store_true", help="admin only")
+    _action_options(advance)
+    advance.set_defaults(run=_run_action, action=Action.ADVANCE)
+
+    rollback = commands.add_parser("rollback", help="move a flag back (never blocked by metrics)")
+    target = rollback.add_mutually_exclusive_group(required=True)
+    target.add_argument("flag", nargs="?")
+    target.add_argument(
+        "--all-experimental",
+        action="store_true",
+        help="kill every flag in state rollout except the safety flags",
+    )
+    rollback.add_argument("--kill", action="store_true", help="to 0 %% / disabled")
+    rollback.add_argument("--to", type=float, dest="to_percentage", metavar="PCT")
+    _action_options(rollback)
+    rollback.set_defaults(run=_run_action, action=Action.ROLLBACK)
+
+    audit = commands.add_parser("audit", help="the audit log, newest first")
+    audit.add_argument("--flag")
+    audit.add_argument("--since", type=_instant, help="ISO-8601 instant")
+    audit.add_argument("--limit", type=int, default=200)
+    audit.add_argument("--json", action="store_true")
+    audit.set_defaults(run=_run_audit)
+
     check = commands.add_parser("check-config", help="validate a flag configuration")
     check.add_argument("path", nargs="?", type=Path)
     check.set_defaults(run=_run_check_config)
     return parser
+
+
+def _action_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--env", dest="environment")
+    parser.add_argument("--reason", required=True)
+    parser.add_argument("--actor", default=None, help="who acts (default: the OS user)")
+    parser.add_argument("--idempotency-key", default=None, help="the same key applies once")
+    parser.add_argument("--dry-run", action="store_true", help="show the diff and guards only")
+    parser.add_argument("--json", action="store_true")
 
 
 def _instant(text: str) -> datetime:
@@ -140,6 +174,84 @@ def _print_status_table(out: TextIO, source: str, age: float | None, rows: Seque
             f"{r.evaluations_per_second:>8.2f} {err:>6} {p99:>7}  {r.health}",
             file=out,
         )
+
+
+def _run_action(args: argparse.Namespace, settings: Settings) -> int:
+    runtime = open_runtime(settings)
+    environment = args.environment or settings.environment
+    if environment not in runtime.environments():
+        print(f"unknown environment {environment!r}", file=sys.stderr)
+        return ExitCode.USAGE
+    action: Action = args.action
+    if action is Action.ROLLBACK and getattr(args, "all_experimental", False):
+        action = Action.EMERGENCY
+    elif action is Action.ROLLBACK and args.kill:
+        action = Action.KILL
+    request = ActionRequest(
+        action=action,
+        environment=environment,
+        reason=args.reason,
+        identity=cli_identity(settings, args.actor),
+        flag=args.flag,
+        to_percentage=args.to_percentage,
+        dry_run=args.dry_run,
+        override_guards=getattr(args, "override_guards", False),
+        **({"idempotency_key": args.idempotency_key} if args.idempotency_key else {}),
+    )
+    result = runtime.execute(request)
+    if args.json:
+        _print_json(result.as_json())
+    else:
+        _print_result(result)
+    if result.error:
+        print(f"error: {result.error}", file=sys.stderr)
+    return int(result.exit_code)
+
+
+def cli_identity(settings: Settings, actor: str | None) -> Identity:
+    """The CLI user: `--actor` or the OS user, with the role the mapping gives them (any
+    name is an operator in demo mode)."""
+    name = actor or getpass.getuser()
+    if settings.demo:
+        return Identity(name, Role.OPERATOR, "demo")
+    return Identity(name, role_for(name, (), settings.roles, settings.default_role), "cli")
+
+
+def _print_result(result: ActionResult) -> None:
+    plan = result.plan
+    if plan is not None:
+        for transition in plan.transitions:
+            print(transition.diff)
+        for guard in plan.guards:
+            mark = "PASS" if guard.passed else "FAIL"
+            print(f"  {mark} {guard.name:<13} {guard.detail}")
+    if result.applied:
+        ids = ", ".join(entry.id for entry in result.audit)
+        print(
+            f"applied (audit {ids})" + (" — replayed: this key was used" if result.replayed else "")
+        )
+    elif plan is not None and plan.request.dry_run:
+        print("dry run: nothing written")
+
+
+def _run_audit(args: argparse.Namespace, settings: Settings) -> int:
+    runtime = open_runtime(settings)
+    entries = runtime.audit.entries(flag=args.flag, since=args.since, limit=args.limit)
+    if not runtime.audit.database_ok():
+        print(
+            "warning: metrics database unavailable: showing the local journal only", file=sys.stderr
+        )
+    if args.json:
+        _print_json({"records": [entry.as_json() for entry in entries]})
+        return ExitCode.DONE
+    for e in entries:
+        print(
+            f"{e.id:>6} {e.at:%Y-%m-%d %H:%M:%S} {e.actor:<16} {e.action:<18} {e.flag:<32} "
+            f"{e.from_percentage:g} → {e.to_percentage:g} %  {e.outcome}"
+            + ("  OVERRIDE" if e.override else "")
+            + f"  — {e.reason}"
+        )
+    return ExitCode.DONE
 
 
 def _run_phases(args: argparse.Namespace, settings: Settings) -> int:

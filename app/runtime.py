@@ -6,6 +6,7 @@ reported in `notices` and the rest keeps working.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -14,10 +15,23 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.analysis.health import HealthThresholds
 from app.analysis.progress import PhaseProgress, phase_progress
-from app.flags.loader import environments, load_config
+from app.flags.backend import FlagBackend
+from app.flags.loader import ConfigInvalid, environments, load_config
 from app.flags.model import FlagConfig
+from app.flags.yaml_backend import YamlFlagBackend
 from app.metrics_db.database import open_database
 from app.overview import Overview, load_overview
+from app.rollout.actions import (
+    ActionRequest,
+    ActionResult,
+    GuardCheck,
+    Plan,
+    execute_action,
+    plan_action,
+)
+from app.rollout.audit import AuditEntry, AuditLog
+from app.rollout.evidence import guard_check
+from app.rollout.guards import GuardPolicy
 from app.settings import Settings
 from queries.audit import LAST_CHANGE_COLUMNS, last_changes
 from queries.frames import empty_frame
@@ -33,7 +47,40 @@ class Runtime:
     settings: Settings
     engine: Engine | None
     prometheus: PrometheusMetrics | None
+    backend: FlagBackend
+    audit: AuditLog
     notices: list[str] = field(default_factory=list)
+
+    @property
+    def guard_policy(self) -> GuardPolicy:
+        s = self.settings
+        return GuardPolicy(
+            max_data_age_seconds=s.stale_after_seconds,
+            max_error_rate=s.max_error_rate,
+            min_soak=timedelta(minutes=s.min_soak_minutes),
+            exposure_tolerance=s.exposure_tolerance,
+            soak_window=timedelta(minutes=max(s.min_soak_minutes, 5)),
+        )
+
+    def guard_check(self) -> GuardCheck:
+        return guard_check(self.sources(), self.audit, self.guard_policy, lambda: datetime.now(UTC))
+
+    def plan(self, request: ActionRequest) -> Plan:
+        """The exact change and guard report of `request`; writes nothing."""
+        return plan_action(request, self.backend, self.guard_check())
+
+    def execute(self, request: ActionRequest) -> ActionResult:
+        """Authorise, audit and apply `request` (see `app.rollout.actions`)."""
+        return execute_action(request, self.backend, self.audit, self.guard_check())
+
+    def is_applied(self, entry: AuditEntry) -> bool:
+        """Whether the flags are as `entry` meant to leave them (reconciliation)."""
+        flag = self.backend.load(entry.environment).config.flags.get(entry.flag)
+        return (
+            flag is not None
+            and str(flag.state) == entry.to_state
+            and flag.percentage == entry.to_percentage
+        )
 
     @property
     def thresholds(self) -> HealthThresholds:
@@ -108,4 +155,16 @@ def open_runtime(settings: Settings) -> Runtime:
             settings.prometheus_timeout_seconds,
             settings.prometheus_retries,
         )
-    return Runtime(settings, engine, prometheus, notices)
+    backend = YamlFlagBackend(settings.resolved_flags_file)
+    audit = AuditLog(engine, settings.journal_file)
+    runtime = Runtime(settings, engine, prometheus, backend, audit, notices)
+    if engine is not None:
+        moved = audit.replay_journal()
+        if moved:
+            notices.append(
+                f"{moved} audit record(s) kept locally while the database was down are now in it"
+            )
+        # Flags that cannot be read now leave pending records pending, visibly.
+        with contextlib.suppress(ConfigInvalid, OSError):
+            audit.reconcile_pending(runtime.is_applied)
+    return runtime

@@ -20,6 +20,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from app.rollout.roles import Role
 from queries.names import PRESETS, MetricNames, MetricPreset
 
 __all__ = ["FlagBackendKind", "Settings", "load_settings"]
@@ -84,6 +85,17 @@ class Settings(BaseSettings):
     stale_after_seconds: int = Field(120, ge=1, description="Data older than this is stale.")
     recent_change_hours: int = Field(24, ge=1, description="A change this recent sorts first.")
     demo: bool = Field(False, description="Demo mode: acts as a labelled local operator.")
+    roles: dict[str, Role] = Field(
+        default_factory=dict,
+        description='Role mapping (JSON): {"alice@example.com": "admin", "group:ops": "operator"}',
+    )
+    default_role: Role = Field(Role.VIEWER, description="Role of a signed-in user not mapped.")
+    typed_confirmation_environments: tuple[str, ...] = Field(
+        ("production",), description="Where the dialog asks to type the flag key."
+    )
+    min_soak_minutes: float = Field(15, ge=0, description="Advance: minimum time at a step.")
+    max_error_rate: float = Field(0.01, ge=0, le=1, description="Advance: error ratio limit.")
+    exposure_tolerance: float = Field(0.02, ge=0, le=1, description="Advance: share drift.")
     simulator_port: int = Field(9464, ge=1, le=65535, description="Demo /metrics port.")
 
     @classmethod
@@ -106,6 +118,11 @@ class Settings(BaseSettings):
         if self.database_url is not None:
             return self.database_url.get_secret_value()
         return f"sqlite:///{(self.state_dir / 'metrics.db').resolve()}"
+
+    @property
+    def journal_file(self) -> Path:
+        """Where audit records wait while the metrics database is unreachable."""
+        return self.state_dir / "audit-journal.jsonl"
 
     @property
     def metric_names(self) -> MetricNames:

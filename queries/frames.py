@@ -11,6 +11,8 @@ import pandas as pd
 __all__ = [
     "ERROR_RATE_COLUMNS",
     "EVALUATION_RATE_COLUMNS",
+    "FLAG_COUNT_COLUMNS",
+    "INSTANCE_VERSION_COLUMNS",
     "LATENCY_COLUMNS",
     "SPARKLINE_COLUMNS",
     "empty_frame",
@@ -24,6 +26,12 @@ ERROR_RATE_COLUMNS = ("flag", "errors_per_second")
 LATENCY_COLUMNS = ("flag", "quantile", "seconds")
 #: flag, timestamp (UTC, tz-aware), evaluations per second (all variants) at that step
 SPARKLINE_COLUMNS = ("flag", "timestamp", "evaluations_per_second")
+
+
+#: variant, reason, evaluations counted over the window (the guards' statistics need counts)
+FLAG_COUNT_COLUMNS = ("variant", "reason", "evaluations")
+#: instance, config_version (the version each instance reports having loaded)
+INSTANCE_VERSION_COLUMNS = ("instance", "config_version")
 
 
 def empty_frame(columns: tuple[str, ...]) -> pd.DataFrame:

@@ -27,6 +27,8 @@ from urllib3.util.retry import Retry
 from queries.frames import (
     ERROR_RATE_COLUMNS,
     EVALUATION_RATE_COLUMNS,
+    FLAG_COUNT_COLUMNS,
+    INSTANCE_VERSION_COLUMNS,
     LATENCY_COLUMNS,
     SPARKLINE_COLUMNS,
     empty_frame,
@@ -243,6 +245,43 @@ class PrometheusMetrics:
         with self._reading_reply():
             seconds = float(result[0]["value"][1])
         return datetime.fromtimestamp(seconds, tz=UTC)
+
+    def flag_counts(
+        self, environment: str, flag: str, window: timedelta, at: datetime
+    ) -> pd.DataFrame:
+        """Evaluations of `flag` by variant and reason over `window` (increase, not rate)."""
+        variant_label = label_name(self.names.variant_label)
+        reason_label = label_name(self.names.reason_label)
+        query = (
+            f"sum by ({variant_label}, {reason_label}) "
+            f"(increase({self._selector(self.names.evaluations, environment, flag)}"
+            f"[{promql_duration(window)}]))"
+        )
+        result = self._instant(query, at)
+        with self._reading_reply():
+            rows = [
+                (
+                    series["metric"].get(variant_label, ""),
+                    series["metric"].get(reason_label, ""),
+                    float(series["value"][1]),
+                )
+                for series in result
+            ]
+        return self._frame(rows, FLAG_COUNT_COLUMNS)
+
+    def instance_versions(self, environment: str, at: datetime) -> pd.DataFrame:
+        """The `config_version` each scraped instance reports in `config_info`."""
+        query = (
+            "max by (instance, config_version) "
+            f"({self._selector(self.names.config_info, environment, None)})"
+        )
+        result = self._instant(query, at)
+        with self._reading_reply():
+            rows = [
+                (series["metric"].get("instance", ""), series["metric"].get("config_version", ""))
+                for series in result
+            ]
+        return self._frame(rows, INSTANCE_VERSION_COLUMNS)
 
     # -- plumbing --------------------------------------------------------------------
 

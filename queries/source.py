@@ -63,3 +63,14 @@ class MetricsSource(Protocol):
     def newest_sample_time(self, environment: str, at: datetime) -> datetime | None:
         """Time of the newest evaluation sample at or before `at`; None when there is none."""
         ...
+
+    def flag_counts(
+        self, environment: str, flag: str, window: timedelta, at: datetime
+    ) -> pd.DataFrame:
+        """Evaluations of one flag by variant and reason over the window, as counts
+        (`frames.FLAG_COUNT_COLUMNS`); failed ones carry reason `error`."""
+        ...
+
+    def instance_versions(self, environment: str, at: datetime) -> pd.DataFrame:
+        """The config version each live instance reports (`frames.INSTANCE_VERSION_COLUMNS`)."""
+        ...

@@ -18,10 +18,12 @@ from sqlalchemy import ColumnElement, Engine, Executable, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.metrics_db.records import LATENCY_BUCKETS
-from app.metrics_db.schema import RollupRow
+from app.metrics_db.schema import InstanceReport, RollupRow
 from queries.frames import (
     ERROR_RATE_COLUMNS,
     EVALUATION_RATE_COLUMNS,
+    FLAG_COUNT_COLUMNS,
+    INSTANCE_VERSION_COLUMNS,
     LATENCY_COLUMNS,
     SPARKLINE_COLUMNS,
     empty_frame,
@@ -141,6 +143,33 @@ class SqlMetrics:
         if newest is not None and newest.tzinfo is None:
             newest = newest.replace(tzinfo=at.tzinfo)
         return newest
+
+    def flag_counts(
+        self, environment: str, flag: str, window: timedelta, at: datetime
+    ) -> pd.DataFrame:
+        query = (
+            select(RollupRow.variant, RollupRow.reason, func.sum(RollupRow.evaluations))
+            .where(*_in_window(environment, window, at, flag))
+            .group_by(RollupRow.variant, RollupRow.reason)
+        )
+        rows = [(v, r, float(n)) for v, r, n in self._fetch(query)]
+        if not rows:
+            return empty_frame(FLAG_COUNT_COLUMNS)
+        return pd.DataFrame(rows, columns=list(FLAG_COUNT_COLUMNS))
+
+    def instance_versions(
+        self, environment: str, at: datetime, live: timedelta = timedelta(minutes=2)
+    ) -> pd.DataFrame:
+        """Instances that reported within `live` before `at` (older ones are gone)."""
+        query = select(InstanceReport.instance, InstanceReport.config_version).where(
+            InstanceReport.environment == environment,
+            InstanceReport.reported_at > at - live,
+            InstanceReport.reported_at <= at + live,
+        )
+        rows = [tuple(row) for row in self._fetch(query)]
+        if not rows:
+            return empty_frame(INSTANCE_VERSION_COLUMNS)
+        return pd.DataFrame(rows, columns=list(INSTANCE_VERSION_COLUMNS))
 
     def _per_second(
         self,

@@ -204,10 +204,10 @@ class EvaluationMetrics:
         """Publish `config`'s version and every flag's percentage, dropping stale series."""
         with self._lock:
             previous = self._loaded_version.get(environment)
-            if previous is not None and previous != config.version:
+            if previous is not None and previous != config.loaded_version:
                 self._config_info.remove(environment, previous)
-            self._config_info.labels(environment, config.version).set(1)
-            self._loaded_version[environment] = config.version
+            self._config_info.labels(environment, config.loaded_version).set(1)
+            self._loaded_version[environment] = config.loaded_version
 
             for gone in self._loaded_flags.get(environment, set()) - set(config.flags):
                 self._rollout_percentage.remove(gone, environment)

@@ -7,6 +7,7 @@ each validation error back to the file and line it came from.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -203,6 +204,14 @@ class FlagConfig(_Frozen):
             if missing:
                 raise ValueError(f"flag {flag.key}: unknown dependencies {', '.join(missing)}")
         return self
+
+    @property
+    def loaded_version(self) -> str:
+        """`version` plus a hash of the whole merged content, e.g. `1.0.0+3fa2c1d9`: it
+        changes with every edit (operators rarely bump `version`), so instances reporting
+        it in `feature_flag_config_info` show whether a change has propagated."""
+        digest = hashlib.sha256(self.model_dump_json(by_alias=True).encode()).hexdigest()
+        return f"{self.version}+{digest[:8]}"
 
     def flag(self, key: str) -> FlagDefinition:
         """The flag named `key`; raises KeyError for an unknown flag."""

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, insert
+from sqlalchemy import Engine, create_engine, event, insert, update
 from sqlalchemy.engine import make_url
 
 from app.metrics_db.records import EvaluationRollup
-from app.metrics_db.schema import RollupRow
+from app.metrics_db.schema import InstanceReport, RollupRow
 
-__all__ = ["insert_rollups", "migrate", "open_database"]
+__all__ = ["insert_rollups", "migrate", "open_database", "report_instance"]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -75,3 +76,24 @@ def insert_rollups(engine: Engine, rollups: Iterable[EvaluationRollup]) -> int:
         with engine.begin() as connection:
             connection.execute(insert(RollupRow), rows)
     return len(rows)
+
+
+def report_instance(
+    engine: Engine, environment: str, instance: str, config_version: str, at: datetime
+) -> None:
+    """Record that `instance` runs `config_version` (update, or insert the first time)."""
+    with engine.begin() as connection:
+        updated = connection.execute(
+            update(InstanceReport)
+            .where(InstanceReport.environment == environment, InstanceReport.instance == instance)
+            .values(config_version=config_version, reported_at=at)
+        )
+        if updated.rowcount == 0:
+            connection.execute(
+                insert(InstanceReport).values(
+                    environment=environment,
+                    instance=instance,
+                    config_version=config_version,
+                    reported_at=at,
+                )
+            )

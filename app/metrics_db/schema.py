@@ -24,6 +24,7 @@ __all__ = [
     "AuditOutcome",
     "AuditRecord",
     "Base",
+    "InstanceReport",
     "RequestRollup",
     "RollupRow",
     "StoredConfig",
@@ -161,3 +162,17 @@ class RequestRollup(Base):
     latency_sum: Mapped[float] = mapped_column(Float, nullable=False)
     latency_count: Mapped[int] = mapped_column(Integer, nullable=False)
     latency_buckets: Mapped[list[int]] = mapped_column(JSON, nullable=False)
+
+
+class InstanceReport(Base):
+    """The config version an instance last said it has loaded (a heartbeat): the
+    propagation check's source when there is no Prometheus."""
+
+    __tablename__ = "instance_reports"
+    __table_args__ = (UniqueConstraint("environment", "instance", name="uq_instance_reports"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    environment: Mapped[str] = mapped_column(String(200), nullable=False)
+    instance: Mapped[str] = mapped_column(String(200), nullable=False)
+    config_version: Mapped[str] = mapped_column(String(200), nullable=False)
+    reported_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)

@@ -215,6 +215,7 @@ def test_hot_reload_picks_up_edits_and_keeps_the_old_config_when_invalid(
         == 75.0
     )
 
+    before = evaluator.config.loaded_version
     _edit(path, 'version: "1.0.0"', 'version: "1.0.1"', tick=2)
     _edit(path, "state: enabled", "state: rolout", tick=3)
     assert evaluator.maybe_reload() is False
@@ -233,9 +234,11 @@ def test_hot_reload_picks_up_edits_and_keeps_the_old_config_when_invalid(
     assert evaluator.maybe_reload() is True
     assert evaluator.config.version == "1.0.1"
     assert evaluator.last_error is None
-    info = {"environment": "staging", "config_version": "1.0.1"}
+    loaded = evaluator.config.loaded_version
+    assert loaded.startswith("1.0.1+") and loaded != before
+    info = {"environment": "staging", "config_version": loaded}
     assert registry.get_sample_value("feature_flag_config_info", info) == 1.0
-    old = {"environment": "staging", "config_version": "1.0.0"}
+    old = {"environment": "staging", "config_version": before}
     assert registry.get_sample_value("feature_flag_config_info", old) is None
 
 
@@ -272,7 +275,9 @@ def test_metrics_count_every_evaluation() -> None:
     # The measured latency is used when no override is given.
     assert sample(f"{duration}_count", flag="missing_flag") == 3
 
-    assert sample("feature_flag_config_info", config_version="1.0.0") == 1.0
+    loaded = evaluator.config.loaded_version
+    assert loaded.startswith("1.0.0+")
+    assert sample("feature_flag_config_info", config_version=loaded) == 1.0
     percentage = "feature_flag_rollout_percentage"
     assert sample(percentage, flag="phase2_health_checks") == 50.0
     assert sample(percentage, flag="rollback_mechanism") == 100.0

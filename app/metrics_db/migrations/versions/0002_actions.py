@@ -1,4 +1,4 @@
-"""Audit outcomes, flags stored in SQL, HTTP request roll-ups.
+"""Audit outcomes, flags stored in SQL, HTTP request roll-ups, instance reports.
 
 Revision ID: 0002
 Revises: 0001
@@ -59,9 +59,19 @@ def upgrade() -> None:
     op.create_index(
         "ix_request_rollups_env_end", "request_rollups", ["environment", "interval_end"]
     )
+    op.create_table(
+        "instance_reports",
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("environment", sa.String(200), nullable=False),
+        sa.Column("instance", sa.String(200), nullable=False),
+        sa.Column("config_version", sa.String(200), nullable=False),
+        sa.Column("reported_at", UtcDateTime, nullable=False),
+        sa.UniqueConstraint("environment", "instance", name="uq_instance_reports"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("instance_reports")
     op.drop_table("request_rollups")
     op.drop_table("flag_configs")
     op.drop_table("flag_definitions")

@@ -1,0 +1,372 @@
+"""The audit log: append-only, and never lost.
+
+Every action is written *before* the change (outcome `pending`, or `refused` /
+`dry_run` when nothing will change) and its result after, as a separate outcome row:
+no code path updates or deletes a record. When the metrics database cannot be written,
+records and outcomes go to a local journal file (one JSON object per line, fsynced),
+which `replay_journal` moves into the database once it is back. `reconcile_pending`
+settles records left pending by a crash, by comparing them with the flags as they are.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, func, insert, select
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from app.metrics_db.schema import AuditOutcome, AuditRecord
+
+__all__ = [
+    "AuditEntry",
+    "AuditLog",
+    "DuplicateKey",
+    "Outcome",
+]
+
+
+class Outcome(StrEnum):
+    PENDING = "pending"
+    APPLIED = "applied"
+    FAILED = "failed"
+    REFUSED = "refused"
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One action on one flag. `id` is the database id, or `j-…` while it lives only in
+    the journal; `outcome` is the newest known outcome."""
+
+    at: datetime
+    actor: str
+    action: str
+    flag: str
+    environment: str
+    from_state: str
+    from_percentage: float
+    to_state: str
+    to_percentage: float
+    reason: str
+    outcome: Outcome
+    override: bool = False
+    idempotency_key: str | None = None
+    guards: list[dict[str, Any]] = field(default_factory=list)
+    id: str = ""
+    detail: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "at": self.at.isoformat(),
+            "actor": self.actor,
+            "action": self.action,
+            "flag": self.flag,
+            "environment": self.environment,
+            "from": {"state": self.from_state, "percentage": self.from_percentage},
+            "to": {"state": self.to_state, "percentage": self.to_percentage},
+            "reason": self.reason,
+            "outcome": str(self.outcome),
+            "override": self.override,
+            "guards": self.guards,
+            "idempotency_key": self.idempotency_key,
+            "detail": self.detail,
+        }
+
+
+class DuplicateKey(RuntimeError):
+    """An action with this idempotency key was already recorded: `existing` is it."""
+
+    def __init__(self, existing: AuditEntry) -> None:
+        super().__init__(f"idempotency key {existing.idempotency_key} already used")
+        self.existing = existing
+
+
+_RECORD_FIELDS = (
+    "at",
+    "actor",
+    "action",
+    "flag",
+    "environment",
+    "from_state",
+    "from_percentage",
+    "to_state",
+    "to_percentage",
+    "reason",
+    "outcome",
+    "override",
+    "idempotency_key",
+    "guards",
+)
+
+
+class AuditLog:
+    """The audit log over the metrics database (may be None: journal only) and a
+    journal file. Thread-safe; several processes may share the database."""
+
+    def __init__(self, engine: Engine | None, journal: Path) -> None:
+        self._engine = engine
+        self._journal = journal
+        self._lock = threading.Lock()
+
+    # -- writing -----------------------------------------------------------------
+
+    def record(self, entry: AuditEntry) -> AuditEntry:
+        """Append `entry`; returns it with its id. DuplicateKey if its idempotency key is
+        already recorded (in the database or the journal). Falls back to the journal
+        when the database cannot be written."""
+        if entry.idempotency_key is not None:
+            existing = self.find_key(entry.idempotency_key)
+            if existing is not None:
+                raise DuplicateKey(existing)
+        if self._engine is not None:
+            try:
+                with self._engine.begin() as connection:
+                    new_id = connection.execute(
+                        insert(AuditRecord).values(**_row(entry)).returning(AuditRecord.id)
+                    ).scalar_one()
+                return replace(entry, id=str(new_id))
+            except IntegrityError:
+                existing = self.find_key(entry.idempotency_key or "")
+                if existing is not None:
+                    raise DuplicateKey(existing) from None
+                raise
+            except SQLAlchemyError:
+                pass  # the database is down: the journal keeps the record
+        local = replace(entry, id=f"j-{uuid.uuid4().hex[:12]}")
+        self._append({"type": "record", "id": local.id, **_row(local)})
+        return local
+
+    def settle(self, entry: AuditEntry, outcome: Outcome, detail: str = "") -> AuditEntry:
+        """Record what became of a pending entry (applied / failed)."""
+        at = datetime.now(UTC)
+        if self._engine is not None and not entry.id.startswith("j-"):
+            try:
+                with self._engine.begin() as connection:
+                    connection.execute(
+                        insert(AuditOutcome).values(
+                            audit_id=int(entry.id), at=at, outcome=str(outcome), detail=detail
+                        )
+                    )
+                return replace(entry, outcome=outcome, detail=detail)
+            except SQLAlchemyError:
+                pass
+        self._append(
+            {
+                "type": "outcome",
+                "id": entry.id,
+                "at": at.isoformat(),
+                "outcome": str(outcome),
+                "detail": detail,
+            }
+        )
+        return replace(entry, outcome=outcome, detail=detail)
+
+    # -- reading -----------------------------------------------------------------
+
+    def find_key(self, key: str) -> AuditEntry | None:
+        """The entry recorded with idempotency key `key`, if any (database or journal)."""
+        for entry in self._journal_entries():
+            if entry.idempotency_key == key:
+                return entry
+        if self._engine is None:
+            return None
+        try:
+            found = self._query(AuditRecord.idempotency_key == key)
+        except SQLAlchemyError:
+            return None
+        return found[0] if found else None
+
+    def entries(
+        self, flag: str | None = None, since: datetime | None = None, limit: int = 1000
+    ) -> list[AuditEntry]:
+        """Newest first, database and journal together. SourceUnavailable-free: a
+        database that cannot be read shows only the journal (see `database_ok`)."""
+        conditions: list[Any] = []
+        if flag is not None:
+            conditions.append(AuditRecord.flag == flag)
+        if since is not None:
+            conditions.append(AuditRecord.at >= since)
+        stored: list[AuditEntry] = []
+        if self._engine is not None:
+            try:
+                stored = self._query(*conditions, limit=limit)
+            except SQLAlchemyError:
+                stored = []
+        local = [
+            e
+            for e in self._journal_entries()
+            if (flag is None or e.flag == flag) and (since is None or e.at >= since)
+        ]
+        return sorted([*stored, *local], key=lambda e: e.at, reverse=True)[:limit]
+
+    def database_ok(self) -> bool:
+        if self._engine is None:
+            return False
+        try:
+            with self._engine.connect() as connection:
+                connection.execute(select(func.count()).select_from(AuditRecord).limit(1))
+        except SQLAlchemyError:
+            return False
+        return True
+
+    def pending_in_journal(self) -> int:
+        return sum(1 for _ in self._journal_lines())
+
+    # -- recovery ----------------------------------------------------------------
+
+    def replay_journal(self) -> int:
+        """Move journal records and outcomes into the database; returns how many
+        records moved. The journal is emptied only after the database accepted all."""
+        if self._engine is None:
+            return 0
+        with self._lock:
+            lines = list(self._journal_lines())
+            if not lines:
+                return 0
+            ids: dict[str, int] = {}
+            moved = 0
+            try:
+                with self._engine.begin() as connection:
+                    for line in lines:
+                        if line["type"] == "record":
+                            existing = (
+                                connection.execute(
+                                    select(AuditRecord.id).where(
+                                        AuditRecord.idempotency_key == line["idempotency_key"]
+                                    )
+                                ).scalar()
+                                if line.get("idempotency_key")
+                                else None
+                            )
+                            if existing is not None:
+                                ids[line["id"]] = int(existing)
+                                continue
+                            values = _from_json(line)
+                            ids[line["id"]] = connection.execute(
+                                insert(AuditRecord).values(**values).returning(AuditRecord.id)
+                            ).scalar_one()
+                            moved += 1
+                        else:
+                            target = ids.get(line["id"]) or _database_id(line["id"])
+                            if target is None:
+                                continue
+                            connection.execute(
+                                insert(AuditOutcome).values(
+                                    audit_id=target,
+                                    at=datetime.fromisoformat(line["at"]),
+                                    outcome=line["outcome"],
+                                    detail=line.get("detail", ""),
+                                )
+                            )
+            except SQLAlchemyError:
+                return 0
+            done = self._journal.with_name(
+                f"{self._journal.name}.replayed-{datetime.now(UTC):%Y%m%dT%H%M%S%f}"
+            )
+            os.replace(self._journal, done)
+            return moved
+
+    def reconcile_pending(self, is_applied: Callable[[AuditEntry], bool]) -> int:
+        """Settle every entry still pending (a crash between the record and its
+        outcome): applied if `is_applied(entry)` says the flag is at `to`, else failed."""
+        settled = 0
+        for entry in self.entries(limit=100_000):
+            if entry.outcome is Outcome.PENDING:
+                outcome = Outcome.APPLIED if is_applied(entry) else Outcome.FAILED
+                self.settle(entry, outcome, "reconciled after an interrupted action")
+                settled += 1
+        return settled
+
+    # -- plumbing ----------------------------------------------------------------
+
+    def _query(self, *conditions: Any, limit: int = 1000) -> list[AuditEntry]:
+        assert self._engine is not None
+        newest = (
+            select(AuditOutcome.audit_id, func.max(AuditOutcome.id).label("outcome_id"))
+            .group_by(AuditOutcome.audit_id)
+            .subquery()
+        )
+        query = (
+            select(
+                *AuditRecord.__table__.c,
+                AuditOutcome.outcome.label("latest_outcome"),
+                AuditOutcome.detail.label("latest_detail"),
+            )
+            .outerjoin(newest, newest.c.audit_id == AuditRecord.id)
+            .outerjoin(AuditOutcome, AuditOutcome.id == newest.c.outcome_id)
+            .where(*conditions)
+            .order_by(AuditRecord.id.desc())
+            .limit(limit)
+        )
+        with self._engine.connect() as connection:
+            rows = connection.execute(query).all()
+        result = []
+        for row in rows:
+            record = row._mapping
+            values = {name: record[name] for name in _RECORD_FIELDS}
+            values["outcome"] = Outcome(record["latest_outcome"] or record["outcome"])
+            detail = record["latest_detail"] or ""
+            result.append(AuditEntry(**values, id=str(record["id"]), detail=detail))
+        return result
+
+    def _append(self, document: dict[str, Any]) -> None:
+        with self._lock:
+            self._journal.parent.mkdir(parents=True, exist_ok=True)
+            with self._journal.open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps(document, default=str) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+
+    def _journal_lines(self) -> Iterator[dict[str, Any]]:
+        if not self._journal.exists():
+            return
+        with self._journal.open(encoding="utf-8") as handle:
+            for line in handle:
+                if line.strip():
+                    try:
+                        yield json.loads(line)
+                    except json.JSONDecodeError:
+                        continue  # a line torn by a crash mid-write carries nothing usable
+
+    def _journal_entries(self) -> list[AuditEntry]:
+        records: dict[str, AuditEntry] = {}
+        for line in self._journal_lines():
+            if line["type"] == "record":
+                values = _from_json(line)
+                values["outcome"] = Outcome(values["outcome"])
+                records[line["id"]] = AuditEntry(**values, id=line["id"])
+            elif line["id"] in records:
+                records[line["id"]] = replace(
+                    records[line["id"]],
+                    outcome=Outcome(line["outcome"]),
+                    detail=line.get("detail", ""),
+                )
+        return list(records.values())
+
+
+def _row(entry: AuditEntry) -> dict[str, Any]:
+    values = asdict(entry)
+    return {name: values[name] for name in _RECORD_FIELDS} | {"outcome": str(entry.outcome)}
+
+
+def _from_json(line: dict[str, Any]) -> dict[str, Any]:
+    values = {name: line[name] for name in _RECORD_FIELDS}
+    values["at"] = datetime.fromisoformat(values["at"])
+    return values
+
+
+def _database_id(audit_id: str) -> int | None:
+    return None if audit_id.startswith("j-") else int(audit_id)
+
+
+def entries_json(entries: Sequence[AuditEntry]) -> list[dict[str, Any]]:
+    return [entry.as_json() for entry in entries]

@@ -1,0 +1,143 @@
+"""Gathering what the advance guards look at, from whichever metrics source answers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+import pandas as pd
+
+from app.analysis.health import error_ratio
+from app.flags.backend import FlagSnapshot
+from app.rollout.audit import AuditLog, Outcome
+from app.rollout.guards import (
+    DependencyStatus,
+    GuardInputs,
+    GuardPolicy,
+    GuardResult,
+    VariantCounts,
+    evaluate_guards,
+)
+from queries.source import MetricsSource, SourceUnavailable
+
+__all__ = ["gather_guard_inputs", "guard_check", "variant_counts"]
+
+#: reasons decided by the percentage alone: the ones whose shares exposure compares
+SPLIT_REASONS = frozenset({"split", "default"})
+
+
+def guard_check(
+    sources: Sequence[MetricsSource],
+    audit: AuditLog,
+    policy: GuardPolicy,
+    now: Callable[[], datetime],
+) -> Callable[[FlagSnapshot, str], list[GuardResult]]:
+    """A `GuardCheck` for `app.rollout.actions`: measure now, then judge."""
+
+    def check(snapshot: FlagSnapshot, flag: str) -> list[GuardResult]:
+        inputs = gather_guard_inputs(sources, audit, snapshot, flag, policy, now())
+        return evaluate_guards(inputs, policy)
+
+    return check
+
+
+def gather_guard_inputs(
+    sources: Sequence[MetricsSource],
+    audit: AuditLog,
+    snapshot: FlagSnapshot,
+    flag_key: str,
+    policy: GuardPolicy,
+    at: datetime,
+) -> GuardInputs:
+    """Everything the guards need, from the first source that answers every question;
+    a source that fails is named in `notes` and its numbers are not used."""
+    environment = snapshot.environment
+    flag = snapshot.flag(flag_key)
+    dependencies = flag.metadata.dependencies
+    notes: list[str] = []
+    measured = None
+    for source in sources:
+        try:
+            newest = source.newest_sample_time(environment, at)
+            counts = source.flag_counts(environment, flag_key, policy.soak_window, at)
+            rates = source.evaluation_rates(environment, policy.soak_window, at)
+            errors = source.error_rates(environment, policy.soak_window, at)
+            versions = source.instance_versions(environment, at)
+        except SourceUnavailable as error:
+            notes.append(str(error))
+            continue
+        measured = (source.name, newest, counts, rates, errors, versions)
+        break
+    changes = [
+        e
+        for e in audit.entries(flag=flag_key, limit=50)
+        if e.environment == environment and e.outcome is Outcome.APPLIED
+    ]
+    since = changes[0].at if changes else None
+    if measured is None:
+        return GuardInputs(
+            at,
+            flag.percentage,
+            flag.rollout.variant,
+            flag.default_variant,
+            "",
+            None,
+            None,
+            since,
+            _dependencies(snapshot, dependencies, None, None),
+            None,
+            snapshot.config.loaded_version,
+            tuple(notes),
+        )
+    name, newest, counts, rates, errors, versions = measured
+    return GuardInputs(
+        now=at,
+        configured_percentage=flag.percentage,
+        treatment=flag.rollout.variant,
+        baseline=flag.default_variant,
+        source=name,
+        newest_sample=newest,
+        variants=variant_counts(counts),
+        at_step_since=since,
+        dependencies=_dependencies(snapshot, dependencies, rates, errors),
+        instance_versions=dict(zip(versions["instance"], versions["config_version"], strict=True)),
+        current_config_version=snapshot.config.loaded_version,
+        notes=tuple(notes),
+    )
+
+
+def variant_counts(counts: pd.DataFrame) -> dict[str, VariantCounts]:
+    """Per variant: all evaluations, failed ones (reason `error`), split-decided ones."""
+    result: dict[str, VariantCounts] = {}
+    for variant, group in counts.groupby("variant"):
+        reasons = group["reason"].astype(str)
+        result[str(variant)] = VariantCounts(
+            evaluations=float(group["evaluations"].sum()),
+            errors=float(group.loc[reasons == "error", "evaluations"].sum()),
+            split=float(group.loc[reasons.isin(SPLIT_REASONS), "evaluations"].sum()),
+        )
+    return result
+
+
+def _dependencies(
+    snapshot: FlagSnapshot,
+    keys: Sequence[str],
+    rates: pd.DataFrame | None,
+    errors: pd.DataFrame | None,
+) -> tuple[DependencyStatus, ...]:
+    totals: dict[str, float] = {}
+    if rates is not None:
+        totals = {
+            str(k): float(v)
+            for k, v in rates.groupby("flag")["evaluations_per_second"].sum().items()
+        }
+    failed: dict[str, float] = {}
+    if errors is not None:
+        failed = dict(zip(errors["flag"], errors["errors_per_second"], strict=True))
+    statuses = []
+    for key in keys:
+        total = float(totals.get(key, 0.0))
+        ratio = error_ratio(total, float(failed.get(key, 0.0)))
+        success = None if ratio is None else 1.0 - ratio
+        statuses.append(DependencyStatus(key, snapshot.config.flags[key].percentage, success))
+    return tuple(statuses)

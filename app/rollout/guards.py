@@ -1,0 +1,278 @@
+"""Guards of an advance: each one measures, compares with its threshold, and says why.
+
+Guards fail **closed**: a guard whose data is missing or whose source did not answer
+fails, with the reason in `detail`. Everything here is pure: `GuardInputs` carries the
+numbers seen at decision time (gathered by `app.rollout.service`), and the same inputs
+always give the same report.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from scipy import stats
+
+__all__ = [
+    "DependencyStatus",
+    "GuardInputs",
+    "GuardPolicy",
+    "GuardResult",
+    "VariantCounts",
+    "evaluate_guards",
+]
+
+
+@dataclass(frozen=True)
+class GuardResult:
+    """One guard's verdict with what it measured (`value`) against what (`threshold`)."""
+
+    name: str
+    passed: bool
+    value: float | str | None
+    threshold: float | str | None
+    detail: str
+    window: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "passed": self.passed,
+            "value": self.value,
+            "threshold": self.threshold,
+            "detail": self.detail,
+            "window": self.window,
+        }
+
+
+@dataclass(frozen=True)
+class GuardPolicy:
+    max_data_age_seconds: float = 120.0
+    max_error_rate: float = 0.01
+    significance: float = 0.01  # p below this: the treatment is worse than the baseline
+    min_soak: timedelta = timedelta(minutes=15)
+    min_dependency_success: float = 0.99
+    exposure_tolerance: float = 0.02  # absolute share, 0..1
+    srm_p_value: float = 0.001
+    soak_window: timedelta = timedelta(minutes=15)
+
+
+@dataclass(frozen=True)
+class VariantCounts:
+    """Evaluations and failed evaluations of one variant over the soak window;
+    `split` counts only the evaluations decided by the percentage (reasons split and
+    default), the ones whose shares the exposure guard compares."""
+
+    evaluations: float
+    errors: float
+    split: float
+
+
+@dataclass(frozen=True)
+class DependencyStatus:
+    flag: str
+    percentage: float
+    success_ratio: float | None  # None: no evaluations seen
+
+
+@dataclass(frozen=True)
+class GuardInputs:
+    """What the guards look at, as seen at decision time. `None` means unmeasured."""
+
+    now: datetime
+    configured_percentage: float  # the step the flag is at now
+    treatment: str  # the rollout variant
+    baseline: str  # the default variant
+    source: str  # which metrics source answered, or "" when none did
+    newest_sample: datetime | None
+    variants: Mapping[str, VariantCounts] | None
+    at_step_since: datetime | None
+    dependencies: Sequence[DependencyStatus] = ()
+    instance_versions: Mapping[str, str] | None = None  # instance -> config version
+    current_config_version: str = ""
+    notes: Sequence[str] = field(default=())
+
+
+def evaluate_guards(inputs: GuardInputs, policy: GuardPolicy) -> list[GuardResult]:
+    """The six guards of DESIGN §5, in order: fresh data, error rate, soak time,
+    dependencies, exposure, propagation."""
+    return [
+        _data_fresh(inputs, policy),
+        _error_rate(inputs, policy),
+        _soak_time(inputs, policy),
+        _dependencies(inputs, policy),
+        _exposure(inputs, policy),
+        _propagation(inputs),
+    ]
+
+
+def _window(policy: GuardPolicy) -> str:
+    return f"{policy.soak_window.total_seconds() / 60:g} min"
+
+
+def _data_fresh(inputs: GuardInputs, policy: GuardPolicy) -> GuardResult:
+    name, limit = "data_fresh", policy.max_data_age_seconds
+    if not inputs.source or inputs.newest_sample is None:
+        why = "; ".join(inputs.notes) or "no metrics source answered"
+        return GuardResult(name, False, None, limit, f"no data: {why}")
+    age = max(0.0, (inputs.now - inputs.newest_sample).total_seconds())
+    verdict = "fresh" if age <= limit else "stale"
+    return GuardResult(
+        name,
+        age <= limit,
+        round(age, 1),
+        limit,
+        f"{inputs.source} data is {age:.0f} s old: {verdict}",
+    )
+
+
+def _error_rate(inputs: GuardInputs, policy: GuardPolicy) -> GuardResult:
+    name, window = "error_rate", _window(policy)
+    if not inputs.variants:
+        return GuardResult(
+            name, False, None, policy.max_error_rate, "no evaluations in the window", window
+        )
+    total = sum(v.evaluations for v in inputs.variants.values())
+    errors = sum(v.errors for v in inputs.variants.values())
+    if total <= 0:
+        return GuardResult(
+            name, False, None, policy.max_error_rate, "no evaluations in the window", window
+        )
+    ratio = errors / total
+    if ratio > policy.max_error_rate:
+        return GuardResult(
+            name,
+            False,
+            ratio,
+            policy.max_error_rate,
+            f"{100 * ratio:.2f} % of {total:.0f} evaluations failed",
+            window,
+        )
+    treated = inputs.variants.get(inputs.treatment)
+    base = inputs.variants.get(inputs.baseline)
+    test = ""
+    if treated and base and treated.evaluations > 0 and base.evaluations > 0:
+        z, p = _two_proportion_greater(
+            treated.errors, treated.evaluations, base.errors, base.evaluations
+        )
+        test = (
+            f"; two-proportion z-test {inputs.treatment} > {inputs.baseline}: z={z:.2f}, p={p:.4f}"
+        )
+        if p < policy.significance:
+            return GuardResult(
+                name,
+                False,
+                ratio,
+                policy.max_error_rate,
+                f"{inputs.treatment} fails significantly more often than {inputs.baseline}{test}",
+                window,
+            )
+    return GuardResult(
+        name,
+        True,
+        ratio,
+        policy.max_error_rate,
+        f"{100 * ratio:.2f} % of {total:.0f} evaluations failed{test}",
+        window,
+    )
+
+
+def _two_proportion_greater(
+    errors_a: float, total_a: float, errors_b: float, total_b: float
+) -> tuple[float, float]:
+    """One-sided pooled two-proportion z-test that a's ratio exceeds b's: (z, p)."""
+    pooled = (errors_a + errors_b) / (total_a + total_b)
+    spread = math.sqrt(pooled * (1 - pooled) * (1 / total_a + 1 / total_b))
+    if spread == 0:
+        return 0.0, 1.0
+    z = (errors_a / total_a - errors_b / total_b) / spread
+    return z, float(stats.norm.sf(z))
+
+
+def _soak_time(inputs: GuardInputs, policy: GuardPolicy) -> GuardResult:
+    name, minimum = "soak_time", policy.min_soak.total_seconds()
+    if inputs.at_step_since is None:
+        return GuardResult(
+            name,
+            True,
+            None,
+            minimum,
+            "no change recorded: at this step since before the history began",
+        )
+    soaked = (inputs.now - inputs.at_step_since).total_seconds()
+    return GuardResult(
+        name,
+        soaked >= minimum,
+        round(soaked),
+        minimum,
+        f"at {inputs.configured_percentage:g} % for {soaked / 60:.1f} min "
+        f"(minimum {minimum / 60:g} min)",
+    )
+
+
+def _dependencies(inputs: GuardInputs, policy: GuardPolicy) -> GuardResult:
+    name = "dependencies"
+    unmet = []
+    for dep in inputs.dependencies:
+        if dep.percentage < 100:
+            unmet.append(f"{dep.flag} at {dep.percentage:g} %")
+        elif dep.success_ratio is None:
+            unmet.append(f"{dep.flag} has no evaluations to judge its stability")
+        elif dep.success_ratio < policy.min_dependency_success:
+            unmet.append(f"{dep.flag} success {100 * dep.success_ratio:.2f} %")
+    if not inputs.dependencies:
+        return GuardResult(name, True, 0, policy.min_dependency_success, "no dependencies")
+    detail = "; ".join(unmet) or f"all {len(inputs.dependencies)} at 100 % and stable"
+    return GuardResult(
+        name,
+        not unmet,
+        len(inputs.dependencies) - len(unmet),
+        policy.min_dependency_success,
+        detail,
+    )
+
+
+def _exposure(inputs: GuardInputs, policy: GuardPolicy) -> GuardResult:
+    name, window = "exposure", _window(policy)
+    expected = inputs.configured_percentage / 100
+    counts = inputs.variants or {}
+    treated = counts.get(inputs.treatment, VariantCounts(0, 0, 0)).split
+    base = counts.get(inputs.baseline, VariantCounts(0, 0, 0)).split
+    total = treated + base
+    if total <= 0:
+        return GuardResult(
+            name, False, None, expected, "no split evaluations in the window", window
+        )
+    observed = treated / total
+    off_by = abs(observed - expected)
+    if 0 < expected < 1:
+        chi2, p = stats.chisquare([treated, base], [total * expected, total * (1 - expected)])
+        srm = f"chi-square={float(chi2):.2f}, p={float(p):.4f}"
+        mismatch = float(p) < policy.srm_p_value
+    else:  # 0 % or 100 %: any evaluation on the other side is a mismatch
+        mismatch = off_by > 0
+        srm = "exact check at 0/100 %"
+    passed = off_by <= policy.exposure_tolerance and not mismatch
+    detail = (
+        f"observed {100 * observed:.2f} % on {inputs.treatment} vs configured "
+        f"{100 * expected:g} % ({total:.0f} split evaluations; {srm})"
+        + ("; sample ratio mismatch" if mismatch else "")
+    )
+    return GuardResult(name, passed, observed, expected, detail, window)
+
+
+def _propagation(inputs: GuardInputs) -> GuardResult:
+    name, wanted = "propagation", inputs.current_config_version
+    if inputs.instance_versions is None:
+        return GuardResult(name, False, None, wanted, "no instance reports its config version")
+    if not inputs.instance_versions:
+        return GuardResult(name, False, 0, wanted, "no instance reports its config version")
+    behind = sorted(i for i, v in inputs.instance_versions.items() if v != wanted)
+    total = len(inputs.instance_versions)
+    detail = f"{total - len(behind)} of {total} instances on {wanted}"
+    if behind:
+        detail += f"; behind: {', '.join(behind[:5])}" + (" …" if len(behind) > 5 else "")
+    return GuardResult(name, not behind, f"{total - len(behind)}/{total}", wanted, detail)

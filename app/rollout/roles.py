@@ -1,0 +1,55 @@
+"""Who may do what: viewer (read), operator (advance, rollback), admin (override).
+
+Authorisation happens inside the action functions (`require`), never only by hiding a
+button: a forged call from a page or the CLI is refused the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+__all__ = ["Identity", "NotAuthorized", "Role", "require", "role_for"]
+
+
+class Role(StrEnum):
+    VIEWER = "viewer"
+    OPERATOR = "operator"
+    ADMIN = "admin"
+
+    @property
+    def rank(self) -> int:
+        return (Role.VIEWER, Role.OPERATOR, Role.ADMIN).index(self)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Someone acting: `name` is what the audit log records; `via` how they were known
+    (`demo`, `oidc`, `cli`, `anonymous`)."""
+
+    name: str
+    role: Role
+    via: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} ({self.role}, {self.via})"
+
+
+class NotAuthorized(PermissionError):
+    """The identity's role does not allow the action."""
+
+
+def require(identity: Identity, needed: Role, action: str) -> None:
+    """Raise NotAuthorized unless `identity` holds `needed` or a higher role."""
+    if identity.role.rank < needed.rank:
+        raise NotAuthorized(f"{identity.name} is {identity.role}: {action} needs the {needed} role")
+
+
+def role_for(name: str, groups: Iterable[str], mapping: Mapping[str, Role], default: Role) -> Role:
+    """The highest role the mapping gives `name` (e-mail or user name, case-insensitive)
+    or one of its `groups` (keys `group:<name>`); `default` when none matches."""
+    wanted = {name.lower(), *(f"group:{g.lower()}" for g in groups)}
+    found = [role for key, role in mapping.items() if key.lower() in wanted]
+    return max(found, key=lambda role: role.rank) if found else default

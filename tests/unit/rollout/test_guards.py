@@ -1,0 +1,137 @@
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from app.rollout.guards import (
+    DependencyStatus,
+    GuardInputs,
+    GuardPolicy,
+    VariantCounts,
+    evaluate_guards,
+)
+
+NOW = datetime(2026, 5, 1, 12, tzinfo=UTC)
+POLICY = GuardPolicy()
+HEALTHY = GuardInputs(
+    now=NOW,
+    configured_percentage=25.0,
+    treatment="on",
+    baseline="off",
+    source="prometheus",
+    newest_sample=NOW - timedelta(seconds=10),
+    variants={
+        "on": VariantCounts(evaluations=2500, errors=5, split=2500),
+        "off": VariantCounts(evaluations=7500, errors=15, split=7500),
+    },
+    at_step_since=NOW - timedelta(hours=1),
+    dependencies=(DependencyStatus("phase1_main", 100.0, 0.999),),
+    instance_versions={"10.0.0.1:9464": "abc", "10.0.0.2:9464": "abc"},
+    current_config_version="abc",
+)
+
+
+def report(inputs):
+    return {g.name: g for g in evaluate_guards(inputs, POLICY)}
+
+
+def test_a_healthy_flag_passes_every_guard_in_order():
+    results = evaluate_guards(HEALTHY, POLICY)
+    assert [g.name for g in results] == [
+        "data_fresh",
+        "error_rate",
+        "soak_time",
+        "dependencies",
+        "exposure",
+        "propagation",
+    ]
+    assert all(g.passed for g in results), [g for g in results if not g.passed]
+    guards = {g.name: g for g in results}
+    assert guards["error_rate"].value == pytest.approx(20 / 10000)
+    assert "two-proportion z-test on > off" in guards["error_rate"].detail
+    assert guards["exposure"].value == pytest.approx(0.25)
+    assert guards["propagation"].value == "2/2"
+
+
+def test_no_source_fails_closed():
+    guards = report(
+        replace(
+            HEALTHY,
+            source="",
+            newest_sample=None,
+            variants=None,
+            instance_versions=None,
+            notes=("prometheus unavailable",),
+        )
+    )
+    assert (
+        not guards["data_fresh"].passed and "prometheus unavailable" in guards["data_fresh"].detail
+    )
+    assert not guards["error_rate"].passed
+    assert not guards["exposure"].passed
+    assert not guards["propagation"].passed
+
+
+def test_stale_data_fails():
+    guard = report(replace(HEALTHY, newest_sample=NOW - timedelta(minutes=5)))["data_fresh"]
+    assert not guard.passed and guard.value == 300.0 and "stale" in guard.detail
+
+
+def test_error_rate_above_threshold_fails():
+    variants = {"on": VariantCounts(2500, 60, 2500), "off": VariantCounts(7500, 90, 7500)}
+    guard = report(replace(HEALTHY, variants=variants))["error_rate"]
+    assert not guard.passed
+    assert guard.value == pytest.approx(0.015)
+    assert guard.threshold == 0.01
+
+
+def test_treatment_significantly_worse_than_baseline_fails_under_the_threshold():
+    # 0.9 % on the treatment vs 0.1 % on the baseline: overall 0.3 %, under 1 %,
+    # but a one-sided two-proportion test says the treatment is worse.
+    variants = {"on": VariantCounts(2500, 22, 2500), "off": VariantCounts(7500, 8, 7500)}
+    guard = report(replace(HEALTHY, variants=variants))["error_rate"]
+    assert guard.value == pytest.approx(0.003)
+    assert not guard.passed
+    assert "fails significantly more often" in guard.detail
+
+
+def test_soak_time():
+    short = report(replace(HEALTHY, at_step_since=NOW - timedelta(minutes=5)))["soak_time"]
+    assert not short.passed and short.value == 300 and short.threshold == 900
+    unknown = report(replace(HEALTHY, at_step_since=None))["soak_time"]
+    assert unknown.passed and "no change recorded" in unknown.detail
+
+
+def test_dependencies_must_be_complete_and_stable():
+    deps = (
+        DependencyStatus("a", 50.0, 1.0),
+        DependencyStatus("b", 100.0, 0.98),
+        DependencyStatus("c", 100.0, None),
+        DependencyStatus("d", 100.0, 0.995),
+    )
+    guard = report(replace(HEALTHY, dependencies=deps))["dependencies"]
+    assert not guard.passed
+    assert guard.value == 1
+    assert "a at 50 %" in guard.detail and "b success 98.00 %" in guard.detail
+    assert "c has no evaluations" in guard.detail
+
+
+def test_exposure_drift_and_sample_ratio_mismatch():
+    drifted = {"on": VariantCounts(3200, 0, 3200), "off": VariantCounts(6800, 0, 6800)}
+    guard = report(replace(HEALTHY, variants=drifted))["exposure"]
+    assert not guard.passed and guard.value == pytest.approx(0.32)
+    assert "sample ratio mismatch" in guard.detail
+    # Within tolerance but a clear mismatch on a large sample still fails (SRM).
+    big = {"on": VariantCounts(260_000, 0, 260_000), "off": VariantCounts(740_000, 0, 740_000)}
+    srm = report(replace(HEALTHY, variants=big))["exposure"]
+    assert srm.value == pytest.approx(0.26) and not srm.passed
+    # Targeting matches do not count: only split evaluations are compared.
+    targeted = {"on": VariantCounts(9000, 0, 2500), "off": VariantCounts(7500, 0, 7500)}
+    assert report(replace(HEALTHY, variants=targeted))["exposure"].passed
+
+
+def test_propagation_names_the_laggards():
+    versions = {"a:1": "abc", "b:1": "old", "c:1": "abc"}
+    guard = report(replace(HEALTHY, instance_versions=versions))["propagation"]
+    assert not guard.passed and guard.value == "2/3" and "behind: b:1" in guard.detail
+    assert not report(replace(HEALTHY, instance_versions={}))["propagation"].passed
