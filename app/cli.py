@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from app.cli_canary import add_canary_command
 from app.flags.loader import BUNDLED_CONFIG, ConfigInvalid, check_config
 from app.rollout.actions import Action, ActionRequest, ActionResult, ExitCode
 from app.rollout.roles import Identity, Role, role_for
@@ -106,6 +107,8 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument("--limit", type=int, default=200)
     audit.add_argument("--json", action="store_true")
     audit.set_defaults(run=_run_audit)
+
+    add_canary_command(commands)
 
     check = commands.add_parser("check-config", help="validate a flag configuration")
     check.add_argument("path", nargs="?", type=Path)

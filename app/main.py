@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from app.ui.widgets import identity_label, runtime
+from app.ui.widgets import identity_label, runtime, sign_in_controls
 
 st.set_page_config(page_title="Rollout Dashboard", page_icon="🚦", layout="wide")
 
@@ -15,4 +15,5 @@ pages = [
 ]
 navigation = st.navigation(pages)
 st.sidebar.caption(identity_label(runtime()))
+sign_in_controls(runtime())
 navigation.run()

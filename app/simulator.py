@@ -38,7 +38,7 @@ from app.flags.evaluator import (
     evaluate,
 )
 from app.flags.model import FlagDefinition
-from app.metrics_db.database import insert_rollups, open_database
+from app.metrics_db.database import insert_rollups, open_database, report_instance
 from app.metrics_db.records import LATENCY_BUCKETS, EvaluationRollup
 
 __all__ = ["RollupAccumulator", "Workload", "main"]
@@ -49,6 +49,8 @@ ERROR_PROBABILITY = {"phase2_health_checks": {"production": 0.07, "staging": 0.0
 #: flag -> median evaluation latency in seconds (others: 0.4 ms)
 MEDIAN_LATENCY = {"ab_testing": 0.03}
 TRAFFIC_SCALE = {"production": 1.0, "staging": 0.3}
+#: the simulated service instances, all served by this process's evaluators
+INSTANCES = ("app-1", "app-2", "app-3")
 
 
 def _traffic(flag: str) -> float:
@@ -139,6 +141,12 @@ class Workload:
             if export:
                 self._serve_requests(env, seconds)
         return made
+
+    def report_instances(self, engine: Engine, now: datetime) -> None:
+        """Heartbeat of the simulated instances: the config version each has loaded."""
+        for env, evaluator in self.evaluators.items():
+            for instance in INSTANCES:
+                report_instance(engine, env, instance, evaluator.config.loaded_version, now)
 
     def _evaluate_one(self, env: str, flag: FlagDefinition, now: datetime, export: bool) -> None:
         rng = self.rng
@@ -231,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     parent = os.getppid()
     while not stopping and os.getppid() == parent:  # never outlive the demo that started us
         workload.tick(1.0, datetime.now(UTC))
+        workload.report_instances(engine, datetime.now(UTC))
         if datetime.now(UTC) >= interval_start + timedelta(seconds=args.interval):
             insert_rollups(engine, workload.rollups.drain(interval_start, args.interval))
             interval_start += timedelta(seconds=args.interval)

@@ -1,9 +1,55 @@
-"""Audit: not built yet; says what will come."""
+"""Audit: every action with actor, time, from → to, reason, guards and outcome."""
 
+import pandas as pd
 import streamlit as st
 
-st.title("📜 Audit")
-st.info(
-    "Coming next: Every action with actor, time, from → to, reason, guard snapshot and "
-    "outcome; filters and CSV export."
+from app.rollout.audit import Outcome
+from app.ui.widgets import runtime
+
+rt = runtime()
+st.title("📜 Audit log")
+if not rt.audit.database_ok():
+    st.warning("Metrics database unavailable: showing the records kept in the local journal.")
+waiting = rt.audit.pending_in_journal()
+if waiting:
+    st.info(f"{waiting} journal line(s) wait to be replayed into the database.")
+
+flag_col, actor_col, outcome_col = st.columns(3)
+flag = flag_col.text_input("Flag", value=st.query_params.get("flag", ""))
+actor = actor_col.text_input("Actor")
+outcomes = outcome_col.multiselect("Outcome", list(Outcome))
+entries = rt.audit.entries(flag=flag or None, limit=5000)
+wanted_id = st.query_params.get("id")
+rows = [
+    e
+    for e in entries
+    if (not actor or actor.lower() in e.actor.lower()) and (not outcomes or e.outcome in outcomes)
+]
+frame = pd.DataFrame(
+    {
+        "Id": [e.id for e in rows],
+        "At (UTC)": [e.at for e in rows],
+        "Actor": [e.actor for e in rows],
+        "Action": [e.action for e in rows],
+        "Environment": [e.environment for e in rows],
+        "Flag": [e.flag for e in rows],
+        "From": [f"{e.from_state} {e.from_percentage:g} %" for e in rows],
+        "To": [f"{e.to_state} {e.to_percentage:g} %" for e in rows],
+        "Outcome": [str(e.outcome) for e in rows],
+        "Override": [e.override for e in rows],
+        "Reason": [e.reason for e in rows],
+        "Guards": [
+            ", ".join(f"{g['name']} {'✓' if g['passed'] else '✗'}" for g in e.guards) for e in rows
+        ],
+    }
+)
+st.caption(f"{len(rows)} record(s), newest first · source: metrics database + local journal")
+if wanted_id:
+    chosen = [e for e in rows if e.id == wanted_id]
+    if chosen:
+        st.success(f"Record {wanted_id}: {chosen[0].action} {chosen[0].flag} → {chosen[0].outcome}")
+        st.json(chosen[0].as_json(), expanded=False)
+st.dataframe(frame, hide_index=True, width="stretch")
+st.download_button(
+    "Export CSV", frame.to_csv(index=False).encode(), file_name="rollout-audit.csv", mime="text/csv"
 )

@@ -1,10 +1,129 @@
-"""Canary: not built yet; says what will come."""
+"""Canary: canary vs baseline (stable) error ratio and p99 latency, with a verdict."""
 
+from datetime import UTC, datetime
+
+import plotly.express as px
 import streamlit as st
 
-st.title("🐤 Canary")
-st.info(
-    "Coming next: Canary vs baseline (track=canary vs track=stable): error ratio and "
-    "latency with a pass / marginal / fail verdict per metric and overall, and the "
-    "statistics behind it."
+from app.analysis.canary import Verdict
+from app.canary_service import (
+    canary_sources,
+    error_ratio_frame,
+    load_canary,
+    metric_table,
+    parse_window,
 )
+from app.ui.format import format_age
+from app.ui.widgets import runtime, set_query_params
+
+WINDOWS = ["15m", "30m", "1h", "3h"]
+SOURCE_LABELS = {"prometheus": "Prometheus (live)", "sql": "metrics database roll-ups"}
+
+rt = runtime()
+st.title("🐤 Canary")
+st.caption("Canary (track=canary) against the baseline (track=stable), refreshed live.")
+
+environments = rt.environments()
+wanted_env = st.query_params.get("env", environments[0])
+wanted_window = st.query_params.get("window", WINDOWS[0])
+env_col, window_col, _ = st.columns([2, 2, 6])
+environment = env_col.selectbox(
+    "Environment",
+    environments,
+    index=environments.index(wanted_env) if wanted_env in environments else 0,
+)
+window_text = window_col.selectbox(
+    "Window",
+    WINDOWS,
+    index=WINDOWS.index(wanted_window) if wanted_window in WINDOWS else 0,
+)
+set_query_params({"env": environment, "window": window_text})
+
+
+@st.fragment(run_every=rt.settings.refresh_seconds)
+def canary_panel() -> None:
+    analysis = load_canary(
+        canary_sources(rt.prometheus, rt.engine),
+        environment,
+        parse_window(window_text),
+        datetime.now(UTC),
+        notices=rt.notices,
+    )
+    for notice in analysis.notices:
+        st.warning(notice, icon="⚠️")
+    age = analysis.data_age_seconds
+    st.caption(
+        f"Source: **{SOURCE_LABELS.get(analysis.source, 'no source')}** · "
+        f"data age: **{format_age(age)}** · window {window_text}"
+    )
+
+    verdict = analysis.report.verdict
+    headline = f"Canary verdict: {verdict.upper()}"
+    show = {
+        Verdict.PASS: st.success,
+        Verdict.MARGINAL: st.warning,
+        Verdict.FAIL: st.error,
+        Verdict.INCONCLUSIVE: st.info,
+    }[verdict]
+    show(f"## {headline}", icon={"pass": "✅", "marginal": "⚠️", "fail": "🛑"}.get(verdict, "❔"))
+    key = f"canary_verdict:{environment}:{window_text}"
+    previous = st.session_state.get(key)
+    if previous is not None and previous != verdict:
+        st.toast(f"Canary verdict changed: {previous} → {verdict}", icon="🔔")
+    st.session_state[key] = verdict
+
+    if not analysis.report.metrics:
+        st.info("No metrics to judge: no source answered.")
+        return
+    st.dataframe(metric_table(analysis.report), hide_index=True, width="stretch")
+
+    ratio_col, latency_col = st.columns(2)
+    ratios = error_ratio_frame(analysis.counts)
+    if ratios.empty:
+        ratio_col.info("No requests in this window.")
+    else:
+        bars = px.bar(
+            ratios,
+            x="track",
+            y="error_ratio",
+            color="track",
+            title=f"Error ratio over the last {window_text}",
+            labels={"error_ratio": "error ratio", "track": "track"},
+        )
+        bars.update_layout(yaxis_tickformat=".2%", showlegend=False)
+        ratio_col.plotly_chart(bars)
+    if analysis.latency.empty:
+        latency_col.info("No latency observations in this window.")
+    else:
+        lines = px.line(
+            analysis.latency,
+            x="timestamp",
+            y="seconds",
+            color="track",
+            markers=True,
+            title="p99 latency per step",
+            labels={"seconds": "p99 (s)", "timestamp": ""},
+        )
+        latency_col.plotly_chart(lines)
+
+
+canary_panel()
+
+with st.expander("How the verdict is made"):
+    st.markdown(
+        """
+Each metric is judged like Kayenta's Mann-Whitney judge (NetflixACAJudge): it **fails**
+only when the canary is worse with **98 % confidence** *and* by more than a tolerance.
+
+- **Error ratio** (5xx / requests over the window): one-sided pooled two-proportion
+  z-test that the canary's ratio exceeds stable's; tolerance +20 % relative (at least
+  +0.1 point). Fewer than 500 requests on either track → *inconclusive*.
+- **p99 latency**: the p99 of each step of the window (15 steps, at least 1 min each),
+  compared with a one-sided Mann-Whitney U test; tolerance +10 % on the medians. Fewer
+  than 8 steps with data on either track → *inconclusive*.
+- Significant but within tolerance, or beyond tolerance but not significant →
+  *marginal*.
+- **Overall** (Argo Rollouts' analysis style): any fail → fail; else any marginal →
+  marginal; all inconclusive → inconclusive; else pass.
+"""
+    )

@@ -7,11 +7,15 @@ import streamlit as st
 from app.analysis.health import Health
 from app.flags.model import FlagState
 from app.overview import OverviewFilter, filter_rows
+from app.ui.actions import emergency_button, show_last_outcome
 from app.ui.overview_table import overview_display_frame
-from app.ui.widgets import query_list, runtime, set_query_params, source_banner
+from app.ui.widgets import current_identity, query_list, runtime, set_query_params, source_banner
 
 rt = runtime()
-st.title("🚦 Rollout overview")
+identity = current_identity(rt)
+title_col, button_col = st.columns([4, 1], vertical_alignment="bottom")
+title_col.title("🚦 Rollout overview")
+show_last_outcome()
 t = rt.settings
 st.caption(
     f"Unhealthy and recently changed flags first. Health: errors above "
@@ -39,6 +43,8 @@ health = health_col.multiselect(
     "Health", list(Health), default=[h for h in Health if h in query_list("health")]
 )
 text = text_col.text_input("Search", value=st.query_params.get("q", ""), placeholder="flag key")
+with button_col:
+    emergency_button(rt, identity, environment)
 set_query_params(
     {
         "env": environment,

@@ -8,11 +8,20 @@ from collections.abc import Sequence
 import streamlit as st
 
 from app.overview import Overview
+from app.rollout.roles import Identity, Role, role_for
 from app.runtime import Runtime, open_runtime
 from app.settings import load_settings
 from app.ui.format import format_age
 
-__all__ = ["identity_label", "query_list", "runtime", "source_banner"]
+__all__ = [
+    "current_identity",
+    "identity_label",
+    "query_list",
+    "runtime",
+    "set_query_params",
+    "sign_in_controls",
+    "source_banner",
+]
 
 
 @st.cache_resource
@@ -21,10 +30,46 @@ def runtime() -> Runtime:
     return open_runtime(load_settings())
 
 
+def current_identity(rt: Runtime) -> Identity:
+    """Who is looking: the labelled local operator in demo mode; the OIDC user with the
+    role the mapping gives them when `[auth]` is configured; otherwise a read-only viewer."""
+    settings = rt.settings
+    if settings.demo:
+        return Identity("local-operator", Role.OPERATOR, "demo")
+    if _sign_in_configured() and st.user.is_logged_in:
+        name = str(st.user.get("email") or st.user.get("name") or "unknown")
+        claimed = st.user.get("groups")
+        groups: list[str] = [str(g) for g in claimed] if isinstance(claimed, list) else []
+        return Identity(name, role_for(name, groups, settings.roles, settings.default_role), "oidc")
+    return Identity("anonymous", Role.VIEWER, "anonymous")
+
+
 def identity_label(rt: Runtime) -> str:
-    if rt.settings.demo:
+    identity = current_identity(rt)
+    if identity.via == "demo":
         return "👤 Local operator (demo mode — no sign-in)"
+    if identity.via == "oidc":
+        return f"👤 {identity.name} — {identity.role}"
+    if _sign_in_configured():
+        return "👁 Viewer — sign in to act"
     return "👁 Read-only viewer (no sign-in configured)"
+
+
+def sign_in_controls(rt: Runtime) -> None:
+    """Log in / log out buttons in the sidebar when OIDC sign-in is configured."""
+    if rt.settings.demo or not _sign_in_configured():
+        return
+    if st.user.is_logged_in:
+        st.sidebar.button("Log out", on_click=st.logout)
+    else:
+        st.sidebar.button("Log in", on_click=st.login)
+
+
+def _sign_in_configured() -> bool:
+    try:
+        return "auth" in st.secrets
+    except FileNotFoundError:
+        return False
 
 
 def source_banner(overview: Overview, stale_after_seconds: int) -> None:

@@ -1,0 +1,103 @@
+"""`rollout-dashboard canary`: the canary verdict for scripts and on-call terminals.
+
+Exit codes: 0 pass, marginal or inconclusive; 1 fail (the canary is refused); 2 bad
+usage; 4 no metrics source answered. With `--json`, stdout carries DESIGN §6's canary
+document and nothing else; notices go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime, timedelta
+from typing import Any, TextIO
+
+from app.analysis.canary import Verdict
+from app.canary_service import (
+    CanaryAnalysis,
+    canary_sources,
+    load_canary,
+    metric_table,
+    parse_window,
+)
+from app.runtime import open_runtime
+from app.settings import Settings
+
+__all__ = ["add_canary_command", "run_canary"]
+
+_DONE, _REFUSED, _USAGE, _UNAVAILABLE = 0, 1, 2, 4
+
+
+def _window(text: str) -> timedelta:
+    try:
+        return parse_window(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+
+
+def _instant(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"not an ISO-8601 instant: {text!r}") from error
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def add_canary_command(subparsers: Any) -> argparse.ArgumentParser:
+    """Register `canary [--env ENV] [--window DURATION] [--json] [--at ISO]` on the
+    `add_subparsers()` result; its handler is `run_canary(args, settings)`."""
+    canary = subparsers.add_parser("canary", help="canary vs stable verdict")
+    canary.add_argument("--env", dest="environment")
+    canary.add_argument(
+        "--window",
+        type=_window,
+        default=parse_window("15m"),
+        help="analysis window, e.g. 15m, 1h (default 15m)",
+    )
+    canary.add_argument("--json", action="store_true")
+    canary.add_argument("--at", type=_instant, help="as of this ISO-8601 instant (replays)")
+    canary.set_defaults(run=run_canary)
+    return canary  # type: ignore[no-any-return]
+
+
+def run_canary(args: argparse.Namespace, settings: Settings) -> int:
+    """Print the verdict; exit 1 when it is fail, 4 when no source answered."""
+    runtime = open_runtime(settings)
+    environment = args.environment or settings.environment
+    if environment not in runtime.environments():
+        print(f"unknown environment {environment!r}", file=sys.stderr)
+        return _USAGE
+    at = args.at or datetime.now(UTC)
+    analysis = load_canary(
+        canary_sources(runtime.prometheus, runtime.engine),
+        environment,
+        args.window,
+        at,
+        notices=runtime.notices,
+    )
+    for notice in analysis.notices:
+        print(f"warning: {notice}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(analysis.report.as_json(), indent=2))
+    else:
+        _print_table(sys.stdout, analysis)
+    if analysis.source == "none":
+        return _UNAVAILABLE
+    return _REFUSED if analysis.report.verdict is Verdict.FAIL else _DONE
+
+
+def _print_table(out: TextIO, analysis: CanaryAnalysis) -> None:
+    minutes = analysis.window.total_seconds() / 60
+    print(
+        f"canary verdict: {analysis.report.verdict.upper()} "
+        f"(source: {analysis.source}, window {minutes:g} min)",
+        file=out,
+    )
+    for row in metric_table(analysis.report).to_dict("records"):
+        print(
+            f"{row['Metric']:<12} {row['Verdict']:<16} canary {row['Canary']:>10}  "
+            f"baseline {row['Baseline']:>10}  stat {row['Statistic']:>7}  "
+            f"p {row['p-value']:>8}",
+            file=out,
+        )

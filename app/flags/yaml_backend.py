@@ -1,0 +1,342 @@
+"""The `yaml` flag backend: the config files themselves (DESIGN §2), written atomically.
+
+The dashboard writes only an environment's override file `feature_flags_<env>.yaml`,
+never the base file: a change in production must not leak into staging. Edits go
+through ruamel.yaml's round-trip mode, so comments, key order and quoting survive, and
+the new text is validated (merged with the base) before anything is replaced. A
+service hot-reloading the file sees the old or the new file, never half of one.
+
+Versions are content hashes (`definition_version`) of each merged flag. A change
+A → B → A gives the same version again; that is harmless, since the caller decided on
+a state identical to the current one.
+
+`environments()` lists the override files present; `load` and `apply` also accept an
+environment without one (the base applies unchanged; `apply` creates the file).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import io
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap
+from ruamel.yaml.scalarstring import ScalarString
+from ruamel.yaml.tokens import CommentToken
+
+from app.flags.backend import (
+    FlagChange,
+    FlagSnapshot,
+    VersionConflict,
+    definition_version,
+)
+from app.flags.loader import ConfigInvalid, ConfigIssue, environments, load_config, override_path
+from app.flags.model import FlagConfig, FlagState
+
+__all__ = ["HISTORY_DIR", "YamlFlagBackend"]
+
+#: Previous versions of each override file, beside the config.
+HISTORY_DIR = ".history"
+
+# flock already serialises separate open files, even within one process; the thread
+# lock keeps threads of one process from queueing on the kernel and documents intent.
+_THREAD_LOCKS: dict[Path, threading.Lock] = {}
+_THREAD_LOCKS_GUARD = threading.Lock()
+
+
+class YamlFlagBackend:
+    """Flags in `path` (the base feature_flags.yaml) and its override files.
+
+    Safe across threads and processes: every write holds an exclusive `flock` on
+    `.<stem>.lock` beside the config. The lock dies with its process, so a writer
+    killed mid-write never blocks the next one.
+    """
+
+    name = "yaml"
+
+    def __init__(self, path: Path, keep_versions: int = 50) -> None:
+        if keep_versions < 1:
+            raise ValueError("keep_versions must be at least 1")
+        self.path = path
+        self.keep_versions = keep_versions
+        self.history_dir = path.parent / HISTORY_DIR
+        self._lock_path = path.with_name(f".{path.stem}.lock")
+
+    def environments(self) -> list[str]:
+        """Environments with an override file beside the base file, sorted."""
+        return environments(self.path)
+
+    def load(self, environment: str) -> FlagSnapshot:
+        """The merged config and a content hash per flag; ConfigInvalid if bad."""
+        return _snapshot(environment, load_config(self.path, environment))
+
+    def apply(
+        self,
+        environment: str,
+        changes: Sequence[FlagChange],
+        expected_versions: Mapping[str, str],
+    ) -> FlagSnapshot:
+        """Write every change to the environment's override file, or none.
+
+        Raises UnknownFlag, VersionConflict (a changed flag's version differs from
+        `expected_versions`, or is missing from it) or ConfigInvalid; nothing is
+        written then. Returns the snapshot after the write.
+        """
+        with self._exclusive():
+            current = self.load(environment)
+            for change in changes:
+                current.flag(change.flag)  # raises UnknownFlag
+            stale = [
+                change.flag
+                for change in changes
+                if expected_versions.get(change.flag) != current.versions[change.flag]
+            ]
+            if stale:
+                raise VersionConflict(list(dict.fromkeys(stale)), current)
+            if not changes:
+                return current
+            target = override_path(self.path, environment)
+            document = _read_override(
+                target, f"{environment} overrides, deep-merged over {self.path.name}."
+            )
+            flags = document["flags"]
+            for change in changes:
+                _set_change(flags, change)
+            return self._replace(environment, _dump(document))
+
+    def history(self, environment: str) -> list[Path]:
+        """Previous versions of the environment's override file, newest first."""
+        prefix = f"{override_path(self.path, environment).name}."
+        if not self.history_dir.is_dir():
+            return []
+        kept = [
+            candidate
+            for candidate in self.history_dir.iterdir()
+            if candidate.name.startswith(prefix) and candidate.is_file()
+        ]
+        # Fixed-width UTC timestamps: name order is time order.
+        return sorted(kept, key=lambda candidate: candidate.name, reverse=True)
+
+    def restore(self, environment: str, version_path: Path) -> FlagSnapshot:
+        """Make `version_path` (one of `history(environment)`) the override file again.
+
+        No version check: this is an operator's deliberate act. Raises ValueError for
+        a file of another environment, ConfigInvalid if it no longer validates against
+        the current base file; nothing is written then. The replaced file joins the
+        history, so a restore can itself be undone.
+        """
+        prefix = f"{override_path(self.path, environment).name}."
+        if not version_path.name.startswith(prefix):
+            raise ValueError(f"{version_path} is not a version of {environment!r}")
+        text = version_path.read_text(encoding="utf-8")
+        with self._exclusive():
+            return self._replace(environment, text)
+
+    @contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        key = self._lock_path.absolute()
+        with _THREAD_LOCKS_GUARD:
+            thread_lock = _THREAD_LOCKS.setdefault(key, threading.Lock())
+        with thread_lock:
+            descriptor = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(descriptor)  # releases the flock
+
+    def _replace(self, environment: str, text: str) -> FlagSnapshot:
+        """Validate `text` as the override file, then swap it in atomically (lock held)."""
+        config = self._validate(environment, text)
+        target = override_path(self.path, environment)
+        self._remove_leftovers(target)
+        # Keep the file's permissions: services reading it may run as another user.
+        mode = target.stat().st_mode & 0o777 if target.exists() else 0o644
+        descriptor, temporary = tempfile.mkstemp(
+            prefix=f".{target.name}.", suffix=".tmp", dir=target.parent
+        )
+        try:
+            with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+                handle.write(text)
+                handle.flush()
+                os.fchmod(handle.fileno(), mode)
+                os.fsync(handle.fileno())
+            if target.exists():
+                self._keep_history(environment, target)
+            os.replace(temporary, target)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+        _fsync_directory(target.parent)
+        return _snapshot(environment, config)
+
+    def _validate(self, environment: str, text: str) -> FlagConfig:
+        """The config that `text` as the override would give; ConfigInvalid naming the
+        real files if it would not validate."""
+        target = override_path(self.path, environment)
+        with tempfile.TemporaryDirectory(prefix="flag-check-") as scratch:
+            base = Path(scratch) / self.path.name
+            shutil.copyfile(self.path, base)
+            override_path(base, environment).write_text(text, encoding="utf-8")
+            try:
+                return load_config(base, environment)
+            except ConfigInvalid as error:
+                real = {base: self.path, override_path(base, environment): target}
+                raise ConfigInvalid(
+                    ConfigIssue(
+                        real.get(issue.file, issue.file), issue.line, issue.flag, issue.message
+                    )
+                    for issue in error.issues
+                ) from None
+
+    def _keep_history(self, environment: str, target: Path) -> None:
+        self.history_dir.mkdir(exist_ok=True)
+        stamp = datetime.now(UTC)
+        while True:
+            kept = self.history_dir / f"{target.name}.{stamp:%Y%m%dT%H%M%S.%fZ}"
+            if not kept.exists():
+                break
+            stamp += timedelta(microseconds=1)
+        descriptor, temporary = tempfile.mkstemp(prefix=".tmp-", dir=self.history_dir)
+        try:
+            with os.fdopen(descriptor, "wb") as handle:
+                handle.write(target.read_bytes())
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, kept)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+        for old in self.history(environment)[self.keep_versions :]:
+            old.unlink(missing_ok=True)
+
+    def _remove_leftovers(self, target: Path) -> None:
+        """Temp files of a writer killed mid-write (the lock is ours: none is live)."""
+        for leftover in target.parent.glob(f".{target.name}.*.tmp"):
+            leftover.unlink(missing_ok=True)
+        if self.history_dir.is_dir():
+            for leftover in self.history_dir.glob(".tmp-*"):
+                leftover.unlink(missing_ok=True)
+
+
+def _snapshot(environment: str, config: FlagConfig) -> FlagSnapshot:
+    versions = {key: definition_version(flag) for key, flag in config.flags.items()}
+    return FlagSnapshot(environment=environment, config=config, versions=versions)
+
+
+def _yaml() -> YAML:
+    # One instance per use: ruamel's YAML objects are not thread-safe.
+    yaml = YAML()  # round-trip mode, YAML 1.2: `on`/`off` stay strings
+    yaml.preserve_quotes = True
+    yaml.width = 4096  # never re-wrap a long line
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    return yaml
+
+
+def _read_override(target: Path, header: str) -> CommentedMap:
+    data = _yaml().load(target.read_text(encoding="utf-8")) if target.exists() else None
+    if not isinstance(data, CommentedMap):
+        data = CommentedMap()
+        data.yaml_set_start_comment(
+            f"{header}\nCreated by the rollout dashboard; list only the keys that change.\n"
+        )
+    if not isinstance(data.get("flags"), CommentedMap):
+        data["flags"] = CommentedMap()
+    return data
+
+
+def _set_change(flags: CommentedMap, change: FlagChange) -> None:
+    """Set the flag's `state` and `rollout.percentage`, creating the maps it lacks."""
+    entry = flags.get(change.flag)
+    if not isinstance(entry, CommentedMap):
+        entry = CommentedMap()
+        _append(flags, change.flag, entry)
+    state = FlagState(change.state).value
+    if "state" in entry:
+        previous = entry["state"]
+        # Keep the quoting the file used for this value.
+        entry["state"] = type(previous)(state) if isinstance(previous, ScalarString) else state
+    else:
+        entry.insert(0, "state", state)
+    rollout = entry.get("rollout")
+    if not isinstance(rollout, CommentedMap):
+        rollout = CommentedMap()
+        rollout.fa.set_flow_style()  # `rollout: {percentage: 25}`, as the bundled files do
+        _append(entry, "rollout", rollout)
+    rollout["percentage"] = _number(change.percentage)
+
+
+def _number(percentage: float) -> int | float:
+    value = float(percentage)
+    return int(value) if value.is_integer() else value
+
+
+def _tail(mapping: CommentedMap) -> tuple[CommentedMap, Any] | None:
+    """The block mapping holding the last key of `mapping`'s text, and that key."""
+    while mapping:
+        last = next(reversed(mapping))
+        value = mapping[last]
+        if isinstance(value, CommentedMap) and value and not value.fa.flow_style():
+            mapping = value
+            continue
+        return mapping, last
+    return None
+
+
+def _append(mapping: CommentedMap, key: str, value: Any) -> None:
+    """Add `key` at the end of `mapping`, keeping blank lines and comments that
+    followed the old last key after the new one (ruamel ties them to the key above)."""
+    before = _tail(mapping)
+    mapping[key] = value
+    if before is None:
+        return
+    holder, last = before
+    items = holder.ca.items.get(last)
+    if not items or len(items) < 3 or items[2] is None:
+        return
+    token: CommentToken = items[2]
+    text = str(token.value)
+    newline = text.find("\n")
+    if text.startswith("\n"):
+        keep, move = "", text
+    elif newline >= 0:
+        keep, move = text[: newline + 1], text[newline + 1 :]  # an end-of-line comment stays
+    else:
+        return
+    if not move:
+        return
+    after = _tail(mapping)
+    if after is None:
+        return
+    if keep:
+        token.value = keep
+        move = "\n" + move
+    else:
+        items[2] = None
+    new_holder, new_last = after
+    slots = new_holder.ca.items.setdefault(new_last, [None, None, None, None])
+    slots[2] = CommentToken(move, token.start_mark, None)
+
+
+def _dump(document: CommentedMap) -> str:
+    out = io.StringIO()
+    _yaml().dump(document, out)
+    return out.getvalue()
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make the rename itself durable."""
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

@@ -1,0 +1,339 @@
+"""Guarded actions end to end on real parts: YAML files, SQLite / PostgreSQL audit."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine
+
+from app.flags.loader import BUNDLED_CONFIG, load_config
+from app.flags.model import FlagState
+from app.flags.yaml_backend import YamlFlagBackend
+from app.metrics_db.database import open_database
+from app.rollout.actions import Action, ActionRequest, ExitCode, execute_action, plan_action
+from app.rollout.audit import AuditEntry, AuditLog, Outcome
+from app.rollout.guards import GuardResult
+from app.rollout.roles import Identity, Role
+
+OPERATOR = Identity("olga", Role.OPERATOR, "test")
+ADMIN = Identity("ada", Role.ADMIN, "test")
+VIEWER = Identity("vic", Role.VIEWER, "test")
+ENV = "production"
+
+
+def passing(_snapshot, _flag):
+    return [GuardResult("data_fresh", True, 1.0, 120, "fresh")]
+
+
+def failing(_snapshot, _flag):
+    return [
+        GuardResult("data_fresh", True, 1.0, 120, "fresh"),
+        GuardResult("error_rate", False, 0.07, 0.01, "7 % failed"),
+    ]
+
+
+def no_source(_snapshot, _flag):
+    return [GuardResult("data_fresh", False, None, 120, "no data: prometheus unavailable")]
+
+
+@pytest.fixture
+def flags(tmp_path: Path) -> Path:
+    for source in BUNDLED_CONFIG.parent.glob("feature_flags*.yaml"):
+        shutil.copy(source, tmp_path / source.name)
+    return tmp_path / "feature_flags.yaml"
+
+
+@pytest.fixture
+def backend(flags: Path) -> YamlFlagBackend:
+    return YamlFlagBackend(flags)
+
+
+@pytest.fixture
+def audit(tmp_path: Path) -> AuditLog:
+    return AuditLog(
+        open_database(f"sqlite:///{tmp_path / 'metrics.db'}"), tmp_path / "journal.jsonl"
+    )
+
+
+def request(action=Action.ADVANCE, flag="ab_testing", **kwargs):
+    values = {"environment": ENV, "reason": "steady for an hour", "identity": OPERATOR}
+    return ActionRequest(action=action, flag=flag, **(values | kwargs))
+
+
+def percentage(flags: Path, flag: str) -> float:
+    return load_config(flags, ENV).flags[flag].percentage
+
+
+def test_advance_climbs_one_step_and_audits_pending_then_applied(flags, backend, audit):
+    result = execute_action(request(), backend, audit, passing)
+    assert result.exit_code is ExitCode.DONE and result.applied
+    assert percentage(flags, "ab_testing") == 50.0
+    (entry,) = audit.entries(flag="ab_testing")
+    assert (entry.from_percentage, entry.to_percentage, entry.outcome) == (
+        25.0,
+        50.0,
+        Outcome.APPLIED,
+    )
+    assert entry.actor == "olga" and entry.reason == "steady for an hour"
+    assert entry.guards == [passing(None, None)[0].as_json()]
+    document = result.as_json()
+    assert document["from"] == {"state": "rollout", "percentage": 25.0}
+    assert document["to"] == {"state": "rollout", "percentage": 50.0}
+    assert document["audit_id"] == entry.id
+
+
+def test_failed_guards_refuse_and_record_the_refusal(flags, backend, audit):
+    before = flags.with_name("feature_flags_production.yaml").read_bytes()
+    result = execute_action(request(), backend, audit, failing)
+    assert result.exit_code is ExitCode.REFUSED and not result.applied
+    assert "error_rate" in (result.error or "")
+    assert flags.with_name("feature_flags_production.yaml").read_bytes() == before
+    assert [e.outcome for e in audit.entries()] == [Outcome.REFUSED]
+
+
+def test_no_source_is_exit_4(backend, audit):
+    assert execute_action(request(), backend, audit, no_source).exit_code is ExitCode.UNAVAILABLE
+
+
+def test_override_needs_admin_and_is_recorded_as_override(flags, backend, audit):
+    refused = execute_action(request(override_guards=True), backend, audit, failing)
+    assert refused.exit_code is ExitCode.REFUSED and "needs the admin role" in (refused.error or "")
+    done = execute_action(request(override_guards=True, identity=ADMIN), backend, audit, failing)
+    assert done.applied
+    (entry,) = [e for e in audit.entries() if e.outcome is Outcome.APPLIED]
+    assert entry.override is True and entry.actor == "ada"
+
+
+def test_a_viewer_is_refused_even_by_a_forged_call(flags, backend, audit):
+    before = flags.with_name("feature_flags_production.yaml").read_bytes()
+    for action in (Action.ADVANCE, Action.ROLLBACK, Action.KILL):
+        result = execute_action(request(action, identity=VIEWER), backend, audit, passing)
+        assert result.exit_code is ExitCode.REFUSED and "needs the operator role" in (
+            result.error or ""
+        )
+    emergency = ActionRequest(Action.EMERGENCY, ENV, "incident", VIEWER)
+    assert execute_action(emergency, backend, audit, passing).exit_code is ExitCode.REFUSED
+    assert flags.with_name("feature_flags_production.yaml").read_bytes() == before
+    assert audit.entries() == []
+
+
+def test_rollback_and_kill_never_look_at_metrics(flags, backend, audit):
+    def exploding(_snapshot, _flag):
+        raise AssertionError("a rollback must not evaluate guards")
+
+    assert execute_action(request(Action.ROLLBACK), backend, audit, exploding).applied
+    assert percentage(flags, "ab_testing") == 10.0
+    assert execute_action(request(Action.KILL), backend, audit, exploding).applied
+    config = load_config(flags, ENV)
+    assert config.flags["ab_testing"].state is FlagState.DISABLED
+    assert config.flags["ab_testing"].percentage == 0.0
+
+
+def test_emergency_rollback_kills_every_rollout_flag_but_the_safety_flags(flags, backend, audit):
+    before = load_config(flags, ENV)
+    rolling = {k for k, f in before.flags.items() if f.state is FlagState.ROLLOUT}
+    result = execute_action(
+        ActionRequest(Action.EMERGENCY, ENV, "incident 42", OPERATOR), backend, audit, passing
+    )
+    assert result.applied
+    after = load_config(flags, ENV)
+    assert {k for k, f in after.flags.items() if f.state is FlagState.ROLLOUT} == set()
+    for key in ("rollback_mechanism", "performance_monitoring"):
+        assert after.flags[key] == before.flags[key]
+    assert {e.flag for e in audit.entries()} == rolling
+    assert len(result.as_json()["flags"]) == len(rolling)
+
+
+def test_the_same_idempotency_key_applies_once(flags, backend, audit):
+    first = execute_action(request(idempotency_key="click-1"), backend, audit, passing)
+    again = execute_action(request(idempotency_key="click-1"), backend, audit, passing)
+    assert first.applied and again.applied and again.replayed
+    assert percentage(flags, "ab_testing") == 50.0  # not 100
+    assert len(audit.entries()) == 1
+
+
+def test_a_double_click_from_two_threads_applies_once(flags, backend, audit):
+    results = []
+    barrier = threading.Barrier(2)
+
+    def click():
+        barrier.wait()
+        results.append(execute_action(request(idempotency_key="dbl"), backend, audit, passing))
+
+    threads = [threading.Thread(target=click) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert percentage(flags, "ab_testing") == 50.0
+    assert len(audit.entries()) == 1
+    assert sum(1 for r in results if r.applied and not r.replayed) == 1
+
+
+def test_a_stale_page_is_refused_with_the_fresh_state(flags, backend, audit):
+    seen = backend.load(ENV).versions
+    assert execute_action(request(Action.ROLLBACK), backend, audit, passing).applied
+    stale = execute_action(request(expected_versions=seen), backend, audit, passing)
+    assert stale.exit_code is ExitCode.CONFLICT
+    assert stale.fresh is not None and stale.fresh.flag("ab_testing").percentage == 10.0
+    assert percentage(flags, "ab_testing") == 10.0
+    assert audit.entries()[0].outcome is Outcome.FAILED
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"reason": "   "}, "a reason is required"),
+        ({"reason": "x" * 10_000_000}, "longer than"),
+        ({"to_percentage": -1.0}, "within 0..100"),
+        ({"to_percentage": 101.0}, "within 0..100"),
+        ({"to_percentage": 10.0}, "above the current"),
+        ({"flag": "no_such_flag"}, "unknown flag"),
+        ({"flag": '../../etc/passwd"}) or vector(1)'}, "unknown flag"),
+        ({"flag": "x'; DROP TABLE audit_log; --"}, "unknown flag"),
+        ({"idempotency_key": ""}, "idempotency key"),
+    ],
+)
+def test_bad_input_is_refused_and_writes_nothing(flags, backend, audit, changes, message):
+    before = {p.name: p.read_bytes() for p in flags.parent.glob("feature_flags*.yaml")}
+    result = execute_action(request(**changes), backend, audit, passing)
+    assert result.exit_code is ExitCode.USAGE
+    assert message in (result.error or "")
+    assert {p.name: p.read_bytes() for p in flags.parent.glob("feature_flags*.yaml")} == before
+    assert audit.entries() == []
+
+
+def test_the_top_of_the_ladder_is_bad_usage(backend, audit):
+    result = execute_action(request(flag="rollback_mechanism"), backend, audit, passing)
+    assert result.exit_code is ExitCode.USAGE and "top of the ladder" in (result.error or "")
+
+
+def test_dry_run_shows_the_diff_and_writes_nothing(flags, backend, audit):
+    result = execute_action(request(dry_run=True), backend, audit, passing)
+    assert result.exit_code is ExitCode.DONE and not result.applied
+    assert [t.diff for t in result.plan.transitions] == ["ab_testing: rollout 25 % → rollout 50 %"]
+    assert percentage(flags, "ab_testing") == 25.0 and audit.entries() == []
+    plan = plan_action(request(Action.ROLLBACK), backend, passing)
+    assert plan.transitions[0].to_percentage == 10.0
+
+
+def test_rollback_with_the_database_down_goes_to_the_journal_and_is_replayed(
+    flags, backend, tmp_path
+):
+    down = create_engine(
+        "postgresql+psycopg://nobody@127.0.0.1:1/none", connect_args={"connect_timeout": 1}
+    )
+    journal = tmp_path / "journal.jsonl"
+    offline = AuditLog(down, journal)
+    result = execute_action(
+        request(Action.KILL, idempotency_key="k-offline"), backend, offline, passing
+    )
+    assert result.applied and result.audit[0].id.startswith("j-")
+    assert percentage(flags, "ab_testing") == 0.0
+    (kept,) = offline.entries()
+    assert (kept.outcome, kept.flag) == (Outcome.APPLIED, "ab_testing")
+    # the same key again, still offline: found in the journal, not applied twice
+    assert execute_action(
+        request(Action.KILL, idempotency_key="k-offline"), backend, offline, passing
+    ).replayed
+
+    online = AuditLog(open_database(f"sqlite:///{tmp_path / 'metrics.db'}"), journal)
+    assert online.replay_journal() == 1
+    assert not journal.exists()
+    (stored,) = online.entries()
+    assert stored.outcome is Outcome.APPLIED and not stored.id.startswith("j-")
+    assert stored.idempotency_key == "k-offline" and stored.reason == "steady for an hour"
+    assert online.replay_journal() == 0
+
+
+def test_a_crash_between_record_and_outcome_is_reconciled(flags, backend, audit):
+    now = datetime.now(UTC)
+    applied = audit.record(_pending("ab_testing", 25, 50, now))
+    backend.apply(ENV, [_change("ab_testing", 50)], backend.load(ENV).versions)
+    lost = audit.record(_pending("canary_deployment", 5, 10, now + timedelta(seconds=1)))
+
+    def is_applied(entry):
+        flag = backend.load(entry.environment).config.flags[entry.flag]
+        return flag.percentage == entry.to_percentage
+
+    assert audit.reconcile_pending(is_applied) == 2
+    outcomes = {e.id: e.outcome for e in audit.entries()}
+    assert outcomes == {applied.id: Outcome.APPLIED, lost.id: Outcome.FAILED}
+    assert audit.reconcile_pending(is_applied) == 0
+
+
+def _pending(flag, before, after, at):
+    return AuditEntry(
+        at, "olga", "advance", flag, ENV, "rollout", before, "rollout", after, "r", Outcome.PENDING
+    )
+
+
+def _change(flag, pct):
+    from app.flags.backend import FlagChange
+
+    return FlagChange(flag, FlagState.ROLLOUT, pct)
+
+
+@pytest.mark.parametrize("store", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_concurrent_actions_from_two_actors_lose_no_update(
+    flags, backend, tmp_path, request, store
+):
+    """100 advance/rollback attempts from two actors on one flag: each is applied exactly
+    once or refused, and the audit chain of applied changes is unbroken."""
+    url = (
+        f"sqlite:///{tmp_path / 'metrics.db'}"
+        if store == "sqlite"
+        else request.getfixturevalue("postgres_url")
+    )
+    audit = AuditLog(open_database(url), tmp_path / "journal.jsonl")
+    outcomes: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def actor(name: str, action: Action, attempts: int) -> None:
+        identity = Identity(name, Role.OPERATOR, "test")
+        for i in range(attempts):
+            result = execute_action(
+                ActionRequest(
+                    action,
+                    ENV,
+                    f"attempt {i}",
+                    identity,
+                    flag="ab_testing",
+                    idempotency_key=f"{name}-{store}-{i}",
+                ),
+                backend,
+                audit,
+                passing,
+            )
+            with lock:
+                outcomes[result.exit_code.name] += 1
+
+    threads = [
+        threading.Thread(target=actor, args=("up", Action.ADVANCE, 50)),
+        threading.Thread(target=actor, args=("down", Action.ROLLBACK, 50)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sum(outcomes.values()) == 100
+    entries = [
+        e for e in audit.entries(limit=10_000) if e.idempotency_key and store in e.idempotency_key
+    ]
+    applied = [e for e in entries if e.outcome is Outcome.APPLIED]
+    # every attempt is accounted for exactly once: applied, conflict, or bad usage (ladder end)
+    assert outcomes["DONE"] == len(applied)
+    assert len(entries) == outcomes["DONE"] + outcomes["CONFLICT"]
+    # No lost update: each applied change moved exactly one rung, and the flag stands
+    # where the applied ups and downs put it (a lost update would break the count).
+    ladder = [0.0, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0]
+    moves = [ladder.index(e.to_percentage) - ladder.index(e.from_percentage) for e in applied]
+    assert set(moves) <= {1, -1}
+    assert percentage(flags, "ab_testing") == ladder[ladder.index(25.0) + sum(moves)]
+    print(f"\n{store}: {dict(outcomes)}")
