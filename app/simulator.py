@@ -6,8 +6,10 @@ roll-up per flag/variant/reason every interval into the metrics database, so the
 dashboard has real, moving numbers with or without Prometheus.
 
 Texture, so every page has something to show: `phase2_health_checks` fails about 7 %
-of its evaluations in production (unhealthy), `ab_testing` is slow (degraded p99), and
-the canary track of the HTTP metrics has a higher error ratio and latency than stable.
+of its evaluations in production (unhealthy), the treatment of
+`phase1_config_externalization` fails 3 % more often than its baseline (an advance is
+refused), `ab_testing` is slow (degraded p99), and the canary track of the HTTP metrics
+has a higher error ratio and latency than stable.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from bisect import bisect_left
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import accumulate
 from pathlib import Path
 from types import FrameType
 
@@ -39,13 +42,22 @@ from app.flags.evaluator import (
 )
 from app.flags.model import FlagDefinition
 from app.metrics_db.database import insert_rollups, open_database, report_instance
-from app.metrics_db.records import LATENCY_BUCKETS, EvaluationRollup
+from app.metrics_db.records import (
+    LATENCY_BUCKETS,
+    REQUEST_LATENCY_BUCKETS,
+    EvaluationRollup,
+    RequestRollup,
+)
+from queries.canary import insert_request_rollups
 
 __all__ = ["RollupAccumulator", "Workload", "main"]
 
 ENVIRONMENTS = ("production", "staging")
 #: flag -> (environment -> error probability); every other flag fails 0.2 % of the time
 ERROR_PROBABILITY = {"phase2_health_checks": {"production": 0.07, "staging": 0.01}}
+#: flag -> extra error probability of its rollout variant in production: healthy overall,
+#: but the treatment fails more than the baseline (the advance guard's two-proportion test)
+TREATMENT_ERROR_PROBABILITY = {"phase1_config_externalization": 0.03}
 #: flag -> median evaluation latency in seconds (others: 0.4 ms)
 MEDIAN_LATENCY = {"ab_testing": 0.03}
 TRAFFIC_SCALE = {"production": 1.0, "staging": 0.3}
@@ -107,6 +119,41 @@ class RollupAccumulator:
         return rollups
 
 
+class RequestAccumulator:
+    """Counts HTTP requests per environment and track until `drain`."""
+
+    def __init__(self) -> None:
+        self._cells: dict[tuple[str, str], _Cell] = defaultdict(
+            lambda: _Cell(latency_counts=[0] * (len(REQUEST_LATENCY_BUCKETS) + 1))
+        )
+
+    def add(self, environment: str, track: str, failed: bool, latency: float) -> None:
+        cell = self._cells[(environment, track)]
+        cell.evaluations += 1
+        cell.errors += failed
+        cell.latency_sum += latency
+        cell.latency_counts[bisect_left(REQUEST_LATENCY_BUCKETS, latency)] += 1
+
+    def drain(self, start: datetime, seconds: float) -> list[RequestRollup]:
+        """The roll-ups of the interval [start, start + seconds), emptying the counts."""
+        rollups = [
+            RequestRollup(
+                start,
+                seconds,
+                environment,
+                track,
+                cell.evaluations,
+                cell.errors,
+                cell.latency_sum,
+                cell.evaluations,
+                tuple(accumulate(cell.latency_counts)),
+            )
+            for (environment, track), cell in sorted(self._cells.items())
+        ]
+        self._cells.clear()
+        return rollups
+
+
 class Workload:
     """Synthetic users and services for the demo; deterministic for a given seed."""
 
@@ -117,6 +164,7 @@ class Workload:
             env: FlagEvaluator(flags_file, env, self.metrics) for env in ENVIRONMENTS
         }
         self.rollups = RollupAccumulator()
+        self.requests = RequestAccumulator()
         self._requests = Counter(
             "http_requests", "HTTP requests", ["track", "code", "environment"], registry=registry
         )
@@ -124,7 +172,7 @@ class Workload:
             "http_request_duration_seconds",
             "HTTP request latency",
             ["track", "environment"],
-            buckets=(0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6),
+            buckets=REQUEST_LATENCY_BUCKETS,
             registry=registry,
         )
 
@@ -138,8 +186,7 @@ class Workload:
                 for _ in range(self._poisson(mean)):
                     self._evaluate_one(env, flag, now, export)
                     made += 1
-            if export:
-                self._serve_requests(env, seconds)
+            self._serve_requests(env, seconds, export)
         return made
 
     def report_instances(self, engine: Engine, now: datetime) -> None:
@@ -157,29 +204,32 @@ class Workload:
             custom_attributes={"beta_user": rng.random() < 0.05},
         )
         result = evaluate(flag, context, now)
-        if rng.random() < ERROR_PROBABILITY.get(flag.key, {}).get(env, 0.002):
+        failing = ERROR_PROBABILITY.get(flag.key, {}).get(env, 0.002)
+        if result.variant == flag.rollout.variant and env == "production":
+            failing += TREATMENT_ERROR_PROBABILITY.get(flag.key, 0.0)
+        if rng.random() < failing:
+            # The failure happened while serving this variant: it keeps the label, so a
+            # treatment that fails more than its baseline shows up per variant.
             result = EvaluationResult(
-                flag.key,
-                flag.default_variant,
-                flag.variants[flag.default_variant],
-                Reason.ERROR,
-                "provider_timeout",
+                flag.key, result.variant, result.value, Reason.ERROR, "provider_timeout"
             )
         latency = rng.lognormvariate(0, 0.6) * MEDIAN_LATENCY.get(flag.key, 0.0004)
         self.rollups.add(env, result, latency)
         if export:
             self.metrics.record(result, env, latency)
 
-    def _serve_requests(self, env: str, seconds: float) -> None:
+    def _serve_requests(self, env: str, seconds: float, export: bool) -> None:
         for track, rate, failing, median in (
             ("stable", 40, 0.005, 0.08),
             ("canary", 8, 0.04, 0.11),
         ):
             for _ in range(self._poisson(rate * seconds * TRAFFIC_SCALE[env])):
-                code = "500" if self.rng.random() < failing else "200"
-                self._requests.labels(track, code, env).inc()
+                failed = self.rng.random() < failing
                 latency = self.rng.lognormvariate(0, 0.4) * median
-                self._request_seconds.labels(track, env).observe(latency)
+                self.requests.add(env, track, failed, latency)
+                if export:
+                    self._requests.labels(track, "500" if failed else "200", env).inc()
+                    self._request_seconds.labels(track, env).observe(latency)
 
     def _poisson(self, mean: float) -> int:
         # Knuth's method is fine for the small means simulated here.
@@ -203,6 +253,7 @@ def backfill(
     while start < until:
         workload.tick(interval, start, export=False)
         written += insert_rollups(engine, workload.rollups.drain(start, interval))
+        insert_request_rollups(engine, workload.requests.drain(start, interval))
         start += timedelta(seconds=interval)
     return written
 
@@ -242,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         workload.report_instances(engine, datetime.now(UTC))
         if datetime.now(UTC) >= interval_start + timedelta(seconds=args.interval):
             insert_rollups(engine, workload.rollups.drain(interval_start, args.interval))
+            insert_request_rollups(engine, workload.requests.drain(interval_start, args.interval))
             interval_start += timedelta(seconds=args.interval)
         time.sleep(max(0.0, 1.0 - (time.time() % 1.0)))
     return 0
