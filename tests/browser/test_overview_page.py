@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from app.demo import streamlit_command
 from app.metrics_db.database import insert_rollups, open_database
-from tests.support.servers import Process, free_port, python_command, start
+from tests.support import grid
+from tests.support.servers import Process, free_port, start
 from tests.support.workload import reference_rollups
 
 pytestmark = pytest.mark.browser
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 FLAGS = """
 version: "7"
 flags:
@@ -30,22 +28,13 @@ flags:
 """
 
 
-def _cells(page: Page, waiting_for: str, timeout_s: float = 45) -> list[str]:
-    """The grid's cell texts (its accessible table), once one of them is `waiting_for`."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        cells = page.locator('[role="gridcell"]').all_inner_texts()
-        if waiting_for in cells or time.monotonic() > deadline:
-            assert waiting_for in cells, f"no cell {waiting_for!r} in {cells[:40]}"
-            return cells
-        page.wait_for_timeout(250)
+def _cells(page: Page, waiting_for: str) -> list[str]:
+    return grid.cells(page, waiting_for)
 
 
 def _row(page: Page, flag: str) -> list[str]:
     """The cells of the flag's row in the overview grid, as displayed."""
-    cells = _cells(page, flag)
-    start = cells.index(flag)
-    return cells[start - 1 : start + 10]
+    return grid.row(page, flag, width=11, offset=1)
 
 
 @pytest.fixture(scope="module")
@@ -97,34 +86,3 @@ def test_filters_live_in_the_url(chromium: Browser, seeded_dashboard):
     page.goto(f"{seeded_dashboard.url}/?health=unhealthy")
     assert "beta" not in _cells(page, "alpha")
     page.close()
-
-
-def test_demo_shows_every_bundled_flag_and_its_texture(chromium: Browser, tmp_path: Path):
-    """`rollout-dashboard demo` from nothing: simulator, SQLite, bundled config; its
-    screenshot is the README's."""
-    port = free_port()
-    env = {"ROLLOUT_SIMULATOR_PORT": str(free_port())}
-    command = python_command(
-        "-m", "app.cli", "demo", "--state-dir", str(tmp_path / "s"), "--port", str(port)
-    )
-    demo = start(command, env, port, tmp_path / "demo.log")
-    try:
-        page = chromium.new_page(viewport={"width": 1760, "height": 1100})
-        page.goto(demo.url)
-        cells = _cells(page, "🔴 unhealthy", timeout_s=60)
-        bundled = {line.split(":")[0].strip() for line in _bundled_flag_lines()}
-        assert bundled <= set(cells)
-        assert _row(page, "phase2_health_checks")[0] == "🔴 unhealthy"  # 7 % errors simulated
-        expect(page.get_by_text("Local operator (demo mode")).to_be_visible()
-        page.wait_for_timeout(1500)  # let the sparklines draw
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=SCREENSHOTS / "overview.png", full_page=True)
-        page.close()
-    finally:
-        demo.stop()
-
-
-def _bundled_flag_lines() -> list[str]:
-    from app.flags.loader import BUNDLED_CONFIG, load_config
-
-    return [f"{key}:" for key in load_config(BUNDLED_CONFIG).flags]
