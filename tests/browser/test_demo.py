@@ -73,7 +73,6 @@ def test_overview_shows_every_bundled_flag_and_the_unhealthy_one_first(chromium,
     [
         ("canary", "Canary verdict: FAIL", "canary.png"),
         ("phases", "Source: flag configuration", "phases.png"),
-        ("audit", "Export CSV", "audit.png"),
     ],
 )
 def test_every_page_opens_without_an_error(chromium, demo, path, shows, screenshot):
@@ -141,6 +140,13 @@ def test_advance_and_roll_back_through_the_dialog(chromium, demo):
         Outcome.APPLIED,
     ]
     _no_error_element(page)
+
+    page.goto(f"{server.url}/audit?id={entry.id}")
+    expect(page.get_by_text(f"Record {entry.id}: advance ab_testing")).to_be_visible(timeout=45_000)
+    rows = grid.cells(page, "steady for an hour")
+    assert "p99 rose after 50 %" in rows and "local-operator" in rows
+    _no_error_element(page)
+    _screenshot(page, "audit.png")
     page.close()
 
 
