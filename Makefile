@@ -24,3 +24,6 @@ lint:
 	$(UV) run ruff check .
 	$(UV) run ruff format --check .
 	$(UV) run mypy
+
+bench: setup  ## benchmarks, each against a baseline measured in the same run
+	$(UV) run python -m tests.bench.bench_actions

@@ -1,36 +1,136 @@
-"""Phases: progress of the six technical-debt phases, from the flag configuration."""
+"""Phases: the six technical-debt phases — progress, planned week vs actual, what blocks
+them, a burn-up and a timeline, from the flag configuration and the audit history."""
 
-import pandas as pd
+from datetime import UTC, datetime
+
+import plotly.express as px
 import streamlit as st
 
-from app.ui.widgets import runtime
+from app.phases_service import (
+    SOURCE,
+    burn_up_frame,
+    load_phases,
+    phase_table,
+    phase_table_csv,
+    timeline_frame,
+)
+from app.ui.format import format_age
+from app.ui.widgets import runtime, set_query_params
+
+
+def _chart_config(name: str) -> dict[str, object]:
+    """Plotly's own toolbar exports the chart as PNG under a useful file name."""
+    return {
+        "displaylogo": False,
+        "toImageButtonOptions": {"format": "png", "filename": name, "scale": 2},
+    }
+
 
 rt = runtime()
 st.title("🧭 Technical-debt phases")
-environments = rt.environments()
-environment = st.columns([1, 3])[0].selectbox("Environment", environments)
-progress = rt.phases(environment)
 st.caption(
-    "Source: flag configuration · progress = mean rollout % of the phase's flags. "
-    "Burn-up, planned vs actual timeline and history arrive with the phases issue."
+    "Progress = mean rollout % of the phase's flags. Planned weeks count from the project "
+    "start: the first applied change in the history (today when there is none). Actual "
+    "start = the first applied change taking a flag of the phase above 0 %; actual finish "
+    "= the applied change after which all its flags are at 100 %."
 )
-st.dataframe(
-    pd.DataFrame(
-        {
-            "Phase": [p.phase for p in progress],
-            "Name": [p.name for p in progress],
-            "Planned week": [p.planned_week for p in progress],
-            "Status": [str(p.status).replace("_", " ") for p in progress],
-            "Progress": [100 * p.progress for p in progress],
-            "At 100 %": [f"{p.flags_complete}/{len(p.flags)}" for p in progress],
-            "Blocked by": [", ".join(p.blocked_by) or "–" for p in progress],
-        }
-    ),
-    hide_index=True,
-    width="stretch",
-    column_config={
-        "Progress": st.column_config.ProgressColumn(
-            "Progress", min_value=0, max_value=100, format="%.0f %%"
+
+environments = rt.environments()
+wanted_env = st.query_params.get("env", environments[0])
+environment = st.columns([1, 3])[0].selectbox(
+    "Environment",
+    environments,
+    index=environments.index(wanted_env) if wanted_env in environments else 0,
+)
+set_query_params({"env": environment})
+
+
+@st.fragment(run_every=max(rt.settings.refresh_seconds, 60))
+def phases_panel() -> None:
+    now = datetime.now(UTC)
+    view = load_phases(rt.config(environment), rt.audit, environment, now, rt.notices)
+    for notice in view.notices:
+        st.warning(notice, icon="⚠️")
+    newest = (
+        f"newest change {format_age(view.history_age_seconds)} ago"
+        if view.newest_change is not None
+        else "no applied change yet"
+    )
+    history = (
+        f"{view.applied_changes} applied change(s) in {environment} · {newest}"
+        if view.history_available
+        else "history unavailable"
+    )
+    start_from = "first applied change" if view.project_start_from_history else "today"
+    st.caption(
+        f"Source: **{SOURCE}** · {history} · project start "
+        f"**{view.project_start:%Y-%m-%d}** ({start_from})"
+    )
+    if view.history_available and view.newest_change is None:
+        st.info(
+            f"The history has no applied change in {environment} yet: no actual dates, and "
+            "the burn-up shows the present only."
         )
-    },
-)
+
+    st.dataframe(
+        phase_table(view),
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "Progress": st.column_config.ProgressColumn(
+                "Progress", min_value=0, max_value=100, format="%.0f %%"
+            )
+        },
+    )
+    st.download_button(
+        "Download the phase table (CSV)",
+        phase_table_csv(view),
+        file_name=f"phases-{environment}-{now:%Y%m%d}.csv",
+        mime="text/csv",
+        on_click="ignore",
+        icon="⬇️",
+    )
+
+    st.subheader("Blocked by")
+    if not view.reasons:
+        st.success("Nothing blocks an unfinished phase.", icon="✅")
+    for p in view.progress:
+        for reason in view.reasons.get(p.phase, ()):
+            st.markdown(f"- **Phase {p.phase} · {p.name}** — {reason}")
+
+    burn_col, timeline_col = st.columns(2)
+    burn = px.line(
+        burn_up_frame(view),
+        x="at",
+        y="Progress",
+        color="Phase",
+        line_shape="hv",
+        markers=True,
+        hover_data=["At 100 %"],
+        title="Burn-up: progress of each phase over time",
+        labels={"at": "", "Progress": "progress (%)"},
+    )
+    burn.update_layout(yaxis_range=[0, 105])
+    burn_col.plotly_chart(burn, config=_chart_config(f"phases-burn-up-{environment}"))
+
+    timeline = px.timeline(
+        timeline_frame(view),
+        x_start="Start",
+        x_end="Finish",
+        y="Phase",
+        color="Kind",
+        hover_data=["Schedule"],
+        title="Planned week vs actual",
+        color_discrete_map={
+            "planned": "#9ecae1",
+            "actual": "#31a354",
+            "actual (open)": "#fd8d3c",
+        },
+    )
+    timeline.update_yaxes(autorange="reversed", title="")
+    timeline.update_layout(barmode="group")
+    timeline.add_vline(x=now.timestamp() * 1000, line_dash="dot", line_color="grey")
+    timeline_col.plotly_chart(timeline, config=_chart_config(f"phases-timeline-{environment}"))
+
+
+phases_panel()

@@ -6,6 +6,7 @@ once: a newcomer fixing a config should not have to rerun the loader per typo.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -58,7 +59,12 @@ class ConfigInvalid(ValueError):
         super().__init__("\n".join(str(issue) for issue in self.issues))
 
 
-class _Loader(yaml.SafeLoader):
+# libyaml's parser when PyYAML has it (about 20x faster on a 1,000-flag file), with the
+# same safe constructor and the same error marks.
+_SafeBase: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_SafeBase):  # type: ignore[valid-type,misc]
     """SafeLoader that reads only true/false as booleans (YAML 1.2).
 
     YAML 1.1 turns `on`/`off`/`yes`/`no` into booleans, which would make the seed's
@@ -107,13 +113,16 @@ def environments(path: Path) -> list[str]:
     return sorted(name for name in names if _ENVIRONMENT_NAME.match(name))
 
 
-def load_config(path: Path, environment: str | None = None) -> FlagConfig:
+def load_config(
+    path: Path, environment: str | None = None, *, override_text: str | None = None
+) -> FlagConfig:
     """The config at `path`, deep-merged with `environment`'s override file if present.
 
-    Raises ConfigInvalid listing every issue (syntax, duplicate keys, validation),
-    each with its file and line.
+    `override_text` stands in for the override file's content (to validate a write
+    before making it). Raises ConfigInvalid listing every issue (syntax, duplicate keys,
+    validation), each with its file and line.
     """
-    config, issues = _build(path, environment)
+    config, issues = _build(path, environment, override_text)
     if config is None:
         raise ConfigInvalid(issues)
     return config
@@ -127,7 +136,9 @@ def check_config(path: Path) -> list[ConfigIssue]:
     return list(dict.fromkeys(issues))
 
 
-def _build(path: Path, environment: str | None) -> tuple[FlagConfig | None, list[ConfigIssue]]:
+def _build(
+    path: Path, environment: str | None, override_text: str | None = None
+) -> tuple[FlagConfig | None, list[ConfigIssue]]:
     issues: list[ConfigIssue] = []
     if environment is not None and not _ENVIRONMENT_NAME.match(environment):
         issues.append(ConfigIssue(path, None, None, f"invalid environment name {environment!r}"))
@@ -136,12 +147,27 @@ def _build(path: Path, environment: str | None) -> tuple[FlagConfig | None, list
     if environment is not None:
         overrides = override_path(path, environment)
         # No override file just means the base applies unchanged in that environment.
-        if overrides.exists():
-            documents.append(_read(overrides, issues))
+        if override_text is not None or overrides.exists():
+            documents.append(_read(overrides, issues, override_text))
     readable = [document for document in documents if document is not None]
     if len(readable) < len(documents):
         return None, issues  # unreadable or broken YAML: nothing sensible to validate
+    # The same parsed documents always give the same result: validate them once. The
+    # entry holds the documents, so their ids cannot be reused while it lives.
+    key = (environment, *(id(document) for document in readable))
+    if key not in _BUILT:
+        if len(_BUILT) >= _PARSED_LIMIT:
+            _BUILT.pop(next(iter(_BUILT)))
+        _BUILT[key] = (tuple(readable), *_validate(readable, environment, path))
+    _, config, found = _BUILT[key]
+    issues = [*issues, *found]  # duplicate keys are reported while reading
+    return (None if issues else config), issues
 
+
+def _validate(
+    readable: list[_Document], environment: str | None, path: Path
+) -> tuple[FlagConfig | None, list[ConfigIssue]]:
+    issues: list[ConfigIssue] = []
     data: dict[str, Any] = {}
     lines: dict[_YamlPath, _Origin] = {}
     for document in readable:
@@ -159,13 +185,37 @@ def _build(path: Path, environment: str | None) -> tuple[FlagConfig | None, list
     return (None if issues else config), issues
 
 
-def _read(path: Path, issues: list[ConfigIssue]) -> _Document | None:
-    """Parse one file; appends its issues and returns None if it cannot be used."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        issues.append(ConfigIssue(path, None, None, f"cannot read file: {error}"))
-        return None
+#: parsed files by (path, sha256 of the text): a 1,000-flag base file is parsed once, not
+#: on every action. Cached documents are shared: nothing may mutate their data.
+_PARSED: dict[tuple[str, str], tuple[_Document | None, list[ConfigIssue]]] = {}
+_PARSED_LIMIT = 64
+#: validated configs by (environment, the parsed documents merged)
+_BUILT: dict[
+    tuple[Any, ...], tuple[tuple[_Document, ...], FlagConfig | None, list[ConfigIssue]]
+] = {}
+
+
+def _read(path: Path, issues: list[ConfigIssue], text: str | None = None) -> _Document | None:
+    """Parse one file (or `text` in its place); appends its issues and returns None if
+    it cannot be used."""
+    if text is None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            issues.append(ConfigIssue(path, None, None, f"cannot read file: {error}"))
+            return None
+    key = (str(path), hashlib.sha256(text.encode()).hexdigest())
+    if key not in _PARSED:
+        if len(_PARSED) >= _PARSED_LIMIT:
+            _PARSED.pop(next(iter(_PARSED)))
+        found: list[ConfigIssue] = []
+        _PARSED[key] = (_parse(path, text, found), found)
+    document, found = _PARSED[key]
+    issues.extend(found)
+    return document
+
+
+def _parse(path: Path, text: str, issues: list[ConfigIssue]) -> _Document | None:
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
@@ -231,9 +281,11 @@ def _deep_merge(base: Any, override: Any) -> Any:
 
 def _merge_lines(lines: dict[_YamlPath, _Origin], document: _Document) -> None:
     """Point each path at the file that set it last, mirroring `_deep_merge`."""
+    # Paths that have keys below them: only those can leave stale children behind.
+    parents = {p[:depth] for p in lines for depth in range(1, len(p))}
     for path, (line, is_mapping) in document.lines.items():
         earlier = lines.get(path)
-        if earlier is not None and not (is_mapping and earlier.is_mapping):
+        if earlier is not None and not (is_mapping and earlier.is_mapping) and path in parents:
             # A replaced list or scalar: the earlier file's keys below it are gone.
             for stale in [p for p in lines if len(p) > len(path) and p[: len(path)] == path]:
                 del lines[stale]

@@ -19,7 +19,6 @@ from __future__ import annotations
 import fcntl
 import io
 import os
-import shutil
 import tempfile
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -39,7 +38,7 @@ from app.flags.backend import (
     VersionConflict,
     definition_version,
 )
-from app.flags.loader import ConfigInvalid, ConfigIssue, environments, load_config, override_path
+from app.flags.loader import environments, load_config, override_path
 from app.flags.model import FlagConfig, FlagState
 
 __all__ = ["HISTORY_DIR", "YamlFlagBackend"]
@@ -182,21 +181,7 @@ class YamlFlagBackend:
     def _validate(self, environment: str, text: str) -> FlagConfig:
         """The config that `text` as the override would give; ConfigInvalid naming the
         real files if it would not validate."""
-        target = override_path(self.path, environment)
-        with tempfile.TemporaryDirectory(prefix="flag-check-") as scratch:
-            base = Path(scratch) / self.path.name
-            shutil.copyfile(self.path, base)
-            override_path(base, environment).write_text(text, encoding="utf-8")
-            try:
-                return load_config(base, environment)
-            except ConfigInvalid as error:
-                real = {base: self.path, override_path(base, environment): target}
-                raise ConfigInvalid(
-                    ConfigIssue(
-                        real.get(issue.file, issue.file), issue.line, issue.flag, issue.message
-                    )
-                    for issue in error.issues
-                ) from None
+        return load_config(self.path, environment, override_text=text)
 
     def _keep_history(self, environment: str, target: Path) -> None:
         self.history_dir.mkdir(exist_ok=True)
@@ -228,9 +213,18 @@ class YamlFlagBackend:
                 leftover.unlink(missing_ok=True)
 
 
+#: per-flag versions of recent configs (the loader returns the same object for the same
+#: files); each entry keeps its config alive so its id is not reused
+_VERSIONS: dict[int, tuple[FlagConfig, dict[str, str]]] = {}
+
+
 def _snapshot(environment: str, config: FlagConfig) -> FlagSnapshot:
-    versions = {key: definition_version(flag) for key, flag in config.flags.items()}
-    return FlagSnapshot(environment=environment, config=config, versions=versions)
+    if id(config) not in _VERSIONS:
+        if len(_VERSIONS) >= 16:
+            _VERSIONS.pop(next(iter(_VERSIONS)))
+        versions = {key: definition_version(flag) for key, flag in config.flags.items()}
+        _VERSIONS[id(config)] = (config, versions)
+    return FlagSnapshot(environment=environment, config=config, versions=_VERSIONS[id(config)][1])
 
 
 def _yaml() -> YAML:

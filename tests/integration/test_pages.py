@@ -110,11 +110,3 @@ def test_phases_page_shows_progress_and_what_blocks(seeded):
     assert table.loc[2, "Progress"] == pytest.approx(10.0)
     assert table.loc[2, "Status"] == "blocked"
     assert table.loc[2, "Blocked by"] == "alpha"
-
-
-def test_flag_detail_says_the_charts_are_coming(seeded):
-    at = AppTest.from_file(str(ENTRY_POINT), default_timeout=30)
-    at.run()
-    at.switch_page("../pages/flag_detail.py").run()
-    assert not at.exception
-    assert at.info[-1].value.startswith("Coming next:")

@@ -1,0 +1,260 @@
+"""What the Phases page shows: the configuration's phase progress joined with the
+rollout history (planned vs actual, burn-up, blocked-by reasons), and its CSV export.
+
+`load_phases` never fails because the metrics database is down: the history is then
+empty (planned weeks count from today, no actual dates, the burn-up is the present
+alone) and a notice says so.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+
+import pandas as pd
+
+from app.analysis.phase_history import (
+    BurnUpPoint,
+    PhaseSchedule,
+    ScheduleStatus,
+    applied_changes,
+    blocked_reasons,
+    burn_up,
+    phase_schedule,
+    project_start,
+)
+from app.analysis.progress import PhaseProgress, phase_progress
+from app.flags.model import FlagConfig
+from app.rollout.audit import AuditEntry, AuditLog
+
+__all__ = [
+    "HISTORY_LIMIT",
+    "PHASE_CSV_COLUMNS",
+    "SOURCE",
+    "PhasesView",
+    "build_phases",
+    "burn_up_frame",
+    "load_phases",
+    "phase_table",
+    "phase_table_csv",
+    "schedule_text",
+    "timeline_frame",
+]
+
+SOURCE = "flag configuration + audit history"
+#: More applied changes than a six-phase cleanup makes; the newest are kept.
+HISTORY_LIMIT = 100_000
+HISTORY_DOWN = (
+    "metrics database unavailable: the audit history cannot be read, so actual start and "
+    "finish and the burn-up are empty; planned weeks count from today."
+)
+
+PHASE_CSV_COLUMNS = (
+    "phase",
+    "name",
+    "planned_week",
+    "planned_start",
+    "planned_finish",
+    "actual_start",
+    "actual_finish",
+    "schedule",
+    "days_late",
+    "status",
+    "progress_percent",
+    "flags_complete",
+    "flags",
+    "blocked_by",
+    "reasons",
+)
+
+
+@dataclass(frozen=True)
+class PhasesView:
+    """Every panel of the Phases page for one environment."""
+
+    environment: str
+    generated_at: datetime
+    progress: tuple[PhaseProgress, ...]
+    schedule: tuple[PhaseSchedule, ...]
+    burn_up: tuple[BurnUpPoint, ...]
+    reasons: dict[int, tuple[str, ...]]
+    project_start: date
+    #: True when the project start is the first applied change, False when it is today
+    project_start_from_history: bool
+    history_available: bool
+    applied_changes: int
+    newest_change: datetime | None
+    notices: tuple[str, ...] = field(default=())
+
+    @property
+    def history_age_seconds(self) -> float | None:
+        if self.newest_change is None:
+            return None
+        return max(0.0, (self.generated_at - self.newest_change).total_seconds())
+
+
+def build_phases(
+    config: FlagConfig,
+    entries: Sequence[AuditEntry],
+    environment: str,
+    now: datetime,
+    history_available: bool = True,
+    notices: Sequence[str] = (),
+) -> PhasesView:
+    """The view from a configuration and audit entries (any order, any environment)."""
+    changes = applied_changes(entries, environment)
+    return PhasesView(
+        environment=environment,
+        generated_at=now,
+        progress=tuple(phase_progress(config)),
+        schedule=tuple(phase_schedule(config, changes, now)),
+        burn_up=tuple(burn_up(config, changes, now)),
+        reasons=blocked_reasons(config, entries, environment),
+        project_start=project_start(changes, now.astimezone(UTC).date()),
+        project_start_from_history=bool(changes),
+        history_available=history_available,
+        applied_changes=len(changes),
+        newest_change=changes[-1].at if changes else None,
+        notices=tuple(notices),
+    )
+
+
+def load_phases(
+    config: FlagConfig,
+    audit: AuditLog,
+    environment: str,
+    now: datetime,
+    notices: Sequence[str] = (),
+) -> PhasesView:
+    """The view with the history read from `audit`; an unreadable database gives an
+    empty history and a notice, never an error."""
+    said = list(notices)
+    entries: list[AuditEntry] = []
+    available = audit.database_ok()
+    if available:
+        entries = audit.entries(limit=HISTORY_LIMIT)
+    else:
+        said.append(HISTORY_DOWN)
+    return build_phases(config, entries, environment, now, available, said)
+
+
+def _moment(value: datetime | None) -> str:
+    return "–" if value is None else f"{value.astimezone(UTC):%Y-%m-%d %H:%M}"
+
+
+def schedule_text(row: PhaseSchedule) -> str:
+    """'on time', '3 days late', 'overdue 1 day', 'not due'."""
+    days = f"{row.days_late} day{'s' if row.days_late != 1 else ''}"
+    return {
+        ScheduleStatus.ON_TIME: "on time",
+        ScheduleStatus.LATE: f"{days} late",
+        ScheduleStatus.OVERDUE: f"overdue {days}",
+        ScheduleStatus.NOT_DUE: "not due",
+    }[row.status]
+
+
+def phase_table(view: PhasesView) -> pd.DataFrame:
+    """The phase table as displayed: one row per phase, Progress in percent (0..100)."""
+    schedule = {row.phase: row for row in view.schedule}
+    rows = []
+    for p in view.progress:
+        s = schedule[p.phase]
+        rows.append(
+            {
+                "Phase": p.phase,
+                "Name": p.name,
+                "Planned week": p.planned_week,
+                "Planned": f"{s.planned_start:%Y-%m-%d} → {s.planned_finish:%Y-%m-%d}",
+                "Actual start": _moment(s.actual_start),
+                "Actual finish": _moment(s.actual_finish),
+                "Schedule": schedule_text(s),
+                "Status": str(p.status).replace("_", " "),
+                "Progress": 100 * p.progress,
+                "At 100 %": f"{p.flags_complete}/{len(p.flags)}",
+                "Blocked by": ", ".join(p.blocked_by) or "–",
+            }
+        )
+    columns = [
+        "Phase",
+        "Name",
+        "Planned week",
+        "Planned",
+        "Actual start",
+        "Actual finish",
+        "Schedule",
+        "Status",
+        "Progress",
+        "At 100 %",
+        "Blocked by",
+    ]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _iso(value: datetime | None) -> str:
+    return "" if value is None else value.astimezone(UTC).isoformat()
+
+
+def phase_table_csv(view: PhasesView) -> str:
+    """The phase table for spreadsheets: ISO dates (UTC), lists joined with '; '."""
+    schedule = {row.phase: row for row in view.schedule}
+    rows = []
+    for p in view.progress:
+        s = schedule[p.phase]
+        rows.append(
+            (
+                p.phase,
+                p.name,
+                p.planned_week,
+                s.planned_start.isoformat(),
+                s.planned_finish.isoformat(),
+                _iso(s.actual_start),
+                _iso(s.actual_finish),
+                str(s.status),
+                s.days_late,
+                str(p.status),
+                round(100 * p.progress, 2),
+                p.flags_complete,
+                "; ".join(p.flags),
+                "; ".join(p.blocked_by),
+                "; ".join(view.reasons.get(p.phase, ())),
+            )
+        )
+    buffer = io.StringIO()
+    pd.DataFrame(rows, columns=list(PHASE_CSV_COLUMNS)).to_csv(
+        buffer, index=False, lineterminator="\n"
+    )
+    return buffer.getvalue()
+
+
+def _label(phase: int, name: str) -> str:
+    return f"{phase} · {name}"
+
+
+def burn_up_frame(view: PhasesView) -> pd.DataFrame:
+    """at, Phase (label), Progress (percent), At 100 % — for a step line per phase."""
+    return pd.DataFrame(
+        {
+            "at": [p.at for p in view.burn_up],
+            "Phase": [_label(p.phase, p.name) for p in view.burn_up],
+            "Progress": [100 * p.progress for p in view.burn_up],
+            "At 100 %": [f"{p.flags_complete}/{p.flags_total}" for p in view.burn_up],
+        },
+        columns=["at", "Phase", "Progress", "At 100 %"],
+    )
+
+
+def timeline_frame(view: PhasesView) -> pd.DataFrame:
+    """Phase, Kind (planned / actual), Start, Finish for a Gantt chart. A planned bar
+    covers its whole week; an actual bar runs to its finish, or to now while open."""
+    rows = []
+    for s in view.schedule:
+        label = _label(s.phase, s.name)
+        start = datetime.combine(s.planned_start, datetime.min.time(), UTC)
+        rows.append((label, "planned", start, start + timedelta(days=7), schedule_text(s)))
+        if s.actual_start is not None:
+            end = s.actual_finish or view.generated_at
+            kind = "actual" if s.actual_finish is not None else "actual (open)"
+            rows.append((label, kind, s.actual_start, end, schedule_text(s)))
+    return pd.DataFrame(rows, columns=["Phase", "Kind", "Start", "Finish", "Schedule"])

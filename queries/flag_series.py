@@ -1,0 +1,433 @@
+"""Range questions about one flag, from Prometheus or from the `evaluation_rollups` table.
+
+One query per question, the same frames from both sources. A point at t is the rate over
+the step ending at t, (t - step, t]: PromQL `rate(...[step])` at every step of a range
+query; in SQL the roll-ups whose interval *ends* inside it, divided by the time the
+environment's roll-ups cover there (like `SqlMetrics.evaluation_sparklines`). A step
+the roll-ups cover but in which a variant had no row reads 0, as a flat counter does.
+
+- `variant_rates`: evaluations per second by variant (`VARIANT_SERIES_COLUMNS`);
+- `error_rates`: failed evaluations per second (`ERROR_SERIES_COLUMNS`);
+- `latency_quantiles`: every quantile in one query (`LATENCY_SERIES_COLUMNS`);
+- `variant_rate`: one variant's rate (`RATE_SERIES_COLUMNS`), for time to mitigate;
+- `applied_percentages`: the percentage each instance applies
+  (`APPLIED_PERCENTAGE_COLUMNS`); Prometheus only, None from the database.
+
+Every failure surfaces as `SourceUnavailable`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+import pandas as pd
+from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from app.metrics_db.records import LATENCY_BUCKETS
+from app.metrics_db.schema import RollupRow
+from queries.frames import empty_frame
+from queries.histogram import histogram_quantile
+from queries.prometheus import PrometheusMetrics
+from queries.promql import label_name, promql_duration, promql_string, selector
+from queries.source import SourceUnavailable
+
+__all__ = [
+    "APPLIED_PERCENTAGE_COLUMNS",
+    "ERROR_SERIES_COLUMNS",
+    "LATENCY_SERIES_COLUMNS",
+    "RATE_SERIES_COLUMNS",
+    "VARIANT_SERIES_COLUMNS",
+    "FlagSeriesQueries",
+    "PrometheusFlagSeries",
+    "SqlFlagSeries",
+]
+
+#: variant, timestamp (UTC, tz-aware), evaluations per second over the step ending there
+VARIANT_SERIES_COLUMNS = ("variant", "timestamp", "evaluations_per_second")
+#: timestamp, failed evaluations per second over the step ending there
+ERROR_SERIES_COLUMNS = ("timestamp", "errors_per_second")
+#: quantile (0..1), timestamp, latency seconds at that quantile over the step
+LATENCY_SERIES_COLUMNS = ("quantile", "timestamp", "seconds")
+#: timestamp, evaluations per second of one variant
+RATE_SERIES_COLUMNS = ("timestamp", "evaluations_per_second")
+#: instance, the rollout percentage it reports applying
+APPLIED_PERCENTAGE_COLUMNS = ("instance", "percentage")
+
+
+class FlagSeriesQueries(Protocol):
+    """The flag detail's range questions; one implementation per source."""
+
+    name: str
+
+    def variant_rates(
+        self, environment: str, flag: str, start: datetime, end: datetime, step: timedelta
+    ) -> pd.DataFrame: ...
+
+    def error_rates(
+        self, environment: str, flag: str, start: datetime, end: datetime, step: timedelta
+    ) -> pd.DataFrame: ...
+
+    def latency_quantiles(
+        self,
+        environment: str,
+        flag: str,
+        start: datetime,
+        end: datetime,
+        step: timedelta,
+        quantiles: tuple[float, ...] = (0.5, 0.95, 0.99),
+    ) -> pd.DataFrame: ...
+
+    def variant_rate(
+        self,
+        environment: str,
+        flag: str,
+        variant: str,
+        start: datetime,
+        end: datetime,
+        step: timedelta,
+    ) -> pd.DataFrame: ...
+
+    def applied_percentages(
+        self, environment: str, flag: str, at: datetime
+    ) -> pd.DataFrame | None: ...
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _check_quantiles(quantiles: tuple[float, ...]) -> None:
+    for quantile in quantiles:
+        if not 0.0 < quantile < 1.0:
+            raise ValueError(f"quantile must be strictly within 0..1, got {quantile}")
+
+
+def _series_frame(
+    columns: tuple[str, ...], rows: Sequence[tuple[Any, ...]], keyed: bool
+) -> pd.DataFrame:
+    """Frame from (key?, epoch seconds, value) rows; NaN / infinite values dropped."""
+    kept = [row for row in rows if math.isfinite(row[-1])]
+    if not kept:
+        return empty_frame(columns)
+    data: dict[str, Any] = {}
+    if keyed:
+        data[columns[0]] = [row[0] for row in kept]
+    data["timestamp"] = pd.to_datetime([row[-2] for row in kept], unit="s", utc=True)
+    data[columns[-1]] = [float(row[-1]) for row in kept]
+    frame = pd.DataFrame(data, columns=list(columns))
+    order = [columns[0], "timestamp"] if keyed else ["timestamp"]
+    return frame.sort_values(order, ignore_index=True)
+
+
+class PrometheusFlagSeries:
+    """The range questions sent through a `PrometheusMetrics` (its client, timeout,
+    error handling and `issued` list)."""
+
+    name = "prometheus"
+
+    def __init__(self, metrics: PrometheusMetrics) -> None:
+        self._metrics = metrics
+        self.names = metrics.names
+
+    @property
+    def issued(self) -> list[str]:
+        return self._metrics.issued
+
+    def variant_rates(
+        self, environment: str, flag: str, start: datetime, end: datetime, step: timedelta
+    ) -> pd.DataFrame:
+        """`sum by (variant) (rate(evaluations{flag}[step]))` at every step."""
+        variant = label_name(self.names.variant_label)
+        metric = self._selector(self.names.evaluations, environment, flag)
+        query = f"sum by ({variant}) (rate({metric}[{promql_duration(step)}]))"
+        rows = [
+            (labels.get(variant, ""), stamp, value)
+            for labels, stamp, value in self._range(query, start, end, step)
+        ]
+        return _series_frame(VARIANT_SERIES_COLUMNS, rows, keyed=True)
+
+    def error_rates(
+        self, environment: str, flag: str, start: datetime, end: datetime, step: timedelta
+    ) -> pd.DataFrame:
+        """Failed evaluations per second; empty when `names.errors` is unset."""
+        if not self.names.errors:
+            return empty_frame(ERROR_SERIES_COLUMNS)
+        metric = self._selector(self.names.errors, environment, flag)
+        query = f"sum(rate({metric}[{promql_duration(step)}]))"
+        rows = [(stamp, value) for _, stamp, value in self._range(query, start, end, step)]
+        return _series_frame(ERROR_SERIES_COLUMNS, rows, keyed=False)
+
+    def latency_quantiles(
+        self,
+        environment: str,
+        flag: str,
+        start: datetime,
+        end: datetime,
+        step: timedelta,
+        quantiles: tuple[float, ...] = (0.5, 0.95, 0.99),
+    ) -> pd.DataFrame:
+        """Every quantile in one range query (`label_replace(...) or ...`); empty when
+        `names.duration` is unset. ValueError for a quantile outside (0, 1)."""
+        _check_quantiles(quantiles)
+        if not self.names.duration or not quantiles:
+            return empty_frame(LATENCY_SERIES_COLUMNS)
+        metric = self._selector(self.names.duration + "_bucket", environment, flag)
+        buckets = f"sum by (le) (rate({metric}[{promql_duration(step)}]))"
+        by_text = {repr(float(q)): float(q) for q in quantiles}
+        query = " or ".join(
+            f"label_replace(histogram_quantile({text}, {buckets}), "
+            f'"quantile", {promql_string(text)}, "", "")'
+            for text in by_text
+        )
+        rows = [
+            (by_text[labels["quantile"]], stamp, value)
+            for labels, stamp, value in self._range(query, start, end, step)
+        ]
+        return _series_frame(LATENCY_SERIES_COLUMNS, rows, keyed=True)
+
+    def variant_rate(
+        self,
+        environment: str,
+        flag: str,
+        variant: str,
+        start: datetime,
+        end: datetime,
+        step: timedelta,
+    ) -> pd.DataFrame:
+        """One variant's evaluations per second at every step."""
+        labels = {
+            self.names.environment_label: environment,
+            self.names.flag_label: flag,
+            self.names.variant_label: variant,
+        }
+        metric = selector(self.names.evaluations, labels)
+        query = f"sum(rate({metric}[{promql_duration(step)}]))"
+        rows = [(stamp, value) for _, stamp, value in self._range(query, start, end, step)]
+        return _series_frame(RATE_SERIES_COLUMNS, rows, keyed=False)
+
+    def applied_percentages(self, environment: str, flag: str, at: datetime) -> pd.DataFrame:
+        """The rollout percentage each instance reports in `rollout_percentage` at `at`."""
+        if not self.names.rollout_percentage:
+            return empty_frame(APPLIED_PERCENTAGE_COLUMNS)
+        metric = self._selector(self.names.rollout_percentage, environment, flag)
+        result = self._metrics._instant(f"max by (instance) ({metric})", at)
+        with self._metrics._reading_reply():
+            rows = [
+                (str(series["metric"].get("instance", "")), float(series["value"][1]))
+                for series in result
+            ]
+        if not rows:
+            return empty_frame(APPLIED_PERCENTAGE_COLUMNS)
+        frame = pd.DataFrame(rows, columns=list(APPLIED_PERCENTAGE_COLUMNS))
+        return frame.sort_values("instance", ignore_index=True)
+
+    # -- plumbing --------------------------------------------------------------------
+
+    def _selector(self, metric: str, environment: str, flag: str) -> str:
+        labels = {self.names.environment_label: environment, self.names.flag_label: flag}
+        return selector(metric, labels)
+
+    def _range(
+        self, query: str, start: datetime, end: datetime, step: timedelta
+    ) -> list[tuple[dict[str, str], float, float]]:
+        """(labels, epoch seconds, value) of every point of a range query."""
+        step_text = promql_duration(step)
+        client = self._metrics._client
+        result = self._metrics._call(
+            query,
+            lambda: client.custom_query_range(
+                query, start_time=_utc(start), end_time=_utc(end), step=step_text
+            ),
+        )
+        points: list[tuple[dict[str, str], float, float]] = []
+        with self._metrics._reading_reply():
+            for series in result:
+                labels = dict(series["metric"])
+                for stamp, value in series["values"]:
+                    points.append((labels, float(stamp), float(value)))
+        return points
+
+
+class SqlFlagSeries:
+    """The range questions over the `evaluation_rollups` table: one SQL query per
+    question, plus one for the time the environment's roll-ups cover per step."""
+
+    name = "sql"
+
+    def __init__(self, engine: Engine, buckets: tuple[float, ...] = LATENCY_BUCKETS) -> None:
+        self._engine = engine
+        self._buckets = buckets
+        self.issued = 0
+
+    def variant_rates(
+        self, environment: str, flag: str, start: datetime, end: datetime, step: timedelta
+    ) -> pd.DataFrame:
+        row = RollupRow
+        query = (
+            select(row.variant, row.interval_end, func.sum(row.evaluations))
+            .where(*self._in_range(environment, start, end, step), row.flag == flag)
+            .group_by(row.variant, row.interval_end)
+        )
+        sums = self._slot_sums(self._fetch(query), start, end, step)
+        return self._keyed_rates(sums, environment, start, end, step, VARIANT_SERIES_COLUMNS)
+
+    def error_rates(
+        self, environment: str, flag: str, start: datetime, end: datetime, step: timedelta
+    ) -> pd.DataFrame:
+        row = RollupRow
+        query = (
+            select(row.interval_end, func.sum(row.errors))
+            .where(*self._in_range(environment, start, end, step), row.flag == flag)
+            .group_by(row.interval_end)
+        )
+        rows = [("", ended, count) for ended, count in self._fetch(query)]
+        sums = self._slot_sums(rows, start, end, step)
+        if not sums:
+            return empty_frame(ERROR_SERIES_COLUMNS)
+        keyed = self._keyed_rates(sums, environment, start, end, step, VARIANT_SERIES_COLUMNS)
+        frame = keyed[["timestamp", "evaluations_per_second"]]
+        return frame.rename(columns={"evaluations_per_second": "errors_per_second"})
+
+    def latency_quantiles(
+        self,
+        environment: str,
+        flag: str,
+        start: datetime,
+        end: datetime,
+        step: timedelta,
+        quantiles: tuple[float, ...] = (0.5, 0.95, 0.99),
+    ) -> pd.DataFrame:
+        """The point at t is the quantile of the buckets summed over (t - step, t]."""
+        _check_quantiles(quantiles)
+        row = RollupRow
+        query = select(row.interval_end, row.latency_buckets).where(
+            *self._in_range(environment, start, end, step),
+            row.flag == flag,
+            row.latency_count > 0,
+        )
+        totals: dict[datetime, list[float]] = {}
+        for ended, counts in self._fetch(query):
+            if len(counts) != len(self._buckets) + 1:
+                continue  # written with other bucket bounds: not comparable
+            slot = _slot(_utc(ended), start, step)
+            if slot > _utc(end):
+                continue
+            summed = totals.setdefault(slot, [0.0] * len(counts))
+            for i, count in enumerate(counts):
+                summed[i] += count
+        rows = [
+            (quantile, slot.timestamp(), value)
+            for slot, cumulative in totals.items()
+            for quantile in quantiles
+            if (value := histogram_quantile(quantile, self._buckets, cumulative)) is not None
+        ]
+        return _series_frame(LATENCY_SERIES_COLUMNS, rows, keyed=True)
+
+    def variant_rate(
+        self,
+        environment: str,
+        flag: str,
+        variant: str,
+        start: datetime,
+        end: datetime,
+        step: timedelta,
+    ) -> pd.DataFrame:
+        row = RollupRow
+        query = (
+            select(row.interval_end, func.sum(row.evaluations))
+            .where(
+                *self._in_range(environment, start, end, step),
+                row.flag == flag,
+                row.variant == variant,
+            )
+            .group_by(row.interval_end)
+        )
+        rows = [(variant, ended, count) for ended, count in self._fetch(query)]
+        sums = self._slot_sums(rows, start, end, step)
+        if not sums:
+            return empty_frame(RATE_SERIES_COLUMNS)
+        keyed = self._keyed_rates(sums, environment, start, end, step, VARIANT_SERIES_COLUMNS)
+        return keyed[list(RATE_SERIES_COLUMNS)].reset_index(drop=True)
+
+    def applied_percentages(self, environment: str, flag: str, at: datetime) -> None:
+        """None: the roll-ups do not record what each instance applies."""
+        return None
+
+    # -- plumbing --------------------------------------------------------------------
+
+    @staticmethod
+    def _in_range(environment: str, start: datetime, end: datetime, step: timedelta) -> list[Any]:
+        return [
+            RollupRow.environment == environment,
+            RollupRow.interval_end > _utc(start) - step,
+            RollupRow.interval_end <= _utc(end),
+        ]
+
+    @staticmethod
+    def _slot_sums(
+        rows: Sequence[Any], start: datetime, end: datetime, step: timedelta
+    ) -> dict[tuple[str, datetime], float]:
+        sums: dict[tuple[str, datetime], float] = {}
+        for key, ended, count in rows:
+            slot = _slot(_utc(ended), start, step)
+            if slot <= _utc(end):
+                sums[(str(key), slot)] = sums.get((str(key), slot), 0.0) + float(count or 0)
+        return sums
+
+    def _keyed_rates(
+        self,
+        sums: dict[tuple[str, datetime], float],
+        environment: str,
+        start: datetime,
+        end: datetime,
+        step: timedelta,
+        columns: tuple[str, ...],
+    ) -> pd.DataFrame:
+        """Per key and covered step: sum / covered seconds; 0 where the key had no row."""
+        if not sums:
+            return empty_frame(columns)
+        covered = self._covered(environment, start, end, step)
+        keys = sorted({key for key, _ in sums})
+        rows = [
+            (key, slot.timestamp(), sums.get((key, slot), 0.0) / seconds)
+            for key in keys
+            for slot, seconds in sorted(covered.items())
+            if seconds > 0
+        ]
+        return _series_frame(columns, rows, keyed=True)
+
+    def _covered(
+        self, environment: str, start: datetime, end: datetime, step: timedelta
+    ) -> dict[datetime, float]:
+        """Seconds the environment's roll-ups cover in each step (at most the step)."""
+        query = (
+            select(RollupRow.interval_end, RollupRow.interval_seconds)
+            .where(*self._in_range(environment, start, end, step))
+            .distinct()
+        )
+        covered: dict[datetime, float] = {}
+        for ended, seconds in self._fetch(query):
+            slot = _slot(_utc(ended), start, step)
+            if slot <= _utc(end):
+                covered[slot] = covered.get(slot, 0.0) + float(seconds)
+        limit = step.total_seconds()
+        return {slot: min(limit, seconds) for slot, seconds in covered.items()}
+
+    def _fetch(self, query: Any) -> Sequence[Any]:
+        self.issued += 1
+        try:
+            with self._engine.connect() as connection:
+                return connection.execute(query).all()
+        except SQLAlchemyError as error:
+            raise SourceUnavailable("metrics database", type(error).__name__) from error
+
+
+def _slot(ended: datetime, start: datetime, step: timedelta) -> datetime:
+    """The range-query step t = start + k * step whose window (t - step, t] holds `ended`."""
+    start = _utc(start)
+    steps = math.ceil((ended - start).total_seconds() / step.total_seconds() - 1e-9)
+    return start + steps * step

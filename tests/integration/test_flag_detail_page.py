@@ -1,0 +1,162 @@
+"""The flag detail page in Streamlit's AppTest against a seeded SQLite database: the
+numbers it shows are the seeded ones."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from app.flags.loader import load_config
+from app.metrics_db.database import insert_rollups, open_database, report_instance
+from app.metrics_db.records import EvaluationRollup
+from app.rollout.audit import AuditEntry, AuditLog, Outcome
+from tests.support.workload import reference_rollups
+
+ENTRY_POINT = Path(__file__).resolve().parents[2] / "app" / "main.py"
+PAGE = "../pages/flag_detail.py"
+
+FLAGS = """
+version: "3"
+flags:
+  alpha:
+    state: rollout
+    rollout:
+      strategy: gradual
+      percentage: 50
+      schedule:
+        - {at: "2020-01-01T00:00:00Z", percentage: 25}
+        - {at: "2999-01-01T09:00:00Z", percentage: 75}
+    metadata: {phase: 1}
+  checkout:
+    state: disabled
+    rollout: {percentage: 25}
+    metadata: {phase: 1}
+"""
+
+#: checkout's "on" evaluations stop with the 15 s interval ending at DROP, 40 s after the kill
+KILL_TO_DROP = timedelta(seconds=40)
+
+
+def _floor15(moment: datetime) -> datetime:
+    return datetime.fromtimestamp(math.floor(moment.timestamp() / 15) * 15, tz=UTC)
+
+
+def _record(audit: AuditLog, at, actor, action, flag, before, after, outcome) -> None:
+    entry = audit.record(
+        AuditEntry(
+            at=at,
+            actor=actor,
+            action=action,
+            flag=flag,
+            environment="production",
+            from_state="rollout",
+            from_percentage=before,
+            to_state="rollout" if after else "disabled",
+            to_percentage=after,
+            reason="test",
+            outcome=Outcome.PENDING,
+        )
+    )
+    audit.settle(entry, outcome)
+
+
+@pytest.fixture
+def seeded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_rollout_environment):
+    (tmp_path / "feature_flags.yaml").write_text(FLAGS)
+    engine = open_database(f"sqlite:///{tmp_path / 'metrics.db'}")
+    now = datetime.now(UTC)
+    base = _floor15(now)
+    # alpha: 10 "on" (split) and 5 "off" (default) every 15 s, up to an hour from now
+    insert_rollups(engine, reference_rollups(base + timedelta(hours=1), 2.0))
+    drop = base - timedelta(minutes=10)
+    kill_at = drop - KILL_TO_DROP
+    checkout = []
+    for index in range(120, -240, -1):
+        start = base - timedelta(seconds=15 * index)
+        served = start + timedelta(seconds=15) <= drop
+        for variant, reason, count in (("on", "split", 10 if served else 0), ("off", "default", 5)):
+            checkout.append(
+                EvaluationRollup(start, 15, "production", "checkout", variant, reason, count)
+            )
+    insert_rollups(engine, checkout)
+    audit = AuditLog(engine, tmp_path / "audit-journal.jsonl")
+    _record(audit, now - timedelta(days=10), "bob", "advance", "alpha", 10, 25, Outcome.APPLIED)
+    _record(audit, now - timedelta(days=8), "alice", "advance", "alpha", 25, 50, Outcome.APPLIED)
+    _record(
+        audit, now - timedelta(minutes=1), "mallory", "advance", "alpha", 50, 100, Outcome.FAILED
+    )
+    _record(audit, kill_at, "carol", "kill", "checkout", 25, 0, Outcome.APPLIED)
+    wanted = load_config(tmp_path / "feature_flags.yaml", "production").loaded_version
+    report_instance(engine, "production", "web-1", wanted, now)
+    report_instance(engine, "production", "web-2", "2+0ld", now)
+    engine.dispose()
+    monkeypatch.setenv("ROLLOUT_STATE_DIR", str(tmp_path))
+    st.cache_resource.clear()
+    yield wanted
+    st.cache_resource.clear()
+
+
+def _open(flag: str, range_name: str | None = None) -> AppTest:
+    app = AppTest.from_file(str(ENTRY_POINT), default_timeout=60)
+    app.query_params["flag"] = flag
+    if range_name is not None:
+        app.query_params["range"] = range_name
+    at = app.switch_page(PAGE).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _shapes(at: AppTest) -> list[int]:
+    """How many change lines each Plotly chart carries."""
+    charts = at.get("plotly_chart")
+    return [len(json.loads(chart.proto.spec)["layout"].get("shapes", [])) for chart in charts]
+
+
+def _metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def test_thirty_days_read_the_rollups_and_show_exposure_srm_changes_and_stuck(seeded):
+    at = _open("alpha", "30d")
+    assert any("reads the metrics database roll-ups" in i.value for i in at.info)
+    assert at.query_params["range"] == "30d"
+    # both applied changes on each of the three charts; the failed one is not drawn
+    assert _shapes(at) == [2, 2, 2]
+    metrics = _metrics(at)
+    assert metrics["Configured"] == "50 %"
+    assert metrics["Observed"] == "66.67 %"
+    assert metrics["p-value"] != "–"
+    assert any(e.value.startswith("Sample ratio mismatch: 66.67 % observed") for e in at.error)
+    assert any(w.value.startswith("Stuck: at 50 % for 8 d") for w in at.warning)
+    captions = " ".join(c.value for c in at.caption)
+    assert "Per-instance applied percentage: not available from the database." in captions
+    assert "Next step: 75 % at 2999-01-01 09:00 UTC" in captions
+    assert "2 applied change(s) drawn" in captions
+
+
+def test_default_range_is_an_hour_without_the_retention_notice(seeded):
+    at = _open("alpha")
+    assert at.query_params["range"] == "1h"
+    assert not any("roll-ups" in i.value for i in at.info)
+    assert _shapes(at) == [0, 0, 0]  # both changes are days old
+    assert "Source: **metrics database roll-ups**" in " ".join(c.value for c in at.caption)
+
+
+def test_after_a_kill_the_page_shows_propagation_and_time_to_mitigate(seeded):
+    wanted = seeded
+    at = _open("checkout")
+    # the kill on the evaluation and error charts and on the rate chart around it (the
+    # seeded roll-ups carry no latency)
+    assert _shapes(at) == [1, 1, 1]
+    assert any(i.value == "No latency observations in this range." for i in at.info)
+    assert any(
+        w.value == f"1 of 2 instances loaded config {wanted}; behind: web-2" for w in at.warning
+    )
+    # the first 15 s step without an "on" evaluation ends 55 s after the kill
+    assert _metrics(at)["Time to mitigate ('on' below 1 % of its rate before)"] == "55 s"
