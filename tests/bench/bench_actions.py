@@ -98,7 +98,9 @@ def main() -> None:
 
         baseline = timed(args.runs, bare)
 
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    )
     print(f"{args.flags} flags, {args.runs} runs each; milliseconds")
     for name, samples in (("advance", advance), ("rollback", rollback), ("baseline", baseline)):
         median, p99 = percentiles(samples)
