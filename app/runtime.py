@@ -18,6 +18,7 @@ from app.analysis.progress import PhaseProgress, phase_progress
 from app.flags.backend import FlagBackend
 from app.flags.loader import ConfigInvalid, environments, load_config
 from app.flags.model import FlagConfig
+from app.flags.sql_backend import SqlFlagBackend
 from app.flags.yaml_backend import YamlFlagBackend
 from app.metrics_db.database import open_database
 from app.overview import Overview, load_overview
@@ -32,7 +33,7 @@ from app.rollout.actions import (
 from app.rollout.audit import AuditEntry, AuditLog
 from app.rollout.evidence import guard_check
 from app.rollout.guards import GuardPolicy
-from app.settings import Settings
+from app.settings import FlagBackendKind, Settings
 from queries.audit import LAST_CHANGE_COLUMNS, last_changes
 from queries.frames import empty_frame
 from queries.prometheus import PrometheusMetrics
@@ -103,13 +104,13 @@ class Runtime:
 
     def environments(self) -> list[str]:
         """Configured environments, the settings' environment first."""
-        names = environments(self.settings.resolved_flags_file)
+        names = self.backend.environments()
         first = self.settings.environment
         return [first, *(n for n in names if n != first)]
 
     def config(self, environment: str) -> FlagConfig:
         """The base config merged with `environment`'s overrides; ConfigInvalid if bad."""
-        return load_config(self.settings.resolved_flags_file, environment)
+        return self.backend.load(environment).config
 
     def phases(self, environment: str) -> list[PhaseProgress]:
         return phase_progress(self.config(environment))
@@ -139,6 +140,21 @@ class Runtime:
         )
 
 
+def open_backend(settings: Settings, engine: Engine | None) -> FlagBackend:
+    """The flag backend the settings name. The `sql` backend starts from the YAML files
+    (every environment they define) the first time, when the database holds no flags."""
+    if settings.flag_backend is FlagBackendKind.YAML:
+        return YamlFlagBackend(settings.resolved_flags_file)
+    if engine is None:
+        raise SourceUnavailable("metrics database", "the sql flag backend needs it")
+    backend = SqlFlagBackend(engine)
+    if not backend.environments():
+        path = settings.resolved_flags_file
+        for environment in dict.fromkeys([settings.environment, *environments(path)]):
+            backend.import_config(environment, load_config(path, environment))
+    return backend
+
+
 def open_runtime(settings: Settings) -> Runtime:
     """Open the database (migrating it) and the Prometheus client named by `settings`."""
     notices: list[str] = []
@@ -155,7 +171,7 @@ def open_runtime(settings: Settings) -> Runtime:
             settings.prometheus_timeout_seconds,
             settings.prometheus_retries,
         )
-    backend = YamlFlagBackend(settings.resolved_flags_file)
+    backend = open_backend(settings, engine)
     audit = AuditLog(engine, settings.journal_file)
     runtime = Runtime(settings, engine, prometheus, backend, audit, notices)
     if engine is not None:

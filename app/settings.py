@@ -29,10 +29,10 @@ SECRETS_FILE = Path(".streamlit/secrets.toml")
 
 
 class FlagBackendKind(StrEnum):
-    """Where flags are read and written. `sql` (flags in the metrics database) arrives
-    with the guarded-actions work; until then only `yaml` is accepted."""
+    """Where flags are read and written: the YAML files, or the metrics database."""
 
     YAML = "yaml"
+    SQL = "sql"
 
 
 class _SecretsTomlSource(PydanticBaseSettingsSource):

@@ -140,6 +140,11 @@ def test_advance_and_roll_back_through_the_dialog(chromium, demo):
         Outcome.APPLIED,
     ]
     _no_error_element(page)
+    page.reload()
+    expect(page.get_by_text("Guard report for the next step")).to_be_visible(timeout=45_000)
+    page.wait_for_timeout(3000)  # the charts, with the two changes drawn on them
+    _no_error_element(page)
+    _screenshot(page, "flag-detail.png")
 
     page.goto(f"{server.url}/audit?id={entry.id}")
     expect(page.get_by_text(f"Record {entry.id}: advance ab_testing")).to_be_visible(timeout=45_000)

@@ -209,3 +209,39 @@ def test_bad_usage_exits_2():
     with pytest.raises(SystemExit) as stopped:
         main(["status", "--phase", "9"])
     assert stopped.value.code == 2
+
+
+def test_the_sql_flag_backend_starts_from_the_yaml_and_then_owns_the_flags(
+    workspace, monkeypatch, capsys
+):
+    monkeypatch.setenv("ROLLOUT_FLAG_BACKEND", "sql")
+    monkeypatch.setenv("ROLLOUT_DEMO", "true")
+    yaml_before = (workspace / "feature_flags.yaml").read_text()
+    assert main(["rollback", "alpha", "--reason", "errors", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["applied"] is True
+    assert result["from"] == {"state": "rollout", "percentage": 66.0}
+    assert result["to"] == {"state": "rollout", "percentage": 50.0}
+    assert (workspace / "feature_flags.yaml").read_text() == yaml_before  # the files stay
+    code, document, _ = _status(capsys)
+    assert code == 0
+    assert {f["flag"]: f["percentage"] for f in document["flags"]}["alpha"] == 50.0
+
+
+def test_cli_actions_honour_roles_and_exit_codes(workspace, monkeypatch, capsys):
+    assert main(["rollback", "alpha", "--reason", "x", "--actor", "mallory"]) == 1
+    assert "needs the operator role" in capsys.readouterr().err
+    monkeypatch.setenv("ROLLOUT_ROLES", '{"olga": "operator"}')
+    with pytest.raises(SystemExit) as usage:  # argparse: exit 2 with its message
+        main(["rollback", "alpha", "--reason", "x", "--actor", "olga", "--to", "abc"])
+    assert usage.value.code == 2 and "invalid float value" in capsys.readouterr().err
+    assert main(["rollback", "alpha", "--reason", "x", "--actor", "olga", "--to", "101"]) == 2
+    assert "within 0..100" in capsys.readouterr().err
+    assert main(["rollback", "nope", "--reason", "x", "--actor", "olga"]) == 2
+    assert main(["rollback", "alpha", "--reason", "x", "--actor", "olga", "--dry-run"]) == 0
+    assert "dry run: nothing written" in capsys.readouterr().out
+    assert main(["rollback", "alpha", "--reason", "x", "--actor", "olga", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["to"]["percentage"] == 50.0
+    assert main(["audit", "--json"]) == 0
+    records = json.loads(capsys.readouterr().out)["records"]
+    assert [(r["actor"], r["outcome"]) for r in records] == [("olga", "applied")]
