@@ -126,10 +126,19 @@ else:
 
 st.markdown("#### Metrics over time")
 names = list(RANGES)
-range_name = st.radio(
+range_col, refresh_col = st.columns([3, 1])
+range_name = range_col.radio(
     "Time range", names, index=names.index(wanted_range), horizontal=True, key="range"
 )
+REFRESH = {"off": None, "10 s": 10, "30 s": 30, "1 min": 60, "5 min": 300}
+wanted_refresh = st.query_params.get("refresh", "30 s")
+refresh_name = refresh_col.selectbox(
+    "Refresh",
+    list(REFRESH),
+    index=list(REFRESH).index(wanted_refresh) if wanted_refresh in REFRESH else 2,
+)
 st.query_params["range"] = range_name
+st.query_params["refresh"] = refresh_name
 
 
 def with_changes(figure: go.Figure, changes: tuple[ChangeMark, ...]) -> go.Figure:
@@ -314,7 +323,7 @@ def propagation_panel(detail: FlagDetail) -> None:
         st.plotly_chart(with_changes(rate, (mitigation.change,)))
 
 
-@st.fragment(run_every=rt.settings.refresh_seconds)
+@st.fragment(run_every=REFRESH[refresh_name])
 def detail_panels() -> None:
     detail = load_flag_detail(
         flag_detail_sources(rt.prometheus, rt.engine),

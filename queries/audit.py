@@ -6,7 +6,7 @@ import pandas as pd
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.metrics_db.schema import AuditRecord
+from app.metrics_db.schema import AuditOutcome, AuditRecord
 from queries.frames import empty_frame
 from queries.source import SourceUnavailable
 
@@ -17,10 +17,22 @@ LAST_CHANGE_COLUMNS = ("flag", "at", "actor", "action", "from_percentage", "to_p
 
 
 def last_changes(engine: Engine, environment: str) -> pd.DataFrame:
-    """The newest applied change of every flag in `environment` (one query)."""
+    """The newest applied change of every flag in `environment` (one query).
+
+    A record's outcome is its newest `audit_outcomes` row, or its own `outcome` when it
+    has none (records written already settled, such as refusals).
+    """
+    latest = (
+        select(AuditOutcome.audit_id, func.max(AuditOutcome.id).label("outcome_id"))
+        .group_by(AuditOutcome.audit_id)
+        .subquery()
+    )
+    effective = func.coalesce(AuditOutcome.outcome, AuditRecord.outcome)
     newest = (
         select(AuditRecord.flag, func.max(AuditRecord.id).label("id"))
-        .where(AuditRecord.environment == environment, AuditRecord.outcome == "applied")
+        .outerjoin(latest, latest.c.audit_id == AuditRecord.id)
+        .outerjoin(AuditOutcome, AuditOutcome.id == latest.c.outcome_id)
+        .where(AuditRecord.environment == environment, effective == "applied")
         .group_by(AuditRecord.flag)
         .subquery()
     )

@@ -337,3 +337,19 @@ def test_concurrent_actions_from_two_actors_lose_no_update(
     assert set(moves) <= {1, -1}
     assert percentage(flags, "ab_testing") == ladder[ladder.index(25.0) + sum(moves)]
     print(f"\n{store}: {dict(outcomes)}")
+
+
+def test_the_overview_shows_the_last_applied_change_of_an_action(flags, backend, audit, tmp_path):
+    """An action settles its pending record with a separate outcome row: the overview's
+    "last change" must read that outcome, not the record's initial `pending`."""
+    from queries.audit import last_changes
+
+    assert execute_action(request(), backend, audit, passing).applied
+    execute_action(request(Action.ROLLBACK, idempotency_key="later"), backend, audit, failing)
+    engine = open_database(f"sqlite:///{tmp_path / 'metrics.db'}")
+    changes = last_changes(engine, ENV).set_index("flag")
+    assert changes.loc["ab_testing", "actor"] == "olga"
+    assert changes.loc["ab_testing", "to_percentage"] == 25.0  # the rollback 50 → 25, newest
+    refused = execute_action(request(idempotency_key="refused"), backend, audit, failing)
+    assert refused.exit_code is ExitCode.REFUSED
+    assert last_changes(engine, ENV).set_index("flag").loc["ab_testing", "to_percentage"] == 25.0
