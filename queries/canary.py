@@ -29,7 +29,7 @@ from app.metrics_db.records import REQUEST_LATENCY_BUCKETS, RequestRollup
 from app.metrics_db.schema import RequestRollup as RequestRollupRow
 from queries.frames import empty_frame
 from queries.histogram import histogram_quantile
-from queries.prometheus import PrometheusMetrics
+from queries.prometheus import PrometheusQuestions
 from queries.promql import label_name, promql_duration, promql_string, selector
 from queries.source import SourceUnavailable
 
@@ -116,19 +116,8 @@ def _latency_frame(points: Sequence[tuple[str, float, float]]) -> pd.DataFrame:
     return frame.sort_values(["track", "timestamp"], ignore_index=True)
 
 
-class PrometheusCanaryQueries:
-    """The canary questions sent through a `PrometheusMetrics` (its client, timeout,
-    error handling and `issued` list)."""
-
-    name = "prometheus"
-
-    def __init__(self, metrics: PrometheusMetrics) -> None:
-        self._metrics = metrics
-        self.names = metrics.names
-
-    @property
-    def issued(self) -> list[str]:
-        return self._metrics.issued
+class PrometheusCanaryQueries(PrometheusQuestions):
+    """The canary questions, sent through a `PrometheusMetrics`."""
 
     def _selector(
         self, metric: str, environment: str, tracks: Sequence[str], extra: str = ""

@@ -31,7 +31,7 @@ from app.metrics_db.records import LATENCY_BUCKETS
 from app.metrics_db.schema import RollupRow
 from queries.frames import empty_frame
 from queries.histogram import histogram_quantile
-from queries.prometheus import PrometheusMetrics
+from queries.prometheus import PrometheusQuestions
 from queries.promql import label_name, promql_duration, promql_string, selector
 from queries.source import SourceUnavailable
 
@@ -123,19 +123,8 @@ def _series_frame(
     return frame.sort_values(order, ignore_index=True)
 
 
-class PrometheusFlagSeries:
-    """The range questions sent through a `PrometheusMetrics` (its client, timeout,
-    error handling and `issued` list)."""
-
-    name = "prometheus"
-
-    def __init__(self, metrics: PrometheusMetrics) -> None:
-        self._metrics = metrics
-        self.names = metrics.names
-
-    @property
-    def issued(self) -> list[str]:
-        return self._metrics.issued
+class PrometheusFlagSeries(PrometheusQuestions):
+    """The range questions, sent through a `PrometheusMetrics`."""
 
     def variant_rates(
         self, environment: str, flag: str, start: datetime, end: datetime, step: timedelta

@@ -37,7 +37,7 @@ from queries.names import MetricNames
 from queries.promql import label_name, promql_duration, promql_string, selector
 from queries.source import SourceUnavailable
 
-__all__ = ["PrometheusMetrics"]
+__all__ = ["PrometheusMetrics", "PrometheusQuestions"]
 
 _DETAIL_LIMIT = 200
 
@@ -339,3 +339,18 @@ class PrometheusMetrics:
             return empty_frame(columns)
         frame = pd.DataFrame(rows, columns=list(columns))
         return frame.sort_values(list(columns[:-1]), ignore_index=True)
+
+
+class PrometheusQuestions:
+    """Base of further question sets (canary, flag series) sent through a
+    `PrometheusMetrics`: its client, timeout, error handling and `issued` list."""
+
+    name = "prometheus"
+
+    def __init__(self, metrics: PrometheusMetrics) -> None:
+        self._metrics = metrics
+        self.names = metrics.names
+
+    @property
+    def issued(self) -> list[str]:
+        return self._metrics.issued
