@@ -22,6 +22,7 @@ from app.flags.sql_backend import SqlFlagBackend
 from app.flags.yaml_backend import YamlFlagBackend
 from app.metrics_db.database import open_database
 from app.overview import Overview, load_overview
+from app.overview_cache import SharedOverviewCache
 from app.rollout.actions import (
     ActionRequest,
     ActionResult,
@@ -51,6 +52,11 @@ class Runtime:
     backend: FlagBackend
     audit: AuditLog
     notices: list[str] = field(default_factory=list)
+    #: overviews shared by every viewer of this process, one per refresh interval
+    overview_cache: SharedOverviewCache = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.overview_cache = SharedOverviewCache(self.settings.refresh_seconds)
 
     @property
     def guard_policy(self) -> GuardPolicy:
@@ -138,6 +144,11 @@ class Runtime:
             timedelta(hours=s.recent_change_hours),
             notices,
         )
+
+    def cached_overview(self, environment: str) -> Overview:
+        """`overview(environment)` computed once per refresh interval for every viewer of
+        this process; a failed computation is not kept."""
+        return self.overview_cache.get(environment, lambda: self.overview(environment))
 
 
 def open_backend(settings: Settings, engine: Engine | None) -> FlagBackend:

@@ -58,7 +58,7 @@ set_query_params(
 
 @st.fragment(run_every=rt.settings.refresh_seconds)
 def flag_table() -> None:
-    overview = rt.overview(environment)
+    overview = rt.cached_overview(environment)
     source_banner(overview, rt.settings.stale_after_seconds)
     wanted = OverviewFilter(frozenset(phases), frozenset(states), frozenset(health), text)
     rows = filter_rows(overview.rows, wanted)

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Installs what the real-component tests need from Debian (Prometheus, Chromium, an
-# emoji font for faithful screenshots) when missing, and starts the local PostgreSQL
-# if it is installed but stopped. Idempotent; quiet when everything is there.
+# Installs what the real-component tests need from Debian (Prometheus, VictoriaMetrics,
+# Chromium, an emoji font for faithful screenshots) when missing, and starts the local
+# PostgreSQL if it is installed but stopped. Idempotent; quiet when everything is there.
 set -euo pipefail
 
 missing=()
 command -v prometheus >/dev/null || missing+=(prometheus)
 command -v promtool >/dev/null || missing+=(prometheus)
+command -v victoria-metrics >/dev/null || missing+=(victoria-metrics)
 command -v chromium >/dev/null || missing+=(chromium)
 [ -e /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || missing+=(fonts-noto-color-emoji)
 

@@ -16,7 +16,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -275,12 +275,22 @@ class AuditLog:
             os.replace(self._journal, done)
             return moved
 
-    def reconcile_pending(self, is_applied: Callable[[AuditEntry], bool]) -> int:
-        """Settle every entry still pending (a crash between the record and its
-        outcome): applied if `is_applied(entry)` says the flag is at `to`, else failed."""
+    def reconcile_pending(
+        self,
+        is_applied: Callable[[AuditEntry], bool],
+        older_than: timedelta = timedelta(minutes=5),
+        now: datetime | None = None,
+    ) -> int:
+        """Settle every entry left pending by a crash between the record and its
+        outcome: applied if `is_applied(entry)` says the flag is at `to`, else failed.
+
+        Only entries older than `older_than` are touched: a younger one may be another
+        replica's action still in flight (an action takes well under a second).
+        """
+        cutoff = (now or datetime.now(UTC)) - older_than
         settled = 0
         for entry in self.entries(limit=100_000):
-            if entry.outcome is Outcome.PENDING:
+            if entry.outcome is Outcome.PENDING and entry.at < cutoff:
                 outcome = Outcome.APPLIED if is_applied(entry) else Outcome.FAILED
                 self.settle(entry, outcome, "reconciled after an interrupted action")
                 settled += 1

@@ -12,6 +12,7 @@ from tests.support.prometheus import (
     openmetrics_from_rollups,
     start_prometheus,
 )
+from tests.support.victoriametrics import start_victoriametrics
 from tests.support.workload import reference_rollups
 
 #: The reference workload ends here; queries are pinned to it (an instant query at "now"
@@ -26,6 +27,19 @@ def backfilled_prometheus(
     """A Prometheus holding one hour of `reference_rollups` ending at `REFERENCE_END`."""
     text = openmetrics_from_rollups(reference_rollups(REFERENCE_END, hours=1.0))
     server = start_prometheus(text, tmp_path_factory.mktemp("prometheus"))
+    try:
+        yield BackfilledPrometheus(url=server.url, at=REFERENCE_END)
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def backfilled_victoriametrics(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[BackfilledPrometheus]:
+    """A VictoriaMetrics holding the same hour of `reference_rollups` as Prometheus."""
+    rollups = reference_rollups(REFERENCE_END, hours=1.0)
+    server = start_victoriametrics(rollups, tmp_path_factory.mktemp("victoriametrics"))
     try:
         yield BackfilledPrometheus(url=server.url, at=REFERENCE_END)
     finally:

@@ -1,5 +1,5 @@
-"""One workload, three stores: Prometheus (PromQL), SQLite and PostgreSQL (roll-ups) must
-return the same numbers for every overview question."""
+"""One workload, four stores: Prometheus and VictoriaMetrics (PromQL), SQLite and PostgreSQL
+(roll-ups) must return the same numbers for every overview question."""
 
 from __future__ import annotations
 
@@ -45,13 +45,14 @@ def postgres_engine(postgres_url: str) -> Iterator[Engine]:
 @pytest.fixture(
     params=[
         pytest.param("prometheus", marks=pytest.mark.prometheus),
+        pytest.param("victoriametrics", marks=pytest.mark.victoriametrics),
         "sqlite",
         pytest.param("postgres", marks=pytest.mark.postgres),
     ]
 )
 def source(request: pytest.FixtureRequest) -> MetricsSource:
-    if request.param == "prometheus":
-        server = request.getfixturevalue("backfilled_prometheus")
+    if request.param in ("prometheus", "victoriametrics"):
+        server = request.getfixturevalue(f"backfilled_{request.param}")
         return PrometheusMetrics(server.url)
     return SqlMetrics(request.getfixturevalue(f"{request.param}_engine"))
 
