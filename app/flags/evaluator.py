@@ -187,27 +187,39 @@ class EvaluationMetrics:
             registry=registry,
         )
         self._loaded_version: dict[str, str] = {}
+        self._evaluation_children: dict[tuple[str, str, str, str], Any] = {}
+        self._duration_children: dict[tuple[str, str], Any] = {}
         self._loaded_flags: dict[str, set[str]] = {}
         self._lock = threading.Lock()
 
     def record(self, result: EvaluationResult, environment: str, duration_seconds: float) -> None:
         """Count one evaluation (and an error if its reason is ERROR) and its latency."""
-        self._evaluations.labels(
-            result.flag_key, result.variant, result.reason.value, environment
-        ).inc()
+        # Bound children are cached: `labels()` costs more than the increment itself.
+        key = (result.flag_key, result.variant, result.reason.value, environment)
+        counter = self._evaluation_children.get(key)
+        if counter is None:
+            counter = self._evaluation_children.setdefault(key, self._evaluations.labels(*key))
+        counter.inc()
         if result.reason is Reason.ERROR and self._errors is not None:
             self._errors.labels(result.flag_key, result.error_type or "unknown", environment).inc()
         if self._duration is not None:
-            self._duration.labels(result.flag_key, environment).observe(duration_seconds)
+            timer = self._duration_children.get((result.flag_key, environment))
+            if timer is None:
+                timer = self._duration_children.setdefault(
+                    (result.flag_key, environment),
+                    self._duration.labels(result.flag_key, environment),
+                )
+            timer.observe(duration_seconds)
 
     def config_loaded(self, config: FlagConfig, environment: str) -> None:
         """Publish `config`'s version and every flag's percentage, dropping stale series."""
         with self._lock:
+            version = config.loaded_version
             previous = self._loaded_version.get(environment)
-            if previous is not None and previous != config.loaded_version:
+            if previous is not None and previous != version:
                 self._config_info.remove(environment, previous)
-            self._config_info.labels(environment, config.loaded_version).set(1)
-            self._loaded_version[environment] = config.loaded_version
+            self._config_info.labels(environment, version).set(1)
+            self._loaded_version[environment] = version
 
             for gone in self._loaded_flags.get(environment, set()) - set(config.flags):
                 self._rollout_percentage.remove(gone, environment)
