@@ -68,15 +68,26 @@ def _state_dir(root: Path) -> Path:
     return root
 
 
+REFRESH_SECONDS = 2
+
+
 def _dashboard(state: Path, prometheus_url: str | None) -> Process:
     env = {
         "ROLLOUT_STATE_DIR": str(state),
         "ROLLOUT_PROMETHEUS_TIMEOUT_SECONDS": f"{TIMEOUT_SECONDS:g}",
+        # Overviews are shared for one refresh interval: the shortest one, so that
+        # a load after `_next_interval()` asks the sources again.
+        "ROLLOUT_REFRESH_SECONDS": f"{REFRESH_SECONDS}",
     }
     if prometheus_url is not None:
         env["ROLLOUT_PROMETHEUS_URL"] = prometheus_url
     port = free_port()
     return start(streamlit_command(port), env, port, state / "streamlit.log")
+
+
+def _next_interval() -> None:
+    """Wait until the shared overview cache's time bucket has turned."""
+    time.sleep(REFRESH_SECONDS - time.time() % REFRESH_SECONDS + 0.05)
 
 
 def _rate_of(page: Page, flag: str) -> str:
@@ -88,6 +99,7 @@ def _seconds_until_table(browser: Browser, url: str) -> float:
     """From navigation until the overview's grid shows the alpha row."""
     page = browser.new_page(viewport={"width": 1600, "height": 900})
     try:
+        _next_interval()  # a fresh query, not the overview another load cached
         began = time.monotonic()
         page.goto(url)
         cell = page.locator('[data-testid="stDataFrame"] [role="gridcell"]')
@@ -114,6 +126,7 @@ def test_prometheus_stopped_mid_test_falls_back_to_the_database(
         expect(page.get_by_text("prometheus unavailable")).to_have_count(0)
 
         live_prometheus.stop()
+        _next_interval()
         page.reload()
         warning = page.get_by_text("prometheus unavailable")
         expect(warning).to_be_visible(timeout=30_000)
@@ -141,6 +154,7 @@ def test_prometheus_stopped_between_runs_in_apptest(
     monkeypatch.setenv("ROLLOUT_STATE_DIR", str(state))
     monkeypatch.setenv("ROLLOUT_PROMETHEUS_URL", live_prometheus.url)
     monkeypatch.setenv("ROLLOUT_PROMETHEUS_TIMEOUT_SECONDS", "1")
+    monkeypatch.setenv("ROLLOUT_REFRESH_SECONDS", f"{REFRESH_SECONDS}")
     st.cache_resource.clear()
     try:
         at = AppTest.from_file(str(ENTRY_POINT), default_timeout=30).run()
@@ -149,6 +163,7 @@ def test_prometheus_stopped_between_runs_in_apptest(
         assert not at.warning
 
         live_prometheus.stop()
+        _next_interval()
         at.run()
         assert not at.exception
         warnings = [w.value for w in at.warning]
@@ -183,6 +198,7 @@ def test_slow_prometheus_costs_at_most_its_timeout(
             print(f"\nbaseline {baseline} s, slowed {slowed} s")
 
             page = chromium.new_page(viewport={"width": 1600, "height": 900})
+            _next_interval()
             page.goto(slowed_app.url)
             warning = page.get_by_text("prometheus unavailable")
             expect(warning).to_be_visible(timeout=30_000)
