@@ -181,6 +181,7 @@ def open_runtime(settings: Settings) -> Runtime:
             settings.metric_names,
             settings.prometheus_timeout_seconds,
             settings.prometheus_retries,
+            recorded=settings.use_recording_rules,
         )
     backend = open_backend(settings, engine)
     audit = AuditLog(engine, settings.journal_file)

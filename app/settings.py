@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     )
     prometheus_timeout_seconds: float = Field(5.0, gt=0, description="Per PromQL request.")
     prometheus_retries: int = Field(0, ge=0, le=5, description="Retries on 502/503/504.")
+    use_recording_rules: bool = Field(
+        False, description="Query deploy/prometheus/rollout.rules.yml's series first."
+    )
     metric_preset: MetricPreset = Field(MetricPreset.SEED, description="seed, usage, openfeature.")
     rate_window_seconds: int = Field(300, ge=15, description="Window of rates and quantiles.")
     sparkline_minutes: int = Field(30, ge=5, description="History shown in sparklines.")

@@ -41,6 +41,12 @@ __all__ = ["PrometheusMetrics", "PrometheusQuestions"]
 
 _DETAIL_LIMIT = 200
 
+#: series recorded by deploy/prometheus/rollout.rules.yml (seed names, 5-minute rates)
+RECORDED_EVALUATIONS = "flag_variant:feature_flag_evaluations:rate5m"
+RECORDED_ERRORS = "flag:feature_flag_evaluation_errors:rate5m"
+RECORDED_BUCKETS = "flag_le:feature_flag_evaluation_duration_seconds_bucket:rate5m"
+RECORDED_WINDOW = timedelta(minutes=5)
+
 
 def _utc(moment: datetime) -> datetime:
     """`moment` as an aware UTC datetime; a naive one is taken to be UTC already."""
@@ -99,8 +105,11 @@ class PrometheusMetrics:
         names: MetricNames = MetricNames(),  # noqa: B008 - frozen dataclass, immutable
         timeout_seconds: float = 5.0,
         retries: int = 0,
+        recorded: bool = False,
     ) -> None:
         self.names = names
+        #: ask the recording rules' series first (deploy/prometheus/rollout.rules.yml)
+        self.recorded = recorded
         self.timeout_seconds = timeout_seconds
         #: every PromQL text sent, in order (a "queries per page load" figure reads it)
         self.issued: list[str] = []
@@ -123,12 +132,18 @@ class PrometheusMetrics:
         """Evaluations per second by flag and variant over `window` ending at `at`."""
         flag_label = label_name(self.names.flag_label)
         variant_label = label_name(self.names.variant_label)
-        query = (
-            f"sum by ({flag_label}, {variant_label}) "
-            f"(rate({self._selector(self.names.evaluations, environment, flag)}"
-            f"[{promql_duration(window)}]))"
+        by = f"sum by ({flag_label}, {variant_label})"
+        series = self._selector(self.names.evaluations, environment, flag)
+        raw = f"rate({series}[{promql_duration(window)}])"
+        result = self._first_answer(
+            [
+                f"{by} ({inner})"
+                for inner in self._recorded_or_raw(
+                    RECORDED_EVALUATIONS, raw, window, environment, flag
+                )
+            ],
+            at,
         )
-        result = self._instant(query, at)
         with self._reading_reply():
             rows = [
                 (
@@ -147,12 +162,15 @@ class PrometheusMetrics:
         if not self.names.errors:
             return empty_frame(ERROR_RATE_COLUMNS)
         flag_label = label_name(self.names.flag_label)
-        query = (
-            f"sum by ({flag_label}) "
-            f"(rate({self._selector(self.names.errors, environment, flag)}"
-            f"[{promql_duration(window)}]))"
+        series = self._selector(self.names.errors, environment, flag)
+        raw = f"rate({series}[{promql_duration(window)}])"
+        result = self._first_answer(
+            [
+                f"sum by ({flag_label}) ({inner})"
+                for inner in self._recorded_or_raw(RECORDED_ERRORS, raw, window, environment, flag)
+            ],
+            at,
         )
-        result = self._instant(query, at)
         with self._reading_reply():
             rows = [
                 (series["metric"].get(flag_label, ""), float(series["value"][1]))
@@ -178,18 +196,20 @@ class PrometheusMetrics:
             if not 0.0 <= quantile <= 1.0:
                 raise ValueError(f"quantile must be within 0..1, got {quantile}")
         flag_label = label_name(self.names.flag_label)
-        buckets = (
-            f"sum by ({flag_label}, le) "
-            f"(rate({self._selector(self.names.duration + '_bucket', environment, flag)}"
-            f"[{promql_duration(window)}]))"
+        raw = (
+            f"rate({self._selector(self.names.duration + '_bucket', environment, flag)}"
+            f"[{promql_duration(window)}])"
         )
         by_text = {repr(float(quantile)): float(quantile) for quantile in quantiles}
-        query = " or ".join(
-            f"label_replace(histogram_quantile({text}, {buckets}), "
-            f'"quantile", {promql_string(text)}, "", "")'
-            for text in by_text
-        )
-        result = self._instant(query, at)
+        queries = [
+            " or ".join(
+                f"label_replace(histogram_quantile({text}, sum by ({flag_label}, le) ({inner})), "
+                f'"quantile", {promql_string(text)}, "", "")'
+                for text in by_text
+            )
+            for inner in self._recorded_or_raw(RECORDED_BUCKETS, raw, window, environment, flag)
+        ]
+        result = self._first_answer(queries, at)
         rows: list[tuple[object, ...]] = []
         with self._reading_reply():
             for series in result:
@@ -284,6 +304,23 @@ class PrometheusMetrics:
         return self._frame(rows, INSTANCE_VERSION_COLUMNS)
 
     # -- plumbing --------------------------------------------------------------------
+
+    def _recorded_or_raw(
+        self, recorded: str, raw: str, window: timedelta, environment: str, flag: str | None
+    ) -> list[str]:
+        """The recorded series first when they can answer (setting on, the seed's names,
+        their 5-minute window), then the raw expression."""
+        usable = self.recorded and self.names == MetricNames() and window == RECORDED_WINDOW
+        return [self._selector(recorded, environment, flag), raw] if usable else [raw]
+
+    def _first_answer(self, queries: Sequence[str], at: datetime) -> list[dict[str, Any]]:
+        """The first non-empty result (recorded series missing: the raw expression)."""
+        result: list[dict[str, Any]] = []
+        for query in queries:
+            result = self._instant(query, at)
+            if result:
+                break
+        return result
 
     def _selector(self, metric: str, environment: str, flag: str | None) -> str:
         labels = {self.names.environment_label: environment}

@@ -1,0 +1,109 @@
+"""With recording rules deployed, the overview reads the recorded series (one cheap query
+per question) and falls back to the raw expressions where they are absent."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from queries.prometheus import (
+    RECORDED_BUCKETS,
+    RECORDED_ERRORS,
+    RECORDED_EVALUATIONS,
+    PrometheusMetrics,
+)
+from tests.integration.conftest import REFERENCE_END
+from tests.support.prometheus import PrometheusProcess, openmetrics_from_rollups, start_prometheus
+from tests.support.workload import (
+    EXPECTED_ERROR_RATES,
+    EXPECTED_EVALUATION_RATES,
+    EXPECTED_LATENCY_QUANTILES,
+    reference_rollups,
+)
+
+pytestmark = pytest.mark.prometheus
+WINDOW = timedelta(minutes=5)
+#: the recorded series hold these values (production only), twice the raw ones, so a
+#: test can tell which series answered
+RECORDED = {
+    RECORDED_EVALUATIONS: [({"flag": "alpha", "variant": "on"}, 2 * 10 / 15)],
+    RECORDED_ERRORS: [({"flag": "alpha"}, 2 * 1 / 15)],
+}
+
+
+def _recorded_text(end_seconds: float) -> str:
+    lines = []
+    for name, series in RECORDED.items():
+        lines.append(f"# TYPE {name} gauge")
+        for labels, value in series:
+            text = ",".join(
+                f'{k}="{v}"' for k, v in {**labels, "environment": "production"}.items()
+            )
+            for step in range(40, -1, -1):
+                lines.append(f"{name}{{{text}}} {value} {end_seconds - 15 * step:.0f}")
+    # all latency observations of alpha in the (0.0005, 0.001] bucket: p50 = 0.00075
+    lines.append(f"# TYPE {RECORDED_BUCKETS} gauge")
+    for le, value in (("0.0005", 0.0), ("0.001", 1.0), ("+Inf", 1.0)):
+        labels = f'environment="production",flag="alpha",le="{le}"'
+        for step in range(40, -1, -1):
+            lines.append(f"{RECORDED_BUCKETS}{{{labels}}} {value} {end_seconds - 15 * step:.0f}")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusProcess]:
+    raw = openmetrics_from_rollups(reference_rollups(REFERENCE_END, hours=1.0))
+    text = raw.replace("# EOF", _recorded_text(REFERENCE_END.timestamp()) + "# EOF")
+    server = start_prometheus(text, Path(tmp_path_factory.mktemp("recorded")))
+    yield server
+    server.stop()
+
+
+def test_recorded_series_answer_first_in_one_query_each(prometheus):
+    source = PrometheusMetrics(prometheus.url, recorded=True)
+    rates = source.evaluation_rates("production", WINDOW, REFERENCE_END)
+    errors = source.error_rates("production", WINDOW, REFERENCE_END)
+    latency = source.latency_quantiles("production", WINDOW, REFERENCE_END, (0.5,))
+    assert rates.to_dict("records") == [
+        {"flag": "alpha", "variant": "on", "evaluations_per_second": pytest.approx(20 / 15)}
+    ]
+    assert errors.to_dict("records") == [
+        {"flag": "alpha", "errors_per_second": pytest.approx(2 / 15)}
+    ]
+    assert latency.to_dict("records") == [
+        {"flag": "alpha", "quantile": 0.5, "seconds": pytest.approx(0.00075)}
+    ]
+    assert len(source.issued) == 3
+    assert RECORDED_EVALUATIONS in source.issued[0] and "rate(" not in source.issued[0]
+    assert RECORDED_BUCKETS in source.issued[2]
+
+
+def test_absent_recorded_series_fall_back_to_the_raw_expressions(prometheus):
+    source = PrometheusMetrics(prometheus.url, recorded=True)
+    rates = source.evaluation_rates("staging", WINDOW, REFERENCE_END)
+    got = {(r["flag"], r["variant"]): r["evaluations_per_second"] for r in rates.to_dict("records")}
+    expected = {
+        (flag, variant): rate
+        for flag, variants in EXPECTED_EVALUATION_RATES["staging"].items()
+        for variant, rate in variants.items()
+    }
+    assert got == pytest.approx(expected)
+    assert len(source.issued) == 2  # the recorded query (empty), then the raw one
+    assert RECORDED_EVALUATIONS in source.issued[0] and "rate(" in source.issued[1]
+
+
+def test_without_the_setting_or_off_their_window_the_raw_expressions_answer(prometheus):
+    plain = PrometheusMetrics(prometheus.url)
+    errors = plain.error_rates("production", WINDOW, REFERENCE_END).set_index("flag")
+    assert errors.loc["alpha", "errors_per_second"] == pytest.approx(
+        EXPECTED_ERROR_RATES["production"]["alpha"]
+    )
+    assert len(plain.issued) == 1 and RECORDED_ERRORS not in plain.issued[0]
+    recorded = PrometheusMetrics(prometheus.url, recorded=True)
+    latency = recorded.latency_quantiles("production", timedelta(minutes=10), REFERENCE_END)
+    p99 = latency.set_index(["flag", "quantile"]).loc[("alpha", 0.99), "seconds"]
+    assert p99 == pytest.approx(EXPECTED_LATENCY_QUANTILES["production"]["alpha"][0.99])
+    assert len(recorded.issued) == 1 and RECORDED_BUCKETS not in recorded.issued[0]
