@@ -250,14 +250,14 @@ def execute_action(
             {t.flag: expected.get(t.flag, "") for t in plan.transitions},
         )
     except VersionConflict as conflict:
-        settled = tuple(audit.settle(e, Outcome.FAILED, str(conflict)) for e in pending)
+        settled = tuple(audit.settle_many(pending, Outcome.FAILED, str(conflict)))
         return ActionResult(
             False, ExitCode.CONFLICT, plan, settled, str(conflict), conflict.current
         )
     except (ConfigInvalid, UnknownFlag, OSError, RuntimeError) as error:
-        settled = tuple(audit.settle(e, Outcome.FAILED, str(error)) for e in pending)
+        settled = tuple(audit.settle_many(pending, Outcome.FAILED, str(error)))
         return ActionResult(False, ExitCode.UNAVAILABLE, plan, settled, str(error))
-    settled = tuple(audit.settle(e, Outcome.APPLIED) for e in pending)
+    settled = tuple(audit.settle_many(pending, Outcome.APPLIED))
     return ActionResult(True, ExitCode.DONE, plan, settled, fresh=fresh)
 
 
@@ -289,27 +289,29 @@ def _record(audit: AuditLog, plan: Plan, outcome: Outcome, at: datetime) -> tupl
     request = plan.request
     guards = [g.as_json() for g in plan.guards]
     return tuple(
-        audit.record(
-            AuditEntry(
-                at=at,
-                actor=request.identity.name,
-                action=str(request.action),
-                flag=t.flag,
-                environment=request.environment,
-                from_state=str(t.from_state),
-                from_percentage=t.from_percentage,
-                to_state=str(t.to_state),
-                to_percentage=t.to_percentage,
-                reason=request.reason.strip(),
-                outcome=outcome,
-                override=request.override_guards and not plan.guards_passed,
-                idempotency_key=request.idempotency_key
-                if index == 0
-                else f"{request.idempotency_key[:40]}/{t.flag}"[:64],
-                guards=guards,
-            )
+        audit.record_many(
+            [
+                AuditEntry(
+                    at=at,
+                    actor=request.identity.name,
+                    action=str(request.action),
+                    flag=t.flag,
+                    environment=request.environment,
+                    from_state=str(t.from_state),
+                    from_percentage=t.from_percentage,
+                    to_state=str(t.to_state),
+                    to_percentage=t.to_percentage,
+                    reason=request.reason.strip(),
+                    outcome=outcome,
+                    override=request.override_guards and not plan.guards_passed,
+                    idempotency_key=request.idempotency_key
+                    if index == 0
+                    else f"{request.idempotency_key[:40]}/{t.flag}"[:64],
+                    guards=guards,
+                )
+                for index, t in enumerate(plan.transitions)
+            ]
         )
-        for index, t in enumerate(plan.transitions)
     )
 
 

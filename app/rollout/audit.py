@@ -145,6 +145,70 @@ class AuditLog:
         self._append({"type": "record", "id": local.id, **_row(local)})
         return local
 
+    def record_many(self, entries: Sequence[AuditEntry]) -> list[AuditEntry]:
+        """Append several entries in one transaction (an emergency rollback writes one per
+        flag); DuplicateKey if any key is already recorded. Journal on a database error."""
+        keys = [e.idempotency_key for e in entries if e.idempotency_key is not None]
+        for entry in self._journal_entries():
+            if entry.idempotency_key in keys:
+                raise DuplicateKey(entry)
+        if self._engine is not None:
+            try:
+                if keys:
+                    existing = self._query(AuditRecord.idempotency_key.in_(keys), limit=1)
+                    if existing:
+                        raise DuplicateKey(existing[0])
+                with self._engine.begin() as connection:
+                    ids = (
+                        connection.execute(
+                            insert(AuditRecord).returning(
+                                AuditRecord.id, sort_by_parameter_order=True
+                            ),
+                            [_row(entry) for entry in entries],
+                        )
+                        .scalars()
+                        .all()
+                    )
+                return [replace(e, id=str(i)) for e, i in zip(entries, ids, strict=True)]
+            except IntegrityError:
+                raise DuplicateKey(self.find_key(keys[0]) or entries[0]) from None
+            except SQLAlchemyError:
+                pass
+        local = [replace(e, id=f"j-{uuid.uuid4().hex[:12]}") for e in entries]
+        for entry in local:
+            self._append({"type": "record", "id": entry.id, **_row(entry)})
+        return local
+
+    def settle_many(
+        self, entries: Sequence[AuditEntry], outcome: Outcome, detail: str = ""
+    ) -> list[AuditEntry]:
+        """`settle` for several entries, in one transaction where the database has them."""
+        stored = [e for e in entries if not e.id.startswith("j-")]
+        if self._engine is not None and stored:
+            at = datetime.now(UTC)
+            try:
+                with self._engine.begin() as connection:
+                    connection.execute(
+                        insert(AuditOutcome),
+                        [
+                            {
+                                "audit_id": int(e.id),
+                                "at": at,
+                                "outcome": str(outcome),
+                                "detail": detail,
+                            }
+                            for e in stored
+                        ],
+                    )
+                stored_ids = {e.id for e in stored}
+                rest = [e for e in entries if e.id not in stored_ids]
+                for entry in rest:
+                    self.settle(entry, outcome, detail)
+                return [replace(e, outcome=outcome, detail=detail) for e in entries]
+            except SQLAlchemyError:
+                pass
+        return [self.settle(entry, outcome, detail) for entry in entries]
+
     def settle(self, entry: AuditEntry, outcome: Outcome, detail: str = "") -> AuditEntry:
         """Record what became of a pending entry (applied / failed)."""
         at = datetime.now(UTC)

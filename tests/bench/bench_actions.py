@@ -98,6 +98,23 @@ def main() -> None:
 
         baseline = timed(args.runs, bare)
 
+        # Emergency rollback: every other flag in rollout (500 of 1,000), killed at once;
+        # the override is reset between runs, outside the timing.
+        emergency_runs = max(5, args.runs // 10)
+        emergency: list[float] = []
+        for run in range(emergency_runs):
+            override.write_text(
+                "flags:\n"
+                + "".join(f"  flag_{i:05d}: {{state: disabled}}\n" for i in range(0, args.flags, 2))
+            )
+            request = ActionRequest(
+                Action.EMERGENCY, "production", "benchmark", OPERATOR, idempotency_key=f"e{run}"
+            )
+            started = time.perf_counter()
+            result = execute_action(request, backend, audit, lambda _s, _f: passing)
+            emergency.append((time.perf_counter() - started) * 1000)
+            assert result.applied and len(result.plan.transitions) == args.flags // 2, result.error
+
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     )
@@ -105,6 +122,11 @@ def main() -> None:
     for name, samples in (("advance", advance), ("rollback", rollback), ("baseline", baseline)):
         median, p99 = percentiles(samples)
         print(f"  {name:<9} median {median:7.2f}  p99 {p99:7.2f}")
+    median, _ = percentiles(emergency)
+    print(
+        f"  emergency rollback of {args.flags // 2} flags: median {median:.1f} ms, "
+        f"min {min(emergency):.1f}, max {max(emergency):.1f} (n={len(emergency)})"
+    )
 
 
 if __name__ == "__main__":

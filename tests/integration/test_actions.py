@@ -356,3 +356,21 @@ def test_the_overview_shows_the_last_applied_change_of_an_action(flags, backend,
     refused = execute_action(request(idempotency_key="refused"), backend, audit, failing)
     assert refused.exit_code is ExitCode.REFUSED
     assert last_changes(engine, ENV).set_index("flag").loc["ab_testing", "to_percentage"] == 25.0
+
+
+def test_an_emergency_rollback_with_the_database_down_journals_every_flag(flags, backend, tmp_path):
+    down = create_engine(
+        "postgresql+psycopg://nobody@127.0.0.1:1/none", connect_args={"connect_timeout": 1}
+    )
+    journal = tmp_path / "journal.jsonl"
+    offline = AuditLog(down, journal)
+    request = ActionRequest(Action.EMERGENCY, ENV, "incident 43", OPERATOR, idempotency_key="e1")
+    result = execute_action(request, backend, offline, passing)
+    assert result.applied
+    kept = offline.entries()
+    assert len(kept) == len(result.plan.transitions) > 1
+    assert {e.outcome for e in kept} == {Outcome.APPLIED}
+    assert execute_action(request, backend, offline, passing).replayed  # key found in the journal
+    online = AuditLog(open_database(f"sqlite:///{tmp_path / 'metrics.db'}"), journal)
+    assert online.replay_journal() == len(kept)
+    assert {e.flag for e in online.entries()} == {t.flag for t in result.plan.transitions}
