@@ -142,8 +142,9 @@ st.query_params["refresh"] = refresh_name
 
 
 def with_changes(figure: go.Figure, changes: tuple[ChangeMark, ...]) -> go.Figure:
-    """Every applied change as a dotted vertical line labelled '25 → 50 % · actor'."""
-    for change in changes:
+    """Every applied change as a dotted vertical line labelled '25 → 50 % · actor';
+    labels alternate between two heights so close changes stay readable."""
+    for index, change in enumerate(changes):
         figure.add_shape(
             type="line",
             x0=change.at,
@@ -154,7 +155,13 @@ def with_changes(figure: go.Figure, changes: tuple[ChangeMark, ...]) -> go.Figur
             line={"dash": "dot", "color": "grey"},
         )
         figure.add_annotation(
-            x=change.at, y=1, yref="paper", text=change.label, showarrow=False, yanchor="bottom"
+            x=change.at,
+            y=1,
+            yref="paper",
+            text=change.label,
+            showarrow=False,
+            yanchor="bottom",
+            yshift=14 * (index % 2),
         )
     return figure
 

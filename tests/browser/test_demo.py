@@ -145,6 +145,11 @@ def test_advance_and_roll_back_through_the_dialog(chromium, demo):
     page.wait_for_timeout(3000)  # the charts, with the two changes drawn on them
     _no_error_element(page)
     _screenshot(page, "flag-detail.png")
+    # the page scrolls inside Streamlit's container: bring the charts into view
+    page.get_by_text("Metrics over time").scroll_into_view_if_needed()
+    page.wait_for_timeout(1500)
+    _no_error_element(page)
+    page.screenshot(path=SCREENSHOTS / "flag-detail-charts.png")
 
     page.goto(f"{server.url}/audit?id={entry.id}")
     expect(page.get_by_text(f"Record {entry.id}: advance ab_testing")).to_be_visible(timeout=45_000)
