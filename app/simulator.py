@@ -54,7 +54,11 @@ __all__ = ["RollupAccumulator", "Workload", "main"]
 
 ENVIRONMENTS = ("production", "staging")
 #: flag -> (environment -> error probability); every other flag fails 0.2 % of the time
-ERROR_PROBABILITY = {"phase2_health_checks": {"production": 0.07, "staging": 0.01}}
+ERROR_PROBABILITY = {
+    "phase2_health_checks": {"production": 0.07, "staging": 0.01},
+    # the demo's walkthrough flag (advance it on Flag detail): clean, so its guards pass
+    "ab_testing": {"production": 0.0, "staging": 0.0},
+}
 #: flag -> extra error probability of its rollout variant in production: healthy overall,
 #: but the treatment fails more than the baseline (the advance guard's two-proportion test)
 TREATMENT_ERROR_PROBABILITY = {"phase1_config_externalization": 0.03}
