@@ -31,6 +31,7 @@ from queries.frames import empty_frame
 from queries.histogram import histogram_quantile
 from queries.prometheus import PrometheusQuestions
 from queries.promql import label_name, promql_duration, promql_string, selector
+from queries.series_math import as_utc, step_slot, sum_buckets
 from queries.source import SourceUnavailable
 
 __all__ = [
@@ -75,10 +76,6 @@ class CanaryQueries(Protocol):
     ) -> pd.DataFrame: ...
 
     def newest_request_time(self, environment: str, at: datetime) -> datetime | None: ...
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _check_quantile(quantile: float) -> None:
@@ -176,7 +173,7 @@ class PrometheusCanaryQueries(PrometheusQuestions):
         result = self._metrics._call(
             query,
             lambda: client.custom_query_range(
-                query, start_time=_utc(start), end_time=_utc(end), step=step_text
+                query, start_time=as_utc(start), end_time=as_utc(end), step=step_text
             ),
         )
         points: list[tuple[str, float, float]] = []
@@ -255,20 +252,15 @@ class SqlCanaryQueries:
             row.interval_end <= end,
             row.latency_count > 0,
         )
-        step_s = step.total_seconds()
-        start_utc = _utc(start)
-        end_utc = _utc(end)
-        totals: dict[tuple[str, datetime], list[float]] = {}
-        for track, ended, counts in self._fetch(query):
-            if len(counts) != len(self._buckets) + 1:
-                continue  # written with other bucket bounds: not comparable
-            ended = _utc(ended)
-            slot = start_utc + math.ceil((ended - start_utc).total_seconds() / step_s - 1e-9) * step
-            if slot > end_utc:
-                continue  # after the last step of the range
-            summed = totals.setdefault((str(track), slot), [0.0] * len(counts))
-            for i, count in enumerate(counts):
-                summed[i] += count
+        last = as_utc(end)
+        totals = sum_buckets(
+            (
+                ((str(track), slot), counts)
+                for track, ended, counts in self._fetch(query)
+                if (slot := step_slot(ended, start, step)) <= last  # not after the range
+            ),
+            len(self._buckets) + 1,
+        )
         points = []
         for (track, slot), cumulative in totals.items():
             value = histogram_quantile(quantile, self._buckets, cumulative)
@@ -284,7 +276,7 @@ class SqlCanaryQueries:
         newest = rows[0][0] if rows else None
         if isinstance(newest, str):  # SQLite returns aggregates untyped
             newest = datetime.fromisoformat(newest)
-        return None if newest is None else _utc(newest)
+        return None if newest is None else as_utc(newest)
 
     def _fetch(self, query: Any) -> Sequence[Any]:
         self.issued += 1

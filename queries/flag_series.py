@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import pandas as pd
@@ -33,6 +33,7 @@ from queries.frames import empty_frame
 from queries.histogram import histogram_quantile
 from queries.prometheus import PrometheusQuestions
 from queries.promql import label_name, promql_duration, promql_string, selector
+from queries.series_math import as_utc, step_slot, sum_buckets
 from queries.source import SourceUnavailable
 
 __all__ = [
@@ -94,10 +95,6 @@ class FlagSeriesQueries(Protocol):
     def applied_percentages(
         self, environment: str, flag: str, at: datetime
     ) -> pd.DataFrame | None: ...
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _check_quantiles(quantiles: tuple[float, ...]) -> None:
@@ -229,7 +226,7 @@ class PrometheusFlagSeries(PrometheusQuestions):
         result = self._metrics._call(
             query,
             lambda: client.custom_query_range(
-                query, start_time=_utc(start), end_time=_utc(end), step=step_text
+                query, start_time=as_utc(start), end_time=as_utc(end), step=step_text
             ),
         )
         points: list[tuple[dict[str, str], float, float]] = []
@@ -298,16 +295,15 @@ class SqlFlagSeries:
             row.flag == flag,
             row.latency_count > 0,
         )
-        totals: dict[datetime, list[float]] = {}
-        for ended, counts in self._fetch(query):
-            if len(counts) != len(self._buckets) + 1:
-                continue  # written with other bucket bounds: not comparable
-            slot = _slot(_utc(ended), start, step)
-            if slot > _utc(end):
-                continue
-            summed = totals.setdefault(slot, [0.0] * len(counts))
-            for i, count in enumerate(counts):
-                summed[i] += count
+        last = as_utc(end)
+        totals = sum_buckets(
+            (
+                (slot, counts)
+                for ended, counts in self._fetch(query)
+                if (slot := step_slot(ended, start, step)) <= last
+            ),
+            len(self._buckets) + 1,
+        )
         rows = [
             (quantile, slot.timestamp(), value)
             for slot, cumulative in totals.items()
@@ -352,8 +348,8 @@ class SqlFlagSeries:
     def _in_range(environment: str, start: datetime, end: datetime, step: timedelta) -> list[Any]:
         return [
             RollupRow.environment == environment,
-            RollupRow.interval_end > _utc(start) - step,
-            RollupRow.interval_end <= _utc(end),
+            RollupRow.interval_end > as_utc(start) - step,
+            RollupRow.interval_end <= as_utc(end),
         ]
 
     @staticmethod
@@ -362,8 +358,8 @@ class SqlFlagSeries:
     ) -> dict[tuple[str, datetime], float]:
         sums: dict[tuple[str, datetime], float] = {}
         for key, ended, count in rows:
-            slot = _slot(_utc(ended), start, step)
-            if slot <= _utc(end):
+            slot = step_slot(ended, start, step)
+            if slot <= as_utc(end):
                 sums[(str(key), slot)] = sums.get((str(key), slot), 0.0) + float(count or 0)
         return sums
 
@@ -400,8 +396,8 @@ class SqlFlagSeries:
         )
         covered: dict[datetime, float] = {}
         for ended, seconds in self._fetch(query):
-            slot = _slot(_utc(ended), start, step)
-            if slot <= _utc(end):
+            slot = step_slot(ended, start, step)
+            if slot <= as_utc(end):
                 covered[slot] = covered.get(slot, 0.0) + float(seconds)
         limit = step.total_seconds()
         return {slot: min(limit, seconds) for slot, seconds in covered.items()}
@@ -413,10 +409,3 @@ class SqlFlagSeries:
                 return connection.execute(query).all()
         except SQLAlchemyError as error:
             raise SourceUnavailable("metrics database", type(error).__name__) from error
-
-
-def _slot(ended: datetime, start: datetime, step: timedelta) -> datetime:
-    """The range-query step t = start + k * step whose window (t - step, t] holds `ended`."""
-    start = _utc(start)
-    steps = math.ceil((ended - start).total_seconds() / step.total_seconds() - 1e-9)
-    return start + steps * step

@@ -36,6 +36,7 @@ from queries.frames import (
 )
 from queries.names import MetricNames
 from queries.promql import label_name, promql_duration, promql_string, selector
+from queries.series_math import as_utc
 from queries.source import SourceUnavailable
 
 __all__ = ["PrometheusMetrics", "PrometheusQuestions"]
@@ -47,13 +48,6 @@ RECORDED_EVALUATIONS = "flag_variant:feature_flag_evaluations:rate5m"
 RECORDED_ERRORS = "flag:feature_flag_evaluation_errors:rate5m"
 RECORDED_BUCKETS = "flag_le:feature_flag_evaluation_duration_seconds_bucket:rate5m"
 RECORDED_WINDOW = timedelta(minutes=5)
-
-
-def _utc(moment: datetime) -> datetime:
-    """`moment` as an aware UTC datetime; a naive one is taken to be UTC already."""
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
 
 
 def _without_credentials(url: str) -> str:
@@ -233,7 +227,7 @@ class PrometheusMetrics:
         result = self._call(
             query,
             lambda: self._client.custom_query_range(
-                query, start_time=_utc(start), end_time=_utc(end), step=step_text
+                query, start_time=as_utc(start), end_time=as_utc(end), step=step_text
             ),
         )
         with self._reading_reply():
@@ -338,7 +332,7 @@ class PrometheusMetrics:
     def _instant(self, query: str, at: datetime) -> list[dict[str, Any]]:
         return self._call(
             query,
-            lambda: self._client.custom_query(query, params={"time": _utc(at).timestamp()}),
+            lambda: self._client.custom_query(query, params={"time": as_utc(at).timestamp()}),
         )
 
     def _call(self, query: str, send: Callable[[], object]) -> list[dict[str, Any]]:

@@ -29,6 +29,7 @@ from queries.frames import (
     empty_frame,
 )
 from queries.histogram import histogram_quantile
+from queries.series_math import step_slot, sum_buckets
 from queries.source import SourceUnavailable
 
 __all__ = ["SqlMetrics"]
@@ -76,13 +77,7 @@ class SqlMetrics:
         query = select(RollupRow.flag, RollupRow.latency_buckets).where(
             *_in_window(environment, window, at, flag), RollupRow.latency_count > 0
         )
-        totals: dict[str, list[float]] = {}
-        for name, counts in self._fetch(query):
-            if len(counts) != len(self._buckets) + 1:
-                continue  # written with other bucket bounds: not comparable
-            summed = totals.setdefault(name, [0.0] * len(counts))
-            for i, count in enumerate(counts):
-                summed[i] += count
+        totals = sum_buckets(self._fetch(query), len(self._buckets) + 1)
         records = [
             (name, q, value)
             for name, cumulative in totals.items()
@@ -118,7 +113,7 @@ class SqlMetrics:
         sums: dict[tuple[str, datetime], float] = {}
         intervals: dict[datetime, set[tuple[datetime, float]]] = {}
         for name, ended, seconds, count in self._fetch(query):
-            slot = start + math.ceil((ended - start).total_seconds() / step_s - 1e-9) * step
+            slot = step_slot(ended, start, step)
             sums[(name, slot)] = sums.get((name, slot), 0.0) + float(count)
             intervals.setdefault(slot, set()).add((ended, float(seconds)))
         if not sums:
