@@ -203,6 +203,14 @@ class FlagDetail:
     retention: timedelta = PROMETHEUS_RETENTION
 
     @property
+    def latest_rate(self) -> float | None:
+        """Evaluations per second, all variants, at the newest point; None without data."""
+        if self.variant_rates.empty:
+            return None
+        total = self.variant_rates.groupby("timestamp")["evaluations_per_second"].sum()
+        return float(total.iloc[-1])
+
+    @property
     def data_age_seconds(self) -> float | None:
         if self.newest_sample is None:
             return None

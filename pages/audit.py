@@ -18,13 +18,8 @@ flag_col, actor_col, outcome_col = st.columns(3)
 flag = flag_col.text_input("Flag", value=st.query_params.get("flag", ""))
 actor = actor_col.text_input("Actor")
 outcomes = outcome_col.multiselect("Outcome", list(Outcome))
-entries = rt.audit.entries(flag=flag or None, limit=5000)
+rows = rt.audit.entries(flag=flag or None, actor=actor, outcomes=outcomes, limit=5000)
 wanted_id = st.query_params.get("id")
-rows = [
-    e
-    for e in entries
-    if (not actor or actor.lower() in e.actor.lower()) and (not outcomes or e.outcome in outcomes)
-]
 frame = pd.DataFrame(
     {
         "Id": [e.id for e in rows],

@@ -100,7 +100,7 @@ with deps_col:
         st.caption("None.")
 
 st.markdown("#### History")
-history = [e for e in rt.audit.entries(flag=key, limit=100) if e.environment == environment]
+history = rt.audit.entries(flag=key, environment=environment, limit=100)
 if history:
     st.dataframe(
         pd.DataFrame(
@@ -349,8 +349,8 @@ def detail_panels() -> None:
             f"({format_age(detail.retention.total_seconds())}): it reads the metrics "
             "database roll-ups."
         )
-    total = detail.variant_rates.groupby("timestamp")["evaluations_per_second"].sum()
-    newest_rate = format_rate(float(total.iloc[-1])) if not total.empty else "–"
+    latest = detail.latest_rate
+    newest_rate = "–" if latest is None else format_rate(latest)
     st.caption(
         f"Source: **{SOURCE_LABELS.get(detail.source, 'no source')}** · data age: "
         f"**{format_age(detail.data_age_seconds)}** · one point per "

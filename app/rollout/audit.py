@@ -14,7 +14,7 @@ import json
 import os
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -250,27 +250,46 @@ class AuditLog:
         return found[0] if found else None
 
     def entries(
-        self, flag: str | None = None, since: datetime | None = None, limit: int = 1000
+        self,
+        flag: str | None = None,
+        since: datetime | None = None,
+        limit: int = 1000,
+        *,
+        environment: str | None = None,
+        outcomes: Collection[Outcome] = (),
+        actor: str = "",
     ) -> list[AuditEntry]:
-        """Newest first, database and journal together. SourceUnavailable-free: a
-        database that cannot be read shows only the journal (see `database_ok`)."""
+        """Newest first, database and journal together, narrowed by every criterion given
+        (`actor`: a case-insensitive part of the name). A database that cannot be read
+        shows only the journal (see `database_ok`)."""
         conditions: list[Any] = []
         if flag is not None:
             conditions.append(AuditRecord.flag == flag)
+        if environment is not None:
+            conditions.append(AuditRecord.environment == environment)
         if since is not None:
             conditions.append(AuditRecord.at >= since)
+        if actor:
+            conditions.append(
+                func.lower(AuditRecord.actor).contains(actor.lower(), autoescape=True)
+            )
         stored: list[AuditEntry] = []
         if self._engine is not None:
             try:
-                stored = self._query(*conditions, limit=limit)
+                # The newest outcome is only known after the join: filter on it below.
+                stored = self._query(*conditions, limit=limit if not outcomes else 100_000)
             except SQLAlchemyError:
                 stored = []
         local = [
             e
             for e in self._journal_entries()
-            if (flag is None or e.flag == flag) and (since is None or e.at >= since)
+            if (flag is None or e.flag == flag)
+            and (environment is None or e.environment == environment)
+            and (since is None or e.at >= since)
+            and actor.lower() in e.actor.lower()
         ]
-        return sorted([*stored, *local], key=lambda e: e.at, reverse=True)[:limit]
+        found = [e for e in [*stored, *local] if not outcomes or e.outcome in outcomes]
+        return sorted(found, key=lambda e: e.at, reverse=True)[:limit]
 
     def database_ok(self) -> bool:
         if self._engine is None:
@@ -440,7 +459,3 @@ def _from_json(line: dict[str, Any]) -> dict[str, Any]:
 
 def _database_id(audit_id: str) -> int | None:
     return None if audit_id.startswith("j-") else int(audit_id)
-
-
-def entries_json(entries: Sequence[AuditEntry]) -> list[dict[str, Any]]:
-    return [entry.as_json() for entry in entries]

@@ -68,11 +68,9 @@ def gather_guard_inputs(
             continue
         measured = (source.name, newest, counts, rates, errors, versions)
         break
-    changes = [
-        e
-        for e in audit.entries(flag=flag_key, limit=50)
-        if e.environment == environment and e.outcome is Outcome.APPLIED
-    ]
+    changes = audit.entries(
+        flag=flag_key, environment=environment, outcomes=(Outcome.APPLIED,), limit=1
+    )
     since = changes[0].at if changes else None
     if measured is None:
         return GuardInputs(

@@ -374,3 +374,15 @@ def test_an_emergency_rollback_with_the_database_down_journals_every_flag(flags,
     online = AuditLog(open_database(f"sqlite:///{tmp_path / 'metrics.db'}"), journal)
     assert online.replay_journal() == len(kept)
     assert {e.flag for e in online.entries()} == {t.flag for t in result.plan.transitions}
+
+
+def test_audit_entries_narrow_by_environment_outcome_and_actor(flags, backend, audit):
+    assert execute_action(request(), backend, audit, passing).applied
+    execute_action(request(idempotency_key="no", identity=ADMIN), backend, audit, failing)
+    staging = request(Action.KILL, environment="staging", idempotency_key="s")
+    assert execute_action(staging, backend, audit, passing).applied
+    assert [e.environment for e in audit.entries(environment="staging")] == ["staging"]
+    refused = audit.entries(outcomes=(Outcome.REFUSED,))
+    assert [(e.actor, e.environment) for e in refused] == [("ada", ENV)]
+    assert [e.actor for e in audit.entries(actor="OLG")] == ["olga", "olga"]
+    assert audit.entries(actor="%") == []  # a LIKE wildcard is matched literally
