@@ -7,19 +7,19 @@ cannot pass without the real server.
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
 import urllib.request
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from app.metrics_db.records import LATENCY_BUCKETS, EvaluationRollup
 from queries.names import MetricNames
+from tests.support.servers import ServerProcess, free_port
 
 __all__ = [
     "BackfilledPrometheus",
@@ -155,25 +155,7 @@ class BackfilledPrometheus:
     at: datetime
 
 
-@dataclass
-class PrometheusProcess:
-    """A Prometheus server started by `start_prometheus`; call `stop()` when done."""
-
-    url: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-    _stopped: bool = field(default=False, repr=False)
-
-    def stop(self) -> None:
-        if self._stopped:
-            return
-        self._stopped = True
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
+PrometheusProcess = ServerProcess
 
 
 def _require(tool: str) -> str:
@@ -181,12 +163,6 @@ def _require(tool: str) -> str:
     if path is None:
         raise RuntimeError(f"`{tool}` not found: {_INSTALL_HINT}")
     return path
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def start_prometheus(
@@ -215,7 +191,7 @@ def start_prometheus(
         raise RuntimeError(f"promtool backfill failed: {backfill.stderr or backfill.stdout}")
     config = workdir / "prometheus.yml"
     config.write_text("global:\n  evaluation_interval: 1m\nscrape_configs: []\n")
-    port = _free_port()
+    port = free_port()
     log_path = workdir / "prometheus.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(

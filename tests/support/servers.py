@@ -9,7 +9,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,18 +22,29 @@ def free_port() -> int:
 
 
 @dataclass
-class Process:
-    process: subprocess.Popen[bytes]
+class ServerProcess:
+    """A server a test started (dashboard, Prometheus, VictoriaMetrics); `stop()` ends it
+    (terminate, then kill) and may be called more than once."""
+
     url: str
-    log: Path
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    _stopped: bool = field(default=False, repr=False)
 
     def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
         self.process.terminate()
         try:
             self.process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+#: the dashboard processes of the browser tests
+Process = ServerProcess
 
 
 def start(command: Sequence[str], env: Mapping[str, str], port: int, log: Path) -> Process:
@@ -51,7 +62,7 @@ def start(command: Sequence[str], env: Mapping[str, str], port: int, log: Path) 
         try:
             with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as answer:
                 if answer.read() == b"ok":
-                    return Process(process, url, log)
+                    return ServerProcess(url, process, log)
         except OSError:
             time.sleep(0.2)
     process.kill()

@@ -15,12 +15,11 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.metrics_db.records import EvaluationRollup
 from tests.support.prometheus import openmetrics_from_rollups
-from tests.support.servers import free_port
+from tests.support.servers import ServerProcess, free_port
 
 __all__ = ["VictoriaMetricsProcess", "prometheus_text_in_milliseconds", "start_victoriametrics"]
 
@@ -30,25 +29,7 @@ _INSTALL_HINT = (
 )
 
 
-@dataclass
-class VictoriaMetricsProcess:
-    """A VictoriaMetrics server started by `start_victoriametrics`; call `stop()` when done."""
-
-    url: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-    _stopped: bool = field(default=False, repr=False)
-
-    def stop(self) -> None:
-        if self._stopped:
-            return
-        self._stopped = True
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
+VictoriaMetricsProcess = ServerProcess
 
 
 def prometheus_text_in_milliseconds(openmetrics_text: str) -> str:
