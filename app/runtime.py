@@ -21,8 +21,6 @@ from app.flags.model import FlagConfig
 from app.flags.sql_backend import SqlFlagBackend
 from app.flags.yaml_backend import YamlFlagBackend
 from app.metrics_db.database import open_database
-from app.overview import Overview, load_overview
-from app.overview_cache import SharedOverviewCache
 from app.rollout.actions import (
     ActionRequest,
     ActionResult,
@@ -34,6 +32,8 @@ from app.rollout.actions import (
 from app.rollout.audit import AuditEntry, AuditLog
 from app.rollout.evidence import guard_check
 from app.rollout.guards import GuardPolicy
+from app.services.overview import Overview, load_overview
+from app.services.overview_cache import SharedOverviewCache
 from app.settings import FlagBackendKind, Settings
 from queries.audit import LAST_CHANGE_COLUMNS, last_changes
 from queries.frames import empty_frame

@@ -6,7 +6,7 @@ import plotly.express as px
 import streamlit as st
 
 from app.analysis.canary import Verdict
-from app.canary_service import (
+from app.services.canary import (
     canary_sources,
     error_ratio_frame,
     load_canary,

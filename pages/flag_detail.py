@@ -9,7 +9,8 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from app.flag_detail_service import (
+from app.rollout.actions import Action, ActionRequest
+from app.services.flag_detail import (
     DEFAULT_RANGE,
     RANGES,
     ChangeMark,
@@ -17,8 +18,7 @@ from app.flag_detail_service import (
     flag_detail_sources,
     load_flag_detail,
 )
-from app.rollout.actions import Action, ActionRequest
-from app.ui.actions import action_buttons, guard_table, show_last_outcome
+from app.ui.action_dialog import action_buttons, guard_table, show_last_outcome
 from app.ui.format import format_age, format_rate
 from app.ui.widgets import current_identity, runtime
 

@@ -6,8 +6,8 @@ import streamlit as st
 
 from app.analysis.health import Health
 from app.flags.model import FlagState
-from app.overview import OverviewFilter, filter_rows
-from app.ui.actions import emergency_button, show_last_outcome
+from app.services.overview import OverviewFilter, filter_rows
+from app.ui.action_dialog import emergency_button, show_last_outcome
 from app.ui.overview_table import overview_display_frame
 from app.ui.widgets import current_identity, query_list, runtime, set_query_params, source_banner
 

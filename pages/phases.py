@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 import plotly.express as px
 import streamlit as st
 
-from app.phases_service import (
+from app.services.phases import (
     SOURCE,
     burn_up_frame,
     load_phases,

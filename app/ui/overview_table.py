@@ -7,7 +7,7 @@ from datetime import datetime
 
 import pandas as pd
 
-from app.overview import FlagRow
+from app.services.overview import FlagRow
 from app.ui.format import (
     HEALTH_BADGES,
     format_change,

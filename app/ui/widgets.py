@@ -7,9 +7,9 @@ from collections.abc import Sequence
 
 import streamlit as st
 
-from app.overview import Overview
 from app.rollout.roles import Identity, Role, role_for
 from app.runtime import Runtime, open_runtime
+from app.services.overview import Overview
 from app.settings import load_settings
 from app.ui.format import format_age
 

@@ -34,8 +34,8 @@ from prometheus_api_client import MetricRangeDataFrame
 from app.analysis.health import HealthThresholds
 from app.flags.loader import load_config
 from app.flags.model import FlagConfig
-from app.overview import Overview, load_overview
-from app.overview_cache import SharedOverviewCache
+from app.services.overview import Overview, load_overview
+from app.services.overview_cache import SharedOverviewCache
 from queries.audit import LAST_CHANGE_COLUMNS
 from queries.frames import empty_frame
 from queries.prometheus import PrometheusMetrics

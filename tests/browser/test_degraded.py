@@ -22,7 +22,7 @@ import streamlit as st
 from playwright.sync_api import Browser, Page, expect
 from streamlit.testing.v1 import AppTest
 
-from app.demo import streamlit_command
+from app.demo.launcher import streamlit_command
 from app.metrics_db.database import insert_rollups, open_database
 from tests.support import grid
 from tests.support.prometheus import PrometheusProcess, openmetrics_from_rollups, start_prometheus

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from app.demo import streamlit_command
+from app.demo.launcher import streamlit_command
 from app.flags.loader import BUNDLED_CONFIG, load_config
 from app.metrics_db.database import open_database
 from app.rollout.audit import AuditLog, Outcome

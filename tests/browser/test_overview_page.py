@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from app.demo import streamlit_command
+from app.demo.launcher import streamlit_command
 from app.metrics_db.database import insert_rollups, open_database
 from tests.support import grid
 from tests.support.servers import Process, free_port, start

@@ -14,9 +14,9 @@ import pytest
 from sqlalchemy import Engine
 
 from app.analysis.canary import Verdict
-from app.canary_service import analyse_canary, latency_step, load_canary
-from app.cli_canary import add_canary_command, run_canary
+from app.cli.canary import add_canary_command, run_canary
 from app.metrics_db.database import open_database
+from app.services.canary import analyse_canary, latency_step, load_canary
 from app.settings import Settings
 from queries.canary import (
     CanaryQueries,

@@ -148,7 +148,7 @@ def test_phases_json(workspace, capsys):
 def test_phases_of_the_bundled_config(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("ROLLOUT_STATE_DIR", str(tmp_path))
-    from app.demo import prepare_state_dir
+    from app.demo.launcher import prepare_state_dir
 
     prepare_state_dir(tmp_path)
     assert main(["phases"]) == 0

@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import Engine
 
 from app.analysis.exposure import time_to_mitigate
-from app.flag_detail_service import MITIGATION_STEP
 from app.metrics_db.database import insert_rollups, open_database
 from app.metrics_db.records import EvaluationRollup
+from app.services.flag_detail import MITIGATION_STEP
 from queries.flag_series import FlagSeriesQueries, PrometheusFlagSeries, SqlFlagSeries
 from queries.prometheus import PrometheusMetrics
 from queries.source import SourceUnavailable

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from app.overview import Overview
-from app.overview_cache import SharedOverviewCache
+from app.services.overview import Overview
+from app.services.overview_cache import SharedOverviewCache
 
 AT = datetime(2026, 1, 1, tzinfo=UTC)
 

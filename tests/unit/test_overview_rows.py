@@ -7,7 +7,7 @@ import pytest
 from app.analysis.health import Health, HealthThresholds
 from app.flags.loader import load_config
 from app.flags.model import FlagState
-from app.overview import OverviewFilter, build_overview_rows, filter_rows
+from app.services.overview import OverviewFilter, build_overview_rows, filter_rows
 from app.ui.overview_table import overview_display_frame
 from queries.audit import LAST_CHANGE_COLUMNS
 from queries.frames import (

@@ -4,10 +4,10 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from app.demo import prepare_state_dir
+from app.demo.launcher import prepare_state_dir
+from app.demo.simulator import RollupAccumulator, Workload, backfill
 from app.flags.evaluator import EvaluationResult, Reason
 from app.metrics_db.database import open_database
-from app.simulator import RollupAccumulator, Workload, backfill
 from queries.sql import SqlMetrics
 
 NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)

@@ -17,7 +17,7 @@ from app.analysis.canary import (
     judge_latency,
     overall,
 )
-from app.canary_service import error_ratio_frame, judge_canary, metric_table, parse_window
+from app.services.canary import error_ratio_frame, judge_canary, metric_table, parse_window
 
 POLICY = CanaryPolicy()
 

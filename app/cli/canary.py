@@ -14,19 +14,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
 from app.analysis.canary import Verdict
-from app.canary_service import (
+from app.rollout.actions import ExitCode
+from app.runtime import open_runtime
+from app.services.canary import (
     CanaryAnalysis,
     canary_sources,
     load_canary,
     metric_table,
     parse_window,
 )
-from app.runtime import open_runtime
 from app.settings import Settings
 
 __all__ = ["add_canary_command", "run_canary"]
-
-_DONE, _REFUSED, _USAGE, _UNAVAILABLE = 0, 1, 2, 4
 
 
 def _window(text: str) -> timedelta:
@@ -67,7 +66,7 @@ def run_canary(args: argparse.Namespace, settings: Settings) -> int:
     environment = args.environment or settings.environment
     if environment not in runtime.environments():
         print(f"unknown environment {environment!r}", file=sys.stderr)
-        return _USAGE
+        return ExitCode.USAGE
     at = args.at or datetime.now(UTC)
     analysis = load_canary(
         canary_sources(runtime.prometheus, runtime.engine),
@@ -83,8 +82,8 @@ def run_canary(args: argparse.Namespace, settings: Settings) -> int:
     else:
         _print_table(sys.stdout, analysis)
     if analysis.source == "none":
-        return _UNAVAILABLE
-    return _REFUSED if analysis.report.verdict is Verdict.FAIL else _DONE
+        return ExitCode.UNAVAILABLE
+    return ExitCode.REFUSED if analysis.report.verdict is Verdict.FAIL else ExitCode.DONE
 
 
 def _print_table(out: TextIO, analysis: CanaryAnalysis) -> None:

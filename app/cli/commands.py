@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from app.cli_canary import add_canary_command
+from app.cli.canary import add_canary_command
 from app.flags.loader import BUNDLED_CONFIG, ConfigInvalid, check_config
 from app.rollout.actions import Action, ActionRequest, ActionResult, ExitCode
 from app.rollout.roles import Identity, Role, role_for
@@ -304,7 +304,7 @@ def _run_check_config(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _run_demo(args: argparse.Namespace, settings: Settings) -> int:
-    from app.demo import run_demo
+    from app.demo.launcher import run_demo
 
     state_dir = args.state_dir or settings.state_dir
     return run_demo(
@@ -316,7 +316,7 @@ def _run_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _run_serve(args: argparse.Namespace, settings: Settings) -> int:
-    from app.demo import serve
+    from app.demo.launcher import serve
 
     return serve(args.port)
 
@@ -324,7 +324,3 @@ def _run_serve(args: argparse.Namespace, settings: Settings) -> int:
 def _print_json(document: dict[str, Any]) -> None:
     json.dump(document, sys.stdout, indent=2, allow_nan=False)
     sys.stdout.write("\n")
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 
-from app.overview import Overview
+from app.services.overview import Overview
 
 __all__ = ["SharedOverviewCache"]
 

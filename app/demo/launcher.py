@@ -21,7 +21,7 @@ from app.metrics_db.database import open_database
 
 __all__ = ["prepare_state_dir", "run_demo", "serve", "streamlit_command"]
 
-ENTRY_POINT = Path(__file__).parent / "main.py"
+ENTRY_POINT = Path(__file__).parent.parent / "main.py"
 
 
 def streamlit_command(port: int, address: str = "127.0.0.1") -> list[str]:
@@ -77,7 +77,7 @@ def run_demo(
             [
                 sys.executable,
                 "-m",
-                "app.simulator",
+                "app.demo.simulator",
                 "--flags-file",
                 str(flags_file),
                 "--database-url",

@@ -264,7 +264,7 @@ def backfill(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m app.simulator", description=__doc__.split("\n")[0]
+        prog="python -m app.demo.simulator", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--flags-file", type=Path, required=True)
     parser.add_argument("--database-url", required=True)

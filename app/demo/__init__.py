@@ -1,0 +1,2 @@
+"""The demo: the launcher (`rollout-dashboard demo` / `serve`) and the simulated
+workload it starts."""
