@@ -6,12 +6,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import pandas as pd
 
-__all__ = ["MetricsSource", "SourceUnavailable"]
+__all__ = ["MetricsSource", "SourceUnavailable", "first_answer"]
+
+S = TypeVar("S")
+T = TypeVar("T")
 
 
 class SourceUnavailable(RuntimeError):
@@ -74,3 +78,17 @@ class MetricsSource(Protocol):
     def instance_versions(self, environment: str, at: datetime) -> pd.DataFrame:
         """The config version each live instance reports (`frames.INSTANCE_VERSION_COLUMNS`)."""
         ...
+
+
+def first_answer(
+    sources: Sequence[S], ask: Callable[[S], T], notices: list[str], then: str
+) -> tuple[S, T] | None:
+    """The first source in `sources` that answers `ask`, with its answer; every source
+    that raised SourceUnavailable is added to `notices` as "<error> — <then>". None
+    when no source answered."""
+    for source in sources:
+        try:
+            return source, ask(source)
+        except SourceUnavailable as error:
+            notices.append(f"{error} — {then}")
+    return None
