@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 import plotly.express as px
 import streamlit as st
 
+from app.analysis.phase_history import StartSource
 from app.services.phases import (
     SOURCE,
     burn_up_frame,
@@ -30,9 +31,10 @@ rt = runtime()
 st.title("🧭 Technical-debt phases")
 st.caption(
     "Progress = mean rollout % of the phase's flags. Planned weeks count from the project "
-    "start: the first applied change in the history (today when there is none). Actual "
-    "start = the first applied change taking a flag of the phase above 0 %; actual finish "
-    "= the applied change after which all its flags are at 100 %."
+    "start: the config's `phases.start` date (without one, the first applied change in "
+    "the history, or today). Actual start = the first time a flag of the phase was above "
+    "0 % (*before the history* when one already was before its first recorded change); "
+    "actual finish = the applied change after which all its flags are at 100 %."
 )
 
 environments = rt.environments()
@@ -48,7 +50,15 @@ set_query_params({"env": environment})
 @st.fragment(run_every=max(rt.settings.refresh_seconds, 60))
 def phases_panel() -> None:
     now = datetime.now(UTC)
-    view = load_phases(rt.config(environment), rt.audit, environment, now, rt.notices)
+    view = load_phases(
+        rt.config(environment),
+        rt.audit,
+        environment,
+        now,
+        rt.notices,
+        rt.cached_overview(environment).rows,
+        rt.settings.max_error_rate,
+    )
     for notice in view.notices:
         st.warning(notice, icon="⚠️")
     newest = (
@@ -61,10 +71,19 @@ def phases_panel() -> None:
         if view.history_available
         else "history unavailable"
     )
-    start_from = "first applied change" if view.project_start_from_history else "today"
+    start_from = {
+        StartSource.CONFIG: "from the config",
+        StartSource.HISTORY: "first applied change",
+        StartSource.TODAY: "today",
+    }[view.project_start_source]
+    plan_note = (
+        ""
+        if view.project_start_source is StartSource.CONFIG
+        else " · the config has no `phases.start` date"
+    )
     st.caption(
         f"Source: **{SOURCE}** · {history} · project start "
-        f"**{view.project_start:%Y-%m-%d}** ({start_from})"
+        f"**{view.project_start:%Y-%m-%d}** ({start_from}){plan_note}"
     )
     if view.history_available and view.newest_change is None:
         st.info(
@@ -91,7 +110,20 @@ def phases_panel() -> None:
         icon="⬇️",
     )
 
+    if any(s.started_before_history for s in view.schedule):
+        st.caption(
+            "*Before the history*: a flag of the phase was already above 0 % before its "
+            "first recorded change (or is above 0 % in the config and was never changed "
+            "here), so the phase started before the audit history begins."
+        )
+
     st.subheader("Blocked by")
+    st.caption(
+        "Dependencies not at 100 %, advances refused by their guards, unhealthy flags and "
+        "flags whose error ratio fails the advance guard — from the overview's live "
+        "numbers, shared by every viewer. The full guard report (soak time, exposure, "
+        "significance) needs several queries per flag: it is on each flag's detail page."
+    )
     if not view.reasons:
         st.success("Nothing blocks an unfinished phase.", icon="✅")
     for p in view.progress:

@@ -3,15 +3,19 @@ reconstructed from the rollout history (the audit log's *applied* changes).
 
 Rules, all pure:
 
-- **Project start** is the date of the first applied change of the environment's
-  history, or today when there is none (the config has no start date). Phase *n* is
-  planned for week *n* counted from it: days 7(n-1) .. 7(n-1)+6.
+- **Project start** is the config's `phases.start` date; a config without one (the
+  older plain list of phases) falls back to the date of the first applied change of
+  the environment's history, or today when there is none. Phase *n* is planned for
+  week *n* counted from it: days 7(n-1) .. 7(n-1)+6.
 - **Replay**: each flag starts at the `from` percentage of its earliest applied change
   (a flag never changed stays at its configured percentage throughout), then takes the
   `to` percentage of every applied change in time order. A state change counts as its
   effective percentage (`enabled` = 100 %, `disabled` = 0 %).
-- **Actual start**: the first applied change that took a flag of the phase from 0 % to
-  above 0 %. **Actual finish**: the applied change after which every flag of the phase
+- **Actual start**: the first time any flag of the phase was above 0 %: the first
+  applied change that took one from 0 % to above 0 %, unless one of them was already
+  above 0 % before its first recorded change (or is above 0 % in the config with no
+  recorded change at all): the phase then *started before the history* and the date is
+  unknown. **Actual finish**: the applied change after which every flag of the phase
   is at 100 %, the latest one if it was rolled back and completed again; none while the
   phase is not complete at the end of the history.
 - **Burn-up**: each phase's progress (mean rollout share of its flags) before the first
@@ -21,25 +25,30 @@ Rules, all pure:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 
+from app.analysis.health import Health
 from app.analysis.progress import PhaseStatus, phase_progress
-from app.flags.model import FlagConfig
+from app.flags.model import FlagConfig, FlagState
 from app.rollout.audit import AuditEntry, Outcome
 
 __all__ = [
     "AppliedChange",
     "BurnUpPoint",
+    "FlagCondition",
     "PhaseSchedule",
+    "ProjectStart",
     "ScheduleStatus",
+    "StartSource",
     "applied_changes",
     "blocked_reasons",
     "burn_up",
     "phase_schedule",
     "project_start",
+    "resolve_project_start",
 ]
 
 _WEEK = timedelta(days=7)
@@ -75,6 +84,31 @@ class PhaseSchedule:
     actual_finish: datetime | None
     status: ScheduleStatus
     days_late: int
+    #: a flag of the phase was above 0 % before its first recorded change: the phase
+    #: started before the history and `actual_start` is None (unknown)
+    started_before_history: bool = False
+
+
+class StartSource(StrEnum):
+    CONFIG = "config"  # the config's phases.start
+    HISTORY = "history"  # the first applied change
+    TODAY = "today"  # no start date and no history
+
+
+@dataclass(frozen=True)
+class ProjectStart:
+    day: date
+    source: StartSource
+
+
+@dataclass(frozen=True)
+class FlagCondition:
+    """What the overview knows of one flag right now, for the phase blockers."""
+
+    flag: str
+    health: Health
+    error_rate: float | None
+    p99_seconds: float | None
 
 
 @dataclass(frozen=True)
@@ -117,9 +151,23 @@ def applied_changes(entries: Iterable[AuditEntry], environment: str) -> list[App
     return sorted(found, key=lambda c: c.at)
 
 
-def project_start(changes: Sequence[AppliedChange], today: date) -> date:
-    """The date of the first applied change, or `today` without history."""
-    return min(c.at for c in changes).date() if changes else today
+def project_start(
+    changes: Sequence[AppliedChange], today: date, configured: date | None = None
+) -> date:
+    """The configured start date; else the date of the first applied change, or
+    `today` without history."""
+    return resolve_project_start(changes, today, configured).day
+
+
+def resolve_project_start(
+    changes: Sequence[AppliedChange], today: date, configured: date | None = None
+) -> ProjectStart:
+    """`project_start` with where it came from (config, history or today)."""
+    if configured is not None:
+        return ProjectStart(configured, StartSource.CONFIG)
+    if changes:
+        return ProjectStart(min(c.at for c in changes).date(), StartSource.HISTORY)
+    return ProjectStart(today, StartSource.TODAY)
 
 
 def _members(config: FlagConfig) -> list[tuple[int, str, tuple[str, ...]]]:
@@ -143,17 +191,23 @@ def _progress(state: dict[str, float], flags: Sequence[str]) -> tuple[float, int
 
 def _actuals(
     config: FlagConfig, changes: Sequence[AppliedChange]
-) -> dict[int, tuple[datetime | None, datetime | None]]:
+) -> dict[int, tuple[datetime | None, datetime | None, bool]]:
+    """Per phase: (actual start, actual finish, started before the history)."""
     state = _first_known(config, changes)
-    result: dict[int, tuple[datetime | None, datetime | None]] = {}
+    result: dict[int, tuple[datetime | None, datetime | None, bool]] = {}
     for number, _, flags in _members(config):
         start: datetime | None = None
         finish: datetime | None = None
         replay = {f: state[f] for f in flags}
+        before_history = any(v > 0.0 for v in replay.values())
         for change in changes:
             if change.flag not in replay:
                 continue
-            if start is None and replay[change.flag] <= 0.0 < change.to_percentage:
+            if (
+                not before_history
+                and start is None
+                and replay[change.flag] <= 0.0 < change.to_percentage
+            ):
                 start = change.at
             was_complete = all(v >= 100.0 for v in replay.values())
             replay[change.flag] = change.to_percentage
@@ -162,22 +216,23 @@ def _actuals(
                 finish = change.at
             elif not complete:
                 finish = None
-        result[number] = (start, finish)
+        result[number] = (start, finish, before_history)
     return result
 
 
 def phase_schedule(
     config: FlagConfig, changes: Sequence[AppliedChange], now: datetime
 ) -> list[PhaseSchedule]:
-    """Planned week vs actual start and finish of every phase, in phase order."""
+    """Planned week vs actual start and finish of every phase, in phase order; planned
+    weeks count from `project_start` (the config's start date when it has one)."""
     today = _utc(now).date()
-    begin = project_start(changes, today)
+    begin = project_start(changes, today, config.phases_start)
     actuals = _actuals(config, changes)
     rows = []
     for progress in phase_progress(config):
         planned_start = begin + _WEEK * (progress.planned_week - 1)
         planned_finish = planned_start + timedelta(days=6)
-        start, finish = actuals[progress.phase]
+        start, finish, before_history = actuals[progress.phase]
         if finish is not None:
             days_late = max(0, (finish.date() - planned_finish).days)
             status = ScheduleStatus.LATE if days_late else ScheduleStatus.ON_TIME
@@ -195,6 +250,7 @@ def phase_schedule(
                 actual_finish=finish,
                 status=status,
                 days_late=days_late,
+                started_before_history=before_history,
             )
         )
     return rows
@@ -227,12 +283,55 @@ def burn_up(
     return points
 
 
+def _condition_text(condition: FlagCondition) -> str:
+    parts = []
+    if condition.error_rate is not None:
+        parts.append(f"errors {100 * condition.error_rate:.2f} %")
+    if condition.p99_seconds is not None:
+        parts.append(f"p99 {1000 * condition.p99_seconds:.0f} ms")
+    return ", ".join(parts)
+
+
+def _health_reasons(
+    config: FlagConfig,
+    flags: Sequence[str],
+    conditions: Mapping[str, FlagCondition],
+    max_error_rate: float | None,
+) -> list[str]:
+    found: list[str] = []
+    for key in flags:
+        condition = conditions.get(key)
+        if condition is None:
+            continue
+        numbers = _condition_text(condition)
+        if condition.health is Health.UNHEALTHY:
+            found.append(f"{key} is unhealthy ({numbers})")
+        rate = condition.error_rate
+        if (
+            max_error_rate is not None
+            and rate is not None
+            and rate > max_error_rate
+            and config.flags[key].state is FlagState.ROLLOUT
+        ):
+            found.append(
+                f"{key}: the error guard fails (errors {100 * rate:.2f} % > "
+                f"{100 * max_error_rate:g} % allowed to advance)"
+            )
+    return found
+
+
 def blocked_reasons(
-    config: FlagConfig, entries: Iterable[AuditEntry] = (), environment: str = ""
+    config: FlagConfig,
+    entries: Iterable[AuditEntry] = (),
+    environment: str = "",
+    conditions: Mapping[str, FlagCondition] | None = None,
+    max_error_rate: float | None = None,
 ) -> dict[int, tuple[str, ...]]:
     """Why each unfinished phase cannot move on: dependencies outside the phase not at
-    100 % (for a blocked phase), and flags whose newest action in `environment` was an
-    advance refused by its guards. Phases with no reason are left out."""
+    100 % (for a blocked phase), flags whose newest action in `environment` was an
+    advance refused by its guards, and — from `conditions` (the overview's live rows) —
+    unhealthy flags and flags in rollout whose error ratio fails the advance guard's
+    `max_error_rate`. Phases with no reason are left out."""
     newest: dict[str, AuditEntry] = {}
     for entry in entries:
         if entry.environment == environment and (
@@ -261,6 +360,7 @@ def blocked_reasons(
                     f"{key}: {last.action} to {last.to_percentage:g} % refused on "
                     f"{_utc(last.at):%Y-%m-%d} (failed guard: {why})"
                 )
+        found.extend(_health_reasons(config, progress.flags, conditions or {}, max_error_rate))
         if found:
             reasons[progress.phase] = tuple(found)
     return reasons

@@ -8,7 +8,7 @@ each validation error back to the file and line it came from.
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -182,9 +182,28 @@ class FlagConfig(_Frozen):
     environment: str = ""
     global_: GlobalSettings = Field(default_factory=GlobalSettings, alias="global")
     phases: tuple[Phase, ...] = ()
+    #: The project's start date (`phases: {start: 2026-01-05, list: [...]}`): phase n is
+    #: planned for week n counted from it. None in configs that list the phases only.
+    phases_start: date | None = None
     flags: dict[str, FlagDefinition] = Field(default_factory=dict)
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _phases_mapping(cls, data: Any) -> Any:
+        """`phases` is either the list of phases (older configs) or a mapping with a
+        `start` date and that `list`; any other key of the mapping is refused."""
+        if isinstance(data, dict) and isinstance(data.get("phases"), dict):
+            section = dict(data["phases"])
+            unknown = sorted(set(section) - {"start", "list"})
+            if unknown:
+                raise ValueError(
+                    f"phases: unknown key(s) {', '.join(map(str, unknown))} "
+                    "(expected start and list)"
+                )
+            data = {**data, "phases": section.get("list", ()), "phases_start": section.get("start")}
+        return data
 
     @model_validator(mode="before")
     @classmethod

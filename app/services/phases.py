@@ -2,8 +2,9 @@
 rollout history (planned vs actual, burn-up, blocked-by reasons), and its CSV export.
 
 `load_phases` never fails because the metrics database is down: the history is then
-empty (planned weeks count from today, no actual dates, the burn-up is the present
-alone) and a notice says so.
+empty (planned weeks count from the config's start date, or today without one; no
+actual dates; the burn-up is the present alone) and a notice says so. Blockers include
+the overview's unhealthy flags when its rows are passed in.
 """
 
 from __future__ import annotations
@@ -17,25 +18,30 @@ import pandas as pd
 
 from app.analysis.phase_history import (
     BurnUpPoint,
+    FlagCondition,
     PhaseSchedule,
     ScheduleStatus,
+    StartSource,
     applied_changes,
     blocked_reasons,
     burn_up,
     phase_schedule,
-    project_start,
+    resolve_project_start,
 )
 from app.analysis.progress import PhaseProgress, phase_progress
 from app.flags.model import FlagConfig
 from app.rollout.audit import AuditEntry, AuditLog
+from app.services.overview import FlagRow
 
 __all__ = [
     "HISTORY_LIMIT",
     "PHASE_CSV_COLUMNS",
     "SOURCE",
     "PhasesView",
+    "actual_start_text",
     "build_phases",
     "burn_up_frame",
+    "flag_conditions",
     "load_phases",
     "phase_table",
     "phase_table_csv",
@@ -48,7 +54,7 @@ SOURCE = "flag configuration + audit history"
 HISTORY_LIMIT = 100_000
 HISTORY_DOWN = (
     "metrics database unavailable: the audit history cannot be read, so actual start and "
-    "finish and the burn-up are empty; planned weeks count from today."
+    "finish and the burn-up are empty."
 )
 
 PHASE_CSV_COLUMNS = (
@@ -81,12 +87,16 @@ class PhasesView:
     burn_up: tuple[BurnUpPoint, ...]
     reasons: dict[int, tuple[str, ...]]
     project_start: date
-    #: True when the project start is the first applied change, False when it is today
-    project_start_from_history: bool
+    #: where the project start came from: the config, the first applied change, today
+    project_start_source: StartSource
     history_available: bool
     applied_changes: int
     newest_change: datetime | None
     notices: tuple[str, ...] = field(default=())
+
+    @property
+    def project_start_from_history(self) -> bool:
+        return self.project_start_source is StartSource.HISTORY
 
     @property
     def history_age_seconds(self) -> float | None:
@@ -102,18 +112,24 @@ def build_phases(
     now: datetime,
     history_available: bool = True,
     notices: Sequence[str] = (),
+    rows: Sequence[FlagRow] = (),
+    max_error_rate: float | None = None,
 ) -> PhasesView:
-    """The view from a configuration and audit entries (any order, any environment)."""
+    """The view from a configuration and audit entries (any order, any environment);
+    `rows` (the overview's) add unhealthy flags and failing error guards as blockers."""
     changes = applied_changes(entries, environment)
+    start = resolve_project_start(changes, now.astimezone(UTC).date(), config.phases_start)
     return PhasesView(
         environment=environment,
         generated_at=now,
         progress=tuple(phase_progress(config)),
         schedule=tuple(phase_schedule(config, changes, now)),
         burn_up=tuple(burn_up(config, changes, now)),
-        reasons=blocked_reasons(config, entries, environment),
-        project_start=project_start(changes, now.astimezone(UTC).date()),
-        project_start_from_history=bool(changes),
+        reasons=blocked_reasons(
+            config, entries, environment, flag_conditions(rows), max_error_rate
+        ),
+        project_start=start.day,
+        project_start_source=start.source,
         history_available=history_available,
         applied_changes=len(changes),
         newest_change=changes[-1].at if changes else None,
@@ -127,6 +143,8 @@ def load_phases(
     environment: str,
     now: datetime,
     notices: Sequence[str] = (),
+    rows: Sequence[FlagRow] = (),
+    max_error_rate: float | None = None,
 ) -> PhasesView:
     """The view with the history read from `audit`; an unreadable database gives an
     empty history and a notice, never an error."""
@@ -137,7 +155,19 @@ def load_phases(
         entries = audit.entries(limit=HISTORY_LIMIT)
     else:
         said.append(HISTORY_DOWN)
-    return build_phases(config, entries, environment, now, available, said)
+    return build_phases(config, entries, environment, now, available, said, rows, max_error_rate)
+
+
+def flag_conditions(rows: Sequence[FlagRow]) -> dict[str, FlagCondition]:
+    """The overview's rows as the phase blockers read them, by flag key."""
+    return {r.flag: FlagCondition(r.flag, r.health, r.error_rate, r.p99_seconds) for r in rows}
+
+
+def actual_start_text(row: PhaseSchedule) -> str:
+    """The actual start as shown: a moment, 'before the history', or a dash."""
+    if row.started_before_history:
+        return "before the history"
+    return _moment(row.actual_start)
 
 
 def _moment(value: datetime | None) -> str:
@@ -167,7 +197,7 @@ def phase_table(view: PhasesView) -> pd.DataFrame:
                 "Name": p.name,
                 "Planned week": p.planned_week,
                 "Planned": f"{s.planned_start:%Y-%m-%d} → {s.planned_finish:%Y-%m-%d}",
-                "Actual start": _moment(s.actual_start),
+                "Actual start": actual_start_text(s),
                 "Actual finish": _moment(s.actual_finish),
                 "Schedule": schedule_text(s),
                 "Status": str(p.status).replace("_", " "),

@@ -197,7 +197,10 @@ def test_without_history_the_page_says_so(state_dir):
     assert not at.exception
     assert "no applied change in production yet" in at.info[0].value
     table = at.dataframe[0].value.set_index("Phase")
-    assert set(table["Actual start"]) == {"–"}
+    # Without history the config counts: every phase has a flag above 0 % now, so each
+    # started before the (empty) history, and the page says what that means.
+    assert set(table["Actual start"]) == {"before the history"}
+    assert "started before the audit history begins" in " ".join(c.value for c in at.caption)
 
 
 def test_database_down_leaves_an_empty_history_and_a_notice(state_dir, monkeypatch):
@@ -212,6 +215,9 @@ def test_database_down_leaves_an_empty_history_and_a_notice(state_dir, monkeypat
     assert "audit history cannot be read" in warnings
     table = at.dataframe[0].value.set_index("Phase")
     assert table.loc[1, "Progress"] == pytest.approx(100.0)  # the config still answers
-    assert set(table["Actual start"]) == {"–"}
+    # Without history the config counts: every phase has a flag above 0 % now, so each
+    # started before the (empty) history, and the page says what that means.
+    assert set(table["Actual start"]) == {"before the history"}
+    assert "started before the audit history begins" in " ".join(c.value for c in at.caption)
     assert "history unavailable" in " ".join(c.value for c in at.caption)
     assert len(at.get("plotly_chart")) == 2
