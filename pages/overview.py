@@ -11,6 +11,9 @@ from app.ui.action_dialog import emergency_button, show_last_outcome
 from app.ui.overview_table import overview_display_frame
 from app.ui.widgets import current_identity, query_list, runtime, set_query_params, source_banner
 
+#: First, so they fit a 1024 px wide screen; every other column follows in frame order.
+FIRST_COLUMNS = ("Health", "Flag", "Rollout %", "Errors")
+
 rt = runtime()
 identity = current_identity(rt)
 title_col, button_col = st.columns([4, 1], vertical_alignment="bottom")
@@ -65,24 +68,29 @@ def flag_table() -> None:
     if not rows:
         st.info("No flag matches these filters.")
         return
+    frame = overview_display_frame(rows, datetime.now(UTC))
     st.dataframe(
-        overview_display_frame(rows, datetime.now(UTC)),
+        frame,
         hide_index=True,
         width="stretch",
         height=min(38 + 35 * len(rows), 900),
+        # What an on-call engineer needs to act comes first and is pinned, so at 1024 px
+        # Health, Flag, Rollout % and Errors never scroll out of sight.
+        column_order=[*FIRST_COLUMNS, *(c for c in frame.columns if c not in FIRST_COLUMNS)],
         column_config={
-            "Health": st.column_config.TextColumn(width=110),
+            "Health": st.column_config.TextColumn(width=110, pinned=True),
+            "Flag": st.column_config.TextColumn(width=210, pinned=True),
+            "Rollout %": st.column_config.ProgressColumn(
+                "Rollout %", min_value=0, max_value=100, format="%.0f %%", width=100
+            ),
+            "Errors": st.column_config.TextColumn(width=70),
+            "p99": st.column_config.TextColumn(width=70),
             "Phase": st.column_config.TextColumn(width=50),
             "State": st.column_config.TextColumn(width=70),
-            "Rollout %": st.column_config.ProgressColumn(
-                "Rollout %", min_value=0, max_value=100, format="%.0f %%", width=110
-            ),
             "Evaluations": st.column_config.TextColumn(width=90),
             "Trend": st.column_config.LineChartColumn(
                 f"Last {rt.settings.sparkline_minutes} min", y_min=0, width=110
             ),
-            "Errors": st.column_config.TextColumn(width=70),
-            "p99": st.column_config.TextColumn(width=80),
         },
     )
 
