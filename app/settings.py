@@ -100,6 +100,9 @@ class Settings(BaseSettings):
     max_error_rate: float = Field(0.01, ge=0, le=1, description="Advance: error ratio limit.")
     exposure_tolerance: float = Field(0.02, ge=0, le=1, description="Advance: share drift.")
     simulator_port: int = Field(9464, ge=1, le=65535, description="Demo /metrics port.")
+    canary_flag: str = Field(
+        "canary_deployment", min_length=1, description="The flag the canary page rolls back."
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -5,16 +5,24 @@ from datetime import UTC, datetime
 import plotly.express as px
 import streamlit as st
 
-from app.analysis.canary import Verdict
+from app.analysis.canary import CanaryPolicy, Verdict
+from app.flags.loader import ConfigInvalid
+from app.rollout.actions import Action
 from app.services.canary import (
+    TRACK_COLOURS,
+    canary_failing_since,
     canary_sources,
     error_ratio_frame,
+    error_ratio_tolerance,
+    latency_tolerance,
     load_canary,
     metric_table,
     parse_window,
+    request_count_table,
 )
+from app.ui.action_dialog import action_buttons, show_last_outcome
 from app.ui.format import format_age
-from app.ui.widgets import runtime, set_query_params
+from app.ui.widgets import current_identity, runtime, set_query_params
 
 WINDOWS = ["15m", "30m", "1h", "3h"]
 SOURCE_LABELS = {"prometheus": "Prometheus (live)", "sql": "metrics database roll-ups"}
@@ -38,6 +46,46 @@ window_text = window_col.selectbox(
     index=WINDOWS.index(wanted_window) if wanted_window in WINDOWS else 0,
 )
 set_query_params({"env": environment, "window": window_text})
+
+POLICY = CanaryPolicy()
+identity = current_identity(rt)
+show_last_outcome()
+canary_flag = rt.settings.canary_flag
+try:
+    snapshot = rt.backend.load(environment)
+except ConfigInvalid as error:
+    snapshot = None
+    st.error(f"The flag config cannot be read, so the canary's flag is unknown: {error}")
+if snapshot is not None and canary_flag in snapshot.config.flags:
+    flag = snapshot.config.flag(canary_flag)
+    flag_col, abort_col = st.columns([3, 2], vertical_alignment="center")
+    with flag_col:
+        st.markdown(
+            f"The canary belongs to flag **{canary_flag}** in {environment}: "
+            f"{flag.state}, at **{flag.percentage:g} %**."
+        )
+        st.page_link(
+            "../pages/flag_detail.py",
+            label=f"Open {canary_flag} on Flag detail",
+            icon="🔎",
+            query_params={"env": environment, "flag": canary_flag},
+        )
+    with abort_col:
+        st.markdown("**Abort the canary**")
+        action_buttons(
+            rt,
+            identity,
+            environment,
+            canary_flag,
+            snapshot.versions,
+            actions=(Action.ROLLBACK, Action.KILL),
+        )
+elif snapshot is not None:
+    st.warning(
+        f"No flag **{canary_flag}** in {environment}: set `ROLLOUT_CANARY_FLAG` to the flag "
+        "the canary belongs to, to link it and offer Abort here.",
+        icon="⚠️",
+    )
 
 
 @st.fragment(run_every=rt.settings.refresh_seconds)
@@ -71,11 +119,16 @@ def canary_panel() -> None:
     if previous is not None and previous != verdict:
         st.toast(f"Canary verdict changed: {previous} → {verdict}", icon="🔔")
     st.session_state[key] = verdict
+    since = canary_failing_since(analysis, POLICY)
+    if since is not None:
+        st.markdown(f"⏱️ **{since}**")
 
     if not analysis.report.metrics:
         st.info("No metrics to judge: no source answered.")
         return
     st.dataframe(metric_table(analysis.report), hide_index=True, width="stretch")
+    st.markdown(f"**Requests per track** over the last {window_text}")
+    st.dataframe(request_count_table(analysis.counts), hide_index=True)
 
     ratio_col, latency_col = st.columns(2)
     ratios = error_ratio_frame(analysis.counts)
@@ -87,10 +140,20 @@ def canary_panel() -> None:
             x="track",
             y="error_ratio",
             color="track",
+            color_discrete_map=TRACK_COLOURS,
             title=f"Error ratio over the last {window_text}",
             labels={"error_ratio": "error ratio", "track": "track"},
         )
         bars.update_layout(yaxis_tickformat=".2%", showlegend=False)
+        limit = error_ratio_tolerance(analysis.counts, POLICY)
+        if limit is not None:
+            bars.add_hline(
+                y=limit,
+                line_dash="dash",
+                line_color="#CC0000",
+                annotation_text=f"tolerance {100 * limit:.2f} %",
+                annotation_position="top left",
+            )
         ratio_col.plotly_chart(bars)
     if analysis.latency.empty:
         latency_col.info("No latency observations in this window.")
@@ -101,9 +164,20 @@ def canary_panel() -> None:
             y="seconds",
             color="track",
             markers=True,
+            color_discrete_map=TRACK_COLOURS,
             title="p99 latency per step",
             labels={"seconds": "p99 (s)", "timestamp": ""},
         )
+        limit = latency_tolerance(analysis.latency, POLICY)
+        if limit is not None:
+            lines.add_hline(
+                y=limit,
+                line_dash="dash",
+                line_color="#CC0000",
+                annotation_text=f"tolerance {1000 * limit:.0f} ms (stable median + "
+                f"{100 * POLICY.latency_tolerance:g} %)",
+                annotation_position="top left",
+            )
         latency_col.plotly_chart(lines)
 
 

@@ -24,6 +24,7 @@ from app.analysis.canary import (
     judge_latency,
     overall,
 )
+from app.analysis.canary_tolerance import error_ratio_limit, failing_since, latency_limit
 from queries.canary import (
     CANARY_COUNT_COLUMNS,
     CANARY_LATENCY_COLUMNS,
@@ -38,15 +39,20 @@ from queries.source import SourceUnavailable
 __all__ = [
     "BASELINE_TRACK",
     "CANARY_TRACK",
+    "TRACK_COLOURS",
     "CanaryAnalysis",
     "analyse_canary",
+    "canary_failing_since",
     "canary_sources",
     "error_ratio_frame",
+    "error_ratio_tolerance",
     "judge_canary",
     "latency_step",
+    "latency_tolerance",
     "load_canary",
     "metric_table",
     "parse_window",
+    "request_count_table",
     "verdict_badge",
 ]
 
@@ -236,4 +242,72 @@ def error_ratio_frame(counts: pd.DataFrame) -> pd.DataFrame:
             .astype(float)
             .tolist(),
         }
+    )
+
+
+# --- Display helpers of the Canary page (issue 8 §6) -------------------------------
+
+#: Fixed, colour-blind-safe colours (Okabe-Ito orange and blue): the canary is always
+#: orange and the baseline always blue, on every chart and in both themes.
+TRACK_COLOURS = {CANARY_TRACK: "#E69F00", BASELINE_TRACK: "#0072B2"}
+
+
+def request_count_table(counts: pd.DataFrame) -> pd.DataFrame:
+    """Track, requests, errors, error ratio as text: one row per track, canary first;
+    a track without a row shows 0 requests."""
+    per_track = {
+        str(track): (int(requests), int(errors))
+        for track, requests, errors in counts[list(CANARY_COUNT_COLUMNS)].itertuples(index=False)
+    }
+    rows = []
+    for track in (CANARY_TRACK, BASELINE_TRACK):
+        requests, errors = per_track.get(track, (0, 0))
+        ratio = f"{100 * errors / requests:.2f} %" if requests else "–"
+        rows.append((track, f"{requests:,}", f"{errors:,}", ratio))
+    return pd.DataFrame(rows, columns=["Track", "Requests", "Errors", "Error ratio"])
+
+
+def error_ratio_tolerance(counts: pd.DataFrame, policy: CanaryPolicy) -> float | None:
+    """The tolerance line of the error-ratio chart: the highest canary ratio the judge
+    tolerates given the baseline's ratio; None without baseline requests."""
+    base = counts[(counts["track"] == BASELINE_TRACK) & (counts["requests"] > 0)]
+    if base.empty:
+        return None
+    ratio = float(base["errors"].sum()) / float(base["requests"].sum())
+    return error_ratio_limit(ratio, policy)
+
+
+def latency_tolerance(latency: pd.DataFrame, policy: CanaryPolicy) -> float | None:
+    """The tolerance line of the p99 chart: the baseline's median p99 * (1 + tolerance)."""
+    values = latency.loc[latency["track"] == BASELINE_TRACK, "seconds"].astype(float)
+    return latency_limit(values.tolist(), policy)
+
+
+def canary_failing_since(analysis: CanaryAnalysis, policy: CanaryPolicy) -> str | None:
+    """'Failing since …' for a failing verdict (see `app.analysis.canary_tolerance`);
+    None unless the verdict is fail."""
+    if analysis.report.verdict is not Verdict.FAIL:
+        return None
+    window_start = analysis.at - analysis.window
+    p99_failed = any(
+        m.verdict is Verdict.FAIL and "latency" in m.name for m in analysis.report.metrics
+    )
+    if p99_failed:
+        canary = analysis.latency[analysis.latency["track"] == CANARY_TRACK]
+        steps = [
+            (pd.Timestamp(at).to_pydatetime(warn=False), float(v))
+            for at, v in zip(canary["timestamp"], canary["seconds"], strict=True)
+        ]
+        found = failing_since(steps, latency_tolerance(analysis.latency, policy))
+        if found is not None:
+            when = f"{found.at:%Y-%m-%d %H:%M} UTC"
+            if found.since_window_start:
+                return (
+                    f"Failing since at least {when}: the p99 is beyond tolerance over the "
+                    "whole window."
+                )
+            return f"Failing since {when}: the p99 has been beyond tolerance at every step since."
+    return (
+        f"Failing since at least {window_start:%Y-%m-%d %H:%M} UTC: the error ratio is "
+        "judged over the whole window."
     )

@@ -45,14 +45,19 @@ def guard_table(guards: Sequence[GuardResult]) -> pd.DataFrame:
 
 
 def action_buttons(
-    rt: Runtime, identity: Identity, environment: str, flag: str, versions: Mapping[str, str]
+    rt: Runtime,
+    identity: Identity,
+    environment: str,
+    flag: str,
+    versions: Mapping[str, str],
+    actions: Sequence[Action] = (Action.ADVANCE, Action.ROLLBACK, Action.KILL),
 ) -> None:
-    """Advance / Roll back / Kill for operators; nothing for viewers."""
+    """`actions` (Advance / Roll back / Kill) for operators; nothing for viewers."""
     if identity.role.rank < Role.OPERATOR.rank:
         st.caption("Actions need the operator role.")
         return
-    columns = st.columns(3)
-    for column, action in zip(columns, (Action.ADVANCE, Action.ROLLBACK, Action.KILL), strict=True):
+    columns = st.columns(len(actions))
+    for column, action in zip(columns, actions, strict=True):
         kind: Literal["primary", "secondary"] = "primary" if action is Action.KILL else "secondary"
         if column.button(_LABELS[action], key=f"open-{action}", type=kind, width="stretch"):
             _confirm(rt, identity, environment, action, flag, dict(versions), uuid.uuid4().hex)

@@ -96,3 +96,38 @@ def test_canary_page_with_no_request_data_is_inconclusive(
         st.cache_resource.clear()
     assert not at.exception
     assert at.info[0].value == "## Canary verdict: INCONCLUSIVE"
+
+
+CANARY_FLAGS = """
+version: "1"
+flags:
+  canary_deployment:
+    state: rollout
+    rollout: {percentage: 10}
+"""
+
+
+def test_canary_page_names_its_flag_counts_requests_and_says_since_when_it_fails(seeded):
+    (seeded / "feature_flags.yaml").write_text(CANARY_FLAGS)
+    at = _canary_page(AppTest.from_file(str(ENTRY_POINT), default_timeout=30))
+    assert not at.exception
+    text = " ".join(m.value for m in at.markdown)
+    assert "The canary belongs to flag **canary_deployment** in production" in text
+    assert "at **10 %**" in text
+    # the regression runs through the whole window: failing since at least its start
+    assert "Failing since at least" in text and "over the whole window" in text
+    counts = at.dataframe[1].value.set_index("Track")
+    # 15 min of 15 s intervals = 60 intervals: stable 100 / 1, canary 20 / 2 each
+    assert counts.loc["canary", "Requests"] == "1,200"
+    assert counts.loc["canary", "Errors"] == "120"
+    assert counts.loc["stable", "Requests"] == "6,000"
+    assert counts.loc["stable", "Error ratio"] == "1.00 %"
+    assert not at.warning
+
+
+def test_canary_page_says_when_its_flag_is_not_configured(seeded):
+    at = _canary_page(AppTest.from_file(str(ENTRY_POINT), default_timeout=30))
+    assert not at.exception
+    warning = " ".join(w.value for w in at.warning)
+    assert "No flag **canary_deployment** in production" in warning
+    assert "ROLLOUT_CANARY_FLAG" in warning
