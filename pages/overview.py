@@ -16,7 +16,7 @@ FIRST_COLUMNS = ("Health", "Flag", "Rollout %", "Errors")
 
 rt = runtime()
 identity = current_identity(rt)
-title_col, button_col = st.columns([4, 1], vertical_alignment="bottom")
+title_col, button_col = st.columns([3, 2], vertical_alignment="bottom")
 title_col.title("🚦 Rollout overview")
 show_last_outcome()
 t = rt.settings
@@ -47,7 +47,7 @@ health = health_col.multiselect(
 )
 text = text_col.text_input("Search", value=st.query_params.get("q", ""), placeholder="flag key")
 with button_col:
-    emergency_button(rt, identity, environment)
+    emergency_button(rt, identity, environment)  # its column is wide enough for its label
 set_query_params(
     {
         "env": environment,
@@ -79,7 +79,7 @@ def flag_table() -> None:
         column_order=[*FIRST_COLUMNS, *(c for c in frame.columns if c not in FIRST_COLUMNS)],
         column_config={
             "Health": st.column_config.TextColumn(width=110, pinned=True),
-            "Flag": st.column_config.TextColumn(width=210, pinned=True),
+            "Flag": st.column_config.TextColumn(width=180, pinned=True),
             "Rollout %": st.column_config.ProgressColumn(
                 "Rollout %", min_value=0, max_value=100, format="%.0f %%", width=100
             ),

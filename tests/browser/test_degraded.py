@@ -92,7 +92,7 @@ def _next_interval() -> None:
 
 def _rate_of(page: Page, flag: str) -> str:
     """The Evaluations cell of `flag`'s row in the overview grid."""
-    return grid.row(page, flag, width=11, offset=1)[5]
+    return grid.row(page, flag, width=11, offset=1)[6]  # Evaluations (after Health … State)
 
 
 def _seconds_until_table(browser: Browser, url: str) -> float:
