@@ -22,6 +22,16 @@ from tests.support.servers import Process, free_port, start
 from tests.support.workload import reference_rollups
 
 pytestmark = pytest.mark.browser
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+
+def _screenshot_when_drawn(page: Page, name: str, cell: str) -> None:
+    """The page as a reader sees it once its first grid and both charts have drawn."""
+    grid.cells(page, cell)
+    expect(page.locator(".js-plotly-plot")).to_have_count(2, timeout=30_000)
+    page.wait_for_load_state("networkidle")
+    page.screenshot(path=str(SCREENSHOTS / name), full_page=True)
+
 
 # alpha is unhealthy in the reference workload (6.67 % errors); canary_deployment is what
 # the production canary (a regression in `canary_rollups`) belongs to.
@@ -76,6 +86,8 @@ def test_the_canary_names_its_flag_and_the_link_opens_its_detail(chromium: Brows
     expect(page.get_by_text("The canary belongs to flag canary_deployment")).to_be_visible()
     expect(page.get_by_text("Failing since at least")).to_be_visible()
     expect(page.get_by_text("Requests per track")).to_be_visible()
+    assert "10.00 %" in grid.cells(page, "canary", index=1)  # requests per track, canary row
+    _screenshot_when_drawn(page, "canary.png", "error ratio")
     page.get_by_role("link", name="Open canary_deployment on Flag detail").click()
     expect(page.get_by_role("heading", name="canary_deployment")).to_be_visible(timeout=30_000)
     assert "flag=canary_deployment" in page.url
@@ -120,6 +132,7 @@ def test_the_phases_page_plans_from_the_config_and_blocks_on_an_unhealthy_flag(
     expect(page.get_by_text("alpha: the error guard fails")).to_be_visible()
     cells = grid.cells(page, "2026-01-05 → 2026-01-11")  # the planned week from the config
     assert "2026-01-12 → 2026-01-18" in cells
+    _screenshot_when_drawn(page, "phases.png", "2026-01-05 → 2026-01-11")
     _no_error(page)
     page.close()
 
