@@ -8,13 +8,14 @@ always give the same report.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from scipy import stats
+
+from app.analysis.health import two_proportion_greater as _two_proportion_greater
 
 __all__ = [
     "DependencyStatus",
@@ -178,18 +179,6 @@ def _error_rate(inputs: GuardInputs, policy: GuardPolicy) -> GuardResult:
         f"{100 * ratio:.2f} % of {total:.0f} evaluations failed{test}",
         window,
     )
-
-
-def _two_proportion_greater(
-    errors_a: float, total_a: float, errors_b: float, total_b: float
-) -> tuple[float, float]:
-    """One-sided pooled two-proportion z-test that a's ratio exceeds b's: (z, p)."""
-    pooled = (errors_a + errors_b) / (total_a + total_b)
-    spread = math.sqrt(pooled * (1 - pooled) * (1 / total_a + 1 / total_b))
-    if spread == 0:
-        return 0.0, 1.0
-    z = (errors_a / total_a - errors_b / total_b) / spread
-    return z, float(stats.norm.sf(z))
 
 
 def _soak_time(inputs: GuardInputs, policy: GuardPolicy) -> GuardResult:
