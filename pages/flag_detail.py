@@ -2,28 +2,38 @@
 actions, its history, then its metrics over a time range with every applied change
 drawn on each chart, exposure, step age, schedule, propagation and time to mitigate."""
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
-import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
+from app.analysis.exposure import SRM_P_VALUE
 from app.rollout.actions import Action, ActionRequest
 from app.services.flag_detail import (
     DEFAULT_RANGE,
+    DEFAULT_REFRESH,
     RANGES,
+    REFRESH,
     ChangeMark,
     FlagDetail,
+    dependencies_table,
     flag_detail_sources,
+    flag_health,
+    history_table,
+    latency_in_ms,
     load_flag_detail,
+    rules_table,
+    schedule_table,
+    variant_error_table,
 )
 from app.ui.action_dialog import action_buttons, guard_table, show_last_outcome
-from app.ui.format import format_age, format_rate
+from app.ui.format import HEALTH_BADGES, format_age, format_rate
+from app.ui.overview_table import why_text
 from app.ui.widgets import current_identity, runtime
 
 SOURCE_LABELS = {"prometheus": "Prometheus (live)", "sql": "metrics database roll-ups"}
-QUANTILE_LABELS = {0.5: "p50", 0.95: "p95", 0.99: "p99"}
 
 rt = runtime()
 identity = current_identity(rt)
@@ -50,6 +60,12 @@ flag = snapshot.flag(key)
 
 st.subheader(key)
 st.caption(flag.metadata.description or "no description")
+row = next((r for r in rt.cached_overview(environment).rows if r.flag == key), None)
+if row is not None:
+    sources, window = flag_detail_sources(rt.prometheus, rt.engine), rt.settings.rate_window
+    health = flag_health(sources, snapshot, row, rt.thresholds, window, datetime.now(UTC), [])
+    why = why_text(replace(row, reasons=health.reasons), datetime.now(UTC))
+    st.markdown(f"**{HEALTH_BADGES[health.health]}** {why or 'within every threshold'}")
 state_col, pct_col, phase_col, strategy_col = st.columns(4)
 state_col.metric("State", str(flag.state))
 pct_col.metric("Rollout", f"{flag.percentage:g} %")
@@ -72,57 +88,15 @@ rules_col, deps_col = st.columns(2)
 with rules_col:
     st.markdown("#### Targeting rules")
     if flag.targeting_rules:
-        st.dataframe(
-            pd.DataFrame(
-                [(r.priority, r.name, r.condition, r.variant) for r in flag.ordered_rules],
-                columns=["Priority", "Rule", "Condition", "Variant"],
-            ),
-            hide_index=True,
-            width="stretch",
-        )
+        st.dataframe(rules_table(flag), hide_index=True, width="stretch")
     else:
         st.caption("None: every user goes through the rollout.")
 with deps_col:
     st.markdown("#### Dependencies")
     if flag.metadata.dependencies:
-        st.dataframe(
-            pd.DataFrame(
-                [
-                    (d, f"{snapshot.config.flags[d].percentage:g} %")
-                    for d in flag.metadata.dependencies
-                ],
-                columns=["Flag", "Rollout"],
-            ),
-            hide_index=True,
-            width="stretch",
-        )
+        st.dataframe(dependencies_table(snapshot.config, flag), hide_index=True, width="stretch")
     else:
         st.caption("None.")
-
-st.markdown("#### History")
-history = rt.audit.entries(flag=key, environment=environment, limit=100)
-if history:
-    st.dataframe(
-        pd.DataFrame(
-            [
-                (
-                    e.id,
-                    e.at,
-                    e.actor,
-                    e.action,
-                    f"{e.from_percentage:g} → {e.to_percentage:g} %",
-                    str(e.outcome),
-                    e.reason,
-                )
-                for e in history
-            ],
-            columns=["Audit", "At (UTC)", "Actor", "Action", "Change", "Outcome", "Reason"],
-        ),
-        hide_index=True,
-        width="stretch",
-    )
-else:
-    st.caption("No recorded change.")
 
 st.markdown("#### Metrics over time")
 names = list(RANGES)
@@ -130,12 +104,11 @@ range_col, refresh_col = st.columns([3, 1])
 range_name = range_col.radio(
     "Time range", names, index=names.index(wanted_range), horizontal=True, key="range"
 )
-REFRESH = {"off": None, "10 s": 10, "30 s": 30, "1 min": 60, "5 min": 300}
-wanted_refresh = st.query_params.get("refresh", "30 s")
+wanted_refresh = st.query_params.get("refresh", DEFAULT_REFRESH)
 refresh_name = refresh_col.selectbox(
     "Refresh",
     list(REFRESH),
-    index=list(REFRESH).index(wanted_refresh) if wanted_refresh in REFRESH else 2,
+    index=list(REFRESH).index(wanted_refresh if wanted_refresh in REFRESH else DEFAULT_REFRESH),
 )
 st.query_params["range"] = range_name
 st.query_params["refresh"] = refresh_name
@@ -166,6 +139,20 @@ def with_changes(figure: go.Figure, changes: tuple[ChangeMark, ...]) -> go.Figur
     return figure
 
 
+def variant_errors_panel(detail: FlagDetail) -> None:
+    st.markdown(f"#### Errors by variant over the last {detail.range_name}")
+    if not detail.variant_errors:
+        st.caption("No evaluations in this range.")
+        return
+    st.dataframe(variant_error_table(detail.variant_errors), hide_index=True)
+    if detail.comparison is not None:
+        words = detail.comparison.words
+        if detail.comparison.worse:
+            st.warning(f"{words}: a rollback should help.", icon="⚠️")
+        else:
+            st.caption(words)
+
+
 def metric_charts(detail: FlagDetail) -> None:
     rates_col, errors_col, latency_col = st.columns(3)
     if detail.variant_rates.empty:
@@ -194,12 +181,8 @@ def metric_charts(detail: FlagDetail) -> None:
     if detail.latency.empty:
         latency_col.info("No latency observations in this range.")
     else:
-        latency = detail.latency.assign(
-            quantile=detail.latency["quantile"].map(lambda q: QUANTILE_LABELS.get(q, f"q{q:g}")),
-            ms=1000 * detail.latency["seconds"].astype(float),
-        )
         lines = px.line(
-            latency,
+            latency_in_ms(detail.latency),
             x="timestamp",
             y="ms",
             color="quantile",
@@ -222,14 +205,20 @@ def exposure_panel(detail: FlagDetail) -> None:
         chi_col.metric("Chi-square", "–" if check.chi2 is None else f"{check.chi2:.2f}")
         p_col.metric("p-value", "–" if check.p_value is None else f"{check.p_value:.3g}")
         basis = f"{check.total:.0f} split evaluations over the last {window}"
-        if check.mismatch:
+        if detail.exposure_settling:
+            st.info(
+                f"Settling: the last change was {window} ago; exposure is judged once "
+                f"evaluations under the new config have accumulated ({basis}).",
+                icon="⏳",
+            )
+        elif check.mismatch:
             st.error(
                 f"Sample ratio mismatch: {100 * check.observed:.2f} % observed vs "
-                f"{100 * check.configured:g} % configured ({basis}; p < 0.001).",
+                f"{100 * check.configured:g} % configured ({basis}; p < {SRM_P_VALUE:g}).",
                 icon="🚨",
             )
         else:
-            st.caption(f"No sample ratio mismatch ({basis}; flagged when p < 0.001).")
+            st.caption(f"No sample ratio mismatch ({basis}; flagged when p < {SRM_P_VALUE:g}).")
     applied = detail.applied_percentages
     if applied is None:
         st.caption("Per-instance applied percentage: not available from the database.")
@@ -256,22 +245,7 @@ def step_panel(detail: FlagDetail) -> None:
         st.caption(f"At {age.percentage:g} % for {format_age(age.age.total_seconds())}.")
     if detail.schedule:
         st.markdown("#### Gradual schedule")
-        st.dataframe(
-            pd.DataFrame(
-                [
-                    (
-                        step.at,
-                        f"{step.percentage:g} %",
-                        "next"
-                        if step == detail.next_step
-                        else ("done" if step.at <= detail.end else "upcoming"),
-                    )
-                    for step in detail.schedule
-                ],
-                columns=["At (UTC)", "Percentage", "Status"],
-            ),
-            hide_index=True,
-        )
+        st.dataframe(schedule_table(detail), hide_index=True)
         if detail.next_step is None:
             st.caption("Every scheduled step has come.")
         else:
@@ -307,16 +281,20 @@ def propagation_panel(detail: FlagDetail) -> None:
     if mitigation is None:
         st.caption("Time to mitigate is measured after a rollback or kill.")
         return
+    if mitigation.target is None:
+        goal = f"below {100 * mitigation.threshold:g} % of its rate before"
+    else:
+        goal = (
+            f"share within {100 * mitigation.tolerance:g} points of {100 * mitigation.target:g} %"
+        )
     if mitigation.elapsed is None:
         st.warning(
-            f"Evaluations of {mitigation.variant!r} are not (yet) below "
-            f"{100 * mitigation.threshold:g} % of their rate before the "
-            f"{mitigation.change.action}.",
+            f"{mitigation.variant!r} is not (yet) {goal} after the {mitigation.change.action}.",
             icon="⏳",
         )
     else:
         st.metric(
-            f"Time to mitigate ({mitigation.variant!r} below 1 % of its rate before)",
+            f"Time to mitigate ({mitigation.variant!r} {goal})",
             format_age(mitigation.elapsed.total_seconds()),
         )
     if not mitigation.series.empty:
@@ -330,13 +308,23 @@ def propagation_panel(detail: FlagDetail) -> None:
         st.plotly_chart(with_changes(rate, (mitigation.change,)))
 
 
+def history_panel(detail: FlagDetail) -> None:
+    st.markdown("#### History")
+    if detail.history:
+        st.dataframe(history_table(detail.history), hide_index=True, width="stretch")
+    else:
+        st.caption("No recorded change.")
+
+
 @st.fragment(run_every=REFRESH[refresh_name])
 def detail_panels() -> None:
+    """Everything below reloads its own inputs on each refresh: the flag as it is now
+    and its history, so another operator's change shows without a full rerun."""
     detail = load_flag_detail(
         flag_detail_sources(rt.prometheus, rt.engine),
-        snapshot,
+        rt.backend.load(environment),
         key,
-        history,
+        rt.audit.entries(flag=key, environment=environment, limit=100),
         range_name,
         datetime.now(UTC),
         notices=rt.notices,
@@ -358,9 +346,11 @@ def detail_panels() -> None:
         f"{len(detail.changes)} applied change(s) drawn"
     )
     metric_charts(detail)
+    variant_errors_panel(detail)
     exposure_panel(detail)
     step_panel(detail)
     propagation_panel(detail)
+    history_panel(detail)
 
 
 detail_panels()

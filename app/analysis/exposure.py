@@ -42,8 +42,8 @@ SRM_P_VALUE = 0.001
 #: the observed share may differ from the configured one by this much (absolute, 0..1),
 #: as the exposure guard allows (`GuardPolicy.exposure_tolerance`)
 EXPOSURE_TOLERANCE = 0.02
-#: after a change, exposure is "settling" this long (and while instances are behind):
-#: counts straddling the change mix the old split with the new one
+#: after a change, exposure is "settling" this long: counts straddling the change mix
+#: the old split with the new one
 SETTLING_TIME = timedelta(minutes=1)
 #: exposure is never judged on less than this (a change seconds ago has no counts)
 MIN_EXPOSURE_WINDOW = timedelta(seconds=15)
@@ -100,21 +100,20 @@ def exposure_window(
     range_length: timedelta,
     changed_at: datetime | None,
     now: datetime,
-    propagated: bool | None = None,
     settling_time: timedelta = SETTLING_TIME,
 ) -> ExposureWindow:
     """Count only evaluations made under the current config: from `changed_at` (the
     newest applied change) when it is within `range_length`, in whole seconds, never
     less than `MIN_EXPOSURE_WINDOW`. Settling until `settling_time` after the change
-    has passed and, when propagation is known, every instance has loaded it."""
+    (when the time each instance loaded it is unknown, the change's time is the start;
+    roll-ups and scrapes straddling it still mix the old split in)."""
     length = range_length
     if changed_at is not None:
         length = min(length, now - changed_at)
     length = max(MIN_EXPOSURE_WINDOW, timedelta(seconds=int(length.total_seconds())))
     if changed_at is None:
         return ExposureWindow(length, None, False)
-    settling = now - changed_at < settling_time or propagated is False
-    return ExposureWindow(length, changed_at, settling)
+    return ExposureWindow(length, changed_at, now - changed_at < settling_time)
 
 
 def time_to_target_share(

@@ -155,13 +155,6 @@ def test_exposure_counts_from_the_change_and_settles_for_a_minute():
     )
 
 
-def test_exposure_settles_while_an_instance_is_behind():
-    later = CHANGE + timedelta(minutes=10)
-    assert exposure_window(timedelta(hours=1), CHANGE, later, propagated=False).settling
-    assert not exposure_window(timedelta(hours=1), CHANGE, later, propagated=True).settling
-    assert not exposure_window(timedelta(hours=1), CHANGE, later, propagated=None).settling
-
-
 def test_an_old_change_or_none_leaves_the_whole_range_and_never_less_than_15_s():
     range_length = timedelta(minutes=15)
     assert exposure_window(range_length, CHANGE, CHANGE + timedelta(days=1)).length == range_length
