@@ -8,7 +8,7 @@ from app.analysis.health import Health
 from app.flags.model import FlagState
 from app.services.overview import OverviewFilter, filter_rows
 from app.ui.action_dialog import emergency_button, show_last_outcome
-from app.ui.overview_table import overview_display_frame
+from app.ui.overview_table import FLAG_LINK_TEXT, overview_display_frame
 from app.ui.widgets import current_identity, query_list, runtime, set_query_params, source_banner
 
 rt = runtime()
@@ -66,12 +66,14 @@ def flag_table() -> None:
         st.info("No flag matches these filters.")
         return
     st.dataframe(
-        overview_display_frame(rows, datetime.now(UTC)),
+        overview_display_frame(rows, datetime.now(UTC), environment),
         hide_index=True,
         width="stretch",
         height=min(38 + 35 * len(rows), 900),
         column_config={
             "Health": st.column_config.TextColumn(width=110),
+            "Flag": st.column_config.LinkColumn(display_text=FLAG_LINK_TEXT),
+            "Why": st.column_config.TextColumn(width=180),
             "Phase": st.column_config.TextColumn(width=50),
             "State": st.column_config.TextColumn(width=70),
             "Rollout %": st.column_config.ProgressColumn(

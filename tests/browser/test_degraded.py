@@ -92,7 +92,7 @@ def _next_interval() -> None:
 
 def _rate_of(page: Page, flag: str) -> str:
     """The Evaluations cell of `flag`'s row in the overview grid."""
-    return grid.row(page, flag, width=11, offset=1)[5]
+    return grid.row(page, flag, width=12, offset=1)[6]
 
 
 def _seconds_until_table(browser: Browser, url: str) -> float:
@@ -133,7 +133,7 @@ def test_prometheus_stopped_mid_test_falls_back_to_the_database(
         expect(warning).to_contain_text("cannot connect")
         expect(page.get_by_text("metrics database roll-ups")).to_be_visible()
         expect(page.get_by_text("Prometheus (live)")).to_have_count(0)
-        health, flag, *_ = grid.row(page, "alpha", width=11, offset=1)
+        health, flag, *_ = grid.row(page, "alpha", width=12, offset=1)
         assert (health, flag) == ("🔴 unhealthy", "alpha")
         assert _rate_of(page, "alpha") == "1.00/s"
         assert _rate_of(page, "beta") == "0.20/s"
