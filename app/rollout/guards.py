@@ -15,6 +15,7 @@ from typing import Any
 
 from scipy import stats
 
+from app.analysis.health import VariantComparison
 from app.analysis.health import two_proportion_greater as _two_proportion_greater
 
 __all__ = [
@@ -37,6 +38,7 @@ class GuardResult:
     threshold: float | str | None
     detail: str
     window: str = ""
+    of: int | None = None  # counted guards: out of how many (dependencies)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -163,12 +165,22 @@ def _error_rate(inputs: GuardInputs, policy: GuardPolicy) -> GuardResult:
             f"; two-proportion z-test {inputs.treatment} > {inputs.baseline}: z={z:.2f}, p={p:.4f}"
         )
         if p < policy.significance:
+            words = VariantComparison(
+                inputs.treatment,
+                inputs.baseline,
+                treated.errors / treated.evaluations,
+                base.errors / base.evaluations,
+                z,
+                p,
+                policy.significance,
+            ).words
             return GuardResult(
                 name,
                 False,
                 ratio,
                 policy.max_error_rate,
-                f"{inputs.treatment} fails significantly more often than {inputs.baseline}{test}",
+                f"{words} ({inputs.treatment} fails significantly more often than "
+                f"{inputs.baseline} although below the threshold){test}",
                 window,
             )
     return GuardResult(
@@ -213,7 +225,7 @@ def _dependencies(inputs: GuardInputs, policy: GuardPolicy) -> GuardResult:
         elif dep.success_ratio < policy.min_dependency_success:
             unmet.append(f"{dep.flag} success {100 * dep.success_ratio:.2f} %")
     if not inputs.dependencies:
-        return GuardResult(name, True, 0, policy.min_dependency_success, "no dependencies")
+        return GuardResult(name, True, 0, policy.min_dependency_success, "no dependencies", of=0)
     detail = "; ".join(unmet) or f"all {len(inputs.dependencies)} at 100 % and stable"
     return GuardResult(
         name,
@@ -221,6 +233,7 @@ def _dependencies(inputs: GuardInputs, policy: GuardPolicy) -> GuardResult:
         len(inputs.dependencies) - len(unmet),
         policy.min_dependency_success,
         detail,
+        of=len(inputs.dependencies),
     )
 
 

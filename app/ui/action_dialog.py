@@ -19,6 +19,7 @@ from app.rollout.actions import Action, ActionRequest, ActionResult, ExitCode, P
 from app.rollout.guards import GuardResult
 from app.rollout.roles import Identity, Role
 from app.runtime import Runtime
+from app.ui.format import format_guard_values
 
 __all__ = ["action_buttons", "emergency_button", "guard_table", "show_last_outcome"]
 
@@ -37,8 +38,8 @@ def guard_table(guards: Sequence[GuardResult]) -> pd.DataFrame:
         {
             "": ["✅" if g.passed else "❌" for g in guards],
             "Guard": [g.name.replace("_", " ") for g in guards],
-            "Value": [_shown(g.value) for g in guards],
-            "Threshold": [_shown(g.threshold) for g in guards],
+            "Value": [format_guard_values(g)[0] for g in guards],
+            "Threshold": [format_guard_values(g)[1] for g in guards],
             "Detail": [g.detail for g in guards],
         }
     )
@@ -170,11 +171,3 @@ def _summary(result: ActionResult) -> dict[str, Any]:
         "text": text,
         "audit_id": result.audit[0].id if result.audit else None,
     }
-
-
-def _shown(value: float | str | None) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
