@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 import plotly.express as px
 import streamlit as st
 
-from app.analysis.canary import Verdict
+from app.analysis.canary import CanaryPolicy, Verdict
 from app.services.canary import (
     canary_sources,
     error_ratio_frame,
@@ -110,17 +110,22 @@ def canary_panel() -> None:
 canary_panel()
 
 with st.expander("How the verdict is made"):
+    policy = CanaryPolicy()
     st.markdown(
-        """
+        f"""
 Each metric is judged like Kayenta's Mann-Whitney judge (NetflixACAJudge): it **fails**
-only when the canary is worse with **98 % confidence** *and* by more than a tolerance.
+only when the canary is worse with **{100 * (1 - policy.alpha):g} % confidence** *and* by
+more than a tolerance.
 
 - **Error ratio** (5xx / requests over the window): one-sided pooled two-proportion
-  z-test that the canary's ratio exceeds stable's; tolerance +20 % relative (at least
-  +0.1 point). Fewer than 500 requests on either track → *inconclusive*.
+  z-test that the canary's ratio exceeds stable's; tolerance
+  +{100 * policy.error_ratio_tolerance:g} % relative (at least
+  +{100 * policy.error_ratio_floor:g} point). Fewer than {policy.min_requests} requests
+  on either track → *inconclusive*.
 - **p99 latency**: the p99 of each step of the window (15 steps, at least 1 min each),
-  compared with a one-sided Mann-Whitney U test; tolerance +10 % on the medians. Fewer
-  than 8 steps with data on either track → *inconclusive*.
+  compared with a one-sided Mann-Whitney U test; tolerance
+  +{100 * policy.latency_tolerance:g} % on the medians. Fewer than
+  {policy.min_intervals} steps with data on either track → *inconclusive*.
 - Significant but within tolerance, or beyond tolerance but not significant →
   *marginal*.
 - **Overall** (Argo Rollouts' analysis style): any fail → fail; else any marginal →
