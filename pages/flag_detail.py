@@ -1,12 +1,11 @@
-"""Flag detail: one flag's configuration, the guard report for its next step, the
-actions, its history, then its metrics over a time range with every applied change
-drawn on each chart, exposure, step age, schedule, propagation and time to mitigate."""
+"""Flag detail: one flag's health and why, its configuration, the actions and the guard
+report for its next step, then (refreshing on their own) its metrics over a time range
+with every applied change drawn on each chart, errors by variant, exposure, step age,
+schedule, propagation, time to mitigate and history."""
 
 from dataclasses import replace
 from datetime import UTC, datetime
 
-import plotly.express as px
-import plotly.graph_objects as go
 import streamlit as st
 
 from app.analysis.exposure import SRM_P_VALUE
@@ -16,19 +15,18 @@ from app.services.flag_detail import (
     DEFAULT_REFRESH,
     RANGES,
     REFRESH,
-    ChangeMark,
     FlagDetail,
     dependencies_table,
     flag_detail_sources,
     flag_health,
     history_table,
-    latency_in_ms,
     load_flag_detail,
     rules_table,
     schedule_table,
     variant_error_table,
 )
 from app.ui.action_dialog import action_buttons, guard_table, show_last_outcome
+from app.ui.flag_charts import error_chart, latency_chart, mitigation_chart, rate_chart
 from app.ui.format import HEALTH_BADGES, format_age, format_rate
 from app.ui.overview_table import why_text
 from app.ui.widgets import current_identity, runtime
@@ -114,31 +112,6 @@ st.query_params["range"] = range_name
 st.query_params["refresh"] = refresh_name
 
 
-def with_changes(figure: go.Figure, changes: tuple[ChangeMark, ...]) -> go.Figure:
-    """Every applied change as a dotted vertical line labelled '25 → 50 % · actor';
-    labels alternate between two heights so close changes stay readable."""
-    for index, change in enumerate(changes):
-        figure.add_shape(
-            type="line",
-            x0=change.at,
-            x1=change.at,
-            y0=0,
-            y1=1,
-            yref="paper",
-            line={"dash": "dot", "color": "grey"},
-        )
-        figure.add_annotation(
-            x=change.at,
-            y=1,
-            yref="paper",
-            text=change.label,
-            showarrow=False,
-            yanchor="bottom",
-            yshift=14 * (index % 2),
-        )
-    return figure
-
-
 def variant_errors_panel(detail: FlagDetail) -> None:
     st.markdown(f"#### Errors by variant over the last {detail.range_name}")
     if not detail.variant_errors:
@@ -158,38 +131,15 @@ def metric_charts(detail: FlagDetail) -> None:
     if detail.variant_rates.empty:
         rates_col.info("No evaluations in this range.")
     else:
-        area = px.area(
-            detail.variant_rates,
-            x="timestamp",
-            y="evaluations_per_second",
-            color="variant",
-            title="Evaluations per second by variant",
-            labels={"evaluations_per_second": "evaluations/s", "timestamp": ""},
-        )
-        rates_col.plotly_chart(with_changes(area, detail.changes))
+        rates_col.plotly_chart(rate_chart(detail))
     if detail.error_rates.empty:
         errors_col.info("No error counts in this range.")
     else:
-        errors = px.line(
-            detail.error_rates,
-            x="timestamp",
-            y="errors_per_second",
-            title="Failed evaluations per second",
-            labels={"errors_per_second": "errors/s", "timestamp": ""},
-        )
-        errors_col.plotly_chart(with_changes(errors, detail.changes))
+        errors_col.plotly_chart(error_chart(detail))
     if detail.latency.empty:
         latency_col.info("No latency observations in this range.")
     else:
-        lines = px.line(
-            latency_in_ms(detail.latency),
-            x="timestamp",
-            y="ms",
-            color="quantile",
-            title="Evaluation latency",
-            labels={"ms": "latency (ms)", "timestamp": ""},
-        )
-        latency_col.plotly_chart(with_changes(lines, detail.changes))
+        latency_col.plotly_chart(latency_chart(detail))
 
 
 def exposure_panel(detail: FlagDetail) -> None:
@@ -298,14 +248,7 @@ def propagation_panel(detail: FlagDetail) -> None:
             format_age(mitigation.elapsed.total_seconds()),
         )
     if not mitigation.series.empty:
-        rate = px.line(
-            mitigation.series,
-            x="timestamp",
-            y="evaluations_per_second",
-            title=f"Evaluations per second of {mitigation.variant!r} around the change",
-            labels={"evaluations_per_second": "evaluations/s", "timestamp": ""},
-        )
-        st.plotly_chart(with_changes(rate, (mitigation.change,)))
+        st.plotly_chart(mitigation_chart(mitigation))
 
 
 def history_panel(detail: FlagDetail) -> None:

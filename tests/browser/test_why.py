@@ -130,6 +130,11 @@ def test_the_open_page_follows_another_operators_kill_without_a_rerun(
     )
     expect(page.get_by_text("No applied change recorded: nothing to propagate.")).to_have_count(0)
     expect(page.get_by_text("other-operator").first).to_be_visible()
+    # the overview shows the killed flag as mitigated, not as an alarm
+    page.goto(dashboard.url)
+    health, flag, why = grid.row(page, "delta", width=3, offset=1)
+    assert flag == "delta" and health != "🔴 unhealthy"
+    assert why.startswith("mitigated ") and why.endswith(" ago")
     page.close()
 
 
@@ -163,7 +168,9 @@ def test_flag_detail_shows_the_error_rate_of_each_variant_and_why(
     on = rows[rows.index("on") : rows.index("on") + 4]
     off = rows[rows.index("off") : rows.index("off") + 4]
     assert on[3] == "1.50 %" and off[3] == "0.00 %"
-    expect(
-        page.get_by_text("treatment on 1.50 % vs control off 0.00 %: significantly worse, p = ")
-    ).to_be_visible()
+    words = "treatment on 1.50 % vs control off 0.00 %: significantly worse, p = "
+    expect(page.get_by_test_id("stAlertContentWarning").get_by_text(words)).to_be_visible()
+    # the error guard of the next step fails on significance, below its threshold: in words
+    guard = page.locator('[role="gridcell"]').filter(has_text=words)
+    expect(guard).to_have_count(1)
     page.close()

@@ -243,3 +243,40 @@ def test_after_a_kill_the_page_shows_propagation_and_time_to_mitigate(seeded):
     )
     # the first 15 s step without an "on" evaluation ends 55 s after the kill
     assert _metrics(at)["Time to mitigate ('on' below 1 % of its rate before)"] == "55 s"
+
+
+PARTIAL = """
+version: "3"
+flags:
+  gamma:
+    state: rollout
+    rollout: {percentage: 1}
+"""
+
+
+def test_after_a_partial_rollback_time_to_mitigate_is_the_share_reaching_the_target(
+    tmp_path: Path, no_rollout_environment
+):
+    """5 → 1 %: "on" gets 5 of 100 split evaluations every 15 s, then 1 of 100 from the
+    interval ending 40 s after the rollback; the share is within 2 points of 1 % from
+    the first step after that (55 s after the rollback, as for the kill above)."""
+    (tmp_path / "feature_flags.yaml").write_text(PARTIAL)
+    engine = open_database(f"sqlite:///{tmp_path / 'metrics.db'}")
+    base = _floor15(datetime.now(UTC))
+    drop = base - timedelta(minutes=10)
+    rollback_at = drop - KILL_TO_DROP
+    rollups = []
+    for index in range(120, 0, -1):
+        start = base - timedelta(seconds=15 * index)
+        on = 5 if start + timedelta(seconds=15) <= drop else 1
+        rollups += [
+            EvaluationRollup(start, 15, "production", "gamma", "on", "split", on),
+            EvaluationRollup(start, 15, "production", "gamma", "off", "default", 100 - on),
+        ]
+    insert_rollups(engine, rollups)
+    audit = AuditLog(engine, tmp_path / "audit-journal.jsonl")
+    _record(audit, rollback_at, "carol", "rollback", "gamma", 5, 1, Outcome.APPLIED)
+    engine.dispose()
+    mitigation = _detail(tmp_path, "gamma").mitigation
+    assert mitigation is not None and mitigation.target == pytest.approx(0.01)
+    assert mitigation.elapsed == timedelta(seconds=55)
