@@ -231,12 +231,7 @@ def propagation_panel(detail: FlagDetail) -> None:
     if mitigation is None:
         st.caption("Time to mitigate is measured after a rollback or kill.")
         return
-    if mitigation.target is None:
-        goal = f"below {100 * mitigation.threshold:g} % of its rate before"
-    else:
-        goal = (
-            f"share within {100 * mitigation.tolerance:g} points of {100 * mitigation.target:g} %"
-        )
+    goal = mitigation.goal
     if mitigation.elapsed is None:
         st.warning(
             f"{mitigation.variant!r} is not (yet) {goal} after the {mitigation.change.action}.",
