@@ -281,3 +281,17 @@ def test_after_a_partial_rollback_time_to_mitigate_is_the_share_reaching_the_tar
     assert mitigation is not None and mitigation.target == pytest.approx(0.01)
     assert mitigation.elapsed == timedelta(seconds=55)
     assert mitigation.goal == "share within 2 points of 1 %"
+
+
+def test_right_after_a_change_exposure_is_settling_not_a_mismatch(seeded, tmp_path):
+    engine = open_database(f"sqlite:///{tmp_path / 'metrics.db'}")
+    audit = AuditLog(engine, tmp_path / "audit-journal.jsonl")
+    just_now = datetime.now(UTC) - timedelta(seconds=20)
+    _record(audit, just_now, "dave", "advance", "alpha", 25, 50, Outcome.APPLIED)
+    engine.dispose()
+    detail = _detail(tmp_path, "alpha")
+    assert detail.exposure_settling
+    assert timedelta(seconds=15) <= detail.exposure_window < timedelta(minutes=1)
+    at = _open("alpha")
+    assert any(i.value.startswith("Settling: the last change was") for i in at.info)
+    assert not any("Sample ratio mismatch" in e.value for e in at.error)
