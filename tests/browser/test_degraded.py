@@ -96,7 +96,7 @@ def _rate_of(page: Page, flag: str) -> str:
 
 
 def _seconds_until_table(browser: Browser, url: str) -> float:
-    """From navigation until the overview's grid shows the alpha row."""
+    """From navigation until the overview's grid shows the alpha row (its link cell)."""
     page = browser.new_page(viewport={"width": 1600, "height": 900})
     try:
         _next_interval()  # a fresh query, not the overview another load cached
@@ -104,7 +104,7 @@ def _seconds_until_table(browser: Browser, url: str) -> float:
         page.goto(url)
         cell = page.locator('[data-testid="stDataFrame"] [role="gridcell"]')
         # The grid's accessible table is attached but not "visible" (it is drawn on a canvas).
-        cell.filter(has_text=re.compile(r"^alpha$")).first.wait_for(
+        cell.filter(has_text=re.compile(r"[?&]flag=alpha$")).first.wait_for(
             state="attached", timeout=30_000
         )
         return time.monotonic() - began
