@@ -18,7 +18,7 @@ from app.services.flag_detail import (
     FlagDetail,
     dependencies_table,
     flag_detail_sources,
-    flag_health,
+    flag_health_report,
     history_table,
     load_flag_detail,
     rules_table,
@@ -61,8 +61,9 @@ st.caption(flag.metadata.description or "no description")
 row = next((r for r in rt.cached_overview(environment).rows if r.flag == key), None)
 if row is not None:
     sources, window = flag_detail_sources(rt.prometheus, rt.engine), rt.settings.rate_window
-    health = flag_health(sources, snapshot, row, rt.thresholds, window, datetime.now(UTC), [])
-    why = why_text(replace(row, reasons=health.reasons), datetime.now(UTC))
+    now = datetime.now(UTC)
+    health = flag_health_report(sources, snapshot, row, rt.thresholds, window, now, [])
+    why = why_text(replace(row, reasons=health.reasons), now)
     st.markdown(f"**{HEALTH_BADGES[health.health]}** {why or 'within every threshold'}")
 state_col, pct_col, phase_col, strategy_col = st.columns(4)
 state_col.metric("State", str(flag.state))

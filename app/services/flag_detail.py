@@ -77,7 +77,7 @@ __all__ = [
     "change_marks",
     "dependencies_table",
     "flag_detail_sources",
-    "flag_health",
+    "flag_health_report",
     "history_table",
     "latency_in_ms",
     "load_flag_detail",
@@ -392,7 +392,7 @@ class _Measured:
         )
 
 
-def flag_health(
+def flag_health_report(
     sources: Sequence[FlagSource],
     snapshot: FlagSnapshot,
     row: FlagRow,
