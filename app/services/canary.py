@@ -28,12 +28,11 @@ from queries.canary import (
     CANARY_COUNT_COLUMNS,
     CANARY_LATENCY_COLUMNS,
     CanaryQueries,
-    PrometheusCanaryQueries,
-    SqlCanaryQueries,
 )
 from queries.frames import empty_frame
 from queries.prometheus import PrometheusMetrics
-from queries.source import SourceUnavailable
+from queries.source import first_answer
+from queries.sources import Sources
 
 __all__ = [
     "BASELINE_TRACK",
@@ -97,13 +96,9 @@ def parse_window(text: str) -> timedelta:
 def canary_sources(
     prometheus: PrometheusMetrics | None, engine: Engine | None
 ) -> list[CanaryQueries]:
-    """Prometheus first when configured, then the database roll-ups."""
-    found: list[CanaryQueries] = []
-    if prometheus is not None:
-        found.append(PrometheusCanaryQueries(prometheus))
-    if engine is not None:
-        found.append(SqlCanaryQueries(engine))
-    return found
+    """Prometheus first when configured, then the database roll-ups (`Sources.canary`;
+    a runtime gives them as `runtime.sources.canary()`)."""
+    return Sources(prometheus, engine).canary()
 
 
 def judge_canary(counts: pd.DataFrame, latency: pd.DataFrame, policy: CanaryPolicy) -> CanaryReport:
@@ -141,32 +136,44 @@ def load_canary(
     Latency points are `step` apart (default `latency_step(window)`), each the p99 over
     its own step, so they are independent samples for the Mann-Whitney test.
     """
-    step = step or latency_step(window)
-    said = list(notices)
+    spacing = step or latency_step(window)
+    notices = list(notices)
     tracks = (CANARY_TRACK, BASELINE_TRACK)
-    for source in sources:
-        try:
-            counts = source.request_counts(environment, window, at, tracks)
-            latency = source.latency_series(
-                environment, at - window + step, at, step, LATENCY_QUANTILE, tracks
-            )
-            newest = source.newest_request_time(environment, at)
-        except SourceUnavailable as error:
-            said.append(f"{error} — trying the next source.")
-            continue
-        report = judge_canary(counts, latency, policy)
-        return CanaryAnalysis(report, source.name, at, window, counts, latency, newest, tuple(said))
-    said.append("No metrics source answered: no canary verdict.")
-    report = CanaryReport(Verdict.INCONCLUSIVE, ())
+
+    def ask(source: CanaryQueries) -> tuple[pd.DataFrame, pd.DataFrame, datetime | None]:
+        counts = source.request_counts(environment, window, at, tracks)
+        latency = source.latency_series(
+            environment,
+            at - window + spacing,
+            at,
+            spacing,
+            LATENCY_QUANTILE,
+            tracks,
+        )
+        return counts, latency, source.newest_request_time(environment, at)
+
+    answer = first_answer(sources, ask, notices, "trying the next source.")
+    if answer is None:
+        notices.append("No metrics source answered: no canary verdict.")
+        return CanaryAnalysis(
+            report=CanaryReport(Verdict.INCONCLUSIVE, ()),
+            source="none",
+            at=at,
+            window=window,
+            counts=empty_frame(CANARY_COUNT_COLUMNS),
+            latency=empty_frame(CANARY_LATENCY_COLUMNS),
+            notices=tuple(notices),
+        )
+    source, (counts, latency, newest) = answer
     return CanaryAnalysis(
-        report,
-        "none",
-        at,
-        window,
-        empty_frame(CANARY_COUNT_COLUMNS),
-        empty_frame(CANARY_LATENCY_COLUMNS),
-        None,
-        tuple(said),
+        report=judge_canary(counts, latency, policy),
+        source=source.name,
+        at=at,
+        window=window,
+        counts=counts,
+        latency=latency,
+        newest_sample=newest,
+        notices=tuple(notices),
     )
 
 
