@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -268,18 +269,7 @@ def insert_request_rollups(engine: Engine, rollups: Iterable[RequestRollup]) -> 
     Raises SourceUnavailable when the database refuses them.
     """
     rows = [
-        {
-            "interval_start": r.interval_start,
-            "interval_seconds": r.interval_seconds,
-            "interval_end": r.interval_end,
-            "environment": r.environment,
-            "track": r.track,
-            "requests": r.requests,
-            "errors": r.errors,
-            "latency_sum": r.latency_sum,
-            "latency_count": r.latency_count,
-            "latency_buckets": list(r.latency_buckets),
-        }
+        {**asdict(r), "interval_end": r.interval_end, "latency_buckets": list(r.latency_buckets)}
         for r in rollups
     ]
     if rows:

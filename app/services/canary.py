@@ -38,7 +38,6 @@ __all__ = [
     "BASELINE_TRACK",
     "CANARY_TRACK",
     "CanaryAnalysis",
-    "analyse_canary",
     "canary_sources",
     "error_ratio_frame",
     "judge_canary",
@@ -155,39 +154,13 @@ def load_canary(
     answer = first_answer(sources, ask, notices, "trying the next source.")
     if answer is None:
         notices.append("No metrics source answered: no canary verdict.")
-        return CanaryAnalysis(
-            report=CanaryReport(Verdict.INCONCLUSIVE, ()),
-            source="none",
-            at=at,
-            window=window,
-            counts=empty_frame(CANARY_COUNT_COLUMNS),
-            latency=empty_frame(CANARY_LATENCY_COLUMNS),
-            notices=tuple(notices),
-        )
-    source, (counts, latency, newest) = answer
-    return CanaryAnalysis(
-        report=judge_canary(counts, latency, policy),
-        source=source.name,
-        at=at,
-        window=window,
-        counts=counts,
-        latency=latency,
-        newest_sample=newest,
-        notices=tuple(notices),
-    )
-
-
-def analyse_canary(
-    sources: Sequence[CanaryQueries],
-    environment: str,
-    window: timedelta,
-    at: datetime,
-    step: timedelta | None = None,
-    policy: CanaryPolicy = CanaryPolicy(),  # noqa: B008 - frozen dataclass, immutable
-) -> tuple[CanaryReport, str, list[str]]:
-    """(report, source name, notices): `load_canary` without the frames."""
-    analysis = load_canary(sources, environment, window, at, step, policy)
-    return analysis.report, analysis.source, list(analysis.notices)
+        name, report = "none", CanaryReport(Verdict.INCONCLUSIVE, ())
+        counts, latency = empty_frame(CANARY_COUNT_COLUMNS), empty_frame(CANARY_LATENCY_COLUMNS)
+        newest = None
+    else:
+        source, (counts, latency, newest) = answer
+        name, report = source.name, judge_canary(counts, latency, policy)
+    return CanaryAnalysis(report, name, at, window, counts, latency, newest, tuple(notices))
 
 
 _VERDICT_BADGES = {

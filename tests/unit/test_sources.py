@@ -18,16 +18,9 @@ from app.rollout.audit import AuditLog
 from app.rollout.evidence import gather_guard_inputs
 from app.rollout.guards import GuardPolicy, evaluate_guards
 from app.services.overview import load_overview
+from queries import frames
 from queries.audit import LAST_CHANGE_COLUMNS
-from queries.frames import (
-    ERROR_RATE_COLUMNS,
-    EVALUATION_RATE_COLUMNS,
-    FLAG_COUNT_COLUMNS,
-    INSTANCE_VERSION_COLUMNS,
-    LATENCY_COLUMNS,
-    SPARKLINE_COLUMNS,
-    empty_frame,
-)
+from queries.frames import empty_frame
 from queries.histogram import check_quantiles
 from queries.prometheus import PrometheusMetrics
 from queries.series_math import covered_seconds, newest_time
@@ -76,16 +69,16 @@ class Rollups:
 
     def evaluation_rates(self, *_: object, **__: object) -> pd.DataFrame:
         rows = [("checkout", "on", 2.0), ("checkout", "off", 8.0)]
-        return self._sent("rates", pd.DataFrame(rows, columns=list(EVALUATION_RATE_COLUMNS)))
+        return self._sent("rates", pd.DataFrame(rows, columns=list(frames.EVALUATION_RATE_COLUMNS)))
 
     def error_rates(self, *_: object, **__: object) -> pd.DataFrame:
-        return self._sent("errors", empty_frame(ERROR_RATE_COLUMNS))
+        return self._sent("errors", empty_frame(frames.ERROR_RATE_COLUMNS))
 
     def latency_quantiles(self, *_: object, **__: object) -> pd.DataFrame:
-        return self._sent("latency", empty_frame(LATENCY_COLUMNS))
+        return self._sent("latency", empty_frame(frames.LATENCY_COLUMNS))
 
     def evaluation_sparklines(self, *_: object, **__: object) -> pd.DataFrame:
-        return self._sent("sparklines", empty_frame(SPARKLINE_COLUMNS))
+        return self._sent("sparklines", empty_frame(frames.SPARKLINE_COLUMNS))
 
     def newest_sample_time(self, *_: object, **__: object) -> datetime:
         self.issued.append("newest")
@@ -93,10 +86,10 @@ class Rollups:
 
     def flag_counts(self, *_: object, **__: object) -> pd.DataFrame:
         rows = [("on", "split", 200.0), ("off", "split", 800.0)]
-        return self._sent("counts", pd.DataFrame(rows, columns=list(FLAG_COUNT_COLUMNS)))
+        return self._sent("counts", pd.DataFrame(rows, columns=list(frames.FLAG_COUNT_COLUMNS)))
 
     def instance_versions(self, *_: object, **__: object) -> pd.DataFrame:
-        return self._sent("versions", empty_frame(INSTANCE_VERSION_COLUMNS))
+        return self._sent("versions", empty_frame(frames.INSTANCE_VERSION_COLUMNS))
 
 
 @pytest.fixture
