@@ -76,7 +76,7 @@ class Runtime:
 
     def plan(self, request: ActionRequest) -> Plan:
         """The exact change and guard report of `request`; writes nothing."""
-        return plan_action(request, self.backend, self.guard_check())
+        return plan_action(request, self.backend, self.guard_check(), self.audit)
 
     def execute(self, request: ActionRequest) -> ActionResult:
         """Authorise, audit and apply `request` (see `app.rollout.actions`)."""
