@@ -57,7 +57,7 @@ phase_col.metric("Phase", str(flag.phase) if flag.phase else "–")
 strategy_col.metric("Strategy", str(flag.rollout.strategy))
 
 st.markdown("#### Actions")
-action_buttons(rt, identity, environment, key, snapshot.versions)
+action_buttons(rt, identity, environment, key, snapshot.versions, snapshot=snapshot)
 
 st.markdown("#### Guard report for the next step")
 try:
