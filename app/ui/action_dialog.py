@@ -272,7 +272,7 @@ def _confirm(rt: Runtime, identity: Identity, request: ActionRequest, key: str) 
         st.error(state["error"])
         return
     _show_plan(plan)
-    reason = st.text_area("Reason (required, goes to the audit log)", key=f"reason-{key}")
+    reason = st.text_area("Reason (required, goes to the audit log)", key="dialog-reason")
     problem = reason_problem(reason)
     if problem:
         st.error(problem)
@@ -280,7 +280,7 @@ def _confirm(rt: Runtime, identity: Identity, request: ActionRequest, key: str) 
     if plan.guards and not plan.guards_passed:
         if identity.role is Role.ADMIN:
             override = st.checkbox(
-                "Override the failed guards (recorded as an override)", key=f"override-{key}"
+                "Override the failed guards (recorded as an override)", key="dialog-override"
             )
         else:
             st.error("Guards failed: this is refused. An admin can override.")
@@ -292,7 +292,7 @@ def _confirm(rt: Runtime, identity: Identity, request: ActionRequest, key: str) 
     )
     if request.environment in rt.settings.typed_confirmation_environments:
         wanted = request.flag or request.environment
-        typed = st.text_input(f"Type **{wanted}** to confirm", key=f"typed-{key}")
+        typed = st.text_input(f"Type **{wanted}** to confirm", key="dialog-typed")
         ready = ready and typed.strip() == wanted
     label = (
         button_label(request.action, plan.transitions, request.environment)
@@ -303,7 +303,7 @@ def _confirm(rt: Runtime, identity: Identity, request: ActionRequest, key: str) 
         f"Confirm: {_ICONS[request.action]} {label}",
         type="primary",
         disabled=not ready,
-        key=f"confirm-{key}",
+        key="dialog-confirm",
     ):
         final = replace(
             request,
