@@ -5,7 +5,7 @@ import streamlit as st
 
 from app.rollout.audit import Outcome
 from app.ui.action_dialog import restore_button, show_last_outcome
-from app.ui.widgets import current_identity, runtime
+from app.ui.widgets import LinkedWidgets, current_identity, runtime
 
 rt = runtime()
 identity = current_identity(rt)
@@ -18,9 +18,11 @@ if waiting:
     st.info(f"{waiting} journal line(s) wait to be replayed into the database.")
 
 flag_col, actor_col, outcome_col = st.columns(3)
-flag = flag_col.text_input("Flag", value=st.query_params.get("flag", ""))
-actor = actor_col.text_input("Actor")
-outcomes = outcome_col.multiselect("Outcome", list(Outcome))
+widgets = LinkedWidgets("audit")
+flag = widgets.text_input(flag_col, "Flag", "flag")
+actor = widgets.text_input(actor_col, "Actor", "actor")
+outcomes = widgets.multiselect(outcome_col, "Outcome", "outcome", list(Outcome))
+widgets.sync()
 rows = rt.audit.entries(flag=flag or None, actor=actor, outcomes=outcomes, limit=5000)
 wanted_id = st.query_params.get("id")
 frame = pd.DataFrame(

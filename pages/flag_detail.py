@@ -19,10 +19,9 @@ from app.services.flag_detail import (
     load_flag_detail,
 )
 from app.ui.action_dialog import action_buttons, guard_table, show_last_outcome
-from app.ui.format import format_age, format_rate
-from app.ui.widgets import current_identity, runtime
+from app.ui.format import SOURCE_LABELS, format_age, format_rate
+from app.ui.widgets import LinkedWidgets, current_identity, environment_picker, runtime
 
-SOURCE_LABELS = {"prometheus": "Prometheus (live)", "sql": "metrics database roll-ups"}
 QUANTILE_LABELS = {0.5: "p50", 0.95: "p95", 0.99: "p99"}
 
 rt = runtime()
@@ -30,22 +29,23 @@ identity = current_identity(rt)
 st.title("🔎 Flag detail")
 show_last_outcome()
 
-environments = rt.environments()
+widgets = LinkedWidgets("flag_detail")
 env_col, flag_col = st.columns([1, 3])
-wanted_env = st.query_params.get("env", environments[0])
-environment = env_col.selectbox(
-    "Environment",
-    environments,
-    index=environments.index(wanted_env) if wanted_env in environments else 0,
-)
+environment = environment_picker(widgets, rt, env_col)
 snapshot = rt.backend.load(environment)
 keys = sorted(snapshot.config.flags)
-wanted_flag = st.query_params.get("flag", keys[0])
-key = flag_col.selectbox("Flag", keys, index=keys.index(wanted_flag) if wanted_flag in keys else 0)
-wanted_range = st.query_params.get("range", DEFAULT_RANGE)
-if wanted_range not in RANGES:
-    wanted_range = DEFAULT_RANGE
-st.query_params.from_dict({"env": environment, "flag": key, "range": wanted_range})
+key = widgets.selectbox(
+    flag_col,
+    "Flag",
+    "flag",
+    keys,
+    default=keys[0] if keys else None,
+    missing=lambda unknown: f"no flag {unknown} in {environment}",
+)
+widgets.sync()
+if key is None:
+    st.info(f"Choose a flag of {environment} above.", icon="👆")
+    st.stop()
 flag = snapshot.flag(key)
 
 st.subheader(key)
@@ -125,20 +125,12 @@ else:
     st.caption("No recorded change.")
 
 st.markdown("#### Metrics over time")
-names = list(RANGES)
 range_col, refresh_col = st.columns([3, 1])
-range_name = range_col.radio(
-    "Time range", names, index=names.index(wanted_range), horizontal=True, key="range"
-)
+range_name = widgets.radio(range_col, "Time range", "range", list(RANGES), default=DEFAULT_RANGE)
 REFRESH = {"off": None, "10 s": 10, "30 s": 30, "1 min": 60, "5 min": 300}
-wanted_refresh = st.query_params.get("refresh", "30 s")
-refresh_name = refresh_col.selectbox(
-    "Refresh",
-    list(REFRESH),
-    index=list(REFRESH).index(wanted_refresh) if wanted_refresh in REFRESH else 2,
-)
-st.query_params["range"] = range_name
-st.query_params["refresh"] = refresh_name
+refresh_name = widgets.selectbox(refresh_col, "Refresh", "refresh", list(REFRESH), default="30 s")
+refresh_name = refresh_name or "30 s"
+widgets.sync()
 
 
 def with_changes(figure: go.Figure, changes: tuple[ChangeMark, ...]) -> go.Figure:
