@@ -13,31 +13,21 @@ from app.services.canary import (
     metric_table,
     parse_window,
 )
-from app.ui.format import format_age
-from app.ui.widgets import runtime, set_query_params
+from app.ui.format import SOURCE_LABELS, format_age
+from app.ui.widgets import LinkedWidgets, environment_picker, runtime
 
 WINDOWS = ["15m", "30m", "1h", "3h"]
-SOURCE_LABELS = {"prometheus": "Prometheus (live)", "sql": "metrics database roll-ups"}
 
 rt = runtime()
 st.title("🐤 Canary")
 st.caption("Canary (track=canary) against the baseline (track=stable), refreshed live.")
 
-environments = rt.environments()
-wanted_env = st.query_params.get("env", environments[0])
-wanted_window = st.query_params.get("window", WINDOWS[0])
+widgets = LinkedWidgets("canary")
 env_col, window_col, _ = st.columns([2, 2, 6])
-environment = env_col.selectbox(
-    "Environment",
-    environments,
-    index=environments.index(wanted_env) if wanted_env in environments else 0,
-)
-window_text = window_col.selectbox(
-    "Window",
-    WINDOWS,
-    index=WINDOWS.index(wanted_window) if wanted_window in WINDOWS else 0,
-)
-set_query_params({"env": environment, "window": window_text})
+environment = environment_picker(widgets, rt, env_col)
+window_text = widgets.selectbox(window_col, "Window", "window", WINDOWS, default=WINDOWS[0])
+window_text = window_text or WINDOWS[0]
+widgets.sync()
 
 
 @st.fragment(run_every=rt.settings.refresh_seconds)

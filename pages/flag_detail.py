@@ -27,40 +27,39 @@ from app.services.flag_detail import (
 )
 from app.ui.action_dialog import action_buttons, guard_table, show_last_outcome
 from app.ui.flag_charts import error_chart, latency_chart, mitigation_chart, rate_chart
-from app.ui.format import HEALTH_BADGES, format_age, format_rate
+from app.ui.format import HEALTH_BADGES, format_age, format_rate, source_label
 from app.ui.overview_table import why_text
-from app.ui.widgets import current_identity, runtime
-
-SOURCE_LABELS = {"prometheus": "Prometheus (live)", "sql": "metrics database roll-ups"}
+from app.ui.widgets import LinkedWidgets, current_identity, environment_picker, runtime
 
 rt = runtime()
 identity = current_identity(rt)
 st.title("🔎 Flag detail")
 show_last_outcome()
 
-environments = rt.environments()
+widgets = LinkedWidgets("flag_detail")
 env_col, flag_col = st.columns([1, 3])
-wanted_env = st.query_params.get("env", environments[0])
-environment = env_col.selectbox(
-    "Environment",
-    environments,
-    index=environments.index(wanted_env) if wanted_env in environments else 0,
-)
+environment = environment_picker(widgets, rt, env_col)
 snapshot = rt.backend.load(environment)
 keys = sorted(snapshot.config.flags)
-wanted_flag = st.query_params.get("flag", keys[0])
-key = flag_col.selectbox("Flag", keys, index=keys.index(wanted_flag) if wanted_flag in keys else 0)
-wanted_range = st.query_params.get("range", DEFAULT_RANGE)
-if wanted_range not in RANGES:
-    wanted_range = DEFAULT_RANGE
-st.query_params.from_dict({"env": environment, "flag": key, "range": wanted_range})
+key = widgets.selectbox(
+    flag_col,
+    "Flag",
+    "flag",
+    keys,
+    default=keys[0] if keys else None,
+    missing=lambda unknown: f"no flag {unknown} in {environment}",
+)
+widgets.sync()
+if key is None:
+    st.info(f"Choose a flag of {environment} above.", icon="👆")
+    st.stop()
 flag = snapshot.flag(key)
 
 st.subheader(key)
 st.caption(flag.metadata.description or "no description")
 row = next((r for r in rt.cached_overview(environment).rows if r.flag == key), None)
 if row is not None:
-    sources, window = flag_detail_sources(rt.prometheus, rt.engine), rt.settings.rate_window
+    sources, window = flag_detail_sources(rt.sources), rt.settings.rate_window
     now = datetime.now(UTC)
     health = flag_health_report(sources, snapshot, row, rt.thresholds, window, now, [])
     why = why_text(replace(row, reasons=health.reasons), now)
@@ -72,7 +71,7 @@ phase_col.metric("Phase", str(flag.phase) if flag.phase else "–")
 strategy_col.metric("Strategy", str(flag.rollout.strategy))
 
 st.markdown("#### Actions")
-action_buttons(rt, identity, environment, key, snapshot.versions)
+action_buttons(rt, identity, environment, key, snapshot.versions, snapshot=snapshot)
 
 st.markdown("#### Guard report for the next step")
 try:
@@ -98,19 +97,13 @@ with deps_col:
         st.caption("None.")
 
 st.markdown("#### Metrics over time")
-names = list(RANGES)
 range_col, refresh_col = st.columns([3, 1])
-range_name = range_col.radio(
-    "Time range", names, index=names.index(wanted_range), horizontal=True, key="range"
+range_name = widgets.radio(range_col, "Time range", "range", list(RANGES), default=DEFAULT_RANGE)
+refresh_name = widgets.selectbox(
+    refresh_col, "Refresh", "refresh", list(REFRESH), default=DEFAULT_REFRESH
 )
-wanted_refresh = st.query_params.get("refresh", DEFAULT_REFRESH)
-refresh_name = refresh_col.selectbox(
-    "Refresh",
-    list(REFRESH),
-    index=list(REFRESH).index(wanted_refresh if wanted_refresh in REFRESH else DEFAULT_REFRESH),
-)
-st.query_params["range"] = range_name
-st.query_params["refresh"] = refresh_name
+refresh_name = refresh_name or DEFAULT_REFRESH
+widgets.sync()
 
 
 def variant_errors_panel(detail: FlagDetail) -> None:
@@ -219,7 +212,7 @@ def propagation_panel(detail: FlagDetail) -> None:
     if view.result is None:
         st.info("No source reports instance config versions.")
     elif view.result.total == 0:
-        where = SOURCE_LABELS.get(view.source, view.source)
+        where = source_label(view.source)
         st.info(f"No instance reports its config version ({where}).")
     else:
         loaded, total, laggards = view.result
@@ -260,7 +253,7 @@ def detail_panels() -> None:
     """Everything below reloads its own inputs on each refresh: the flag as it is now
     and its history, so another operator's change shows without a full rerun."""
     detail = load_flag_detail(
-        flag_detail_sources(rt.prometheus, rt.engine),
+        flag_detail_sources(rt.sources),
         rt.backend.load(environment),
         key,
         rt.audit.entries(flag=key, environment=environment, limit=100),
@@ -279,7 +272,7 @@ def detail_panels() -> None:
     latest = detail.latest_rate
     newest_rate = "–" if latest is None else format_rate(latest)
     st.caption(
-        f"Source: **{SOURCE_LABELS.get(detail.source, 'no source')}** · data age: "
+        f"Source: **{source_label(detail.source)}** · data age: "
         f"**{format_age(detail.data_age_seconds)}** · one point per "
         f"{format_age(detail.step.total_seconds())} · latest {newest_rate} · "
         f"{len(detail.changes)} applied change(s) drawn"

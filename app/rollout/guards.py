@@ -81,9 +81,10 @@ class DependencyStatus:
     success_ratio: float | None  # None: no evaluations seen
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class GuardInputs:
-    """What the guards look at, as seen at decision time. `None` means unmeasured."""
+    """What the guards look at, as seen at decision time. `None` means unmeasured.
+    Built by keyword only: twelve fields, several of the same type."""
 
     now: datetime
     configured_percentage: float  # the step the flag is at now
@@ -96,7 +97,7 @@ class GuardInputs:
     dependencies: Sequence[DependencyStatus] = ()
     instance_versions: Mapping[str, str] | None = None  # instance -> config version
     current_config_version: str = ""
-    notes: Sequence[str] = field(default=())
+    notices: Sequence[str] = field(default=())  # the sources that could not answer
 
 
 def evaluate_guards(inputs: GuardInputs, policy: GuardPolicy) -> list[GuardResult]:
@@ -119,7 +120,7 @@ def _window(policy: GuardPolicy) -> str:
 def _data_fresh(inputs: GuardInputs, policy: GuardPolicy) -> GuardResult:
     name, limit = "data_fresh", policy.max_data_age_seconds
     if not inputs.source or inputs.newest_sample is None:
-        why = "; ".join(inputs.notes) or "no metrics source answered"
+        why = "; ".join(inputs.notices) or "no metrics source answered"
         return GuardResult(name, False, None, limit, f"no data: {why}")
     age = max(0.0, (inputs.now - inputs.newest_sample).total_seconds())
     verdict = "fresh" if age <= limit else "stale"

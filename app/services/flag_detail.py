@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
-from sqlalchemy import Engine
 
 from app.analysis.exposure import (
     DEFAULT_STUCK_AFTER,
@@ -50,13 +49,10 @@ from queries.flag_series import (
     RATE_SERIES_COLUMNS,
     VARIANT_SERIES_COLUMNS,
     FlagSeriesQueries,
-    PrometheusFlagSeries,
-    SqlFlagSeries,
 )
 from queries.frames import empty_frame
-from queries.prometheus import PrometheusMetrics
 from queries.source import MetricsSource, first_answer
-from queries.sql import SqlMetrics
+from queries.sources import Sources
 
 __all__ = [
     "DEFAULT_RANGE",
@@ -137,16 +133,9 @@ class FlagSource:
         return self.series.name
 
 
-def flag_detail_sources(
-    prometheus: PrometheusMetrics | None, engine: Engine | None
-) -> list[FlagSource]:
+def flag_detail_sources(sources: Sources) -> list[FlagSource]:
     """Prometheus first when configured, then the database roll-ups."""
-    found: list[FlagSource] = []
-    if prometheus is not None:
-        found.append(FlagSource(PrometheusFlagSeries(prometheus), prometheus))
-    if engine is not None:
-        found.append(FlagSource(SqlFlagSeries(engine), SqlMetrics(engine)))
-    return found
+    return [FlagSource(series, metrics) for series, metrics in sources.flag_series()]
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from queries.frames import (
     SPARKLINE_COLUMNS,
     empty_frame,
 )
-from queries.source import MetricsSource, SourceUnavailable
+from queries.source import MetricsSource, first_answer
 
 __all__ = [
     "FlagRow",
@@ -269,6 +269,7 @@ def filter_rows(rows: Sequence[FlagRow], wanted: OverviewFilter) -> list[FlagRow
 
 
 def load_overview(
+    *,
     config: FlagConfig,
     environment: str,
     sources: Sequence[MetricsSource],
@@ -282,48 +283,47 @@ def load_overview(
 ) -> Overview:
     """The overview from the first source that answers; each one that did not is named
     in `notices`. With no source answering, every flag shows `no_data`."""
-    said = list(notices)
+    notices = list(notices)
     step = max(timedelta(seconds=60), sparkline_span / 30)
-    for source in sources:
-        before = _issued(source)
-        try:
-            frames = (
-                source.evaluation_rates(environment, window, at),
-                source.error_rates(environment, window, at),
-                source.latency_quantiles(environment, window, at),
-                source.evaluation_sparklines(environment, at - sparkline_span, at, step),
+
+    def ask(source: MetricsSource) -> tuple[tuple[pd.DataFrame, ...], datetime | None, int]:
+        """The four frames, the newest sample time, and how many queries they took."""
+        before = len(source.issued)
+        frames = (
+            source.evaluation_rates(environment, window, at),
+            source.error_rates(environment, window, at),
+            source.latency_quantiles(environment, window, at),
+            source.evaluation_sparklines(environment, at - sparkline_span, at, step),
+        )
+        newest = source.newest_sample_time(environment, at)
+        return frames, newest, len(source.issued) - before
+
+    answer = first_answer(sources, ask, notices, "showing the next source.")
+    if answer is None:
+        frames: tuple[pd.DataFrame, ...] = tuple(
+            empty_frame(columns)
+            for columns in (
+                EVALUATION_RATE_COLUMNS,
+                ERROR_RATE_COLUMNS,
+                LATENCY_COLUMNS,
+                SPARKLINE_COLUMNS,
             )
-            newest = source.newest_sample_time(environment, at)
-        except SourceUnavailable as error:
-            said.append(f"{error} — showing the next source.")
-            continue
-        rows = build_overview_rows(config, *frames, changes, thresholds, at, recent)
-        return Overview(
-            environment,
-            source.name,
-            at,
-            newest,
-            tuple(rows),
-            _issued(source) - before,
-            tuple(said),
         )
-    nothing = [
-        empty_frame(columns)
-        for columns in (
-            EVALUATION_RATE_COLUMNS,
-            ERROR_RATE_COLUMNS,
-            LATENCY_COLUMNS,
-            SPARKLINE_COLUMNS,
-        )
-    ]
-    rates, errors, latency, sparklines = nothing
+        notices.append("No metrics source answered: numbers are unavailable.")
+        name, newest, queries = "none", None, 0
+    else:
+        source, (frames, newest, queries) = answer
+        name = source.name
+    rates, errors, latency, sparklines = frames
     rows = build_overview_rows(
         config, rates, errors, latency, sparklines, changes, thresholds, at, recent
     )
-    said.append("No metrics source answered: numbers are unavailable.")
-    return Overview(environment, "none", at, None, tuple(rows), 0, tuple(said))
-
-
-def _issued(source: MetricsSource) -> int:
-    issued = getattr(source, "issued", 0)
-    return len(issued) if isinstance(issued, list) else int(issued)
+    return Overview(
+        environment=environment,
+        source=name,
+        generated_at=at,
+        newest_sample=newest,
+        rows=tuple(rows),
+        queries=queries,
+        notices=tuple(notices),
+    )

@@ -9,6 +9,8 @@ from app.rollout.guards import GuardResult
 
 __all__ = [
     "HEALTH_BADGES",
+    "SOURCE_LABELS",
+    "escape_markdown",
     "format_age",
     "format_change",
     "format_duration",
@@ -17,6 +19,7 @@ __all__ = [
     "format_latency",
     "format_rate",
     "format_split",
+    "source_label",
 ]
 
 HEALTH_BADGES: dict[Health, str] = {
@@ -25,6 +28,27 @@ HEALTH_BADGES: dict[Health, str] = {
     Health.HEALTHY: "🟢 healthy",
     Health.NO_DATA: "⚪ no data",
 }
+
+#: how each metrics source is named on screen
+SOURCE_LABELS: dict[str, str] = {
+    "prometheus": "Prometheus (live)",
+    "sql": "metrics database roll-ups",
+}
+
+
+def source_label(source: str | None) -> str:
+    """'prometheus' → 'Prometheus (live)'; an unknown or missing source → 'no source'."""
+    return SOURCE_LABELS.get(source or "", "no source")
+
+
+_MARKDOWN_SPECIALS = frozenset("\\`*_{}[]()<>#+-.!|~$:=\"'")
+
+
+def escape_markdown(text: str) -> str:
+    """`text` as Streamlit's markdown shows it literally: every character markdown, HTML,
+    LaTeX or a colour directive could read is backslash-escaped; line breaks become spaces."""
+    flat = " ".join(text.splitlines())
+    return "".join(f"\\{c}" if c in _MARKDOWN_SPECIALS else c for c in flat)
 
 
 def format_rate(per_second: float) -> str:

@@ -26,6 +26,7 @@ from app.services.flag_detail import (
     schedule_table,
     variant_error_table,
 )
+from queries.sources import Sources
 from tests.support.workload import reference_rollups
 
 ENTRY_POINT = Path(__file__).resolve().parents[2] / "app" / "main.py"
@@ -141,7 +142,7 @@ def _detail(state: Path, flag: str, range_name: str = "1h") -> FlagDetail:
             flag=flag, environment="production", limit=100
         )
         return load_flag_detail(
-            flag_detail_sources(None, engine),
+            flag_detail_sources(Sources(None, engine)),
             snapshot,
             flag,
             history,

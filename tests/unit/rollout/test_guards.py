@@ -61,7 +61,7 @@ def test_no_source_fails_closed():
             newest_sample=None,
             variants=None,
             instance_versions=None,
-            notes=("prometheus unavailable",),
+            notices=("prometheus unavailable",),
         )
     )
     assert (
