@@ -16,6 +16,7 @@ from app.rollout.audit import Outcome
 from app.rollout.roles import Identity, Role
 from app.runtime import open_runtime
 from app.settings import load_settings
+from tests.support.grid import as_displayed
 from tests.support.servers import Process, free_port, start
 
 FLAGS = """
@@ -97,7 +98,9 @@ def wait_until(check: Callable[[], bool], page: Page, what: str, timeout_s: floa
 
 
 def grid_texts(page: Page) -> list[str]:
-    return [t.strip() for t in page.locator('[role="gridcell"]').all_inner_texts()]
+    """Every grid cell as the person reads it (a flag link reads as its key)."""
+    cells = page.locator('[role="gridcell"]').all_inner_texts()
+    return [as_displayed(t.strip()) for t in cells]
 
 
 def flags_shown(page: Page, expected: set[str]) -> None:

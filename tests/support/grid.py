@@ -11,7 +11,7 @@ from playwright.sync_api import Page
 from app.ui.overview_table import FLAG_LINK_TEXT
 
 
-def _as_displayed(text: str) -> str:
+def as_displayed(text: str) -> str:
     """A link cell's accessible text is its URL; the grid draws the `display_text`
     the page gives it (the flag key of an overview link), so read that."""
     match = re.search(FLAG_LINK_TEXT, text) if text.startswith("/flag_detail?") else None
@@ -25,7 +25,7 @@ def cells(page: Page, waiting_for: str, timeout_s: float = 45, index: int = 0) -
         grids = page.locator('[data-testid="stDataFrame"]')
         texts = (
             [
-                _as_displayed(text)
+                as_displayed(text)
                 for text in grids.nth(index).locator('[role="gridcell"]').all_inner_texts()
             ]
             if grids.count() > index
