@@ -1,8 +1,15 @@
-"""Streamlit entry point: page registry and the frame every page shares."""
+"""Streamlit entry point: page registry and the frame every page shares.
+
+While the flag configuration cannot be read (a fresh state directory, an invalid file),
+every page is replaced by one that says which file was looked for, which setting points
+elsewhere, and each problem found, instead of a traceback.
+"""
 
 import streamlit as st
 
-from app.ui.widgets import identity_label, runtime, sign_in_controls
+from app.flags.loader import ConfigInvalid
+from app.settings import load_settings
+from app.ui.widgets import config_problem_page, identity_label, runtime, sign_in_controls
 
 st.set_page_config(page_title="Rollout Dashboard", page_icon="🚦", layout="wide")
 
@@ -14,6 +21,15 @@ pages = [
     st.Page("../pages/audit.py", title="Audit", icon="📜"),
 ]
 navigation = st.navigation(pages)
-st.sidebar.caption(identity_label(runtime()))
-sign_in_controls(runtime())
-navigation.run()
+try:
+    rt = runtime()
+    rt.config(rt.settings.environment)
+except ConfigInvalid as error:
+    config_problem_page(load_settings(), error)
+    st.stop()
+st.sidebar.caption(identity_label(rt))
+sign_in_controls(rt)
+try:
+    navigation.run()
+except ConfigInvalid as error:  # another environment's override file is invalid
+    config_problem_page(rt.settings, error)

@@ -38,8 +38,8 @@ from app.settings import FlagBackendKind, Settings
 from queries.audit import LAST_CHANGE_COLUMNS, last_changes
 from queries.frames import empty_frame
 from queries.prometheus import PrometheusMetrics
-from queries.source import MetricsSource, SourceUnavailable
-from queries.sql import SqlMetrics
+from queries.source import SourceUnavailable
+from queries.sources import Sources
 
 __all__ = ["Runtime", "open_runtime"]
 
@@ -70,11 +70,13 @@ class Runtime:
         )
 
     def guard_check(self) -> GuardCheck:
-        return guard_check(self.sources(), self.audit, self.guard_policy, lambda: datetime.now(UTC))
+        return guard_check(
+            self.sources.metrics(), self.audit, self.guard_policy, lambda: datetime.now(UTC)
+        )
 
     def plan(self, request: ActionRequest) -> Plan:
         """The exact change and guard report of `request`; writes nothing."""
-        return plan_action(request, self.backend, self.guard_check())
+        return plan_action(request, self.backend, self.guard_check(), self.audit)
 
     def execute(self, request: ActionRequest) -> ActionResult:
         """Authorise, audit and apply `request` (see `app.rollout.actions`)."""
@@ -99,14 +101,12 @@ class Runtime:
             s.p99_unhealthy_seconds,
         )
 
-    def sources(self) -> list[MetricsSource]:
-        """Prometheus first when configured, then the database roll-ups."""
-        found: list[MetricsSource] = []
-        if self.prometheus is not None:
-            found.append(self.prometheus)
-        if self.engine is not None:
-            found.append(SqlMetrics(self.engine))
-        return found
+    @property
+    def sources(self) -> Sources:
+        """Every metrics source of this process, Prometheus first when configured, then
+        the database roll-ups: `sources.metrics()`, `sources.canary()`,
+        `sources.flag_series()`."""
+        return Sources(self.prometheus, self.engine)
 
     def environments(self) -> list[str]:
         """Configured environments, the settings' environment first."""
@@ -133,16 +133,16 @@ class Runtime:
                 notices.append(f"{error}: last changes are not shown.")
         s = self.settings
         return load_overview(
-            self.config(environment),
-            environment,
-            self.sources(),
-            changes,
-            self.thresholds,
-            s.rate_window,
-            timedelta(minutes=s.sparkline_minutes),
-            at,
-            timedelta(hours=s.recent_change_hours),
-            notices,
+            config=self.config(environment),
+            environment=environment,
+            sources=self.sources.metrics(),
+            changes=changes,
+            thresholds=self.thresholds,
+            window=s.rate_window,
+            sparkline_span=timedelta(minutes=s.sparkline_minutes),
+            at=at,
+            recent=timedelta(hours=s.recent_change_hours),
+            notices=notices,
         )
 
     def cached_overview(self, environment: str) -> Overview:

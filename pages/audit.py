@@ -4,10 +4,13 @@ import pandas as pd
 import streamlit as st
 
 from app.rollout.audit import Outcome
-from app.ui.widgets import runtime
+from app.ui.action_dialog import restore_button, show_last_outcome
+from app.ui.widgets import LinkedWidgets, current_identity, runtime
 
 rt = runtime()
+identity = current_identity(rt)
 st.title("📜 Audit log")
+show_last_outcome()
 if not rt.audit.database_ok():
     st.warning("Metrics database unavailable: showing the records kept in the local journal.")
 waiting = rt.audit.pending_in_journal()
@@ -15,9 +18,11 @@ if waiting:
     st.info(f"{waiting} journal line(s) wait to be replayed into the database.")
 
 flag_col, actor_col, outcome_col = st.columns(3)
-flag = flag_col.text_input("Flag", value=st.query_params.get("flag", ""))
-actor = actor_col.text_input("Actor")
-outcomes = outcome_col.multiselect("Outcome", list(Outcome))
+widgets = LinkedWidgets("audit")
+flag = widgets.text_input(flag_col, "Flag", "flag")
+actor = widgets.text_input(actor_col, "Actor", "actor")
+outcomes = widgets.multiselect(outcome_col, "Outcome", "outcome", list(Outcome))
+widgets.sync()
 rows = rt.audit.entries(flag=flag or None, actor=actor, outcomes=outcomes, limit=5000)
 wanted_id = st.query_params.get("id")
 frame = pd.DataFrame(
@@ -33,6 +38,7 @@ frame = pd.DataFrame(
         "Outcome": [str(e.outcome) for e in rows],
         "Override": [e.override for e in rows],
         "Reason": [e.reason for e in rows],
+        "Detail": [e.detail for e in rows],
         "Guards": [
             ", ".join(f"{g['name']} {'✓' if g['passed'] else '✗'}" for g in e.guards) for e in rows
         ],
@@ -40,10 +46,19 @@ frame = pd.DataFrame(
 )
 st.caption(f"{len(rows)} record(s), newest first · source: metrics database + local journal")
 if wanted_id:
-    chosen = [e for e in rows if e.id == wanted_id]
-    if chosen:
-        st.success(f"Record {wanted_id}: {chosen[0].action} {chosen[0].flag} → {chosen[0].outcome}")
-        st.json(chosen[0].as_json(), expanded=False)
+    record = rt.audit.get(wanted_id)
+    if record is None:
+        st.warning(f"No audit record #{wanted_id}.")
+    else:
+        st.success(
+            f"Record {record.id}: {record.action} {record.flag} in {record.environment}, "
+            f"{record.from_state} {record.from_percentage:g} % → {record.to_state} "
+            f"{record.to_percentage:g} % → {record.outcome}"
+        )
+        if record.detail:
+            st.caption(record.detail)
+        restore_button(rt, identity, record)
+        st.json(record.as_json(), expanded=False)
 st.dataframe(frame, hide_index=True, width="stretch")
 st.download_button(
     "Export CSV", frame.to_csv(index=False).encode(), file_name="rollout-audit.csv", mime="text/csv"

@@ -11,7 +11,6 @@ from app.rollout.actions import Action
 from app.services.canary import (
     TRACK_COLOURS,
     canary_failing_since,
-    canary_sources,
     error_ratio_frame,
     error_ratio_tolerance,
     latency_tolerance,
@@ -21,31 +20,21 @@ from app.services.canary import (
     request_count_table,
 )
 from app.ui.action_dialog import action_buttons, show_last_outcome
-from app.ui.format import format_age
-from app.ui.widgets import current_identity, runtime, set_query_params
+from app.ui.format import format_age, source_label
+from app.ui.widgets import LinkedWidgets, current_identity, environment_picker, runtime
 
 WINDOWS = ["15m", "30m", "1h", "3h"]
-SOURCE_LABELS = {"prometheus": "Prometheus (live)", "sql": "metrics database roll-ups"}
 
 rt = runtime()
 st.title("🐤 Canary")
 st.caption("Canary (track=canary) against the baseline (track=stable), refreshed live.")
 
-environments = rt.environments()
-wanted_env = st.query_params.get("env", environments[0])
-wanted_window = st.query_params.get("window", WINDOWS[0])
+widgets = LinkedWidgets("canary")
 env_col, window_col, _ = st.columns([2, 2, 6])
-environment = env_col.selectbox(
-    "Environment",
-    environments,
-    index=environments.index(wanted_env) if wanted_env in environments else 0,
-)
-window_text = window_col.selectbox(
-    "Window",
-    WINDOWS,
-    index=WINDOWS.index(wanted_window) if wanted_window in WINDOWS else 0,
-)
-set_query_params({"env": environment, "window": window_text})
+environment = environment_picker(widgets, rt, env_col)
+window_text = widgets.selectbox(window_col, "Window", "window", WINDOWS, default=WINDOWS[0])
+window_text = window_text or WINDOWS[0]
+widgets.sync()
 
 POLICY = CanaryPolicy()
 identity = current_identity(rt)
@@ -79,6 +68,7 @@ if snapshot is not None and canary_flag in snapshot.config.flags:
             canary_flag,
             snapshot.versions,
             actions=(Action.ROLLBACK, Action.KILL),
+            snapshot=snapshot,
         )
 elif snapshot is not None:
     st.warning(
@@ -91,7 +81,7 @@ elif snapshot is not None:
 @st.fragment(run_every=rt.settings.refresh_seconds)
 def canary_panel() -> None:
     analysis = load_canary(
-        canary_sources(rt.prometheus, rt.engine),
+        rt.sources.canary(),
         environment,
         parse_window(window_text),
         datetime.now(UTC),
@@ -101,7 +91,7 @@ def canary_panel() -> None:
         st.warning(notice, icon="⚠️")
     age = analysis.data_age_seconds
     st.caption(
-        f"Source: **{SOURCE_LABELS.get(analysis.source, 'no source')}** · "
+        f"Source: **{source_label(analysis.source)}** · "
         f"data age: **{format_age(age)}** · window {window_text}"
     )
 
@@ -184,17 +174,22 @@ def canary_panel() -> None:
 canary_panel()
 
 with st.expander("How the verdict is made"):
+    policy = CanaryPolicy()
     st.markdown(
-        """
+        f"""
 Each metric is judged like Kayenta's Mann-Whitney judge (NetflixACAJudge): it **fails**
-only when the canary is worse with **98 % confidence** *and* by more than a tolerance.
+only when the canary is worse with **{100 * (1 - policy.alpha):g} % confidence** *and* by
+more than a tolerance.
 
 - **Error ratio** (5xx / requests over the window): one-sided pooled two-proportion
-  z-test that the canary's ratio exceeds stable's; tolerance +20 % relative (at least
-  +0.1 point). Fewer than 500 requests on either track → *inconclusive*.
+  z-test that the canary's ratio exceeds stable's; tolerance
+  +{100 * policy.error_ratio_tolerance:g} % relative (at least
+  +{100 * policy.error_ratio_floor:g} point). Fewer than {policy.min_requests} requests
+  on either track → *inconclusive*.
 - **p99 latency**: the p99 of each step of the window (15 steps, at least 1 min each),
-  compared with a one-sided Mann-Whitney U test; tolerance +10 % on the medians. Fewer
-  than 8 steps with data on either track → *inconclusive*.
+  compared with a one-sided Mann-Whitney U test; tolerance
+  +{100 * policy.latency_tolerance:g} % on the medians. Fewer than
+  {policy.min_intervals} steps with data on either track → *inconclusive*.
 - Significant but within tolerance, or beyond tolerance but not significant →
   *marginal*.
 - **Overall** (Argo Rollouts' analysis style): any fail → fail; else any marginal →

@@ -1,55 +1,69 @@
-"""Flag detail: one flag's configuration, the guard report for its next step, the
-actions, its history, then its metrics over a time range with every applied change
-drawn on each chart, exposure, step age, schedule, propagation and time to mitigate."""
+"""Flag detail: one flag's health and why, its configuration, the actions and the guard
+report for its next step, then (refreshing on their own) its metrics over a time range
+with every applied change drawn on each chart, errors by variant, exposure, step age,
+schedule, propagation, time to mitigate and history."""
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
-import pandas as pd
-import plotly.express as px
-import plotly.graph_objects as go
 import streamlit as st
 
+from app.analysis.exposure import SRM_P_VALUE
 from app.rollout.actions import Action, ActionRequest
 from app.services.flag_detail import (
     DEFAULT_RANGE,
+    DEFAULT_REFRESH,
     RANGES,
-    ChangeMark,
+    REFRESH,
     FlagDetail,
+    dependencies_table,
     flag_detail_sources,
+    flag_health_report,
+    history_table,
     load_flag_detail,
+    rules_table,
+    schedule_table,
+    variant_error_table,
 )
 from app.ui.action_dialog import action_buttons, guard_table, show_last_outcome
-from app.ui.format import format_age, format_rate
-from app.ui.widgets import current_identity, runtime
-
-SOURCE_LABELS = {"prometheus": "Prometheus (live)", "sql": "metrics database roll-ups"}
-QUANTILE_LABELS = {0.5: "p50", 0.95: "p95", 0.99: "p99"}
+from app.ui.flag_charts import error_chart, latency_chart, mitigation_chart, rate_chart
+from app.ui.format import HEALTH_BADGES, format_age, format_rate, source_label
+from app.ui.overview_table import why_text
+from app.ui.widgets import LinkedWidgets, current_identity, environment_picker, runtime
 
 rt = runtime()
 identity = current_identity(rt)
 st.title("🔎 Flag detail")
 show_last_outcome()
 
-environments = rt.environments()
+widgets = LinkedWidgets("flag_detail")
 env_col, flag_col = st.columns([1, 3])
-wanted_env = st.query_params.get("env", environments[0])
-environment = env_col.selectbox(
-    "Environment",
-    environments,
-    index=environments.index(wanted_env) if wanted_env in environments else 0,
-)
+environment = environment_picker(widgets, rt, env_col)
 snapshot = rt.backend.load(environment)
 keys = sorted(snapshot.config.flags)
-wanted_flag = st.query_params.get("flag", keys[0])
-key = flag_col.selectbox("Flag", keys, index=keys.index(wanted_flag) if wanted_flag in keys else 0)
-wanted_range = st.query_params.get("range", DEFAULT_RANGE)
-if wanted_range not in RANGES:
-    wanted_range = DEFAULT_RANGE
-st.query_params.from_dict({"env": environment, "flag": key, "range": wanted_range})
+key = widgets.selectbox(
+    flag_col,
+    "Flag",
+    "flag",
+    keys,
+    default=keys[0] if keys else None,
+    missing=lambda unknown: f"no flag {unknown} in {environment}",
+)
+widgets.sync()
+if key is None:
+    st.info(f"Choose a flag of {environment} above.", icon="👆")
+    st.stop()
 flag = snapshot.flag(key)
 
 st.subheader(key)
 st.caption(flag.metadata.description or "no description")
+row = next((r for r in rt.cached_overview(environment).rows if r.flag == key), None)
+if row is not None:
+    sources, window = flag_detail_sources(rt.sources), rt.settings.rate_window
+    now = datetime.now(UTC)
+    health = flag_health_report(sources, snapshot, row, rt.thresholds, window, now, [])
+    why = why_text(replace(row, reasons=health.reasons), now)
+    st.markdown(f"**{HEALTH_BADGES[health.health]}** {why or 'within every threshold'}")
 state_col, pct_col, phase_col, strategy_col = st.columns(4)
 state_col.metric("State", str(flag.state))
 pct_col.metric("Rollout", f"{flag.percentage:g} %")
@@ -57,7 +71,7 @@ phase_col.metric("Phase", str(flag.phase) if flag.phase else "–")
 strategy_col.metric("Strategy", str(flag.rollout.strategy))
 
 st.markdown("#### Actions")
-action_buttons(rt, identity, environment, key, snapshot.versions)
+action_buttons(rt, identity, environment, key, snapshot.versions, snapshot=snapshot)
 
 st.markdown("#### Guard report for the next step")
 try:
@@ -72,98 +86,38 @@ rules_col, deps_col = st.columns(2)
 with rules_col:
     st.markdown("#### Targeting rules")
     if flag.targeting_rules:
-        st.dataframe(
-            pd.DataFrame(
-                [(r.priority, r.name, r.condition, r.variant) for r in flag.ordered_rules],
-                columns=["Priority", "Rule", "Condition", "Variant"],
-            ),
-            hide_index=True,
-            width="stretch",
-        )
+        st.dataframe(rules_table(flag), hide_index=True, width="stretch")
     else:
         st.caption("None: every user goes through the rollout.")
 with deps_col:
     st.markdown("#### Dependencies")
     if flag.metadata.dependencies:
-        st.dataframe(
-            pd.DataFrame(
-                [
-                    (d, f"{snapshot.config.flags[d].percentage:g} %")
-                    for d in flag.metadata.dependencies
-                ],
-                columns=["Flag", "Rollout"],
-            ),
-            hide_index=True,
-            width="stretch",
-        )
+        st.dataframe(dependencies_table(snapshot.config, flag), hide_index=True, width="stretch")
     else:
         st.caption("None.")
 
-st.markdown("#### History")
-history = rt.audit.entries(flag=key, environment=environment, limit=100)
-if history:
-    st.dataframe(
-        pd.DataFrame(
-            [
-                (
-                    e.id,
-                    e.at,
-                    e.actor,
-                    e.action,
-                    f"{e.from_percentage:g} → {e.to_percentage:g} %",
-                    str(e.outcome),
-                    e.reason,
-                )
-                for e in history
-            ],
-            columns=["Audit", "At (UTC)", "Actor", "Action", "Change", "Outcome", "Reason"],
-        ),
-        hide_index=True,
-        width="stretch",
-    )
-else:
-    st.caption("No recorded change.")
-
 st.markdown("#### Metrics over time")
-names = list(RANGES)
 range_col, refresh_col = st.columns([3, 1])
-range_name = range_col.radio(
-    "Time range", names, index=names.index(wanted_range), horizontal=True, key="range"
+range_name = widgets.radio(range_col, "Time range", "range", list(RANGES), default=DEFAULT_RANGE)
+refresh_name = widgets.selectbox(
+    refresh_col, "Refresh", "refresh", list(REFRESH), default=DEFAULT_REFRESH
 )
-REFRESH = {"off": None, "10 s": 10, "30 s": 30, "1 min": 60, "5 min": 300}
-wanted_refresh = st.query_params.get("refresh", "30 s")
-refresh_name = refresh_col.selectbox(
-    "Refresh",
-    list(REFRESH),
-    index=list(REFRESH).index(wanted_refresh) if wanted_refresh in REFRESH else 2,
-)
-st.query_params["range"] = range_name
-st.query_params["refresh"] = refresh_name
+refresh_name = refresh_name or DEFAULT_REFRESH
+widgets.sync()
 
 
-def with_changes(figure: go.Figure, changes: tuple[ChangeMark, ...]) -> go.Figure:
-    """Every applied change as a dotted vertical line labelled '25 → 50 % · actor';
-    labels alternate between two heights so close changes stay readable."""
-    for index, change in enumerate(changes):
-        figure.add_shape(
-            type="line",
-            x0=change.at,
-            x1=change.at,
-            y0=0,
-            y1=1,
-            yref="paper",
-            line={"dash": "dot", "color": "grey"},
-        )
-        figure.add_annotation(
-            x=change.at,
-            y=1,
-            yref="paper",
-            text=change.label,
-            showarrow=False,
-            yanchor="bottom",
-            yshift=14 * (index % 2),
-        )
-    return figure
+def variant_errors_panel(detail: FlagDetail) -> None:
+    st.markdown(f"#### Errors by variant over the last {detail.range_name}")
+    if not detail.variant_errors:
+        st.caption("No evaluations in this range.")
+        return
+    st.dataframe(variant_error_table(detail.variant_errors), hide_index=True)
+    if detail.comparison is not None:
+        words = detail.comparison.words
+        if detail.comparison.worse:
+            st.warning(f"{words}: a rollback should help.", icon="⚠️")
+        else:
+            st.caption(words)
 
 
 def metric_charts(detail: FlagDetail) -> None:
@@ -171,42 +125,15 @@ def metric_charts(detail: FlagDetail) -> None:
     if detail.variant_rates.empty:
         rates_col.info("No evaluations in this range.")
     else:
-        area = px.area(
-            detail.variant_rates,
-            x="timestamp",
-            y="evaluations_per_second",
-            color="variant",
-            title="Evaluations per second by variant",
-            labels={"evaluations_per_second": "evaluations/s", "timestamp": ""},
-        )
-        rates_col.plotly_chart(with_changes(area, detail.changes))
+        rates_col.plotly_chart(rate_chart(detail))
     if detail.error_rates.empty:
         errors_col.info("No error counts in this range.")
     else:
-        errors = px.line(
-            detail.error_rates,
-            x="timestamp",
-            y="errors_per_second",
-            title="Failed evaluations per second",
-            labels={"errors_per_second": "errors/s", "timestamp": ""},
-        )
-        errors_col.plotly_chart(with_changes(errors, detail.changes))
+        errors_col.plotly_chart(error_chart(detail))
     if detail.latency.empty:
         latency_col.info("No latency observations in this range.")
     else:
-        latency = detail.latency.assign(
-            quantile=detail.latency["quantile"].map(lambda q: QUANTILE_LABELS.get(q, f"q{q:g}")),
-            ms=1000 * detail.latency["seconds"].astype(float),
-        )
-        lines = px.line(
-            latency,
-            x="timestamp",
-            y="ms",
-            color="quantile",
-            title="Evaluation latency",
-            labels={"ms": "latency (ms)", "timestamp": ""},
-        )
-        latency_col.plotly_chart(with_changes(lines, detail.changes))
+        latency_col.plotly_chart(latency_chart(detail))
 
 
 def exposure_panel(detail: FlagDetail) -> None:
@@ -222,14 +149,20 @@ def exposure_panel(detail: FlagDetail) -> None:
         chi_col.metric("Chi-square", "–" if check.chi2 is None else f"{check.chi2:.2f}")
         p_col.metric("p-value", "–" if check.p_value is None else f"{check.p_value:.3g}")
         basis = f"{check.total:.0f} split evaluations over the last {window}"
-        if check.mismatch:
+        if detail.exposure_settling:
+            st.info(
+                f"Settling: the last change was {window} ago; exposure is judged once "
+                f"evaluations under the new config have accumulated ({basis}).",
+                icon="⏳",
+            )
+        elif check.mismatch:
             st.error(
                 f"Sample ratio mismatch: {100 * check.observed:.2f} % observed vs "
-                f"{100 * check.configured:g} % configured ({basis}; p < 0.001).",
+                f"{100 * check.configured:g} % configured ({basis}; p < {SRM_P_VALUE:g}).",
                 icon="🚨",
             )
         else:
-            st.caption(f"No sample ratio mismatch ({basis}; flagged when p < 0.001).")
+            st.caption(f"No sample ratio mismatch ({basis}; flagged when p < {SRM_P_VALUE:g}).")
     applied = detail.applied_percentages
     if applied is None:
         st.caption("Per-instance applied percentage: not available from the database.")
@@ -256,22 +189,7 @@ def step_panel(detail: FlagDetail) -> None:
         st.caption(f"At {age.percentage:g} % for {format_age(age.age.total_seconds())}.")
     if detail.schedule:
         st.markdown("#### Gradual schedule")
-        st.dataframe(
-            pd.DataFrame(
-                [
-                    (
-                        step.at,
-                        f"{step.percentage:g} %",
-                        "next"
-                        if step == detail.next_step
-                        else ("done" if step.at <= detail.end else "upcoming"),
-                    )
-                    for step in detail.schedule
-                ],
-                columns=["At (UTC)", "Percentage", "Status"],
-            ),
-            hide_index=True,
-        )
+        st.dataframe(schedule_table(detail), hide_index=True)
         if detail.next_step is None:
             st.caption("Every scheduled step has come.")
         else:
@@ -294,7 +212,7 @@ def propagation_panel(detail: FlagDetail) -> None:
     if view.result is None:
         st.info("No source reports instance config versions.")
     elif view.result.total == 0:
-        where = SOURCE_LABELS.get(view.source, view.source)
+        where = source_label(view.source)
         st.info(f"No instance reports its config version ({where}).")
     else:
         loaded, total, laggards = view.result
@@ -307,36 +225,38 @@ def propagation_panel(detail: FlagDetail) -> None:
     if mitigation is None:
         st.caption("Time to mitigate is measured after a rollback or kill.")
         return
+    goal = mitigation.goal
     if mitigation.elapsed is None:
         st.warning(
-            f"Evaluations of {mitigation.variant!r} are not (yet) below "
-            f"{100 * mitigation.threshold:g} % of their rate before the "
-            f"{mitigation.change.action}.",
+            f"{mitigation.variant!r} is not (yet) {goal} after the {mitigation.change.action}.",
             icon="⏳",
         )
     else:
         st.metric(
-            f"Time to mitigate ({mitigation.variant!r} below 1 % of its rate before)",
+            f"Time to mitigate ({mitigation.variant!r} {goal})",
             format_age(mitigation.elapsed.total_seconds()),
         )
     if not mitigation.series.empty:
-        rate = px.line(
-            mitigation.series,
-            x="timestamp",
-            y="evaluations_per_second",
-            title=f"Evaluations per second of {mitigation.variant!r} around the change",
-            labels={"evaluations_per_second": "evaluations/s", "timestamp": ""},
-        )
-        st.plotly_chart(with_changes(rate, (mitigation.change,)))
+        st.plotly_chart(mitigation_chart(mitigation))
+
+
+def history_panel(detail: FlagDetail) -> None:
+    st.markdown("#### History")
+    if detail.history:
+        st.dataframe(history_table(detail.history), hide_index=True, width="stretch")
+    else:
+        st.caption("No recorded change.")
 
 
 @st.fragment(run_every=REFRESH[refresh_name])
 def detail_panels() -> None:
+    """Everything below reloads its own inputs on each refresh: the flag as it is now
+    and its history, so another operator's change shows without a full rerun."""
     detail = load_flag_detail(
-        flag_detail_sources(rt.prometheus, rt.engine),
-        snapshot,
+        flag_detail_sources(rt.sources),
+        rt.backend.load(environment),
         key,
-        history,
+        rt.audit.entries(flag=key, environment=environment, limit=100),
         range_name,
         datetime.now(UTC),
         notices=rt.notices,
@@ -352,15 +272,17 @@ def detail_panels() -> None:
     latest = detail.latest_rate
     newest_rate = "–" if latest is None else format_rate(latest)
     st.caption(
-        f"Source: **{SOURCE_LABELS.get(detail.source, 'no source')}** · data age: "
+        f"Source: **{source_label(detail.source)}** · data age: "
         f"**{format_age(detail.data_age_seconds)}** · one point per "
         f"{format_age(detail.step.total_seconds())} · latest {newest_rate} · "
         f"{len(detail.changes)} applied change(s) drawn"
     )
     metric_charts(detail)
+    variant_errors_panel(detail)
     exposure_panel(detail)
     step_panel(detail)
     propagation_panel(detail)
+    history_panel(detail)
 
 
 detail_panels()

@@ -8,11 +8,17 @@ from app.analysis.health import Health
 from app.flags.model import FlagState
 from app.services.overview import OverviewFilter, filter_rows
 from app.ui.action_dialog import emergency_button, show_last_outcome
-from app.ui.overview_table import overview_display_frame
-from app.ui.widgets import current_identity, query_list, runtime, set_query_params, source_banner
+from app.ui.overview_table import FLAG_LINK_TEXT, overview_display_frame
+from app.ui.widgets import (
+    LinkedWidgets,
+    current_identity,
+    environment_picker,
+    runtime,
+    source_banner,
+)
 
 #: First, so they fit a 1024 px wide screen; every other column follows in frame order.
-FIRST_COLUMNS = ("Health", "Flag", "Rollout %", "Errors")
+FIRST_COLUMNS = ("Health", "Flag", "Rollout %", "Errors", "Why")
 
 rt = runtime()
 identity = current_identity(rt)
@@ -28,35 +34,16 @@ st.caption(
     f"{t.rate_window_seconds // 60} min."
 )
 
-environments = rt.environments()
-wanted_env = st.query_params.get("env", environments[0])
+widgets = LinkedWidgets("overview")
 env_col, phase_col, state_col, health_col, text_col = st.columns([2, 2, 2, 2, 3])
-environment = env_col.selectbox(
-    "Environment",
-    environments,
-    index=environments.index(wanted_env) if wanted_env in environments else 0,
-)
-phases = phase_col.multiselect(
-    "Phase", [1, 2, 3, 4, 5, 6], default=[int(p) for p in query_list("phase") if p.isdigit()]
-)
-states = state_col.multiselect(
-    "State", list(FlagState), default=[s for s in FlagState if s in query_list("state")]
-)
-health = health_col.multiselect(
-    "Health", list(Health), default=[h for h in Health if h in query_list("health")]
-)
-text = text_col.text_input("Search", value=st.query_params.get("q", ""), placeholder="flag key")
+environment = environment_picker(widgets, rt, env_col)
+phases = widgets.multiselect(phase_col, "Phase", "phase", [1, 2, 3, 4, 5, 6])
+states = widgets.multiselect(state_col, "State", "state", list(FlagState))
+health = widgets.multiselect(health_col, "Health", "health", list(Health))
+text = widgets.text_input(text_col, "Search", "q", placeholder="flag key")
 with button_col:
     emergency_button(rt, identity, environment)  # its column is wide enough for its label
-set_query_params(
-    {
-        "env": environment,
-        "phase": [str(p) for p in phases],
-        "state": states,
-        "health": health,
-        "q": text,
-    }
-)
+widgets.sync()
 
 
 @st.fragment(run_every=rt.settings.refresh_seconds)
@@ -68,7 +55,7 @@ def flag_table() -> None:
     if not rows:
         st.info("No flag matches these filters.")
         return
-    frame = overview_display_frame(rows, datetime.now(UTC))
+    frame = overview_display_frame(rows, datetime.now(UTC), environment)
     st.dataframe(
         frame,
         hide_index=True,
@@ -79,11 +66,14 @@ def flag_table() -> None:
         column_order=[*FIRST_COLUMNS, *(c for c in frame.columns if c not in FIRST_COLUMNS)],
         column_config={
             "Health": st.column_config.TextColumn(width=110, pinned=True),
-            "Flag": st.column_config.TextColumn(width=180, pinned=True),
+            "Flag": st.column_config.LinkColumn(
+                display_text=FLAG_LINK_TEXT, width=180, pinned=True
+            ),
             "Rollout %": st.column_config.ProgressColumn(
                 "Rollout %", min_value=0, max_value=100, format="%.0f %%", width=100
             ),
             "Errors": st.column_config.TextColumn(width=70),
+            "Why": st.column_config.TextColumn(width=180),
             "p99": st.column_config.TextColumn(width=70),
             "Phase": st.column_config.TextColumn(width=50),
             "State": st.column_config.TextColumn(width=70),

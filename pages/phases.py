@@ -16,7 +16,7 @@ from app.services.phases import (
     timeline_frame,
 )
 from app.ui.format import format_age
-from app.ui.widgets import runtime, set_query_params
+from app.ui.widgets import LinkedWidgets, environment_picker, runtime
 
 
 def _chart_config(name: str) -> dict[str, object]:
@@ -37,14 +37,9 @@ st.caption(
     "actual finish = the applied change after which all its flags are at 100 %."
 )
 
-environments = rt.environments()
-wanted_env = st.query_params.get("env", environments[0])
-environment = st.columns([1, 3])[0].selectbox(
-    "Environment",
-    environments,
-    index=environments.index(wanted_env) if wanted_env in environments else 0,
-)
-set_query_params({"env": environment})
+widgets = LinkedWidgets("phases")
+environment = environment_picker(widgets, rt, st.columns([1, 3])[0])
+widgets.sync()
 
 
 @st.fragment(run_every=max(rt.settings.refresh_seconds, 60))

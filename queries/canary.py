@@ -18,8 +18,9 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from dataclasses import asdict
+from datetime import datetime, timedelta
+from typing import Protocol
 
 import pandas as pd
 from sqlalchemy import Engine, func, insert, select
@@ -27,10 +28,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.metrics_db.records import REQUEST_LATENCY_BUCKETS, RequestRollup
 from app.metrics_db.schema import RequestRollup as RequestRollupRow
+from queries.database import SqlQuestions
 from queries.frames import empty_frame
-from queries.histogram import histogram_quantile
+from queries.histogram import check_quantiles, histogram_quantile
 from queries.prometheus import PrometheusQuestions
-from queries.promql import label_name, promql_duration, promql_string, selector
+from queries.promql import label_name, promql_duration, promql_string
 from queries.series_math import as_utc, step_slot, sum_buckets
 from queries.source import SourceUnavailable
 
@@ -42,6 +44,7 @@ __all__ = [
     "PrometheusCanaryQueries",
     "SqlCanaryQueries",
     "insert_request_rollups",
+    "track_pattern",
     "track_regex",
 ]
 
@@ -56,6 +59,11 @@ class CanaryQueries(Protocol):
     """The canary questions; `PrometheusCanaryQueries` and `SqlCanaryQueries` answer them."""
 
     name: str
+
+    @property
+    def issued(self) -> list[str]:
+        """Every query text sent, in order (a "queries per page load" figure reads it)."""
+        ...
 
     def request_counts(
         self,
@@ -78,17 +86,17 @@ class CanaryQueries(Protocol):
     def newest_request_time(self, environment: str, at: datetime) -> datetime | None: ...
 
 
-def _check_quantile(quantile: float) -> None:
-    if not 0.0 < quantile < 1.0:
-        raise ValueError(f"quantile must be strictly within 0..1, got {quantile}")
+def track_pattern(tracks: Sequence[str]) -> str:
+    """A regular expression matching exactly `tracks`, each value regex-escaped
+    (Python's `re.escape` output is valid RE2). ValueError for no track."""
+    if not tracks:
+        raise ValueError("at least one track is needed")
+    return "|".join(re.escape(track) for track in tracks)
 
 
 def track_regex(tracks: Sequence[str]) -> str:
-    """A PromQL string literal matching exactly `tracks`: each value regex-escaped
-    (Python's `re.escape` output is valid RE2), then the whole string-escaped."""
-    if not tracks:
-        raise ValueError("at least one track is needed")
-    return promql_string("|".join(re.escape(track) for track in tracks))
+    """`track_pattern(tracks)` as a PromQL string literal."""
+    return promql_string(track_pattern(tracks))
 
 
 def _counts_frame(counts: dict[str, list[float]]) -> pd.DataFrame:
@@ -116,12 +124,14 @@ def _latency_frame(points: Sequence[tuple[str, float, float]]) -> pd.DataFrame:
 class PrometheusCanaryQueries(PrometheusQuestions):
     """The canary questions, sent through a `PrometheusMetrics`."""
 
-    def _selector(
-        self, metric: str, environment: str, tracks: Sequence[str], extra: str = ""
+    def _tracks(
+        self, metric: str, environment: str, tracks: Sequence[str], errors: bool = False
     ) -> str:
-        track = label_name(self.names.track_label)
-        base = selector(metric, {self.names.environment_label: environment})
-        return f"{base[:-1]},{track}=~{track_regex(tracks)}{extra}}}"
+        """`metric` of `tracks` in `environment`; only 5xx responses when `errors`."""
+        matching = {self.names.track_label: track_pattern(tracks)}
+        if errors:
+            matching["code"] = "5.."
+        return self.prometheus.series(metric, environment, matching=matching)
 
     def request_counts(
         self,
@@ -134,17 +144,17 @@ class PrometheusCanaryQueries(PrometheusQuestions):
         track = label_name(self.names.track_label)
         duration = promql_duration(window)
         metric = self.names.http_requests
-        every = self._selector(metric, environment, tracks)
-        failed = self._selector(metric, environment, tracks, ',code=~"5.."')
+        every = self._tracks(metric, environment, tracks)
+        failed = self._tracks(metric, environment, tracks, errors=True)
         query = (
             f"label_replace(sum by ({track}) (increase({every}[{duration}])), "
             f'"kind", "requests", "", "") or '
             f"label_replace(sum by ({track}) (increase({failed}[{duration}])), "
             f'"kind", "errors", "", "")'
         )
-        result = self._metrics._instant(query, at)
+        result = self.prometheus.instant(query, at)
         counts: dict[str, list[float]] = {}
-        with self._metrics._reading_reply():
+        with self.prometheus.reading_reply():
             for series in result:
                 labels = series["metric"]
                 row = counts.setdefault(labels.get(track, ""), [0.0, 0.0])
@@ -161,51 +171,32 @@ class PrometheusCanaryQueries(PrometheusQuestions):
         tracks: Sequence[str] = CANARY_TRACKS,
     ) -> pd.DataFrame:
         """`histogram_quantile` per track at every step, one range query."""
-        _check_quantile(quantile)
+        check_quantiles((quantile,))
         track = label_name(self.names.track_label)
         step_text = promql_duration(step)
-        buckets = self._selector(self.names.http_duration + "_bucket", environment, tracks)
+        buckets = self._tracks(self.names.http_duration + "_bucket", environment, tracks)
         query = (
             f"histogram_quantile({float(quantile)!r}, "
             f"sum by ({track}, le) (rate({buckets}[{step_text}])))"
         )
-        client = self._metrics._client
-        result = self._metrics._call(
-            query,
-            lambda: client.custom_query_range(
-                query, start_time=as_utc(start), end_time=as_utc(end), step=step_text
-            ),
-        )
-        points: list[tuple[str, float, float]] = []
-        with self._metrics._reading_reply():
-            for series in result:
-                name = series["metric"].get(track, "")
-                for stamp, value in series["values"]:
-                    points.append((name, float(stamp), float(value)))
+        points = [
+            (labels.get(track, ""), stamp, value)
+            for labels, stamp, value in self.prometheus.range_points(query, start, end, step)
+        ]
         return _latency_frame(points)
 
     def newest_request_time(self, environment: str, at: datetime) -> datetime | None:
         """Time of the newest request sample within Prometheus's lookback before `at`."""
-        every = selector(self.names.http_requests, {self.names.environment_label: environment})
-        result = self._metrics._instant(f"max(timestamp({every}))", at)
-        if not result:
-            return None
-        with self._metrics._reading_reply():
-            seconds = float(result[0]["value"][1])
-        return datetime.fromtimestamp(seconds, tz=UTC)
+        return self.prometheus.newest_time(self.names.http_requests, environment, at)
 
 
-class SqlCanaryQueries:
+class SqlCanaryQueries(SqlQuestions):
     """The canary questions over the `request_rollups` table, one SQL query each."""
-
-    name = "sql"
 
     def __init__(
         self, engine: Engine, buckets: tuple[float, ...] = REQUEST_LATENCY_BUCKETS
     ) -> None:
-        self._engine = engine
-        self._buckets = buckets
-        self.issued = 0
+        super().__init__(engine, buckets)
 
     def request_counts(
         self,
@@ -228,7 +219,7 @@ class SqlCanaryQueries:
         )
         counts = {
             str(track): [float(requests or 0), float(errors or 0)]
-            for track, requests, errors in self._fetch(query)
+            for track, requests, errors in self.fetch(query)
         }
         return _counts_frame(counts)
 
@@ -243,7 +234,7 @@ class SqlCanaryQueries:
     ) -> pd.DataFrame:
         """Like a PromQL range query: the point at t = start + k * step (t <= end) is the
         quantile of the buckets summed over the roll-ups ending in (t - step, t]."""
-        _check_quantile(quantile)
+        check_quantiles((quantile,))
         row = RequestRollupRow
         query = select(row.track, row.interval_end, row.latency_buckets).where(
             row.environment == environment,
@@ -256,35 +247,20 @@ class SqlCanaryQueries:
         totals = sum_buckets(
             (
                 ((str(track), slot), counts)
-                for track, ended, counts in self._fetch(query)
+                for track, ended, counts in self.fetch(query)
                 if (slot := step_slot(ended, start, step)) <= last  # not after the range
             ),
-            len(self._buckets) + 1,
+            len(self.buckets) + 1,
         )
         points = []
         for (track, slot), cumulative in totals.items():
-            value = histogram_quantile(quantile, self._buckets, cumulative)
+            value = histogram_quantile(quantile, self.buckets, cumulative)
             if value is not None:
                 points.append((track, slot.timestamp(), value))
         return _latency_frame(points)
 
     def newest_request_time(self, environment: str, at: datetime) -> datetime | None:
-        query = select(func.max(RequestRollupRow.interval_end)).where(
-            RequestRollupRow.environment == environment, RequestRollupRow.interval_end <= at
-        )
-        rows = self._fetch(query)
-        newest = rows[0][0] if rows else None
-        if isinstance(newest, str):  # SQLite returns aggregates untyped
-            newest = datetime.fromisoformat(newest)
-        return None if newest is None else as_utc(newest)
-
-    def _fetch(self, query: Any) -> Sequence[Any]:
-        self.issued += 1
-        try:
-            with self._engine.connect() as connection:
-                return connection.execute(query).all()
-        except SQLAlchemyError as error:
-            raise SourceUnavailable("metrics database", type(error).__name__) from error
+        return self.newest_end(RequestRollupRow, environment, at)
 
 
 def insert_request_rollups(engine: Engine, rollups: Iterable[RequestRollup]) -> int:
@@ -293,18 +269,7 @@ def insert_request_rollups(engine: Engine, rollups: Iterable[RequestRollup]) -> 
     Raises SourceUnavailable when the database refuses them.
     """
     rows = [
-        {
-            "interval_start": r.interval_start,
-            "interval_seconds": r.interval_seconds,
-            "interval_end": r.interval_end,
-            "environment": r.environment,
-            "track": r.track,
-            "requests": r.requests,
-            "errors": r.errors,
-            "latency_sum": r.latency_sum,
-            "latency_count": r.latency_count,
-            "latency_buckets": list(r.latency_buckets),
-        }
+        {**asdict(r), "interval_end": r.interval_end, "latency_buckets": list(r.latency_buckets)}
         for r in rollups
     ]
     if rows:

@@ -25,16 +25,15 @@ from typing import Any, Protocol
 
 import pandas as pd
 from sqlalchemy import Engine, func, select
-from sqlalchemy.exc import SQLAlchemyError
 
 from app.metrics_db.records import LATENCY_BUCKETS
 from app.metrics_db.schema import RollupRow
+from queries.database import SqlQuestions
 from queries.frames import empty_frame
-from queries.histogram import histogram_quantile
+from queries.histogram import check_quantiles, histogram_quantile
 from queries.prometheus import PrometheusQuestions
-from queries.promql import label_name, promql_duration, promql_string, selector
-from queries.series_math import as_utc, step_slot, sum_buckets
-from queries.source import SourceUnavailable
+from queries.promql import label_name, promql_duration, promql_string
+from queries.series_math import as_utc, covered_seconds, step_slot, sum_buckets
 
 __all__ = [
     "APPLIED_PERCENTAGE_COLUMNS",
@@ -63,6 +62,11 @@ class FlagSeriesQueries(Protocol):
     """The flag detail's range questions; one implementation per source."""
 
     name: str
+
+    @property
+    def issued(self) -> list[str]:
+        """Every query text sent, in order (a "queries per page load" figure reads it)."""
+        ...
 
     def variant_rates(
         self, environment: str, flag: str, start: datetime, end: datetime, step: timedelta
@@ -97,12 +101,6 @@ class FlagSeriesQueries(Protocol):
     ) -> pd.DataFrame | None: ...
 
 
-def _check_quantiles(quantiles: tuple[float, ...]) -> None:
-    for quantile in quantiles:
-        if not 0.0 < quantile < 1.0:
-            raise ValueError(f"quantile must be strictly within 0..1, got {quantile}")
-
-
 def _series_frame(
     columns: tuple[str, ...], rows: Sequence[tuple[Any, ...]], keyed: bool
 ) -> pd.DataFrame:
@@ -128,11 +126,11 @@ class PrometheusFlagSeries(PrometheusQuestions):
     ) -> pd.DataFrame:
         """`sum by (variant) (rate(evaluations{flag}[step]))` at every step."""
         variant = label_name(self.names.variant_label)
-        metric = self._selector(self.names.evaluations, environment, flag)
+        metric = self.prometheus.series(self.names.evaluations, environment, flag)
         query = f"sum by ({variant}) (rate({metric}[{promql_duration(step)}]))"
         rows = [
             (labels.get(variant, ""), stamp, value)
-            for labels, stamp, value in self._range(query, start, end, step)
+            for labels, stamp, value in self.prometheus.range_points(query, start, end, step)
         ]
         return _series_frame(VARIANT_SERIES_COLUMNS, rows, keyed=True)
 
@@ -142,9 +140,12 @@ class PrometheusFlagSeries(PrometheusQuestions):
         """Failed evaluations per second; empty when `names.errors` is unset."""
         if not self.names.errors:
             return empty_frame(ERROR_SERIES_COLUMNS)
-        metric = self._selector(self.names.errors, environment, flag)
+        metric = self.prometheus.series(self.names.errors, environment, flag)
         query = f"sum(rate({metric}[{promql_duration(step)}]))"
-        rows = [(stamp, value) for _, stamp, value in self._range(query, start, end, step)]
+        rows = [
+            (stamp, value)
+            for _, stamp, value in self.prometheus.range_points(query, start, end, step)
+        ]
         return _series_frame(ERROR_SERIES_COLUMNS, rows, keyed=False)
 
     def latency_quantiles(
@@ -158,10 +159,10 @@ class PrometheusFlagSeries(PrometheusQuestions):
     ) -> pd.DataFrame:
         """Every quantile in one range query (`label_replace(...) or ...`); empty when
         `names.duration` is unset. ValueError for a quantile outside (0, 1)."""
-        _check_quantiles(quantiles)
+        check_quantiles(quantiles)
         if not self.names.duration or not quantiles:
             return empty_frame(LATENCY_SERIES_COLUMNS)
-        metric = self._selector(self.names.duration + "_bucket", environment, flag)
+        metric = self.prometheus.series(self.names.duration + "_bucket", environment, flag)
         buckets = f"sum by (le) (rate({metric}[{promql_duration(step)}]))"
         by_text = {repr(float(q)): float(q) for q in quantiles}
         query = " or ".join(
@@ -171,7 +172,7 @@ class PrometheusFlagSeries(PrometheusQuestions):
         )
         rows = [
             (by_text[labels["quantile"]], stamp, value)
-            for labels, stamp, value in self._range(query, start, end, step)
+            for labels, stamp, value in self.prometheus.range_points(query, start, end, step)
         ]
         return _series_frame(LATENCY_SERIES_COLUMNS, rows, keyed=True)
 
@@ -185,23 +186,23 @@ class PrometheusFlagSeries(PrometheusQuestions):
         step: timedelta,
     ) -> pd.DataFrame:
         """One variant's evaluations per second at every step."""
-        labels = {
-            self.names.environment_label: environment,
-            self.names.flag_label: flag,
-            self.names.variant_label: variant,
-        }
-        metric = selector(self.names.evaluations, labels)
+        metric = self.prometheus.series(
+            self.names.evaluations, environment, flag, labels={self.names.variant_label: variant}
+        )
         query = f"sum(rate({metric}[{promql_duration(step)}]))"
-        rows = [(stamp, value) for _, stamp, value in self._range(query, start, end, step)]
+        rows = [
+            (stamp, value)
+            for _, stamp, value in self.prometheus.range_points(query, start, end, step)
+        ]
         return _series_frame(RATE_SERIES_COLUMNS, rows, keyed=False)
 
     def applied_percentages(self, environment: str, flag: str, at: datetime) -> pd.DataFrame:
         """The rollout percentage each instance reports in `rollout_percentage` at `at`."""
         if not self.names.rollout_percentage:
             return empty_frame(APPLIED_PERCENTAGE_COLUMNS)
-        metric = self._selector(self.names.rollout_percentage, environment, flag)
-        result = self._metrics._instant(f"max by (instance) ({metric})", at)
-        with self._metrics._reading_reply():
+        metric = self.prometheus.series(self.names.rollout_percentage, environment, flag)
+        result = self.prometheus.instant(f"max by (instance) ({metric})", at)
+        with self.prometheus.reading_reply():
             rows = [
                 (str(series["metric"].get("instance", "")), float(series["value"][1]))
                 for series in result
@@ -211,43 +212,13 @@ class PrometheusFlagSeries(PrometheusQuestions):
         frame = pd.DataFrame(rows, columns=list(APPLIED_PERCENTAGE_COLUMNS))
         return frame.sort_values("instance", ignore_index=True)
 
-    # -- plumbing --------------------------------------------------------------------
 
-    def _selector(self, metric: str, environment: str, flag: str) -> str:
-        labels = {self.names.environment_label: environment, self.names.flag_label: flag}
-        return selector(metric, labels)
-
-    def _range(
-        self, query: str, start: datetime, end: datetime, step: timedelta
-    ) -> list[tuple[dict[str, str], float, float]]:
-        """(labels, epoch seconds, value) of every point of a range query."""
-        step_text = promql_duration(step)
-        client = self._metrics._client
-        result = self._metrics._call(
-            query,
-            lambda: client.custom_query_range(
-                query, start_time=as_utc(start), end_time=as_utc(end), step=step_text
-            ),
-        )
-        points: list[tuple[dict[str, str], float, float]] = []
-        with self._metrics._reading_reply():
-            for series in result:
-                labels = dict(series["metric"])
-                for stamp, value in series["values"]:
-                    points.append((labels, float(stamp), float(value)))
-        return points
-
-
-class SqlFlagSeries:
+class SqlFlagSeries(SqlQuestions):
     """The range questions over the `evaluation_rollups` table: one SQL query per
     question, plus one for the time the environment's roll-ups cover per step."""
 
-    name = "sql"
-
     def __init__(self, engine: Engine, buckets: tuple[float, ...] = LATENCY_BUCKETS) -> None:
-        self._engine = engine
-        self._buckets = buckets
-        self.issued = 0
+        super().__init__(engine, buckets)
 
     def variant_rates(
         self, environment: str, flag: str, start: datetime, end: datetime, step: timedelta
@@ -258,7 +229,7 @@ class SqlFlagSeries:
             .where(*self._in_range(environment, start, end, step), row.flag == flag)
             .group_by(row.variant, row.interval_end)
         )
-        sums = self._slot_sums(self._fetch(query), start, end, step)
+        sums = self._slot_sums(self.fetch(query), start, end, step)
         return self._keyed_rates(sums, environment, start, end, step, VARIANT_SERIES_COLUMNS)
 
     def error_rates(
@@ -270,7 +241,7 @@ class SqlFlagSeries:
             .where(*self._in_range(environment, start, end, step), row.flag == flag)
             .group_by(row.interval_end)
         )
-        rows = [("", ended, count) for ended, count in self._fetch(query)]
+        rows = [("", ended, count) for ended, count in self.fetch(query)]
         sums = self._slot_sums(rows, start, end, step)
         if not sums:
             return empty_frame(ERROR_SERIES_COLUMNS)
@@ -288,7 +259,7 @@ class SqlFlagSeries:
         quantiles: tuple[float, ...] = (0.5, 0.95, 0.99),
     ) -> pd.DataFrame:
         """The point at t is the quantile of the buckets summed over (t - step, t]."""
-        _check_quantiles(quantiles)
+        check_quantiles(quantiles)
         row = RollupRow
         query = select(row.interval_end, row.latency_buckets).where(
             *self._in_range(environment, start, end, step),
@@ -299,16 +270,16 @@ class SqlFlagSeries:
         totals = sum_buckets(
             (
                 (slot, counts)
-                for ended, counts in self._fetch(query)
+                for ended, counts in self.fetch(query)
                 if (slot := step_slot(ended, start, step)) <= last
             ),
-            len(self._buckets) + 1,
+            len(self.buckets) + 1,
         )
         rows = [
             (quantile, slot.timestamp(), value)
             for slot, cumulative in totals.items()
             for quantile in quantiles
-            if (value := histogram_quantile(quantile, self._buckets, cumulative)) is not None
+            if (value := histogram_quantile(quantile, self.buckets, cumulative)) is not None
         ]
         return _series_frame(LATENCY_SERIES_COLUMNS, rows, keyed=True)
 
@@ -331,7 +302,7 @@ class SqlFlagSeries:
             )
             .group_by(row.interval_end)
         )
-        rows = [(variant, ended, count) for ended, count in self._fetch(query)]
+        rows = [(variant, ended, count) for ended, count in self.fetch(query)]
         sums = self._slot_sums(rows, start, end, step)
         if not sums:
             return empty_frame(RATE_SERIES_COLUMNS)
@@ -394,18 +365,4 @@ class SqlFlagSeries:
             .where(*self._in_range(environment, start, end, step))
             .distinct()
         )
-        covered: dict[datetime, float] = {}
-        for ended, seconds in self._fetch(query):
-            slot = step_slot(ended, start, step)
-            if slot <= as_utc(end):
-                covered[slot] = covered.get(slot, 0.0) + float(seconds)
-        limit = step.total_seconds()
-        return {slot: min(limit, seconds) for slot, seconds in covered.items()}
-
-    def _fetch(self, query: Any) -> Sequence[Any]:
-        self.issued += 1
-        try:
-            with self._engine.connect() as connection:
-                return connection.execute(query).all()
-        except SQLAlchemyError as error:
-            raise SourceUnavailable("metrics database", type(error).__name__) from error
+        return covered_seconds(self.fetch(query), start, end, step)

@@ -5,7 +5,15 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-__all__ = ["histogram_quantile"]
+__all__ = ["check_quantiles", "histogram_quantile"]
+
+
+def check_quantiles(quantiles: Sequence[float]) -> None:
+    """ValueError unless every quantile is strictly within (0, 1): 0 and 1 give only
+    the infinities, which no chart or verdict can use."""
+    for quantile in quantiles:
+        if not 0.0 < quantile < 1.0:
+            raise ValueError(f"quantile must be strictly within 0..1, got {quantile}")
 
 
 def histogram_quantile(

@@ -10,7 +10,7 @@ import ast
 import json
 import math
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -34,6 +34,7 @@ from queries.frames import (
     SPARKLINE_COLUMNS,
     empty_frame,
 )
+from queries.histogram import check_quantiles
 from queries.names import MetricNames
 from queries.promql import label_name, promql_duration, promql_string, selector
 from queries.series_math import as_utc
@@ -128,7 +129,7 @@ class PrometheusMetrics:
         flag_label = label_name(self.names.flag_label)
         variant_label = label_name(self.names.variant_label)
         by = f"sum by ({flag_label}, {variant_label})"
-        series = self._selector(self.names.evaluations, environment, flag)
+        series = self.series(self.names.evaluations, environment, flag)
         raw = f"rate({series}[{promql_duration(window)}])"
         result = self._first_answer(
             [
@@ -139,7 +140,7 @@ class PrometheusMetrics:
             ],
             at,
         )
-        with self._reading_reply():
+        with self.reading_reply():
             rows = [
                 (
                     series["metric"].get(flag_label, ""),
@@ -157,7 +158,7 @@ class PrometheusMetrics:
         if not self.names.errors:
             return empty_frame(ERROR_RATE_COLUMNS)
         flag_label = label_name(self.names.flag_label)
-        series = self._selector(self.names.errors, environment, flag)
+        series = self.series(self.names.errors, environment, flag)
         raw = f"rate({series}[{promql_duration(window)}])"
         result = self._first_answer(
             [
@@ -166,7 +167,7 @@ class PrometheusMetrics:
             ],
             at,
         )
-        with self._reading_reply():
+        with self.reading_reply():
             rows = [
                 (series["metric"].get(flag_label, ""), float(series["value"][1]))
                 for series in result
@@ -183,16 +184,14 @@ class PrometheusMetrics:
     ) -> pd.DataFrame:
         """Latency seconds by flag and quantile, all quantiles in one query; NaN dropped.
 
-        Empty when `names.duration` is unset; ValueError for a quantile outside 0..1.
+        Empty when `names.duration` is unset; ValueError for a quantile outside (0, 1).
         """
+        check_quantiles(quantiles)
         if not self.names.duration or not quantiles:
             return empty_frame(LATENCY_COLUMNS)
-        for quantile in quantiles:
-            if not 0.0 <= quantile <= 1.0:
-                raise ValueError(f"quantile must be within 0..1, got {quantile}")
         flag_label = label_name(self.names.flag_label)
         raw = (
-            f"rate({self._selector(self.names.duration + '_bucket', environment, flag)}"
+            f"rate({self.series(self.names.duration + '_bucket', environment, flag)}"
             f"[{promql_duration(window)}])"
         )
         by_text = {repr(float(quantile)): float(quantile) for quantile in quantiles}
@@ -206,7 +205,7 @@ class PrometheusMetrics:
         ]
         result = self._first_answer(queries, at)
         rows: list[tuple[object, ...]] = []
-        with self._reading_reply():
+        with self.reading_reply():
             for series in result:
                 seconds = float(series["value"][1])
                 if not math.isnan(seconds):
@@ -222,15 +221,10 @@ class PrometheusMetrics:
         step_text = promql_duration(step)
         query = (
             f"sum by ({flag_label}) "
-            f"(rate({self._selector(self.names.evaluations, environment, None)}[{step_text}]))"
+            f"(rate({self.series(self.names.evaluations, environment, None)}[{step_text}]))"
         )
-        result = self._call(
-            query,
-            lambda: self._client.custom_query_range(
-                query, start_time=as_utc(start), end_time=as_utc(end), step=step_text
-            ),
-        )
-        with self._reading_reply():
+        result = self.range(query, start, end, step)
+        with self.reading_reply():
             counts = [len(series["values"]) for series in result]
             keys = [series["metric"].get(flag_label, "") for series in result]
             # Columns built in C by numpy, not one Python row per point.
@@ -259,13 +253,7 @@ class PrometheusMetrics:
 
     def newest_sample_time(self, environment: str, at: datetime) -> datetime | None:
         """Time of the newest evaluation sample within Prometheus's lookback before `at`."""
-        query = f"max(timestamp({self._selector(self.names.evaluations, environment, None)}))"
-        result = self._instant(query, at)
-        if not result:
-            return None
-        with self._reading_reply():
-            seconds = float(result[0]["value"][1])
-        return datetime.fromtimestamp(seconds, tz=UTC)
+        return self.newest_time(self.names.evaluations, environment, at)
 
     def flag_counts(
         self, environment: str, flag: str, window: timedelta, at: datetime
@@ -275,11 +263,11 @@ class PrometheusMetrics:
         reason_label = label_name(self.names.reason_label)
         query = (
             f"sum by ({variant_label}, {reason_label}) "
-            f"(increase({self._selector(self.names.evaluations, environment, flag)}"
+            f"(increase({self.series(self.names.evaluations, environment, flag)}"
             f"[{promql_duration(window)}]))"
         )
-        result = self._instant(query, at)
-        with self._reading_reply():
+        result = self.instant(query, at)
+        with self.reading_reply():
             rows = [
                 (
                     series["metric"].get(variant_label, ""),
@@ -294,10 +282,10 @@ class PrometheusMetrics:
         """The `config_version` each scraped instance reports in `config_info`."""
         query = (
             "max by (instance, config_version) "
-            f"({self._selector(self.names.config_info, environment, None)})"
+            f"({self.series(self.names.config_info, environment, None)})"
         )
-        result = self._instant(query, at)
-        with self._reading_reply():
+        result = self.instant(query, at)
+        with self.reading_reply():
             rows = [
                 (series["metric"].get("instance", ""), series["metric"].get("config_version", ""))
                 for series in result
@@ -312,28 +300,86 @@ class PrometheusMetrics:
         """The recorded series first when they can answer (setting on, the seed's names,
         their 5-minute window), then the raw expression."""
         usable = self.recorded and self.names == MetricNames() and window == RECORDED_WINDOW
-        return [self._selector(recorded, environment, flag), raw] if usable else [raw]
+        return [self.series(recorded, environment, flag), raw] if usable else [raw]
 
     def _first_answer(self, queries: Sequence[str], at: datetime) -> list[dict[str, Any]]:
         """The first non-empty result (recorded series missing: the raw expression)."""
         result: list[dict[str, Any]] = []
         for query in queries:
-            result = self._instant(query, at)
+            result = self.instant(query, at)
             if result:
                 break
         return result
 
-    def _selector(self, metric: str, environment: str, flag: str | None) -> str:
-        labels = {self.names.environment_label: environment}
-        if flag is not None:
-            labels[self.names.flag_label] = flag
-        return selector(metric, labels)
+    # -- the transport every question goes through, here and in `queries.canary` and
+    # `queries.flag_series` -------------------------------------------------------------
 
-    def _instant(self, query: str, at: datetime) -> list[dict[str, Any]]:
+    def series(
+        self,
+        metric: str,
+        environment: str,
+        flag: str | None = None,
+        *,
+        labels: Mapping[str, str] | None = None,
+        matching: Mapping[str, str] | None = None,
+    ) -> str:
+        """The selector of `metric` in `environment` (and of `flag`), with further
+        `labels` equal and `matching` labels matching a regex; every value escaped."""
+        wanted = {self.names.environment_label: environment}
+        if flag is not None:
+            wanted[self.names.flag_label] = flag
+        return selector(metric, {**wanted, **(labels or {})}, matching)
+
+    def instant(self, query: str, at: datetime) -> list[dict[str, Any]]:
+        """The result list of an instant query at `at`; SourceUnavailable if none."""
         return self._call(
             query,
             lambda: self._client.custom_query(query, params={"time": as_utc(at).timestamp()}),
         )
+
+    def range(
+        self, query: str, start: datetime, end: datetime, step: timedelta
+    ) -> list[dict[str, Any]]:
+        """The result matrix of a range query, a point every `step` from `start` to
+        `end`; SourceUnavailable if none."""
+        step_text = promql_duration(step)
+        return self._call(
+            query,
+            lambda: self._client.custom_query_range(
+                query, start_time=as_utc(start), end_time=as_utc(end), step=step_text
+            ),
+        )
+
+    def newest_time(self, metric: str, environment: str, at: datetime) -> datetime | None:
+        """Time of the newest sample of `metric` in `environment` within Prometheus's
+        lookback before `at`; None when there is none."""
+        result = self.instant(f"max(timestamp({self.series(metric, environment)}))", at)
+        if not result:
+            return None
+        with self.reading_reply():
+            seconds = float(result[0]["value"][1])
+        return datetime.fromtimestamp(seconds, tz=UTC)
+
+    def range_points(
+        self, query: str, start: datetime, end: datetime, step: timedelta
+    ) -> list[tuple[dict[str, str], float, float]]:
+        """(labels, epoch seconds, value) of every point of a range query."""
+        result = self.range(query, start, end, step)
+        points: list[tuple[dict[str, str], float, float]] = []
+        with self.reading_reply():
+            for series in result:
+                labels = dict(series["metric"])
+                for stamp, value in series["values"]:
+                    points.append((labels, float(stamp), float(value)))
+        return points
+
+    @contextmanager
+    def reading_reply(self) -> Iterator[None]:
+        """Turn a reply of the wrong shape, met while reading it, into `SourceUnavailable`."""
+        try:
+            yield
+        except (KeyError, IndexError, TypeError, ValueError) as error:
+            raise self._unavailable(f"unexpected reply ({type(error).__name__})") from error
 
     def _call(self, query: str, send: Callable[[], object]) -> list[dict[str, Any]]:
         """Send one query; every way it can fail becomes `SourceUnavailable`."""
@@ -357,14 +403,6 @@ class PrometheusMetrics:
             raise self._unavailable("unexpected reply (result is not a list)")
         return result
 
-    @contextmanager
-    def _reading_reply(self) -> Iterator[None]:
-        """Turn a reply of the wrong shape, met while reading it, into `SourceUnavailable`."""
-        try:
-            yield
-        except (KeyError, IndexError, TypeError, ValueError) as error:
-            raise self._unavailable(f"unexpected reply ({type(error).__name__})") from error
-
     def _unavailable(self, detail: str) -> SourceUnavailable:
         detail = detail.replace(self._client.url, self._safe_url)
         if len(detail) > _DETAIL_LIMIT:
@@ -381,14 +419,14 @@ class PrometheusMetrics:
 
 class PrometheusQuestions:
     """Base of further question sets (canary, flag series) sent through a
-    `PrometheusMetrics`: its client, timeout, error handling and `issued` list."""
+    `PrometheusMetrics`'s transport: its client, timeout, errors and `issued` list."""
 
     name = "prometheus"
 
-    def __init__(self, metrics: PrometheusMetrics) -> None:
-        self._metrics = metrics
-        self.names = metrics.names
+    def __init__(self, prometheus: PrometheusMetrics) -> None:
+        self.prometheus = prometheus
+        self.names = prometheus.names
 
     @property
     def issued(self) -> list[str]:
-        return self._metrics.issued
+        return self.prometheus.issued

@@ -84,16 +84,21 @@ def promql_string(value: str) -> str:
     return '"' + "".join(_escape_char(char) for char in value) + '"'
 
 
-def selector(metric: str, labels: Mapping[str, str]) -> str:
-    """`metric{a="x",b="y"}` with every value escaped by `promql_string`.
+def selector(
+    metric: str, labels: Mapping[str, str], matching: Mapping[str, str] | None = None
+) -> str:
+    """`metric{a="x",b="y",c=~"re"}`: `labels` must equal their value, `matching` match
+    their regular expression; every value escaped by `promql_string`.
 
     Raises ValueError when the metric or a label name is not a valid Prometheus name.
     """
     if not _METRIC_NAME.fullmatch(metric):
         raise ValueError(f"not a valid metric name: {metric!r}")
-    matchers: list[str] = []
-    for name, value in labels.items():
-        matchers.append(f"{label_name(name)}={promql_string(value)}")
+    matchers = [f"{label_name(name)}={promql_string(value)}" for name, value in labels.items()]
+    matchers += [
+        f"{label_name(name)}=~{promql_string(pattern)}"
+        for name, pattern in (matching or {}).items()
+    ]
     if metric.lower() in _NOT_A_BARE_METRIC:
         return "{" + ",".join([f"__name__={promql_string(metric)}", *matchers]) + "}"
     return metric + "{" + ",".join(matchers) + "}"

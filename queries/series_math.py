@@ -8,7 +8,7 @@ from collections.abc import Hashable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
-__all__ = ["as_utc", "step_slot", "sum_buckets"]
+__all__ = ["as_utc", "covered_seconds", "newest_time", "step_slot", "sum_buckets"]
 
 Key = TypeVar("Key", bound=Hashable)
 
@@ -37,3 +37,27 @@ def sum_buckets(rows: Iterable[tuple[Key, Sequence[float]]], width: int) -> dict
         for i, count in enumerate(counts):
             summed[i] += count
     return totals
+
+
+def covered_seconds(
+    intervals: Iterable[tuple[datetime, float]], start: datetime, end: datetime, step: timedelta
+) -> dict[datetime, float]:
+    """Seconds the distinct roll-up intervals (end, length) cover in each step of the
+    range from `start` to `end` (each at most the step); intervals after `end` are left
+    out. A step only partly covered (the newest, still being written) is not a dip."""
+    covered: dict[datetime, float] = {}
+    last = as_utc(end)
+    for ended, seconds in intervals:
+        slot = step_slot(ended, start, step)
+        if slot <= last:
+            covered[slot] = covered.get(slot, 0.0) + float(seconds)
+    limit = step.total_seconds()
+    return {slot: min(limit, seconds) for slot, seconds in covered.items()}
+
+
+def newest_time(value: datetime | str | None) -> datetime | None:
+    """A `max(interval_end)` read back from the database, in UTC (SQLite returns
+    aggregates untyped, as ISO text); None stays None."""
+    if value is None:
+        return None
+    return as_utc(datetime.fromisoformat(value) if isinstance(value, str) else value)

@@ -35,6 +35,11 @@ class MetricsSource(Protocol):
 
     name: str
 
+    @property
+    def issued(self) -> list[str]:
+        """Every query text sent, in order (a "queries per page load" figure reads it)."""
+        ...
+
     def evaluation_rates(
         self, environment: str, window: timedelta, at: datetime, flag: str | None = None
     ) -> pd.DataFrame:

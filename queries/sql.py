@@ -9,16 +9,14 @@ freshly started workload is not under-reported.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
 
 import pandas as pd
 from sqlalchemy import ColumnElement, Engine, Executable, func, select
-from sqlalchemy.exc import SQLAlchemyError
 
 from app.metrics_db.records import LATENCY_BUCKETS
 from app.metrics_db.schema import InstanceReport, RollupRow
+from queries.database import SqlQuestions
 from queries.frames import (
     ERROR_RATE_COLUMNS,
     EVALUATION_RATE_COLUMNS,
@@ -29,22 +27,17 @@ from queries.frames import (
     empty_frame,
 )
 from queries.histogram import histogram_quantile
-from queries.series_math import step_slot, sum_buckets
-from queries.source import SourceUnavailable
+from queries.series_math import as_utc, covered_seconds, step_slot, sum_buckets
 
 __all__ = ["SqlMetrics"]
 
 
-class SqlMetrics:
+class SqlMetrics(SqlQuestions):
     """`MetricsSource` over the `evaluation_rollups` table; one SQL query per question
     (plus one for the covered time, shared by the rate questions)."""
 
-    name = "sql"
-
     def __init__(self, engine: Engine, buckets: tuple[float, ...] = LATENCY_BUCKETS) -> None:
-        self._engine = engine
-        self._buckets = buckets
-        self.issued = 0  # SQL statements run, for the "queries per page load" figure
+        super().__init__(engine, buckets)
 
     def evaluation_rates(
         self, environment: str, window: timedelta, at: datetime, flag: str | None = None
@@ -77,12 +70,12 @@ class SqlMetrics:
         query = select(RollupRow.flag, RollupRow.latency_buckets).where(
             *_in_window(environment, window, at, flag), RollupRow.latency_count > 0
         )
-        totals = sum_buckets(self._fetch(query), len(self._buckets) + 1)
+        totals = sum_buckets(self.fetch(query), len(self.buckets) + 1)
         records = [
             (name, q, value)
             for name, cumulative in totals.items()
             for q in quantiles
-            if (value := histogram_quantile(q, self._buckets, cumulative)) is not None
+            if (value := histogram_quantile(q, self.buckets, cumulative)) is not None
             and math.isfinite(value)
         ]
         if not records:
@@ -109,17 +102,17 @@ class SqlMetrics:
             )
             .group_by(RollupRow.flag, RollupRow.interval_end, RollupRow.interval_seconds)
         )
-        step_s = step.total_seconds()
         sums: dict[tuple[str, datetime], float] = {}
-        intervals: dict[datetime, set[tuple[datetime, float]]] = {}
-        for name, ended, seconds, count in self._fetch(query):
+        intervals: set[tuple[datetime, float]] = set()
+        last = as_utc(end)
+        for name, ended, seconds, count in self.fetch(query):
             slot = step_slot(ended, start, step)
-            sums[(name, slot)] = sums.get((name, slot), 0.0) + float(count)
-            intervals.setdefault(slot, set()).add((ended, float(seconds)))
+            if slot <= last:
+                sums[(name, slot)] = sums.get((name, slot), 0.0) + float(count)
+                intervals.add((ended, float(seconds)))
         if not sums:
             return empty_frame(SPARKLINE_COLUMNS)
-        # A step only partly covered (the newest, still being written) is not a dip.
-        covered = {slot: min(step_s, sum(s for _, s in seen)) for slot, seen in intervals.items()}
+        covered = covered_seconds(intervals, start, end, step)
         frame = pd.DataFrame(
             [(name, when, total / covered[when]) for (name, when), total in sorted(sums.items())],
             columns=list(SPARKLINE_COLUMNS),
@@ -128,16 +121,7 @@ class SqlMetrics:
         return frame
 
     def newest_sample_time(self, environment: str, at: datetime) -> datetime | None:
-        query = select(func.max(RollupRow.interval_end)).where(
-            RollupRow.environment == environment, RollupRow.interval_end <= at
-        )
-        rows = self._fetch(query)
-        newest = rows[0][0] if rows else None
-        if isinstance(newest, str):  # SQLite returns aggregates untyped
-            newest = datetime.fromisoformat(newest)
-        if newest is not None and newest.tzinfo is None:
-            newest = newest.replace(tzinfo=at.tzinfo)
-        return newest
+        return self.newest_end(RollupRow, environment, at)
 
     def flag_counts(
         self, environment: str, flag: str, window: timedelta, at: datetime
@@ -147,7 +131,7 @@ class SqlMetrics:
             .where(*_in_window(environment, window, at, flag))
             .group_by(RollupRow.variant, RollupRow.reason)
         )
-        rows = [(v, r, float(n)) for v, r, n in self._fetch(query)]
+        rows = [(v, r, float(n)) for v, r, n in self.fetch(query)]
         if not rows:
             return empty_frame(FLAG_COUNT_COLUMNS)
         return pd.DataFrame(rows, columns=list(FLAG_COUNT_COLUMNS))
@@ -161,7 +145,7 @@ class SqlMetrics:
             InstanceReport.reported_at > at - live,
             InstanceReport.reported_at <= at + live,
         )
-        rows = [tuple(row) for row in self._fetch(query)]
+        rows = [tuple(row) for row in self.fetch(query)]
         if not rows:
             return empty_frame(INSTANCE_VERSION_COLUMNS)
         return pd.DataFrame(rows, columns=list(INSTANCE_VERSION_COLUMNS))
@@ -174,7 +158,7 @@ class SqlMetrics:
         at: datetime,
         columns: tuple[str, ...],
     ) -> pd.DataFrame:
-        rows = self._fetch(query)
+        rows = self.fetch(query)
         covered = self._covered_seconds(environment, window, at)
         if not rows or covered <= 0:
             return empty_frame(columns)
@@ -188,16 +172,9 @@ class SqlMetrics:
             .where(*_in_window(environment, window, at, None))
             .distinct()
         )
-        covered = sum((float(seconds) for _, seconds in self._fetch(query)), 0.0)
-        return min(covered, window.total_seconds())
-
-    def _fetch(self, query: Executable) -> Sequence[Any]:
-        self.issued += 1
-        try:
-            with self._engine.connect() as connection:
-                return connection.execute(query).all()
-        except SQLAlchemyError as error:
-            raise SourceUnavailable("metrics database", type(error).__name__) from error
+        # one step, the window, ending at `at`: every roll-up of the query falls in it
+        covered = covered_seconds(self.fetch(query), at, at, window)
+        return covered.get(as_utc(at), 0.0)
 
 
 def _in_window(

@@ -18,21 +18,35 @@ from app.flags.model import FlagState, GradualStep, Rollout, RolloutStrategy
 
 __all__ = [
     "DEFAULT_STUCK_AFTER",
+    "EXPOSURE_TOLERANCE",
+    "MIN_EXPOSURE_WINDOW",
+    "SETTLING_TIME",
     "SRM_P_VALUE",
     "AppliedChange",
     "ExposureCheck",
+    "ExposureWindow",
     "Propagation",
     "StepAge",
     "exposure_check",
+    "exposure_window",
     "next_gradual_step",
     "propagation",
     "step_age",
     "stuck",
     "time_to_mitigate",
+    "time_to_target_share",
 ]
 
 #: p below this: the observed split is not the configured one (sample ratio mismatch)
 SRM_P_VALUE = 0.001
+#: the observed share may differ from the configured one by this much (absolute, 0..1),
+#: as the exposure guard allows (`GuardPolicy.exposure_tolerance`)
+EXPOSURE_TOLERANCE = 0.02
+#: after a change, exposure is "settling" this long: counts straddling the change mix
+#: the old split with the new one
+SETTLING_TIME = timedelta(minutes=1)
+#: exposure is never judged on less than this (a change seconds ago has no counts)
+MIN_EXPOSURE_WINDOW = timedelta(seconds=15)
 #: a flag in `rollout` at the same step for longer than this is stuck
 DEFAULT_STUCK_AFTER = timedelta(days=7)
 
@@ -70,6 +84,53 @@ def exposure_check(
             expected, observed, treated, total, float(chi2), float(p), float(p) < srm_p_value
         )
     return ExposureCheck(expected, observed, treated, total, None, None, observed != expected)
+
+
+@dataclass(frozen=True)
+class ExposureWindow:
+    """Which evaluations exposure counts: the last `length` (never from before the
+    newest change, `since`); `settling` while that change is too recent to judge."""
+
+    length: timedelta
+    since: datetime | None
+    settling: bool
+
+
+def exposure_window(
+    range_length: timedelta,
+    changed_at: datetime | None,
+    now: datetime,
+    settling_time: timedelta = SETTLING_TIME,
+) -> ExposureWindow:
+    """Count only evaluations made under the current config: from `changed_at` (the
+    newest applied change) when it is within `range_length`, in whole seconds, never
+    less than `MIN_EXPOSURE_WINDOW`. Settling until `settling_time` after the change
+    (when the time each instance loaded it is unknown, the change's time is the start;
+    roll-ups and scrapes straddling it still mix the old split in)."""
+    length = range_length
+    if changed_at is not None:
+        length = min(length, now - changed_at)
+    length = max(MIN_EXPOSURE_WINDOW, timedelta(seconds=int(length.total_seconds())))
+    if changed_at is None:
+        return ExposureWindow(length, None, False)
+    return ExposureWindow(length, changed_at, now - changed_at < settling_time)
+
+
+def time_to_target_share(
+    shares: Iterable[tuple[datetime, float]],
+    action_at: datetime,
+    target: float,
+    tolerance: float = EXPOSURE_TOLERANCE,
+) -> timedelta | None:
+    """After a partial rollback (5 → 1 %): time from `action_at` until the rollout
+    variant's observed share (0..1) came within `tolerance` of `target` and stayed there
+    for the rest of the series. None when it is not (yet) there at the last point."""
+    points = sorted((at, float(v)) for at, v in shares if at > action_at and math.isfinite(v))
+    reached_at: datetime | None = None
+    for at, share in points:
+        # drifting back out of the tolerance restarts the wait
+        reached_at = (reached_at or at) if abs(share - target) <= tolerance else None
+    return None if reached_at is None else reached_at - action_at
 
 
 def time_to_mitigate(

@@ -18,7 +18,6 @@ from app.rollout.actions import ExitCode
 from app.runtime import open_runtime
 from app.services.canary import (
     CanaryAnalysis,
-    canary_sources,
     load_canary,
     metric_table,
     parse_window,
@@ -69,7 +68,7 @@ def run_canary(args: argparse.Namespace, settings: Settings) -> int:
         return ExitCode.USAGE
     at = args.at or datetime.now(UTC)
     analysis = load_canary(
-        canary_sources(runtime.prometheus, runtime.engine),
+        runtime.sources.canary(),
         environment,
         args.window,
         at,

@@ -11,6 +11,7 @@ import argparse
 import getpass
 import json
 import sys
+import textwrap
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -101,6 +102,14 @@ def _parser() -> argparse.ArgumentParser:
     _action_options(rollback)
     rollback.set_defaults(run=_run_action, action=Action.ROLLBACK)
 
+    restore = commands.add_parser(
+        "restore", help="put every flag an audited action changed back to its prior state"
+    )
+    restore.add_argument("audit_id", metavar="AUDIT_ID")
+    restore.add_argument("--override-guards", action="store_true", help="admin only")
+    _action_options(restore, environment=False)
+    restore.set_defaults(run=_run_restore, action=Action.RESTORE)
+
     audit = commands.add_parser("audit", help="the audit log, newest first")
     audit.add_argument("--flag")
     audit.add_argument("--since", type=_instant, help="ISO-8601 instant")
@@ -116,8 +125,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _action_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--env", dest="environment")
+def _action_options(parser: argparse.ArgumentParser, *, environment: bool = True) -> None:
+    if environment:
+        parser.add_argument("--env", dest="environment")
     parser.add_argument("--reason", required=True)
     parser.add_argument("--actor", default=None, help="who acts (default: the OS user)")
     parser.add_argument("--idempotency-key", default=None, help="the same key applies once")
@@ -201,9 +211,35 @@ def _run_action(args: argparse.Namespace, settings: Settings) -> int:
         override_guards=getattr(args, "override_guards", False),
         **({"idempotency_key": args.idempotency_key} if args.idempotency_key else {}),
     )
-    result = runtime.execute(request)
-    if args.json:
-        _print_json(result.as_json())
+    return _report(runtime.execute(request), args.json)
+
+
+def _run_restore(args: argparse.Namespace, settings: Settings) -> int:
+    """`restore AUDIT_ID`: the environment is the record's."""
+    runtime = open_runtime(settings)
+    record = runtime.audit.get(args.audit_id)
+    if record is None:
+        print(f"error: no audit record #{args.audit_id}", file=sys.stderr)
+        return ExitCode.USAGE
+    request = ActionRequest(
+        action=Action.RESTORE,
+        environment=record.environment,
+        reason=args.reason,
+        identity=cli_identity(settings, args.actor),
+        restore_of=record.id,
+        dry_run=args.dry_run,
+        override_guards=args.override_guards,
+        **({"idempotency_key": args.idempotency_key} if args.idempotency_key else {}),
+    )
+    return _report(runtime.execute(request), args.json)
+
+
+def _report(result: ActionResult, as_json: bool) -> int:
+    if as_json:
+        document = result.as_json()
+        if result.plan is not None and result.plan.request.restore_of:
+            document["restore_of"] = result.plan.request.restore_of
+        _print_json(document)
     else:
         _print_result(result)
     if result.error:
@@ -249,12 +285,20 @@ def _run_audit(args: argparse.Namespace, settings: Settings) -> int:
         return ExitCode.DONE
     for e in entries:
         print(
-            f"{e.id:>6} {e.at:%Y-%m-%d %H:%M:%S} {e.actor:<16} {e.action:<18} {e.flag:<32} "
-            f"{e.from_percentage:g} → {e.to_percentage:g} %  {e.outcome}"
-            + ("  OVERRIDE" if e.override else "")
-            + f"  — {e.reason}"
+            f"{e.id:>6} {e.at:%Y-%m-%d %H:%M:%S} {e.environment:<12} {e.actor:<16} "
+            f"{e.action:<18} {e.flag:<32} {e.from_percentage:g} → {e.to_percentage:g} %  "
+            f"{e.outcome}" + ("  OVERRIDE" if e.override else "")
         )
+        for line in textwrap.wrap(e.reason, width=AUDIT_REASON_WIDTH) or [""]:
+            print(f"{'':>8}{line}")
+        if e.detail:
+            for line in textwrap.wrap(e.detail, width=AUDIT_REASON_WIDTH):
+                print(f"{'':>8}! {line}")
     return ExitCode.DONE
+
+
+#: the audit listing wraps reasons at this width, indented under their record
+AUDIT_REASON_WIDTH = 88
 
 
 def _run_phases(args: argparse.Namespace, settings: Settings) -> int:

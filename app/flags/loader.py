@@ -6,12 +6,12 @@ once: a newcomer fixing a config should not have to rerun the loader per typo.
 
 from __future__ import annotations
 
-import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import yaml
 from pydantic import ValidationError
@@ -25,10 +25,13 @@ __all__ = [
     "check_config",
     "environments",
     "load_config",
+    "load_derived",
     "override_path",
 ]
 
 BUNDLED_CONFIG: Path = Path(__file__).parent / "data" / "feature_flags.yaml"
+
+T = TypeVar("T")
 
 _ENVIRONMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
@@ -122,10 +125,30 @@ def load_config(
     before making it). Raises ConfigInvalid listing every issue (syntax, duplicate keys,
     validation), each with its file and line.
     """
-    config, issues = _build(path, environment, override_text)
+    return _load(path, environment, override_text)[0]
+
+
+def load_derived(
+    path: Path,
+    environment: str | None,
+    derive: Callable[[FlagConfig], T],
+    *,
+    override_text: str | None = None,
+) -> tuple[FlagConfig, T]:
+    """`load_config(...)` and `derive(config)`, computed once per content of the files
+    (`derive` must be a pure module-level function). Raises like `load_config`."""
+    config, contents = _load(path, environment, override_text)
+    derived: T = _derived(environment, path, contents, derive)
+    return config, derived
+
+
+def _load(
+    path: Path, environment: str | None, override_text: str | None
+) -> tuple[FlagConfig, tuple[tuple[Path, str], ...]]:
+    config, issues, contents = _build(path, environment, override_text)
     if config is None:
         raise ConfigInvalid(issues)
-    return config
+    return config, contents
 
 
 def check_config(path: Path) -> list[ConfigIssue]:
@@ -138,30 +161,28 @@ def check_config(path: Path) -> list[ConfigIssue]:
 
 def _build(
     path: Path, environment: str | None, override_text: str | None = None
-) -> tuple[FlagConfig | None, list[ConfigIssue]]:
+) -> tuple[FlagConfig | None, list[ConfigIssue], tuple[tuple[Path, str], ...]]:
+    """The config (None when invalid), its issues, and the (file, text) pairs it was
+    built from."""
     issues: list[ConfigIssue] = []
     if environment is not None and not _ENVIRONMENT_NAME.match(environment):
         issues.append(ConfigIssue(path, None, None, f"invalid environment name {environment!r}"))
-        return None, issues
-    documents = [_read(path, issues)]
+        return None, issues, ()
+    files = [path]
+    texts = [_read(path, issues)]
     if environment is not None:
         overrides = override_path(path, environment)
         # No override file just means the base applies unchanged in that environment.
         if override_text is not None or overrides.exists():
-            documents.append(_read(overrides, issues, override_text))
-    readable = [document for document in documents if document is not None]
-    if len(readable) < len(documents):
-        return None, issues  # unreadable or broken YAML: nothing sensible to validate
-    # The same parsed documents always give the same result: validate them once. The
-    # entry holds the documents, so their ids cannot be reused while it lives.
-    key = (environment, *(id(document) for document in readable))
-    if key not in _BUILT:
-        if len(_BUILT) >= _PARSED_LIMIT:
-            _BUILT.pop(next(iter(_BUILT)))
-        _BUILT[key] = (tuple(readable), *_validate(readable, environment, path))
-    _, config, found = _BUILT[key]
+            files.append(overrides)
+            texts.append(_read(overrides, issues, override_text))
+    pairs = zip(files, texts, strict=True)
+    contents = tuple((file, text) for file, text in pairs if text is not None)
+    if len(contents) < len(files):
+        return None, issues, contents  # unreadable or broken YAML: nothing to validate
+    config, found = _built(environment, path, contents)
     issues = [*issues, *found]  # duplicate keys are reported while reading
-    return (None if issues else config), issues
+    return (None if issues else config), issues, contents
 
 
 def _validate(
@@ -185,34 +206,56 @@ def _validate(
     return (None if issues else config), issues
 
 
-#: parsed files by (path, sha256 of the text): a 1,000-flag base file is parsed once, not
-#: on every action. Cached documents are shared: nothing may mutate their data.
-_PARSED: dict[tuple[str, str], tuple[_Document | None, list[ConfigIssue]]] = {}
-_PARSED_LIMIT = 64
-#: validated configs by (environment, the parsed documents merged)
-_BUILT: dict[
-    tuple[Any, ...], tuple[tuple[_Document, ...], FlagConfig | None, list[ConfigIssue]]
-] = {}
+#: How many parsed files and validated configs are kept. Both caches are keyed by
+#: content (path and text), never by object identity, and `lru_cache` is safe to share
+#: between Streamlit's threads: a 1,000-flag base file is parsed once, not on every
+#: action. Cached documents are shared: nothing may mutate their data.
+_CACHED = 64
 
 
-def _read(path: Path, issues: list[ConfigIssue], text: str | None = None) -> _Document | None:
+def _read(path: Path, issues: list[ConfigIssue], text: str | None = None) -> str | None:
     """Parse one file (or `text` in its place); appends its issues and returns None if
-    it cannot be used."""
+    it cannot be used, else the text it was parsed from."""
     if text is None:
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as error:
             issues.append(ConfigIssue(path, None, None, f"cannot read file: {error}"))
             return None
-    key = (str(path), hashlib.sha256(text.encode()).hexdigest())
-    if key not in _PARSED:
-        if len(_PARSED) >= _PARSED_LIMIT:
-            _PARSED.pop(next(iter(_PARSED)))
-        found: list[ConfigIssue] = []
-        _PARSED[key] = (_parse(path, text, found), found)
-    document, found = _PARSED[key]
+    document, found = _parsed(path, text)
     issues.extend(found)
-    return document
+    return None if document is None else text
+
+
+@lru_cache(maxsize=_CACHED)
+def _parsed(path: Path, text: str) -> tuple[_Document | None, tuple[ConfigIssue, ...]]:
+    """`text` parsed as the file at `path`, with its issues (a pure function of both)."""
+    found: list[ConfigIssue] = []
+    return _parse(path, text, found), tuple(found)
+
+
+@lru_cache(maxsize=_CACHED)
+def _built(
+    environment: str | None, path: Path, contents: tuple[tuple[Path, str], ...]
+) -> tuple[FlagConfig | None, tuple[ConfigIssue, ...]]:
+    """The files' (path, text) pairs merged in order and validated: the same content
+    always gives the same config object. Every file must parse (see `_read`)."""
+    documents = [_parsed(file, text)[0] for file, text in contents]
+    readable = [document for document in documents if document is not None]
+    config, issues = _validate(readable, environment, path)
+    return config, tuple(issues)
+
+
+@lru_cache(maxsize=_CACHED)
+def _derived(
+    environment: str | None,
+    path: Path,
+    contents: tuple[tuple[Path, str], ...],
+    derive: Callable[[FlagConfig], Any],
+) -> Any:
+    config = _built(environment, path, contents)[0]
+    assert config is not None  # only called for contents that validated
+    return derive(config)
 
 
 def _parse(path: Path, text: str, issues: list[ConfigIssue]) -> _Document | None:

@@ -38,7 +38,7 @@ from app.flags.backend import (
     VersionConflict,
     definition_version,
 )
-from app.flags.loader import environments, load_config, override_path
+from app.flags.loader import environments, load_derived, override_path
 from app.flags.model import FlagConfig, FlagState
 
 __all__ = ["HISTORY_DIR", "YamlFlagBackend"]
@@ -76,7 +76,7 @@ class YamlFlagBackend:
 
     def load(self, environment: str) -> FlagSnapshot:
         """The merged config and a content hash per flag; ConfigInvalid if bad."""
-        return _snapshot(environment, load_config(self.path, environment))
+        return _snapshot(environment, *load_derived(self.path, environment, _versions))
 
     def apply(
         self,
@@ -155,7 +155,7 @@ class YamlFlagBackend:
 
     def _replace(self, environment: str, text: str) -> FlagSnapshot:
         """Validate `text` as the override file, then swap it in atomically (lock held)."""
-        config = self._validate(environment, text)
+        config, versions = self._validate(environment, text)
         target = override_path(self.path, environment)
         self._remove_leftovers(target)
         # Keep the file's permissions: services reading it may run as another user.
@@ -176,12 +176,12 @@ class YamlFlagBackend:
             Path(temporary).unlink(missing_ok=True)
             raise
         _fsync_directory(target.parent)
-        return _snapshot(environment, config)
+        return _snapshot(environment, config, versions)
 
-    def _validate(self, environment: str, text: str) -> FlagConfig:
-        """The config that `text` as the override would give; ConfigInvalid naming the
-        real files if it would not validate."""
-        return load_config(self.path, environment, override_text=text)
+    def _validate(self, environment: str, text: str) -> tuple[FlagConfig, dict[str, str]]:
+        """The config that `text` as the override would give, with its flags' versions;
+        ConfigInvalid naming the real files if it would not validate."""
+        return load_derived(self.path, environment, _versions, override_text=text)
 
     def _keep_history(self, environment: str, target: Path) -> None:
         self.history_dir.mkdir(exist_ok=True)
@@ -213,18 +213,13 @@ class YamlFlagBackend:
                 leftover.unlink(missing_ok=True)
 
 
-#: per-flag versions of recent configs (the loader returns the same object for the same
-#: files); each entry keeps its config alive so its id is not reused
-_VERSIONS: dict[int, tuple[FlagConfig, dict[str, str]]] = {}
+def _versions(config: FlagConfig) -> dict[str, str]:
+    """Each flag's version (the loader computes it once per content of the files)."""
+    return {key: definition_version(flag) for key, flag in config.flags.items()}
 
 
-def _snapshot(environment: str, config: FlagConfig) -> FlagSnapshot:
-    if id(config) not in _VERSIONS:
-        if len(_VERSIONS) >= 16:
-            _VERSIONS.pop(next(iter(_VERSIONS)))
-        versions = {key: definition_version(flag) for key, flag in config.flags.items()}
-        _VERSIONS[id(config)] = (config, versions)
-    return FlagSnapshot(environment=environment, config=config, versions=_VERSIONS[id(config)][1])
+def _snapshot(environment: str, config: FlagConfig, versions: dict[str, str]) -> FlagSnapshot:
+    return FlagSnapshot(environment=environment, config=config, versions=dict(versions))
 
 
 def _yaml() -> YAML:

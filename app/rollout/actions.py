@@ -1,8 +1,11 @@
-"""Advance, rollback and emergency rollback: decided, guarded, audited, never lost.
+"""Advance, rollback, emergency rollback and restore: decided, guarded, audited, never lost.
 
-`plan_action` works out the exact change (and, for an advance, the guard report)
-without writing anything; `execute_action` authorises, records the audit entry as
-*pending*, applies the change with optimistic concurrency and records the outcome.
+`plan_action` works out the exact change (and, for an advance or a restore that goes
+up, the guard report) without writing anything; `execute_action` authorises, records
+the audit entry as *pending*, applies the change with optimistic concurrency and
+records the outcome. A request may carry the transitions the person confirmed
+(`confirmed`): it then applies exactly those, or is refused as a conflict (and the
+audit says what was confirmed) when a flag is no longer where the person saw it.
 Rollbacks never look at metrics, so they work with every metrics source down; their
 audit goes to the journal when the database is down too.
 """
@@ -10,30 +13,35 @@ audit goes to the journal when the database is down too.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import IntEnum, StrEnum
 from typing import Any
 
 from app.flags.backend import FlagBackend, FlagChange, FlagSnapshot, UnknownFlag, VersionConflict
 from app.flags.loader import ConfigInvalid
-from app.flags.model import FlagConfig, FlagState
-from app.rollout.audit import AuditEntry, AuditLog, DuplicateKey, Outcome
+from app.flags.model import FlagConfig, FlagDefinition, FlagState
+from app.rollout.audit import AuditEntry, AuditLog, DuplicateKey, Outcome, describe_change
 from app.rollout.guards import GuardResult
 from app.rollout.ladder import LadderEnd, next_step, previous_step
 from app.rollout.roles import Identity, NotAuthorized, Role, require
 
 __all__ = [
+    "MAX_REASON_LENGTH",
     "Action",
     "ActionRequest",
     "ActionResult",
     "ExitCode",
     "InvalidRequest",
     "Plan",
+    "PlanConflict",
+    "PlanRefused",
     "Transition",
+    "changed_since",
     "execute_action",
     "plan_action",
+    "target_of",
 ]
 
 MAX_REASON_LENGTH = 2000
@@ -57,16 +65,34 @@ class Action(StrEnum):
     ROLLBACK = "rollback"
     KILL = "kill"
     EMERGENCY = "emergency_rollback"
+    RESTORE = "restore"
 
 
 class InvalidRequest(ValueError):
     """The request itself is wrong (unknown flag, bad percentage, empty reason...)."""
 
 
+class PlanRefused(InvalidRequest):
+    """The request is well formed but cannot be done (a restore of a record that was
+    not applied): exit 1."""
+
+
+class PlanConflict(InvalidRequest):
+    """A flag is no longer where the request expects it (a restore after a later
+    change): exit 3, with the fresh snapshot."""
+
+    def __init__(self, message: str, fresh: FlagSnapshot) -> None:
+        super().__init__(message)
+        self.fresh = fresh
+
+
 @dataclass(frozen=True)
 class ActionRequest:
     """What someone asked for. `expected_versions` are the flag versions the asker saw
-    (a page passes what it displayed); None means "as read now" (the CLI)."""
+    (a page passes what it displayed); None means "as read now" (the CLI).
+    `confirmed` are the transitions the person confirmed in a dialog: exactly these are
+    applied, or the request is refused as a conflict. `restore_of` is the audit id a
+    restore reverts."""
 
     action: Action
     environment: str
@@ -78,6 +104,8 @@ class ActionRequest:
     dry_run: bool = False
     override_guards: bool = False
     expected_versions: Mapping[str, str] | None = None
+    confirmed: tuple[Transition, ...] | None = None
+    restore_of: str | None = None
 
 
 @dataclass(frozen=True)
@@ -95,6 +123,10 @@ class Transition:
             f"{self.flag}: {self.from_state} {self.from_percentage:g} % → "
             f"{self.to_state} {self.to_percentage:g} %"
         )
+
+    def starts_from(self, flag: FlagDefinition) -> bool:
+        """Whether `flag` is (still) in this transition's `from` state."""
+        return flag.state is self.from_state and flag.percentage == self.from_percentage
 
 
 @dataclass(frozen=True)
@@ -154,11 +186,17 @@ class ActionResult:
         return document
 
 
-def plan_action(request: ActionRequest, backend: FlagBackend, check_guards: GuardCheck) -> Plan:
+def plan_action(
+    request: ActionRequest,
+    backend: FlagBackend,
+    check_guards: GuardCheck,
+    audit: AuditLog | None = None,
+) -> Plan:
     """The change `request` would make, read from the backend now; writes nothing.
 
-    Raises InvalidRequest (bad input, unknown flag, end of the ladder), and lets the
-    backend's ConfigInvalid / SourceUnavailable through.
+    Raises InvalidRequest (bad input, unknown flag, end of the ladder), PlanRefused /
+    PlanConflict (a restore that cannot be done), and lets the backend's ConfigInvalid /
+    SourceUnavailable through. A restore needs `audit`.
     """
     _validate(request)
     snapshot = backend.load(request.environment)
@@ -170,34 +208,111 @@ def plan_action(request: ActionRequest, backend: FlagBackend, check_guards: Guar
             if flag.state is FlagState.ROLLOUT and key not in safety
         )
         return Plan(request, snapshot, transitions)
+    if request.action is Action.RESTORE:
+        if audit is None:
+            raise InvalidRequest("a restore needs the audit log")
+        return _plan_restore(request, snapshot, audit, check_guards)
     assert request.flag is not None
     try:
         flag = snapshot.flag(request.flag)
     except UnknownFlag as error:
         raise InvalidRequest(f"{error} in {request.environment}") from None
+    transition = target_of(
+        request.action, flag, snapshot.config.global_.rollout_steps, request.to_percentage
+    )
+    guards = tuple(check_guards(snapshot, flag.key)) if request.action is Action.ADVANCE else ()
+    return Plan(request, snapshot, (transition,), guards)
+
+
+def target_of(
+    action: Action, flag: FlagDefinition, steps: Sequence[float], to: float | None = None
+) -> Transition:
+    """Where `action` takes `flag` (the ladder's next / previous step, 0 % for a kill, or
+    `to`); InvalidRequest at the end of the ladder or for a `to` the wrong way."""
     current = flag.percentage
-    steps = snapshot.config.global_.rollout_steps
     try:
-        if request.action is Action.ADVANCE:
-            target = request.to_percentage
-            if target is None:
-                target = next_step(current, steps)
-            elif target <= current:
+        if action is Action.ADVANCE:
+            if to is None:
+                to = next_step(current, steps)
+            elif to <= current:
                 raise InvalidRequest(f"advance must go above the current {current:g} %")
-            to = Transition(flag.key, flag.state, current, FlagState.ROLLOUT, target)
-            return Plan(request, snapshot, (to,), tuple(check_guards(snapshot, flag.key)))
-        if request.action is Action.KILL:
-            target = 0.0
-        elif request.to_percentage is not None:
-            target = request.to_percentage
-            if target >= current:
+            return Transition(flag.key, flag.state, current, FlagState.ROLLOUT, to)
+        if action is Action.KILL:
+            to = 0.0
+        elif to is not None:
+            if to >= current:
                 raise InvalidRequest(f"rollback must go below the current {current:g} %")
         else:
-            target = previous_step(current, steps)
+            to = previous_step(current, steps)
     except LadderEnd as error:
         raise InvalidRequest(str(error)) from None
-    state = FlagState.DISABLED if target == 0 else FlagState.ROLLOUT
-    return Plan(request, snapshot, (Transition(flag.key, flag.state, current, state, target),))
+    state = FlagState.DISABLED if to == 0 else FlagState.ROLLOUT
+    return Transition(flag.key, flag.state, current, state, to)
+
+
+def changed_since(
+    audit: AuditLog, snapshot: FlagSnapshot, transitions: Sequence[Transition]
+) -> list[str]:
+    """For each flag no longer in its transition's `from` state: what it is now and who
+    changed it last ("ab_testing is now rollout 10 %: olga … 25 % → 10 %")."""
+    return [
+        _now_and_who(audit, snapshot, t.flag)
+        for t in transitions
+        if t.flag not in snapshot.config.flags or not t.starts_from(snapshot.flag(t.flag))
+    ]
+
+
+def _now_and_who(audit: AuditLog, snapshot: FlagSnapshot, key: str) -> str:
+    flag = snapshot.config.flags.get(key)
+    if flag is None:
+        return f"{key} no longer exists in {snapshot.environment}"
+    last = audit.latest_applied(snapshot.environment, key)
+    who = f": {describe_change(last)}" if last is not None else " (by an edit outside the log)"
+    return f"{key} is now {flag.state} {flag.percentage:g} %{who}"
+
+
+def _plan_restore(
+    request: ActionRequest, snapshot: FlagSnapshot, audit: AuditLog, check_guards: GuardCheck
+) -> Plan:
+    """Every flag the recorded action touched, back to its exact prior state."""
+    assert request.restore_of is not None
+    record = audit.get(request.restore_of)
+    if record is None:
+        raise InvalidRequest(f"no audit record #{request.restore_of}")
+    if record.environment != request.environment:
+        raise InvalidRequest(
+            f"audit record #{record.id} is in {record.environment}, not {request.environment}"
+        )
+    group = audit.action_group(record)
+    for entry in group:
+        if entry.outcome is not Outcome.APPLIED:
+            raise PlanRefused(
+                f"audit record #{entry.id} ({entry.flag}) was not applied ({entry.outcome}): "
+                "there is nothing to restore"
+            )
+    recorded = tuple(
+        Transition(
+            e.flag,
+            FlagState(e.to_state),
+            e.to_percentage,
+            FlagState(e.from_state),
+            e.from_percentage,
+        )
+        for e in group
+    )
+    changed = changed_since(audit, snapshot, recorded)
+    if changed:
+        raise PlanConflict(
+            f"cannot restore #{record.id}: changed since — {'; '.join(changed)}", snapshot
+        )
+    up = [t for t in recorded if t.to_percentage > t.from_percentage]
+    guards: list[GuardResult] = []
+    for t in up:
+        found = check_guards(snapshot, t.flag)
+        guards.extend(
+            found if len(up) == 1 else [replace(g, name=f"{t.flag}: {g.name}") for g in found]
+        )
+    return Plan(request, snapshot, recorded, tuple(guards))
 
 
 def execute_action(
@@ -208,14 +323,21 @@ def execute_action(
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> ActionResult:
     """Plan, authorise, audit and apply `request`. Never raises for a user error: the
-    result carries the exit code and the message."""
+    result carries the exit code and the message. With `request.confirmed`, exactly the
+    confirmed transitions are applied; a flag no longer in a confirmed `from` state (or
+    version) is refused with exit 3, recorded as the confirmed change, failed, with the
+    fresh state and who made it in its detail."""
     try:
         require(request.identity, _needed_role(request), str(request.action))
         previous = audit.find_key(request.idempotency_key)
         if previous is not None and not request.dry_run:
-            return _replay(request, previous)
-        plan = plan_action(request, backend, check_guards)
+            return _replay(request, previous, audit)
+        plan = plan_action(request, backend, check_guards, audit)
     except NotAuthorized as error:
+        return ActionResult(False, ExitCode.REFUSED, None, error=str(error))
+    except PlanConflict as error:
+        return ActionResult(False, ExitCode.CONFLICT, None, error=str(error), fresh=error.fresh)
+    except PlanRefused as error:
         return ActionResult(False, ExitCode.REFUSED, None, error=str(error))
     except InvalidRequest as error:
         return ActionResult(False, ExitCode.USAGE, None, error=str(error))
@@ -224,6 +346,16 @@ def execute_action(
     except OSError as error:
         return ActionResult(False, ExitCode.UNAVAILABLE, None, error=f"flags unreadable: {error}")
 
+    if request.confirmed is not None:
+        stale = changed_since(audit, plan.snapshot, request.confirmed)
+        if not stale and set(request.confirmed) != set(plan.transitions):
+            stale = [
+                "the change is now: " + "; ".join(t.diff for t in plan.transitions)
+                if plan.transitions
+                else "there is nothing to change now"
+            ]
+        if stale:
+            return _refuse_stale(request, plan, audit, now(), stale)
     if not plan.transitions:
         return ActionResult(False, ExitCode.DONE, plan, error="nothing to change")
     if request.dry_run:
@@ -233,14 +365,16 @@ def execute_action(
     if not plan.guards_passed and not request.override_guards:
         failed = ", ".join(g.name for g in plan.guards if not g.passed)
         entries = _record(audit, plan, Outcome.REFUSED, now())
-        no_source = any(g.name == "data_fresh" and g.value is None for g in plan.guards)
+        no_source = any(
+            g.name.rsplit(": ", 1)[-1] == "data_fresh" and g.value is None for g in plan.guards
+        )
         code = ExitCode.UNAVAILABLE if no_source else ExitCode.REFUSED
         return ActionResult(False, code, plan, entries, error=f"guards failed: {failed}")
 
     try:
         pending = _record(audit, plan, Outcome.PENDING, now())
     except DuplicateKey as duplicate:  # a concurrent double click got there first
-        return _replay(request, duplicate.existing)
+        return _replay(request, duplicate.existing, audit)
     changes = [FlagChange(t.flag, t.to_state, t.to_percentage) for t in plan.transitions]
     expected = request.expected_versions or plan.snapshot.versions
     try:
@@ -250,15 +384,30 @@ def execute_action(
             {t.flag: expected.get(t.flag, "") for t in plan.transitions},
         )
     except VersionConflict as conflict:
-        settled = tuple(audit.settle_many(pending, Outcome.FAILED, str(conflict)))
-        return ActionResult(
-            False, ExitCode.CONFLICT, plan, settled, str(conflict), conflict.current
-        )
+        said = [_now_and_who(audit, conflict.current, key) for key in conflict.flags]
+        detail = f"{conflict} — {'; '.join(said)}"
+        settled = tuple(audit.settle_many(pending, Outcome.FAILED, detail))
+        return ActionResult(False, ExitCode.CONFLICT, plan, settled, detail, conflict.current)
     except (ConfigInvalid, UnknownFlag, OSError, RuntimeError) as error:
         settled = tuple(audit.settle_many(pending, Outcome.FAILED, str(error)))
         return ActionResult(False, ExitCode.UNAVAILABLE, plan, settled, str(error))
     settled = tuple(audit.settle_many(pending, Outcome.APPLIED))
     return ActionResult(True, ExitCode.DONE, plan, settled, fresh=fresh)
+
+
+def _refuse_stale(
+    request: ActionRequest, fresh: Plan, audit: AuditLog, at: datetime, stale: list[str]
+) -> ActionResult:
+    """Record what the person confirmed as failed, with the fresh state in its detail."""
+    assert request.confirmed is not None
+    detail = "changed since you looked: " + "; ".join(stale)
+    confirmed = Plan(request, fresh.snapshot, request.confirmed, fresh.guards)
+    try:
+        pending = _record(audit, confirmed, Outcome.PENDING, at)
+    except DuplicateKey as duplicate:
+        return _replay(request, duplicate.existing, audit)
+    settled = tuple(audit.settle_many(pending, Outcome.FAILED, detail))
+    return ActionResult(False, ExitCode.CONFLICT, confirmed, settled, detail, fresh.snapshot)
 
 
 def _needed_role(request: ActionRequest) -> Role:
@@ -271,13 +420,15 @@ def _validate(request: ActionRequest) -> None:
         raise InvalidRequest("a reason is required")
     if len(reason) > MAX_REASON_LENGTH:
         raise InvalidRequest(f"the reason is longer than {MAX_REASON_LENGTH} characters")
-    if request.action is not Action.EMERGENCY and not request.flag:
+    if request.action is Action.RESTORE and not (request.restore_of or "").strip():
+        raise InvalidRequest("which audit record to restore?")
+    if request.action not in (Action.EMERGENCY, Action.RESTORE) and not request.flag:
         raise InvalidRequest("which flag?")
     pct = request.to_percentage
     if pct is not None and not 0 <= pct <= 100:
         raise InvalidRequest(f"percentage must be within 0..100, got {pct:g}")
-    if request.override_guards and request.action is not Action.ADVANCE:
-        raise InvalidRequest("only an advance has guards to override")
+    if request.override_guards and request.action not in (Action.ADVANCE, Action.RESTORE):
+        raise InvalidRequest("only an advance or a restore has guards to override")
     if not 1 <= len(request.idempotency_key) <= 64:
         raise InvalidRequest("the idempotency key must be 1 to 64 characters")
 
@@ -301,7 +452,7 @@ def _record(audit: AuditLog, plan: Plan, outcome: Outcome, at: datetime) -> tupl
                     from_percentage=t.from_percentage,
                     to_state=str(t.to_state),
                     to_percentage=t.to_percentage,
-                    reason=request.reason.strip(),
+                    reason=_recorded_reason(request),
                     outcome=outcome,
                     override=request.override_guards and not plan.guards_passed,
                     idempotency_key=request.idempotency_key
@@ -315,20 +466,32 @@ def _record(audit: AuditLog, plan: Plan, outcome: Outcome, at: datetime) -> tupl
     )
 
 
-def _replay(request: ActionRequest, previous: AuditEntry) -> ActionResult:
-    transition = Transition(
-        previous.flag,
-        FlagState(previous.from_state),
-        previous.from_percentage,
-        FlagState(previous.to_state),
-        previous.to_percentage,
+def _recorded_reason(request: ActionRequest) -> str:
+    reason = request.reason.strip()
+    if request.action is Action.RESTORE:
+        return f"restore of #{(request.restore_of or '').strip().lstrip('#')}: {reason}"
+    return reason
+
+
+def _replay(request: ActionRequest, previous: AuditEntry, audit: AuditLog) -> ActionResult:
+    """The result of the action already recorded under this key (all its records)."""
+    group = audit.action_group(previous)
+    transitions = tuple(
+        Transition(
+            e.flag,
+            FlagState(e.from_state),
+            e.from_percentage,
+            FlagState(e.to_state),
+            e.to_percentage,
+        )
+        for e in group
     )
     applied = previous.outcome is Outcome.APPLIED
     return ActionResult(
         applied,
         ExitCode.DONE if applied or previous.outcome is Outcome.PENDING else ExitCode.REFUSED,
-        Plan(request, FlagSnapshot(request.environment, FlagConfig(version="")), (transition,)),
-        (previous,),
+        Plan(request, FlagSnapshot(request.environment, FlagConfig(version="")), transitions),
+        tuple(group),
         error=None if applied else f"already recorded as {previous.outcome}",
         replayed=True,
     )

@@ -31,6 +31,7 @@ __all__ = [
     "AuditLog",
     "DuplicateKey",
     "Outcome",
+    "describe_change",
 ]
 
 
@@ -249,6 +250,46 @@ class AuditLog:
             return None
         return found[0] if found else None
 
+    def get(self, audit_id: str) -> AuditEntry | None:
+        """The record `audit_id` (a database id or a journal `j-…` id) with its newest
+        outcome; None when there is no such record (or the id is not one)."""
+        audit_id = audit_id.strip().lstrip("#")
+        for entry in self._journal_entries():
+            if entry.id == audit_id:
+                return entry
+        if self._engine is None or not audit_id.isdigit() or len(audit_id) > 18:
+            return None
+        try:
+            found = self._query(AuditRecord.id == int(audit_id), limit=1)
+        except SQLAlchemyError:
+            return None
+        return found[0] if found else None
+
+    def latest_applied(self, environment: str, flag: str) -> AuditEntry | None:
+        """The newest applied change of `flag` in `environment` (who changed it last)."""
+        found = self.entries(flag, environment=environment, outcomes=(Outcome.APPLIED,), limit=1)
+        return found[0] if found else None
+
+    def action_group(self, entry: AuditEntry) -> list[AuditEntry]:
+        """Every record written by the action that wrote `entry` (an emergency rollback
+        writes one per flag, all at one instant, the first with the request's idempotency
+        key and the others `<key[:40]>/<flag>`), in recorded order; just `entry` when it
+        has no key."""
+        if entry.idempotency_key is None:
+            return [entry]
+        base = _group_key(entry.idempotency_key)
+        same = self.entries(environment=entry.environment, since=entry.at, limit=100_000)
+        group = [
+            e
+            for e in same
+            if e.at == entry.at
+            and e.actor == entry.actor
+            and e.action == entry.action
+            and e.idempotency_key is not None
+            and _group_key(e.idempotency_key) == base
+        ]
+        return sorted(group or [entry], key=lambda e: _id_order(e.id))
+
     def entries(
         self,
         flag: str | None = None,
@@ -444,6 +485,23 @@ class AuditLog:
                     detail=line.get("detail", ""),
                 )
         return list(records.values())
+
+
+def describe_change(entry: AuditEntry) -> str:
+    """`olga 2026-12-02 00:58:12 UTC rollout 25 % → rollout 10 %`: who changed what, when."""
+    return (
+        f"{entry.actor} {entry.at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC "
+        f"{entry.from_state} {entry.from_percentage:g} % → {entry.to_state} "
+        f"{entry.to_percentage:g} %"
+    )
+
+
+def _group_key(key: str) -> str:
+    return key.split("/", 1)[0][:40]
+
+
+def _id_order(audit_id: str) -> tuple[int, str]:
+    return (0, f"{int(audit_id):020d}") if audit_id.isdigit() else (1, audit_id)
 
 
 def _row(entry: AuditEntry) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 import pandas as pd
@@ -18,7 +19,7 @@ from app.rollout.guards import (
     VariantCounts,
     evaluate_guards,
 )
-from queries.source import MetricsSource, SourceUnavailable
+from queries.source import MetricsSource, first_answer
 
 __all__ = ["gather_guard_inputs", "guard_check", "variant_counts"]
 
@@ -41,6 +42,37 @@ def guard_check(
     return check
 
 
+@dataclass(frozen=True)
+class _Measured:
+    """One source's answers to the guards' questions; all None when none answered."""
+
+    source: str = ""
+    newest: datetime | None = None
+    variants: dict[str, VariantCounts] | None = None
+    rates: pd.DataFrame | None = None
+    errors: pd.DataFrame | None = None
+    versions: dict[str, str] | None = None
+
+
+def _measure(
+    source: MetricsSource, environment: str, flag_key: str, policy: GuardPolicy, at: datetime
+) -> _Measured:
+    window = policy.soak_window
+    newest = source.newest_sample_time(environment, at)
+    counts = source.flag_counts(environment, flag_key, window, at)
+    rates = source.evaluation_rates(environment, window, at)
+    errors = source.error_rates(environment, window, at)
+    versions = source.instance_versions(environment, at)
+    return _Measured(
+        source=source.name,
+        newest=newest,
+        variants=variant_counts(counts),
+        rates=rates,
+        errors=errors,
+        versions=dict(zip(versions["instance"], versions["config_version"], strict=True)),
+    )
+
+
 def gather_guard_inputs(
     sources: Sequence[MetricsSource],
     audit: AuditLog,
@@ -50,57 +82,35 @@ def gather_guard_inputs(
     at: datetime,
 ) -> GuardInputs:
     """Everything the guards need, from the first source that answers every question;
-    a source that fails is named in `notes` and its numbers are not used."""
+    a source that fails is named in `notices` and its numbers are not used."""
     environment = snapshot.environment
     flag = snapshot.flag(flag_key)
-    dependencies = flag.metadata.dependencies
-    notes: list[str] = []
-    measured = None
-    for source in sources:
-        try:
-            newest = source.newest_sample_time(environment, at)
-            counts = source.flag_counts(environment, flag_key, policy.soak_window, at)
-            rates = source.evaluation_rates(environment, policy.soak_window, at)
-            errors = source.error_rates(environment, policy.soak_window, at)
-            versions = source.instance_versions(environment, at)
-        except SourceUnavailable as error:
-            notes.append(str(error))
-            continue
-        measured = (source.name, newest, counts, rates, errors, versions)
-        break
+    notices: list[str] = []
+    answer = first_answer(
+        sources,
+        lambda source: _measure(source, environment, flag_key, policy, at),
+        notices,
+        "trying the next source.",
+    )
+    measured = _Measured() if answer is None else answer[1]
     changes = audit.entries(
         flag=flag_key, environment=environment, outcomes=(Outcome.APPLIED,), limit=1
     )
-    since = changes[0].at if changes else None
-    if measured is None:
-        return GuardInputs(
-            at,
-            flag.percentage,
-            flag.rollout.variant,
-            flag.default_variant,
-            "",
-            None,
-            None,
-            since,
-            _dependencies(snapshot, dependencies, None, None),
-            None,
-            snapshot.config.loaded_version,
-            tuple(notes),
-        )
-    name, newest, counts, rates, errors, versions = measured
     return GuardInputs(
         now=at,
         configured_percentage=flag.percentage,
         treatment=flag.rollout.variant,
         baseline=flag.default_variant,
-        source=name,
-        newest_sample=newest,
-        variants=variant_counts(counts),
-        at_step_since=since,
-        dependencies=_dependencies(snapshot, dependencies, rates, errors),
-        instance_versions=dict(zip(versions["instance"], versions["config_version"], strict=True)),
+        source=measured.source,
+        newest_sample=measured.newest,
+        variants=measured.variants,
+        at_step_since=changes[0].at if changes else None,
+        dependencies=_dependencies(
+            snapshot, flag.metadata.dependencies, measured.rates, measured.errors
+        ),
+        instance_versions=measured.versions,
         current_config_version=snapshot.config.loaded_version,
-        notes=tuple(notes),
+        notices=tuple(notices),
     )
 
 

@@ -8,13 +8,15 @@ always give the same report.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from scipy import stats
+
+from app.analysis.health import VariantComparison
+from app.analysis.health import two_proportion_greater as _two_proportion_greater
 
 __all__ = [
     "DependencyStatus",
@@ -36,6 +38,7 @@ class GuardResult:
     threshold: float | str | None
     detail: str
     window: str = ""
+    of: int | None = None  # counted guards: out of how many (dependencies)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -78,9 +81,10 @@ class DependencyStatus:
     success_ratio: float | None  # None: no evaluations seen
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class GuardInputs:
-    """What the guards look at, as seen at decision time. `None` means unmeasured."""
+    """What the guards look at, as seen at decision time. `None` means unmeasured.
+    Built by keyword only: twelve fields, several of the same type."""
 
     now: datetime
     configured_percentage: float  # the step the flag is at now
@@ -93,7 +97,7 @@ class GuardInputs:
     dependencies: Sequence[DependencyStatus] = ()
     instance_versions: Mapping[str, str] | None = None  # instance -> config version
     current_config_version: str = ""
-    notes: Sequence[str] = field(default=())
+    notices: Sequence[str] = field(default=())  # the sources that could not answer
 
 
 def evaluate_guards(inputs: GuardInputs, policy: GuardPolicy) -> list[GuardResult]:
@@ -116,7 +120,7 @@ def _window(policy: GuardPolicy) -> str:
 def _data_fresh(inputs: GuardInputs, policy: GuardPolicy) -> GuardResult:
     name, limit = "data_fresh", policy.max_data_age_seconds
     if not inputs.source or inputs.newest_sample is None:
-        why = "; ".join(inputs.notes) or "no metrics source answered"
+        why = "; ".join(inputs.notices) or "no metrics source answered"
         return GuardResult(name, False, None, limit, f"no data: {why}")
     age = max(0.0, (inputs.now - inputs.newest_sample).total_seconds())
     verdict = "fresh" if age <= limit else "stale"
@@ -162,12 +166,22 @@ def _error_rate(inputs: GuardInputs, policy: GuardPolicy) -> GuardResult:
             f"; two-proportion z-test {inputs.treatment} > {inputs.baseline}: z={z:.2f}, p={p:.4f}"
         )
         if p < policy.significance:
+            words = VariantComparison(
+                inputs.treatment,
+                inputs.baseline,
+                treated.errors / treated.evaluations,
+                base.errors / base.evaluations,
+                z,
+                p,
+                policy.significance,
+            ).words
             return GuardResult(
                 name,
                 False,
                 ratio,
                 policy.max_error_rate,
-                f"{inputs.treatment} fails significantly more often than {inputs.baseline}{test}",
+                f"{words} ({inputs.treatment} fails significantly more often than "
+                f"{inputs.baseline} although below the threshold){test}",
                 window,
             )
     return GuardResult(
@@ -178,18 +192,6 @@ def _error_rate(inputs: GuardInputs, policy: GuardPolicy) -> GuardResult:
         f"{100 * ratio:.2f} % of {total:.0f} evaluations failed{test}",
         window,
     )
-
-
-def _two_proportion_greater(
-    errors_a: float, total_a: float, errors_b: float, total_b: float
-) -> tuple[float, float]:
-    """One-sided pooled two-proportion z-test that a's ratio exceeds b's: (z, p)."""
-    pooled = (errors_a + errors_b) / (total_a + total_b)
-    spread = math.sqrt(pooled * (1 - pooled) * (1 / total_a + 1 / total_b))
-    if spread == 0:
-        return 0.0, 1.0
-    z = (errors_a / total_a - errors_b / total_b) / spread
-    return z, float(stats.norm.sf(z))
 
 
 def _soak_time(inputs: GuardInputs, policy: GuardPolicy) -> GuardResult:
@@ -224,7 +226,7 @@ def _dependencies(inputs: GuardInputs, policy: GuardPolicy) -> GuardResult:
         elif dep.success_ratio < policy.min_dependency_success:
             unmet.append(f"{dep.flag} success {100 * dep.success_ratio:.2f} %")
     if not inputs.dependencies:
-        return GuardResult(name, True, 0, policy.min_dependency_success, "no dependencies")
+        return GuardResult(name, True, 0, policy.min_dependency_success, "no dependencies", of=0)
     detail = "; ".join(unmet) or f"all {len(inputs.dependencies)} at 100 % and stable"
     return GuardResult(
         name,
@@ -232,6 +234,7 @@ def _dependencies(inputs: GuardInputs, policy: GuardPolicy) -> GuardResult:
         len(inputs.dependencies) - len(unmet),
         policy.min_dependency_success,
         detail,
+        of=len(inputs.dependencies),
     )
 
 

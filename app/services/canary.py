@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import pandas as pd
-from sqlalchemy import Engine
 
 from app.analysis.canary import (
     CanaryPolicy,
@@ -29,21 +28,16 @@ from queries.canary import (
     CANARY_COUNT_COLUMNS,
     CANARY_LATENCY_COLUMNS,
     CanaryQueries,
-    PrometheusCanaryQueries,
-    SqlCanaryQueries,
 )
 from queries.frames import empty_frame
-from queries.prometheus import PrometheusMetrics
-from queries.source import SourceUnavailable
+from queries.source import first_answer
 
 __all__ = [
     "BASELINE_TRACK",
     "CANARY_TRACK",
     "TRACK_COLOURS",
     "CanaryAnalysis",
-    "analyse_canary",
     "canary_failing_since",
-    "canary_sources",
     "error_ratio_frame",
     "error_ratio_tolerance",
     "judge_canary",
@@ -100,18 +94,6 @@ def parse_window(text: str) -> timedelta:
     return timedelta(seconds=seconds)
 
 
-def canary_sources(
-    prometheus: PrometheusMetrics | None, engine: Engine | None
-) -> list[CanaryQueries]:
-    """Prometheus first when configured, then the database roll-ups."""
-    found: list[CanaryQueries] = []
-    if prometheus is not None:
-        found.append(PrometheusCanaryQueries(prometheus))
-    if engine is not None:
-        found.append(SqlCanaryQueries(engine))
-    return found
-
-
 def judge_canary(counts: pd.DataFrame, latency: pd.DataFrame, policy: CanaryPolicy) -> CanaryReport:
     """The verdict on the error ratio and the p99 latency, canary vs stable (pure)."""
     per_track = {
@@ -147,46 +129,32 @@ def load_canary(
     Latency points are `step` apart (default `latency_step(window)`), each the p99 over
     its own step, so they are independent samples for the Mann-Whitney test.
     """
-    step = step or latency_step(window)
-    said = list(notices)
+    spacing = step or latency_step(window)
+    notices = list(notices)
     tracks = (CANARY_TRACK, BASELINE_TRACK)
-    for source in sources:
-        try:
-            counts = source.request_counts(environment, window, at, tracks)
-            latency = source.latency_series(
-                environment, at - window + step, at, step, LATENCY_QUANTILE, tracks
-            )
-            newest = source.newest_request_time(environment, at)
-        except SourceUnavailable as error:
-            said.append(f"{error} — trying the next source.")
-            continue
-        report = judge_canary(counts, latency, policy)
-        return CanaryAnalysis(report, source.name, at, window, counts, latency, newest, tuple(said))
-    said.append("No metrics source answered: no canary verdict.")
-    report = CanaryReport(Verdict.INCONCLUSIVE, ())
-    return CanaryAnalysis(
-        report,
-        "none",
-        at,
-        window,
-        empty_frame(CANARY_COUNT_COLUMNS),
-        empty_frame(CANARY_LATENCY_COLUMNS),
-        None,
-        tuple(said),
-    )
 
+    def ask(source: CanaryQueries) -> tuple[pd.DataFrame, pd.DataFrame, datetime | None]:
+        counts = source.request_counts(environment, window, at, tracks)
+        latency = source.latency_series(
+            environment,
+            at - window + spacing,
+            at,
+            spacing,
+            LATENCY_QUANTILE,
+            tracks,
+        )
+        return counts, latency, source.newest_request_time(environment, at)
 
-def analyse_canary(
-    sources: Sequence[CanaryQueries],
-    environment: str,
-    window: timedelta,
-    at: datetime,
-    step: timedelta | None = None,
-    policy: CanaryPolicy = CanaryPolicy(),  # noqa: B008 - frozen dataclass, immutable
-) -> tuple[CanaryReport, str, list[str]]:
-    """(report, source name, notices): `load_canary` without the frames."""
-    analysis = load_canary(sources, environment, window, at, step, policy)
-    return analysis.report, analysis.source, list(analysis.notices)
+    answer = first_answer(sources, ask, notices, "trying the next source.")
+    if answer is None:
+        notices.append("No metrics source answered: no canary verdict.")
+        name, report = "none", CanaryReport(Verdict.INCONCLUSIVE, ())
+        counts, latency = empty_frame(CANARY_COUNT_COLUMNS), empty_frame(CANARY_LATENCY_COLUMNS)
+        newest = None
+    else:
+        source, (counts, latency, newest) = answer
+        name, report = source.name, judge_canary(counts, latency, policy)
+    return CanaryAnalysis(report, name, at, window, counts, latency, newest, tuple(notices))
 
 
 _VERDICT_BADGES = {

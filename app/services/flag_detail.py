@@ -15,52 +15,72 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
-from sqlalchemy import Engine
 
 from app.analysis.exposure import (
     DEFAULT_STUCK_AFTER,
+    EXPOSURE_TOLERANCE,
     ExposureCheck,
     Propagation,
     StepAge,
     exposure_check,
+    exposure_window,
     next_gradual_step,
     propagation,
     step_age,
     time_to_mitigate,
+    time_to_target_share,
+)
+from app.analysis.health import (
+    HealthReport,
+    HealthThresholds,
+    VariantComparison,
+    error_ratio,
+    health_report,
 )
 from app.flags.backend import FlagSnapshot
-from app.flags.model import GradualStep, RolloutStrategy
+from app.flags.model import FlagConfig, FlagDefinition, GradualStep, RolloutStrategy
 from app.rollout.audit import AuditEntry, Outcome
 from app.rollout.evidence import variant_counts
+from app.rollout.guards import VariantCounts
+from app.services.overview import FlagRow, treatment_vs_control
 from queries.flag_series import (
     ERROR_SERIES_COLUMNS,
     LATENCY_SERIES_COLUMNS,
     RATE_SERIES_COLUMNS,
     VARIANT_SERIES_COLUMNS,
     FlagSeriesQueries,
-    PrometheusFlagSeries,
-    SqlFlagSeries,
 )
 from queries.frames import empty_frame
-from queries.prometheus import PrometheusMetrics
-from queries.source import MetricsSource, SourceUnavailable
-from queries.sql import SqlMetrics
+from queries.source import MetricsSource, first_answer
+from queries.sources import Sources
 
 __all__ = [
     "DEFAULT_RANGE",
+    "DEFAULT_REFRESH",
     "LATENCY_QUANTILES",
     "MITIGATION_STEP",
+    "MITIGATION_THRESHOLD",
     "PROMETHEUS_RETENTION",
+    "QUANTILE_LABELS",
     "RANGES",
+    "REFRESH",
     "ChangeMark",
     "FlagDetail",
     "FlagSource",
     "Mitigation",
     "PropagationView",
+    "VariantErrors",
     "change_marks",
+    "dependencies_table",
     "flag_detail_sources",
+    "flag_health_report",
+    "history_table",
+    "latency_in_ms",
     "load_flag_detail",
     "range_step",
+    "rules_table",
+    "schedule_table",
+    "variant_error_table",
 ]
 
 #: the time range picker's choices, and the spacing of their points
@@ -81,17 +101,19 @@ _STEPS: dict[str, timedelta] = {
     "30d": timedelta(hours=12),
 }
 DEFAULT_RANGE = "1h"
+#: the refresh picker's choices (seconds between two refreshes of the panels; None: off)
+REFRESH: dict[str, int | None] = {"off": None, "10 s": 10, "30 s": 30, "1 min": 60, "5 min": 300}
+DEFAULT_REFRESH = "30 s"
 #: Prometheus's default retention; older data only exists in the roll-ups
 PROMETHEUS_RETENTION = timedelta(days=15)
 LATENCY_QUANTILES: tuple[float, ...] = (0.5, 0.95, 0.99)
+QUANTILE_LABELS: dict[float, str] = {0.5: "p50", 0.95: "p95", 0.99: "p99"}
 #: time to mitigate: one point per scrape interval, the mean rate over 5 min before the
 #: action as reference, and at most one hour after it
 MITIGATION_STEP = timedelta(seconds=15)
 MITIGATION_BEFORE = timedelta(minutes=5)
 MITIGATION_HORIZON = timedelta(hours=1)
 MITIGATION_THRESHOLD = 0.01
-#: exposure is never judged on less than this (a change seconds ago has no counts)
-_MIN_EXPOSURE_WINDOW = timedelta(seconds=15)
 
 
 def range_step(range_name: str) -> timedelta:
@@ -111,16 +133,9 @@ class FlagSource:
         return self.series.name
 
 
-def flag_detail_sources(
-    prometheus: PrometheusMetrics | None, engine: Engine | None
-) -> list[FlagSource]:
+def flag_detail_sources(sources: Sources) -> list[FlagSource]:
     """Prometheus first when configured, then the database roll-ups."""
-    found: list[FlagSource] = []
-    if prometheus is not None:
-        found.append(FlagSource(PrometheusFlagSeries(prometheus), prometheus))
-    if engine is not None:
-        found.append(FlagSource(SqlFlagSeries(engine), SqlMetrics(engine)))
-    return found
+    return [FlagSource(series, metrics) for series, metrics in sources.flag_series()]
 
 
 @dataclass(frozen=True)
@@ -164,7 +179,10 @@ class PropagationView:
 @dataclass(frozen=True)
 class Mitigation:
     """After a rollback or kill: the rolled-back variant's rate and how long it took to
-    fall below 1 % of its rate before (`elapsed` None: not yet, or not measurable)."""
+    be mitigated (`elapsed` None: not yet, or not measurable). After a kill, mitigated
+    means its rate fell below `threshold` of its rate before; after a partial rollback
+    (`target` set, a share 0..1), that its observed share came within `tolerance` of
+    the new target."""
 
     change: ChangeMark
     variant: str
@@ -172,6 +190,29 @@ class Mitigation:
     elapsed: timedelta | None
     source: str
     threshold: float = MITIGATION_THRESHOLD
+    target: float | None = None
+    tolerance: float = EXPOSURE_TOLERANCE
+
+    @property
+    def goal(self) -> str:
+        """'below 1 % of its rate before' after a kill; 'share within 2 points of 1 %'
+        after a partial rollback."""
+        if self.target is None:
+            return f"below {100 * self.threshold:g} % of its rate before"
+        return f"share within {100 * self.tolerance:g} points of {100 * self.target:g} %"
+
+
+@dataclass(frozen=True)
+class VariantErrors:
+    """One variant's evaluations and failed evaluations over the range."""
+
+    variant: str
+    evaluations: float
+    errors: float
+
+    @property
+    def ratio(self) -> float | None:
+        return error_ratio(self.evaluations, self.errors)
 
 
 @dataclass(frozen=True)
@@ -201,6 +242,10 @@ class FlagDetail:
     newest_sample: datetime | None = None
     notices: tuple[str, ...] = field(default=())
     retention: timedelta = PROMETHEUS_RETENTION
+    history: tuple[AuditEntry, ...] = ()
+    exposure_settling: bool = False
+    variant_errors: tuple[VariantErrors, ...] = ()
+    comparison: VariantComparison | None = None
 
     @property
     def latest_rate(self) -> float | None:
@@ -236,7 +281,8 @@ def load_flag_detail(
     notices: Sequence[str] = (),
 ) -> FlagDetail:
     """The flag detail for `range_name` ending at `now`. `history` is the flag's audit
-    entries in this environment (any outcome: only applied ones count).
+    entries in this environment (any outcome: only applied ones count); exposure counts
+    only evaluations since the newest applied change and settles for a while after it.
     KeyError for an unknown range; UnknownFlag for a flag the snapshot lacks."""
     flag = snapshot.flag(flag_key)
     environment = snapshot.environment
@@ -248,42 +294,31 @@ def load_flag_detail(
     series_sources = [s for s in sources if not (beyond and s.name == "prometheus")]
     applied = [e for e in history if e.outcome is Outcome.APPLIED]
     newest_change = max(applied, key=lambda e: e.at, default=None)
-    exposure_window = RANGES[range_name]
-    if newest_change is not None:
-        exposure_window = min(exposure_window, now - newest_change.at)
-    exposure_window = max(
-        _MIN_EXPOSURE_WINDOW, timedelta(seconds=int(exposure_window.total_seconds()))
+    window = exposure_window(
+        RANGES[range_name], None if newest_change is None else newest_change.at, now
     )
+    whole_range = max(window.length, RANGES[range_name])
 
-    charts: tuple[str, pd.DataFrame, pd.DataFrame, pd.DataFrame] | None = None
-    exposure: ExposureCheck | None = None
-    newest: datetime | None = None
-    for source in series_sources:
-        try:
-            rates = source.series.variant_rates(environment, flag_key, start, end, step)
-            errors = source.series.error_rates(environment, flag_key, start, end, step)
-            latency = source.series.latency_quantiles(
+    def charts(source: FlagSource) -> _Measured:
+        return _Measured(
+            source.series.variant_rates(environment, flag_key, start, end, step),
+            source.series.error_rates(environment, flag_key, start, end, step),
+            source.series.latency_quantiles(
                 environment, flag_key, start, end, step, LATENCY_QUANTILES
-            )
-            counts = source.metrics.flag_counts(environment, flag_key, exposure_window, now)
-            newest = source.metrics.newest_sample_time(environment, now)
-        except SourceUnavailable as error:
-            said.append(f"{error} — trying the next source.")
-            continue
-        charts = (source.name, rates, errors, latency)
-        split = variant_counts(counts)
-        treated = split[flag.rollout.variant].split if flag.rollout.variant in split else 0.0
-        base = split[flag.default_variant].split if flag.default_variant in split else 0.0
-        exposure = exposure_check(treated, base, flag.percentage)
-        break
-    if charts is None:
-        said.append("No metrics source answered: no charts.")
-        charts = (
-            "none",
-            empty_frame(VARIANT_SERIES_COLUMNS),
-            empty_frame(ERROR_SERIES_COLUMNS),
-            empty_frame(LATENCY_SERIES_COLUMNS),
+            ),
+            variant_counts(source.metrics.flag_counts(environment, flag_key, window.length, now)),
+            variant_counts(source.metrics.flag_counts(environment, flag_key, whole_range, now)),
+            source.metrics.newest_sample_time(environment, now),
         )
+
+    answer = first_answer(series_sources, charts, said, "trying the next source.")
+    if answer is None:
+        said.append("No metrics source answered: no charts.")
+    source_name = "none" if answer is None else answer[0].name
+    measured = _Measured.nothing() if answer is None else answer[1]
+    split = measured.since_change
+    treated = split[flag.rollout.variant].split if flag.rollout.variant in split else 0.0
+    base = split[flag.default_variant].split if flag.default_variant in split else 0.0
 
     return FlagDetail(
         flag=flag_key,
@@ -292,14 +327,14 @@ def load_flag_detail(
         start=start,
         end=end,
         step=step,
-        source=charts[0],
+        source=source_name,
         beyond_retention=beyond,
-        variant_rates=charts[1],
-        error_rates=charts[2],
-        latency=charts[3],
+        variant_rates=measured.rates,
+        error_rates=measured.errors,
+        latency=measured.latency,
         changes=change_marks(history, start, now),
-        exposure=exposure,
-        exposure_window=exposure_window,
+        exposure=None if answer is None else exposure_check(treated, base, flag.percentage),
+        exposure_window=window.length,
         applied_percentages=_applied_percentages(sources, environment, flag_key, now, said),
         step_age=step_age(flag.state, flag.percentage, applied, now, stuck_after),
         schedule=tuple(sorted(flag.rollout.schedule, key=lambda s: s.at))
@@ -310,24 +345,79 @@ def load_flag_detail(
         mitigation=_mitigation(
             sources, snapshot, flag_key, newest_change, now, now - retention, said
         ),
-        newest_sample=newest,
+        newest_sample=measured.newest,
         notices=tuple(said),
         retention=retention,
+        history=tuple(history),
+        exposure_settling=window.settling,
+        variant_errors=tuple(
+            VariantErrors(variant, counts.evaluations, counts.errors)
+            for variant, counts in sorted(measured.over_range.items())
+        ),
+        comparison=treatment_vs_control(flag, measured.over_range),
+    )
+
+
+@dataclass(frozen=True)
+class _Measured:
+    """One source's answers for the charts, exposure and the per-variant errors."""
+
+    rates: pd.DataFrame
+    errors: pd.DataFrame
+    latency: pd.DataFrame
+    since_change: dict[str, VariantCounts]  # over the exposure window
+    over_range: dict[str, VariantCounts]
+    newest: datetime | None
+
+    @classmethod
+    def nothing(cls) -> _Measured:
+        return cls(
+            empty_frame(VARIANT_SERIES_COLUMNS),
+            empty_frame(ERROR_SERIES_COLUMNS),
+            empty_frame(LATENCY_SERIES_COLUMNS),
+            {},
+            {},
+            None,
+        )
+
+
+def flag_health_report(
+    sources: Sequence[FlagSource],
+    snapshot: FlagSnapshot,
+    row: FlagRow,
+    thresholds: HealthThresholds,
+    window: timedelta,
+    now: datetime,
+    notices: list[str],
+) -> HealthReport:
+    """The overview's health of one flag (`row`), also judging its treatment against
+    its control on this flag's per-variant counts over `window` (which the overview's
+    one-query-per-question sources do not give)."""
+    flag = snapshot.flag(row.flag)
+    answer = first_answer(
+        sources,
+        lambda s: variant_counts(
+            s.metrics.flag_counts(snapshot.environment, row.flag, window, now)
+        ),
+        notices,
+        "trying the next source for the errors by variant.",
+    )
+    comparison = None if answer is None else treatment_vs_control(flag, answer[1])
+    return health_report(
+        row.evaluations_per_second, row.error_rate, row.p99_seconds, thresholds, comparison
     )
 
 
 def _applied_percentages(
     sources: Sequence[FlagSource], environment: str, flag: str, now: datetime, said: list[str]
 ) -> pd.DataFrame | None:
-    for source in sources:
-        try:
-            frame = source.series.applied_percentages(environment, flag, now)
-        except SourceUnavailable as error:
-            said.append(f"{error}: per-instance percentages are not shown.")
-            continue
-        if frame is not None:
-            return frame
-    return None
+    answer = first_answer(
+        sources,
+        lambda source: source.series.applied_percentages(environment, flag, now),
+        said,
+        "per-instance percentages are read from the next source.",
+    )
+    return None if answer is None else answer[1]
 
 
 def _propagation(
@@ -340,21 +430,19 @@ def _propagation(
     if change is None:
         return None
     wanted = snapshot.config.loaded_version
-    for source in sources:
-        try:
-            versions = source.metrics.instance_versions(snapshot.environment, now)
-        except SourceUnavailable as error:
-            said.append(f"{error}: trying the next source for instance versions.")
-            continue
-        reported = dict(
-            zip(
-                versions["instance"].astype(str),
-                versions["config_version"].astype(str),
-                strict=True,
-            )
-        )
-        return PropagationView(_mark(change), wanted, propagation(reported, wanted), source.name)
-    return PropagationView(_mark(change), wanted, None, "none")
+    answer = first_answer(
+        sources,
+        lambda source: source.metrics.instance_versions(snapshot.environment, now),
+        said,
+        "trying the next source for instance versions.",
+    )
+    if answer is None:
+        return PropagationView(_mark(change), wanted, None, "none")
+    source, versions = answer
+    reported = dict(
+        zip(versions["instance"].astype(str), versions["config_version"].astype(str), strict=True)
+    )
+    return PropagationView(_mark(change), wanted, propagation(reported, wanted), source.name)
 
 
 def _mitigation(
@@ -366,28 +454,140 @@ def _mitigation(
     retained_since: datetime,
     said: list[str],
 ) -> Mitigation | None:
-    """Only after a change that lowered exposure (a rollback or a kill)."""
+    """Only after a change that lowered exposure: a kill (to 0 %) waits for the rate to
+    fall, a partial rollback for the share to reach its new target."""
     if change is None or change.to_percentage >= change.from_percentage:
         return None
-    variant = snapshot.flag(flag_key).rollout.variant
+    flag = snapshot.flag(flag_key)
+    variant = flag.rollout.variant
     start = _floor(change.at - MITIGATION_BEFORE, MITIGATION_STEP)
     end = _floor(min(now, change.at + MITIGATION_HORIZON), MITIGATION_STEP)
-    for source in sources:
-        if source.name == "prometheus" and start < retained_since:
-            continue
-        try:
-            series = source.series.variant_rate(
-                snapshot.environment, flag_key, variant, start, end, MITIGATION_STEP
-            )
-        except SourceUnavailable as error:
-            said.append(f"{error}: trying the next source for time to mitigate.")
-            continue
-        points = zip(series["timestamp"], series["evaluations_per_second"], strict=True)
-        elapsed = time_to_mitigate(
-            ((t.to_pydatetime(), float(v)) for t, v in points),
-            change.at,
-            MITIGATION_THRESHOLD,
-            MITIGATION_BEFORE,
+    usable = [s for s in sources if not (s.name == "prometheus" and start < retained_since)]
+    answer = first_answer(
+        usable,
+        lambda source: source.series.variant_rates(
+            snapshot.environment, flag_key, start, end, MITIGATION_STEP
+        ),
+        said,
+        "trying the next source for time to mitigate.",
+    )
+    if answer is None:
+        return Mitigation(_mark(change), variant, empty_frame(RATE_SERIES_COLUMNS), None, "none")
+    source, rates = answer
+    by_variant = rates.pivot_table(
+        index="timestamp", columns="variant", values="evaluations_per_second", aggfunc="sum"
+    ).fillna(0.0)
+    treated = by_variant[variant] if variant in by_variant else pd.Series(dtype=float)
+    series = pd.DataFrame(
+        {"timestamp": treated.index, "evaluations_per_second": treated.to_numpy(dtype=float)}
+    )
+    if change.to_percentage > 0:
+        base = (
+            by_variant[flag.default_variant]
+            if flag.default_variant in by_variant
+            else pd.Series(0.0, index=treated.index)
         )
-        return Mitigation(_mark(change), variant, series, elapsed, source.name)
-    return Mitigation(_mark(change), variant, empty_frame(RATE_SERIES_COLUMNS), None, "none")
+        split = treated + base
+        shares = [
+            (_utc(at), float(t / total))
+            for at, t, total in zip(treated.index, treated, split, strict=True)
+            if total > 0
+        ]
+        target = change.to_percentage / 100
+        elapsed = time_to_target_share(shares, change.at, target, EXPOSURE_TOLERANCE)
+        return Mitigation(_mark(change), variant, series, elapsed, source.name, target=target)
+    elapsed = time_to_mitigate(
+        ((_utc(at), float(v)) for at, v in zip(treated.index, treated, strict=True)),
+        change.at,
+        MITIGATION_THRESHOLD,
+        MITIGATION_BEFORE,
+    )
+    return Mitigation(_mark(change), variant, series, elapsed, source.name)
+
+
+def _utc(moment: object) -> datetime:
+    return pd.Timestamp(moment).to_pydatetime()  # type: ignore[arg-type]
+
+
+# -- the tables the page shows -----------------------------------------------------
+
+
+def rules_table(flag: FlagDefinition) -> pd.DataFrame:
+    """Targeting rules in the order they are tried: Priority, Rule, Condition, Variant."""
+    return pd.DataFrame(
+        [(r.priority, r.name, r.condition, r.variant) for r in flag.ordered_rules],
+        columns=["Priority", "Rule", "Condition", "Variant"],
+    )
+
+
+def dependencies_table(config: FlagConfig, flag: FlagDefinition) -> pd.DataFrame:
+    """The flags this one depends on with their rollout ('100 %'); an unknown one says so."""
+    return pd.DataFrame(
+        [
+            (d, f"{config.flags[d].percentage:g} %" if d in config.flags else "not configured")
+            for d in flag.metadata.dependencies
+        ],
+        columns=["Flag", "Rollout"],
+    )
+
+
+def history_table(entries: Sequence[AuditEntry]) -> pd.DataFrame:
+    """The audit entries as read: Audit, At (UTC), Actor, Action, Change '25 → 50 %',
+    Outcome, Reason."""
+    return pd.DataFrame(
+        [
+            (
+                e.id,
+                e.at,
+                e.actor,
+                e.action,
+                f"{e.from_percentage:g} → {e.to_percentage:g} %",
+                str(e.outcome),
+                e.reason,
+            )
+            for e in entries
+        ],
+        columns=["Audit", "At (UTC)", "Actor", "Action", "Change", "Outcome", "Reason"],
+    )
+
+
+def schedule_table(detail: FlagDetail) -> pd.DataFrame:
+    """A gradual rollout's steps: At (UTC), Percentage, Status (done, next, upcoming)."""
+    return pd.DataFrame(
+        [
+            (
+                step.at,
+                f"{step.percentage:g} %",
+                "next"
+                if step == detail.next_step
+                else ("done" if step.at <= detail.end else "upcoming"),
+            )
+            for step in detail.schedule
+        ],
+        columns=["At (UTC)", "Percentage", "Status"],
+    )
+
+
+def latency_in_ms(latency: pd.DataFrame) -> pd.DataFrame:
+    """The latency series (LATENCY_SERIES_COLUMNS) with the quantile named ('p99') and
+    the value in milliseconds (`ms`)."""
+    return latency.assign(
+        quantile=latency["quantile"].map(lambda q: QUANTILE_LABELS.get(q, f"q{q:g}")),
+        ms=1000 * latency["seconds"].astype(float),
+    )
+
+
+def variant_error_table(errors: Sequence[VariantErrors]) -> pd.DataFrame:
+    """Variant, Evaluations, Failed, Error rate ('2.00 %'; a dash without evaluations)."""
+    return pd.DataFrame(
+        [
+            (
+                e.variant,
+                f"{e.evaluations:,.0f}",
+                f"{e.errors:,.0f}",
+                "–" if e.ratio is None else f"{100 * e.ratio:.2f} %",
+            )
+            for e in errors
+        ],
+        columns=["Variant", "Evaluations", "Failed", "Error rate"],
+    )

@@ -7,15 +7,23 @@ answer, and says so in `notices` instead of failing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
 
-from app.analysis.health import Health, HealthThresholds, error_ratio, flag_health
-from app.flags.model import FlagConfig, FlagState
+from app.analysis.health import (
+    Health,
+    HealthThresholds,
+    VariantComparison,
+    compare_variants,
+    error_ratio,
+    health_report,
+)
+from app.flags.model import FlagConfig, FlagDefinition, FlagState
+from app.rollout.guards import VariantCounts
 from queries.frames import (
     ERROR_RATE_COLUMNS,
     EVALUATION_RATE_COLUMNS,
@@ -23,7 +31,7 @@ from queries.frames import (
     SPARKLINE_COLUMNS,
     empty_frame,
 )
-from queries.source import MetricsSource, SourceUnavailable
+from queries.source import MetricsSource, first_answer
 
 __all__ = [
     "FlagRow",
@@ -33,6 +41,7 @@ __all__ = [
     "build_overview_rows",
     "filter_rows",
     "load_overview",
+    "treatment_vs_control",
 ]
 
 
@@ -62,6 +71,14 @@ class FlagRow:
     health: Health
     sparkline: tuple[float, ...] = ()
     last_change: LastChange | None = None
+    #: why the flag is not healthy, worst first ('errors 6.67 % > 5 %')
+    reasons: tuple[str, ...] = ()
+    #: when a kill or rollback took the rollout variant out of every evaluation
+    mitigated_at: datetime | None = None
+
+    @property
+    def why(self) -> str:
+        return " · ".join(self.reasons)
 
     def as_json(self) -> dict[str, Any]:
         """The stable `status --json` fields (DESIGN §6)."""
@@ -76,6 +93,7 @@ class FlagRow:
             "error_rate": self.error_rate,
             "p99_seconds": self.p99_seconds,
             "health": str(self.health),
+            "reasons": list(self.reasons),
             "last_change": None
             if change is None
             else {
@@ -125,9 +143,14 @@ def build_overview_rows(
     thresholds: HealthThresholds,
     now: datetime,
     recent: timedelta,
+    counts: Mapping[str, Mapping[str, VariantCounts]] | None = None,
 ) -> list[FlagRow]:
     """One row per configured flag, sorted: unhealthy first, then degraded, then
-    recently changed, then by phase and key. Metrics of unconfigured flags are ignored."""
+    recently changed, then by phase and key. Metrics of unconfigured flags are ignored.
+    `counts` (flag -> variant -> counts over the window, where a source gave them)
+    lets the health catch a treatment failing significantly more than its control. A
+    flag killed or rolled back to 0 % whose rollout variant is no longer evaluated is
+    mitigated (`mitigated_at`): never red; the page says since when."""
     per_variant: dict[str, dict[str, float]] = {}
     for flag, variant, rate in rates[["flag", "variant", "evaluations_per_second"]].itertuples(
         index=False
@@ -156,6 +179,15 @@ def build_overview_rows(
         total = sum(variants.values())
         ratio = error_ratio(total, float(error_rates.get(key, 0.0)))
         p99 = quantiles.get((key, 0.99))
+        report = health_report(
+            total, ratio, p99, thresholds, treatment_vs_control(flag, (counts or {}).get(key, {}))
+        )
+        mitigated_at = _mitigated_at(flag, last.get(key), variants)
+        health = report.health
+        if mitigated_at is not None and health is Health.UNHEALTHY:
+            # the kill did what it could: what still fails is the control's, worth a
+            # look but no longer an alarm at the top
+            health = Health.DEGRADED
         rows.append(
             FlagRow(
                 flag=key,
@@ -168,9 +200,11 @@ def build_overview_rows(
                 error_rate=ratio,
                 p50_seconds=quantiles.get((key, 0.5)),
                 p99_seconds=p99,
-                health=flag_health(total, ratio, p99, thresholds),
+                health=health,
                 sparkline=tuple(lines.get(key, ())),
                 last_change=last.get(key),
+                reasons=report.reasons,
+                mitigated_at=mitigated_at,
             )
         )
 
@@ -184,6 +218,41 @@ def build_overview_rows(
         )
 
     return sorted(rows, key=order)
+
+
+def treatment_vs_control(
+    flag: FlagDefinition, counts: Mapping[str, VariantCounts]
+) -> VariantComparison | None:
+    """The rollout variant's error ratio against the default's (one-sided test); None
+    when either has no counts or they are the same variant."""
+    treated, base = counts.get(flag.rollout.variant), counts.get(flag.default_variant)
+    if treated is None or base is None or flag.rollout.variant == flag.default_variant:
+        return None
+    return compare_variants(
+        flag.rollout.variant,
+        treated.errors,
+        treated.evaluations,
+        flag.default_variant,
+        base.errors,
+        base.evaluations,
+    )
+
+
+_LOWERING = frozenset({"kill", "rollback", "emergency_rollback"})
+
+
+def _mitigated_at(
+    flag: FlagDefinition, change: LastChange | None, variants: Mapping[str, float]
+) -> datetime | None:
+    """The kill's time when the flag sits at 0 % after a kill or rollback and its
+    rollout variant has no evaluation left in the window; None otherwise."""
+    if change is None or change.action not in _LOWERING or flag.percentage > 0:
+        return None
+    if change.to_percentage >= change.from_percentage:
+        return None
+    if variants.get(flag.rollout.variant, 0.0) > 0:
+        return None
+    return change.at
 
 
 def filter_rows(rows: Sequence[FlagRow], wanted: OverviewFilter) -> list[FlagRow]:
@@ -200,6 +269,7 @@ def filter_rows(rows: Sequence[FlagRow], wanted: OverviewFilter) -> list[FlagRow
 
 
 def load_overview(
+    *,
     config: FlagConfig,
     environment: str,
     sources: Sequence[MetricsSource],
@@ -213,48 +283,47 @@ def load_overview(
 ) -> Overview:
     """The overview from the first source that answers; each one that did not is named
     in `notices`. With no source answering, every flag shows `no_data`."""
-    said = list(notices)
+    notices = list(notices)
     step = max(timedelta(seconds=60), sparkline_span / 30)
-    for source in sources:
-        before = _issued(source)
-        try:
-            frames = (
-                source.evaluation_rates(environment, window, at),
-                source.error_rates(environment, window, at),
-                source.latency_quantiles(environment, window, at),
-                source.evaluation_sparklines(environment, at - sparkline_span, at, step),
+
+    def ask(source: MetricsSource) -> tuple[tuple[pd.DataFrame, ...], datetime | None, int]:
+        """The four frames, the newest sample time, and how many queries they took."""
+        before = len(source.issued)
+        frames = (
+            source.evaluation_rates(environment, window, at),
+            source.error_rates(environment, window, at),
+            source.latency_quantiles(environment, window, at),
+            source.evaluation_sparklines(environment, at - sparkline_span, at, step),
+        )
+        newest = source.newest_sample_time(environment, at)
+        return frames, newest, len(source.issued) - before
+
+    answer = first_answer(sources, ask, notices, "showing the next source.")
+    if answer is None:
+        frames: tuple[pd.DataFrame, ...] = tuple(
+            empty_frame(columns)
+            for columns in (
+                EVALUATION_RATE_COLUMNS,
+                ERROR_RATE_COLUMNS,
+                LATENCY_COLUMNS,
+                SPARKLINE_COLUMNS,
             )
-            newest = source.newest_sample_time(environment, at)
-        except SourceUnavailable as error:
-            said.append(f"{error} — showing the next source.")
-            continue
-        rows = build_overview_rows(config, *frames, changes, thresholds, at, recent)
-        return Overview(
-            environment,
-            source.name,
-            at,
-            newest,
-            tuple(rows),
-            _issued(source) - before,
-            tuple(said),
         )
-    nothing = [
-        empty_frame(columns)
-        for columns in (
-            EVALUATION_RATE_COLUMNS,
-            ERROR_RATE_COLUMNS,
-            LATENCY_COLUMNS,
-            SPARKLINE_COLUMNS,
-        )
-    ]
-    rates, errors, latency, sparklines = nothing
+        notices.append("No metrics source answered: numbers are unavailable.")
+        name, newest, queries = "none", None, 0
+    else:
+        source, (frames, newest, queries) = answer
+        name = source.name
+    rates, errors, latency, sparklines = frames
     rows = build_overview_rows(
         config, rates, errors, latency, sparklines, changes, thresholds, at, recent
     )
-    said.append("No metrics source answered: numbers are unavailable.")
-    return Overview(environment, "none", at, None, tuple(rows), 0, tuple(said))
-
-
-def _issued(source: MetricsSource) -> int:
-    issued = getattr(source, "issued", 0)
-    return len(issued) if isinstance(issued, list) else int(issued)
+    return Overview(
+        environment=environment,
+        source=name,
+        generated_at=at,
+        newest_sample=newest,
+        rows=tuple(rows),
+        queries=queries,
+        notices=tuple(notices),
+    )

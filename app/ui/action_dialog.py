@@ -1,34 +1,98 @@
 """The guarded action buttons and their confirmation dialog, shared by the pages.
 
 Buttons are shown only to roles that may use them, but the decision is the action
-function's: `Runtime.execute` authorises again on the server. A dialog makes one
-idempotency key when it opens (a double click applies once) and carries the flag
-versions the page showed (a flag changed meanwhile is refused with its fresh state).
+function's: `Runtime.execute` authorises again on the server. Every button says where
+it goes ("Roll back to 10 %"). A dialog plans the action once, when it opens, from the
+flags as they are then, and shows that exact plan in its title and body; Confirm sends
+that plan (`confirmed`) with the versions it was made on, so what the dialog shows is
+what the action does, or the action is refused as a conflict naming who changed what.
+When the flag changed since the page was drawn, the dialog says so ("changed since you
+looked"). A dialog makes one idempotency key when it opens (a double click applies once).
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any, Literal
 
 import pandas as pd
 import streamlit as st
 
-from app.rollout.actions import Action, ActionRequest, ActionResult, ExitCode, Plan
+from app.flags.backend import FlagSnapshot
+from app.rollout.actions import (
+    MAX_REASON_LENGTH,
+    Action,
+    ActionRequest,
+    ActionResult,
+    ExitCode,
+    InvalidRequest,
+    Plan,
+    Transition,
+    target_of,
+)
+from app.rollout.audit import AuditEntry, Outcome, describe_change
 from app.rollout.guards import GuardResult
 from app.rollout.roles import Identity, Role
 from app.runtime import Runtime
+from app.ui.format import format_guard_values
 
-__all__ = ["action_buttons", "emergency_button", "guard_table", "show_last_outcome"]
+__all__ = [
+    "action_buttons",
+    "button_label",
+    "emergency_button",
+    "guard_table",
+    "reason_problem",
+    "restore_button",
+    "show_last_outcome",
+]
 
 _OUTCOME = "rollout_last_outcome"
-_LABELS = {
-    Action.ADVANCE: "⏫ Advance",
-    Action.ROLLBACK: "⏬ Roll back",
-    Action.KILL: "🛑 Kill",
-    Action.EMERGENCY: "🚨 Emergency rollback",
+_DIALOG = "rollout-dialog-"
+_SEEN = "rollout-seen-"
+_NAMES = {
+    Action.ADVANCE: "Advance",
+    Action.ROLLBACK: "Roll back",
+    Action.KILL: "Kill",
+    Action.EMERGENCY: "Emergency rollback",
+    Action.RESTORE: "Restore",
 }
+_ICONS = {
+    Action.ADVANCE: "⏫",
+    Action.ROLLBACK: "⏬",
+    Action.KILL: "🛑",
+    Action.EMERGENCY: "🚨",
+    Action.RESTORE: "↩️",
+}
+
+
+def button_label(action: Action, transitions: Sequence[Transition], environment: str = "") -> str:
+    """Where a button goes: "Advance to 25 %", "Roll back to 1 %", "Kill (0 %, disabled)",
+    "Kill 5 flags in production", "Restore 3 flags"."""
+    if action is Action.EMERGENCY:
+        return f"Kill {len(transitions)} flag{'s' * (len(transitions) != 1)} in {environment}"
+    if action is Action.RESTORE:
+        if len(transitions) == 1:
+            t = transitions[0]
+            return f"Restore {t.flag} to {t.to_state} {t.to_percentage:g} %"
+        return f"Restore {len(transitions)} flags to their prior state"
+    (t,) = transitions
+    if action is Action.KILL:
+        return "Kill (0 %, disabled)"
+    verb = "Advance" if action is Action.ADVANCE else "Roll back"
+    return f"{verb} to {t.to_percentage:g} %"
+
+
+def reason_problem(reason: str) -> str | None:
+    """Why a typed reason cannot be sent, in words (too long: refused, never cut)."""
+    length = len(reason.strip())
+    if length > MAX_REASON_LENGTH:
+        return (
+            f"The reason is {length:,} characters long; the limit is {MAX_REASON_LENGTH:,}. "
+            "Shorten it: nothing was cut and nothing will be sent until it fits."
+        )
+    return None
 
 
 def guard_table(guards: Sequence[GuardResult]) -> pd.DataFrame:
@@ -37,8 +101,8 @@ def guard_table(guards: Sequence[GuardResult]) -> pd.DataFrame:
         {
             "": ["✅" if g.passed else "❌" for g in guards],
             "Guard": [g.name.replace("_", " ") for g in guards],
-            "Value": [_shown(g.value) for g in guards],
-            "Threshold": [_shown(g.threshold) for g in guards],
+            "Value": [format_guard_values(g)[0] for g in guards],
+            "Threshold": [format_guard_values(g)[1] for g in guards],
             "Detail": [g.detail for g in guards],
         }
     )
@@ -51,31 +115,75 @@ def action_buttons(
     flag: str,
     versions: Mapping[str, str],
     actions: Sequence[Action] = (Action.ADVANCE, Action.ROLLBACK, Action.KILL),
+    *,
+    snapshot: FlagSnapshot | None = None,
 ) -> None:
-    """`actions` (Advance / Roll back / Kill) for operators; nothing for viewers."""
+    """`actions` (Advance / Roll back / Kill) for operators, each labelled with where it goes (from
+    `snapshot`, the flags as the page shows them); nothing for viewers."""
     if identity.role.rank < Role.OPERATOR.rank:
         st.caption("Actions need the operator role.")
         return
+    snapshot = snapshot or rt.backend.load(environment)
+    definition = snapshot.flag(flag)
+    seen_key = f"{_SEEN}{environment}-{flag}"
+    # what this session's page showed last time it was drawn (a click reruns the page
+    # on the fresh state: the dialog compares with what the person was looking at)
+    seen: str | None = st.session_state.get(seen_key, versions.get(flag))
     columns = st.columns(len(actions))
+    steps = snapshot.config.global_.rollout_steps
     for column, action in zip(columns, actions, strict=True):
         kind: Literal["primary", "secondary"] = "primary" if action is Action.KILL else "secondary"
-        if column.button(_LABELS[action], key=f"open-{action}", type=kind, width="stretch"):
-            _confirm(rt, identity, environment, action, flag, dict(versions), uuid.uuid4().hex)
+        try:
+            label = button_label(action, (target_of(action, definition, steps),))
+            possible = True
+        except InvalidRequest as end:
+            label, possible = (
+                f"{action.capitalize()}: {end}".replace("Rollback", "Roll back"),
+                False,
+            )
+        clicked = column.button(
+            f"{_ICONS[action]} {label}",
+            key=f"open-{action}",
+            type=kind,
+            width="stretch",
+            disabled=not possible,
+        )
+        if clicked:
+            request = ActionRequest(action, environment, "(preview)", identity, flag=flag)
+            _open(rt, identity, request, seen)
+    st.session_state[seen_key] = versions.get(flag)
 
 
 def emergency_button(rt: Runtime, identity: Identity, environment: str) -> None:
-    """The big red button: kill every experimental flag of `environment`."""
+    """The big red button: kill every experimental flag of `environment`. Always drawn
+    for an operator, even when the flags cannot be read (the dialog then says why)."""
     if identity.role.rank < Role.OPERATOR.rank:
         return
-    if st.button(_LABELS[Action.EMERGENCY], type="primary", key="open-emergency"):
-        _confirm(rt, identity, environment, Action.EMERGENCY, None, None, uuid.uuid4().hex)
+    if st.button("🚨 Emergency rollback", type="primary", key="open-emergency"):
+        _open(rt, identity, ActionRequest(Action.EMERGENCY, environment, "(preview)", identity))
+
+
+def restore_button(rt: Runtime, identity: Identity, entry: AuditEntry) -> None:
+    """ "Restore" for an applied audit record, for operators: puts every flag its action
+    touched back to its prior state, through the same dialog."""
+    if identity.role.rank < Role.OPERATOR.rank or entry.outcome is not Outcome.APPLIED:
+        return
+    if st.button(f"↩️ Restore #{entry.id}", key=f"open-restore-{entry.id}"):
+        request = ActionRequest(
+            Action.RESTORE, entry.environment, "(preview)", identity, restore_of=entry.id
+        )
+        _open(rt, identity, request)
 
 
 def show_last_outcome() -> None:
-    """What the last action did, with a link to its audit record; shown once."""
-    outcome: dict[str, Any] | None = st.session_state.pop(_OUTCOME, None)
+    """What the last action did, with a link to its audit record. An emergency rollback's
+    outcome lists every flag it changed, each linked to its detail, and offers Restore
+    until dismissed; other outcomes are shown once."""
+    outcome: dict[str, Any] | None = st.session_state.get(_OUTCOME)
     if outcome is None:
         return
+    if not outcome.get("restorable"):
+        st.session_state.pop(_OUTCOME, None)
     text = outcome["text"]
     if outcome["applied"]:
         st.success(text, icon="✅")
@@ -83,6 +191,13 @@ def show_last_outcome() -> None:
         st.warning(text, icon="🔁")
     else:
         st.error(text, icon="⛔")
+    for flag, diff in outcome.get("flags", ()):
+        st.page_link(
+            "../pages/flag_detail.py",
+            label=diff,
+            icon="🔎",
+            query_params={"env": outcome["environment"], "flag": flag},
+        )
     if outcome["audit_id"]:
         st.page_link(
             "../pages/audit.py",
@@ -90,57 +205,120 @@ def show_last_outcome() -> None:
             icon="📜",
             query_params={"id": outcome["audit_id"]},
         )
+    if outcome.get("restorable"):
+        from app.ui.widgets import current_identity, runtime
+
+        rt = runtime()
+        identity = current_identity(rt)
+        restore_col, dismiss_col = st.columns([3, 1])
+        if restore_col.button(
+            f"↩️ Restore these {len(outcome['flags'])} flags", key="outcome-restore"
+        ):
+            request = ActionRequest(
+                Action.RESTORE,
+                outcome["environment"],
+                "(preview)",
+                identity,
+                restore_of=outcome["audit_id"],
+            )
+            _open(rt, identity, request)
+        if dismiss_col.button("Dismiss", key="outcome-dismiss"):
+            st.session_state.pop(_OUTCOME, None)
+            st.rerun()
 
 
-@st.dialog("Confirm the change", width="large")
-def _confirm(
-    rt: Runtime,
-    identity: Identity,
-    environment: str,
-    action: Action,
-    flag: str | None,
-    versions: dict[str, str] | None,
-    key: str,
-) -> None:
-    request = ActionRequest(
-        action=action,
-        environment=environment,
-        reason="(preview)",
-        identity=identity,
-        flag=flag,
-        idempotency_key=key,
-        expected_versions=versions,
-    )
+def _open(rt: Runtime, identity: Identity, request: ActionRequest, seen: str | None = None) -> None:
+    """Plan `request` now, once, and open the dialog on that plan."""
+    key = uuid.uuid4().hex
+    request = replace(request, idempotency_key=key)
+    plan: Plan | None = None
+    error = ""
+    note = ""
     try:
         plan = rt.plan(request)
-    except ValueError as error:
-        st.error(str(error))
+    except ValueError as refused:
+        error = str(refused)
+    except OSError as unreadable:
+        error = f"flags unreadable: {unreadable}"
+    stale = plan is not None and request.flag and plan.snapshot.versions.get(request.flag) != seen
+    if stale and request.flag and seen is not None:
+        last = rt.audit.latest_applied(request.environment, request.flag)
+        who = describe_change(last) if last is not None else "an edit outside the audit log"
+        note = f"Changed since you looked: {who}. The dialog shows the flag as it is now."
+    st.session_state[f"{_DIALOG}{key}"] = {"plan": plan, "error": error, "note": note}
+    title = _title(request, plan)
+    st.dialog(title, width="large")(_confirm)(rt, identity, request, key)
+
+
+def _title(request: ActionRequest, plan: Plan | None) -> str:
+    name = _NAMES[request.action]
+    if request.action is Action.RESTORE:
+        name = f"Restore #{request.restore_of}"
+    where = request.environment
+    if plan is None or not plan.transitions:
+        return f"{name} in {where}" + (f": {request.flag}" if request.flag else "")
+    if len(plan.transitions) == 1:
+        t = plan.transitions[0]
+        return f"{name} {t.flag} in {where}: {t.from_percentage:g} % → {t.to_percentage:g} %"
+    return f"{name} in {where}: {len(plan.transitions)} flags"
+
+
+def _confirm(rt: Runtime, identity: Identity, request: ActionRequest, key: str) -> None:
+    state = st.session_state.get(f"{_DIALOG}{key}")
+    if state is None:  # already confirmed in this session
+        return
+    if state["note"]:
+        st.warning(state["note"], icon="🔁")
+    plan: Plan | None = state["plan"]
+    if plan is None:
+        st.error(state["error"])
         return
     _show_plan(plan)
-    reason = st.text_area("Reason (required, goes to the audit log)", max_chars=2000)
+    reason = st.text_area("Reason (required, goes to the audit log)", key="dialog-reason")
+    problem = reason_problem(reason)
+    if problem:
+        st.error(problem)
     override = False
     if plan.guards and not plan.guards_passed:
         if identity.role is Role.ADMIN:
-            override = st.checkbox("Override the failed guards (recorded as an override)")
+            override = st.checkbox(
+                "Override the failed guards (recorded as an override)", key="dialog-override"
+            )
         else:
-            st.error("Guards failed: the advance is refused. An admin can override.")
-    ready = bool(reason.strip()) and (plan.guards_passed or override) and bool(plan.transitions)
-    if environment in rt.settings.typed_confirmation_environments:
-        wanted = flag or environment
-        typed = st.text_input(f"Type **{wanted}** to confirm")
+            st.error("Guards failed: this is refused. An admin can override.")
+    ready = (
+        bool(reason.strip())
+        and problem is None
+        and (plan.guards_passed or override)
+        and bool(plan.transitions)
+    )
+    if request.environment in rt.settings.typed_confirmation_environments:
+        wanted = request.flag or request.environment
+        typed = st.text_input(f"Type **{wanted}** to confirm", key="dialog-typed")
         ready = ready and typed.strip() == wanted
-    if st.button(f"Confirm: {_LABELS[action]}", type="primary", disabled=not ready):
-        final = ActionRequest(
-            action=action,
-            environment=environment,
+    label = (
+        button_label(request.action, plan.transitions, request.environment)
+        if plan.transitions
+        else "Nothing to change"
+    )
+    if st.button(
+        f"Confirm: {_ICONS[request.action]} {label}",
+        type="primary",
+        disabled=not ready,
+        key="dialog-confirm",
+    ):
+        final = replace(
+            request,
             reason=reason,
-            identity=identity,
-            flag=flag,
-            idempotency_key=key,
-            expected_versions=versions,
             override_guards=override,
+            confirmed=plan.transitions,
+            expected_versions={
+                t.flag: plan.snapshot.versions.get(t.flag, "") for t in plan.transitions
+            },
         )
-        st.session_state[_OUTCOME] = _summary(rt.execute(final))
+        result = rt.execute(final)
+        st.session_state.pop(f"{_DIALOG}{key}", None)
+        st.session_state[_OUTCOME] = _summary(result)
         st.rerun()
 
 
@@ -157,29 +335,27 @@ def _show_plan(plan: Plan) -> None:
 
 
 def _summary(result: ActionResult) -> dict[str, Any]:
-    diff = "; ".join(t.diff for t in result.plan.transitions) if result.plan else ""
+    transitions = result.plan.transitions if result.plan else ()
+    diff = "; ".join(t.diff for t in transitions)
+    request = result.plan.request if result.plan else None
     if result.applied:
         text = f"Applied: {diff}" + (
             " (this key was already used: not applied twice)" if result.replayed else ""
         )
     elif result.exit_code is ExitCode.CONFLICT:
-        text = (
-            f"Not applied: the flag changed meanwhile ({result.error}). "
-            "The page now shows its fresh state."
-        )
+        text = f"Not applied: {result.error}. The page now shows the fresh state."
     else:
         text = f"Not applied: {result.error}"
-    return {
+    summary: dict[str, Any] = {
         "applied": result.applied,
         "code": result.exit_code,
         "text": text,
         "audit_id": result.audit[0].id if result.audit else None,
     }
-
-
-def _shown(value: float | str | None) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
+    if request is not None and len(transitions) > 1:
+        summary["environment"] = request.environment
+        summary["flags"] = [(t.flag, t.diff) for t in transitions]
+        summary["restorable"] = result.applied and request.action is Action.EMERGENCY
+        if result.applied:
+            summary["text"] = f"Applied: {len(transitions)} flags changed in {request.environment}:"
+    return summary

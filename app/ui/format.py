@@ -5,15 +5,21 @@ from __future__ import annotations
 from datetime import datetime
 
 from app.analysis.health import Health
+from app.rollout.guards import GuardResult
 
 __all__ = [
     "HEALTH_BADGES",
+    "SOURCE_LABELS",
+    "escape_markdown",
     "format_age",
     "format_change",
+    "format_duration",
     "format_error_rate",
+    "format_guard_values",
     "format_latency",
     "format_rate",
     "format_split",
+    "source_label",
 ]
 
 HEALTH_BADGES: dict[Health, str] = {
@@ -22,6 +28,27 @@ HEALTH_BADGES: dict[Health, str] = {
     Health.HEALTHY: "🟢 healthy",
     Health.NO_DATA: "⚪ no data",
 }
+
+#: how each metrics source is named on screen
+SOURCE_LABELS: dict[str, str] = {
+    "prometheus": "Prometheus (live)",
+    "sql": "metrics database roll-ups",
+}
+
+
+def source_label(source: str | None) -> str:
+    """'prometheus' → 'Prometheus (live)'; an unknown or missing source → 'no source'."""
+    return SOURCE_LABELS.get(source or "", "no source")
+
+
+_MARKDOWN_SPECIALS = frozenset("\\`*_{}[]()<>#+-.!|~$:=\"'")
+
+
+def escape_markdown(text: str) -> str:
+    """`text` as Streamlit's markdown shows it literally: every character markdown, HTML,
+    LaTeX or a colour directive could read is backslash-escaped; line breaks become spaces."""
+    flat = " ".join(text.splitlines())
+    return "".join(f"\\{c}" if c in _MARKDOWN_SPECIALS else c for c in flat)
 
 
 def format_rate(per_second: float) -> str:
@@ -69,3 +96,54 @@ def format_change(at: datetime, actor: str, before: float, after: float, now: da
     """'12 min ago · alice · 25 → 50 %'."""
     age = format_age((now - at).total_seconds())
     return f"{age} ago · {actor} · {before:g} → {after:g} %"
+
+
+def format_duration(seconds: float) -> str:
+    """Whole units, rounded down: 59 s → '59 s', 60 → '1 min', 3599 → '59 min',
+    3600 → '1 h', 5400 → '1 h 30 min'."""
+    whole = int(max(0.0, seconds))
+    if whole < 60:
+        return f"{whole} s"
+    if whole < 3600:
+        return f"{whole // 60} min"
+    hours, minutes = divmod(whole // 60, 60)
+    return f"{hours} h" if minutes == 0 else f"{hours} h {minutes} min"
+
+
+def _percent_of(share: float, digits: int) -> str:
+    return f"{100 * share:.{digits}f} %" if digits else f"{100 * share:g} %"
+
+
+def format_guard_values(guard: GuardResult) -> tuple[str, str]:
+    """A guard's (value, threshold) with units, one format per kind: percent as
+    percent ('0.30 %', '≤ 1 %'), durations as minutes ('12 min', '≥ 15 min'), counts
+    of a whole ('0 of 0 dependencies', '3 of 4 instances'); a dash when unmeasured."""
+    value, threshold = guard.value, guard.threshold
+    if guard.name == "data_fresh" and isinstance(threshold, float | int):
+        shown = "–" if not isinstance(value, float | int) else format_duration(value)
+        return shown, f"≤ {format_duration(threshold)}"
+    if guard.name == "soak_time" and isinstance(threshold, float | int):
+        shown = "–" if not isinstance(value, float | int) else format_duration(value)
+        return shown, f"≥ {format_duration(threshold)}"
+    if guard.name in ("error_rate", "exposure") and isinstance(threshold, float | int):
+        shown = "–" if not isinstance(value, float | int) else _percent_of(value, 2)
+        limit = _percent_of(threshold, 0)
+        return shown, f"≤ {limit}" if guard.name == "error_rate" else limit
+    if guard.name == "dependencies" and isinstance(threshold, float | int):
+        total = "?" if guard.of is None else str(guard.of)
+        noun = "dependency" if guard.of == 1 else "dependencies"
+        return f"{value} of {total} {noun}", f"success ≥ {_percent_of(threshold, 0)}"
+    if guard.name == "propagation":
+        if isinstance(value, str) and "/" in value:
+            loaded, total = value.split("/", 1)
+            return f"{loaded} of {total} instances", f"config {threshold}"
+        return "–" if value is None else f"{value} instances", f"config {threshold}"
+    return _shown(value), _shown(threshold)
+
+
+def _shown(value: float | str | None) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)

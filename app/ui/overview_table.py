@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from urllib.parse import urlencode
 
 import pandas as pd
 
 from app.services.overview import FlagRow
 from app.ui.format import (
     HEALTH_BADGES,
+    format_age,
     format_change,
     format_error_rate,
     format_latency,
@@ -17,16 +19,37 @@ from app.ui.format import (
     format_split,
 )
 
-__all__ = ["overview_display_frame"]
+__all__ = ["FLAG_LINK_TEXT", "flag_detail_url", "overview_display_frame", "why_text"]
+
+#: `display_text` of the Flag link column: the key, read back from the link's URL
+FLAG_LINK_TEXT = r"flag=([^&]*)$"
 
 
-def overview_display_frame(rows: Sequence[FlagRow], now: datetime) -> pd.DataFrame:
-    """Columns: Health, Flag, Phase, State, Rollout %, Evaluations, Trend, Variant split,
-    Errors, p99, Last change — numbers already formatted for reading."""
+def flag_detail_url(environment: str, flag: str) -> str:
+    """The Flag detail page of `flag` in `environment`: '/flag_detail?env=…&flag=…'
+    (the flag last, so `FLAG_LINK_TEXT` shows its key)."""
+    return "/flag_detail?" + urlencode({"env": environment, "flag": flag})
+
+
+def why_text(row: FlagRow, now: datetime) -> str:
+    """'mitigated 12 min ago' for a killed flag, else every reason it is not healthy."""
+    if row.mitigated_at is not None:
+        mitigated = f"mitigated {format_age((now - row.mitigated_at).total_seconds())} ago"
+        return " · ".join((mitigated, *row.reasons))
+    return row.why
+
+
+def overview_display_frame(
+    rows: Sequence[FlagRow], now: datetime, environment: str
+) -> pd.DataFrame:
+    """Columns: Health, Flag (a link to its detail), Why, Phase, State, Rollout %,
+    Evaluations, Trend, Variant split, Errors, p99, Last change — numbers already
+    formatted for reading."""
     return pd.DataFrame(
         {
             "Health": [HEALTH_BADGES[r.health] for r in rows],
-            "Flag": [r.flag for r in rows],
+            "Flag": [flag_detail_url(environment, r.flag) for r in rows],
+            "Why": [why_text(r, now) for r in rows],
             "Phase": [str(r.phase) if r.phase is not None else "–" for r in rows],
             "State": [str(r.state) for r in rows],
             "Rollout %": [r.percentage for r in rows],

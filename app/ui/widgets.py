@@ -1,27 +1,41 @@
 """Streamlit pieces every page shares: the process runtime, the source/age banner,
-the identity label and query-parameter helpers."""
+the identity label, the widgets whose values live in the link, and the page shown
+instead of every page while the flag configuration cannot be read."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
+from app.flags.loader import BUNDLED_CONFIG, ConfigInvalid
 from app.rollout.roles import Identity, Role, role_for
 from app.runtime import Runtime, open_runtime
 from app.services.overview import Overview
-from app.settings import load_settings
-from app.ui.format import format_age
+from app.settings import Settings, load_settings
+from app.ui.format import escape_markdown, format_age, source_label
+from app.ui.url_params import (
+    MAX_TEXT,
+    FromLink,
+    choice_from_link,
+    choices_from_link,
+    text_from_link,
+)
 
 __all__ = [
+    "LinkedWidgets",
+    "config_problem_page",
     "current_identity",
+    "environment_picker",
     "identity_label",
-    "query_list",
     "runtime",
-    "set_query_params",
     "sign_in_controls",
     "source_banner",
 ]
+
+T = TypeVar("T")
 
 
 @st.cache_resource
@@ -75,9 +89,7 @@ def _sign_in_configured() -> bool:
 def source_banner(overview: Overview, stale_after_seconds: int) -> None:
     """Where the numbers come from and how old they are; loud when degraded."""
     age = overview.data_age_seconds
-    label = {"prometheus": "Prometheus (live)", "sql": "metrics database roll-ups"}.get(
-        overview.source, "no source"
-    )
+    label = source_label(overview.source)
     for notice in overview.notices:
         st.warning(notice, icon="⚠️")
     text = f"Source: **{label}** · data age: **{format_age(age)}** · {len(overview.rows)} flags"
@@ -87,13 +99,169 @@ def source_banner(overview: Overview, stale_after_seconds: int) -> None:
         st.caption(text)
 
 
-def query_list(name: str) -> list[str]:
-    """A comma-separated query parameter as a list (empty when absent)."""
-    raw = st.query_params.get(name, "")
-    return [part for part in raw.split(",") if part]
+class LinkedWidgets:
+    """The input widgets of one page whose values live in the link (query parameters).
+
+    Each widget has a stable key (`<page>.<name>`). On the first run of a page visit (the
+    key is not in session state yet) the link's value is validated and put into session
+    state; from then on the widget owns its value and `sync()` writes the link from the
+    widgets, never the other way round. A value the widget does not offer is dropped
+    with a note `sync()` shows for the rest of the visit.
+    """
+
+    def __init__(self, page: str) -> None:
+        self.page = page
+        self._to_link: dict[str, Callable[[], str]] = {}
+        self._shown: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.page}.{name}"
+
+    @property
+    def _notes(self) -> dict[str, tuple[str, ...]]:
+        notes: dict[str, tuple[str, ...]] = st.session_state.setdefault(f"{self.page}.~notes", {})
+        return notes
+
+    def _start(self, name: str, read: Callable[[list[str]], FromLink[Any]]) -> str:
+        """Seed the widget `name` from the link on the first run of a visit; its key."""
+        key = self.key(name)
+        if key not in st.session_state:
+            start = read(st.query_params.get_all(name))
+            st.session_state[key] = start.value
+            self._notes[name] = start.ignored
+        return key
+
+    def _note(self, name: str, note: str) -> None:
+        self._notes[name] = (*self._notes.get(name, ()), note)
+
+    def selectbox(
+        self,
+        where: DeltaGenerator,
+        label: str,
+        name: str,
+        options: Sequence[T],
+        *,
+        default: T | None,
+        missing: Callable[[str], str] | None = None,
+        format_func: Callable[[Any], str] = str,
+    ) -> T | None:
+        """A select box on `options` starting at the link's `name`, else at `default`.
+
+        With `missing`, a value that names nothing offered (in the link, or after the
+        options changed) leaves the box empty (None) with the note `missing(value)`, so
+        the page never shows another item than the one named; without it, the box
+        starts at `default` with a note."""
+
+        def read(raw: list[str]) -> FromLink[T | None]:
+            start = choice_from_link(name, raw, options, default)
+            if missing is None or not raw or any(v in map(str, options) for v in raw):
+                return start
+            return FromLink(None, (missing(raw[-1]),))
+
+        key = self._start(name, read)
+        current = st.session_state[key]
+        if current is not None and current not in options:
+            self._note(name, missing(str(current)) if missing else f"{name}={current}: not offered")
+            st.session_state[key] = None if missing else default
+        self._to_link[name] = lambda: _link_text(st.session_state[key])
+        return where.selectbox(
+            label, options, key=key, format_func=format_func, placeholder=f"Choose {label.lower()}"
+        )
+
+    def radio(
+        self, where: DeltaGenerator, label: str, name: str, options: Sequence[T], *, default: T
+    ) -> T:
+        """Horizontal radio buttons on `options`, starting at the link's `name` or `default`."""
+        key = self._start(name, lambda raw: choice_from_link(name, raw, options, default))
+        if st.session_state[key] not in options:
+            st.session_state[key] = default
+        self._to_link[name] = lambda: str(st.session_state[key])
+        chosen: T = where.radio(label, options, key=key, horizontal=True)
+        return chosen
+
+    def multiselect(
+        self,
+        where: DeltaGenerator,
+        label: str,
+        name: str,
+        options: Sequence[T],
+        *,
+        format_func: Callable[[Any], str] = str,
+    ) -> list[T]:
+        """A multiselect on `options` starting at the link's comma-separated `name`."""
+        key = self._start(name, lambda raw: choices_from_link(name, raw, options))
+        st.session_state[key] = [v for v in st.session_state[key] if v in options]
+        self._to_link[name] = lambda: ",".join(str(v) for v in st.session_state[key])
+        return where.multiselect(label, options, key=key, format_func=format_func)
+
+    def text_input(
+        self, where: DeltaGenerator, label: str, name: str, *, placeholder: str | None = None
+    ) -> str:
+        """A text box (at most `MAX_TEXT` characters) starting at the link's `name`."""
+        key = self._start(name, lambda raw: text_from_link(name, raw))
+        self._to_link[name] = lambda: str(st.session_state[key])
+        return where.text_input(label, key=key, max_chars=MAX_TEXT, placeholder=placeholder)
+
+    def sync(self) -> None:
+        """Write the link from the widgets so far (other parameters are kept; empty
+        values are removed), and show each note not yet shown in this run."""
+        for name, text in self._to_link.items():
+            value = text()
+            if not value:
+                if name in st.query_params:
+                    del st.query_params[name]
+            elif st.query_params.get_all(name) != [value]:
+                st.query_params[name] = value
+        for name, notes in self._notes.items():
+            if name in self._to_link and name not in self._shown:
+                self._shown.add(name)
+                for note in notes:
+                    st.warning(f"Ignored from the link: {escape_markdown(note)}", icon="🔗")
 
 
-def set_query_params(values: dict[str, str | Sequence[str]]) -> None:
-    """Write the filters into the URL so a view can be shared; empty values are dropped."""
-    flat = {k: v if isinstance(v, str) else ",".join(v) for k, v in values.items()}
-    st.query_params.from_dict({k: v for k, v in flat.items() if v})
+def _link_text(value: object) -> str:
+    return "" if value is None else str(value)
+
+
+def environment_picker(widgets: LinkedWidgets, rt: Runtime, where: DeltaGenerator) -> str:
+    """The environment select box every page shows (`env` in the link); the settings'
+    environment first and by default."""
+    environments = rt.environments()
+    chosen = widgets.selectbox(where, "Environment", "env", environments, default=environments[0])
+    return chosen if chosen is not None else environments[0]
+
+
+def config_problem_page(settings: Settings, error: ConfigInvalid) -> None:
+    """What a first deployment is told when the flag configuration is missing or invalid:
+    the file looked for, the settings that point elsewhere, and each problem found."""
+    path = settings.resolved_flags_file
+    st.title("🚦 Rollout Dashboard needs a flag configuration")
+    where = (
+        f"`ROLLOUT_FLAGS_FILE` is set to `{settings.flags_file}`."
+        if settings.flags_file is not None
+        else f"`ROLLOUT_FLAGS_FILE` is not set, so it is `feature_flags.yaml` in the state "
+        f"directory `ROLLOUT_STATE_DIR` (now `{settings.state_dir}`)."
+    )
+    if not path.is_file():
+        st.error(f"No flag configuration file at `{path.resolve()}`.", icon="📄")
+        st.markdown(
+            f"The dashboard looked for it there because {where}\n\n"
+            "To fix it, either:\n"
+            f"- copy the bundled example there: `cp {BUNDLED_CONFIG} {path}`;\n"
+            "- or point `ROLLOUT_FLAGS_FILE` at your flag file (or `ROLLOUT_STATE_DIR` at the "
+            "directory that holds `feature_flags.yaml`) and restart;\n"
+            "- or try everything locally with `rollout-dashboard demo`, which creates one.\n\n"
+            "Then reload this page."
+        )
+        return
+    st.error(
+        f"The flag configuration `{path.resolve()}` (or an environment file beside it) is "
+        f"invalid: {len(error.issues)} problem(s).",
+        icon="📄",
+    )
+    st.markdown(f"It is read from there because {where}")
+    st.code("\n".join(str(issue) for issue in error.issues), language=None)
+    st.markdown(
+        f"Fix the file (`rollout-dashboard check-config {path}` checks it) and reload this "
+        "page. Nothing was changed."
+    )

@@ -105,15 +105,15 @@ class Tier:
 
     def load(self, metrics: PrometheusMetrics) -> Overview:
         return load_overview(
-            self.config,
-            ENVIRONMENT,
-            [metrics],
-            empty_frame(LAST_CHANGE_COLUMNS),
-            HealthThresholds(),
-            WINDOW,
-            self.span,
-            END,
-            timedelta(hours=24),
+            config=self.config,
+            environment=ENVIRONMENT,
+            sources=[metrics],
+            changes=empty_frame(LAST_CHANGE_COLUMNS),
+            thresholds=HealthThresholds(),
+            window=WINDOW,
+            sparkline_span=self.span,
+            at=END,
+            recent=timedelta(hours=24),
         )
 
     def describe(self) -> str:

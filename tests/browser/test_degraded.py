@@ -92,11 +92,11 @@ def _next_interval() -> None:
 
 def _rate_of(page: Page, flag: str) -> str:
     """The Evaluations cell of `flag`'s row in the overview grid."""
-    return grid.row(page, flag, width=11, offset=1)[6]  # Evaluations (after Health … State)
+    return grid.row(page, flag, width=12, offset=1)[7]  # Evaluations (after Health … State)
 
 
 def _seconds_until_table(browser: Browser, url: str) -> float:
-    """From navigation until the overview's grid shows the alpha row."""
+    """From navigation until the overview's grid shows the alpha row (its link cell)."""
     page = browser.new_page(viewport={"width": 1600, "height": 900})
     try:
         _next_interval()  # a fresh query, not the overview another load cached
@@ -104,7 +104,7 @@ def _seconds_until_table(browser: Browser, url: str) -> float:
         page.goto(url)
         cell = page.locator('[data-testid="stDataFrame"] [role="gridcell"]')
         # The grid's accessible table is attached but not "visible" (it is drawn on a canvas).
-        cell.filter(has_text=re.compile(r"^alpha$")).first.wait_for(
+        cell.filter(has_text=re.compile(r"[?&]flag=alpha$")).first.wait_for(
             state="attached", timeout=30_000
         )
         return time.monotonic() - began
@@ -133,7 +133,7 @@ def test_prometheus_stopped_mid_test_falls_back_to_the_database(
         expect(warning).to_contain_text("cannot connect")
         expect(page.get_by_text("metrics database roll-ups")).to_be_visible()
         expect(page.get_by_text("Prometheus (live)")).to_have_count(0)
-        health, flag, *_ = grid.row(page, "alpha", width=11, offset=1)
+        health, flag, *_ = grid.row(page, "alpha", width=12, offset=1)
         assert (health, flag) == ("🔴 unhealthy", "alpha")
         assert _rate_of(page, "alpha") == "1.00/s"
         assert _rate_of(page, "beta") == "0.20/s"

@@ -48,9 +48,17 @@ def _no_error_element(page: Page) -> None:
     expect(page.get_by_text("Traceback")).to_have_count(0)
 
 
+def _drawn(page: Page) -> None:
+    """The script run has finished and every Plotly chart on the page has drawn."""
+    expect(page.locator('[data-testid="stStatusWidget"]')).to_have_count(0, timeout=45_000)
+    charts = page.locator('[data-testid="stPlotlyChart"]')
+    for index in range(charts.count()):
+        expect(charts.nth(index).locator(".main-svg").first).to_be_attached(timeout=45_000)
+
+
 def _screenshot(page: Page, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.wait_for_timeout(1200)  # let charts and sparklines draw
+    _drawn(page)
     page.screenshot(path=SCREENSHOTS / name, full_page=True)
 
 
@@ -109,7 +117,7 @@ def test_advance_and_roll_back_through_the_dialog(chromium, demo):
     ).to_be_visible(timeout=45_000)
     _screenshot(page, "flag-detail-dialog.png")
     page.keyboard.press("Escape")
-    page.wait_for_timeout(500)
+    expect(page.get_by_role("dialog")).to_have_count(0)
 
     _act(page, "Advance", "ab_testing", "steady for an hour")
     expect(page.get_by_text("Applied: ab_testing: rollout 25 % → rollout 50 %")).to_be_visible(
@@ -142,12 +150,15 @@ def test_advance_and_roll_back_through_the_dialog(chromium, demo):
     _no_error_element(page)
     page.reload()
     expect(page.get_by_text("Guard report for the next step")).to_be_visible(timeout=45_000)
-    page.wait_for_timeout(3000)  # the charts, with the two changes drawn on them
+    # the charts, with the two changes drawn on them
+    first_chart = page.locator('[data-testid="stPlotlyChart"]').first
+    expect(first_chart.locator(".annotation-text")).to_have_count(2, timeout=45_000)
+    _drawn(page)
     _no_error_element(page)
     _screenshot(page, "flag-detail.png")
     # the page scrolls inside Streamlit's container: bring the charts into view
     page.get_by_text("Metrics over time").scroll_into_view_if_needed()
-    page.wait_for_timeout(1500)
+    _drawn(page)
     _no_error_element(page)
     page.screenshot(path=SCREENSHOTS / "flag-detail-charts.png")
 

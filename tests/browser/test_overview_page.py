@@ -34,7 +34,7 @@ def _cells(page: Page, waiting_for: str) -> list[str]:
 
 def _row(page: Page, flag: str) -> list[str]:
     """The cells of the flag's row in the overview grid, as displayed."""
-    return grid.row(page, flag, width=11, offset=1)
+    return grid.row(page, flag, width=12, offset=1)
 
 
 @pytest.fixture(scope="module")
@@ -65,16 +65,19 @@ def test_overview_shows_the_numbers_of_the_database(chromium: Browser, seeded_da
     page.goto(seeded_dashboard.url)
     expect(page.get_by_text("prometheus unavailable")).to_be_visible(timeout=30_000)
     expect(page.get_by_text("metrics database roll-ups")).to_be_visible()
-    # Health, Flag, Rollout %, Errors first (they fit 1024 px), then the rest
-    health, flag, percent, errors, phase, state, rate, _trend, split, p99, _ = _row(page, "alpha")
+    # Health, Flag, Rollout %, Errors and Why first (they fit 1024 px), then the rest
+    row = _row(page, "alpha")
+    health, flag, percent, errors, why, phase, state, rate, _trend, split, p99, _ = row
     assert (health, flag, phase, state) == ("🔴 unhealthy", "alpha", "1", "rollout")
+    assert why == "errors 6.67 % > 5 %"
     assert percent.strip() == "66"  # the accessible text of the progress bar
     assert rate == "1.00/s"
     assert split == "on 67% · off 33%"
     assert errors == "6.67 %"
     assert p99 == "9.75 ms"
     beta = _row(page, "beta")
-    assert beta[0] == "🟢 healthy" and beta[6] == "0.20/s" and beta[9] == "0.50 ms"
+    assert beta[0] == "🟢 healthy" and beta[7] == "0.20/s" and beta[10] == "0.50 ms"
+    assert beta[4] == ""  # healthy: nothing to explain
     expect(page.get_by_text("Traceback")).to_have_count(0)
     page.close()
 

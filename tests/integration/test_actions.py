@@ -386,3 +386,235 @@ def test_audit_entries_narrow_by_environment_outcome_and_actor(flags, backend, a
     assert [(e.actor, e.environment) for e in refused] == [("ada", ENV)]
     assert [e.actor for e in audit.entries(actor="OLG")] == ["olga", "olga"]
     assert audit.entries(actor="%") == []  # a LIKE wildcard is matched literally
+
+
+# -- what the person confirmed, and Restore ------------------------------------------
+
+TED = Identity("ted", Role.OPERATOR, "test")
+
+
+def _files(flags: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in flags.parent.glob("feature_flags*.yaml")}
+
+
+def _confirmed(backend, action=Action.ROLLBACK, flag="ab_testing"):
+    """What a dialog shows: the exact plan and the versions it was made on."""
+    plan = plan_action(request(action, flag=flag), backend, passing)
+    return {"confirmed": plan.transitions, "expected_versions": plan.snapshot.versions}
+
+
+def test_the_confirmed_plan_is_applied_exactly(flags, backend, audit):
+    result = execute_action(
+        request(Action.ROLLBACK, **_confirmed(backend)), backend, audit, passing
+    )
+    assert result.applied and percentage(flags, "ab_testing") == 10.0
+    (entry,) = audit.entries()
+    assert (entry.from_percentage, entry.to_percentage) == (25.0, 10.0)
+
+
+def test_a_confirmed_plan_on_a_moved_flag_is_a_conflict_recording_what_was_confirmed(
+    flags, backend, audit
+):
+    seen = _confirmed(backend)  # olga's dialog: 25 → 10
+    moved = execute_action(request(Action.ROLLBACK, identity=TED), backend, audit, passing)
+    assert moved.applied  # ted got there first: 25 → 10
+    before = _files(flags)
+    result = execute_action(request(Action.ROLLBACK, **seen), backend, audit, passing)
+    assert result.exit_code is ExitCode.CONFLICT and not result.applied
+    assert _files(flags) == before  # nothing written, not 10 → 5
+    assert "ab_testing is now rollout 10 %" in (result.error or "")
+    assert "ted" in (result.error or "") and "rollout 25 % → rollout 10 %" in (result.error or "")
+    assert result.fresh is not None and result.fresh.flag("ab_testing").percentage == 10.0
+    refused = audit.entries()[0]
+    assert (refused.actor, refused.from_percentage, refused.to_percentage) == ("olga", 25.0, 10.0)
+    assert refused.outcome is Outcome.FAILED
+    assert "ted" in refused.detail and "now rollout 10 %" in refused.detail
+
+
+def test_a_version_conflict_names_who_changed_the_flag(flags, backend, audit):
+    seen = backend.load(ENV).versions  # a page that passes versions only
+    execute_action(request(Action.ROLLBACK, identity=TED), backend, audit, passing)
+    result = execute_action(
+        request(Action.ROLLBACK, expected_versions=seen), backend, audit, passing
+    )
+    assert result.exit_code is ExitCode.CONFLICT
+    assert "changed concurrently: ab_testing" in (result.error or "")
+    assert audit.entries()[0].outcome is Outcome.FAILED
+    assert "ted" in audit.entries()[0].detail
+
+
+def test_an_emergency_rollback_confirmed_before_a_new_rollout_flag_is_a_conflict(
+    flags, backend, audit
+):
+    plan = plan_action(ActionRequest(Action.EMERGENCY, ENV, "incident", OPERATOR), backend, passing)
+    execute_action(request(Action.KILL, identity=TED), backend, audit, passing)
+    before = _files(flags)
+    stale = ActionRequest(Action.EMERGENCY, ENV, "incident", OPERATOR, confirmed=plan.transitions)
+    result = execute_action(stale, backend, audit, passing)
+    assert result.exit_code is ExitCode.CONFLICT and _files(flags) == before
+    assert "ab_testing is now disabled 0 %" in (result.error or "")
+    assert len([e for e in audit.entries() if e.actor == "olga"]) == len(plan.transitions)
+
+
+def _restore(audit_id: str, **kwargs) -> ActionRequest:
+    values = {"reason": "the incident was elsewhere", "identity": OPERATOR} | kwargs
+    return ActionRequest(Action.RESTORE, ENV, restore_of=audit_id, **values)
+
+
+def test_restore_of_a_kill_puts_the_flag_back_and_is_recorded_as_restore_of(flags, backend, audit):
+    killed = execute_action(request(Action.KILL), backend, audit, passing)
+    assert percentage(flags, "ab_testing") == 0.0
+    kill_id = killed.audit[0].id
+    result = execute_action(_restore(kill_id), backend, audit, passing)
+    assert result.applied, result.error
+    flag = load_config(flags, ENV).flags["ab_testing"]
+    assert (flag.state, flag.percentage) == (FlagState.ROLLOUT, 25.0)
+    entry = audit.entries()[0]
+    assert (
+        entry.action == "restore"
+        and entry.reason == f"restore of #{kill_id}: the incident was elsewhere"
+    )
+    assert (entry.from_state, entry.to_state, entry.to_percentage) == ("disabled", "rollout", 25.0)
+    assert [g["name"] for g in entry.guards] == ["data_fresh"]  # a restore that goes up is guarded
+
+
+class CountingBackend(YamlFlagBackend):
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.writes: list[int] = []
+
+    def apply(self, environment, changes, expected_versions):
+        self.writes.append(len(changes))
+        return super().apply(environment, changes, expected_versions)
+
+
+@pytest.mark.parametrize("store", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_restore_of_an_emergency_rollback_restores_every_flag_in_one_write(
+    flags, tmp_path, request, store
+):
+    url = (
+        f"sqlite:///{tmp_path / 'metrics.db'}"
+        if store == "sqlite"
+        else request.getfixturevalue("postgres_url")
+    )
+    audit = AuditLog(open_database(url), tmp_path / "journal.jsonl")
+    backend = CountingBackend(flags)
+    before = load_config(flags, ENV).flags
+    emergency = execute_action(
+        ActionRequest(Action.EMERGENCY, ENV, "incident 7", OPERATOR), backend, audit, passing
+    )
+    assert emergency.applied and len(emergency.audit) > 2
+    assert backend.writes == [len(emergency.audit)]
+    # restoring any one record of the action restores the whole action
+    result = execute_action(_restore(emergency.audit[-1].id), backend, audit, passing)
+    assert result.applied, result.error
+    assert backend.writes == [len(emergency.audit), len(emergency.audit)]  # one atomic write
+    after = load_config(flags, ENV).flags
+    for entry in emergency.audit:
+        assert (after[entry.flag].state, after[entry.flag].percentage) == (
+            before[entry.flag].state,
+            before[entry.flag].percentage,
+        )
+    restored = [e for e in audit.entries() if e.action == "restore"]
+    assert {e.flag for e in restored} == {e.flag for e in emergency.audit}
+    assert {e.outcome for e in restored} == {Outcome.APPLIED}
+    first = emergency.audit[0].id
+    assert {e.reason for e in restored} == {
+        f"restore of #{emergency.audit[-1].id}: the incident was elsewhere"
+    }
+    assert first != emergency.audit[-1].id
+    # each flag's guards are shown under its name
+    assert {g["name"].split(": ")[0] for g in restored[0].guards} == {
+        e.flag for e in emergency.audit
+    }
+
+
+def test_restore_is_refused_after_a_later_change_and_names_it(flags, backend, audit):
+    killed = execute_action(request(Action.KILL), backend, audit, passing)
+    execute_action(
+        request(Action.ADVANCE, identity=TED, to_percentage=1.0, idempotency_key="up"),
+        backend,
+        audit,
+        passing,
+    )
+    before = _files(flags)
+    result = execute_action(_restore(killed.audit[0].id), backend, audit, passing)
+    assert result.exit_code is ExitCode.CONFLICT
+    assert f"cannot restore #{killed.audit[0].id}" in (result.error or "")
+    assert "ab_testing is now rollout 1 %" in (result.error or "") and "ted" in (result.error or "")
+    assert _files(flags) == before
+    assert [e.action for e in audit.entries()] == ["advance", "kill"]
+
+
+def test_restore_of_a_record_that_was_not_applied_is_refused(flags, backend, audit):
+    refused = execute_action(request(), backend, audit, failing)
+    before = _files(flags)
+    result = execute_action(_restore(refused.audit[0].id), backend, audit, passing)
+    assert result.exit_code is ExitCode.REFUSED
+    assert "was not applied (refused)" in (result.error or "")
+    assert _files(flags) == before
+    missing = execute_action(_restore("999999"), backend, audit, passing)
+    assert missing.exit_code is ExitCode.USAGE and "no audit record #999999" in (
+        missing.error or ""
+    )
+    forged = execute_action(_restore("1 OR 1=1"), backend, audit, passing)
+    assert forged.exit_code is ExitCode.USAGE
+
+
+def test_restore_guards_refuse_an_operator_and_an_admin_may_override(flags, backend, audit):
+    killed = execute_action(request(Action.KILL), backend, audit, passing)
+    before = _files(flags)
+    refused = execute_action(_restore(killed.audit[0].id), backend, audit, failing)
+    assert refused.exit_code is ExitCode.REFUSED and "error_rate" in (refused.error or "")
+    assert _files(flags) == before
+    no_data = execute_action(
+        _restore(killed.audit[0].id, idempotency_key="n"), backend, audit, no_source
+    )
+    assert no_data.exit_code is ExitCode.UNAVAILABLE
+    not_admin = execute_action(
+        _restore(killed.audit[0].id, override_guards=True, idempotency_key="o1"),
+        backend,
+        audit,
+        failing,
+    )
+    assert not_admin.exit_code is ExitCode.REFUSED and "admin" in (not_admin.error or "")
+    done = execute_action(
+        _restore(killed.audit[0].id, identity=ADMIN, override_guards=True, idempotency_key="o2"),
+        backend,
+        audit,
+        failing,
+    )
+    assert done.applied and percentage(flags, "ab_testing") == 25.0
+    assert audit.entries()[0].override is True and audit.entries()[0].actor == "ada"
+
+
+def test_a_restore_that_goes_down_needs_no_guards(flags, backend, audit):
+    advanced = execute_action(request(), backend, audit, passing)
+
+    def exploding(_snapshot, _flag):
+        raise AssertionError("going down must not evaluate guards")
+
+    assert execute_action(_restore(advanced.audit[0].id), backend, audit, exploding).applied
+    assert percentage(flags, "ab_testing") == 25.0
+
+
+def test_a_viewer_cannot_restore(flags, backend, audit):
+    killed = execute_action(request(Action.KILL), backend, audit, passing)
+    before = _files(flags)
+    result = execute_action(_restore(killed.audit[0].id, identity=VIEWER), backend, audit, passing)
+    assert result.exit_code is ExitCode.REFUSED and "needs the operator role" in (
+        result.error or ""
+    )
+    assert _files(flags) == before and len(audit.entries()) == 1
+
+
+def test_a_restore_key_applies_once(flags, backend, audit):
+    killed = execute_action(request(Action.KILL), backend, audit, passing)
+    first = execute_action(
+        _restore(killed.audit[0].id, idempotency_key="r1"), backend, audit, passing
+    )
+    again = execute_action(
+        _restore(killed.audit[0].id, idempotency_key="r1"), backend, audit, passing
+    )
+    assert first.applied and again.applied and again.replayed
+    assert [e.action for e in audit.entries()] == ["restore", "kill"]

@@ -9,6 +9,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from app.analysis.canary import CanaryPolicy
 from app.metrics_db.database import open_database
 from queries.canary import insert_request_rollups
 from tests.support.canary_workload import CLEAN_ENV, canary_rollups
@@ -131,3 +132,13 @@ def test_canary_page_says_when_its_flag_is_not_configured(seeded):
     warning = " ".join(w.value for w in at.warning)
     assert "No flag **canary_deployment** in production" in warning
     assert "ROLLOUT_CANARY_FLAG" in warning
+
+
+def test_how_the_verdict_is_made_reads_the_policy(seeded):
+    at = _canary_page(AppTest.from_file(str(ENTRY_POINT), default_timeout=30))
+    policy = CanaryPolicy()
+    prose = " ".join(m.value for m in at.markdown)
+    assert f"{100 * (1 - policy.alpha):g} % confidence" in prose  # 98 %
+    assert f"Fewer than {policy.min_requests} requests" in prose
+    assert f"+{100 * policy.latency_tolerance:g} % on the medians" in prose
+    assert f"+{100 * policy.error_ratio_floor:g} point" in prose

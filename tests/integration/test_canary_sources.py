@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 from app.analysis.canary import Verdict
 from app.cli.canary import add_canary_command, run_canary
 from app.metrics_db.database import open_database
-from app.services.canary import analyse_canary, latency_step, load_canary
+from app.services.canary import latency_step, load_canary
 from app.settings import Settings
 from queries.canary import (
     CanaryQueries,
@@ -135,11 +135,12 @@ def test_sources_give_the_same_frames(canary_prometheus, sqlite_engine):
 
 
 def test_a_regression_fails(source):
-    report, name, notices = analyse_canary(
+    analysis = load_canary(
         [source], REGRESSION_ENV, VERDICT_WINDOW, REFERENCE_END, latency_step(VERDICT_WINDOW)
     )
-    assert name == source.name
-    assert notices == []
+    report = analysis.report
+    assert analysis.source == source.name
+    assert analysis.notices == ()
     assert report.verdict is Verdict.FAIL
     errors, latency = report.metrics
     assert errors.verdict is Verdict.FAIL
@@ -153,7 +154,7 @@ def test_a_regression_fails(source):
 
 
 def test_a_clean_canary_passes(source):
-    report, _, _ = analyse_canary([source], CLEAN_ENV, VERDICT_WINDOW, REFERENCE_END)
+    report = load_canary([source], CLEAN_ENV, VERDICT_WINDOW, REFERENCE_END).report
     assert report.verdict is Verdict.PASS
     errors, latency = report.metrics
     assert errors.verdict is Verdict.PASS
@@ -162,9 +163,9 @@ def test_a_clean_canary_passes(source):
 
 
 def test_a_one_minute_window_is_inconclusive(source):
-    report, _, _ = analyse_canary(
+    report = load_canary(
         [source], REGRESSION_ENV, timedelta(minutes=1), REFERENCE_END, timedelta(minutes=1)
-    )
+    ).report
     assert report.verdict is Verdict.INCONCLUSIVE
     assert {m.verdict for m in report.metrics} == {Verdict.INCONCLUSIVE}
     assert "too few requests" in report.metrics[0].detail

@@ -245,3 +245,91 @@ def test_cli_actions_honour_roles_and_exit_codes(workspace, monkeypatch, capsys)
     assert main(["audit", "--json"]) == 0
     records = json.loads(capsys.readouterr().out)["records"]
     assert [(r["actor"], r["outcome"]) for r in records] == [("olga", "applied")]
+
+
+def _yaml(workspace: Path) -> str:
+    return (workspace / "feature_flags.yaml").read_text()
+
+
+def test_restore_puts_a_killed_flag_back_with_the_exit_codes_of_design_6(
+    workspace, monkeypatch, capsys
+):
+    monkeypatch.setenv("ROLLOUT_ROLES", '{"olga": "operator", "ada": "admin"}')
+    monkeypatch.setenv("ROLLOUT_MIN_SOAK_MINUTES", "0")
+    assert main(["rollback", "alpha", "--kill", "--reason", "x", "--actor", "olga", "--json"]) == 0
+    kill_id = json.loads(capsys.readouterr().out)["audit_id"]
+    killed = _yaml(workspace)
+
+    assert main(["restore", "999", "--reason", "undo", "--actor", "olga"]) == 2
+    assert "no audit record #999" in capsys.readouterr().err
+    assert main(["restore", kill_id, "--reason", "undo", "--actor", "mallory"]) == 1
+    assert "needs the operator role" in capsys.readouterr().err
+    # a restore that goes up is guarded: the reference workload is hours old here
+    code = main(["restore", kill_id, "--reason", "undo", "--actor", "olga", "--json"])
+    refused = json.loads(capsys.readouterr().out)
+    assert code in (1, 4) and refused["applied"] is False and refused["restore_of"] == kill_id
+    assert {g["name"] for g in refused["guards"]} >= {"data_fresh", "error_rate"}
+    assert _yaml(workspace) == killed
+    assert (
+        main(
+            [
+                "restore",
+                kill_id,
+                "--reason",
+                "undo",
+                "--actor",
+                "ada",
+                "--dry-run",
+                "--override-guards",
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "alpha: disabled 0 % → rollout 66 %" in out and "dry run: nothing written" in out
+    assert _yaml(workspace) == killed
+    assert (
+        main(
+            [
+                "restore",
+                kill_id,
+                "--reason",
+                "undo",
+                "--actor",
+                "ada",
+                "--override-guards",
+                "--json",
+            ]
+        )
+        == 0
+    )
+    done = json.loads(capsys.readouterr().out)
+    assert done["applied"] is True and done["override"] is True
+    assert done["to"] == {"state": "rollout", "percentage": 66.0}
+    assert main(["status", "--json", "--at", AT]) == 0
+    flags = {f["flag"]: f for f in json.loads(capsys.readouterr().out)["flags"]}
+    assert (flags["alpha"]["state"], flags["alpha"]["percentage"]) == ("rollout", 66.0)
+    # the flag changed since the kill: a second restore is a conflict
+    assert (
+        main(["restore", kill_id, "--reason", "again", "--actor", "ada", "--override-guards"]) == 3
+    )
+    assert "alpha is now rollout 66 %: ada" in capsys.readouterr().err
+
+
+def test_audit_shows_the_environment_and_wraps_long_reasons(workspace, monkeypatch, capsys):
+    monkeypatch.setenv("ROLLOUT_DEMO", "true")
+    (workspace / "feature_flags_staging.yaml").write_text("flags:\n  alpha:\n    state: rollout\n")
+    reason = "the error rate rose after the deploy " * 12
+    assert main(["rollback", "alpha", "--env", "staging", "--kill", "--reason", reason]) == 0
+    assert main(["rollback", "alpha", "--reason", "short one"]) == 0
+    capsys.readouterr()
+    assert main(["audit"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert " production " in lines[0] and " staging " in lines[2]
+    assert lines[1].strip() == "short one"
+    wrapped = [line for line in lines[3:] if line.startswith("        ")]
+    assert len(wrapped) >= 4 and max(len(line) for line in wrapped) <= 8 + 88
+    assert " ".join(line.strip() for line in wrapped) == reason.strip()
+    assert main(["audit", "--json"]) == 0
+    records = json.loads(capsys.readouterr().out)["records"]
+    assert [r["environment"] for r in records] == ["production", "staging"]

@@ -12,10 +12,21 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from app.analysis.exposure import SRM_P_VALUE
 from app.flags.loader import load_config
+from app.flags.yaml_backend import YamlFlagBackend
 from app.metrics_db.database import insert_rollups, open_database, report_instance
 from app.metrics_db.records import EvaluationRollup
 from app.rollout.audit import AuditEntry, AuditLog, Outcome
+from app.services.flag_detail import (
+    FlagDetail,
+    flag_detail_sources,
+    history_table,
+    load_flag_detail,
+    schedule_table,
+    variant_error_table,
+)
+from queries.sources import Sources
 from tests.support.workload import reference_rollups
 
 ENTRY_POINT = Path(__file__).resolve().parents[2] / "app" / "main.py"
@@ -122,7 +133,80 @@ def _metrics(at: AppTest) -> dict[str, str]:
     return {m.label: m.value for m in at.metric}
 
 
-def test_thirty_days_read_the_rollups_and_show_exposure_srm_changes_and_stuck(seeded):
+def _detail(state: Path, flag: str, range_name: str = "1h") -> FlagDetail:
+    """The flag detail as the page loads it, from the seeded state directory."""
+    engine = open_database(f"sqlite:///{state / 'metrics.db'}")
+    try:
+        snapshot = YamlFlagBackend(state / "feature_flags.yaml").load("production")
+        history = AuditLog(engine, state / "audit-journal.jsonl").entries(
+            flag=flag, environment="production", limit=100
+        )
+        return load_flag_detail(
+            flag_detail_sources(Sources(None, engine)),
+            snapshot,
+            flag,
+            history,
+            range_name,
+            datetime.now(UTC),
+        )
+    finally:
+        engine.dispose()
+
+
+def test_thirty_days_read_the_rollups_beyond_prometheus_retention(seeded, tmp_path):
+    detail = _detail(tmp_path, "alpha", "30d")
+    assert detail.beyond_retention and detail.source == "sql"
+
+
+def test_both_applied_changes_are_marked_and_the_failed_one_is_not(seeded, tmp_path):
+    detail = _detail(tmp_path, "alpha", "30d")
+    assert [c.label for c in detail.changes] == ["10 → 25 % · bob", "25 → 50 % · alice"]
+    table = history_table(detail.history)
+    assert list(table["Change"]) == ["50 → 100 %", "25 → 50 %", "10 → 25 %"]
+    assert list(table["Outcome"]) == ["failed", "applied", "applied"]
+
+
+def test_exposure_of_two_thirds_at_fifty_percent_is_a_sample_ratio_mismatch(seeded, tmp_path):
+    check = _detail(tmp_path, "alpha", "30d").exposure
+    assert check is not None
+    assert check.configured == 0.5
+    assert check.observed == pytest.approx(2 / 3)
+    assert check.p_value is not None and check.p_value < SRM_P_VALUE
+    assert check.mismatch
+
+
+def test_eight_days_at_fifty_percent_is_stuck(seeded, tmp_path):
+    age = _detail(tmp_path, "alpha", "30d").step_age
+    assert age is not None and age.stuck and age.percentage == 50
+    assert age.age is not None and timedelta(days=8) <= age.age < timedelta(days=8, minutes=5)
+
+
+def test_the_gradual_schedule_marks_done_and_next(seeded, tmp_path):
+    detail = _detail(tmp_path, "alpha", "30d")
+    table = schedule_table(detail)
+    assert list(table["Percentage"]) == ["25 %", "75 %"]
+    assert list(table["Status"]) == ["done", "next"]
+    assert detail.next_step is not None and detail.next_step.percentage == 75
+
+
+def test_the_database_knows_no_per_instance_percentage(seeded, tmp_path):
+    assert _detail(tmp_path, "alpha", "30d").applied_percentages is None
+
+
+def test_errors_by_variant_of_a_flag_that_never_fails(seeded, tmp_path):
+    detail = _detail(tmp_path, "checkout")
+    table = variant_error_table(detail.variant_errors).set_index("Variant")
+    assert list(table.index) == ["off", "on"]
+    # 5 every 15 s seeded 30 min back (and 5 more once the current 15 s have ended)
+    assert table.loc["off", "Evaluations"] in ("600", "605")
+    assert table.loc["off", "Error rate"] == "0.00 %"
+    assert table.loc["on", "Error rate"] == "0.00 %"
+    assert detail.comparison is not None
+    assert not detail.comparison.worse and detail.comparison.p_value == 1.0
+
+
+def test_thirty_days_page_smoke(seeded):
+    """The page draws every panel of the 30-day view with the numbers above."""
     at = _open("alpha", "30d")
     assert any("reads the metrics database roll-ups" in i.value for i in at.info)
     assert at.query_params["range"] == "30d"
@@ -160,3 +244,55 @@ def test_after_a_kill_the_page_shows_propagation_and_time_to_mitigate(seeded):
     )
     # the first 15 s step without an "on" evaluation ends 55 s after the kill
     assert _metrics(at)["Time to mitigate ('on' below 1 % of its rate before)"] == "55 s"
+
+
+PARTIAL = """
+version: "3"
+flags:
+  gamma:
+    state: rollout
+    rollout: {percentage: 1}
+"""
+
+
+def test_after_a_partial_rollback_time_to_mitigate_is_the_share_reaching_the_target(
+    tmp_path: Path, no_rollout_environment
+):
+    """5 → 1 %: "on" gets 5 of 100 split evaluations every 15 s, then 1 of 100 from the
+    interval ending 40 s after the rollback; the share is within 2 points of 1 % from
+    the first step after that (55 s after the rollback, as for the kill above)."""
+    (tmp_path / "feature_flags.yaml").write_text(PARTIAL)
+    engine = open_database(f"sqlite:///{tmp_path / 'metrics.db'}")
+    base = _floor15(datetime.now(UTC))
+    drop = base - timedelta(minutes=10)
+    rollback_at = drop - KILL_TO_DROP
+    rollups = []
+    for index in range(120, 0, -1):
+        start = base - timedelta(seconds=15 * index)
+        on = 5 if start + timedelta(seconds=15) <= drop else 1
+        rollups += [
+            EvaluationRollup(start, 15, "production", "gamma", "on", "split", on),
+            EvaluationRollup(start, 15, "production", "gamma", "off", "default", 100 - on),
+        ]
+    insert_rollups(engine, rollups)
+    audit = AuditLog(engine, tmp_path / "audit-journal.jsonl")
+    _record(audit, rollback_at, "carol", "rollback", "gamma", 5, 1, Outcome.APPLIED)
+    engine.dispose()
+    mitigation = _detail(tmp_path, "gamma").mitigation
+    assert mitigation is not None and mitigation.target == pytest.approx(0.01)
+    assert mitigation.elapsed == timedelta(seconds=55)
+    assert mitigation.goal == "share within 2 points of 1 %"
+
+
+def test_right_after_a_change_exposure_is_settling_not_a_mismatch(seeded, tmp_path):
+    engine = open_database(f"sqlite:///{tmp_path / 'metrics.db'}")
+    audit = AuditLog(engine, tmp_path / "audit-journal.jsonl")
+    just_now = datetime.now(UTC) - timedelta(seconds=20)
+    _record(audit, just_now, "dave", "advance", "alpha", 25, 50, Outcome.APPLIED)
+    engine.dispose()
+    detail = _detail(tmp_path, "alpha")
+    assert detail.exposure_settling
+    assert timedelta(seconds=15) <= detail.exposure_window < timedelta(minutes=1)
+    at = _open("alpha")
+    assert any(i.value.startswith("Settling: the last change was") for i in at.info)
+    assert not any("Sample ratio mismatch" in e.value for e in at.error)

@@ -12,6 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from app.metrics_db.database import insert_rollups, open_database
 from app.metrics_db.schema import AuditRecord
+from app.ui.overview_table import flag_detail_url
 from tests.support.workload import reference_rollups
 
 ENTRY_POINT = Path(__file__).resolve().parents[2] / "app" / "main.py"
@@ -78,6 +79,7 @@ def test_overview_page_shows_numbers_and_the_last_applied_change(seeded):
     at = AppTest.from_file(str(ENTRY_POINT), default_timeout=30).run()
     assert not at.exception
     table = at.dataframe[0].value.set_index("Flag")
+    table.index = [url.rsplit("flag=", 1)[1] for url in table.index]  # links to the detail
     assert table.loc["alpha", "Evaluations"] == "1.00/s"
     assert table.loc["alpha", "Errors"] == "6.67 %"
     assert table.loc["alpha", "Health"] == "🔴 unhealthy"
@@ -94,7 +96,7 @@ def test_overview_filters_come_from_the_url(seeded):
     app = AppTest.from_file(str(ENTRY_POINT), default_timeout=30)
     app.query_params["phase"] = "2"
     at = app.run()
-    assert list(at.dataframe[0].value["Flag"]) == ["beta"]
+    assert list(at.dataframe[0].value["Flag"]) == [flag_detail_url("production", "beta")]
     at.text_input[0].set_value("zzz").run()
     assert at.info[0].value == "No flag matches these filters."
     assert at.query_params["q"] == "zzz"

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import re
 import time
+from urllib.parse import unquote_plus
 
 from playwright.sync_api import Page
+
+from app.ui.overview_table import FLAG_LINK_TEXT
+
+
+def as_displayed(text: str) -> str:
+    """A link cell's accessible text is its URL; the grid draws the `display_text`
+    the page gives it (the flag key of an overview link), so read that."""
+    match = re.search(FLAG_LINK_TEXT, text) if text.startswith("/flag_detail?") else None
+    return unquote_plus(match.group(1)) if match else text
 
 
 def cells(page: Page, waiting_for: str, timeout_s: float = 45, index: int = 0) -> list[str]:
@@ -13,7 +24,10 @@ def cells(page: Page, waiting_for: str, timeout_s: float = 45, index: int = 0) -
     while True:
         grids = page.locator('[data-testid="stDataFrame"]')
         texts = (
-            grids.nth(index).locator('[role="gridcell"]').all_inner_texts()
+            [
+                as_displayed(text)
+                for text in grids.nth(index).locator('[role="gridcell"]').all_inner_texts()
+            ]
             if grids.count() > index
             else []
         )

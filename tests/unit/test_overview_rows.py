@@ -1,3 +1,4 @@
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -7,8 +8,9 @@ import pytest
 from app.analysis.health import Health, HealthThresholds
 from app.flags.loader import load_config
 from app.flags.model import FlagState
+from app.rollout.guards import VariantCounts
 from app.services.overview import OverviewFilter, build_overview_rows, filter_rows
-from app.ui.overview_table import overview_display_frame
+from app.ui.overview_table import FLAG_LINK_TEXT, flag_detail_url, overview_display_frame
 from queries.audit import LAST_CHANGE_COLUMNS
 from queries.frames import (
     ERROR_RATE_COLUMNS,
@@ -134,7 +136,9 @@ def test_filters_combine(rows):
 
 
 def test_display_frame_formats_what_the_user_reads(rows):
-    frame = overview_display_frame(rows, NOW).set_index("Flag")
+    frame = overview_display_frame(rows, NOW, "production")
+    assert frame["Flag"][0] == "/flag_detail?env=production&flag=calm"
+    frame = frame.set_index(pd.Index([r.flag for r in rows]))
     assert frame.loc["calm", "Evaluations"] == "1.00/s"
     assert frame.loc["calm", "Variant split"] == "on 67% · off 33%"
     assert frame.loc["calm", "Errors"] == "6.67 %"
@@ -159,3 +163,103 @@ def test_no_data_anywhere_gives_every_flag_no_data(tmp_path):
         timedelta(hours=1),
     )
     assert {r.health for r in rows} == {Health.NO_DATA}
+
+
+def test_every_unhealthy_flag_says_why_and_a_healthy_one_says_nothing(rows):
+    why = {r.flag: r.why for r in rows}
+    assert why["calm"] == "errors 6.67 % > 5 %"
+    assert why["slow"] == "p99 300 ms > 250 ms"
+    assert why["noisy"] == "errors 20.00 % > 5 %"
+    assert why["changed"] == "" and why["idle"] == ""
+    assert next(r for r in rows if r.flag == "calm").as_json()["reasons"] == ["errors 6.67 % > 5 %"]
+
+
+def test_the_flag_link_opens_its_detail_and_reads_as_the_key():
+    url = flag_detail_url("staging", "new_checkout")
+    assert url == "/flag_detail?env=staging&flag=new_checkout"
+    match = re.search(FLAG_LINK_TEXT, url)
+    assert match is not None and match.group(1) == "new_checkout"
+
+
+def _rows_with(tmp_path, config, rates, changes=None, counts=None):
+    path = tmp_path / "feature_flags.yaml"
+    path.write_text(config)
+    return build_overview_rows(
+        load_config(path),
+        pd.DataFrame(rates, columns=list(EVALUATION_RATE_COLUMNS)),
+        pd.DataFrame(
+            [(f, 0.0) for f, _v, _r in rates], columns=list(ERROR_RATE_COLUMNS)
+        ).drop_duplicates(),
+        empty_frame(LATENCY_COLUMNS),
+        empty_frame(SPARKLINE_COLUMNS),
+        changes if changes is not None else empty_frame(LAST_CHANGE_COLUMNS),
+        HealthThresholds(),
+        NOW,
+        timedelta(hours=24),
+        counts=counts,
+    )
+
+
+SPLIT = """
+version: "1"
+flags:
+  checkout:
+    state: rollout
+    rollout: {percentage: 50}
+"""
+
+
+def test_a_treatment_significantly_worse_than_control_is_not_healthy(tmp_path):
+    # 0.9 % vs 0.2 % failed: under every threshold, significantly worse (p < 0.01)
+    counts = {
+        "checkout": {
+            "on": VariantCounts(10_000, 90, 10_000),
+            "off": VariantCounts(10_000, 20, 10_000),
+        }
+    }
+    rates = [("checkout", "on", 10.0), ("checkout", "off", 10.0)]
+    (row,) = _rows_with(tmp_path, SPLIT, rates, counts=counts)
+    assert row.health is Health.DEGRADED
+    assert row.why == "treatment worse than control, p < 0.01"
+    (calm,) = _rows_with(tmp_path, SPLIT, rates)  # no per-variant counts: judged as before
+    assert calm.health is Health.HEALTHY
+
+
+KILLED = """
+version: "1"
+flags:
+  checkout:
+    state: disabled
+    rollout: {percentage: 0}
+"""
+
+
+def _kill(minutes_ago: float, action: str = "kill") -> pd.DataFrame:
+    return pd.DataFrame(
+        [("checkout", NOW - timedelta(minutes=minutes_ago), "carol", action, 25.0, 0.0)],
+        columns=list(LAST_CHANGE_COLUMNS),
+    )
+
+
+def test_a_killed_flag_whose_variant_is_gone_says_mitigated_and_is_not_red(tmp_path):
+    (row,) = _rows_with(tmp_path, KILLED, [("checkout", "off", 1.0)], _kill(12))
+    assert row.mitigated_at == NOW - timedelta(minutes=12)
+    frame = overview_display_frame([row], NOW, "production")
+    assert frame["Why"][0] == "mitigated 12 min ago"
+    assert frame["Health"][0] == "🟢 healthy"
+
+
+def test_a_kill_still_serving_the_variant_or_an_advance_is_not_mitigated(tmp_path):
+    still = _rows_with(
+        tmp_path, KILLED, [("checkout", "on", 1.0), ("checkout", "off", 1.0)], _kill(1)
+    )
+    assert still[0].mitigated_at is None
+    advanced = _rows_with(
+        tmp_path,
+        KILLED,
+        [("checkout", "off", 1.0)],
+        pd.DataFrame(
+            [("checkout", NOW, "alice", "advance", 0.0, 5.0)], columns=list(LAST_CHANGE_COLUMNS)
+        ),
+    )
+    assert advanced[0].mitigated_at is None

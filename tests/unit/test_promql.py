@@ -85,6 +85,16 @@ def test_selector_escapes_every_value() -> None:
     assert text == 'feature_flag_evaluations_total{environment="prod\\"",flag="a\\\\"}'
 
 
+def test_selector_regex_matchers_follow_the_equal_ones_escaped() -> None:
+    text = selector("http_requests_total", {"env": "prod"}, {"track": 'a\\.b|q"t', "code": "5.."})
+    assert text == 'http_requests_total{env="prod",track=~"a\\\\.b|q\\"t",code=~"5.."}'
+
+
+def test_selector_refuses_a_bad_regex_label_name() -> None:
+    with pytest.raises(ValueError, match="label name"):
+        selector("up", {}, {"bad-name": ".*"})
+
+
 def test_selector_without_labels() -> None:
     assert selector("up", {}) == "up{}"
     assert selector("job:requests:rate5m", {"a": "b"}) == 'job:requests:rate5m{a="b"}'

@@ -9,12 +9,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from app.analysis.exposure import (
+    ExposureWindow,
     exposure_check,
+    exposure_window,
     next_gradual_step,
     propagation,
     step_age,
     stuck,
     time_to_mitigate,
+    time_to_target_share,
 )
 from app.flags.model import FlagState, GradualStep, Rollout, RolloutStrategy
 
@@ -134,3 +137,53 @@ def test_propagation_counts_instances_on_the_wanted_version_and_names_the_laggar
     assert (loaded, total) == (2, 4)
     assert laggards == ("api-1", "web-3")
     assert propagation({}, "1+bbb") == (0, 0, ())
+
+
+# -- settling: exposure counts only evaluations under the current config -------------
+
+CHANGE = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def test_exposure_counts_from_the_change_and_settles_for_a_minute():
+    hour = timedelta(hours=1)
+    seconds = timedelta(seconds=1)
+    assert exposure_window(hour, CHANGE, CHANGE + 59 * seconds) == ExposureWindow(
+        59 * seconds, CHANGE, True
+    )
+    assert exposure_window(hour, CHANGE, CHANGE + 60 * seconds) == ExposureWindow(
+        60 * seconds, CHANGE, False
+    )
+
+
+def test_an_old_change_or_none_leaves_the_whole_range_and_never_less_than_15_s():
+    range_length = timedelta(minutes=15)
+    assert exposure_window(range_length, CHANGE, CHANGE + timedelta(days=1)).length == range_length
+    assert exposure_window(range_length, None, CHANGE) == ExposureWindow(range_length, None, False)
+    just_now = exposure_window(range_length, CHANGE, CHANGE + timedelta(seconds=2))
+    assert just_now.length == timedelta(seconds=15) and just_now.settling
+
+
+# -- time to mitigate after a partial rollback: the share reaches the new target ------
+
+
+def _shares(*values: float) -> list[tuple[datetime, float]]:
+    return [(CHANGE + timedelta(seconds=15 * i), v) for i, v in enumerate(values)]
+
+
+def test_a_partial_rollback_is_mitigated_when_the_share_reaches_the_target():
+    # 5 % before, then 5 → 1 %: 4.9 %, 3.1 %, 2.9 %, 1.2 %
+    shares = _shares(0.05, 0.049, 0.031, 0.029, 0.012)
+    assert time_to_target_share(shares, CHANGE, 0.01, 0.02) == timedelta(seconds=45)
+
+
+def test_the_tolerance_boundary_counts_as_reached():
+    shares = _shares(0.05, 0.04, 0.03)
+    assert time_to_target_share(shares, CHANGE, 0.01, 0.02) == timedelta(seconds=30)
+
+
+def test_a_share_that_drifts_back_out_restarts_and_one_never_there_is_none():
+    assert time_to_target_share(_shares(0.05, 0.01, 0.05, 0.02), CHANGE, 0.01, 0.02) == (
+        timedelta(seconds=45)
+    )
+    assert time_to_target_share(_shares(0.05, 0.049, 0.048), CHANGE, 0.01, 0.02) is None
+    assert time_to_target_share(_shares(0.05), CHANGE, 0.01, 0.02) is None  # nothing after

@@ -1,6 +1,15 @@
 import pytest
 
-from app.analysis.health import Health, HealthThresholds, error_ratio, flag_health
+from app.analysis.health import (
+    Health,
+    HealthReport,
+    HealthThresholds,
+    VariantComparison,
+    compare_variants,
+    error_ratio,
+    flag_health,
+    health_report,
+)
 
 THRESHOLDS = HealthThresholds(
     error_rate_degraded=0.01,
@@ -37,3 +46,60 @@ def test_error_ratio_is_errors_over_evaluations_and_none_without_traffic():
 def test_severity_orders_worst_first():
     ordered = sorted(Health, key=lambda h: h.severity)
     assert ordered == [Health.UNHEALTHY, Health.DEGRADED, Health.NO_DATA, Health.HEALTHY]
+
+
+# -- why: every crossed threshold is a reason, at its boundary ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("ratio", "p99", "health", "reasons"),
+    [
+        (0.05, 0.25, Health.DEGRADED, ("errors 5.00 % > 1 %", "p99 250 ms > 50 ms")),
+        (0.0501, 0.0, Health.UNHEALTHY, ("errors 5.01 % > 5 %",)),
+        (0.064, 0.31, Health.UNHEALTHY, ("errors 6.40 % > 5 %", "p99 310 ms > 250 ms")),
+        (0.01, 0.05, Health.HEALTHY, ()),  # exactly at the thresholds: not above
+        (0.0101, 0.0, Health.DEGRADED, ("errors 1.01 % > 1 %",)),
+        (0.0, 0.0501, Health.DEGRADED, ("p99 50.1 ms > 50 ms",)),
+        (0.02, 0.2501, Health.UNHEALTHY, ("errors 2.00 % > 1 %", "p99 250.1 ms > 250 ms")),
+    ],
+)
+def test_the_why_names_each_crossed_threshold(ratio, p99, health, reasons):
+    report = health_report(10.0, ratio, p99, THRESHOLDS)
+    assert report.health is health
+    assert report.reasons == reasons
+
+
+def test_no_data_has_no_reason():
+    assert health_report(0.0, None, None, THRESHOLDS) == HealthReport(Health.NO_DATA, ())
+
+
+def test_a_significantly_worse_treatment_is_never_healthy():
+    # 0.9 % vs 0.2 % over 10 000 evaluations each: under the 1 % threshold, p ≈ 1e-11
+    worse = compare_variants("on", 90, 10_000, "off", 20, 10_000)
+    assert worse is not None and worse.worse
+    report = health_report(10.0, 0.0055, 0.001, THRESHOLDS, worse)
+    assert report.health is Health.DEGRADED
+    assert report.reasons == ("treatment worse than control, p < 0.01",)
+    assert worse.words.startswith("treatment on 0.90 % vs control off 0.20 %: significantly worse")
+
+
+def test_a_difference_within_chance_keeps_the_flag_healthy():
+    # 3 vs 2 failures in 1 000 each: p ≈ 0.33
+    same = compare_variants("on", 3, 1_000, "off", 2, 1_000)
+    assert same is not None and not same.worse
+    assert health_report(10.0, 0.0025, 0.001, THRESHOLDS, same).health is Health.HEALTHY
+    assert "not significantly worse" in same.words
+
+
+def test_the_significance_boundary_is_strict():
+    comparison = compare_variants("on", 90, 10_000, "off", 20, 10_000)
+    assert comparison is not None
+    at_p = VariantComparison(
+        "on", "off", 0.009, 0.002, comparison.z, comparison.p_value, comparison.p_value
+    )
+    assert not at_p.worse  # p equal to the significance is not below it
+
+
+def test_a_side_without_evaluations_cannot_be_compared():
+    assert compare_variants("on", 0, 0, "off", 1, 100) is None
+    assert compare_variants("on", 1, 100, "off", 0, 0) is None

@@ -61,7 +61,7 @@ def test_no_source_fails_closed():
             newest_sample=None,
             variants=None,
             instance_versions=None,
-            notes=("prometheus unavailable",),
+            notices=("prometheus unavailable",),
         )
     )
     assert (
@@ -135,3 +135,12 @@ def test_propagation_names_the_laggards():
     guard = report(replace(HEALTHY, instance_versions=versions))["propagation"]
     assert not guard.passed and guard.value == "2/3" and "behind: b:1" in guard.detail
     assert not report(replace(HEALTHY, instance_versions={}))["propagation"].passed
+
+
+def test_a_significance_failure_below_the_threshold_says_so_in_words():
+    variants = {"on": VariantCounts(2500, 22, 2500), "off": VariantCounts(7500, 8, 7500)}
+    guard = report(replace(HEALTHY, variants=variants))["error_rate"]
+    assert guard.detail.startswith(
+        "treatment on 0.88 % vs control off 0.11 %: significantly worse, p = "
+    )
+    assert "although below the threshold" in guard.detail

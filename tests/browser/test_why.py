@@ -1,0 +1,178 @@
+"""Why, at a glance, in a real Chromium: the overview says why a flag is unhealthy and
+links to it, the flag detail shows the error rate of each variant, and its
+auto-refreshing panels follow what another operator does while the page is open."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from app.demo.launcher import streamlit_command
+from app.metrics_db.database import insert_rollups, open_database
+from app.metrics_db.records import EvaluationRollup
+from app.rollout.actions import Action, ActionRequest
+from app.rollout.roles import Identity, Role
+from app.runtime import open_runtime
+from app.settings import Settings
+from app.ui.overview_table import flag_detail_url
+from tests.support import grid
+from tests.support.servers import Process, free_port, start
+from tests.support.workload import reference_rollups
+
+pytestmark = pytest.mark.browser
+#: a fresh server's first run imports pandas, scipy and plotly: slow on a busy machine
+FIRST_DRAW_MS = 120_000
+
+FLAGS = """
+version: "7"
+flags:
+  alpha:
+    state: rollout
+    rollout: {percentage: 66}
+    metadata: {phase: 1}
+  beta:
+    state: enabled
+    metadata: {phase: 2}
+  checkout:
+    state: rollout
+    rollout: {percentage: 50}
+    metadata: {phase: 1}
+  delta:
+    state: rollout
+    rollout: {percentage: 25}
+    metadata: {phase: 2}
+"""
+
+#: checkout per 15 s: "on" 200 evaluations of which 3 fail (1.5 %), "off" 200 with none:
+#: 0.75 % overall, under every threshold, but the treatment is significantly worse
+CHECKOUT = (("on", "split", 197, 0), ("on", "error", 3, 3), ("off", "default", 200, 0))
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    server: Process
+    state: Path
+    database_url: str
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+
+def _checkout_rollups(end: datetime, hours: float) -> list[EvaluationRollup]:
+    count = int(hours * 3600 / 15)
+    return [
+        EvaluationRollup(
+            end - timedelta(seconds=15 * (i + 1)),
+            15,
+            "production",
+            "checkout",
+            variant,
+            reason,
+            evaluations,
+            errors,
+        )
+        for i in range(count)
+        for variant, reason, evaluations, errors in CHECKOUT
+    ]
+
+
+@pytest.fixture(scope="module")
+def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
+    """The demo dashboard (a labelled local operator) on a database holding the
+    reference workload and checkout's failing treatment around "now"; no Prometheus."""
+    state = tmp_path_factory.mktemp("state")
+    (state / "feature_flags.yaml").write_text(FLAGS)
+    url = f"sqlite:///{state / 'metrics.db'}"
+    end = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
+    engine = open_database(url)
+    insert_rollups(engine, reference_rollups(end, hours=2.0))
+    insert_rollups(engine, _checkout_rollups(end, hours=2.0))
+    engine.dispose()
+    port = free_port()
+    env = {"ROLLOUT_STATE_DIR": str(state), "ROLLOUT_DATABASE_URL": url, "ROLLOUT_DEMO": "true"}
+    server = start(streamlit_command(port), env, port, state / "streamlit.log")
+    yield Dashboard(server, state, url)
+    server.stop()
+
+
+def _all_cells(page: Page, waiting_for: str) -> list[str]:
+    """Every grid's cells on the page, once one of them reads `waiting_for`."""
+    cells = page.locator('[data-testid="stDataFrame"] [role="gridcell"]')
+    expect(cells.filter(has_text=waiting_for).first).to_be_attached(timeout=FIRST_DRAW_MS)
+    return cells.all_inner_texts()
+
+
+def _act_elsewhere(dashboard: Dashboard, action: Action, flag: str) -> None:
+    """Another operator, in another process's runtime, acts on `flag`."""
+    settings = Settings(state_dir=dashboard.state, database_url=dashboard.database_url)
+    rt = open_runtime(settings)
+    identity = Identity("other-operator", Role.OPERATOR, "cli")
+    result = rt.execute(ActionRequest(action, "production", "seen elsewhere", identity, flag=flag))
+    assert result.applied, result.error
+
+
+def test_the_open_page_follows_another_operators_kill_without_a_rerun(
+    chromium: Browser, dashboard: Dashboard
+):
+    page = chromium.new_page(viewport={"width": 1600, "height": 1200})
+    page.goto(f"{dashboard.url}/flag_detail?env=production&flag=delta&refresh=10%20s")
+    expect(page.get_by_text("No applied change recorded: nothing to propagate.")).to_be_visible(
+        timeout=FIRST_DRAW_MS
+    )
+    _act_elsewhere(dashboard, Action.KILL, "delta")
+    # the next refresh of the panels (every 10 s), with no reload and no click
+    expect(page.get_by_text("Most recent applied change: 25 → 0 % · other-operator")).to_be_visible(
+        timeout=40_000
+    )
+    expect(page.get_by_text("No applied change recorded: nothing to propagate.")).to_have_count(0)
+    expect(page.get_by_text("other-operator").first).to_be_visible()
+    # the overview shows the killed flag as mitigated, not as an alarm
+    page.goto(dashboard.url)
+    health, flag, why = grid.row(page, "delta", width=3, offset=1)
+    assert flag == "delta" and health != "🔴 unhealthy"
+    assert why.startswith("mitigated ") and why.endswith(" ago")
+    page.close()
+
+
+def test_the_overview_says_why_and_the_flag_link_opens_its_detail(
+    chromium: Browser, dashboard: Dashboard
+):
+    page = chromium.new_page(viewport={"width": 1600, "height": 900})
+    page.goto(dashboard.url)
+    health, flag, why = grid.row(page, "alpha", width=3, offset=1)
+    assert (health, flag, why) == ("🔴 unhealthy", "alpha", "errors 6.67 % > 5 %")
+    # the link behind the key: the cell's accessible text is its URL
+    links = page.locator('[data-testid="stDataFrame"] [role="gridcell"]').all_inner_texts()
+    assert flag_detail_url("production", "alpha") in links
+    page.goto(dashboard.url + flag_detail_url("production", "alpha"))
+    expect(page.get_by_role("heading", name="alpha")).to_be_visible(timeout=FIRST_DRAW_MS)
+    expect(page.get_by_text("🔴 unhealthy errors 6.67 % > 5 %")).to_be_visible()
+    page.close()
+
+
+def test_flag_detail_shows_the_error_rate_of_each_variant_and_why(
+    chromium: Browser, dashboard: Dashboard
+):
+    page = chromium.new_page(viewport={"width": 1600, "height": 1400})
+    page.goto(f"{dashboard.url}/flag_detail?env=production&flag=checkout&range=1h")
+    # 0.75 % overall is under every threshold: the per-variant test is what says why
+    expect(page.get_by_text("🟠 degraded treatment worse than control, p < 0.01")).to_be_visible(
+        timeout=FIRST_DRAW_MS
+    )
+    expect(page.get_by_text("Errors by variant over the last 1h")).to_be_visible()
+    rows = _all_cells(page, "1.50 %")
+    on = rows[rows.index("on") : rows.index("on") + 4]
+    off = rows[rows.index("off") : rows.index("off") + 4]
+    assert on[3] == "1.50 %" and off[3] == "0.00 %"
+    words = "treatment on 1.50 % vs control off 0.00 %: significantly worse, p = "
+    expect(page.get_by_test_id("stAlertContentWarning").get_by_text(words)).to_be_visible()
+    # the error guard of the next step fails on significance, below its threshold: in words
+    guard = page.locator('[role="gridcell"]').filter(has_text=words)
+    expect(guard).to_have_count(1)
+    page.close()
