@@ -169,7 +169,8 @@ def test_prometheus_stopped_between_runs_in_apptest(
         warnings = [w.value for w in at.warning]
         assert any(w.startswith("prometheus unavailable: cannot connect") for w in warnings)
         assert any("metrics database roll-ups" in c.value for c in at.caption)
-        table = at.dataframe[0].value.set_index("Flag")
+        frame = at.dataframe[0].value
+        table = frame.assign(Flag=frame["Flag"].map(grid.as_displayed)).set_index("Flag")
         assert table.loc["alpha", "Evaluations"] == "1.00/s"
         assert table.loc["alpha", "Errors"] == "6.67 %"
     finally:
