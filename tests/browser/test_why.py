@@ -134,7 +134,7 @@ def test_the_open_page_follows_another_operators_kill_without_a_rerun(
     expect(page.get_by_text("other-operator").first).to_be_visible()
     # the overview shows the killed flag as mitigated, not as an alarm
     page.goto(dashboard.url)
-    health, flag, why = grid.row(page, "delta", width=3, offset=1)
+    health, flag, _percent, _errors, why = grid.row(page, "delta", width=5, offset=1)
     assert flag == "delta" and health != "🔴 unhealthy"
     assert why.startswith("mitigated ") and why.endswith(" ago")
     page.close()
@@ -145,7 +145,7 @@ def test_the_overview_says_why_and_the_flag_link_opens_its_detail(
 ):
     page = chromium.new_page(viewport={"width": 1600, "height": 900})
     page.goto(dashboard.url)
-    health, flag, why = grid.row(page, "alpha", width=3, offset=1)
+    health, flag, _percent, _errors, why = grid.row(page, "alpha", width=5, offset=1)
     assert (health, flag, why) == ("🔴 unhealthy", "alpha", "errors 6.67 % > 5 %")
     # the link behind the key: the cell's accessible text is its URL
     links = page.locator('[data-testid="stDataFrame"] [role="gridcell"]').all_inner_texts()
