@@ -15,6 +15,7 @@ __all__ = [
     "INSTANCE_VERSION_COLUMNS",
     "LATENCY_COLUMNS",
     "SPARKLINE_COLUMNS",
+    "VARIANT_COUNT_COLUMNS",
     "empty_frame",
 ]
 
@@ -30,6 +31,8 @@ SPARKLINE_COLUMNS = ("flag", "timestamp", "evaluations_per_second")
 
 #: variant, reason, evaluations counted over the window (the guards' statistics need counts)
 FLAG_COUNT_COLUMNS = ("variant", "reason", "evaluations")
+#: every flag's evaluations by variant and reason over a window (counts, not rates)
+VARIANT_COUNT_COLUMNS = ("flag", "variant", "reason", "evaluations")
 #: instance, config_version (the version each instance reports having loaded)
 INSTANCE_VERSION_COLUMNS = ("instance", "config_version")
 

@@ -32,6 +32,7 @@ from queries.frames import (
     INSTANCE_VERSION_COLUMNS,
     LATENCY_COLUMNS,
     SPARKLINE_COLUMNS,
+    VARIANT_COUNT_COLUMNS,
     empty_frame,
 )
 from queries.histogram import check_quantiles
@@ -277,6 +278,29 @@ class PrometheusMetrics:
                 for series in result
             ]
         return self._frame(rows, FLAG_COUNT_COLUMNS)
+
+    def variant_counts(self, environment: str, window: timedelta, at: datetime) -> pd.DataFrame:
+        """Every flag's evaluations by variant and reason over `window` (one query)."""
+        flag_label = label_name(self.names.flag_label)
+        variant_label = label_name(self.names.variant_label)
+        reason_label = label_name(self.names.reason_label)
+        query = (
+            f"sum by ({flag_label}, {variant_label}, {reason_label}) "
+            f"(increase({self.series(self.names.evaluations, environment, None)}"
+            f"[{promql_duration(window)}]))"
+        )
+        result = self.instant(query, at)
+        with self.reading_reply():
+            rows = [
+                (
+                    series["metric"].get(flag_label, ""),
+                    series["metric"].get(variant_label, ""),
+                    series["metric"].get(reason_label, ""),
+                    float(series["value"][1]),
+                )
+                for series in result
+            ]
+        return self._frame(rows, VARIANT_COUNT_COLUMNS)
 
     def instance_versions(self, environment: str, at: datetime) -> pd.DataFrame:
         """The `config_version` each scraped instance reports in `config_info`."""

@@ -80,6 +80,11 @@ class MetricsSource(Protocol):
         (`frames.FLAG_COUNT_COLUMNS`); failed ones carry reason `error`."""
         ...
 
+    def variant_counts(self, environment: str, window: timedelta, at: datetime) -> pd.DataFrame:
+        """Every flag's evaluations by variant and reason over the window, as counts
+        (`frames.VARIANT_COUNT_COLUMNS`): one question for all flags."""
+        ...
+
     def instance_versions(self, environment: str, at: datetime) -> pd.DataFrame:
         """The config version each live instance reports (`frames.INSTANCE_VERSION_COLUMNS`)."""
         ...

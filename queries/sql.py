@@ -24,6 +24,7 @@ from queries.frames import (
     INSTANCE_VERSION_COLUMNS,
     LATENCY_COLUMNS,
     SPARKLINE_COLUMNS,
+    VARIANT_COUNT_COLUMNS,
     empty_frame,
 )
 from queries.histogram import histogram_quantile
@@ -135,6 +136,23 @@ class SqlMetrics(SqlQuestions):
         if not rows:
             return empty_frame(FLAG_COUNT_COLUMNS)
         return pd.DataFrame(rows, columns=list(FLAG_COUNT_COLUMNS))
+
+    def variant_counts(self, environment: str, window: timedelta, at: datetime) -> pd.DataFrame:
+        """Every flag's evaluations by variant and reason over `window` (one statement)."""
+        query = (
+            select(
+                RollupRow.flag,
+                RollupRow.variant,
+                RollupRow.reason,
+                func.sum(RollupRow.evaluations),
+            )
+            .where(*_in_window(environment, window, at, None))
+            .group_by(RollupRow.flag, RollupRow.variant, RollupRow.reason)
+        )
+        rows = [(f, v, r, float(n)) for f, v, r, n in self.fetch(query)]
+        if not rows:
+            return empty_frame(VARIANT_COUNT_COLUMNS)
+        return pd.DataFrame(rows, columns=list(VARIANT_COUNT_COLUMNS))
 
     def instance_versions(
         self, environment: str, at: datetime, live: timedelta = timedelta(minutes=2)

@@ -23,12 +23,14 @@ from app.analysis.health import (
     health_report,
 )
 from app.flags.model import FlagConfig, FlagDefinition, FlagState
+from app.rollout.evidence import variant_counts
 from app.rollout.guards import VariantCounts
 from queries.frames import (
     ERROR_RATE_COLUMNS,
     EVALUATION_RATE_COLUMNS,
     LATENCY_COLUMNS,
     SPARKLINE_COLUMNS,
+    VARIANT_COUNT_COLUMNS,
     empty_frame,
 )
 from queries.source import MetricsSource, first_answer
@@ -287,13 +289,14 @@ def load_overview(
     step = max(timedelta(seconds=60), sparkline_span / 30)
 
     def ask(source: MetricsSource) -> tuple[tuple[pd.DataFrame, ...], datetime | None, int]:
-        """The four frames, the newest sample time, and how many queries they took."""
+        """The five frames, the newest sample time, and how many queries they took."""
         before = len(source.issued)
         frames = (
             source.evaluation_rates(environment, window, at),
             source.error_rates(environment, window, at),
             source.latency_quantiles(environment, window, at),
             source.evaluation_sparklines(environment, at - sparkline_span, at, step),
+            source.variant_counts(environment, window, at),
         )
         newest = source.newest_sample_time(environment, at)
         return frames, newest, len(source.issued) - before
@@ -307,6 +310,7 @@ def load_overview(
                 ERROR_RATE_COLUMNS,
                 LATENCY_COLUMNS,
                 SPARKLINE_COLUMNS,
+                VARIANT_COUNT_COLUMNS,
             )
         )
         notices.append("No metrics source answered: numbers are unavailable.")
@@ -314,9 +318,10 @@ def load_overview(
     else:
         source, (frames, newest, queries) = answer
         name = source.name
-    rates, errors, latency, sparklines = frames
+    rates, errors, latency, sparklines, counts = frames
+    per_flag = {str(flag): variant_counts(group) for flag, group in counts.groupby("flag")}
     rows = build_overview_rows(
-        config, rates, errors, latency, sparklines, changes, thresholds, at, recent
+        config, rates, errors, latency, sparklines, changes, thresholds, at, recent, counts=per_flag
     )
     return Overview(
         environment=environment,

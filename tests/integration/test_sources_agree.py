@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import Engine, inspect
 
+from app.flags.evaluator import Reason
 from app.metrics_db.database import insert_rollups, open_database
 from queries.prometheus import PrometheusMetrics
 from queries.source import MetricsSource
@@ -85,6 +86,15 @@ def test_error_rates(source, environment):
     frame = source.error_rates(environment, WINDOW, REFERENCE_END)
     got = _flat(frame, "flag", "errors_per_second")
     assert got == pytest.approx(_flatten(EXPECTED_ERROR_RATES[environment]), rel=1e-9)
+
+
+@pytest.mark.parametrize("environment", ["production", "staging"])
+def test_variant_counts_over_the_window_add_up_to_the_rates(source, environment):
+    frame = source.variant_counts(environment, WINDOW, REFERENCE_END)
+    assert set(frame["reason"]) <= {str(reason) for reason in Reason}
+    per_variant = frame.groupby(["flag", "variant"])["evaluations"].sum() / WINDOW.total_seconds()
+    got = {key: float(value) for key, value in per_variant.items()}
+    assert got == pytest.approx(_flatten(EXPECTED_EVALUATION_RATES[environment]), rel=1e-9)
 
 
 @pytest.mark.parametrize("environment", ["production", "staging"])

@@ -88,6 +88,9 @@ class Rollups:
         rows = [("on", "split", 200.0), ("off", "split", 800.0)]
         return self._sent("counts", pd.DataFrame(rows, columns=list(frames.FLAG_COUNT_COLUMNS)))
 
+    def variant_counts(self, *_: object, **__: object) -> pd.DataFrame:
+        return self._sent("variant counts", empty_frame(frames.VARIANT_COUNT_COLUMNS))
+
     def instance_versions(self, *_: object, **__: object) -> pd.DataFrame:
         return self._sent("versions", empty_frame(frames.INSTANCE_VERSION_COLUMNS))
 
@@ -122,7 +125,7 @@ def test_overview_falls_back_to_the_rollups_and_names_prometheus(config_path: Pa
         "journal replayed",
         f"{REFUSED} — showing the next source.",
     )
-    assert overview.queries == 5 == len(rollups.issued)  # the roll-ups' own queries only
+    assert overview.queries == 6 == len(rollups.issued)  # the roll-ups' own queries only
     (row,) = overview.rows
     assert row.evaluations_per_second == 10.0
     assert row.variants == {"off": 0.8, "on": 0.2}
