@@ -14,8 +14,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
 from app.analysis.canary import Verdict
+from app.cli.arguments import instant, runtime_for
 from app.rollout.actions import ExitCode
-from app.runtime import open_runtime
 from app.services.canary import (
     CanaryAnalysis,
     load_canary,
@@ -34,14 +34,6 @@ def _window(text: str) -> timedelta:
         raise argparse.ArgumentTypeError(str(error)) from error
 
 
-def _instant(text: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"not an ISO-8601 instant: {text!r}") from error
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 def add_canary_command(subparsers: Any) -> argparse.ArgumentParser:
     """Register `canary [--env ENV] [--window DURATION] [--json] [--at ISO]` on the
     `add_subparsers()` result; its handler is `run_canary(args, settings)`."""
@@ -54,18 +46,17 @@ def add_canary_command(subparsers: Any) -> argparse.ArgumentParser:
         help="analysis window, e.g. 15m, 1h (default 15m)",
     )
     canary.add_argument("--json", action="store_true")
-    canary.add_argument("--at", type=_instant, help="as of this ISO-8601 instant (replays)")
+    canary.add_argument("--at", type=instant, help="as of this ISO-8601 instant (replays)")
     canary.set_defaults(run=run_canary)
     return canary  # type: ignore[no-any-return]
 
 
 def run_canary(args: argparse.Namespace, settings: Settings) -> int:
     """Print the verdict; exit 1 when it is fail, 4 when no source answered."""
-    runtime = open_runtime(settings)
-    environment = args.environment or settings.environment
-    if environment not in runtime.environments():
-        print(f"unknown environment {environment!r}", file=sys.stderr)
+    opened = runtime_for(settings, args.environment)
+    if opened is None:
         return ExitCode.USAGE
+    runtime, environment = opened
     at = args.at or datetime.now(UTC)
     analysis = load_canary(
         runtime.sources.canary(),

@@ -13,10 +13,10 @@ import json
 import sys
 import textwrap
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from app.cli.arguments import instant, runtime_for
 from app.cli.canary import add_canary_command
 from app.flags.loader import BUNDLED_CONFIG, ConfigInvalid, check_config
 from app.rollout.actions import Action, ActionRequest, ActionResult, ExitCode
@@ -69,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--env", dest="environment")
     status.add_argument("--phase", type=int, choices=range(1, 7))
     status.add_argument("--json", action="store_true")
-    status.add_argument("--at", type=_instant, help="as of this ISO-8601 instant (replays)")
+    status.add_argument("--at", type=instant, help="as of this ISO-8601 instant (replays)")
     status.add_argument(
         "--show-queries",
         action="store_true",
@@ -112,7 +112,7 @@ def _parser() -> argparse.ArgumentParser:
 
     audit = commands.add_parser("audit", help="the audit log, newest first")
     audit.add_argument("--flag")
-    audit.add_argument("--since", type=_instant, help="ISO-8601 instant")
+    audit.add_argument("--since", type=instant, help="ISO-8601 instant")
     audit.add_argument("--limit", type=int, default=200)
     audit.add_argument("--json", action="store_true")
     audit.set_defaults(run=_run_audit)
@@ -135,20 +135,11 @@ def _action_options(parser: argparse.ArgumentParser, *, environment: bool = True
     parser.add_argument("--json", action="store_true")
 
 
-def _instant(text: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"not an ISO-8601 instant: {text!r}") from error
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 def _run_status(args: argparse.Namespace, settings: Settings) -> int:
-    runtime = open_runtime(settings)
-    environment = args.environment or settings.environment
-    if environment not in runtime.environments():
-        print(f"unknown environment {environment!r}", file=sys.stderr)
+    opened = runtime_for(settings, args.environment)
+    if opened is None:
         return ExitCode.USAGE
+    runtime, environment = opened
     overview = runtime.overview(environment, args.at)
     rows = [r for r in overview.rows if args.phase is None or r.phase == args.phase]
     for notice in overview.notices:
@@ -190,11 +181,10 @@ def _print_status_table(out: TextIO, source: str, age: float | None, rows: Seque
 
 
 def _run_action(args: argparse.Namespace, settings: Settings) -> int:
-    runtime = open_runtime(settings)
-    environment = args.environment or settings.environment
-    if environment not in runtime.environments():
-        print(f"unknown environment {environment!r}", file=sys.stderr)
+    opened = runtime_for(settings, args.environment)
+    if opened is None:
         return ExitCode.USAGE
+    runtime, environment = opened
     action: Action = args.action
     if action is Action.ROLLBACK and getattr(args, "all_experimental", False):
         action = Action.EMERGENCY

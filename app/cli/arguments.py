@@ -1,0 +1,32 @@
+"""What every command parses the same way: instants, and the environment it acts on."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, datetime
+
+from app.runtime import Runtime, open_runtime
+from app.settings import Settings
+
+__all__ = ["instant", "runtime_for"]
+
+
+def instant(text: str) -> datetime:
+    """An ISO-8601 instant (UTC when it names no zone); an argparse error otherwise."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"not an ISO-8601 instant: {text!r}") from error
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def runtime_for(settings: Settings, wanted: str | None) -> tuple[Runtime, str] | None:
+    """The runtime and the environment a command acts on (`--env`, else the settings');
+    None, said on stderr, when that environment is not configured."""
+    runtime = open_runtime(settings)
+    environment = wanted or settings.environment
+    if environment not in runtime.environments():
+        print(f"unknown environment {environment!r}", file=sys.stderr)
+        return None
+    return runtime, environment
