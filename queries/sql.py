@@ -127,27 +127,22 @@ class SqlMetrics(SqlQuestions):
     def flag_counts(
         self, environment: str, flag: str, window: timedelta, at: datetime
     ) -> pd.DataFrame:
-        query = (
-            select(RollupRow.variant, RollupRow.reason, func.sum(RollupRow.evaluations))
-            .where(*_in_window(environment, window, at, flag))
-            .group_by(RollupRow.variant, RollupRow.reason)
-        )
-        rows = [(v, r, float(n)) for v, r, n in self.fetch(query)]
-        if not rows:
-            return empty_frame(FLAG_COUNT_COLUMNS)
-        return pd.DataFrame(rows, columns=list(FLAG_COUNT_COLUMNS))
+        counts = self._counts(environment, window, at, flag)
+        return counts.drop(columns="flag")[list(FLAG_COUNT_COLUMNS)].reset_index(drop=True)
 
     def variant_counts(self, environment: str, window: timedelta, at: datetime) -> pd.DataFrame:
         """Every flag's evaluations by variant and reason over `window` (one statement)."""
+        return self._counts(environment, window, at, None)
+
+    def _counts(
+        self, environment: str, window: timedelta, at: datetime, flag: str | None
+    ) -> pd.DataFrame:
+        """Evaluations by flag, variant and reason in the window (`flag`: only that one)."""
+        keys = (RollupRow.flag, RollupRow.variant, RollupRow.reason)
         query = (
-            select(
-                RollupRow.flag,
-                RollupRow.variant,
-                RollupRow.reason,
-                func.sum(RollupRow.evaluations),
-            )
-            .where(*_in_window(environment, window, at, None))
-            .group_by(RollupRow.flag, RollupRow.variant, RollupRow.reason)
+            select(*keys, func.sum(RollupRow.evaluations))
+            .where(*_in_window(environment, window, at, flag))
+            .group_by(*keys)
         )
         rows = [(f, v, r, float(n)) for f, v, r, n in self.fetch(query)]
         if not rows:
