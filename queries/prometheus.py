@@ -260,44 +260,30 @@ class PrometheusMetrics:
         self, environment: str, flag: str, window: timedelta, at: datetime
     ) -> pd.DataFrame:
         """Evaluations of `flag` by variant and reason over `window` (increase, not rate)."""
-        variant_label = label_name(self.names.variant_label)
-        reason_label = label_name(self.names.reason_label)
+        counts = self._counts(environment, window, at, flag)
+        return counts.drop(columns="flag")[list(FLAG_COUNT_COLUMNS)].reset_index(drop=True)
+
+    def variant_counts(self, environment: str, window: timedelta, at: datetime) -> pd.DataFrame:
+        """Every flag's evaluations by variant and reason over `window` (one query)."""
+        return self._counts(environment, window, at, None)
+
+    def _counts(
+        self, environment: str, window: timedelta, at: datetime, flag: str | None
+    ) -> pd.DataFrame:
+        """Evaluations by flag, variant and reason over `window` (`flag`: only that one)."""
+        labels = [
+            label_name(name)
+            for name in (self.names.flag_label, self.names.variant_label, self.names.reason_label)
+        ]
         query = (
-            f"sum by ({variant_label}, {reason_label}) "
+            f"sum by ({', '.join(labels)}) "
             f"(increase({self.series(self.names.evaluations, environment, flag)}"
             f"[{promql_duration(window)}]))"
         )
         result = self.instant(query, at)
         with self.reading_reply():
             rows = [
-                (
-                    series["metric"].get(variant_label, ""),
-                    series["metric"].get(reason_label, ""),
-                    float(series["value"][1]),
-                )
-                for series in result
-            ]
-        return self._frame(rows, FLAG_COUNT_COLUMNS)
-
-    def variant_counts(self, environment: str, window: timedelta, at: datetime) -> pd.DataFrame:
-        """Every flag's evaluations by variant and reason over `window` (one query)."""
-        flag_label = label_name(self.names.flag_label)
-        variant_label = label_name(self.names.variant_label)
-        reason_label = label_name(self.names.reason_label)
-        query = (
-            f"sum by ({flag_label}, {variant_label}, {reason_label}) "
-            f"(increase({self.series(self.names.evaluations, environment, None)}"
-            f"[{promql_duration(window)}]))"
-        )
-        result = self.instant(query, at)
-        with self.reading_reply():
-            rows = [
-                (
-                    series["metric"].get(flag_label, ""),
-                    series["metric"].get(variant_label, ""),
-                    series["metric"].get(reason_label, ""),
-                    float(series["value"][1]),
-                )
+                (*(series["metric"].get(label, "") for label in labels), float(series["value"][1]))
                 for series in result
             ]
         return self._frame(rows, VARIANT_COUNT_COLUMNS)
