@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from app.demo.launcher import streamlit_command
-from app.metrics_db.database import insert_rollups, open_database
 from tests.support import grid
-from tests.support.servers import Process, free_port, start
-from tests.support.workload import reference_rollups
+from tests.support.dashboards import seeded_dashboard as start_seeded
+from tests.support.servers import Process, free_port
 
 pytestmark = pytest.mark.browser
 FLAGS = """
@@ -41,21 +38,15 @@ def _row(page: Page, flag: str) -> list[str]:
 def seeded_dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Process]:
     """The dashboard on a database holding the reference workload around "now", with a
     Prometheus URL that refuses connections (so the fallback banner must show)."""
-    state = tmp_path_factory.mktemp("state")
-    (state / "feature_flags.yaml").write_text(FLAGS)
-    url = f"sqlite:///{state / 'metrics.db'}"
-    # Data running an hour past now: every 5-minute window is fully covered, so the
-    # rates are exact whenever the page loads.
-    end = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
-    insert_rollups(open_database(url), reference_rollups(end, hours=2.0))
-    port, closed = free_port(), free_port()
-    env = {
-        "ROLLOUT_STATE_DIR": str(state),
-        "ROLLOUT_DATABASE_URL": url,
-        "ROLLOUT_PROMETHEUS_URL": f"http://127.0.0.1:{closed}",
-        "ROLLOUT_PROMETHEUS_TIMEOUT_SECONDS": "1",
-    }
-    server = start(streamlit_command(port), env, port, state / "streamlit.log")
+    closed = free_port()
+    server = start_seeded(
+        tmp_path_factory.mktemp("state"),
+        FLAGS,
+        env={
+            "ROLLOUT_PROMETHEUS_URL": f"http://127.0.0.1:{closed}",
+            "ROLLOUT_PROMETHEUS_TIMEOUT_SECONDS": "1",
+        },
+    )
     yield server
     server.stop()
 

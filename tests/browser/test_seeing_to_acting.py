@@ -5,21 +5,18 @@ unhealthy flag as a blocker; the overview fits 1024x768; the theme follows the b
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from app.demo.launcher import streamlit_command
 from app.flags.loader import load_config
 from app.flags.model import FlagState
-from app.metrics_db.database import insert_rollups, open_database
 from queries.canary import insert_request_rollups
 from tests.support import grid
 from tests.support.canary_workload import canary_rollups
-from tests.support.servers import Process, free_port, start
-from tests.support.workload import reference_rollups
+from tests.support.dashboards import seeded_dashboard
+from tests.support.servers import Process
 
 pytestmark = pytest.mark.browser
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
@@ -59,16 +56,12 @@ flags:
 @pytest.fixture(scope="module")
 def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Process, Path]]:
     state = tmp_path_factory.mktemp("state")
-    (state / "feature_flags.yaml").write_text(FLAGS)
-    url = f"sqlite:///{state / 'metrics.db'}"
-    end = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
-    engine = open_database(url)
-    insert_rollups(engine, reference_rollups(end, hours=2.0))
-    insert_request_rollups(engine, canary_rollups(end, hours=2.0))
-    engine.dispose()
-    port = free_port()
-    env = {"ROLLOUT_STATE_DIR": str(state), "ROLLOUT_DATABASE_URL": url, "ROLLOUT_DEMO": "true"}
-    server = start(streamlit_command(port), env, port, state / "streamlit.log")
+    server = seeded_dashboard(
+        state,
+        FLAGS,
+        seed=lambda engine, end: insert_request_rollups(engine, canary_rollups(end, hours=2.0)),
+        env={"ROLLOUT_DEMO": "true"},
+    )
     yield server, state
     server.stop()
 

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from app.demo.launcher import streamlit_command
-from app.metrics_db.database import insert_rollups, open_database
+from app.metrics_db.database import insert_rollups
 from app.metrics_db.records import EvaluationRollup
 from app.rollout.actions import Action, ActionRequest
 from app.rollout.roles import Identity, Role
@@ -21,8 +20,8 @@ from app.runtime import open_runtime
 from app.settings import Settings
 from app.ui.overview_table import flag_detail_url
 from tests.support import grid
-from tests.support.servers import Process, free_port, start
-from tests.support.workload import reference_rollups
+from tests.support.dashboards import seeded_dashboard
+from tests.support.servers import Process
 
 pytestmark = pytest.mark.browser
 #: a fresh server's first run imports pandas, scipy and plotly: slow on a busy machine
@@ -87,16 +86,13 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
     """The demo dashboard (a labelled local operator) on a database holding the
     reference workload and checkout's failing treatment around "now"; no Prometheus."""
     state = tmp_path_factory.mktemp("state")
-    (state / "feature_flags.yaml").write_text(FLAGS)
+    server = seeded_dashboard(
+        state,
+        FLAGS,
+        seed=lambda engine, end: insert_rollups(engine, _checkout_rollups(end, hours=2.0)),
+        env={"ROLLOUT_DEMO": "true"},
+    )
     url = f"sqlite:///{state / 'metrics.db'}"
-    end = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
-    engine = open_database(url)
-    insert_rollups(engine, reference_rollups(end, hours=2.0))
-    insert_rollups(engine, _checkout_rollups(end, hours=2.0))
-    engine.dispose()
-    port = free_port()
-    env = {"ROLLOUT_STATE_DIR": str(state), "ROLLOUT_DATABASE_URL": url, "ROLLOUT_DEMO": "true"}
-    server = start(streamlit_command(port), env, port, state / "streamlit.log")
     yield Dashboard(server, state, url)
     server.stop()
 
