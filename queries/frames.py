@@ -17,6 +17,7 @@ __all__ = [
     "SPARKLINE_COLUMNS",
     "VARIANT_COUNT_COLUMNS",
     "empty_frame",
+    "one_flag_counts",
 ]
 
 #: flag, variant, evaluations per second over the window
@@ -40,3 +41,8 @@ INSTANCE_VERSION_COLUMNS = ("instance", "config_version")
 def empty_frame(columns: tuple[str, ...]) -> pd.DataFrame:
     """A frame with the given columns and no rows (what a query returns for no data)."""
     return pd.DataFrame({column: pd.Series(dtype="object") for column in columns})
+
+
+def one_flag_counts(counts: pd.DataFrame) -> pd.DataFrame:
+    """`VARIANT_COUNT_COLUMNS` counts of a single flag as `FLAG_COUNT_COLUMNS`."""
+    return counts[list(FLAG_COUNT_COLUMNS)].reset_index(drop=True)

@@ -28,12 +28,12 @@ from urllib3.util.retry import Retry
 from queries.frames import (
     ERROR_RATE_COLUMNS,
     EVALUATION_RATE_COLUMNS,
-    FLAG_COUNT_COLUMNS,
     INSTANCE_VERSION_COLUMNS,
     LATENCY_COLUMNS,
     SPARKLINE_COLUMNS,
     VARIANT_COUNT_COLUMNS,
     empty_frame,
+    one_flag_counts,
 )
 from queries.histogram import check_quantiles
 from queries.names import MetricNames
@@ -260,8 +260,7 @@ class PrometheusMetrics:
         self, environment: str, flag: str, window: timedelta, at: datetime
     ) -> pd.DataFrame:
         """Evaluations of `flag` by variant and reason over `window` (increase, not rate)."""
-        counts = self._counts(environment, window, at, flag)
-        return counts.drop(columns="flag")[list(FLAG_COUNT_COLUMNS)].reset_index(drop=True)
+        return one_flag_counts(self._counts(environment, window, at, flag))
 
     def variant_counts(self, environment: str, window: timedelta, at: datetime) -> pd.DataFrame:
         """Every flag's evaluations by variant and reason over `window` (one query)."""

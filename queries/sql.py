@@ -20,12 +20,12 @@ from queries.database import SqlQuestions
 from queries.frames import (
     ERROR_RATE_COLUMNS,
     EVALUATION_RATE_COLUMNS,
-    FLAG_COUNT_COLUMNS,
     INSTANCE_VERSION_COLUMNS,
     LATENCY_COLUMNS,
     SPARKLINE_COLUMNS,
     VARIANT_COUNT_COLUMNS,
     empty_frame,
+    one_flag_counts,
 )
 from queries.histogram import histogram_quantile
 from queries.series_math import as_utc, covered_seconds, step_slot, sum_buckets
@@ -127,8 +127,7 @@ class SqlMetrics(SqlQuestions):
     def flag_counts(
         self, environment: str, flag: str, window: timedelta, at: datetime
     ) -> pd.DataFrame:
-        counts = self._counts(environment, window, at, flag)
-        return counts.drop(columns="flag")[list(FLAG_COUNT_COLUMNS)].reset_index(drop=True)
+        return one_flag_counts(self._counts(environment, window, at, flag))
 
     def variant_counts(self, environment: str, window: timedelta, at: datetime) -> pd.DataFrame:
         """Every flag's evaluations by variant and reason over `window` (one statement)."""
