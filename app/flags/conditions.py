@@ -155,6 +155,8 @@ def _compile_compare(node: ast.Compare) -> _Expr:
         if function is None:
             raise ConditionError(f"comparison '{_OP_SYMBOLS.get(type(op), '?')}' is not allowed")
         functions.append(function)
+    if len(functions) == 1:
+        return _compile_one_comparison(functions[0], *operands)
 
     def compare(context: Mapping[str, Any]) -> bool:
         left = operands[0](context)
@@ -170,6 +172,21 @@ def _compile_compare(node: ast.Compare) -> _Expr:
         return True
 
     return compare
+
+
+def _compile_one_comparison(
+    function: Callable[[Any, Any], Any], left_operand: _Expr, right_operand: _Expr
+) -> _Expr:
+    """`a op b`, the usual condition, without the loop over a chain (`a < b < c`)."""
+
+    def compare_one(context: Mapping[str, Any]) -> bool:
+        left, right = left_operand(context), right_operand(context)
+        try:
+            return bool(function(left, right))
+        except TypeError:
+            return False  # as in a chain: a missing attribute does not match
+
+    return compare_one
 
 
 _OP_SYMBOLS: dict[type[ast.cmpop], str] = {ast.Is: "is", ast.IsNot: "is not"}

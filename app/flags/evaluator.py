@@ -8,17 +8,22 @@ change, and records every evaluation in an `EvaluationMetrics`.
 from __future__ import annotations
 
 import hashlib
+import math
 import secrets
 import threading
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Metric
+from prometheus_client import metrics as prometheus_metrics
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from app.flags.loader import ConfigInvalid, load_config, override_path
 from app.flags.model import FlagConfig, FlagDefinition, FlagState, RolloutStrategy
@@ -82,8 +87,19 @@ def bucket(flag_key: str, user_id: str) -> float:
     A user is in a rollout iff bucket < percentage, so raising the percentage never
     turns anyone off.
     """
-    digest = hashlib.sha256(f"{flag_key}:{user_id}".encode()).hexdigest()
-    return int(digest[:8], 16) % 10000 / 100
+    return _position(_key_digest(flag_key), user_id)
+
+
+def _key_digest(flag_key: str) -> Any:
+    """SHA-256 state after `flag_key:`, so a flag's users are hashed without redoing it."""
+    return hashlib.sha256(f"{flag_key}:".encode())
+
+
+def _position(key_digest: Any, user_id: str) -> float:
+    """bucket(): the first 32 bits of sha256(`flag_key:user_id`) mod 10,000, over 100."""
+    digest = key_digest.copy()
+    digest.update(user_id.encode())
+    return int.from_bytes(digest.digest()[:4]) % 10000 / 100
 
 
 def evaluate(flag: FlagDefinition, context: EvaluationContext, now: datetime) -> EvaluationResult:
@@ -91,30 +107,7 @@ def evaluate(flag: FlagDefinition, context: EvaluationContext, now: datetime) ->
 
     A targeting rule whose condition fails counts as no match.
     """
-    if flag.state is FlagState.DISABLED:
-        return _result(flag, flag.default_variant, Reason.DISABLED)
-    attributes = context.as_mapping()
-    for rule in flag.ordered_rules:
-        try:
-            matched = rule.compiled(attributes)
-        except Exception:  # a broken rule must not break the flag: it just does not match
-            matched = False
-        if matched:
-            return _result(flag, rule.variant, Reason.TARGETING_MATCH)
-    if flag.state is FlagState.ENABLED:
-        return _result(flag, flag.rollout.variant, Reason.STATIC)
-
-    rollout = flag.rollout
-    if rollout.strategy is RolloutStrategy.USER_LIST:
-        if context.user_id in rollout.user_list:
-            return _result(flag, rollout.variant, Reason.TARGETING_MATCH)
-        return _result(flag, flag.default_variant, Reason.DEFAULT)
-    if now.tzinfo is None:
-        now = now.replace(tzinfo=UTC)
-    position = bucket(flag.key, context.user_id) if rollout.sticky else _random_position()
-    if position < rollout.percentage_at(now):
-        return _result(flag, rollout.variant, Reason.SPLIT)
-    return _result(flag, flag.default_variant, Reason.DEFAULT)
+    return _SHARED_PLANS.plan(flag).evaluate(context, context.environment, lambda: now)
 
 
 def _random_position() -> float:
@@ -126,9 +119,198 @@ def _result(flag: FlagDefinition, variant: str, reason: Reason) -> EvaluationRes
     return EvaluationResult(flag.key, variant, flag.variants.get(variant), reason)
 
 
+class _FlagPlan:
+    """One flag compiled for evaluation: what `evaluate` would work out on every call
+    (rule order, compiled conditions, the hashed key prefix, the possible results) is
+    worked out once. Results are frozen, so every evaluation that lands on the same
+    outcome shares one."""
+
+    __slots__ = (
+        "bucketed",
+        "default",
+        "fixed",
+        "flag",
+        "listed",
+        "prefix",
+        "rollout",
+        "rules",
+        "split",
+        "user_list",
+    )
+
+    def __init__(self, flag: FlagDefinition) -> None:
+        self.flag = flag
+        rollout = self.rollout = flag.rollout
+        self.rules = tuple(
+            (rule.compiled, _result(flag, rule.variant, Reason.TARGETING_MATCH))
+            for rule in flag.ordered_rules
+        )
+        #: the result that needs no rollout: disabled (before rules), enabled (after)
+        self.fixed: EvaluationResult | None = None
+        if flag.state is FlagState.DISABLED:
+            self.fixed = _result(flag, flag.default_variant, Reason.DISABLED)
+            self.rules = ()
+        elif flag.state is FlagState.ENABLED:
+            self.fixed = _result(flag, rollout.variant, Reason.STATIC)
+        self.default = _result(flag, flag.default_variant, Reason.DEFAULT)
+        self.split = _result(flag, rollout.variant, Reason.SPLIT)
+        self.listed = _result(flag, rollout.variant, Reason.TARGETING_MATCH)
+        self.user_list = (
+            frozenset(rollout.user_list) if rollout.strategy is RolloutStrategy.USER_LIST else None
+        )
+        self.bucketed = rollout.sticky
+        self.prefix = _key_digest(flag.key)
+
+    def evaluate(
+        self, context: EvaluationContext, environment: str, clock: Callable[[], datetime]
+    ) -> EvaluationResult:
+        """`evaluate` of this flag, the context's environment given as `environment`;
+        `clock` is only called for a schedule."""
+        if self.rules:
+            attributes = {
+                "user_id": context.user_id,
+                "user_type": context.user_type,
+                "environment": environment,
+                "custom_attributes": context.custom_attributes,
+            }
+            for condition, result in self.rules:
+                try:
+                    if condition(attributes):
+                        return result
+                except Exception:  # noqa: S112 - a broken rule must not break the flag: no match
+                    continue
+        if self.fixed is not None:
+            return self.fixed
+        if self.user_list is not None:
+            return self.listed if context.user_id in self.user_list else self.default
+        position = _position(self.prefix, context.user_id) if self.bucketed else _random_position()
+        rollout = self.rollout
+        if rollout.strategy is RolloutStrategy.GRADUAL:
+            now = clock()
+            percentage = rollout.percentage_at(now if now.tzinfo else now.replace(tzinfo=UTC))
+        else:
+            percentage = rollout.percentage
+        return self.split if position < percentage else self.default
+
+
+class _PlanCache:
+    """Compiled plans by flag object, for `evaluate`: a flag replaced (by a reload or a
+    copy) is compiled again, as each plan keeps the flag it was made from."""
+
+    def __init__(self, limit: int) -> None:
+        self._plans: dict[int, _FlagPlan] = {}
+        self._limit = limit
+
+    def plan(self, flag: FlagDefinition) -> _FlagPlan:
+        plan = self._plans.get(id(flag))
+        if plan is None or plan.flag is not flag:
+            if len(self._plans) >= self._limit:
+                self._plans = {}  # plans keep their flags alive: bound them
+            plan = self._plans[id(flag)] = _FlagPlan(flag)
+        return plan
+
+
+# For `evaluate` callers that keep their flags (the simulator, tests).
+_SHARED_PLANS = _PlanCache(4096)
+
+
 def _counter_name(name: str) -> str:
     # prometheus_client appends `_total` itself; keeping it would give `_total_total`.
     return name.removesuffix("_total")
+
+
+class _EvaluationTally(Collector):
+    """The evaluation counter and latency histogram of DESIGN §3, counted in plain dicts.
+
+    Exposes exactly what a prometheus_client `Counter` and `Histogram` with the same
+    names, labels and buckets would (`_total`, `_bucket`, `_count`, `_sum`, `_created`).
+    """
+
+    def __init__(self, names: MetricNames) -> None:
+        self._names = names
+        self._lock = threading.Lock()
+        #: (flag, variant, reason, environment) -> evaluations
+        self._counts: dict[tuple[str, str, str, str], int] = {}
+        #: (flag, environment) -> observations per bucket (the last one +Inf), then the sum
+        self._latency: dict[tuple[str, str], list[float]] | None = {} if names.duration else None
+        #: when each series first appeared, for the `_created` samples
+        self._created: dict[tuple[str, ...], float] = {}
+        self._bounds = (*(float(bound) for bound in LATENCY_BUCKETS), math.inf)
+        self._le: tuple[str, ...] = tuple(map(floatToGoString, self._bounds))
+
+    def add(self, result: EvaluationResult, environment: str, duration_seconds: float) -> None:
+        """Count one evaluation of `result` in `environment` and its latency."""
+        key = (result.flag_key, result.variant, result.reason, environment)
+        with self._lock:
+            try:
+                self._counts[key] += 1
+            except KeyError:
+                self._counts[key] = 1
+                self._created[key] = time.time()
+            if self._latency is None:
+                return
+            cells = self._latency.get((result.flag_key, environment))
+            if cells is None:
+                cells = self._new_histogram(result.flag_key, environment)
+            cells[bisect_left(self._bounds, duration_seconds)] += 1
+            cells[-1] += duration_seconds
+
+    def _new_histogram(self, flag_key: str, environment: str) -> list[float]:
+        assert self._latency is not None
+        cells = self._latency[flag_key, environment] = [0.0] * (len(self._bounds) + 1)
+        self._created[flag_key, environment] = time.time()
+        return cells
+
+    def describe(self) -> list[Metric]:
+        """The families this collector exposes, so the registry refuses duplicates."""
+        return [family for family, _ in self._families()]
+
+    def collect(self) -> list[Metric]:
+        with self._lock:
+            counts = dict(self._counts)
+            latency = {key: list(cells) for key, cells in (self._latency or {}).items()}
+            created = dict(self._created)
+        families = self._families()
+        evaluations, evaluation_labels = families[0]
+        for key, count in counts.items():
+            labels = dict(zip(evaluation_labels, map(str, key), strict=True))
+            evaluations.add_sample(f"{evaluations.name}_total", labels, float(count))
+            _add_created(evaluations, labels, created[key])
+        if len(families) > 1:
+            duration, duration_labels = families[1]
+            for series, cells in latency.items():
+                labels = dict(zip(duration_labels, series, strict=True))
+                self._add_histogram(duration, labels, cells)
+                _add_created(duration, labels, created[series])
+        return [family for family, _ in families]
+
+    def _add_histogram(self, family: Metric, labels: dict[str, str], cells: list[float]) -> None:
+        total = 0.0
+        for le, count in zip(self._le, cells, strict=False):
+            total += count
+            family.add_sample(f"{family.name}_bucket", {**labels, "le": le}, total)
+        family.add_sample(f"{family.name}_count", labels, total)
+        family.add_sample(f"{family.name}_sum", labels, cells[-1])
+
+    def _families(self) -> list[tuple[Metric, tuple[str, ...]]]:
+        names = self._names
+        flag, env = names.flag_label, names.environment_label
+        families: list[tuple[Metric, tuple[str, ...]]] = [
+            (
+                Metric(_counter_name(names.evaluations), "Feature flag evaluations", "counter"),
+                (flag, names.variant_label, names.reason_label, env),
+            )
+        ]
+        if names.duration:
+            latency = Metric(names.duration, "Feature flag evaluation latency", "histogram")
+            families.append((latency, (flag, env)))
+        return families
+
+
+def _add_created(family: Metric, labels: dict[str, str], created: float) -> None:
+    # prometheus_client's own switch (PROMETHEUS_DISABLE_CREATED_SERIES) applies here too.
+    if getattr(prometheus_metrics, "_use_created", True):
+        family.add_sample(f"{family.name}_created", labels, created)
 
 
 class EvaluationMetrics:
@@ -141,12 +323,10 @@ class EvaluationMetrics:
         self.registry = registry
         self.names = names = names or MetricNames()
         flag, env = names.flag_label, names.environment_label
-        self._evaluations = Counter(
-            _counter_name(names.evaluations),
-            "Feature flag evaluations",
-            [flag, names.variant_label, names.reason_label, env],
-            registry=registry,
-        )
+        # Counted in plain dicts under one lock and exposed at scrape time: a
+        # prometheus_client counter and histogram take three locks per evaluation.
+        self._tally = _EvaluationTally(names)
+        registry.register(self._tally)
         self._errors = (
             Counter(
                 _counter_name(names.errors),
@@ -155,17 +335,6 @@ class EvaluationMetrics:
                 registry=registry,
             )
             if names.errors
-            else None
-        )
-        self._duration = (
-            Histogram(
-                names.duration,
-                "Feature flag evaluation latency",
-                [flag, env],
-                buckets=LATENCY_BUCKETS,
-                registry=registry,
-            )
-            if names.duration
             else None
         )
         self._config_info = Gauge(
@@ -187,29 +356,14 @@ class EvaluationMetrics:
             registry=registry,
         )
         self._loaded_version: dict[str, str] = {}
-        self._evaluation_children: dict[tuple[str, str, str, str], Any] = {}
-        self._duration_children: dict[tuple[str, str], Any] = {}
         self._loaded_flags: dict[str, set[str]] = {}
         self._lock = threading.Lock()
 
     def record(self, result: EvaluationResult, environment: str, duration_seconds: float) -> None:
         """Count one evaluation (and an error if its reason is ERROR) and its latency."""
-        # Bound children are cached: `labels()` costs more than the increment itself.
-        key = (result.flag_key, result.variant, result.reason.value, environment)
-        counter = self._evaluation_children.get(key)
-        if counter is None:
-            counter = self._evaluation_children.setdefault(key, self._evaluations.labels(*key))
-        counter.inc()
+        self._tally.add(result, environment, duration_seconds)
         if result.reason is Reason.ERROR and self._errors is not None:
             self._errors.labels(result.flag_key, result.error_type or "unknown", environment).inc()
-        if self._duration is not None:
-            timer = self._duration_children.get((result.flag_key, environment))
-            if timer is None:
-                timer = self._duration_children.setdefault(
-                    (result.flag_key, environment),
-                    self._duration.labels(result.flag_key, environment),
-                )
-            timer.observe(duration_seconds)
 
     def config_loaded(self, config: FlagConfig, environment: str) -> None:
         """Publish `config`'s version and every flag's percentage, dropping stale series."""
@@ -262,6 +416,9 @@ class FlagEvaluator:
         self._signature = self._current_signature()
         self._config = load_config(path, environment)
         self.last_error: ConfigInvalid | None = None
+        # The config whose flags are compiled, and their plans by key (filled on use);
+        # one pair, so a thread never puts an old flag's plan among a new config's.
+        self._plans: tuple[FlagConfig | None, dict[str, _FlagPlan]] = (None, {})
         if metrics is not None:
             metrics.config_loaded(self._config, environment)
 
@@ -280,19 +437,25 @@ class FlagEvaluator:
         `duration_seconds` replaces the measured latency (for simulators).
         """
         started = time.perf_counter()
-        if not context.environment:
-            context = replace(context, environment=self.environment)
-        flag = self._config.flags.get(flag_key)
-        if flag is None:
+        config = self._config
+        compiled, plans = self._plans
+        if compiled is not config:  # first use or a reload: the old flags' plans go
+            plans = {}
+            self._plans = (config, plans)
+        plan = plans.get(flag_key)
+        if plan is None:
+            flag = config.flags.get(flag_key)
+            if flag is not None:
+                plan = plans[flag_key] = _FlagPlan(flag)
+        if plan is None:
             result = EvaluationResult(flag_key, "", None, Reason.ERROR, "flag_not_found")
         else:
-            result = evaluate(flag, context, self._clock())
+            result = plan.evaluate(context, context.environment or self.environment, self._clock)
         if self.metrics is not None:
-            elapsed = time.perf_counter() - started
             self.metrics.record(
                 result,
                 self.environment,
-                elapsed if duration_seconds is None else duration_seconds,
+                time.perf_counter() - started if duration_seconds is None else duration_seconds,
             )
         return result
 
