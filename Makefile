@@ -28,4 +28,5 @@ lint:
 bench: setup  ## benchmarks, each against a baseline measured in the same run
 	$(UV) run python -m tests.bench.bench_actions
 	$(UV) run python -m tests.bench.bench_overview
+	$(UV) run python -m tests.bench.bench_frames
 	$(UV) run python -m tests.bench.bench_evaluator

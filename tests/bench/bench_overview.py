@@ -5,7 +5,7 @@ Every figure is printed beside its baseline, measured in the same run:
 (a) PromQL queries per overview load vs one query per flag and panel;
 (b) overview build time at 1,000 flags vs raw `requests` calls of the same PromQL;
 (c) the same at 5,000 flags, warm, and this process's resident memory;
-(d) range result -> DataFrame: ours vs prometheus_api_client's MetricRangeDataFrame;
+(d) range result -> DataFrame: moved to tests/bench/bench_frames.py;
 (e) Prometheus requests of 50 concurrent viewers sharing one refresh interval vs one.
 The data is scaled down to keep the run short: see tests/bench/workloads.py.
 """
@@ -27,9 +27,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import requests
-from prometheus_api_client import MetricRangeDataFrame
 
 from app.analysis.health import HealthThresholds
 from app.flags.loader import load_config
@@ -211,42 +209,6 @@ def build_time(tier: Tier, runs: int, label: str) -> float:
     return statistics.median(ours)
 
 
-class _Replay:
-    """A stand-in client answering the range query with a result fetched once."""
-
-    def __init__(self, result: list[dict[str, Any]]) -> None:
-        self.result = result
-        self.url = ""
-
-    def custom_query_range(self, *_args: object, **_kwargs: object) -> list[dict[str, Any]]:
-        return self.result
-
-
-def range_to_frame(tier: Tier, runs: int) -> None:
-    metrics = tier.metrics()
-    step = max(timedelta(seconds=60), tier.span / 30)
-    start = END - tier.span
-    metrics.evaluation_sparklines(ENVIRONMENT, start, END, step)
-    query = metrics.issued[-1]
-    raw = metrics._client.custom_query_range(  # the same raw result for both
-        query, start_time=start, end_time=END, step=f"{int(step.total_seconds())}s"
-    )
-    points = sum(len(series["values"]) for series in raw)
-    metrics._client = _Replay(raw)  # time the conversion only
-    ours_frame: list[pd.DataFrame] = []
-    ours = timed_ms(
-        runs,
-        lambda: ours_frame.append(metrics.evaluation_sparklines(ENVIRONMENT, start, END, step)),
-    )
-    theirs = timed_ms(max(3, runs // 2), lambda: MetricRangeDataFrame(raw))
-    assert len(ours_frame[-1]) == points
-    ratio = statistics.median(theirs) / statistics.median(ours)
-    print(f"  {tier.workload.flags} flags, {len(raw)} series, {points:,} points")
-    print(f"    evaluation_sparklines  {spread(ours, ' ms', 2)}")
-    print(f"    MetricRangeDataFrame   {spread(theirs, ' ms', 2)}")
-    print(f"    ours faster by         {ratio:.1f}x")
-
-
 def viewers(tier: Tier, runs: int) -> None:
     metrics = tier.metrics()
     one: list[float] = []
@@ -306,8 +268,6 @@ def main() -> None:
         tier = Tier(middle, Path(tmp) / str(middle.flags))
         print(f"\n(a, b) overview build, 1,000 flags, warm\n  [{tier.describe()}]")
         build_time(tier, args.runs, "1,000")
-        print("\n(d) range result -> DataFrame")
-        range_to_frame(tier, args.runs)
         print(f"\n(e) {VIEWERS} concurrent viewers, one refresh interval, 1,000 flags")
         viewers(tier, 3)
         tier.server.stop()
@@ -318,8 +278,6 @@ def main() -> None:
         median = build_time(tier, args.runs, "5,000")
         print(f"  5,000 flags: {median / 1000:.2f} s median (target < 2 s)")
         print(f"  process RSS {rss_mb():.0f} MB (before this tier {before:.0f} MB; target < 400)")
-        print("\n(d) range result -> DataFrame at 5,000 flags")
-        range_to_frame(tier, args.runs)
         tier.server.stop()
 
 
