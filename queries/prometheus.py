@@ -16,7 +16,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import numpy as np
 import pandas as pd
 import requests
 from prometheus_api_client import PrometheusConnect
@@ -30,10 +29,10 @@ from queries.frames import (
     EVALUATION_RATE_COLUMNS,
     INSTANCE_VERSION_COLUMNS,
     LATENCY_COLUMNS,
-    SPARKLINE_COLUMNS,
     VARIANT_COUNT_COLUMNS,
     empty_frame,
     one_flag_counts,
+    sparkline_frame,
 )
 from queries.histogram import check_quantiles
 from queries.names import MetricNames
@@ -226,31 +225,7 @@ class PrometheusMetrics:
         )
         result = self.range(query, start, end, step)
         with self.reading_reply():
-            counts = [len(series["values"]) for series in result]
-            keys = [series["metric"].get(flag_label, "") for series in result]
-            # Columns built in C by numpy, not one Python row per point.
-            seconds = np.fromiter(
-                (point[0] for series in result for point in series["values"]),
-                dtype=np.float64,
-                count=sum(counts),
-            )
-            values = np.array(
-                [point[1] for series in result for point in series["values"]], dtype=np.float64
-            )
-        if not counts or not sum(counts):
-            return empty_frame(SPARKLINE_COLUMNS)
-        frame = pd.DataFrame(
-            {
-                SPARKLINE_COLUMNS[0]: np.repeat(np.array(keys, dtype=object), counts),
-                SPARKLINE_COLUMNS[1]: pd.to_datetime(seconds, unit="s", utc=True),
-                SPARKLINE_COLUMNS[2]: values,
-            }
-        )
-        # PromQL engines return a matrix sorted by labels, each series by time: sort only
-        # if this one did not.
-        if frame[SPARKLINE_COLUMNS[0]].is_monotonic_increasing:
-            return frame
-        return frame.sort_values(list(SPARKLINE_COLUMNS[:2]), ignore_index=True, kind="stable")
+            return sparkline_frame(result, flag_label)
 
     def newest_sample_time(self, environment: str, at: datetime) -> datetime | None:
         """Time of the newest evaluation sample within Prometheus's lookback before `at`."""
