@@ -6,6 +6,8 @@ these columns, so the domain and the pages never know which source answered.
 
 from __future__ import annotations
 
+from itertools import chain, pairwise
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -58,26 +60,44 @@ def sparkline_frame(result: list[dict[str, Any]], flag_label: str) -> pd.DataFra
     ValueError for a reply of the wrong shape."""
     counts = [len(series["values"]) for series in result]
     keys = [series["metric"].get(flag_label, "") for series in result]
-    # Columns built in C by numpy, not one Python row per point.
-    seconds = np.fromiter(
-        (point[0] for series in result for point in series["values"]),
-        dtype=np.float64,
-        count=sum(counts),
-    )
-    values = np.array(
-        [point[1] for series in result for point in series["values"]], dtype=np.float64
-    )
-    if not counts or not sum(counts):
+    # Every point at once in C (numpy, Arrow), never a Python row or frame per series.
+    points = list(chain.from_iterable(series["values"] for series in result))
+    if not points:
         return empty_frame(SPARKLINE_COLUMNS)
+    seconds = np.fromiter(map(itemgetter(0), points), dtype=np.float64, count=len(points))
+    values = _parse_floats(list(map(itemgetter(1), points)))
+    flags = np.repeat(np.arange(len(keys)), counts)
     frame = pd.DataFrame(
         {
-            SPARKLINE_COLUMNS[0]: np.repeat(np.array(keys, dtype=object), counts),
+            SPARKLINE_COLUMNS[0]: pd.array(keys, dtype="str").take(flags)
+            if all(type(key) is str for key in keys)
+            else np.array(keys, dtype=object)[flags],
             SPARKLINE_COLUMNS[1]: pd.to_datetime(seconds, unit="s", utc=True),
             SPARKLINE_COLUMNS[2]: values,
         }
     )
     # PromQL engines return a matrix sorted by labels, each series by time: sort only
-    # if this one did not.
-    if frame[SPARKLINE_COLUMNS[0]].is_monotonic_increasing:
+    # if this one did not (its flags, in the order of the series that have points).
+    present = [key for key, count in zip(keys, counts, strict=True) if count]
+    if all(a <= b for a, b in pairwise(present)):
         return frame
     return frame.sort_values(list(SPARKLINE_COLUMNS[:2]), ignore_index=True, kind="stable")
+
+
+def _parse_floats(texts: list[Any]) -> np.ndarray[Any, np.dtype[np.float64]]:
+    """Sample values as Prometheus writes them ("0.25", "NaN", "+Inf") as float64.
+
+    Arrow parses them several times faster than `float()`, correctly rounded as Python
+    does; anything it refuses (not a plain number string) goes through numpy, which
+    parses or rejects it exactly as before.
+    """
+    import pyarrow as pa  # imported on first use: commands that never chart skip it
+
+    try:
+        parsed = pa.array(texts, type=pa.string()).cast(pa.float64())
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        parsed = None
+    if parsed is None or parsed.null_count:
+        return np.array(texts, dtype=np.float64)
+    values: np.ndarray[Any, np.dtype[np.float64]] = parsed.to_numpy()
+    return values
