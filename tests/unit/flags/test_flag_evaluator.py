@@ -329,3 +329,33 @@ def test_removed_flag_loses_its_percentage_series(tmp_path: Path) -> None:
     assert evaluator.maybe_reload() is True
     assert "ab_testing" not in evaluator.config.flags
     assert registry.get_sample_value("feature_flag_rollout_percentage", labels) is None
+
+
+def test_evaluations_follow_a_reload_of_the_same_flag(tmp_path: Path) -> None:
+    """Each flag is compiled once per config: a reload must replace what was compiled."""
+    path = tmp_path / "feature_flags.yaml"
+    body = 'version: "1"\nflags:\n  f:\n    state: rollout\n    rollout: {percentage: %s}\n'
+    path.write_text(body % 0, encoding="utf-8")
+    evaluator = FlagEvaluator(path, "production", EvaluationMetrics(CollectorRegistry()))
+    users = [EvaluationContext(f"u{n}") for n in range(50)]
+    assert {evaluator.evaluate("f", user).reason for user in users} == {Reason.DEFAULT}
+    path.write_text(body % 100, encoding="utf-8")
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    assert evaluator.maybe_reload() is True
+    assert {evaluator.evaluate("f", user).reason for user in users} == {Reason.SPLIT}
+    path.write_text(body.replace("f:", "g:") % 100, encoding="utf-8")
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 2 * 10**9))
+    assert evaluator.maybe_reload() is True
+    assert evaluator.evaluate("f", users[0]).error_type == "flag_not_found"
+
+
+def test_evaluate_sees_a_changed_copy_of_a_flag_it_has_seen() -> None:
+    flag = _flag(rollout={"percentage": 0})
+    users = [EvaluationContext(f"u{n}") for n in range(50)]
+    assert {evaluate(flag, user, NOW).reason for user in users} == {Reason.DEFAULT}
+    everyone = flag.model_copy(
+        update={"rollout": flag.rollout.model_copy(update={"percentage": 100})}
+    )
+    assert {evaluate(everyone, user, NOW).reason for user in users} == {Reason.SPLIT}
+    assert {evaluate(flag, user, NOW).reason for user in users} == {Reason.DEFAULT}
