@@ -229,10 +229,11 @@ class _EvaluationTally(Collector):
     def __init__(self, names: MetricNames) -> None:
         self._names = names
         self._lock = threading.Lock()
-        #: (flag, variant, reason, environment) -> evaluations
-        self._counts: dict[tuple[str, str, str, str], int] = {}
+        #: (flag, variant, reason, environment) -> [evaluations, its flag's latency cells]:
+        #: one lookup per evaluation finds both
+        self._series: dict[tuple[str, str, str, str], list[Any]] = {}
         #: (flag, environment) -> observations per bucket (the last one +Inf), then the sum
-        self._latency: dict[tuple[str, str], list[float]] | None = {} if names.duration else None
+        self._latency: dict[tuple[str, str], list[float]] = {}
         #: when each series first appeared, for the `_created` samples
         self._created: dict[tuple[str, ...], float] = {}
         self._bounds = (*(float(bound) for bound in LATENCY_BUCKETS), math.inf)
@@ -242,24 +243,28 @@ class _EvaluationTally(Collector):
         """Count one evaluation of `result` in `environment` and its latency."""
         key = (result.flag_key, result.variant, result.reason, environment)
         with self._lock:
-            try:
-                self._counts[key] += 1
-            except KeyError:
-                self._counts[key] = 1
-                self._created[key] = time.time()
-            if self._latency is None:
-                return
-            cells = self._latency.get((result.flag_key, environment))
-            if cells is None:
-                cells = self._new_histogram(result.flag_key, environment)
-            cells[bisect_left(self._bounds, duration_seconds)] += 1
-            cells[-1] += duration_seconds
+            series = self._series.get(key)
+            if series is None:
+                series = self._new_series(key)
+            series[0] += 1
+            latency = series[1]
+            if latency is not None:
+                latency[bisect_left(self._bounds, duration_seconds)] += 1
+                latency[-1] += duration_seconds
 
-    def _new_histogram(self, flag_key: str, environment: str) -> list[float]:
-        assert self._latency is not None
-        cells = self._latency[flag_key, environment] = [0.0] * (len(self._bounds) + 1)
-        self._created[flag_key, environment] = time.time()
-        return cells
+    def _new_series(self, key: tuple[str, str, str, str]) -> list[Any]:
+        """A new evaluation series (called under the lock), with its flag's histogram."""
+        now = time.time()
+        latency = None
+        if self._names.duration:
+            flag = (key[0], key[3])
+            latency = self._latency.get(flag)
+            if latency is None:
+                latency = self._latency[flag] = [0.0] * (len(self._bounds) + 1)
+                self._created[flag] = now
+        self._created[key] = now
+        series = self._series[key] = [0, latency]
+        return series
 
     def describe(self) -> list[Metric]:
         """The families this collector exposes, so the registry refuses duplicates."""
@@ -267,8 +272,8 @@ class _EvaluationTally(Collector):
 
     def collect(self) -> list[Metric]:
         with self._lock:
-            counts = dict(self._counts)
-            latency = {key: list(cells) for key, cells in (self._latency or {}).items()}
+            counts = {key: series[0] for key, series in self._series.items()}
+            latency = {key: list(cells) for key, cells in self._latency.items()}
             created = dict(self._created)
         families = self._families()
         evaluations, evaluation_labels = families[0]
