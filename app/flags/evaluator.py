@@ -81,6 +81,10 @@ class EvaluationResult:
     error_type: str | None = None
 
 
+# The hot paths compare with this, not `Reason.ERROR`: an enum member lookup is slow.
+_ERROR = Reason.ERROR
+
+
 def bucket(flag_key: str, user_id: str) -> float:
     """The user's sticky position in [0, 100) for this flag (the seed's SHA-256 bucketing).
 
@@ -131,16 +135,17 @@ class _FlagPlan:
         "fixed",
         "flag",
         "listed",
+        "percentage",
         "prefix",
-        "rollout",
         "rules",
+        "schedule",
         "split",
         "user_list",
     )
 
     def __init__(self, flag: FlagDefinition) -> None:
         self.flag = flag
-        rollout = self.rollout = flag.rollout
+        rollout = flag.rollout
         self.rules = tuple(
             (rule.compiled, _result(flag, rule.variant, Reason.TARGETING_MATCH))
             for rule in flag.ordered_rules
@@ -160,6 +165,9 @@ class _FlagPlan:
         )
         self.bucketed = rollout.sticky
         self.prefix = _key_digest(flag.key)
+        # Resolved here: an enum member lookup per evaluation costs as much as a dict's.
+        self.percentage = rollout.percentage
+        self.schedule = rollout if rollout.strategy is RolloutStrategy.GRADUAL else None
 
     def evaluate(
         self, context: EvaluationContext, environment: str, clock: Callable[[], datetime]
@@ -184,12 +192,10 @@ class _FlagPlan:
         if self.user_list is not None:
             return self.listed if context.user_id in self.user_list else self.default
         position = _position(self.prefix, context.user_id) if self.bucketed else _random_position()
-        rollout = self.rollout
-        if rollout.strategy is RolloutStrategy.GRADUAL:
+        percentage = self.percentage
+        if self.schedule is not None:
             now = clock()
-            percentage = rollout.percentage_at(now if now.tzinfo else now.replace(tzinfo=UTC))
-        else:
-            percentage = rollout.percentage
+            percentage = self.schedule.percentage_at(now if now.tzinfo else now.replace(tzinfo=UTC))
         return self.split if position < percentage else self.default
 
 
@@ -367,7 +373,7 @@ class EvaluationMetrics:
     def record(self, result: EvaluationResult, environment: str, duration_seconds: float) -> None:
         """Count one evaluation (and an error if its reason is ERROR) and its latency."""
         self._tally.add(result, environment, duration_seconds)
-        if result.reason is Reason.ERROR and self._errors is not None:
+        if result.reason is _ERROR and self._errors is not None:
             self._errors.labels(result.flag_key, result.error_type or "unknown", environment).inc()
 
     def config_loaded(self, config: FlagConfig, environment: str) -> None:
