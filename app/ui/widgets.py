@@ -14,7 +14,7 @@ from app.flags.loader import BUNDLED_CONFIG, ConfigInvalid
 from app.rollout.roles import Identity, Role, role_for
 from app.runtime import Runtime, open_runtime
 from app.services.overview import Overview
-from app.settings import Settings, load_settings
+from app.settings import Settings, SettingsInvalid, load_settings
 from app.ui.format import escape_markdown, format_age, source_label
 from app.ui.url_params import (
     MAX_TEXT,
@@ -31,6 +31,7 @@ __all__ = [
     "environment_picker",
     "identity_label",
     "runtime",
+    "settings_problem_page",
     "sign_in_controls",
     "source_banner",
 ]
@@ -229,6 +230,18 @@ def environment_picker(widgets: LinkedWidgets, rt: Runtime, where: DeltaGenerato
     environments = rt.environments()
     chosen = widgets.selectbox(where, "Environment", "env", environments, default=environments[0])
     return chosen if chosen is not None else environments[0]
+
+
+def settings_problem_page(error: SettingsInvalid) -> None:
+    """What every page shows while a setting is invalid: each `ROLLOUT_*` variable and
+    why (a secret's value is never quoted), and that nothing was read or written."""
+    st.title("🚦 Rollout Dashboard cannot start: invalid settings")
+    st.error(f"{len(error.problems)} setting(s) cannot be used.", icon="⚙️")
+    st.code("\n".join(error.problems), language=None)
+    st.markdown(
+        "Fix these environment variables (or the `[rollout]` table of "
+        "`.streamlit/secrets.toml`) and restart the dashboard. Nothing was read or written."
+    )
 
 
 def config_problem_page(settings: Settings, error: ConfigInvalid) -> None:

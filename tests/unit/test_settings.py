@@ -42,5 +42,7 @@ def test_environment_variables_then_secrets_file(tmp_path, monkeypatch):
 
 def test_out_of_range_settings_are_refused(monkeypatch):
     monkeypatch.setenv("ROLLOUT_PROMETHEUS_RETRIES", "50")
-    with pytest.raises(ValueError, match="prometheus_retries"):
+    with pytest.raises(
+        ValueError, match="ROLLOUT_PROMETHEUS_RETRIES: Input should be less than or equal to 5"
+    ):
         load_settings()
