@@ -21,6 +21,7 @@ from app.ui.url_params import (
     FromLink,
     choice_from_link,
     choices_from_link,
+    shown,
     text_from_link,
 )
 
@@ -157,12 +158,13 @@ class LinkedWidgets:
             start = choice_from_link(name, raw, options, default)
             if missing is None or not raw or any(v in map(str, options) for v in raw):
                 return start
-            return FromLink(None, (missing(raw[-1]),))
+            return FromLink(None, (missing(shown(raw[-1])),))
 
         key = self._start(name, read)
         current = st.session_state[key]
         if current is not None and current not in options:
-            self._note(name, missing(str(current)) if missing else f"{name}={current}: not offered")
+            quoted = shown(str(current))
+            self._note(name, missing(quoted) if missing else f"{name}={quoted}: not offered")
             st.session_state[key] = None if missing else default
         self._to_link[name] = lambda: _link_text(st.session_state[key])
         return where.selectbox(
