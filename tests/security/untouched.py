@@ -68,11 +68,12 @@ class Fingerprint:
 
 
 def fingerprint(state: Path) -> Fingerprint:
-    """Hashes of every file under `state` but the database, and every audit row."""
+    """Hashes of every file under `state` but the database and a server's log, and every
+    audit row."""
     files = {
         str(path.relative_to(state)): hashlib.sha256(path.read_bytes()).hexdigest()
         for path in sorted(state.rglob("*"))
-        if path.is_file() and not path.name.startswith("metrics.db")
+        if path.is_file() and not path.name.startswith("metrics.db") and path.suffix != ".log"
     }
     engine = create_engine(f"sqlite:///{state / 'metrics.db'}")
     try:
