@@ -22,6 +22,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from app.rollout.inputs import quoted
 from app.rollout.roles import Role
 from queries.names import PRESETS, MetricNames, MetricPreset
 
@@ -224,7 +225,7 @@ def settings_problems(error: ValidationError) -> list[str]:
     for item in error.errors(include_url=False):
         name = str(item["loc"][0]) if item["loc"] else "?"
         message = str(item["msg"]).removeprefix("Value error, ")
-        got = "" if name in _SECRET_FIELDS else f" (got {_shown(item.get('input'))})"
+        got = "" if name in _SECRET_FIELDS else f" (got {quoted(str(item.get('input')))})"
         problems.append(f"ROLLOUT_{name.upper()}: {message}{got}")
     return problems
 
@@ -261,11 +262,6 @@ def _database_url_problem(url: str) -> str | None:
     except ImportError:
         return f"its database driver is not installed ({redacted_url(url)})"
     return None
-
-
-def _shown(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else f"{text[:60]}… ({len(text)} characters)"
 
 
 def _unparsed(message: str) -> str:
