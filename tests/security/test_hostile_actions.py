@@ -258,3 +258,21 @@ def test_the_action_function_refuses_what_the_cli_refuses(state, make, message):
     assert message in (result.error or "")
     untouched()
     assert not (state / "feature_flags_nope.yaml").exists()
+
+
+@pytest.mark.postgres
+def test_sql_fragments_stay_literal_in_postgresql(capsys, state, monkeypatch, postgres_url):
+    """The same fragments against PostgreSQL: filters match nothing, a reason and an
+    actor are stored as typed, and the audit table keeps every row."""
+    monkeypatch.setenv("ROLLOUT_DATABASE_URL", postgres_url)
+    runtime = open_runtime(load_settings())
+    before = runtime.audit.entries(limit=100_000)
+    for flag in [SQL, PROMQL, "%", "_"]:
+        code, out, _ = cli(capsys, "audit", "--flag", flag, "--json")
+        assert code == ExitCode.DONE and '"records": []' in out
+    actor = "o'brien); DROP TABLE audit_log;--"
+    code, _, err = cli(capsys, "rollback", "ab_testing", "--reason", SQL, "--actor", actor)
+    assert code == ExitCode.DONE, err
+    after = runtime.audit.entries(limit=100_000)
+    assert after[1:] == before
+    assert (after[0].reason, after[0].actor) == (SQL, actor)
