@@ -1,5 +1,6 @@
 """Streamlit entry point: page registry and the frame every page shares.
 
+While a `ROLLOUT_*` setting is invalid, every page names each bad setting and why.
 While the flag configuration cannot be read (a fresh state directory, an invalid file),
 every page is replaced by one that says which file was looked for, which setting points
 elsewhere, and each problem found, instead of a traceback.
@@ -8,8 +9,14 @@ elsewhere, and each problem found, instead of a traceback.
 import streamlit as st
 
 from app.flags.loader import ConfigInvalid
-from app.settings import load_settings
-from app.ui.widgets import config_problem_page, identity_label, runtime, sign_in_controls
+from app.settings import SettingsInvalid, load_settings
+from app.ui.widgets import (
+    config_problem_page,
+    identity_label,
+    runtime,
+    settings_problem_page,
+    sign_in_controls,
+)
 
 st.set_page_config(page_title="Rollout Dashboard", page_icon="🚦", layout="wide")
 
@@ -24,6 +31,9 @@ navigation = st.navigation(pages)
 try:
     rt = runtime()
     rt.config(rt.settings.environment)
+except SettingsInvalid as error:
+    settings_problem_page(error)
+    st.stop()
 except ConfigInvalid as error:
     config_problem_page(load_settings(), error)
     st.stop()

@@ -24,7 +24,9 @@ from app.metrics_db.database import open_database
 from app.rollout.actions import (
     ActionRequest,
     ActionResult,
+    ExitCode,
     GuardCheck,
+    InvalidRequest,
     Plan,
     execute_action,
     plan_action,
@@ -32,6 +34,7 @@ from app.rollout.actions import (
 from app.rollout.audit import AuditEntry, AuditLog
 from app.rollout.evidence import guard_check
 from app.rollout.guards import GuardPolicy
+from app.rollout.inputs import quoted
 from app.services.overview import Overview, load_overview
 from app.services.overview_cache import SharedOverviewCache
 from app.settings import FlagBackendKind, Settings
@@ -75,12 +78,26 @@ class Runtime:
         )
 
     def plan(self, request: ActionRequest) -> Plan:
-        """The exact change and guard report of `request`; writes nothing."""
+        """The exact change and guard report of `request`; writes nothing. InvalidRequest
+        for an environment that is not configured."""
+        unknown = self._unknown_environment(request.environment)
+        if unknown:
+            raise InvalidRequest(unknown)
         return plan_action(request, self.backend, self.guard_check(), self.audit)
 
     def execute(self, request: ActionRequest) -> ActionResult:
-        """Authorise, audit and apply `request` (see `app.rollout.actions`)."""
+        """Authorise, audit and apply `request` (see `app.rollout.actions`); an
+        environment that is not configured is refused (exit 2) before anything is written,
+        so no override file is ever created for it."""
+        unknown = self._unknown_environment(request.environment)
+        if unknown:
+            return ActionResult(False, ExitCode.USAGE, None, error=unknown)
         return execute_action(request, self.backend, self.audit, self.guard_check())
+
+    def _unknown_environment(self, environment: str) -> str | None:
+        if environment in self.environments():
+            return None
+        return f"unknown environment {quoted(environment)}"
 
     def is_applied(self, entry: AuditEntry) -> bool:
         """Whether the flags are as `entry` meant to leave them (reconciliation)."""

@@ -7,25 +7,36 @@ Sources, highest first: keyword arguments, `ROLLOUT_*` environment variables, th
 
 from __future__ import annotations
 
+import re
 import tomllib
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
 )
 
+from app.rollout.inputs import quoted
 from app.rollout.roles import Role
 from queries.names import PRESETS, MetricNames, MetricPreset
 
-__all__ = ["FlagBackendKind", "Settings", "load_settings"]
+__all__ = [
+    "FlagBackendKind",
+    "Settings",
+    "SettingsInvalid",
+    "load_settings",
+    "redacted_url",
+    "settings_problems",
+]
 
 SECRETS_FILE = Path(".streamlit/secrets.toml")
+_WEEK_SECONDS = 7 * 24 * 3600
 
 
 class FlagBackendKind(StrEnum):
@@ -72,21 +83,39 @@ class Settings(BaseSettings):
     prometheus_url: SecretStr | None = Field(
         None, description="PromQL endpoint; unset: metrics come from the database roll-ups."
     )
-    prometheus_timeout_seconds: float = Field(5.0, gt=0, description="Per PromQL request.")
+    prometheus_timeout_seconds: float = Field(
+        5.0, gt=0, le=300, allow_inf_nan=False, description="Per PromQL request."
+    )
     prometheus_retries: int = Field(0, ge=0, le=5, description="Retries on 502/503/504.")
     use_recording_rules: bool = Field(
         False, description="Query deploy/prometheus/rollout.rules.yml's series first."
     )
     metric_preset: MetricPreset = Field(MetricPreset.SEED, description="seed, usage, openfeature.")
-    rate_window_seconds: int = Field(300, ge=15, description="Window of rates and quantiles.")
-    sparkline_minutes: int = Field(30, ge=5, description="History shown in sparklines.")
-    refresh_seconds: int = Field(10, ge=2, description="Auto-refresh period of the pages.")
-    error_rate_degraded: float = Field(0.01, ge=0, le=1, description="Error ratio: degraded.")
-    error_rate_unhealthy: float = Field(0.05, ge=0, le=1, description="Error ratio: unhealthy.")
-    p99_degraded_seconds: float = Field(0.05, gt=0, description="p99 latency: degraded.")
-    p99_unhealthy_seconds: float = Field(0.25, gt=0, description="p99 latency: unhealthy.")
-    stale_after_seconds: int = Field(120, ge=1, description="Data older than this is stale.")
-    recent_change_hours: int = Field(24, ge=1, description="A change this recent sorts first.")
+    rate_window_seconds: int = Field(
+        300, ge=15, le=_WEEK_SECONDS, description="Window of rates and quantiles."
+    )
+    sparkline_minutes: int = Field(
+        30, ge=5, le=_WEEK_SECONDS // 60, description="History shown in sparklines."
+    )
+    refresh_seconds: int = Field(10, ge=2, le=3600, description="Auto-refresh period of the pages.")
+    error_rate_degraded: float = Field(
+        0.01, ge=0, le=1, allow_inf_nan=False, description="Error ratio: degraded."
+    )
+    error_rate_unhealthy: float = Field(
+        0.05, ge=0, le=1, allow_inf_nan=False, description="Error ratio: unhealthy."
+    )
+    p99_degraded_seconds: float = Field(
+        0.05, gt=0, le=3600, allow_inf_nan=False, description="p99 latency: degraded."
+    )
+    p99_unhealthy_seconds: float = Field(
+        0.25, gt=0, le=3600, allow_inf_nan=False, description="p99 latency: unhealthy."
+    )
+    stale_after_seconds: int = Field(
+        120, ge=1, le=_WEEK_SECONDS, description="Data older than this is stale."
+    )
+    recent_change_hours: int = Field(
+        24, ge=1, le=24 * 366, description="A change this recent sorts first."
+    )
     demo: bool = Field(False, description="Demo mode: acts as a labelled local operator.")
     roles: dict[str, Role] = Field(
         default_factory=dict,
@@ -96,13 +125,37 @@ class Settings(BaseSettings):
     typed_confirmation_environments: tuple[str, ...] = Field(
         ("production",), description="Where the dialog asks to type the flag key."
     )
-    min_soak_minutes: float = Field(15, ge=0, description="Advance: minimum time at a step.")
-    max_error_rate: float = Field(0.01, ge=0, le=1, description="Advance: error ratio limit.")
-    exposure_tolerance: float = Field(0.02, ge=0, le=1, description="Advance: share drift.")
+    min_soak_minutes: float = Field(
+        15, ge=0, le=_WEEK_SECONDS // 60, allow_inf_nan=False, description="Advance: soak time."
+    )
+    max_error_rate: float = Field(
+        0.01, ge=0, le=1, allow_inf_nan=False, description="Advance: error ratio limit."
+    )
+    exposure_tolerance: float = Field(
+        0.02, ge=0, le=1, allow_inf_nan=False, description="Advance: share drift."
+    )
     simulator_port: int = Field(9464, ge=1, le=65535, description="Demo /metrics port.")
     canary_flag: str = Field(
         "canary_deployment", min_length=1, description="The flag the canary page rolls back."
     )
+
+    @field_validator("prometheus_url")
+    @classmethod
+    def _prometheus_url_is_http(cls, url: SecretStr | None) -> SecretStr | None:
+        if url is not None:
+            problem = _http_url_problem(url.get_secret_value())
+            if problem:
+                raise ValueError(problem)
+        return url
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_is_sqlalchemy(cls, url: SecretStr | None) -> SecretStr | None:
+        if url is not None:
+            problem = _database_url_problem(url.get_secret_value())
+            if problem:
+                raise ValueError(problem)
+        return url
 
     @classmethod
     def settings_customise_sources(
@@ -139,6 +192,80 @@ class Settings(BaseSettings):
         return timedelta(seconds=self.rate_window_seconds)
 
 
+class SettingsInvalid(ValueError):
+    """Settings that cannot be used; `problems` name each `ROLLOUT_*` variable and why,
+    never quoting a secret (a URL's credentials are replaced by `***`)."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
 def load_settings(**overrides: Any) -> Settings:
-    """Settings from the environment and secrets file; keyword arguments win."""
-    return Settings(**overrides)
+    """Settings from the environment and secrets file; keyword arguments win.
+    SettingsInvalid naming every bad setting."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        raise SettingsInvalid(settings_problems(error)) from None
+    except SettingsError as error:  # a JSON-valued setting that does not parse
+        raise SettingsInvalid([_unparsed(str(error))]) from None
+    except tomllib.TOMLDecodeError as error:
+        raise SettingsInvalid([f"{SECRETS_FILE}: not valid TOML ({error})"]) from None
+
+
+#: Settings whose value may hold credentials: their value is never quoted.
+_SECRET_FIELDS = frozenset({"database_url", "prometheus_url"})
+
+
+def settings_problems(error: ValidationError) -> list[str]:
+    """One line per invalid setting: `ROLLOUT_REFRESH_SECONDS: Input should be greater
+    than or equal to 2 (got '-1')`; a secret's value is never quoted."""
+    problems = []
+    for item in error.errors(include_url=False):
+        name = str(item["loc"][0]) if item["loc"] else "?"
+        message = str(item["msg"]).removeprefix("Value error, ")
+        got = "" if name in _SECRET_FIELDS else f" (got {quoted(str(item.get('input')))})"
+        problems.append(f"ROLLOUT_{name.upper()}: {message}{got}")
+    return problems
+
+
+def redacted_url(url: str) -> str:
+    """`url` with any `user:password@` replaced by `***@`, even when it does not parse."""
+    return _CREDENTIALS.sub(r"\1***@", url.strip())
+
+
+_CREDENTIALS = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")
+
+
+def _http_url_problem(url: str) -> str | None:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url.strip())
+        parts.port  # noqa: B018 - parsing the port is the check: it raises if malformed
+    except ValueError:
+        return f"not a URL ({redacted_url(url)})"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"must be an http:// or https:// URL with a host ({redacted_url(url)})"
+    return None
+
+
+def _database_url_problem(url: str) -> str | None:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        make_url(url.strip()).get_dialect()
+    except (ArgumentError, ValueError):
+        return f"not an SQLAlchemy database URL ({redacted_url(url)})"
+    except ImportError:
+        return f"its database driver is not installed ({redacted_url(url)})"
+    return None
+
+
+def _unparsed(message: str) -> str:
+    """pydantic-settings' `error parsing value for field "roles" …`, naming the variable."""
+    found = re.search(r'field "(\w+)"', message)
+    name = f"ROLLOUT_{found.group(1).upper()}" if found else "a ROLLOUT_ setting"
+    return f"{name}: not valid JSON"

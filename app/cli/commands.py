@@ -16,10 +16,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from app.cli.arguments import instant, runtime_for
+from app.cli.arguments import instant, record_count, runtime_for
 from app.cli.canary import add_canary_command
 from app.flags.loader import BUNDLED_CONFIG, ConfigInvalid, check_config
 from app.rollout.actions import Action, ActionRequest, ActionResult, ExitCode
+from app.rollout.inputs import printable
 from app.rollout.roles import Identity, Role, role_for
 from app.runtime import open_runtime
 from app.settings import Settings, load_settings
@@ -113,7 +114,7 @@ def _parser() -> argparse.ArgumentParser:
     audit = commands.add_parser("audit", help="the audit log, newest first")
     audit.add_argument("--flag")
     audit.add_argument("--since", type=instant, help="ISO-8601 instant")
-    audit.add_argument("--limit", type=int, default=200)
+    audit.add_argument("--limit", type=record_count, default=200)
     audit.add_argument("--json", action="store_true")
     audit.set_defaults(run=_run_audit)
 
@@ -209,7 +210,7 @@ def _run_restore(args: argparse.Namespace, settings: Settings) -> int:
     runtime = open_runtime(settings)
     record = runtime.audit.get(args.audit_id)
     if record is None:
-        print(f"error: no audit record #{args.audit_id}", file=sys.stderr)
+        print(f"error: no audit record #{printable(args.audit_id)}", file=sys.stderr)
         return ExitCode.USAGE
     request = ActionRequest(
         action=Action.RESTORE,
@@ -292,8 +293,11 @@ AUDIT_REASON_WIDTH = 88
 
 
 def _run_phases(args: argparse.Namespace, settings: Settings) -> int:
-    runtime = open_runtime(settings)
-    progress = runtime.phases(args.environment or settings.environment)
+    opened = runtime_for(settings, args.environment)
+    if opened is None:
+        return ExitCode.USAGE
+    runtime, environment = opened
+    progress = runtime.phases(environment)
     if args.json:
         _print_json(
             {

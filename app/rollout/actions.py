@@ -24,6 +24,13 @@ from app.flags.loader import ConfigInvalid
 from app.flags.model import FlagConfig, FlagDefinition, FlagState
 from app.rollout.audit import AuditEntry, AuditLog, DuplicateKey, Outcome, describe_change
 from app.rollout.guards import GuardResult
+from app.rollout.inputs import (
+    MAX_REASON_LENGTH,
+    actor_problem,
+    environment_problem,
+    flag_key_problem,
+    reason_problem,
+)
 from app.rollout.ladder import LadderEnd, next_step, previous_step
 from app.rollout.roles import Identity, NotAuthorized, Role, require
 
@@ -43,8 +50,6 @@ __all__ = [
     "plan_action",
     "target_of",
 ]
-
-MAX_REASON_LENGTH = 2000
 
 #: Evaluates the guards of advancing `flag` in `snapshot` (gathers metrics; never raises).
 GuardCheck = Callable[[FlagSnapshot, str], list[GuardResult]]
@@ -230,6 +235,8 @@ def target_of(
     """Where `action` takes `flag` (the ladder's next / previous step, 0 % for a kill, or
     `to`); InvalidRequest at the end of the ladder or for a `to` the wrong way."""
     current = flag.percentage
+    if to is not None and to == 0:
+        to = 0.0  # "-0" means 0: never record "disabled -0 %"
     try:
         if action is Action.ADVANCE:
             if to is None:
@@ -328,6 +335,7 @@ def execute_action(
     version) is refused with exit 3, recorded as the confirmed change, failed, with the
     fresh state and who made it in its detail."""
     try:
+        _validate(request)  # first: a refusal may quote the actor's name
         require(request.identity, _needed_role(request), str(request.action))
         previous = audit.find_key(request.idempotency_key)
         if previous is not None and not request.dry_run:
@@ -415,11 +423,15 @@ def _needed_role(request: ActionRequest) -> Role:
 
 
 def _validate(request: ActionRequest) -> None:
-    reason = request.reason.strip()
-    if not reason:
-        raise InvalidRequest("a reason is required")
-    if len(reason) > MAX_REASON_LENGTH:
-        raise InvalidRequest(f"the reason is longer than {MAX_REASON_LENGTH} characters")
+    """InvalidRequest naming the first thing wrong with what was typed or asked for."""
+    problem = (
+        reason_problem(request.reason)
+        or actor_problem(request.identity.name)
+        or environment_problem(request.environment)
+        or (flag_key_problem(request.flag) if request.flag else None)
+    )
+    if problem:
+        raise InvalidRequest(problem)
     if request.action is Action.RESTORE and not (request.restore_of or "").strip():
         raise InvalidRequest("which audit record to restore?")
     if request.action not in (Action.EMERGENCY, Action.RESTORE) and not request.flag:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 import uuid
 from collections.abc import Callable, Collection, Iterator, Sequence
@@ -257,7 +258,8 @@ class AuditLog:
         for entry in self._journal_entries():
             if entry.id == audit_id:
                 return entry
-        if self._engine is None or not audit_id.isdigit() or len(audit_id) > 18:
+        # ASCII digits only: "²" and "٣" pass str.isdigit() but are no record's id.
+        if self._engine is None or not _DATABASE_ID.fullmatch(audit_id):
             return None
         try:
             found = self._query(AuditRecord.id == int(audit_id), limit=1)
@@ -485,6 +487,9 @@ class AuditLog:
                     detail=line.get("detail", ""),
                 )
         return list(records.values())
+
+
+_DATABASE_ID = re.compile(r"[0-9]{1,18}")
 
 
 def describe_change(entry: AuditEntry) -> str:

@@ -21,8 +21,8 @@ import pandas as pd
 import streamlit as st
 
 from app.flags.backend import FlagSnapshot
+from app.rollout import inputs as rules
 from app.rollout.actions import (
-    MAX_REASON_LENGTH,
     Action,
     ActionRequest,
     ActionResult,
@@ -85,14 +85,12 @@ def button_label(action: Action, transitions: Sequence[Transition], environment:
 
 
 def reason_problem(reason: str) -> str | None:
-    """Why a typed reason cannot be sent, in words (too long: refused, never cut)."""
-    length = len(reason.strip())
-    if length > MAX_REASON_LENGTH:
-        return (
-            f"The reason is {length:,} characters long; the limit is {MAX_REASON_LENGTH:,}. "
-            "Shorten it: nothing was cut and nothing will be sent until it fits."
-        )
-    return None
+    """Why a typed reason cannot be sent, in the action function's words (too long:
+    refused, never cut); None while the box is still empty."""
+    if not reason.strip():
+        return None
+    problem = rules.reason_problem(reason)
+    return problem[:1].upper() + problem[1:] if problem else None
 
 
 def guard_table(guards: Sequence[GuardResult]) -> pd.DataFrame:

@@ -6,9 +6,12 @@ the widget offers, and a note naming each value it ignored and why.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
+
+from app.rollout.inputs import printable
 
 __all__ = [
     "MAX_TEXT",
@@ -23,7 +26,6 @@ T = TypeVar("T")
 
 #: the longest free text (search, filters) a link may set
 MAX_TEXT = 200
-_SHOWN = 40
 
 
 @dataclass(frozen=True)
@@ -35,8 +37,9 @@ class FromLink(Generic[T]):
 
 
 def shown(raw: str) -> str:
-    """A link value as a note quotes it: at most 40 characters, then '…'."""
-    return raw if len(raw) <= _SHOWN else f"{raw[:_SHOWN]}… ({len(raw)} characters)"
+    """A link value as a note quotes it (see `printable`: no control characters, at most
+    40 characters, then '…')."""
+    return printable(raw)
 
 
 def choice_from_link(
@@ -81,15 +84,24 @@ def choices_from_link(name: str, raw: Sequence[str], choices: Sequence[T]) -> Fr
 
 
 def text_from_link(name: str, raw: Sequence[str], max_chars: int = MAX_TEXT) -> FromLink[str]:
-    """The last of `raw`, cut to `max_chars` with a note; earlier repeats are ignored."""
+    """The last of `raw` without control characters (NUL, escapes, line breaks) and cut
+    to `max_chars`, each with a note; earlier repeats are ignored."""
     if not raw:
         return FromLink("")
     *earlier, value = raw
     ignored = [f"{name}={shown(v)}: given more than once, kept the last" for v in earlier]
+    kept = "".join(c for c in value if not _is_control(c))
+    if kept != value:
+        ignored.append(f"{name}: {len(value) - len(kept)} control character(s) removed")
+        value = kept
     if len(value) > max_chars:
         ignored.append(f"{name}: cut to its first {max_chars} of {len(value)} characters")
         value = value[:max_chars]
     return FromLink(value, tuple(ignored))
+
+
+def _is_control(char: str) -> bool:
+    return unicodedata.category(char) == "Cc"
 
 
 def _listed(offered: Iterable[str]) -> str:

@@ -14,13 +14,14 @@ from app.flags.loader import BUNDLED_CONFIG, ConfigInvalid
 from app.rollout.roles import Identity, Role, role_for
 from app.runtime import Runtime, open_runtime
 from app.services.overview import Overview
-from app.settings import Settings, load_settings
+from app.settings import Settings, SettingsInvalid, load_settings
 from app.ui.format import escape_markdown, format_age, source_label
 from app.ui.url_params import (
     MAX_TEXT,
     FromLink,
     choice_from_link,
     choices_from_link,
+    shown,
     text_from_link,
 )
 
@@ -31,6 +32,7 @@ __all__ = [
     "environment_picker",
     "identity_label",
     "runtime",
+    "settings_problem_page",
     "sign_in_controls",
     "source_banner",
 ]
@@ -156,12 +158,13 @@ class LinkedWidgets:
             start = choice_from_link(name, raw, options, default)
             if missing is None or not raw or any(v in map(str, options) for v in raw):
                 return start
-            return FromLink(None, (missing(raw[-1]),))
+            return FromLink(None, (missing(shown(raw[-1])),))
 
         key = self._start(name, read)
         current = st.session_state[key]
         if current is not None and current not in options:
-            self._note(name, missing(str(current)) if missing else f"{name}={current}: not offered")
+            quoted = shown(str(current))
+            self._note(name, missing(quoted) if missing else f"{name}={quoted}: not offered")
             st.session_state[key] = None if missing else default
         self._to_link[name] = lambda: _link_text(st.session_state[key])
         return where.selectbox(
@@ -229,6 +232,18 @@ def environment_picker(widgets: LinkedWidgets, rt: Runtime, where: DeltaGenerato
     environments = rt.environments()
     chosen = widgets.selectbox(where, "Environment", "env", environments, default=environments[0])
     return chosen if chosen is not None else environments[0]
+
+
+def settings_problem_page(error: SettingsInvalid) -> None:
+    """What every page shows while a setting is invalid: each `ROLLOUT_*` variable and
+    why (a secret's value is never quoted), and that nothing was read or written."""
+    st.title("🚦 Rollout Dashboard cannot start: invalid settings")
+    st.error(f"{len(error.problems)} setting(s) cannot be used.", icon="⚙️")
+    st.code("\n".join(error.problems), language=None)
+    st.markdown(
+        "Fix these environment variables (or the `[rollout]` table of "
+        "`.streamlit/secrets.toml`) and restart the dashboard. Nothing was read or written."
+    )
 
 
 def config_problem_page(settings: Settings, error: ConfigInvalid) -> None:

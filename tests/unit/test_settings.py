@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from app.settings import FlagBackendKind, load_settings
+from app.settings import FlagBackendKind, SettingsInvalid, load_settings, redacted_url
 from queries.names import MetricPreset
 
 
@@ -42,5 +42,29 @@ def test_environment_variables_then_secrets_file(tmp_path, monkeypatch):
 
 def test_out_of_range_settings_are_refused(monkeypatch):
     monkeypatch.setenv("ROLLOUT_PROMETHEUS_RETRIES", "50")
-    with pytest.raises(ValueError, match="prometheus_retries"):
+    with pytest.raises(
+        ValueError, match="ROLLOUT_PROMETHEUS_RETRIES: Input should be less than or equal to 5"
+    ):
         load_settings()
+
+
+def test_an_invalid_url_is_named_without_its_credentials(monkeypatch):
+    monkeypatch.setenv("ROLLOUT_PROMETHEUS_URL", "ftp://olga:hunter2@prom:9090/")
+    monkeypatch.setenv("ROLLOUT_DATABASE_URL", "nosuchdb://olga:hunter2@db/x")
+    monkeypatch.setenv("ROLLOUT_SPARKLINE_MINUTES", "1e9")
+    with pytest.raises(SettingsInvalid) as refused:
+        load_settings()
+    assert refused.value.problems == [
+        "ROLLOUT_DATABASE_URL: not an SQLAlchemy database URL (nosuchdb://***@db/x)",
+        "ROLLOUT_PROMETHEUS_URL: must be an http:// or https:// URL with a host "
+        "(ftp://***@prom:9090/)",
+        "ROLLOUT_SPARKLINE_MINUTES: Input should be a valid integer, unable to parse string "
+        "as an integer (got '1e9')",
+    ]
+
+
+def test_credentials_are_redacted_even_from_a_url_that_does_not_parse():
+    assert redacted_url("http://u:p@[::1") == "http://***@[::1"
+    assert redacted_url("postgresql+psycopg://u:p@db/x") == "postgresql+psycopg://***@db/x"
+    assert redacted_url("http://prom:9090/a@b") == "http://prom:9090/a@b"  # a path, no user
+    assert redacted_url("no scheme u:p@h") == "no scheme u:p@h"

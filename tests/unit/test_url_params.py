@@ -115,3 +115,10 @@ def test_one_label_per_source():
     assert source_label("prometheus") == SOURCE_LABELS["prometheus"] == "Prometheus (live)"
     assert source_label("sql") == "metrics database roll-ups"
     assert source_label(None) == source_label("elsewhere") == "no source"
+
+
+def test_control_characters_in_a_link_are_removed_and_named():
+    start = text_from_link("q", ["ab\x00c\x1b"])
+    assert start.value == "abc"
+    assert start.ignored == ("q: 2 control character(s) removed",)
+    assert shown("a\x00") == "a\\x00"
