@@ -21,7 +21,7 @@ import io
 import os
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -38,8 +38,9 @@ from app.flags.backend import (
     VersionConflict,
     definition_version,
 )
-from app.flags.loader import environments, load_derived, override_path
+from app.flags.loader import environments, load_derived, load_edited, override_path
 from app.flags.model import FlagConfig, FlagState
+from app.flags.yaml_edit import edit_flags
 
 __all__ = ["HISTORY_DIR", "YamlFlagBackend"]
 
@@ -104,8 +105,12 @@ class YamlFlagBackend:
             if not changes:
                 return current
             target = override_path(self.path, environment)
+            before = _override_text(target)
+            edited = self._edited(environment, before, changes)
+            if edited is not None:
+                return self._write(environment, *edited)
             document = _read_override(
-                target, f"{environment} overrides, deep-merged over {self.path.name}."
+                before, f"{environment} overrides, deep-merged over {self.path.name}."
             )
             flags = document["flags"]
             for change in changes:
@@ -153,9 +158,34 @@ class YamlFlagBackend:
             finally:
                 os.close(descriptor)  # releases the flock
 
+    def _edited(
+        self, environment: str, before: str | None, changes: Sequence[FlagChange]
+    ) -> tuple[str, FlagConfig, dict[str, str]] | None:
+        """The targeted edit of the override (`yaml_edit`), validated for the changed
+        flags only, if it applies and parses to what the round trip would write; None
+        sends the caller to the round trip. ConfigInvalid if a change does not validate."""
+        after = edit_flags(before, changes) if before is not None else None
+        if before is None or after is None:
+            return None
+        loaded = load_edited(
+            self.path,
+            environment,
+            _versions,
+            before=before,
+            after=after,
+            edit=lambda document: _expected(document, changes),
+            rederive=_reversions,
+        )
+        return None if loaded is None else (after, *loaded)
+
     def _replace(self, environment: str, text: str) -> FlagSnapshot:
         """Validate `text` as the override file, then swap it in atomically (lock held)."""
-        config, versions = self._validate(environment, text)
+        return self._write(environment, text, *self._validate(environment, text))
+
+    def _write(
+        self, environment: str, text: str, config: FlagConfig, versions: dict[str, str]
+    ) -> FlagSnapshot:
+        """Swap in `text`, already validated as `config`, atomically (lock held)."""
         target = override_path(self.path, environment)
         self._remove_leftovers(target)
         # Keep the file's permissions: services reading it may run as another user.
@@ -218,6 +248,13 @@ def _versions(config: FlagConfig) -> dict[str, str]:
     return {key: definition_version(flag) for key, flag in config.flags.items()}
 
 
+def _reversions(
+    versions: dict[str, str], config: FlagConfig, changed: Collection[str]
+) -> dict[str, str]:
+    """`_versions(config)` where only the `changed` flags differ from `versions`'."""
+    return versions | {key: definition_version(config.flags[key]) for key in changed}
+
+
 def _snapshot(environment: str, config: FlagConfig, versions: dict[str, str]) -> FlagSnapshot:
     return FlagSnapshot(environment=environment, config=config, versions=dict(versions))
 
@@ -231,8 +268,13 @@ def _yaml() -> YAML:
     return yaml
 
 
-def _read_override(target: Path, header: str) -> CommentedMap:
-    data = _yaml().load(target.read_text(encoding="utf-8")) if target.exists() else None
+def _override_text(target: Path) -> str | None:
+    """The override file's text; None when the environment has none yet."""
+    return target.read_text(encoding="utf-8") if target.exists() else None
+
+
+def _read_override(text: str | None, header: str) -> CommentedMap:
+    data = _yaml().load(text) if text is not None else None
     if not isinstance(data, CommentedMap):
         data = CommentedMap()
         data.yaml_set_start_comment(
@@ -262,6 +304,22 @@ def _set_change(flags: CommentedMap, change: FlagChange) -> None:
         rollout.fa.set_flow_style()  # `rollout: {percentage: 25}`, as the bundled files do
         _append(entry, "rollout", rollout)
     rollout["percentage"] = _number(change.percentage)
+
+
+def _expected(document: dict[str, Any], changes: Sequence[FlagChange]) -> dict[str, Any]:
+    """The override's data after `changes`, as `_set_change` makes it (plain data: what
+    a targeted edit must parse to)."""
+    if not isinstance(document.get("flags"), dict):
+        document["flags"] = {}
+    for change in changes:
+        entry = document["flags"].get(change.flag)
+        if not isinstance(entry, dict):
+            entry = document["flags"][change.flag] = {}
+        entry["state"] = FlagState(change.state).value
+        if not isinstance(entry.get("rollout"), dict):
+            entry["rollout"] = {}
+        entry["rollout"]["percentage"] = _number(change.percentage)
+    return document
 
 
 def _number(percentage: float) -> int | float:
