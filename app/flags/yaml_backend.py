@@ -42,7 +42,7 @@ from app.flags.loader import environments, load_derived, load_edited, override_p
 from app.flags.model import FlagConfig, FlagState
 from app.flags.yaml_edit import edit_flags
 
-__all__ = ["HISTORY_DIR", "YamlFlagBackend"]
+__all__ = ["HISTORY_DIR", "YamlFlagBackend", "edit_by_round_trip"]
 
 #: Previous versions of each override file, beside the config.
 HISTORY_DIR = ".history"
@@ -109,13 +109,8 @@ class YamlFlagBackend:
             edited = self._edited(environment, before, changes)
             if edited is not None:
                 return self._write(environment, *edited)
-            document = _read_override(
-                before, f"{environment} overrides, deep-merged over {self.path.name}."
-            )
-            flags = document["flags"]
-            for change in changes:
-                _set_change(flags, change)
-            return self._replace(environment, _dump(document))
+            header = f"{environment} overrides, deep-merged over {self.path.name}."
+            return self._replace(environment, edit_by_round_trip(before, changes, header))
 
     def history(self, environment: str) -> list[Path]:
         """Previous versions of the environment's override file, newest first."""
@@ -271,6 +266,16 @@ def _yaml() -> YAML:
 def _override_text(target: Path) -> str | None:
     """The override file's text; None when the environment has none yet."""
     return target.read_text(encoding="utf-8") if target.exists() else None
+
+
+def edit_by_round_trip(text: str | None, changes: Sequence[FlagChange], header: str) -> str:
+    """The override `text` (None: no file yet, start one with `header`) after `changes`,
+    through ruamel's round trip: any layout, comments and key order kept, but tens of
+    milliseconds for a large file (the fallback of the targeted edit)."""
+    document = _read_override(text, header)
+    for change in changes:
+        _set_change(document["flags"], change)
+    return _dump(document)
 
 
 def _read_override(text: str | None, header: str) -> CommentedMap:

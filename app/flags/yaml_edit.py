@@ -97,10 +97,11 @@ def _edit(text: str, changes: Sequence[FlagChange]) -> str:
     step = _body_step(lines, entries)
     last_content = max([flags_line, *(entry.last for entry in entries)])
     for key, change in wanted.items():
-        entry = by_key.get(key)
-        if entry is not None:
-            _edit_entry(lines, entry, change, step, edits)
-        else:
+        if key in by_key:
+            _edit_entry(lines, by_key[key], change, step, edits)
+    # After the edits of the last entry, which insert at the same line.
+    for key, change in wanted.items():
+        if key not in by_key:
             for line in _new_entry(key, change, indent, step):
                 edits.insert_after(last_content, line)
     return edits.apply(lines)
@@ -289,18 +290,25 @@ def _with_scalar(line: str, value: str) -> str:
 
 def _new_entry(key: str, change: FlagChange, indent: int, step: int) -> list[str]:
     """The lines of a flag the file lacks, as the round trip writes them."""
-    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", key) is None or key.lower() in _RESERVED:
-        raise _Unhandled  # a key that needs quoting: leave it to ruamel
     body = " " * (indent + step)
     return [
-        f"{' ' * indent}{key}:",
+        f"{' ' * indent}{_key_token(key)}:",
         f"{body}state: {FlagState(change.state).value}",
         f"{body}rollout: {{percentage: {_number(change.percentage)}}}",
     ]
 
 
+def _key_token(key: str) -> str:
+    """`key` as written: plain when YAML reads it back as this string, else quoted."""
+    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", key) and key.lower() not in _RESERVED:
+        return key
+    if not key.isprintable() or key != key.strip():
+        raise _Unhandled  # line breaks, tabs, edge spaces: leave them to ruamel
+    return "'" + key.replace("'", "''") + "'"
+
+
 # Plain words YAML would read as something other than a string.
-_RESERVED = frozenset({"true", "false", "null", "yes", "no", "on", "off", "y", "n"})
+_RESERVED = frozenset({"true", "false", "null", "yes", "no", "on", "off", "y", "n", "~"})
 
 
 def _number(percentage: float) -> str:
