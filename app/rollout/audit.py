@@ -250,7 +250,12 @@ class AuditLog:
         if self._engine is None:
             return None
         try:
-            found = self._query(AuditRecord.idempotency_key == key)
+            # The index answers the usual case, a new key, without `_query`'s join.
+            with self._engine.connect() as connection:
+                stored = connection.execute(
+                    select(AuditRecord.id).where(AuditRecord.idempotency_key == key)
+                ).scalar()
+            found = self._query(AuditRecord.id == stored, limit=1) if stored is not None else []
         except SQLAlchemyError:
             return None
         return found[0] if found else None
