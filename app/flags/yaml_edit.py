@@ -36,6 +36,14 @@ _SCALAR = re.compile(
 )
 _EMPTY = re.compile(r"^(?P<post> *(?:#.*)?)$")
 _FLOW = re.compile(r"^(?P<pre> +)\{(?P<inner>[^{}\[\]'\"#&*!|>%@`]*)\}(?P<post> +#.*| *)$")
+# An entry's one-line flow mapping of plain scalars, with flow mappings one level deep.
+_FLOW_PLAIN = r"[^{}\[\]'\"#&*!|>%@`]"
+_FLOW_ENTRY = re.compile(
+    rf"^(?P<pre> +)\{{(?P<inner>(?:{_FLOW_PLAIN}|\{{{_FLOW_PLAIN}*\}})*)\}}(?P<post> +#.*| *)$"
+)
+_FLOW_ITEM = re.compile(
+    r"^(?P<lead> *)(?P<key>[A-Za-z_][\w-]*): +(?P<value>\{[^{}]*\}|[^\s{},:][^{},]*?)(?P<trail> *)$"
+)
 _PERCENTAGE_ITEM = re.compile(r"(?<![\w-])percentage: *(?P<value>[^,}\s]+)")
 _DEFAULT_STEP = 2
 
@@ -221,7 +229,10 @@ def _edit_entry(
     header = _ENTRY.match(lines[entry.header])
     assert header is not None
     if _EMPTY.match(header["after"]) is None:
-        raise _Unhandled  # a flow-style or scalar entry
+        if entry.last != entry.header:
+            raise _Unhandled  # a multi-line value
+        _edit_flow_entry(lines, entry.header, change, edits)
+        return
     keys = _children(lines, entry.header + 1, entry.last)
     body = _first_indent(lines, entry.header + 1, entry.last) or entry.indent + step
     state = FlagState(change.state).value
@@ -246,17 +257,7 @@ def _edit_rollout(lines: list[str], line: int, last: int, percentage: str, edits
     head = lines[line][: match.start("after")]
     flow = _FLOW.match(match["after"])
     if flow is not None and last == line:
-        inner = flow["inner"]
-        items = list(_PERCENTAGE_ITEM.finditer(inner))
-        if len(items) > 1:
-            raise _Unhandled
-        if items:
-            item = items[0]
-            inner = f"{inner[: item.start('value')]}{percentage}{inner[item.end('value') :]}"
-        elif inner.strip():
-            inner = f"{inner.rstrip()}, percentage: {percentage}{inner[len(inner.rstrip()) :]}"
-        else:
-            inner = f"percentage: {percentage}"
+        inner = _with_percentage(flow["inner"], percentage)
         edits.replaced[line] = f"{head}{flow['pre']}{{{inner}}}{flow['post']}"
         return
     empty = _EMPTY.match(match["after"])
@@ -274,6 +275,70 @@ def _edit_rollout(lines: list[str], line: int, last: int, percentage: str, edits
         return
     depth = _first_indent(lines, line + 1, last)
     edits.insert_after(last, f"{' ' * (depth or 0)}percentage: {percentage}")
+
+
+def _with_percentage(inner: str, percentage: str) -> str:
+    """The inside of a flow `rollout: {...}` with `percentage` set (added at the end)."""
+    items = list(_PERCENTAGE_ITEM.finditer(inner))
+    if len(items) > 1:
+        raise _Unhandled
+    if items:
+        item = items[0]
+        return f"{inner[: item.start('value')]}{percentage}{inner[item.end('value') :]}"
+    if inner.strip():
+        return f"{inner.rstrip()}, percentage: {percentage}{inner[len(inner.rstrip()) :]}"
+    return f"percentage: {percentage}"
+
+
+def _edit_flow_entry(lines: list[str], line: int, change: FlagChange, edits: _Edits) -> None:
+    """An entry on one line, `key: {state: disabled, rollout: {percentage: 5}}`."""
+    match = _ENTRY.match(lines[line])
+    assert match is not None
+    flow = _FLOW_ENTRY.match(match["after"])
+    if flow is None:
+        raise _Unhandled
+    items = _flow_items(flow["inner"])
+    keys = [item["key"] for item in items]
+    if len(set(keys)) < len(keys):
+        raise _Unhandled
+    texts = [item.string for item in items]
+    state = FlagState(change.state).value
+    percentage = _number(change.percentage)
+    for index, item in enumerate(items):
+        value = item["value"]
+        if item["key"] == "state" and not value.startswith("{"):
+            value = state
+        elif item["key"] == "rollout":
+            rollout = _FLOW.match(f" {value}")
+            if rollout is None:
+                raise _Unhandled
+            value = f"{{{_with_percentage(rollout['inner'], percentage)}}}"
+        texts[index] = f"{item.string[: item.start('value')]}{value}{item['trail']}"
+    if "rollout" not in keys:
+        texts.append(f"{' ' if texts else ''}rollout: {{percentage: {percentage}}}")
+    if "state" not in keys:
+        texts = [f"state: {state}", *([f" {texts[0].lstrip()}", *texts[1:]] if texts else [])]
+    inner = ",".join(texts)
+    edits.replaced[line] = (
+        f"{lines[line][: match.start('after')]}{flow['pre']}{{{inner}}}{flow['post']}"
+    )
+
+
+def _flow_items(inner: str) -> list[re.Match[str]]:
+    """The `key: value` items of a flow mapping's inside, split at its own commas."""
+    if not inner.strip():
+        return []
+    parts, depth, start = [], 0, 0
+    for index, char in enumerate(inner):
+        depth += {"{": 1, "}": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            parts.append(inner[start:index])
+            start = index + 1
+    parts.append(inner[start:])
+    items = [_FLOW_ITEM.match(part) for part in parts]
+    if any(item is None for item in items):
+        raise _Unhandled
+    return [item for item in items if item is not None]
 
 
 def _with_scalar(line: str, value: str) -> str:

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from app.flags.backend import FlagChange, FlagSnapshot, definition_version
 from app.flags.loader import ConfigInvalid, load_config, load_derived, load_edited
@@ -373,11 +375,11 @@ def test_a_targeted_edit_gives_the_snapshot_a_full_load_gives(base: Path) -> Non
     assert changed == {FLAG, "ab_testing", "phase2_ml_model_health"}
 
 
-def test_a_flow_style_entry_is_written_by_the_round_trip_keeping_comments(base: Path) -> None:
+def test_a_quoted_flow_entry_is_written_by_the_round_trip_keeping_comments(base: Path) -> None:
     override = base.with_name("feature_flags_production.yaml")
     text = override.read_text().replace(
         "  ab_testing:\n    rollout: {percentage: 25.0}\n",
-        "  ab_testing: {rollout: {percentage: 25.0}}  # flow, by hand\n",
+        "  ab_testing: {state: 'rollout', rollout: {percentage: 25.0}}  # flow, by hand\n",
     )
     override.write_text(text)
     backend = YamlFlagBackend(base)
@@ -385,7 +387,9 @@ def test_a_flow_style_entry_is_written_by_the_round_trip_keeping_comments(base: 
     written = _set(backend, "ab_testing", 50)
 
     after = override.read_text()
-    assert "  ab_testing: {state: rollout, rollout: {percentage: 50}} # flow, by hand\n" in after
+    assert (
+        "  ab_testing: {state: 'rollout', rollout: {percentage: 50}}    # flow, by hand\n" in after
+    )
     assert after.startswith("# Production overrides, deep-merged over feature_flags.yaml.\n")
     assert written.flag("ab_testing").percentage == 50.0
     assert written.config == _fresh(base, override)[0]
@@ -413,3 +417,43 @@ def test_an_edit_that_does_not_parse_as_intended_is_not_loaded(base: Path) -> No
         )
         is None
     )
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.lists(
+        st.lists(
+            st.tuples(
+                st.sampled_from(
+                    ["ab_testing", "canary_deployment", FLAG, "phase2_ml_model_health"]
+                ),
+                st.sampled_from([(FlagState.ROLLOUT, p) for p in (1, 10, 25, 50)])
+                | st.just((FlagState.DISABLED, 0)),
+            ),
+            min_size=1,
+            max_size=3,
+        ),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_every_sequence_of_actions_gives_the_snapshot_a_full_load_gives(
+    tmp_path_factory: pytest.TempPathFactory,
+    actions: list[list[tuple[str, tuple[FlagState, float]]]],
+) -> None:
+    base = copy_bundled_config(tmp_path_factory.mktemp("config"))
+    override = base.with_name("feature_flags_production.yaml")
+    backend = YamlFlagBackend(base)
+    comments = [line for line in override.read_text().splitlines() if "#" in line]
+    for action in actions:
+        read = backend.load(ENV)
+        changes = [FlagChange(flag, state, percentage) for flag, (state, percentage) in action]
+        written = backend.apply(ENV, changes, read.versions)
+        config, versions = _fresh(base, override)
+        assert written.config == config
+        assert dict(written.versions) == versions
+        for flag, (state, percentage) in dict(action).items():
+            assert (written.flag(flag).state, written.flag(flag).percentage) == (state, percentage)
+    assert [line for line in override.read_text().splitlines() if "#" in line] == comments
