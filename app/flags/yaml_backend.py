@@ -1,10 +1,14 @@
 """The `yaml` flag backend: the config files themselves (DESIGN §2), written atomically.
 
 The dashboard writes only an environment's override file `feature_flags_<env>.yaml`,
-never the base file: a change in production must not leak into staging. Edits go
-through ruamel.yaml's round-trip mode, so comments, key order and quoting survive, and
-the new text is validated (merged with the base) before anything is replaced. A
-service hot-reloading the file sees the old or the new file, never half of one.
+never the base file: a change in production must not leak into staging. An edit
+rewrites only the changed flags' lines (`yaml_edit`, checked to parse to what the round
+trip would write, and then only those flags are validated again); layouts it does not
+handle go through ruamel.yaml's round-trip mode. Either way comments, key order and
+quoting survive, and the new text is validated (merged with the base) before anything
+is replaced: temp file fsynced, previous version copied to the history (fsynced, in a
+second thread meanwhile), rename, directory fsynced. A service hot-reloading the file
+sees the old or the new file, never half of one.
 
 Versions are content hashes (`definition_version`) of each merged flag. A change
 A → B → A gives the same version again; that is harmless, since the caller decided on
