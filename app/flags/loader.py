@@ -6,8 +6,9 @@ once: a newcomer fixing a config should not have to rerun the loader per typo.
 
 from __future__ import annotations
 
+import copy
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any, NamedTuple, TypeVar
 import yaml
 from pydantic import ValidationError
 
-from app.flags.model import FlagConfig
+from app.flags.model import FlagConfig, FlagDefinition
 
 __all__ = [
     "BUNDLED_CONFIG",
@@ -26,6 +27,7 @@ __all__ = [
     "environments",
     "load_config",
     "load_derived",
+    "load_edited",
     "override_path",
 ]
 
@@ -142,6 +144,86 @@ def load_derived(
     return config, derived
 
 
+def load_edited(
+    path: Path,
+    environment: str,
+    derive: Callable[[FlagConfig], T],
+    *,
+    before: str,
+    after: str,
+    edit: Callable[[dict[str, Any]], dict[str, Any]],
+    rederive: Callable[[T, FlagConfig, Collection[str]], T],
+) -> tuple[FlagConfig, T] | None:
+    """`load_derived(path, environment, derive, override_text=after)` for an edit of the
+    override file: `before` is its current (valid) text and `after` must parse to exactly
+    `edit(data of before)`. Only the flags whose entry changed are validated again, and
+    `rederive(old derived, new config, changed flags)` updates the derived value; both
+    enter the caches, so the next load of `after` costs nothing.
+
+    None when `after` parses to anything else (the caller's edit went wrong). Raises
+    ConfigInvalid like `load_derived` (from a full load, for its files and lines).
+    """
+    overrides = override_path(path, environment)
+    issues: list[ConfigIssue] = []
+    base_text = _read(path, issues)
+    if base_text is None or _read(overrides, issues, before) is None:
+        return None
+    old = ((path, base_text), (overrides, before))
+    old_config = _built(environment, path, old)[0]
+    old_document, new_document = _parsed(overrides, before)[0], _parsed(overrides, after)[0]
+    if old_config is None or old_document is None or new_document is None:
+        return None
+    old_data = old_document.data
+    if new_document.data != edit(copy.deepcopy(old_data)):
+        return None
+    new = ((path, base_text), (overrides, after))
+    config = _edited_config(old_config, _parsed(path, base_text)[0], old_data, new_document.data)
+    if config is None:
+        return load_derived(path, environment, derive, override_text=after)
+    changed = [key for key, flag in config.flags.items() if old_config.flags[key] is not flag]
+    derived = rederive(_derived(environment, path, old, derive), config, changed)
+    _EDITED[(environment, path, new)] = (config, ())
+    _EDITED[(environment, path, new, derive)] = derived
+    try:
+        return _built(environment, path, new)[0] or config, _derived(environment, path, new, derive)
+    finally:
+        _EDITED.pop((environment, path, new), None)
+        _EDITED.pop((environment, path, new, derive), None)
+
+
+def _edited_config(
+    old: FlagConfig, base: _Document | None, before: dict[str, Any], after: dict[str, Any]
+) -> FlagConfig | None:
+    """`old` with the flags whose override entry differs between `before` and `after`
+    validated again; None when the edit reaches beyond flag entries the config already
+    has (or a flag no longer validates): only a full load says what then."""
+    old_flags, new_flags = before.get("flags") or {}, after.get("flags") or {}
+    if (
+        base is None
+        or {**before, "flags": None} != {**after, "flags": None}
+        or not isinstance(new_flags, dict)
+        or not isinstance(old_flags, dict)
+        or old_flags.keys() - new_flags.keys()
+    ):
+        return None
+    base_flags = base.data.get("flags") or {}
+    replaced: dict[str, FlagDefinition] = {}
+    for key, entry in new_flags.items():
+        if key in old_flags and old_flags[key] == entry:
+            continue
+        if key not in old.flags or not isinstance(base_flags.get(key), dict):
+            return None
+        body = _deep_merge(base_flags[key], entry)
+        try:
+            flag = FlagDefinition.model_validate({**body, "key": key})
+        except ValidationError:
+            return None
+        if flag.metadata.dependencies != old.flags[key].metadata.dependencies:
+            return None  # cross-flag rules: the full load checks them
+        replaced[key] = flag
+    return old.model_copy(update={"flags": {**old.flags, **replaced}})
+
+
 def _load(
     path: Path, environment: str | None, override_text: str | None
 ) -> tuple[FlagConfig, tuple[tuple[Path, str], ...]]:
@@ -212,6 +294,9 @@ def _validate(
 #: action. Cached documents are shared: nothing may mutate their data.
 _CACHED = 64
 
+#: Results of `load_edited` on their way into the two caches below.
+_EDITED: dict[tuple[Any, ...], Any] = {}
+
 
 def _read(path: Path, issues: list[ConfigIssue], text: str | None = None) -> str | None:
     """Parse one file (or `text` in its place); appends its issues and returns None if
@@ -240,6 +325,8 @@ def _built(
 ) -> tuple[FlagConfig | None, tuple[ConfigIssue, ...]]:
     """The files' (path, text) pairs merged in order and validated: the same content
     always gives the same config object. Every file must parse (see `_read`)."""
+    if (edited := _EDITED.get((environment, path, contents))) is not None:
+        return edited  # type: ignore[no-any-return]
     documents = [_parsed(file, text)[0] for file, text in contents]
     readable = [document for document in documents if document is not None]
     config, issues = _validate(readable, environment, path)
@@ -253,6 +340,8 @@ def _derived(
     contents: tuple[tuple[Path, str], ...],
     derive: Callable[[FlagConfig], Any],
 ) -> Any:
+    if (edited := _EDITED.get((environment, path, contents, derive))) is not None:
+        return edited
     config = _built(environment, path, contents)[0]
     assert config is not None  # only called for contents that validated
     return derive(config)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import Connection, Engine, delete, insert, select, union, update
+from sqlalchemy import Connection, Engine, bindparam, delete, insert, select, union, update
 from sqlalchemy.exc import OperationalError
 
 from app.flags.backend import FlagChange, FlagSnapshot, UnknownFlag, VersionConflict
@@ -147,24 +147,17 @@ class SqlFlagBackend:
                 if stale:
                     raise _Stale(stale)
                 # Sorted, so that two transactions on PostgreSQL lock rows in one order.
-                for key in sorted(by_flag):
-                    row = current[key]
-                    definition = _changed(environment, key, row.definition, by_flag[key])
-                    result = connection.execute(
-                        update(StoredFlag)
-                        .where(
-                            StoredFlag.environment == environment,
-                            StoredFlag.flag == key,
-                            StoredFlag.version == row.version,
-                        )
-                        .values(
-                            definition=definition,
-                            version=StoredFlag.version + 1,
-                            updated_at=now,
-                        )
-                    )
-                    if result.rowcount != 1:
-                        raise _Stale([key])
+                rows = [
+                    {
+                        "key": key,
+                        "expected": current[key].version,
+                        "definition": _changed(
+                            environment, key, current[key].definition, by_flag[key]
+                        ),
+                    }
+                    for key in sorted(by_flag)
+                ]
+                _update_versions(connection, environment, rows, now)
                 return _read_snapshot(connection, environment)  # ConfigInvalid rolls back
         except _Stale as stale:
             raise VersionConflict(stale.flags, self.load(environment)) from None
@@ -198,6 +191,29 @@ class SqlFlagBackend:
                 connection.exec_driver_sql("COMMIT")
         except OperationalError as error:
             raise _unavailable(error) from error
+
+
+def _update_versions(
+    connection: Connection, environment: str, rows: list[dict[str, Any]], now: datetime
+) -> None:
+    """Write each row's `definition` where its flag is still at version `expected`, one
+    statement for all (an emergency rollback changes hundreds); _Stale, naming every flag
+    of the statement, if any row moved since it was read."""
+    statement = (
+        update(StoredFlag)
+        .where(
+            StoredFlag.environment == environment,
+            StoredFlag.flag == bindparam("key"),
+            StoredFlag.version == bindparam("expected"),
+        )
+        .values(definition=bindparam("definition"), version=StoredFlag.version + 1, updated_at=now)
+    )
+    if len(rows) == 1 or not connection.dialect.supports_sane_multi_rowcount:
+        for row in rows:
+            if connection.execute(statement, row).rowcount != 1:
+                raise _Stale([row["key"]])
+    elif connection.execute(statement, rows).rowcount != len(rows):
+        raise _Stale([row["key"] for row in rows])
 
 
 def _unavailable(error: OperationalError) -> SourceUnavailable:

@@ -1,10 +1,14 @@
 """The `yaml` flag backend: the config files themselves (DESIGN §2), written atomically.
 
 The dashboard writes only an environment's override file `feature_flags_<env>.yaml`,
-never the base file: a change in production must not leak into staging. Edits go
-through ruamel.yaml's round-trip mode, so comments, key order and quoting survive, and
-the new text is validated (merged with the base) before anything is replaced. A
-service hot-reloading the file sees the old or the new file, never half of one.
+never the base file: a change in production must not leak into staging. An edit
+rewrites only the changed flags' lines (`yaml_edit`, checked to parse to what the round
+trip would write, and then only those flags are validated again); layouts it does not
+handle go through ruamel.yaml's round-trip mode. Either way comments, key order and
+quoting survive, and the new text is validated (merged with the base) before anything
+is replaced: temp file fsynced, previous version copied to the history (fsynced, in a
+second thread meanwhile), rename, directory fsynced. A service hot-reloading the file
+sees the old or the new file, never half of one.
 
 Versions are content hashes (`definition_version`) of each merged flag. A change
 A → B → A gives the same version again; that is harmless, since the caller decided on
@@ -21,7 +25,8 @@ import io
 import os
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -38,10 +43,11 @@ from app.flags.backend import (
     VersionConflict,
     definition_version,
 )
-from app.flags.loader import environments, load_derived, override_path
+from app.flags.loader import environments, load_derived, load_edited, override_path
 from app.flags.model import FlagConfig, FlagState
+from app.flags.yaml_edit import edit_flags
 
-__all__ = ["HISTORY_DIR", "YamlFlagBackend"]
+__all__ = ["HISTORY_DIR", "YamlFlagBackend", "edit_by_round_trip"]
 
 #: Previous versions of each override file, beside the config.
 HISTORY_DIR = ".history"
@@ -104,13 +110,12 @@ class YamlFlagBackend:
             if not changes:
                 return current
             target = override_path(self.path, environment)
-            document = _read_override(
-                target, f"{environment} overrides, deep-merged over {self.path.name}."
-            )
-            flags = document["flags"]
-            for change in changes:
-                _set_change(flags, change)
-            return self._replace(environment, _dump(document))
+            before = _override_text(target)
+            edited = self._edited(environment, before, changes)
+            if edited is not None:
+                return self._write(environment, *edited)
+            header = f"{environment} overrides, deep-merged over {self.path.name}."
+            return self._replace(environment, edit_by_round_trip(before, changes, header))
 
     def history(self, environment: str) -> list[Path]:
         """Previous versions of the environment's override file, newest first."""
@@ -153,9 +158,34 @@ class YamlFlagBackend:
             finally:
                 os.close(descriptor)  # releases the flock
 
+    def _edited(
+        self, environment: str, before: str | None, changes: Sequence[FlagChange]
+    ) -> tuple[str, FlagConfig, dict[str, str]] | None:
+        """The targeted edit of the override (`yaml_edit`), validated for the changed
+        flags only, if it applies and parses to what the round trip would write; None
+        sends the caller to the round trip. ConfigInvalid if a change does not validate."""
+        after = edit_flags(before, changes) if before is not None else None
+        if before is None or after is None:
+            return None
+        loaded = load_edited(
+            self.path,
+            environment,
+            _versions,
+            before=before,
+            after=after,
+            edit=lambda document: _expected(document, changes),
+            rederive=_reversions,
+        )
+        return None if loaded is None else (after, *loaded)
+
     def _replace(self, environment: str, text: str) -> FlagSnapshot:
         """Validate `text` as the override file, then swap it in atomically (lock held)."""
-        config, versions = self._validate(environment, text)
+        return self._write(environment, text, *self._validate(environment, text))
+
+    def _write(
+        self, environment: str, text: str, config: FlagConfig, versions: dict[str, str]
+    ) -> FlagSnapshot:
+        """Swap in `text`, already validated as `config`, atomically (lock held)."""
         target = override_path(self.path, environment)
         self._remove_leftovers(target)
         # Keep the file's permissions: services reading it may run as another user.
@@ -163,19 +193,28 @@ class YamlFlagBackend:
         descriptor, temporary = tempfile.mkstemp(
             prefix=f".{target.name}.", suffix=".tmp", dir=target.parent
         )
-        try:
-            with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-                handle.write(text)
-                handle.flush()
-                os.fchmod(handle.fileno(), mode)
-                os.fsync(handle.fileno())
-            if target.exists():
-                self._keep_history(environment, target)
-            os.replace(temporary, target)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        # The history copy is written and fsynced in a second thread while this one
+        # writes the new file: the two fsyncs then share the file system's journal
+        # commits instead of waiting for one each. Both are on disk before the rename.
+        with ThreadPoolExecutor(max_workers=1) as background:
+            copying = background.submit(self._copy_to_history, target) if target.exists() else None
+            try:
+                with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+                    handle.write(text)
+                    handle.flush()
+                    os.fchmod(handle.fileno(), mode)
+                    os.fsync(handle.fileno())
+                kept = copying.result() if copying is not None else None
+                os.replace(temporary, target)
+            except BaseException:
+                Path(temporary).unlink(missing_ok=True)
+                if copying is not None and copying.exception() is None:
+                    copying.result().unlink(missing_ok=True)  # nothing was replaced
+                raise
         _fsync_directory(target.parent)
+        if kept is not None:
+            for old in self.history(environment)[self.keep_versions :]:
+                old.unlink(missing_ok=True)
         return _snapshot(environment, config, versions)
 
     def _validate(self, environment: str, text: str) -> tuple[FlagConfig, dict[str, str]]:
@@ -183,7 +222,8 @@ class YamlFlagBackend:
         ConfigInvalid naming the real files if it would not validate."""
         return load_derived(self.path, environment, _versions, override_text=text)
 
-    def _keep_history(self, environment: str, target: Path) -> None:
+    def _copy_to_history(self, target: Path) -> Path:
+        """A durable copy of `target` in the history folder; its path."""
         self.history_dir.mkdir(exist_ok=True)
         stamp = datetime.now(UTC)
         while True:
@@ -201,8 +241,7 @@ class YamlFlagBackend:
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
-        for old in self.history(environment)[self.keep_versions :]:
-            old.unlink(missing_ok=True)
+        return kept
 
     def _remove_leftovers(self, target: Path) -> None:
         """Temp files of a writer killed mid-write (the lock is ours: none is live)."""
@@ -218,6 +257,13 @@ def _versions(config: FlagConfig) -> dict[str, str]:
     return {key: definition_version(flag) for key, flag in config.flags.items()}
 
 
+def _reversions(
+    versions: dict[str, str], config: FlagConfig, changed: Collection[str]
+) -> dict[str, str]:
+    """`_versions(config)` where only the `changed` flags differ from `versions`'."""
+    return versions | {key: definition_version(config.flags[key]) for key in changed}
+
+
 def _snapshot(environment: str, config: FlagConfig, versions: dict[str, str]) -> FlagSnapshot:
     return FlagSnapshot(environment=environment, config=config, versions=dict(versions))
 
@@ -231,8 +277,23 @@ def _yaml() -> YAML:
     return yaml
 
 
-def _read_override(target: Path, header: str) -> CommentedMap:
-    data = _yaml().load(target.read_text(encoding="utf-8")) if target.exists() else None
+def _override_text(target: Path) -> str | None:
+    """The override file's text; None when the environment has none yet."""
+    return target.read_text(encoding="utf-8") if target.exists() else None
+
+
+def edit_by_round_trip(text: str | None, changes: Sequence[FlagChange], header: str) -> str:
+    """The override `text` (None: no file yet, start one with `header`) after `changes`,
+    through ruamel's round trip: any layout, comments and key order kept, but tens of
+    milliseconds for a large file (the fallback of the targeted edit)."""
+    document = _read_override(text, header)
+    for change in changes:
+        _set_change(document["flags"], change)
+    return _dump(document)
+
+
+def _read_override(text: str | None, header: str) -> CommentedMap:
+    data = _yaml().load(text) if text is not None else None
     if not isinstance(data, CommentedMap):
         data = CommentedMap()
         data.yaml_set_start_comment(
@@ -262,6 +323,22 @@ def _set_change(flags: CommentedMap, change: FlagChange) -> None:
         rollout.fa.set_flow_style()  # `rollout: {percentage: 25}`, as the bundled files do
         _append(entry, "rollout", rollout)
     rollout["percentage"] = _number(change.percentage)
+
+
+def _expected(document: dict[str, Any], changes: Sequence[FlagChange]) -> dict[str, Any]:
+    """The override's data after `changes`, as `_set_change` makes it (plain data: what
+    a targeted edit must parse to)."""
+    if not isinstance(document.get("flags"), dict):
+        document["flags"] = {}
+    for change in changes:
+        entry = document["flags"].get(change.flag)
+        if not isinstance(entry, dict):
+            entry = document["flags"][change.flag] = {}
+        entry["state"] = FlagState(change.state).value
+        if not isinstance(entry.get("rollout"), dict):
+            entry["rollout"] = {}
+        entry["rollout"]["percentage"] = _number(change.percentage)
+    return document
 
 
 def _number(percentage: float) -> int | float:

@@ -130,6 +130,28 @@ def test_apply_sets_state_and_percentage_and_bumps_only_that_flag(subject: Subje
     assert killed.flag(FLAG).percentage == 0.0
 
 
+def test_killing_every_rollout_flag_at_once_sets_each_and_bumps_only_those(
+    subject: Subject,
+) -> None:
+    backend = subject.backend
+    before = backend.load(ENV)
+    rollout = sorted(
+        key for key, flag in before.config.flags.items() if flag.state is FlagState.ROLLOUT
+    )
+    assert len(rollout) >= 5  # the bundled production config
+
+    after = backend.apply(
+        ENV, [FlagChange(key, FlagState.DISABLED, 0) for key in rollout], before.versions
+    )
+
+    assert [key for key in rollout if after.flag(key).state is FlagState.DISABLED] == rollout
+    assert all(after.flag(key).rollout.percentage == 0.0 for key in rollout)
+    assert {key for key in before.versions if before.versions[key] != after.versions[key]} == set(
+        rollout
+    )
+    assert backend.load(ENV) == after
+
+
 def test_a_stale_version_is_refused_with_the_fresh_state_and_nothing_written(
     subject: Subject,
 ) -> None:

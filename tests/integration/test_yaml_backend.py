@@ -12,12 +12,15 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from app.flags.backend import FlagChange, FlagSnapshot
-from app.flags.loader import ConfigInvalid, load_config
-from app.flags.model import FlagState
+from app.flags.backend import FlagChange, FlagSnapshot, definition_version
+from app.flags.loader import ConfigInvalid, load_config, load_derived, load_edited
+from app.flags.model import FlagConfig, FlagState
 from app.flags.yaml_backend import YamlFlagBackend
 from tests.integration.test_flag_backends import copy_bundled_config
 
@@ -336,3 +339,121 @@ def test_two_processes_deciding_concurrently_lose_no_update(base: Path, tmp_path
     assert sum(applied.values()) + sum(refused.values()) == 100
     assert load_config(base, ENV).flag(FLAG).percentage == 50 + applied[+1] - applied[-1]
     print(f"\nyaml, two processes: applied {applied}, refused {refused}")
+
+
+def _fresh(base: Path, override: Path) -> tuple[FlagConfig, dict[str, str]]:
+    """The override file's config and versions by a full load: a trailing comment makes
+    the text new to the loader's caches without changing its data."""
+    return load_derived(
+        base,
+        ENV,
+        lambda config: {key: definition_version(flag) for key, flag in config.flags.items()},
+        override_text=override.read_text() + "# not cached\n",
+    )
+
+
+def test_a_targeted_edit_gives_the_snapshot_a_full_load_gives(base: Path) -> None:
+    override = base.with_name("feature_flags_production.yaml")
+    backend = YamlFlagBackend(base)
+    before = override.read_text()
+    read = backend.load(ENV)
+    changes = [
+        FlagChange(FLAG, FlagState.ROLLOUT, 10),
+        FlagChange("ab_testing", FlagState.DISABLED, 0),
+        FlagChange("phase2_ml_model_health", FlagState.ROLLOUT, 12.5),  # not in the file
+    ]
+
+    written = backend.apply(ENV, changes, read.versions)
+
+    # The targeted edit ran: every line of the file is still there, in place.
+    assert before.splitlines()[:6] == override.read_text().splitlines()[:6]
+    config, versions = _fresh(base, override)
+    assert written.config == config
+    assert dict(written.versions) == versions
+    assert backend.load(ENV) == written
+    changed = {key for key in versions if versions[key] != read.versions[key]}
+    assert changed == {FLAG, "ab_testing", "phase2_ml_model_health"}
+
+
+def test_a_quoted_flow_entry_is_written_by_the_round_trip_keeping_comments(base: Path) -> None:
+    override = base.with_name("feature_flags_production.yaml")
+    text = override.read_text().replace(
+        "  ab_testing:\n    rollout: {percentage: 25.0}\n",
+        "  ab_testing: {state: 'rollout', rollout: {percentage: 25.0}}  # flow, by hand\n",
+    )
+    override.write_text(text)
+    backend = YamlFlagBackend(base)
+
+    written = _set(backend, "ab_testing", 50)
+
+    after = override.read_text()
+    assert (
+        "  ab_testing: {state: 'rollout', rollout: {percentage: 50}}    # flow, by hand\n" in after
+    )
+    assert after.startswith("# Production overrides, deep-merged over feature_flags.yaml.\n")
+    assert written.flag("ab_testing").percentage == 50.0
+    assert written.config == _fresh(base, override)[0]
+
+
+def test_an_edit_that_does_not_parse_as_intended_is_not_loaded(base: Path) -> None:
+    override = base.with_name("feature_flags_production.yaml")
+    before = override.read_text()
+    after = before.replace("rollout: {percentage: 25.0}", "rollout: {percentage: 26}")
+
+    def edit(document: dict[str, Any]) -> dict[str, Any]:
+        document["flags"]["ab_testing"]["rollout"]["percentage"] = 27
+        return document
+
+    YamlFlagBackend(base).load(ENV)
+    assert (
+        load_edited(
+            base,
+            ENV,
+            dict,
+            before=before,
+            after=after,
+            edit=edit,
+            rederive=lambda old, _config, _changed: old,
+        )
+        is None
+    )
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.lists(
+        st.lists(
+            st.tuples(
+                st.sampled_from(
+                    ["ab_testing", "canary_deployment", FLAG, "phase2_ml_model_health"]
+                ),
+                st.sampled_from([(FlagState.ROLLOUT, p) for p in (1, 10, 25, 50)])
+                | st.just((FlagState.DISABLED, 0)),
+            ),
+            min_size=1,
+            max_size=3,
+        ),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_every_sequence_of_actions_gives_the_snapshot_a_full_load_gives(
+    tmp_path_factory: pytest.TempPathFactory,
+    actions: list[list[tuple[str, tuple[FlagState, float]]]],
+) -> None:
+    base = copy_bundled_config(tmp_path_factory.mktemp("config"))
+    override = base.with_name("feature_flags_production.yaml")
+    backend = YamlFlagBackend(base)
+    comments = [line for line in override.read_text().splitlines() if "#" in line]
+    for action in actions:
+        read = backend.load(ENV)
+        changes = [FlagChange(flag, state, percentage) for flag, (state, percentage) in action]
+        written = backend.apply(ENV, changes, read.versions)
+        config, versions = _fresh(base, override)
+        assert written.config == config
+        assert dict(written.versions) == versions
+        for flag, (state, percentage) in dict(action).items():
+            assert (written.flag(flag).state, written.flag(flag).percentage) == (state, percentage)
+    assert [line for line in override.read_text().splitlines() if "#" in line] == comments
