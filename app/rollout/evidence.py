@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from app.analysis.health import error_ratio
 from app.flags.backend import FlagSnapshot
@@ -20,6 +19,9 @@ from app.rollout.guards import (
     evaluate_guards,
 )
 from queries.source import MetricsSource, first_answer
+
+if TYPE_CHECKING:  # frames arrive from the sources; this module never builds one
+    import pandas as pd
 
 __all__ = ["gather_guard_inputs", "guard_check", "variant_counts"]
 
