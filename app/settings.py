@@ -7,13 +7,14 @@ Sources, highest first: keyword arguments, `ROLLOUT_*` environment variables, th
 
 from __future__ import annotations
 
+import ipaddress
 import tomllib
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -23,9 +24,24 @@ from pydantic_settings import (
 from app.rollout.roles import Role
 from queries.names import PRESETS, MetricNames, MetricPreset
 
-__all__ = ["FlagBackendKind", "Settings", "load_settings"]
+__all__ = ["FlagBackendKind", "Settings", "load_settings", "server_address"]
 
 SECRETS_FILE = Path(".streamlit/secrets.toml")
+
+
+def server_address(text: str) -> str:
+    """The interface `serve` binds: an IPv4 or IPv6 address, or `localhost`. ValueError
+    otherwise (a host name would be resolved by the server, failing late and unclearly)."""
+    value = text.strip()
+    if value == "localhost":
+        return value
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ValueError(
+            f"not an IP address: {text!r} (use 127.0.0.1 for this machine only, "
+            "0.0.0.0 for every interface)"
+        ) from None
 
 
 class FlagBackendKind(StrEnum):
@@ -100,9 +116,18 @@ class Settings(BaseSettings):
     max_error_rate: float = Field(0.01, ge=0, le=1, description="Advance: error ratio limit.")
     exposure_tolerance: float = Field(0.02, ge=0, le=1, description="Advance: share drift.")
     simulator_port: int = Field(9464, ge=1, le=65535, description="Demo /metrics port.")
+    server_address: str = Field(
+        "127.0.0.1",
+        description="Interface `serve` binds: 127.0.0.1 this machine only, 0.0.0.0 every one.",
+    )
     canary_flag: str = Field(
         "canary_deployment", min_length=1, description="The flag the canary page rolls back."
     )
+
+    @field_validator("server_address")
+    @classmethod
+    def _valid_server_address(cls, value: str) -> str:
+        return server_address(value)
 
     @classmethod
     def settings_customise_sources(

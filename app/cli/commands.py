@@ -69,8 +69,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(run=_run_demo)
 
-    serve = commands.add_parser("serve", help="serve the dashboard on the configured sources")
+    serve = commands.add_parser(
+        "serve",
+        help="serve the dashboard on the configured sources",
+        description=SERVE_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     serve.add_argument("--port", type=int, default=8501)
+    serve.add_argument(
+        "--address",
+        type=_address,
+        default=None,
+        help="interface to bind (default: ROLLOUT_SERVER_ADDRESS, else 127.0.0.1)",
+    )
     serve.set_defaults(run=_run_serve)
 
     status = commands.add_parser("status", help="every flag with its live numbers")
@@ -131,6 +142,27 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("path", nargs="?", type=Path)
     check.set_defaults(run=_run_check_config)
     return parser
+
+
+SERVE_DESCRIPTION = """\
+Serve the dashboard on the configured sources.
+
+What each --address exposes:
+  127.0.0.1  this machine only (the default): a browser on this host, or a reverse
+             proxy on the same host that adds TLS and sign-in
+  0.0.0.0    every interface: needed inside a container; put TLS and sign-in in front
+             (`[auth]` in .streamlit/secrets.toml), anyone who reaches the port sees it
+"""
+
+
+def _address(text: str) -> str:
+    """`--address`: the same check as the setting; an argparse error (exit 2) otherwise."""
+    from app.settings import server_address
+
+    try:
+        return server_address(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _action_options(parser: argparse.ArgumentParser, *, environment: bool = True) -> None:
@@ -373,7 +405,7 @@ def _run_demo(args: argparse.Namespace, settings: Settings) -> int:
 def _run_serve(args: argparse.Namespace, settings: Settings) -> int:
     from app.demo.launcher import serve
 
-    return serve(args.port)
+    return serve(args.port, args.address or settings.server_address)
 
 
 def _print_json(document: dict[str, Any]) -> None:

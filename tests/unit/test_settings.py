@@ -44,3 +44,12 @@ def test_out_of_range_settings_are_refused(monkeypatch):
     monkeypatch.setenv("ROLLOUT_PROMETHEUS_RETRIES", "50")
     with pytest.raises(ValueError, match="prometheus_retries"):
         load_settings()
+
+
+def test_server_address_defaults_to_this_machine_only(monkeypatch):
+    assert load_settings().server_address == "127.0.0.1"
+    monkeypatch.setenv("ROLLOUT_SERVER_ADDRESS", "0.0.0.0")
+    assert load_settings().server_address == "0.0.0.0"
+    assert load_settings(server_address=" ::1 ").server_address == "::1"
+    with pytest.raises(ValueError, match=r"not an IP address: 'example\.com'"):
+        load_settings(server_address="example.com")
