@@ -8,20 +8,18 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, text
 
 from app.metrics_db.database import HEAD_REVISION, MIGRATIONS, applied_revisions, open_database
-from tests.conftest import POSTGRES_ADMIN
+from tests.conftest import fresh_postgres_database
 
-#: tables the second migration adds (the first one's are the roll-ups)
+#: tables the second migration adds (the first one adds the roll-ups and the audit log)
 ADDED_BY_HEAD = {"audit_outcomes", "flag_configs", "flag_definitions", "instance_reports"}
 
 
@@ -31,13 +29,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'metrics.db'}"
         return
-    name = f"rollout_migrations_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(POSTGRES_ADMIN, autocommit=True, connect_timeout=5) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-        finally:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_postgres_database("rollout_migrations") as url:
+        yield url
 
 
 def test_head_revision_is_alembics_head() -> None:
