@@ -11,10 +11,11 @@ seconds of imports for it.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -49,6 +50,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Runtime", "open_runtime"]
 
+T = TypeVar("T")
+
 
 @dataclass
 class Runtime:
@@ -57,17 +60,34 @@ class Runtime:
     backend: FlagBackend
     audit: AuditLog
     notices: list[str]
+    _made: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _lock: threading.Lock = field(
+        default_factory=threading.Lock, init=False, repr=False, compare=False
+    )
 
-    @cached_property
+    def _once(self, name: str, make: Callable[[], T]) -> T:
+        """`make()` on first use only, under a lock: viewers asking at once share one."""
+        with self._lock:
+            if name not in self._made:
+                self._made[name] = make()
+            return cast("T", self._made[name])
+
+    @property
     def overview_cache(self) -> SharedOverviewCache:
         """Overviews shared by every viewer of this process, one per refresh interval."""
+        return self._once("overview_cache", self._new_overview_cache)
+
+    def _new_overview_cache(self) -> SharedOverviewCache:
         from app.services.overview_cache import SharedOverviewCache
 
         return SharedOverviewCache(self.settings.refresh_seconds)
 
-    @cached_property
+    @property
     def prometheus(self) -> PrometheusMetrics | None:
-        """The PromQL client the settings name (it connects per query, not here)."""
+        """The PromQL client the settings name (made on first use: it connects per query)."""
+        return self._once("prometheus", self._new_prometheus)
+
+    def _new_prometheus(self) -> PrometheusMetrics | None:
         s = self.settings
         if s.prometheus_url is None:
             return None
