@@ -2,20 +2,27 @@
 
 Opening never fails because a source is down: an unreachable database or Prometheus is
 reported in `notices` and the rest keeps working.
+
+The metrics stack (pandas, the PromQL client, the overview) is imported by the methods
+that use it, not here: a rollback from the terminal never measures, and must not pay
+seconds of imports for it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.analysis.health import HealthThresholds
 from app.analysis.progress import PhaseProgress, phase_progress
-from app.flags.backend import FlagBackend
+from app.flags.backend import FlagBackend, FlagSnapshot
 from app.flags.loader import ConfigInvalid, environments, load_config
 from app.flags.model import FlagConfig
 from app.flags.sql_backend import SqlFlagBackend
@@ -33,33 +40,69 @@ from app.rollout.actions import (
 )
 from app.rollout.audit import AuditEntry, AuditLog
 from app.rollout.evidence import guard_check
-from app.rollout.guards import GuardPolicy
+from app.rollout.guards import GuardPolicy, GuardResult
 from app.rollout.inputs import quoted
-from app.services.overview import Overview, load_overview
-from app.services.overview_cache import SharedOverviewCache
 from app.settings import FlagBackendKind, Settings
-from queries.audit import LAST_CHANGE_COLUMNS, last_changes
-from queries.frames import empty_frame
-from queries.prometheus import PrometheusMetrics
 from queries.source import SourceUnavailable
-from queries.sources import Sources
+
+if TYPE_CHECKING:
+    from app.services.overview import Overview
+    from app.services.overview_cache import SharedOverviewCache
+    from queries.prometheus import PrometheusMetrics
+    from queries.sources import Sources
 
 __all__ = ["Runtime", "open_runtime"]
+
+T = TypeVar("T")
 
 
 @dataclass
 class Runtime:
     settings: Settings
     engine: Engine | None
-    prometheus: PrometheusMetrics | None
     backend: FlagBackend
     audit: AuditLog
-    notices: list[str] = field(default_factory=list)
-    #: overviews shared by every viewer of this process, one per refresh interval
-    overview_cache: SharedOverviewCache = field(init=False, repr=False, compare=False)
+    notices: list[str]
+    _made: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _lock: threading.Lock = field(
+        default_factory=threading.Lock, init=False, repr=False, compare=False
+    )
 
-    def __post_init__(self) -> None:
-        self.overview_cache = SharedOverviewCache(self.settings.refresh_seconds)
+    def _once(self, name: str, make: Callable[[], T]) -> T:
+        """`make()` on first use only, under a lock: viewers asking at once share one."""
+        with self._lock:
+            if name not in self._made:
+                self._made[name] = make()
+            return cast("T", self._made[name])
+
+    @property
+    def overview_cache(self) -> SharedOverviewCache:
+        """Overviews shared by every viewer of this process, one per refresh interval."""
+        return self._once("overview_cache", self._new_overview_cache)
+
+    def _new_overview_cache(self) -> SharedOverviewCache:
+        from app.services.overview_cache import SharedOverviewCache
+
+        return SharedOverviewCache(self.settings.refresh_seconds)
+
+    @property
+    def prometheus(self) -> PrometheusMetrics | None:
+        """The PromQL client the settings name (made on first use: it connects per query)."""
+        return self._once("prometheus", self._new_prometheus)
+
+    def _new_prometheus(self) -> PrometheusMetrics | None:
+        s = self.settings
+        if s.prometheus_url is None:
+            return None
+        from queries.prometheus import PrometheusMetrics
+
+        return PrometheusMetrics(
+            s.prometheus_url.get_secret_value(),
+            s.metric_names,
+            s.prometheus_timeout_seconds,
+            s.prometheus_retries,
+            recorded=s.use_recording_rules,
+        )
 
     @property
     def guard_policy(self) -> GuardPolicy:
@@ -73,9 +116,16 @@ class Runtime:
         )
 
     def guard_check(self) -> GuardCheck:
-        return guard_check(
-            self.sources.metrics(), self.audit, self.guard_policy, lambda: datetime.now(UTC)
-        )
+        """Measure and judge the guards of one flag; the sources are opened only when a
+        guard is checked (an advance), never for a rollback."""
+
+        def check(snapshot: FlagSnapshot, flag: str) -> list[GuardResult]:
+            measure = guard_check(
+                self.sources.metrics(), self.audit, self.guard_policy, lambda: datetime.now(UTC)
+            )
+            return measure(snapshot, flag)
+
+        return check
 
     def plan(self, request: ActionRequest) -> Plan:
         """The exact change and guard report of `request`; writes nothing. InvalidRequest
@@ -123,6 +173,8 @@ class Runtime:
         """Every metrics source of this process, Prometheus first when configured, then
         the database roll-ups: `sources.metrics()`, `sources.canary()`,
         `sources.flag_series()`."""
+        from queries.sources import Sources
+
         return Sources(self.prometheus, self.engine)
 
     def environments(self) -> list[str]:
@@ -140,6 +192,10 @@ class Runtime:
 
     def overview(self, environment: str, at: datetime | None = None) -> Overview:
         """Every flag of `environment` with its numbers, from the first source that answers."""
+        from app.services.overview import load_overview
+        from queries.audit import LAST_CHANGE_COLUMNS, last_changes
+        from queries.frames import empty_frame
+
         at = at or datetime.now(UTC)
         notices = list(self.notices)
         changes = empty_frame(LAST_CHANGE_COLUMNS)
@@ -184,25 +240,17 @@ def open_backend(settings: Settings, engine: Engine | None) -> FlagBackend:
 
 
 def open_runtime(settings: Settings) -> Runtime:
-    """Open the database (migrating it) and the Prometheus client named by `settings`."""
+    """Open the database (migrating it) and the flag backend named by `settings`; the
+    Prometheus client is made on first use."""
     notices: list[str] = []
     engine: Engine | None = None
     try:
         engine = open_database(settings.resolved_database_url)
     except SQLAlchemyError as error:
         notices.append(f"metrics database unavailable: {type(error).__name__}")
-    prometheus = None
-    if settings.prometheus_url is not None:
-        prometheus = PrometheusMetrics(
-            settings.prometheus_url.get_secret_value(),
-            settings.metric_names,
-            settings.prometheus_timeout_seconds,
-            settings.prometheus_retries,
-            recorded=settings.use_recording_rules,
-        )
     backend = open_backend(settings, engine)
     audit = AuditLog(engine, settings.journal_file)
-    runtime = Runtime(settings, engine, prometheus, backend, audit, notices)
+    runtime = Runtime(settings, engine, backend, audit, notices)
     if engine is not None:
         moved = audit.replay_journal()
         if moved:

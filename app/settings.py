@@ -7,6 +7,7 @@ Sources, highest first: keyword arguments, `ROLLOUT_*` environment variables, th
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import tomllib
 from datetime import timedelta
@@ -32,11 +33,27 @@ __all__ = [
     "SettingsInvalid",
     "load_settings",
     "redacted_url",
+    "server_address",
     "settings_problems",
 ]
 
 SECRETS_FILE = Path(".streamlit/secrets.toml")
 _WEEK_SECONDS = 7 * 24 * 3600
+
+
+def server_address(text: str) -> str:
+    """The interface `serve` binds: an IPv4 or IPv6 address, or `localhost`. ValueError
+    otherwise (a host name would be resolved by the server, failing late and unclearly)."""
+    value = text.strip()
+    if value == "localhost":
+        return value
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ValueError(
+            f"not an IP address: {text!r} (use 127.0.0.1 for this machine only, "
+            "0.0.0.0 for every interface)"
+        ) from None
 
 
 class FlagBackendKind(StrEnum):
@@ -135,6 +152,10 @@ class Settings(BaseSettings):
         0.02, ge=0, le=1, allow_inf_nan=False, description="Advance: share drift."
     )
     simulator_port: int = Field(9464, ge=1, le=65535, description="Demo /metrics port.")
+    server_address: str = Field(
+        "127.0.0.1",
+        description="Interface `serve` binds: 127.0.0.1 this machine only, 0.0.0.0 every one.",
+    )
     canary_flag: str = Field(
         "canary_deployment", min_length=1, description="The flag the canary page rolls back."
     )
@@ -156,6 +177,11 @@ class Settings(BaseSettings):
             if problem:
                 raise ValueError(problem)
         return url
+
+    @field_validator("server_address")
+    @classmethod
+    def _valid_server_address(cls, value: str) -> str:
+        return server_address(value)
 
     @classmethod
     def settings_customise_sources(

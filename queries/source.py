@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
-import pandas as pd
+if TYPE_CHECKING:  # the protocol only names frames: importing it must not cost pandas
+    import pandas as pd
 
 __all__ = ["MetricsSource", "SourceUnavailable", "first_answer"]
 

@@ -6,6 +6,7 @@ import os
 import sys
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import psycopg
 import pytest
@@ -13,13 +14,13 @@ import pytest
 POSTGRES_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A fresh, empty PostgreSQL database on the machine's server, dropped afterwards.
+@contextmanager
+def fresh_postgres_database(prefix: str = "rollout_test") -> Iterator[str]:
+    """A new, empty PostgreSQL database on the machine's server, dropped afterwards.
 
     Fails (never skips) when PostgreSQL is not running: on CI these tests must run.
     """
-    name = f"rollout_test_{uuid.uuid4().hex[:10]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     try:
         admin = psycopg.connect(POSTGRES_ADMIN, autocommit=True, connect_timeout=5)
     except psycopg.OperationalError as error:
@@ -30,6 +31,13 @@ def postgres_url() -> Iterator[str]:
             yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
         finally:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """One fresh PostgreSQL database for the whole session (see fresh_postgres_database)."""
+    with fresh_postgres_database() as url:
+        yield url
 
 
 @pytest.fixture

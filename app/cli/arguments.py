@@ -1,14 +1,20 @@
-"""What every command parses the same way: instants, and the environment it acts on."""
+"""What every command parses the same way: instants, and the environment it acts on.
+
+Imported while the parser is built (also for `--help`): the runtime is imported by
+`runtime_for`, when a command runs."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from app.rollout.inputs import quoted
-from app.runtime import Runtime, open_runtime
-from app.settings import Settings
+
+if TYPE_CHECKING:
+    from app.runtime import Runtime
+    from app.settings import Settings
 
 __all__ = ["instant", "record_count", "runtime_for"]
 
@@ -39,6 +45,8 @@ def record_count(text: str) -> int:
 def runtime_for(settings: Settings, wanted: str | None) -> tuple[Runtime, str] | None:
     """The runtime and the environment a command acts on (`--env`, else the settings');
     None, said on stderr, when that environment is not configured."""
+    from app.runtime import open_runtime
+
     runtime = open_runtime(settings)
     environment = wanted or settings.environment
     if environment not in runtime.environments():

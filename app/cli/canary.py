@@ -3,6 +3,9 @@
 Exit codes: 0 pass, marginal or inconclusive; 1 fail (the canary is refused); 2 bad
 usage; 4 no metrics source answered. With `--json`, stdout carries DESIGN §6's canary
 document and nothing else; notices go to stderr.
+
+The statistics and the queries (scipy, pandas) are imported when the command runs, not
+when the parser is built for another command.
 """
 
 from __future__ import annotations
@@ -11,23 +14,21 @@ import argparse
 import json
 import sys
 from datetime import UTC, datetime, timedelta
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from app.analysis.canary import Verdict
 from app.cli.arguments import instant, runtime_for
-from app.rollout.actions import ExitCode
-from app.services.canary import (
-    CanaryAnalysis,
-    load_canary,
-    metric_table,
-    parse_window,
-)
-from app.settings import Settings
+from app.rollout.exit_codes import ExitCode
+
+if TYPE_CHECKING:
+    from app.services.canary import CanaryAnalysis
+    from app.settings import Settings
 
 __all__ = ["add_canary_command", "run_canary"]
 
 
 def _window(text: str) -> timedelta:
+    from app.services.canary import parse_window
+
     try:
         return parse_window(text)
     except ValueError as error:
@@ -42,7 +43,7 @@ def add_canary_command(subparsers: Any) -> argparse.ArgumentParser:
     canary.add_argument(
         "--window",
         type=_window,
-        default=parse_window("15m"),
+        default="15m",  # a string default goes through `type` only when canary runs
         help="analysis window, e.g. 15m, 1h (default 15m)",
     )
     canary.add_argument("--json", action="store_true")
@@ -53,6 +54,9 @@ def add_canary_command(subparsers: Any) -> argparse.ArgumentParser:
 
 def run_canary(args: argparse.Namespace, settings: Settings) -> int:
     """Print the verdict; exit 1 when it is fail, 4 when no source answered."""
+    from app.analysis.canary import Verdict
+    from app.services.canary import load_canary
+
     opened = runtime_for(settings, args.environment)
     if opened is None:
         return ExitCode.USAGE
@@ -77,6 +81,8 @@ def run_canary(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _print_table(out: TextIO, analysis: CanaryAnalysis) -> None:
+    from app.services.canary import metric_table
+
     minutes = analysis.window.total_seconds() / 60
     print(
         f"canary verdict: {analysis.report.verdict.upper()} "

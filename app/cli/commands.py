@@ -3,6 +3,10 @@
 Exit codes (DESIGN §6): 0 done; 1 refused or config invalid; 2 bad usage or input;
 3 conflict; 4 a required source is unavailable. With `--json`, stdout carries one JSON
 document and nothing else; diagnostics go to stderr, never a traceback for user errors.
+
+Building the parser imports nothing but the standard library, so `--help` is instant;
+each command imports what it uses when it runs (a rollback never loads pandas, scipy,
+Alembic or the PromQL client).
 """
 
 from __future__ import annotations
@@ -14,17 +18,17 @@ import sys
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from app.cli.arguments import instant, record_count, runtime_for
 from app.cli.canary import add_canary_command
-from app.flags.loader import BUNDLED_CONFIG, ConfigInvalid, check_config
-from app.rollout.actions import Action, ActionRequest, ActionResult, ExitCode
+from app.rollout.exit_codes import ExitCode
 from app.rollout.inputs import printable
-from app.rollout.roles import Identity, Role, role_for
-from app.runtime import open_runtime
-from app.settings import Settings, load_settings
-from queries.source import SourceUnavailable
+
+if TYPE_CHECKING:
+    from app.rollout.actions import ActionResult
+    from app.rollout.roles import Identity
+    from app.settings import Settings
 
 __all__ = ["ExitCode", "main"]
 
@@ -32,6 +36,10 @@ __all__ = ["ExitCode", "main"]
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    from app.flags.loader import ConfigInvalid
+    from app.settings import load_settings
+    from queries.source import SourceUnavailable
+
     try:
         settings = load_settings()
     except ValueError as error:  # pydantic's ValidationError is a ValueError
@@ -62,8 +70,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(run=_run_demo)
 
-    serve = commands.add_parser("serve", help="serve the dashboard on the configured sources")
+    serve = commands.add_parser(
+        "serve",
+        help="serve the dashboard on the configured sources",
+        description=SERVE_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     serve.add_argument("--port", type=int, default=8501)
+    serve.add_argument(
+        "--address",
+        type=_address,
+        default=None,
+        help="interface to bind (default: ROLLOUT_SERVER_ADDRESS, else 127.0.0.1)",
+    )
     serve.set_defaults(run=_run_serve)
 
     status = commands.add_parser("status", help="every flag with its live numbers")
@@ -88,7 +107,7 @@ def _parser() -> argparse.ArgumentParser:
     advance.add_argument("--to", type=float, dest="to_percentage", metavar="PCT")
     advance.add_argument("--override-guards", action="store_true", help="admin only")
     _action_options(advance)
-    advance.set_defaults(run=_run_action, action=Action.ADVANCE)
+    advance.set_defaults(run=_run_action, action="advance")
 
     rollback = commands.add_parser("rollback", help="move a flag back (never blocked by metrics)")
     target = rollback.add_mutually_exclusive_group(required=True)
@@ -101,7 +120,7 @@ def _parser() -> argparse.ArgumentParser:
     rollback.add_argument("--kill", action="store_true", help="to 0 %% / disabled")
     rollback.add_argument("--to", type=float, dest="to_percentage", metavar="PCT")
     _action_options(rollback)
-    rollback.set_defaults(run=_run_action, action=Action.ROLLBACK)
+    rollback.set_defaults(run=_run_action, action="rollback")
 
     restore = commands.add_parser(
         "restore", help="put every flag an audited action changed back to its prior state"
@@ -109,7 +128,7 @@ def _parser() -> argparse.ArgumentParser:
     restore.add_argument("audit_id", metavar="AUDIT_ID")
     restore.add_argument("--override-guards", action="store_true", help="admin only")
     _action_options(restore, environment=False)
-    restore.set_defaults(run=_run_restore, action=Action.RESTORE)
+    restore.set_defaults(run=_run_restore)
 
     audit = commands.add_parser("audit", help="the audit log, newest first")
     audit.add_argument("--flag")
@@ -124,6 +143,27 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("path", nargs="?", type=Path)
     check.set_defaults(run=_run_check_config)
     return parser
+
+
+SERVE_DESCRIPTION = """\
+Serve the dashboard on the configured sources.
+
+What each --address exposes:
+  127.0.0.1  this machine only (the default): a browser on this host, or a reverse
+             proxy on the same host that adds TLS and sign-in
+  0.0.0.0    every interface: needed inside a container; put TLS and sign-in in front
+             (`[auth]` in .streamlit/secrets.toml), anyone who reaches the port sees it
+"""
+
+
+def _address(text: str) -> str:
+    """`--address`: the same check as the setting; an argparse error (exit 2) otherwise."""
+    from app.settings import server_address
+
+    try:
+        return server_address(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _action_options(parser: argparse.ArgumentParser, *, environment: bool = True) -> None:
@@ -182,11 +222,13 @@ def _print_status_table(out: TextIO, source: str, age: float | None, rows: Seque
 
 
 def _run_action(args: argparse.Namespace, settings: Settings) -> int:
+    from app.rollout.actions import Action, ActionRequest
+
     opened = runtime_for(settings, args.environment)
     if opened is None:
         return ExitCode.USAGE
     runtime, environment = opened
-    action: Action = args.action
+    action = Action(args.action)
     if action is Action.ROLLBACK and getattr(args, "all_experimental", False):
         action = Action.EMERGENCY
     elif action is Action.ROLLBACK and args.kill:
@@ -207,6 +249,9 @@ def _run_action(args: argparse.Namespace, settings: Settings) -> int:
 
 def _run_restore(args: argparse.Namespace, settings: Settings) -> int:
     """`restore AUDIT_ID`: the environment is the record's."""
+    from app.rollout.actions import Action, ActionRequest
+    from app.runtime import open_runtime
+
     runtime = open_runtime(settings)
     record = runtime.audit.get(args.audit_id)
     if record is None:
@@ -241,6 +286,8 @@ def _report(result: ActionResult, as_json: bool) -> int:
 def cli_identity(settings: Settings, actor: str | None) -> Identity:
     """The CLI user: `--actor` or the OS user, with the role the mapping gives them (any
     name is an operator in demo mode)."""
+    from app.rollout.roles import Identity, Role, role_for
+
     name = actor or getpass.getuser()
     if settings.demo:
         return Identity(name, Role.OPERATOR, "demo")
@@ -265,6 +312,8 @@ def _print_result(result: ActionResult) -> None:
 
 
 def _run_audit(args: argparse.Namespace, settings: Settings) -> int:
+    from app.runtime import open_runtime
+
     runtime = open_runtime(settings)
     entries = runtime.audit.entries(flag=args.flag, since=args.since, limit=args.limit)
     if not runtime.audit.database_ok():
@@ -327,6 +376,8 @@ def _run_phases(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _run_check_config(args: argparse.Namespace, settings: Settings) -> int:
+    from app.flags.loader import BUNDLED_CONFIG, check_config
+
     path: Path = args.path or settings.flags_file or BUNDLED_CONFIG
     if not path.is_file():
         print(f"{path}: no such file", file=sys.stderr)
@@ -356,7 +407,7 @@ def _run_demo(args: argparse.Namespace, settings: Settings) -> int:
 def _run_serve(args: argparse.Namespace, settings: Settings) -> int:
     from app.demo.launcher import serve
 
-    return serve(args.port)
+    return serve(args.port, args.address or settings.server_address)
 
 
 def _print_json(document: dict[str, Any]) -> None:

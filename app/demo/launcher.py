@@ -1,7 +1,8 @@
 """Starting the dashboard: `demo` (embedded defaults + simulated workload) and `serve`.
 
 The demo binds to 127.0.0.1 only: it acts as a local operator without sign-in, so it
-must not be reachable from other machines.
+must not be reachable from other machines. `serve` binds the address it is given
+(`--address` or `ROLLOUT_SERVER_ADDRESS`, 127.0.0.1 by default).
 """
 
 from __future__ import annotations
@@ -113,9 +114,15 @@ def _interrupt(_signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def serve(port: int) -> int:
-    """Streamlit on the configured sources, on every interface (put it behind sign-in)."""
-    return subprocess.call(streamlit_command(port, address="0.0.0.0"))  # noqa: S104
+def serve(port: int, address: str = "127.0.0.1") -> int:
+    """Streamlit on the configured sources, bound to `address` (0.0.0.0: every interface,
+    so put TLS and sign-in in front)."""
+    print(f"Rollout Dashboard: serving on {address}:{port}", flush=True)
+    signal.signal(signal.SIGTERM, _interrupt)  # a container stop ends Streamlit too
+    try:
+        return subprocess.call(streamlit_command(port, address))
+    except KeyboardInterrupt:  # `call` has killed Streamlit already
+        return 0
 
 
 def _start_prometheus(state_dir: Path, target_port: int, port: int) -> subprocess.Popen[bytes]:

@@ -16,13 +16,14 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from enum import IntEnum, StrEnum
+from enum import StrEnum
 from typing import Any
 
 from app.flags.backend import FlagBackend, FlagChange, FlagSnapshot, UnknownFlag, VersionConflict
 from app.flags.loader import ConfigInvalid
 from app.flags.model import FlagConfig, FlagDefinition, FlagState
 from app.rollout.audit import AuditEntry, AuditLog, DuplicateKey, Outcome, describe_change
+from app.rollout.exit_codes import ExitCode
 from app.rollout.guards import GuardResult
 from app.rollout.inputs import (
     MAX_REASON_LENGTH,
@@ -53,16 +54,6 @@ __all__ = [
 
 #: Evaluates the guards of advancing `flag` in `snapshot` (gathers metrics; never raises).
 GuardCheck = Callable[[FlagSnapshot, str], list[GuardResult]]
-
-
-class ExitCode(IntEnum):
-    """DESIGN §6 exit codes, shared by the CLI and the JSON results."""
-
-    DONE = 0
-    REFUSED = 1
-    USAGE = 2
-    CONFLICT = 3
-    UNAVAILABLE = 4
 
 
 class Action(StrEnum):

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from app.analysis.health import error_ratio
 from app.flags.backend import FlagSnapshot
@@ -21,7 +21,10 @@ from app.rollout.guards import (
 )
 from queries.source import MetricsSource, first_answer
 
-__all__ = ["gather_guard_inputs", "guard_check", "variant_counts"]
+if TYPE_CHECKING:  # frames arrive from the sources; this module never builds one
+    import pandas as pd
+
+__all__ = ["gather_guard_inputs", "guard_check", "variant_counts", "variant_counts_by_flag"]
 
 #: reasons decided by the percentage alone: the ones whose shares exposure compares
 SPLIT_REASONS = frozenset({"split", "default"})
@@ -115,16 +118,47 @@ def gather_guard_inputs(
 
 
 def variant_counts(counts: pd.DataFrame) -> dict[str, VariantCounts]:
-    """Per variant: all evaluations, failed ones (reason `error`), split-decided ones."""
-    result: dict[str, VariantCounts] = {}
-    for variant, group in counts.groupby("variant"):
-        reasons = group["reason"].astype(str)
-        result[str(variant)] = VariantCounts(
-            evaluations=float(group["evaluations"].sum()),
-            errors=float(group.loc[reasons == "error", "evaluations"].sum()),
-            split=float(group.loc[reasons.isin(SPLIT_REASONS), "evaluations"].sum()),
-        )
-    return result
+    """Per variant: all evaluations, failed ones (reason `error`), split-decided ones
+    (`frames.FLAG_COUNT_COLUMNS`; a missing variant or count is left out)."""
+    flags = [""] * len(counts)
+    return _tally(flags, counts["variant"], counts["reason"], counts["evaluations"]).get("", {})
+
+
+def variant_counts_by_flag(counts: pd.DataFrame) -> dict[str, dict[str, VariantCounts]]:
+    """`variant_counts` of every flag of a `frames.VARIANT_COUNT_COLUMNS` frame, in one
+    pass (a pandas group per flag cost ~20 ms each: 20 s at 1,000 flags)."""
+    return _tally(counts["flag"], counts["variant"], counts["reason"], counts["evaluations"])
+
+
+def _tally(
+    flags: Iterable[object],
+    variants: Iterable[object],
+    reasons: Iterable[object],
+    evaluations: Iterable[object],
+) -> dict[str, dict[str, VariantCounts]]:
+    """Sums per flag and variant, both sorted, as a pandas group-by sum does them: rows
+    without a flag or variant (None / NaN) count nowhere, a missing count as 0."""
+    sums: dict[str, dict[str, list[float]]] = {}
+    for flag, variant, reason, value in zip(flags, variants, reasons, evaluations, strict=True):
+        if _missing(flag) or _missing(variant):
+            continue
+        total = sums.setdefault(str(flag), {}).setdefault(str(variant), [0.0, 0.0, 0.0])
+        if _missing(value):
+            continue
+        number = float(value)  # type: ignore[arg-type]
+        total[0] += number
+        if str(reason) == "error":
+            total[1] += number
+        if str(reason) in SPLIT_REASONS:
+            total[2] += number
+    return {
+        flag: {variant: VariantCounts(*total) for variant, total in sorted(per.items())}
+        for flag, per in sorted(sums.items())
+    }
+
+
+def _missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _dependencies(

@@ -23,7 +23,7 @@ from app.analysis.health import (
     health_report,
 )
 from app.flags.model import FlagConfig, FlagDefinition, FlagState
-from app.rollout.evidence import variant_counts
+from app.rollout.evidence import variant_counts_by_flag
 from app.rollout.guards import VariantCounts
 from queries.frames import (
     ERROR_RATE_COLUMNS,
@@ -319,7 +319,7 @@ def load_overview(
         source, (frames, newest, queries) = answer
         name = source.name
     rates, errors, latency, sparklines, counts = frames
-    per_flag = {str(flag): variant_counts(group) for flag, group in counts.groupby("flag")}
+    per_flag = variant_counts_by_flag(counts)
     rows = build_overview_rows(
         config, rates, errors, latency, sparklines, changes, thresholds, at, recent, counts=per_flag
     )

@@ -68,3 +68,12 @@ def test_credentials_are_redacted_even_from_a_url_that_does_not_parse():
     assert redacted_url("postgresql+psycopg://u:p@db/x") == "postgresql+psycopg://***@db/x"
     assert redacted_url("http://prom:9090/a@b") == "http://prom:9090/a@b"  # a path, no user
     assert redacted_url("no scheme u:p@h") == "no scheme u:p@h"
+
+
+def test_server_address_defaults_to_this_machine_only(monkeypatch):
+    assert load_settings().server_address == "127.0.0.1"
+    monkeypatch.setenv("ROLLOUT_SERVER_ADDRESS", "0.0.0.0")
+    assert load_settings().server_address == "0.0.0.0"
+    assert load_settings(server_address=" ::1 ").server_address == "::1"
+    with pytest.raises(ValueError, match=r"not an IP address: 'example\.com'"):
+        load_settings(server_address="example.com")

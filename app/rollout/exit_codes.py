@@ -1,0 +1,18 @@
+"""DESIGN §6 exit codes, in a module of their own so that the CLI can name them without
+loading the action machinery (`rollout-dashboard --help` stays instant)."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+__all__ = ["ExitCode"]
+
+
+class ExitCode(IntEnum):
+    """DESIGN §6 exit codes, shared by the CLI and the JSON results."""
+
+    DONE = 0
+    REFUSED = 1
+    USAGE = 2
+    CONFLICT = 3
+    UNAVAILABLE = 4

@@ -1,0 +1,97 @@
+"""Opening the metrics database migrates it, and imports Alembic only when it must.
+
+Run on SQLite and on the real PostgreSQL: a fresh database, one left at the first
+revision, and one already at head (opened without Alembic, checked in a subprocess).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, inspect, text
+
+from app.metrics_db.database import HEAD_REVISION, MIGRATIONS, applied_revisions, open_database
+from tests.conftest import fresh_postgres_database
+
+#: tables the second migration adds (the first one adds the roll-ups and the audit log)
+ADDED_BY_HEAD = {"audit_outcomes", "flag_configs", "flag_definitions", "instance_reports"}
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database per test (the session's shared PostgreSQL one is migrated)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'metrics.db'}"
+        return
+    with fresh_postgres_database("rollout_migrations") as url:
+        yield url
+
+
+def test_head_revision_is_alembics_head() -> None:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    assert ScriptDirectory.from_config(config).get_heads() == [HEAD_REVISION]
+
+
+def test_a_fresh_database_is_migrated_to_head(database_url: str) -> None:
+    engine = open_database(database_url)
+    with engine.connect() as connection:
+        assert applied_revisions(connection) == {HEAD_REVISION}
+        assert set(inspect(connection).get_table_names()) >= ADDED_BY_HEAD
+    engine.dispose()
+
+
+def test_a_database_at_an_older_revision_is_upgraded(database_url: str) -> None:
+    from alembic import command
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    engine = create_engine(database_url)
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0001")
+    with engine.connect() as connection:
+        assert applied_revisions(connection) == {"0001"}
+        assert not ADDED_BY_HEAD & set(inspect(connection).get_table_names())
+    engine.dispose()
+
+    upgraded = open_database(database_url)
+    with upgraded.connect() as connection:
+        assert applied_revisions(connection) == {HEAD_REVISION}
+        assert set(inspect(connection).get_table_names()) >= ADDED_BY_HEAD
+    upgraded.dispose()
+
+
+def test_a_database_at_head_is_opened_without_alembic(database_url: str) -> None:
+    open_database(database_url).dispose()
+    probe = (
+        "import sys\n"
+        "from app.metrics_db.database import open_database\n"
+        f"engine = open_database({database_url!r})\n"
+        "with engine.connect() as c:\n"
+        "    print(c.execute(__import__('sqlalchemy').text('SELECT count(*) FROM audit_log'))"
+        ".scalar())\n"
+        "print('alembic' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.split() == ["0", "False"]
+
+
+def test_a_row_not_at_head_still_goes_through_alembic(database_url: str) -> None:
+    """A revision this code does not know (a newer release migrated the database) is not
+    taken for head: Alembic is asked, and refuses it as before."""
+    open_database(database_url).dispose()
+    engine = create_engine(database_url)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    with pytest.raises(Exception, match="9999"):
+        open_database(database_url)
+    engine.dispose()
