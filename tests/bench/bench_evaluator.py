@@ -1,9 +1,9 @@
-"""The reference evaluator on one core: evaluations per second and config reload time.
+"""The reference evaluator on one core: evaluations per second.
 
 Run: `make bench` (or `uv run python -m tests.bench.bench_evaluator [--flags N]
-[--runs N] [--profile]`). Baselines: the seed's targets (1,000 evaluations/s, a
-100 ms reload), plus, measured in the same run, the same loop without metrics and the
-bare `evaluate` function, so the cost of each layer shows.
+[--runs N] [--profile]`). Baselines: the seed's target (1,000 evaluations/s), plus,
+measured in the same run, the same loop without metrics and the bare `evaluate`
+function, so the cost of each layer shows. Config reload time is in `bench_config`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from app.flags.evaluator import EvaluationContext, EvaluationMetrics, FlagEvalua
 from tests.bench.workloads import write_config
 
 SEED_EVALUATIONS_PER_SECOND = 1_000
-SEED_RELOAD_MS = 100.0
 ENVIRONMENT = "production"
 
 
@@ -104,22 +103,10 @@ def main() -> None:
         no_metrics = rate(args.runs, args.seconds, without_metrics)
         pure = rate(args.runs, args.seconds, bare)
 
-        override = base.with_name(f"{base.stem}_{ENVIRONMENT}{base.suffix}")
-        reloads = []
-        for i in range(args.runs * 2):
-            override.write_text(f"flags: {{bench_flag_00000: {{rollout: {{percentage: {i}}}}}}}\n")
-            started = time.perf_counter()
-            assert evaluator.maybe_reload(), evaluator.last_error
-            reloads.append((time.perf_counter() - started) * 1000)
-
         if args.profile:
             profile = cProfile.Profile()
             profile.runcall(with_metrics)
             pstats.Stats(profile).sort_stats("tottime").print_stats(12)
-            profile = cProfile.Profile()
-            override.write_text("flags: {}\n")
-            profile.runcall(evaluator.maybe_reload)
-            pstats.Stats(profile).sort_stats("cumulative").print_stats(12)
 
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores (pinned to one), "
@@ -134,12 +121,6 @@ def main() -> None:
         f"  seed target {SEED_EVALUATIONS_PER_SECOND:,}/s: "
         f"{statistics.median(measured) / SEED_EVALUATIONS_PER_SECOND:,.0f}x; "
         f"target 200,000/s: {statistics.median(measured) / 200_000:.2f}x"
-    )
-    print(f"reload of {args.flags} flags, ms")
-    print(f"  maybe_reload                {spread(reloads, 1)}")
-    print(
-        f"  seed target {SEED_RELOAD_MS:g} ms: {statistics.median(reloads) / SEED_RELOAD_MS:.2f}x;"
-        f" target 20 ms: {statistics.median(reloads) / 20:.2f}x"
     )
 
 
