@@ -17,12 +17,14 @@ import yaml
 from pydantic import ValidationError
 
 from app.flags.model import FlagConfig
+from app.flags.yaml_limits import YamlRejected, check_text, read_text
 
 __all__ = [
     "BUNDLED_CONFIG",
     "ConfigInvalid",
     "ConfigIssue",
     "check_config",
+    "checked_text",
     "environments",
     "load_config",
     "load_derived",
@@ -50,8 +52,25 @@ class ConfigIssue:
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line is not None else str(self.file)
-        parts = [where, self.flag, self.message] if self.flag else [where, self.message]
+        flag = self.flag if self.flag is None or _PLAIN.fullmatch(self.flag) else _shown(self.flag)
+        parts = [where, flag, self.message] if flag else [where, self.message]
         return ": ".join(parts)
+
+
+# Shown as is in messages; anything else (newlines, terminal escapes, look-alike letters,
+# 10,000 characters) is shown escaped and cut.
+_PLAIN = re.compile(r"[A-Za-z0-9_.-]{1,100}")
+_SHOWN_LENGTH = 80
+
+
+def _shown(value: object) -> str:
+    """`value` quoted for a one-line message: ASCII-escaped and at most about 80 characters."""
+    text = ascii(value)
+    return (
+        text
+        if len(text) <= _SHOWN_LENGTH
+        else f"{text[:_SHOWN_LENGTH]}... ({len(str(value)):,} characters)"
+    )
 
 
 class ConfigInvalid(ValueError):
@@ -73,6 +92,19 @@ class _Loader(_SafeBase):  # type: ignore[valid-type,misc]
     YAML 1.1 turns `on`/`off`/`yes`/`no` into booleans, which would make the seed's
     `variants: {on: true, off: false}` keys booleans instead of variant names.
     """
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        """A scalar Python refuses (an int of 5,000 digits, the date 2026-13-45) becomes
+        a YAML error at its line instead of escaping as a bare ValueError."""
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, OverflowError) as error:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"cannot read {_shown(str(node.value))}: {str(error).split(';')[0]}",
+                node.start_mark,
+            ) from None
 
 
 _Loader.yaml_implicit_resolvers = {
@@ -151,6 +183,20 @@ def _load(
     return config, contents
 
 
+def checked_text(path: Path) -> str:
+    """The text of `path` within the limits of `yaml_limits`, for a reader that parses it
+    itself (the YAML backend's round trip); ConfigInvalid naming the file, line and limit
+    broken, or why it cannot be read."""
+    issues: list[ConfigIssue] = []
+    try:
+        return check_text(read_text(path))
+    except OSError as error:
+        issues.append(ConfigIssue(path, None, None, f"cannot read file: {error}"))
+    except YamlRejected as error:
+        issues.append(ConfigIssue(path, error.line, None, f"refused: {error}"))
+    raise ConfigInvalid(issues)
+
+
 def check_config(path: Path) -> list[ConfigIssue]:
     """Issues of the base config alone and merged with each override beside it; [] if valid."""
     issues: list[ConfigIssue] = []
@@ -218,9 +264,9 @@ def _read(path: Path, issues: list[ConfigIssue], text: str | None = None) -> str
     it cannot be used, else the text it was parsed from."""
     if text is None:
         try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as error:
-            issues.append(ConfigIssue(path, None, None, f"cannot read file: {error}"))
+            text = checked_text(path)
+        except ConfigInvalid as error:
+            issues.extend(error.issues)
             return None
     document, found = _parsed(path, text)
     issues.extend(found)
@@ -259,6 +305,11 @@ def _derived(
 
 
 def _parse(path: Path, text: str, issues: list[ConfigIssue]) -> _Document | None:
+    try:
+        text = check_text(text)  # before any composer: see yaml_limits
+    except YamlRejected as error:
+        issues.append(ConfigIssue(path, error.line, None, f"refused: {error}"))
+        return None
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
@@ -267,7 +318,10 @@ def _parse(path: Path, text: str, issues: list[ConfigIssue]) -> _Document | None
         mark = error.problem_mark or error.context_mark
         line = mark.line + 1 if mark is not None else None
         problem = error.problem or error.context or "invalid YAML"
-        issues.append(ConfigIssue(path, line, None, f"YAML syntax error: {problem}"))
+        if mark is not None and _tab_at(text, mark.line, mark.column):
+            problem += " (a tab: YAML is indented with spaces)"
+        kind = "value" if isinstance(error, yaml.constructor.ConstructorError) else "syntax"
+        issues.append(ConfigIssue(path, line, None, f"YAML {kind} error: {problem}"))
         return None
     except yaml.YAMLError as error:
         issues.append(ConfigIssue(path, None, None, f"YAML error: {error}"))
@@ -284,6 +338,11 @@ def _parse(path: Path, text: str, issues: list[ConfigIssue]) -> _Document | None
     return document
 
 
+def _tab_at(text: str, line: int, column: int) -> bool:
+    lines = text.splitlines()
+    return line < len(lines) and "\t" in lines[line][: column + 1]
+
+
 def _walk(node: yaml.Node, path: _YamlPath, document: _Document, issues: list[ConfigIssue]) -> None:
     """Record each key's line and report duplicate keys, which PyYAML silently overwrites."""
     if isinstance(node, yaml.MappingNode):
@@ -298,7 +357,7 @@ def _walk(node: yaml.Node, path: _YamlPath, document: _Document, issues: list[Co
                         document.file,
                         line,
                         _flag_of(child),
-                        f"duplicate key '{key}' (first set at line {seen[key]})",
+                        f"duplicate key {_shown(key)} (first set at line {seen[key]})",
                     )
                 )
             else:
@@ -387,11 +446,13 @@ def _validation_issues(
             continue  # already reported per dependency by _dependency_issues
         flag = _flag_of(loc)
         field_path = loc[2:] if flag is not None else loc
+        if field_path == ("[key]",):  # the flag's key itself (see FlagKey)
+            field_path = ()
         if field_path:
             message = f"{'.'.join(str(part) for part in field_path)}: {message}"
         value = detail.get("input")
         if detail["type"] != "missing" and isinstance(value, str | int | float | bool):
-            message = f"{message} (got {value!r})"
+            message = f"{message} (got {_shown(value)})"
         file, line = _locate(loc, lines, default_file)
         issues.append(ConfigIssue(file, line, flag, message))
     return issues

@@ -8,16 +8,18 @@ each validation error back to the file and line it came from.
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import UTC, date, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from app.flags.conditions import Condition, ConditionError, parse_condition
 
 __all__ = [
     "DEFAULT_ROLLOUT_STEPS",
+    "FLAG_KEY",
     "FlagConfig",
     "FlagDefinition",
     "FlagMetadata",
@@ -31,6 +33,23 @@ __all__ = [
 ]
 
 DEFAULT_ROLLOUT_STEPS: tuple[float, ...] = (1.0, 5.0, 10.0, 25.0, 50.0, 100.0)
+
+#: A flag key is a name: it becomes a Prometheus label, a URL parameter, a file line and
+#: a database key. ASCII only, so a Cyrillic a (U+0430) cannot pass for a Latin one.
+FLAG_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+
+
+def _flag_key(value: str) -> str:
+    if not FLAG_KEY.fullmatch(value):
+        raise ValueError(
+            "a flag key is 1 to 100 ASCII letters, digits, '_', '.' or '-', "
+            "starting with a letter or digit"
+        )
+    return value
+
+
+#: The key of a flag in a config (a FlagDefinition built directly may carry any key).
+FlagKey = Annotated[str, AfterValidator(_flag_key)]
 
 
 class FlagState(StrEnum):
@@ -185,7 +204,7 @@ class FlagConfig(_Frozen):
     #: The project's start date (`phases: {start: 2026-01-05, list: [...]}`): phase n is
     #: planned for week n counted from it. None in configs that list the phases only.
     phases_start: date | None = None
-    flags: dict[str, FlagDefinition] = Field(default_factory=dict)
+    flags: dict[FlagKey, FlagDefinition] = Field(default_factory=dict)
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 

@@ -38,7 +38,7 @@ from app.flags.backend import (
     VersionConflict,
     definition_version,
 )
-from app.flags.loader import environments, load_derived, override_path
+from app.flags.loader import checked_text, environments, load_derived, override_path
 from app.flags.model import FlagConfig, FlagState
 
 __all__ = ["HISTORY_DIR", "YamlFlagBackend"]
@@ -136,7 +136,7 @@ class YamlFlagBackend:
         prefix = f"{override_path(self.path, environment).name}."
         if not version_path.name.startswith(prefix):
             raise ValueError(f"{version_path} is not a version of {environment!r}")
-        text = version_path.read_text(encoding="utf-8")
+        text = checked_text(version_path)
         with self._exclusive():
             return self._replace(environment, text)
 
@@ -232,7 +232,7 @@ def _yaml() -> YAML:
 
 
 def _read_override(target: Path, header: str) -> CommentedMap:
-    data = _yaml().load(target.read_text(encoding="utf-8")) if target.exists() else None
+    data = _yaml().load(checked_text(target)) if target.exists() else None
     if not isinstance(data, CommentedMap):
         data = CommentedMap()
         data.yaml_set_start_comment(
