@@ -145,7 +145,7 @@ def environments(path: Path) -> list[str]:
         for candidate in path.parent.glob(f"{prefix}*{path.suffix}")
         if candidate.is_file()
     )
-    return sorted(name for name in names if _ENVIRONMENT_NAME.match(name))
+    return sorted(name for name in names if _ENVIRONMENT_NAME.fullmatch(name))
 
 
 def load_config(
@@ -199,10 +199,28 @@ def checked_text(path: Path) -> str:
 
 def check_config(path: Path) -> list[ConfigIssue]:
     """Issues of the base config alone and merged with each override beside it; [] if valid."""
-    issues: list[ConfigIssue] = []
+    issues = _misnamed_overrides(path)
     for environment in [None, *environments(path)]:
         issues.extend(_build(path, environment)[1])
     return list(dict.fromkeys(issues))
+
+
+def _misnamed_overrides(path: Path) -> list[ConfigIssue]:
+    """Files named like an override whose environment name is not one (`environments`
+    skips them, so a typo would silently leave an environment on the base)."""
+    prefix = f"{path.stem}_"
+    return [
+        ConfigIssue(
+            candidate,
+            None,
+            None,
+            f"ignored: {_shown(name)} is not an environment name (letters, digits, '_', '-')",
+        )
+        for candidate in sorted(path.parent.glob(f"{prefix}*{path.suffix}"))
+        if not _ENVIRONMENT_NAME.fullmatch(
+            name := candidate.name[len(prefix) : -len(path.suffix) or None]
+        )
+    ]
 
 
 def _build(
@@ -211,7 +229,7 @@ def _build(
     """The config (None when invalid), its issues, and the (file, text) pairs it was
     built from."""
     issues: list[ConfigIssue] = []
-    if environment is not None and not _ENVIRONMENT_NAME.match(environment):
+    if environment is not None and not _ENVIRONMENT_NAME.fullmatch(environment):
         issues.append(ConfigIssue(path, None, None, f"invalid environment name {environment!r}"))
         return None, issues, ()
     files = [path]
