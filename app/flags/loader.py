@@ -16,7 +16,7 @@ from typing import Any, NamedTuple, TypeVar
 import yaml
 from pydantic import ValidationError
 
-from app.flags.model import FlagConfig
+from app.flags.model import FlagConfig, FlagDefinition
 from app.flags.yaml_limits import YamlRejected, check_text, read_text
 
 __all__ = [
@@ -187,14 +187,26 @@ def checked_text(path: Path) -> str:
     """The text of `path` within the limits of `yaml_limits`, for a reader that parses it
     itself (the YAML backend's round trip); ConfigInvalid naming the file, line and limit
     broken, or why it cannot be read."""
-    issues: list[ConfigIssue] = []
+    text = _file_text(path)
     try:
-        return check_text(read_text(path))
-    except OSError as error:
-        issues.append(ConfigIssue(path, None, None, f"cannot read file: {error}"))
+        return check_text(text)
     except YamlRejected as error:
-        issues.append(ConfigIssue(path, error.line, None, f"refused: {error}"))
-    raise ConfigInvalid(issues)
+        raise ConfigInvalid([_refused(path, error)]) from None
+
+
+def _file_text(path: Path) -> str:
+    """The file's text (size and encoding checked); ConfigInvalid naming the file."""
+    try:
+        return read_text(path)
+    except OSError as error:
+        issue = ConfigIssue(path, None, None, f"cannot read file: {error}")
+    except YamlRejected as error:
+        issue = _refused(path, error)
+    raise ConfigInvalid([issue])
+
+
+def _refused(path: Path, error: YamlRejected) -> ConfigIssue:
+    return ConfigIssue(path, error.line, None, f"refused: {error}")
 
 
 def check_config(path: Path) -> list[ConfigIssue]:
@@ -252,22 +264,71 @@ def _build(
 def _validate(
     readable: list[_Document], environment: str | None, path: Path
 ) -> tuple[FlagConfig | None, list[ConfigIssue]]:
-    issues: list[ConfigIssue] = []
     data: dict[str, Any] = {}
-    lines: dict[_YamlPath, _Origin] = {}
     for document in readable:
         data = _deep_merge(data, document.data)
-        _merge_lines(lines, document)
     if environment is not None:
         data["environment"] = environment
-
-    issues.extend(_dependency_issues(data, lines, path))
+    lines = _MergedLines(readable)
+    issues = _dependency_issues(data, lines, path)
     try:
-        config = FlagConfig.model_validate(data)
+        config = FlagConfig.model_validate(_with_validated_flags(data))
     except ValidationError as error:
         issues.extend(_validation_issues(error, lines, path))
         return None, issues
     return (None if issues else config), issues
+
+
+class _MergedLines:
+    """Where each YAML path was set last across the merged files. Built on the first
+    lookup: only an invalid config needs it, and it costs more than validating."""
+
+    def __init__(self, documents: list[_Document]) -> None:
+        self._documents = documents
+        self._lines: dict[_YamlPath, _Origin] | None = None
+
+    def get(self, path: _YamlPath) -> _Origin | None:
+        if self._lines is None:
+            self._lines = {}
+            for document in self._documents:
+                _merge_lines(self._lines, document)
+        return self._lines.get(path)
+
+
+#: Flags validated alone, by (key, id of the merged mapping they came from), holding that
+#: mapping so its id stays its own. A flag an override does not touch keeps the cached
+#: base document's mapping (see `_deep_merge`), so a reload revalidates only the flags
+#: it changed. Dict reads and writes are atomic: safe to share between threads.
+_FLAGS: dict[tuple[str, int], tuple[dict[str, Any], FlagDefinition]] = {}
+_FLAGS_KEPT = 50_000
+
+
+def _with_validated_flags(data: dict[str, Any]) -> dict[str, Any]:
+    """`data` with each valid flag already a FlagDefinition (FlagConfig takes those as
+    they are); an invalid one stays a mapping, so FlagConfig reports it in place."""
+    flags = data.get("flags")
+    if not isinstance(flags, dict):
+        return data
+    if len(_FLAGS) > _FLAGS_KEPT:
+        _FLAGS.clear()
+    validated: dict[Any, Any] = {}
+    for key, body in flags.items():
+        validated[key] = _validated_flag(key, body)
+    return {**data, "flags": validated}
+
+
+def _validated_flag(key: Any, body: Any) -> Any:
+    if not isinstance(key, str) or not isinstance(body, dict):
+        return body
+    cached = _FLAGS.get((key, id(body)))
+    if cached is not None and cached[0] is body:
+        return cached[1]
+    try:
+        definition = FlagDefinition.model_validate({**body, "key": key})
+    except ValidationError:
+        return body
+    _FLAGS[(key, id(body))] = (body, definition)
+    return definition
 
 
 #: How many parsed files and validated configs are kept. Both caches are keyed by
@@ -282,7 +343,7 @@ def _read(path: Path, issues: list[ConfigIssue], text: str | None = None) -> str
     it cannot be used, else the text it was parsed from."""
     if text is None:
         try:
-            text = checked_text(path)
+            text = _file_text(path)  # the rest of the checks are cached with the parse
         except ConfigInvalid as error:
             issues.extend(error.issues)
             return None
@@ -326,7 +387,7 @@ def _parse(path: Path, text: str, issues: list[ConfigIssue]) -> _Document | None
     try:
         text = check_text(text)  # before any composer: see yaml_limits
     except YamlRejected as error:
-        issues.append(ConfigIssue(path, error.line, None, f"refused: {error}"))
+        issues.append(_refused(path, error))
         return None
     loader = _Loader(text)
     try:
@@ -417,7 +478,7 @@ def _flag_of(path: tuple[Any, ...]) -> str | None:
 
 
 def _locate(
-    loc: tuple[Any, ...], lines: dict[_YamlPath, _Origin], default_file: Path
+    loc: tuple[Any, ...], lines: _MergedLines, default_file: Path
 ) -> tuple[Path, int | None]:
     """File and line of the deepest key of `loc` that exists in the YAML."""
     for end in range(len(loc), 0, -1):
@@ -428,7 +489,7 @@ def _locate(
 
 
 def _dependency_issues(
-    data: dict[str, Any], lines: dict[_YamlPath, _Origin], default_file: Path
+    data: dict[str, Any], lines: _MergedLines, default_file: Path
 ) -> list[ConfigIssue]:
     """Unknown dependencies, each at its own line (the model reports only the first flag)."""
     flags = data.get("flags")
@@ -453,7 +514,7 @@ def _dependency_issues(
 
 def _validation_issues(
     error: ValidationError,
-    lines: dict[_YamlPath, _Origin],
+    lines: _MergedLines,
     default_file: Path,
 ) -> list[ConfigIssue]:
     issues = []

@@ -11,9 +11,18 @@ import hashlib
 import re
 from datetime import UTC, date, datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from functools import cached_property
+from typing import Annotated, Any, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    field_validator,
+    model_validator,
+)
 
 from app.flags.conditions import Condition, ConditionError, parse_condition
 
@@ -141,14 +150,23 @@ class FlagDefinition(_Frozen):
     targeting_rules: tuple[TargetingRule, ...] = ()
     metadata: FlagMetadata = Field(default_factory=FlagMetadata)
 
-    @model_validator(mode="after")
-    def _variants_exist(self) -> FlagDefinition:
-        named = {self.default_variant, self.rollout.variant}
-        named.update(rule.variant for rule in self.targeting_rules)
-        unknown = sorted(named - set(self.variants))
+    @model_validator(mode="wrap")
+    @classmethod
+    def _variants_exist(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
+        if isinstance(data, cls):
+            return data  # validated when it was built (the loader reuses unchanged flags)
+        flag = handler(data)
+        named = {flag.default_variant, flag.rollout.variant}
+        named.update(rule.variant for rule in flag.targeting_rules)
+        unknown = sorted(named - set(flag.variants))
         if unknown:
             raise ValueError(f"variant(s) {', '.join(unknown)} not in variants")
-        return self
+        return flag
+
+    @cached_property
+    def content_json(self) -> bytes:
+        """The definition as JSON, computed once: a reload reuses unchanged flags' objects."""
+        return self.model_dump_json().encode()
 
     @property
     def phase(self) -> int | None:
@@ -248,8 +266,11 @@ class FlagConfig(_Frozen):
         """`version` plus a hash of the whole merged content, e.g. `1.0.0+3fa2c1d9`: it
         changes with every edit (operators rarely bump `version`), so instances reporting
         it in `feature_flag_config_info` show whether a change has propagated."""
-        digest = hashlib.sha256(self.model_dump_json(by_alias=True).encode()).hexdigest()
-        return f"{self.version}+{digest[:8]}"
+        digest = hashlib.sha256(self.model_dump_json(by_alias=True, exclude={"flags"}).encode())
+        for key, flag in self.flags.items():
+            digest.update(f"\0{key}\0".encode())
+            digest.update(flag.content_json)
+        return f"{self.version}+{digest.hexdigest()[:8]}"
 
     def flag(self, key: str) -> FlagDefinition:
         """The flag named `key`; raises KeyError for an unknown flag."""

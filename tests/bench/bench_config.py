@@ -57,13 +57,16 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core
 
     with tempfile.TemporaryDirectory() as tmp:
         base = write_config(Path(tmp), args.flags)
         reloads = reload_times(base, args.runs, args.profile)
 
     print(
-        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+        f"machine: {platform.machine()}, {os.cpu_count()} cores (pinned to one), "
+        f"Python {platform.python_version()}"
     )
     print(f"reload of {args.flags} flags, ms")
     print(f"  maybe_reload                {spread(reloads)}")
