@@ -18,6 +18,7 @@ some Windows editors write it); the YAML backend does not write it back.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -62,9 +63,11 @@ def read_text(path: Path) -> str:
     """The file's text, BOM dropped; YamlRejected if it is over MAX_BYTES (read no further)
     or not UTF-8; OSError if it cannot be read."""
     with path.open("rb") as handle:
-        data = handle.read(MAX_BYTES + 1)
-    if len(data) > MAX_BYTES:
-        raise YamlRejected(_too_big(path.stat().st_size))
+        size = os.fstat(handle.fileno()).st_size
+        # A pipe or a growing file reports no size: never read more than the limit.
+        data = b"" if size > MAX_BYTES else handle.read(MAX_BYTES + 1)
+    if size > MAX_BYTES or len(data) > MAX_BYTES:
+        raise YamlRejected(_too_big(max(size, len(data))))
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:

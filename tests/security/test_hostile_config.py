@@ -23,6 +23,7 @@ from app.flags.loader import ConfigInvalid
 from app.flags.model import FlagState
 from app.flags.yaml_backend import YamlFlagBackend
 from app.flags.yaml_limits import MAX_BYTES, MAX_DEPTH, MAX_NODES
+from tests.support.hostile_yaml import NESTING, block_nesting, fifty_megabytes, flow_nesting, laughs
 
 BASE = """\
 version: "1"
@@ -37,31 +38,13 @@ flags:
     metadata: {phase: 1, description: "the main flag"}
 """
 OVERRIDE = "flags:\n  main:\n    rollout: {percentage: 20}\n"
-BIG = 50 * 1024 * 1024
 
 Content = str | bytes | Callable[[], bytes]
-
-
-def laughs(anchors: int = 9, width: int = 9, mapping: bool = False) -> str:
-    """The "billion laughs" shape: each anchor holds `width` aliases of the previous one."""
-    lines = [f"a0: &a0 [{', '.join(['lol'] * width)}]"]
-    for i in range(1, anchors):
-        if mapping:
-            body = "{" + ", ".join(f"k{j}: *a{i - 1}" for j in range(width)) + "}"
-        else:
-            body = "[" + ", ".join([f"*a{i - 1}"] * width) + "]"
-        lines.append(f"a{i}: &a{i} {body}")
-    return "\n".join(lines) + "\n"
 
 
 def flag(body: str, key: str = "main") -> str:
     """A config whose one flag has `body` (inline YAML mapping items)."""
     return f'version: "1"\nflags:\n  {key}:\n    {body}\n'
-
-
-def fifty_megabytes() -> bytes:
-    line = b"  some_flag: {state: enabled}  # padding to 50 MB\n"
-    return b"flags:\n" + line * (BIG // len(line) + 1)
 
 
 def binary() -> bytes:
@@ -76,7 +59,6 @@ class Case:
     override: bool = False  # the content is the production override, the base is valid
 
 
-NESTING = 100_000
 CASES: dict[str, Case] = {
     # alias bombs: refused while counting, before anything is expanded
     "aliases_lists_9x9": Case(laughs(), (f"limit of {MAX_NODES:,} nodes", "alias bomb")),
@@ -90,16 +72,12 @@ CASES: dict[str, Case] = {
     "alias_recursive_list": Case('version: "1"\nflags: &a [*a]\n', ("recursive",)),
     "alias_recursive_mapping": Case('version: "1"\nflags: &f {main: *f}\n', ("recursive",)),
     # deep nesting: refused at the first level over the limit, never composed
-    "nesting_flow_lists": Case(
-        "flags: " + "[" * NESTING + "]" * NESTING + "\n", (f"limit of {MAX_DEPTH} levels",)
-    ),
+    "nesting_flow_lists": Case(flow_nesting(), (f"limit of {MAX_DEPTH} levels",)),
     "nesting_flow_mappings": Case(
         "flags:\n  " + "a: {" * NESTING + "b: x" + "}" * NESTING + "\n",
         (f"limit of {MAX_DEPTH} levels",),
     ),
-    "nesting_block_sequences": Case(
-        "flags:\n" + "- " * NESTING + "x\n", (f"limit of {MAX_DEPTH} levels",)
-    ),
+    "nesting_block_sequences": Case(block_nesting(), (f"limit of {MAX_DEPTH} levels",)),
     "nesting_block_mappings": Case(
         "flags:\n" + "".join(" " * (i + 1) + "k:\n" for i in range(200)) + " " * 201 + "1\n",
         (f"limit of {MAX_DEPTH} levels",),
@@ -236,7 +214,7 @@ def _assert_clear(output: str) -> None:
     assert all(len(line) < 500 for line in output.splitlines()), output[:2000]
 
 
-def test_there_are_at_least_fifty_hostile_configs() -> None:
+def test_there_are_at_least_sixty_hostile_configs() -> None:
     assert len(CASES) + len(MISNAMED_OVERRIDES) >= 60
 
 
@@ -279,8 +257,8 @@ def test_check_config_names_an_override_file_that_names_no_environment(
 OVERRIDES: dict[str, tuple[Content, str]] = {
     "aliases": (laughs(), "alias bomb"),
     "recursive_alias": ("flags: &f {main: *f}\n", "recursive"),
-    "nesting_flow": ("flags: " + "[" * NESTING + "]" * NESTING + "\n", "levels"),
-    "nesting_block": ("flags:\n" + "- " * NESTING + "x\n", "levels"),
+    "nesting_flow": (flow_nesting(), "levels"),
+    "nesting_block": (block_nesting(), "levels"),
     "fifty_megabytes": (fifty_megabytes, f"limit of {MAX_BYTES:,} bytes"),
     "binary": (binary, "not UTF-8"),
     "nul_bytes": (OVERRIDE.replace("20}", "20}\0"), "NUL"),
