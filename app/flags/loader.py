@@ -139,13 +139,18 @@ def override_path(path: Path, environment: str) -> Path:
 
 def environments(path: Path) -> list[str]:
     """Sorted names of the environments that have an override file beside `path`."""
-    prefix = f"{path.stem}_"
-    names = (
-        candidate.name[len(prefix) : -len(path.suffix) or None]
-        for candidate in path.parent.glob(f"{prefix}*{path.suffix}")
-        if candidate.is_file()
-    )
+    names = (name for _, name in _override_files(path))
     return sorted(name for name in names if _ENVIRONMENT_NAME.fullmatch(name))
+
+
+def _override_files(path: Path) -> list[tuple[Path, str]]:
+    """Files beside `path` named like its overrides, with the environment name each gives."""
+    prefix = f"{path.stem}_"
+    return [
+        (candidate, candidate.name[len(prefix) : -len(path.suffix) or None])
+        for candidate in sorted(path.parent.glob(f"{prefix}*{path.suffix}"))
+        if candidate.is_file()
+    ]
 
 
 def load_config(
@@ -220,7 +225,6 @@ def check_config(path: Path) -> list[ConfigIssue]:
 def _misnamed_overrides(path: Path) -> list[ConfigIssue]:
     """Files named like an override whose environment name is not one (`environments`
     skips them, so a typo would silently leave an environment on the base)."""
-    prefix = f"{path.stem}_"
     return [
         ConfigIssue(
             candidate,
@@ -228,10 +232,8 @@ def _misnamed_overrides(path: Path) -> list[ConfigIssue]:
             None,
             f"ignored: {_shown(name)} is not an environment name (letters, digits, '_', '-')",
         )
-        for candidate in sorted(path.parent.glob(f"{prefix}*{path.suffix}"))
-        if not _ENVIRONMENT_NAME.fullmatch(
-            name := candidate.name[len(prefix) : -len(path.suffix) or None]
-        )
+        for candidate, name in _override_files(path)
+        if not _ENVIRONMENT_NAME.fullmatch(name)
     ]
 
 
@@ -242,7 +244,9 @@ def _build(
     built from."""
     issues: list[ConfigIssue] = []
     if environment is not None and not _ENVIRONMENT_NAME.fullmatch(environment):
-        issues.append(ConfigIssue(path, None, None, f"invalid environment name {environment!r}"))
+        issues.append(
+            ConfigIssue(path, None, None, f"invalid environment name {_shown(environment)}")
+        )
         return None, issues, ()
     files = [path]
     texts = [_read(path, issues)]
