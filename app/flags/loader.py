@@ -304,7 +304,7 @@ class _MergedLines:
 #: base document's mapping (see `_deep_merge`), so a reload revalidates only the flags
 #: it changed. Dict reads and writes are atomic: safe to share between threads.
 _FLAGS: dict[tuple[str, int], tuple[dict[str, Any], FlagDefinition]] = {}
-_FLAGS_KEPT = 50_000
+_FLAGS_KEPT = 20_000
 
 
 def _with_validated_flags(data: dict[str, Any]) -> dict[str, Any]:
