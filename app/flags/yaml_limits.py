@@ -83,8 +83,10 @@ def read_text(path: Path) -> str:
 def check_text(text: str) -> str:
     """`text` without a leading BOM if it is within every limit; YamlRejected naming the
     first limit broken. A YAML syntax error is left for the composer to report."""
-    if len(text) > MAX_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
-        raise YamlRejected(_too_big(len(text.encode("utf-8", "surrogatepass"))))
+    # Characters first: a text with more of them than the limit needs no encoding.
+    size = len(text) if len(text) > MAX_BYTES else len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_BYTES:
+        raise YamlRejected(_too_big(size))
     text = text.removeprefix(_BOM)
     bad = _NOT_PRINTABLE.search(text)
     if bad is not None:
