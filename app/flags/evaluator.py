@@ -367,7 +367,7 @@ class EvaluationMetrics:
             registry=registry,
         )
         self._loaded_version: dict[str, str] = {}
-        self._loaded_flags: dict[str, set[str]] = {}
+        self._published_percentages: dict[str, dict[str, float]] = {}
         self._lock = threading.Lock()
 
     def record(self, result: EvaluationResult, environment: str, duration_seconds: float) -> None:
@@ -386,11 +386,15 @@ class EvaluationMetrics:
             self._config_info.labels(environment, version).set(1)
             self._loaded_version[environment] = version
 
-            for gone in self._loaded_flags.get(environment, set()) - set(config.flags):
+            published = self._published_percentages.setdefault(environment, {})
+            for gone in set(published) - set(config.flags):
                 self._rollout_percentage.remove(gone, environment)
+                del published[gone]
             for key, flag in config.flags.items():
-                self._rollout_percentage.labels(key, environment).set(flag.percentage)
-            self._loaded_flags[environment] = set(config.flags)
+                # Only changed series: a reload usually changes a few of 1,000 flags.
+                if published.get(key) != flag.percentage:
+                    self._rollout_percentage.labels(key, environment).set(flag.percentage)
+                    published[key] = flag.percentage
 
     def reload_failed(self, environment: str) -> None:
         self._reload_errors.labels(environment).inc()

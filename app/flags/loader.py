@@ -6,9 +6,8 @@ once: a newcomer fixing a config should not have to rerun the loader per typo.
 
 from __future__ import annotations
 
-import copy
 import re
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -18,17 +17,19 @@ import yaml
 from pydantic import ValidationError
 
 from app.flags.model import FlagConfig, FlagDefinition
+from app.flags.yaml_limits import YamlRejected, check_text, read_text
 
 __all__ = [
     "BUNDLED_CONFIG",
     "ConfigInvalid",
     "ConfigIssue",
     "check_config",
+    "checked_text",
     "environments",
     "load_config",
     "load_derived",
-    "load_edited",
     "override_path",
+    "parsed_data",
 ]
 
 BUNDLED_CONFIG: Path = Path(__file__).parent / "data" / "feature_flags.yaml"
@@ -52,8 +53,25 @@ class ConfigIssue:
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line is not None else str(self.file)
-        parts = [where, self.flag, self.message] if self.flag else [where, self.message]
+        flag = self.flag if self.flag is None or _PLAIN.fullmatch(self.flag) else _shown(self.flag)
+        parts = [where, flag, self.message] if flag else [where, self.message]
         return ": ".join(parts)
+
+
+# Shown as is in messages; anything else (newlines, terminal escapes, look-alike letters,
+# 10,000 characters) is shown escaped and cut.
+_PLAIN = re.compile(r"[A-Za-z0-9_.-]{1,100}")
+_SHOWN_LENGTH = 80
+
+
+def _shown(value: object) -> str:
+    """`value` quoted for a one-line message: ASCII-escaped and at most about 80 characters."""
+    text = ascii(value)
+    return (
+        text
+        if len(text) <= _SHOWN_LENGTH
+        else f"{text[:_SHOWN_LENGTH]}... ({len(str(value)):,} characters)"
+    )
 
 
 class ConfigInvalid(ValueError):
@@ -75,6 +93,19 @@ class _Loader(_SafeBase):  # type: ignore[valid-type,misc]
     YAML 1.1 turns `on`/`off`/`yes`/`no` into booleans, which would make the seed's
     `variants: {on: true, off: false}` keys booleans instead of variant names.
     """
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        """A scalar Python refuses (an int of 5,000 digits, the date 2026-13-45) becomes
+        a YAML error at its line instead of escaping as a bare ValueError."""
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, OverflowError) as error:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"cannot read {_shown(str(node.value))}: {str(error).split(';')[0]}",
+                node.start_mark,
+            ) from None
 
 
 _Loader.yaml_implicit_resolvers = {
@@ -109,13 +140,18 @@ def override_path(path: Path, environment: str) -> Path:
 
 def environments(path: Path) -> list[str]:
     """Sorted names of the environments that have an override file beside `path`."""
+    names = (name for _, name in _override_files(path))
+    return sorted(name for name in names if _ENVIRONMENT_NAME.fullmatch(name))
+
+
+def _override_files(path: Path) -> list[tuple[Path, str]]:
+    """Files beside `path` named like its overrides, with the environment name each gives."""
     prefix = f"{path.stem}_"
-    names = (
-        candidate.name[len(prefix) : -len(path.suffix) or None]
-        for candidate in path.parent.glob(f"{prefix}*{path.suffix}")
+    return [
+        (candidate, candidate.name[len(prefix) : -len(path.suffix) or None])
+        for candidate in sorted(path.parent.glob(f"{prefix}*{path.suffix}"))
         if candidate.is_file()
-    )
-    return sorted(name for name in names if _ENVIRONMENT_NAME.match(name))
+    ]
 
 
 def load_config(
@@ -144,84 +180,11 @@ def load_derived(
     return config, derived
 
 
-def load_edited(
-    path: Path,
-    environment: str,
-    derive: Callable[[FlagConfig], T],
-    *,
-    before: str,
-    after: str,
-    edit: Callable[[dict[str, Any]], dict[str, Any]],
-    rederive: Callable[[T, FlagConfig, Collection[str]], T],
-) -> tuple[FlagConfig, T] | None:
-    """`load_derived(path, environment, derive, override_text=after)` for an edit of the
-    override file: `before` is its current (valid) text and `after` must parse to exactly
-    `edit(data of before)`. Only the flags whose entry changed are validated again, and
-    `rederive(old derived, new config, changed flags)` updates the derived value; both
-    enter the caches, so the next load of `after` costs nothing.
-
-    None when `after` parses to anything else (the caller's edit went wrong). Raises
-    ConfigInvalid like `load_derived` (from a full load, for its files and lines).
-    """
-    overrides = override_path(path, environment)
-    issues: list[ConfigIssue] = []
-    base_text = _read(path, issues)
-    if base_text is None or _read(overrides, issues, before) is None:
-        return None
-    old = ((path, base_text), (overrides, before))
-    old_config = _built(environment, path, old)[0]
-    old_document, new_document = _parsed(overrides, before)[0], _parsed(overrides, after)[0]
-    if old_config is None or old_document is None or new_document is None:
-        return None
-    old_data = old_document.data
-    if new_document.data != edit(copy.deepcopy(old_data)):
-        return None
-    new = ((path, base_text), (overrides, after))
-    config = _edited_config(old_config, _parsed(path, base_text)[0], old_data, new_document.data)
-    if config is None:
-        return load_derived(path, environment, derive, override_text=after)
-    changed = [key for key, flag in config.flags.items() if old_config.flags[key] is not flag]
-    derived = rederive(_derived(environment, path, old, derive), config, changed)
-    _EDITED[(environment, path, new)] = (config, ())
-    _EDITED[(environment, path, new, derive)] = derived
-    try:
-        return _built(environment, path, new)[0] or config, _derived(environment, path, new, derive)
-    finally:
-        _EDITED.pop((environment, path, new), None)
-        _EDITED.pop((environment, path, new, derive), None)
-
-
-def _edited_config(
-    old: FlagConfig, base: _Document | None, before: dict[str, Any], after: dict[str, Any]
-) -> FlagConfig | None:
-    """`old` with the flags whose override entry differs between `before` and `after`
-    validated again; None when the edit reaches beyond flag entries the config already
-    has (or a flag no longer validates): only a full load says what then."""
-    old_flags, new_flags = before.get("flags") or {}, after.get("flags") or {}
-    if (
-        base is None
-        or {**before, "flags": None} != {**after, "flags": None}
-        or not isinstance(new_flags, dict)
-        or not isinstance(old_flags, dict)
-        or old_flags.keys() - new_flags.keys()
-    ):
-        return None
-    base_flags = base.data.get("flags") or {}
-    replaced: dict[str, FlagDefinition] = {}
-    for key, entry in new_flags.items():
-        if key in old_flags and old_flags[key] == entry:
-            continue
-        if key not in old.flags or not isinstance(base_flags.get(key), dict):
-            return None
-        body = _deep_merge(base_flags[key], entry)
-        try:
-            flag = FlagDefinition.model_validate({**body, "key": key})
-        except ValidationError:
-            return None
-        if flag.metadata.dependencies != old.flags[key].metadata.dependencies:
-            return None  # cross-flag rules: the full load checks them
-        replaced[key] = flag
-    return old.model_copy(update={"flags": {**old.flags, **replaced}})
+def parsed_data(path: Path, text: str) -> Any | None:
+    """The plain data of `text` read as the file `path` (within the limits, cached like
+    every parse); None when it does not parse. Nothing may mutate the result."""
+    document = _parsed(path, text)[0]
+    return None if document is None else document.data
 
 
 def _load(
@@ -233,12 +196,53 @@ def _load(
     return config, contents
 
 
+def checked_text(path: Path) -> str:
+    """The text of `path` within the limits of `yaml_limits`, for a reader that parses it
+    itself (the YAML backend's round trip); ConfigInvalid naming the file, line and limit
+    broken, or why it cannot be read."""
+    text = _file_text(path)
+    try:
+        return check_text(text)
+    except YamlRejected as error:
+        raise ConfigInvalid([_refused(path, error)]) from None
+
+
+def _file_text(path: Path) -> str:
+    """The file's text (size and encoding checked); ConfigInvalid naming the file."""
+    try:
+        return read_text(path)
+    except OSError as error:
+        issue = ConfigIssue(path, None, None, f"cannot read file: {error}")
+    except YamlRejected as error:
+        issue = _refused(path, error)
+    raise ConfigInvalid([issue])
+
+
+def _refused(path: Path, error: YamlRejected) -> ConfigIssue:
+    return ConfigIssue(path, error.line, None, f"refused: {error}")
+
+
 def check_config(path: Path) -> list[ConfigIssue]:
     """Issues of the base config alone and merged with each override beside it; [] if valid."""
-    issues: list[ConfigIssue] = []
+    issues = _misnamed_overrides(path)
     for environment in [None, *environments(path)]:
         issues.extend(_build(path, environment)[1])
     return list(dict.fromkeys(issues))
+
+
+def _misnamed_overrides(path: Path) -> list[ConfigIssue]:
+    """Files named like an override whose environment name is not one (`environments`
+    skips them, so a typo would silently leave an environment on the base)."""
+    return [
+        ConfigIssue(
+            candidate,
+            None,
+            None,
+            f"ignored: {_shown(name)} is not an environment name (letters, digits, '_', '-')",
+        )
+        for candidate, name in _override_files(path)
+        if not _ENVIRONMENT_NAME.fullmatch(name)
+    ]
 
 
 def _build(
@@ -247,8 +251,10 @@ def _build(
     """The config (None when invalid), its issues, and the (file, text) pairs it was
     built from."""
     issues: list[ConfigIssue] = []
-    if environment is not None and not _ENVIRONMENT_NAME.match(environment):
-        issues.append(ConfigIssue(path, None, None, f"invalid environment name {environment!r}"))
+    if environment is not None and not _ENVIRONMENT_NAME.fullmatch(environment):
+        issues.append(
+            ConfigIssue(path, None, None, f"invalid environment name {_shown(environment)}")
+        )
         return None, issues, ()
     files = [path]
     texts = [_read(path, issues)]
@@ -270,22 +276,71 @@ def _build(
 def _validate(
     readable: list[_Document], environment: str | None, path: Path
 ) -> tuple[FlagConfig | None, list[ConfigIssue]]:
-    issues: list[ConfigIssue] = []
     data: dict[str, Any] = {}
-    lines: dict[_YamlPath, _Origin] = {}
     for document in readable:
         data = _deep_merge(data, document.data)
-        _merge_lines(lines, document)
     if environment is not None:
         data["environment"] = environment
-
-    issues.extend(_dependency_issues(data, lines, path))
+    lines = _MergedLines(readable)
+    issues = _dependency_issues(data, lines, path)
     try:
-        config = FlagConfig.model_validate(data)
+        config = FlagConfig.model_validate(_with_validated_flags(data))
     except ValidationError as error:
         issues.extend(_validation_issues(error, lines, path))
         return None, issues
     return (None if issues else config), issues
+
+
+class _MergedLines:
+    """Where each YAML path was set last across the merged files. Built on the first
+    lookup: only an invalid config needs it, and it costs more than validating."""
+
+    def __init__(self, documents: list[_Document]) -> None:
+        self._documents = documents
+        self._lines: dict[_YamlPath, _Origin] | None = None
+
+    def get(self, path: _YamlPath) -> _Origin | None:
+        if self._lines is None:
+            self._lines = {}
+            for document in self._documents:
+                _merge_lines(self._lines, document)
+        return self._lines.get(path)
+
+
+#: Flags validated alone, by (key, id of the merged mapping they came from), holding that
+#: mapping so its id stays its own. A flag an override does not touch keeps the cached
+#: base document's mapping (see `_deep_merge`), so a reload revalidates only the flags
+#: it changed. Dict reads and writes are atomic: safe to share between threads.
+_FLAGS: dict[tuple[str, int], tuple[dict[str, Any], FlagDefinition]] = {}
+_FLAGS_KEPT = 20_000
+
+
+def _with_validated_flags(data: dict[str, Any]) -> dict[str, Any]:
+    """`data` with each valid flag already a FlagDefinition (FlagConfig takes those as
+    they are); an invalid one stays a mapping, so FlagConfig reports it in place."""
+    flags = data.get("flags")
+    if not isinstance(flags, dict):
+        return data
+    if len(_FLAGS) > _FLAGS_KEPT:
+        _FLAGS.clear()
+    validated: dict[Any, Any] = {}
+    for key, body in flags.items():
+        validated[key] = _validated_flag(key, body)
+    return {**data, "flags": validated}
+
+
+def _validated_flag(key: Any, body: Any) -> Any:
+    if not isinstance(key, str) or not isinstance(body, dict):
+        return body
+    cached = _FLAGS.get((key, id(body)))
+    if cached is not None and cached[0] is body:
+        return cached[1]
+    try:
+        definition = FlagDefinition.model_validate({**body, "key": key})
+    except ValidationError:
+        return body
+    _FLAGS[(key, id(body))] = (body, definition)
+    return definition
 
 
 #: How many parsed files and validated configs are kept. Both caches are keyed by
@@ -294,18 +349,15 @@ def _validate(
 #: action. Cached documents are shared: nothing may mutate their data.
 _CACHED = 64
 
-#: Results of `load_edited` on their way into the two caches below.
-_EDITED: dict[tuple[Any, ...], Any] = {}
-
 
 def _read(path: Path, issues: list[ConfigIssue], text: str | None = None) -> str | None:
     """Parse one file (or `text` in its place); appends its issues and returns None if
     it cannot be used, else the text it was parsed from."""
     if text is None:
         try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as error:
-            issues.append(ConfigIssue(path, None, None, f"cannot read file: {error}"))
+            text = _file_text(path)  # the rest of the checks are cached with the parse
+        except ConfigInvalid as error:
+            issues.extend(error.issues)
             return None
     document, found = _parsed(path, text)
     issues.extend(found)
@@ -325,8 +377,6 @@ def _built(
 ) -> tuple[FlagConfig | None, tuple[ConfigIssue, ...]]:
     """The files' (path, text) pairs merged in order and validated: the same content
     always gives the same config object. Every file must parse (see `_read`)."""
-    if (edited := _EDITED.get((environment, path, contents))) is not None:
-        return edited  # type: ignore[no-any-return]
     documents = [_parsed(file, text)[0] for file, text in contents]
     readable = [document for document in documents if document is not None]
     config, issues = _validate(readable, environment, path)
@@ -340,14 +390,17 @@ def _derived(
     contents: tuple[tuple[Path, str], ...],
     derive: Callable[[FlagConfig], Any],
 ) -> Any:
-    if (edited := _EDITED.get((environment, path, contents, derive))) is not None:
-        return edited
     config = _built(environment, path, contents)[0]
     assert config is not None  # only called for contents that validated
     return derive(config)
 
 
 def _parse(path: Path, text: str, issues: list[ConfigIssue]) -> _Document | None:
+    try:
+        text = check_text(text)  # before any composer: see yaml_limits
+    except YamlRejected as error:
+        issues.append(_refused(path, error))
+        return None
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
@@ -356,7 +409,10 @@ def _parse(path: Path, text: str, issues: list[ConfigIssue]) -> _Document | None
         mark = error.problem_mark or error.context_mark
         line = mark.line + 1 if mark is not None else None
         problem = error.problem or error.context or "invalid YAML"
-        issues.append(ConfigIssue(path, line, None, f"YAML syntax error: {problem}"))
+        if mark is not None and _tab_at(text, mark.line, mark.column):
+            problem += " (a tab: YAML is indented with spaces)"
+        kind = "value" if isinstance(error, yaml.constructor.ConstructorError) else "syntax"
+        issues.append(ConfigIssue(path, line, None, f"YAML {kind} error: {problem}"))
         return None
     except yaml.YAMLError as error:
         issues.append(ConfigIssue(path, None, None, f"YAML error: {error}"))
@@ -373,6 +429,11 @@ def _parse(path: Path, text: str, issues: list[ConfigIssue]) -> _Document | None
     return document
 
 
+def _tab_at(text: str, line: int, column: int) -> bool:
+    lines = text.splitlines()
+    return line < len(lines) and "\t" in lines[line][: column + 1]
+
+
 def _walk(node: yaml.Node, path: _YamlPath, document: _Document, issues: list[ConfigIssue]) -> None:
     """Record each key's line and report duplicate keys, which PyYAML silently overwrites."""
     if isinstance(node, yaml.MappingNode):
@@ -387,7 +448,7 @@ def _walk(node: yaml.Node, path: _YamlPath, document: _Document, issues: list[Co
                         document.file,
                         line,
                         _flag_of(child),
-                        f"duplicate key '{key}' (first set at line {seen[key]})",
+                        f"duplicate key {_shown(key)} (first set at line {seen[key]})",
                     )
                 )
             else:
@@ -429,7 +490,7 @@ def _flag_of(path: tuple[Any, ...]) -> str | None:
 
 
 def _locate(
-    loc: tuple[Any, ...], lines: dict[_YamlPath, _Origin], default_file: Path
+    loc: tuple[Any, ...], lines: _MergedLines, default_file: Path
 ) -> tuple[Path, int | None]:
     """File and line of the deepest key of `loc` that exists in the YAML."""
     for end in range(len(loc), 0, -1):
@@ -440,7 +501,7 @@ def _locate(
 
 
 def _dependency_issues(
-    data: dict[str, Any], lines: dict[_YamlPath, _Origin], default_file: Path
+    data: dict[str, Any], lines: _MergedLines, default_file: Path
 ) -> list[ConfigIssue]:
     """Unknown dependencies, each at its own line (the model reports only the first flag)."""
     flags = data.get("flags")
@@ -465,7 +526,7 @@ def _dependency_issues(
 
 def _validation_issues(
     error: ValidationError,
-    lines: dict[_YamlPath, _Origin],
+    lines: _MergedLines,
     default_file: Path,
 ) -> list[ConfigIssue]:
     issues = []
@@ -476,11 +537,13 @@ def _validation_issues(
             continue  # already reported per dependency by _dependency_issues
         flag = _flag_of(loc)
         field_path = loc[2:] if flag is not None else loc
+        if field_path == ("[key]",):  # the flag's key itself (see FlagKey)
+            field_path = ()
         if field_path:
             message = f"{'.'.join(str(part) for part in field_path)}: {message}"
         value = detail.get("input")
         if detail["type"] != "missing" and isinstance(value, str | int | float | bool):
-            message = f"{message} (got {value!r})"
+            message = f"{message} (got {_shown(value)})"
         file, line = _locate(loc, lines, default_file)
         issues.append(ConfigIssue(file, line, flag, message))
     return issues

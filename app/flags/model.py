@@ -8,16 +8,27 @@ each validation error back to the file and line it came from.
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import UTC, date, datetime
 from enum import StrEnum
-from typing import Any
+from functools import cached_property
+from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    field_validator,
+    model_validator,
+)
 
 from app.flags.conditions import Condition, ConditionError, parse_condition
 
 __all__ = [
     "DEFAULT_ROLLOUT_STEPS",
+    "FLAG_KEY",
     "FlagConfig",
     "FlagDefinition",
     "FlagMetadata",
@@ -31,6 +42,23 @@ __all__ = [
 ]
 
 DEFAULT_ROLLOUT_STEPS: tuple[float, ...] = (1.0, 5.0, 10.0, 25.0, 50.0, 100.0)
+
+#: A flag key is a name: it becomes a Prometheus label, a URL parameter, a file line and
+#: a database key. ASCII only, so a Cyrillic a (U+0430) cannot pass for a Latin one.
+FLAG_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+
+
+def _flag_key(value: str) -> str:
+    if not FLAG_KEY.fullmatch(value):
+        raise ValueError(
+            "a flag key is 1 to 100 ASCII letters, digits, '_', '.' or '-', "
+            "starting with a letter or digit"
+        )
+    return value
+
+
+#: The key of a flag in a config (a FlagDefinition built directly may carry any key).
+FlagKey = Annotated[str, AfterValidator(_flag_key)]
 
 
 class FlagState(StrEnum):
@@ -122,14 +150,23 @@ class FlagDefinition(_Frozen):
     targeting_rules: tuple[TargetingRule, ...] = ()
     metadata: FlagMetadata = Field(default_factory=FlagMetadata)
 
-    @model_validator(mode="after")
-    def _variants_exist(self) -> FlagDefinition:
-        named = {self.default_variant, self.rollout.variant}
-        named.update(rule.variant for rule in self.targeting_rules)
-        unknown = sorted(named - set(self.variants))
+    @model_validator(mode="wrap")
+    @classmethod
+    def _variants_exist(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
+        if isinstance(data, cls):
+            return data  # validated when it was built (the loader reuses unchanged flags)
+        flag = handler(data)
+        named = {flag.default_variant, flag.rollout.variant}
+        named.update(rule.variant for rule in flag.targeting_rules)
+        unknown = sorted(named - set(flag.variants))
         if unknown:
             raise ValueError(f"variant(s) {', '.join(unknown)} not in variants")
-        return self
+        return flag
+
+    @cached_property
+    def content_json(self) -> bytes:
+        """The definition as JSON, computed once: a reload reuses unchanged flags' objects."""
+        return self.model_dump_json().encode()
 
     @property
     def phase(self) -> int | None:
@@ -185,7 +222,7 @@ class FlagConfig(_Frozen):
     #: The project's start date (`phases: {start: 2026-01-05, list: [...]}`): phase n is
     #: planned for week n counted from it. None in configs that list the phases only.
     phases_start: date | None = None
-    flags: dict[str, FlagDefinition] = Field(default_factory=dict)
+    flags: dict[FlagKey, FlagDefinition] = Field(default_factory=dict)
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
@@ -229,8 +266,11 @@ class FlagConfig(_Frozen):
         """`version` plus a hash of the whole merged content, e.g. `1.0.0+3fa2c1d9`: it
         changes with every edit (operators rarely bump `version`), so instances reporting
         it in `feature_flag_config_info` show whether a change has propagated."""
-        digest = hashlib.sha256(self.model_dump_json(by_alias=True).encode()).hexdigest()
-        return f"{self.version}+{digest[:8]}"
+        digest = hashlib.sha256(self.model_dump_json(by_alias=True, exclude={"flags"}).encode())
+        for key, flag in self.flags.items():
+            digest.update(f"\0{key}\0".encode())
+            digest.update(flag.content_json)
+        return f"{self.version}+{digest.hexdigest()[:8]}"
 
     def flag(self, key: str) -> FlagDefinition:
         """The flag named `key`; raises KeyError for an unknown flag."""

@@ -20,12 +20,13 @@ environment without one (the base applies unchanged; `apply` creates the file).
 
 from __future__ import annotations
 
+import copy
 import fcntl
 import io
 import os
 import tempfile
 import threading
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -43,7 +44,13 @@ from app.flags.backend import (
     VersionConflict,
     definition_version,
 )
-from app.flags.loader import environments, load_derived, load_edited, override_path
+from app.flags.loader import (
+    checked_text,
+    environments,
+    load_derived,
+    override_path,
+    parsed_data,
+)
 from app.flags.model import FlagConfig, FlagState
 from app.flags.yaml_edit import edit_flags
 
@@ -111,11 +118,11 @@ class YamlFlagBackend:
                 return current
             target = override_path(self.path, environment)
             before = _override_text(target)
-            edited = self._edited(environment, before, changes)
-            if edited is not None:
-                return self._write(environment, *edited)
             header = f"{environment} overrides, deep-merged over {self.path.name}."
-            return self._replace(environment, edit_by_round_trip(before, changes, header))
+            after = self._edited(environment, before, changes)
+            if after is None:
+                after = edit_by_round_trip(before, changes, header)
+            return self._replace(environment, after)
 
     def history(self, environment: str) -> list[Path]:
         """Previous versions of the environment's override file, newest first."""
@@ -141,7 +148,7 @@ class YamlFlagBackend:
         prefix = f"{override_path(self.path, environment).name}."
         if not version_path.name.startswith(prefix):
             raise ValueError(f"{version_path} is not a version of {environment!r}")
-        text = version_path.read_text(encoding="utf-8")
+        text = checked_text(version_path)
         with self._exclusive():
             return self._replace(environment, text)
 
@@ -160,23 +167,19 @@ class YamlFlagBackend:
 
     def _edited(
         self, environment: str, before: str | None, changes: Sequence[FlagChange]
-    ) -> tuple[str, FlagConfig, dict[str, str]] | None:
-        """The targeted edit of the override (`yaml_edit`), validated for the changed
-        flags only, if it applies and parses to what the round trip would write; None
-        sends the caller to the round trip. ConfigInvalid if a change does not validate."""
+    ) -> str | None:
+        """The targeted edit of the override (`yaml_edit`) if it applies and parses to
+        exactly what the round trip would write; None sends the caller to the round trip,
+        so a mistake of the editor can cost speed, never data."""
         after = edit_flags(before, changes) if before is not None else None
         if before is None or after is None:
             return None
-        loaded = load_edited(
-            self.path,
-            environment,
-            _versions,
-            before=before,
-            after=after,
-            edit=lambda document: _expected(document, changes),
-            rederive=_reversions,
-        )
-        return None if loaded is None else (after, *loaded)
+        target = override_path(self.path, environment)
+        data_before, data_after = parsed_data(target, before), parsed_data(target, after)
+        if not isinstance(data_before, dict) or data_after is None:
+            return None
+        expected = _expected(copy.deepcopy(data_before), changes)
+        return after if data_after == expected else None
 
     def _replace(self, environment: str, text: str) -> FlagSnapshot:
         """Validate `text` as the override file, then swap it in atomically (lock held)."""
@@ -257,13 +260,6 @@ def _versions(config: FlagConfig) -> dict[str, str]:
     return {key: definition_version(flag) for key, flag in config.flags.items()}
 
 
-def _reversions(
-    versions: dict[str, str], config: FlagConfig, changed: Collection[str]
-) -> dict[str, str]:
-    """`_versions(config)` where only the `changed` flags differ from `versions`'."""
-    return versions | {key: definition_version(config.flags[key]) for key in changed}
-
-
 def _snapshot(environment: str, config: FlagConfig, versions: dict[str, str]) -> FlagSnapshot:
     return FlagSnapshot(environment=environment, config=config, versions=dict(versions))
 
@@ -278,8 +274,9 @@ def _yaml() -> YAML:
 
 
 def _override_text(target: Path) -> str | None:
-    """The override file's text; None when the environment has none yet."""
-    return target.read_text(encoding="utf-8") if target.exists() else None
+    """The override file's text, within the YAML limits; None when the environment has
+    none yet."""
+    return checked_text(target) if target.exists() else None
 
 
 def edit_by_round_trip(text: str | None, changes: Sequence[FlagChange], header: str) -> str:

@@ -1,11 +1,10 @@
-"""The reference evaluator on one core: evaluations per second and config reload time.
+"""The reference evaluator on one core: evaluations per second.
 
 Run: `make bench` (or `uv run python -m tests.bench.bench_evaluator [--flags N]
-[--runs N] [--profile]`). Baselines: the seed's targets (1,000 evaluations/s, a
-100 ms reload), plus, measured in the same run, the same loop without metrics, the
-bare `evaluate` function and the seed's own `evaluate` (kept here verbatim), so the
+[--runs N] [--profile]`). Baselines: the seed's target (1,000 evaluations/s), plus,
+measured in the same run, the same loop without metrics, the bare `evaluate` function and the seed's own `evaluate` (kept here verbatim), so the
 cost of each layer shows and the 200,000/s target (set as about 1.05x the seed's bare
-evaluate) can be checked on a busy machine as a ratio.
+evaluate) can be checked on a busy machine as a ratio. Config reload time is in `bench_config`.
 """
 
 from __future__ import annotations
@@ -38,7 +37,6 @@ from app.flags.model import FlagDefinition, FlagState, RolloutStrategy
 from tests.bench.workloads import write_config
 
 SEED_EVALUATIONS_PER_SECOND = 1_000
-SEED_RELOAD_MS = 100.0
 #: the seed's bare evaluate on this machine, unloaded, when the 200,000/s target was set
 SEED_BARE_PER_SECOND = 190_000
 ENVIRONMENT = "production"
@@ -165,23 +163,10 @@ def main() -> None:
             args.runs, args.seconds, [with_metrics, without_metrics, bare, seed]
         )
 
-        override = base.with_name(f"{base.stem}_{ENVIRONMENT}{base.suffix}")
-        reloads = []
-        for i in range(args.runs * 2):
-            override.write_text(f"flags: {{bench_flag_00000: {{rollout: {{percentage: {i}}}}}}}\n")
-            started = time.perf_counter()
-            assert evaluator.maybe_reload(), evaluator.last_error
-            reloads.append((time.perf_counter() - started) * 1000)
-
         if args.profile:
-            with_metrics()  # the reload above replaced every flag: compile them first
             profile = cProfile.Profile()
             profile.runcall(with_metrics)
             pstats.Stats(profile).sort_stats("tottime").print_stats(12)
-            profile = cProfile.Profile()
-            override.write_text("flags: {}\n")
-            profile.runcall(evaluator.maybe_reload)
-            pstats.Stats(profile).sort_stats("cumulative").print_stats(12)
 
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores (pinned to one), "
@@ -202,12 +187,6 @@ def main() -> None:
     print(
         f"  metrics on / the seed's bare evaluate, per run: {spread(ratio, 2)}; "
         f"the target is {200_000 / SEED_BARE_PER_SECOND:.2f}x (200,000 / 190,000)"
-    )
-    print(f"reload of {args.flags} flags, ms")
-    print(f"  maybe_reload                {spread(reloads, 1)}")
-    print(
-        f"  seed target {SEED_RELOAD_MS:g} ms: {statistics.median(reloads) / SEED_RELOAD_MS:.2f}x;"
-        f" target 20 ms: {statistics.median(reloads) / 20:.2f}x"
     )
 
 

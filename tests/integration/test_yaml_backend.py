@@ -12,14 +12,13 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.flags.backend import FlagChange, FlagSnapshot, definition_version
-from app.flags.loader import ConfigInvalid, load_config, load_derived, load_edited
+from app.flags.loader import ConfigInvalid, load_config, load_derived
 from app.flags.model import FlagConfig, FlagState
 from app.flags.yaml_backend import YamlFlagBackend
 from tests.integration.test_flag_backends import copy_bundled_config
@@ -395,28 +394,22 @@ def test_a_quoted_flow_entry_is_written_by_the_round_trip_keeping_comments(base:
     assert written.config == _fresh(base, override)[0]
 
 
-def test_an_edit_that_does_not_parse_as_intended_is_not_loaded(base: Path) -> None:
+def test_an_edit_that_does_not_parse_as_intended_falls_back_to_the_round_trip(
+    base: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fault injected into the targeted editor (it writes 27 for a change to 50) is
+    caught before anything is written: the round trip writes the change instead."""
+    import app.flags.yaml_backend as yaml_backend
+
     override = base.with_name("feature_flags_production.yaml")
-    before = override.read_text()
-    after = before.replace("rollout: {percentage: 25.0}", "rollout: {percentage: 26}")
+    wrong = override.read_text().replace("rollout: {percentage: 25.0}", "rollout: {percentage: 27}")
+    monkeypatch.setattr(yaml_backend, "edit_flags", lambda _text, _changes: wrong)
 
-    def edit(document: dict[str, Any]) -> dict[str, Any]:
-        document["flags"]["ab_testing"]["rollout"]["percentage"] = 27
-        return document
+    written = _set(YamlFlagBackend(base), "ab_testing", 50)
 
-    YamlFlagBackend(base).load(ENV)
-    assert (
-        load_edited(
-            base,
-            ENV,
-            dict,
-            before=before,
-            after=after,
-            edit=edit,
-            rederive=lambda old, _config, _changed: old,
-        )
-        is None
-    )
+    assert written.flag("ab_testing").percentage == 50.0
+    assert "percentage: 27" not in override.read_text()
+    assert written.config == _fresh(base, override)[0]
 
 
 @settings(
