@@ -2,9 +2,10 @@
 
 Run: `make bench` (or `uv run python -m tests.bench.bench_evaluator [--flags N]
 [--runs N] [--profile]`). Baselines: the seed's target (1,000 evaluations/s), plus,
-measured in the same run, the same loop without metrics, the bare `evaluate` function and the seed's own `evaluate` (kept here verbatim), so the
-cost of each layer shows and the 200,000/s target (set as about 1.05x the seed's bare
-evaluate) can be checked on a busy machine as a ratio. Config reload time is in `bench_config`.
+measured in the same run, the same loop without metrics, the bare `evaluate` function
+and the seed's own `evaluate` (kept here verbatim), so the cost of each layer shows and
+the 200,000/s target (set as about 1.05x the seed's bare evaluate) can be checked on a
+busy machine as a ratio. Config reload time is in `bench_config`.
 """
 
 from __future__ import annotations
