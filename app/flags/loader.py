@@ -310,8 +310,12 @@ class _MergedLines:
 #: Flags validated alone, by (key, id of the merged mapping they came from), holding that
 #: mapping so its id stays its own. A flag an override does not touch keeps the cached
 #: base document's mapping (see `_deep_merge`), so a reload revalidates only the flags
-#: it changed. Dict reads and writes are atomic: safe to share between threads.
+#: it changed. A flag an override sets is a new mapping at every parse of the override,
+#: so it is found again by its content (`repr` keeps a date apart from a string): an
+#: action on one flag then revalidates one flag, however many the override lists.
+#: Dict reads and writes are atomic: safe to share between threads.
 _FLAGS: dict[tuple[str, int], tuple[dict[str, Any], FlagDefinition]] = {}
+_FLAGS_BY_CONTENT: dict[tuple[str, str], FlagDefinition] = {}
 _FLAGS_KEPT = 20_000
 
 
@@ -321,8 +325,9 @@ def _with_validated_flags(data: dict[str, Any]) -> dict[str, Any]:
     flags = data.get("flags")
     if not isinstance(flags, dict):
         return data
-    if len(_FLAGS) > _FLAGS_KEPT:
+    if len(_FLAGS) > _FLAGS_KEPT or len(_FLAGS_BY_CONTENT) > _FLAGS_KEPT:
         _FLAGS.clear()
+        _FLAGS_BY_CONTENT.clear()
     validated: dict[Any, Any] = {}
     for key, body in flags.items():
         validated[key] = _validated_flag(key, body)
@@ -335,10 +340,14 @@ def _validated_flag(key: Any, body: Any) -> Any:
     cached = _FLAGS.get((key, id(body)))
     if cached is not None and cached[0] is body:
         return cached[1]
-    try:
-        definition = FlagDefinition.model_validate({**body, "key": key})
-    except ValidationError:
-        return body
+    content = (key, repr(body))
+    definition = _FLAGS_BY_CONTENT.get(content)
+    if definition is None:
+        try:
+            definition = FlagDefinition.model_validate({**body, "key": key})
+        except ValidationError:
+            return body
+        _FLAGS_BY_CONTENT[content] = definition
     _FLAGS[(key, id(body))] = (body, definition)
     return definition
 
