@@ -21,7 +21,7 @@ from app.rollout.guards import (
 )
 from queries.source import MetricsSource, first_answer
 
-__all__ = ["gather_guard_inputs", "guard_check", "variant_counts"]
+__all__ = ["gather_guard_inputs", "guard_check", "variant_counts", "variant_counts_by_flag"]
 
 #: reasons decided by the percentage alone: the ones whose shares exposure compares
 SPLIT_REASONS = frozenset({"split", "default"})
@@ -115,15 +115,40 @@ def gather_guard_inputs(
 
 
 def variant_counts(counts: pd.DataFrame) -> dict[str, VariantCounts]:
-    """Per variant: all evaluations, failed ones (reason `error`), split-decided ones."""
-    result: dict[str, VariantCounts] = {}
-    for variant, group in counts.groupby("variant"):
-        reasons = group["reason"].astype(str)
-        result[str(variant)] = VariantCounts(
-            evaluations=float(group["evaluations"].sum()),
-            errors=float(group.loc[reasons == "error", "evaluations"].sum()),
-            split=float(group.loc[reasons.isin(SPLIT_REASONS), "evaluations"].sum()),
+    """Per variant of one flag's counts: all evaluations, failed ones (reason `error`),
+    split-decided ones."""
+    return variant_counts_by_flag(counts.assign(flag="")).get("", {})
+
+
+def variant_counts_by_flag(counts: pd.DataFrame) -> dict[str, dict[str, VariantCounts]]:
+    """`variant_counts` of every flag in `counts` (`frames.VARIANT_COUNT_COLUMNS`), in
+    one grouping: per flag one grouping cost seconds at 5,000 flags."""
+    if counts.empty:
+        return {}
+    reasons = counts["reason"].astype(str)
+    evaluations = counts["evaluations"].astype(float)
+    totals = (
+        pd.DataFrame(
+            {
+                "flag": counts["flag"].astype(str),
+                "variant": counts["variant"].astype(str),
+                "evaluations": evaluations,
+                "errors": evaluations.where(reasons == "error", 0.0),
+                "split": evaluations.where(reasons.isin(SPLIT_REASONS), 0.0),
+            }
         )
+        .groupby(["flag", "variant"], sort=True)
+        .sum()
+    )
+    result: dict[str, dict[str, VariantCounts]] = {}
+    for (flag, variant), total, errors, split in zip(
+        totals.index.tolist(),
+        totals["evaluations"].tolist(),
+        totals["errors"].tolist(),
+        totals["split"].tolist(),
+        strict=True,
+    ):
+        result.setdefault(flag, {})[variant] = VariantCounts(total, errors, split)
     return result
 
 

@@ -8,7 +8,7 @@ answer, and says so in `notices` instead of failing.
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -25,7 +25,7 @@ from app.analysis.health import (
     health_report,
 )
 from app.flags.model import FlagConfig, FlagDefinition, FlagState
-from app.rollout.evidence import variant_counts
+from app.rollout.evidence import variant_counts_by_flag
 from app.rollout.guards import VariantCounts
 from queries.frames import (
     ERROR_RATE_COLUMNS,
@@ -156,25 +156,21 @@ def build_overview_rows(
     flag killed or rolled back to 0 % whose rollout variant is no longer evaluated is
     mitigated (`mitigated_at`): never red; the page says since when."""
     per_variant: dict[str, dict[str, float]] = {}
-    for flag, variant, rate in rates[["flag", "variant", "evaluations_per_second"]].itertuples(
-        index=False
-    ):
+    for flag, variant, rate in _columns(rates, "flag", "variant", "evaluations_per_second"):
         per_variant.setdefault(str(flag), {})[str(variant)] = float(rate)
-    error_rates = dict(zip(errors["flag"], errors["errors_per_second"], strict=True))
+    error_rates = dict(_columns(errors, "flag", "errors_per_second"))
     quantiles = {
-        (str(f), float(q)): float(s)
-        for f, q, s in latency[["flag", "quantile", "seconds"]].itertuples(index=False)
+        (str(f), float(q)): float(s) for f, q, s in _columns(latency, "flag", "quantile", "seconds")
     }
     lines: dict[str, list[float]] = {}
-    for flag, value in sparklines.sort_values("timestamp")[
-        ["flag", "evaluations_per_second"]
-    ].itertuples(index=False):
+    in_time = sparklines.sort_values("timestamp", kind="stable")
+    for flag, value in _columns(in_time, "flag", "evaluations_per_second"):
         lines.setdefault(str(flag), []).append(float(value))
     last = {
         str(flag): LastChange(at, str(actor), str(action), float(before), float(after))
-        for flag, at, actor, action, before, after in changes[
-            ["flag", "at", "actor", "action", "from_percentage", "to_percentage"]
-        ].itertuples(index=False)
+        for flag, at, actor, action, before, after in _columns(
+            changes, "flag", "at", "actor", "action", "from_percentage", "to_percentage"
+        )
     }
 
     rows = []
@@ -222,6 +218,12 @@ def build_overview_rows(
         )
 
     return sorted(rows, key=order)
+
+
+def _columns(frame: pd.DataFrame, *names: str) -> Iterator[tuple[Any, ...]]:
+    """The rows of `frame`'s columns `names` as tuples of Python values: each column
+    converted at once (iterating a frame's rows costs a pandas object per cell)."""
+    return zip(*(frame[name].tolist() for name in names), strict=True)
 
 
 def treatment_vs_control(
@@ -325,7 +327,7 @@ def load_overview(
         source, (frames, newest, queries) = answer
         name = source.name
     rates, errors, latency, sparklines, counts = frames
-    per_flag = {str(flag): variant_counts(group) for flag, group in counts.groupby("flag")}
+    per_flag = variant_counts_by_flag(counts)
     rows = build_overview_rows(
         config, rates, errors, latency, sparklines, changes, thresholds, at, recent, counts=per_flag
     )
