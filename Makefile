@@ -29,3 +29,4 @@ bench: setup  ## benchmarks, each against a baseline measured in the same run
 	$(UV) run python -m tests.bench.bench_actions
 	$(UV) run python -m tests.bench.bench_overview
 	$(UV) run python -m tests.bench.bench_evaluator
+	$(UV) run python -m tests.bench.bench_browser
