@@ -70,6 +70,11 @@ RECORDED = (
 )
 VIEWERS = 50
 TIERS = (Workload(22), Workload(1000), Workload(5000, instances=4))
+#: (f): history enough for the rules' 5-minute window and 5-minute sparklines to be
+#: whole at every point asked (a rate over a window reaching before the first sample is
+#: extrapolated, differently at a rule's evaluation time and at the query's)
+RECORDED_TIER = Workload(5000, instances=4, minutes=8)
+SPARKLINE = timedelta(minutes=5)
 
 
 def rss_mb() -> float:
@@ -193,7 +198,7 @@ def raw_calls(
     url = tier.server.url
     step = f"{int(max(timedelta(seconds=60), tier.span / 30).total_seconds())}s"
     at = END.timestamp()
-    start = tier.workload.start.timestamp()
+    start = (END - tier.span).timestamp()
 
     def send() -> None:
         for query in issued:
@@ -430,7 +435,7 @@ def main() -> None:
     print(f"rate window {WINDOW}, queries pinned to {END.isoformat()}, {args.runs} runs each")
     if args.only_recorded:
         with tempfile.TemporaryDirectory() as tmp:
-            recorded_tier(Tier(TIERS[2], Path(tmp) / "5000"), args.runs)
+            recorded_tier(Path(tmp), args.runs)
         return
     with tempfile.TemporaryDirectory() as tmp:
         small, middle, large = TIERS
@@ -458,13 +463,19 @@ def main() -> None:
         print(f"  process RSS {rss_mb():.0f} MB (before this tier {before:.0f} MB; target < 400)")
         print("\n(d) range result -> DataFrame at 5,000 flags")
         range_to_frame(tier, args.runs)
-        recorded_tier(tier, args.runs)
+        tier.server.stop()
+        recorded_tier(Path(tmp), args.runs)
 
 
-def recorded_tier(tier: Tier, runs: int) -> None:
+def recorded_tier(tmp: Path, runs: int) -> None:
+    tier = Tier(RECORDED_TIER, tmp / "5000-recorded")
+    tier.span = SPARKLINE
     print(f"\n(f) overview build, 5,000 flags, warm, recording rules on\n  [{tier.describe()}]")
     seconds = tier.record_rules()
-    print(f"  [recorded series written by promtool from the data in {seconds:.1f} s; window 5 min]")
+    print(
+        f"  [recorded series written by promtool from the data in {seconds:.1f} s; "
+        "rate window 5 min, sparkline 5 min]"
+    )
     try:
         recorded_build_time(tier, runs)
     finally:
