@@ -32,3 +32,4 @@ bench: setup  ## benchmarks, each against a baseline measured in the same run
 	$(UV) run python -m tests.bench.bench_evaluator
 	$(UV) run python -m tests.bench.bench_cli
 	$(UV) run python -m tests.bench.bench_config
+	$(UV) run python -m tests.bench.bench_browser

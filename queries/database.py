@@ -12,7 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.metrics_db.schema import RequestRollup, RollupRow
 from queries.series_math import newest_time
-from queries.source import SourceUnavailable
+from queries.source import QueryLog, SourceUnavailable
 
 __all__ = ["SqlQuestions"]
 
@@ -27,7 +27,7 @@ class SqlQuestions:
         self.engine = engine
         self.buckets = buckets
         #: every SQL statement run, in order (a "queries per page load" figure reads it)
-        self.issued: list[str] = []
+        self.issued: QueryLog = QueryLog()
 
     def fetch(self, statement: Executable) -> Sequence[Any]:
         """Every row of `statement`; SourceUnavailable when the database cannot answer."""

@@ -38,7 +38,7 @@ from queries.histogram import check_quantiles
 from queries.names import MetricNames
 from queries.promql import label_name, promql_duration, promql_string, selector
 from queries.series_math import as_utc
-from queries.source import SourceUnavailable
+from queries.source import QueryLog, SourceUnavailable
 
 __all__ = ["PrometheusMetrics", "PrometheusQuestions"]
 
@@ -48,7 +48,14 @@ _DETAIL_LIMIT = 200
 RECORDED_EVALUATIONS = "flag_variant:feature_flag_evaluations:rate5m"
 RECORDED_ERRORS = "flag:feature_flag_evaluation_errors:rate5m"
 RECORDED_BUCKETS = "flag_le:feature_flag_evaluation_duration_seconds_bucket:rate5m"
+RECORDED_QUANTILES = "flag_quantile:feature_flag_evaluation_duration_seconds:rate5m"
+RECORDED_REASONS = "flag_variant_reason:feature_flag_evaluations:rate5m"
+RECORDED_SPARKLINE = "flag:feature_flag_evaluations:rate1m"
 RECORDED_WINDOW = timedelta(minutes=5)
+#: the quantiles RECORDED_QUANTILES holds, by their `quantile` label
+RECORDED_QUANTILE_LABELS = frozenset({"0.5", "0.99"})
+#: the step of RECORDED_SPARKLINE: its rule's rate window and evaluation interval
+RECORDED_STEP = timedelta(minutes=1)
 
 
 def _without_credentials(url: str) -> str:
@@ -108,7 +115,7 @@ class PrometheusMetrics:
         self.recorded = recorded
         self.timeout_seconds = timeout_seconds
         #: every PromQL text sent, in order (a "queries per page load" figure reads it)
-        self.issued: list[str] = []
+        self.issued: QueryLog = QueryLog()
         self._safe_url = _without_credentials(url.rstrip("/"))
         retry = Retry(
             total=retries,
@@ -203,13 +210,16 @@ class PrometheusMetrics:
             )
             for inner in self._recorded_or_raw(RECORDED_BUCKETS, raw, window, environment, flag)
         ]
+        if self._recording_usable(window) and by_text.keys() <= RECORDED_QUANTILE_LABELS:
+            # the quantiles themselves recorded: one series per flag and quantile
+            queries.insert(0, self.series(RECORDED_QUANTILES, environment, flag))
         result = self._first_answer(queries, at)
         rows: list[tuple[object, ...]] = []
         with self.reading_reply():
             for series in result:
                 seconds = float(series["value"][1])
-                if not math.isnan(seconds):
-                    quantile = by_text[series["metric"]["quantile"]]
+                quantile = by_text.get(series["metric"]["quantile"])
+                if quantile is not None and not math.isnan(seconds):
                     rows.append((series["metric"].get(flag_label, ""), quantile, seconds))
         return self._frame(rows, LATENCY_COLUMNS)
 
@@ -219,11 +229,20 @@ class PrometheusMetrics:
         """Evaluations per second by flag at every `step` from `start` to `end`."""
         flag_label = label_name(self.names.flag_label)
         step_text = promql_duration(step)
-        query = (
+        queries = [
             f"sum by ({flag_label}) "
             f"(rate({self.series(self.names.evaluations, environment, None)}[{step_text}]))"
-        )
-        result = self.range(query, start, end, step)
+        ]
+        if self._recording_usable(step, RECORDED_STEP):
+            # the same rate, as of each rule evaluation (at most one step earlier)
+            queries.insert(
+                0, f"sum by ({flag_label}) ({self.series(RECORDED_SPARKLINE, environment)})"
+            )
+        result: list[dict[str, Any]] = []
+        for query in queries:
+            result = self.range(query, start, end, step)
+            if result:
+                break
         with self.reading_reply():
             return sparkline_frame(result, flag_label)
 
@@ -249,12 +268,17 @@ class PrometheusMetrics:
             label_name(name)
             for name in (self.names.flag_label, self.names.variant_label, self.names.reason_label)
         ]
-        query = (
-            f"sum by ({', '.join(labels)}) "
-            f"(increase({self.series(self.names.evaluations, environment, flag)}"
+        by = f"sum by ({', '.join(labels)})"
+        queries = [
+            f"{by} (increase({self.series(self.names.evaluations, environment, flag)}"
             f"[{promql_duration(window)}]))"
-        )
-        result = self.instant(query, at)
+        ]
+        if self._recording_usable(window):
+            # increase over the window = its rate x its seconds, exactly as PromQL has it
+            seconds = promql_duration(window).removesuffix("s")
+            recorded = self.series(RECORDED_REASONS, environment, flag)
+            queries.insert(0, f"{by} ({recorded}) * {seconds}")
+        result = self._first_answer(queries, at)
         with self.reading_reply():
             rows = [
                 (*(series["metric"].get(label, "") for label in labels), float(series["value"][1]))
@@ -283,8 +307,15 @@ class PrometheusMetrics:
     ) -> list[str]:
         """The recorded series first when they can answer (setting on, the seed's names,
         their 5-minute window), then the raw expression."""
-        usable = self.recorded and self.names == MetricNames() and window == RECORDED_WINDOW
+        usable = self._recording_usable(window)
         return [self.series(recorded, environment, flag), raw] if usable else [raw]
+
+    def _recording_usable(
+        self, window: timedelta, recorded_window: timedelta = RECORDED_WINDOW
+    ) -> bool:
+        """Whether deploy/prometheus/rollout.rules.yml's series can answer a question over
+        `window`: the setting is on, the names are the seed's, the windows agree."""
+        return self.recorded and self.names == MetricNames() and window == recorded_window
 
     def _first_answer(self, queries: Sequence[str], at: datetime) -> list[dict[str, Any]]:
         """The first non-empty result (recorded series missing: the raw expression)."""

@@ -6,14 +6,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 if TYPE_CHECKING:  # the protocol only names frames: importing it must not cost pandas
     import pandas as pd
 
-__all__ = ["MetricsSource", "SourceUnavailable", "first_answer"]
+__all__ = ["MetricsSource", "QueryLog", "SourceUnavailable", "counting_queries", "first_answer"]
 
 S = TypeVar("S")
 T = TypeVar("T")
@@ -29,6 +32,46 @@ class SourceUnavailable(RuntimeError):
         super().__init__(f"{source} unavailable: {detail}")
         self.source = source
         self.detail = detail
+
+
+class _Tally:
+    """How many queries were sent within one `counting_queries` block."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def add(self) -> None:
+        with self._lock:
+            self.count += 1
+
+
+#: the tallies of the `counting_queries` blocks the current code runs in (innermost last)
+_TALLIES: ContextVar[tuple[_Tally, ...]] = ContextVar("query_tallies", default=())
+
+
+class QueryLog(list[str]):
+    """Every query text a source sent, in order; a source shared by the threads of many
+    viewers appends to it from each of them. Each append also counts in the
+    `counting_queries` blocks of the caller (threads it starts inherit them when they run
+    in a copy of its context), so one caller's count never includes another's."""
+
+    def append(self, query: str) -> None:
+        super().append(query)  # atomic under the GIL
+        for tally in _TALLIES.get():
+            tally.add()
+
+
+@contextmanager
+def counting_queries() -> Iterator[_Tally]:
+    """Count the queries this context (and work run in copies of it) sends to any
+    source whose `issued` is a `QueryLog`; read `.count` after the block."""
+    tally = _Tally()
+    token = _TALLIES.set((*_TALLIES.get(), tally))
+    try:
+        yield tally
+    finally:
+        _TALLIES.reset(token)
 
 
 class MetricsSource(Protocol):

@@ -7,10 +7,12 @@ answer, and says so in `notices` instead of failing.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextvars
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 
@@ -33,7 +35,7 @@ from queries.frames import (
     VARIANT_COUNT_COLUMNS,
     empty_frame,
 )
-from queries.source import MetricsSource, first_answer
+from queries.source import MetricsSource, counting_queries, first_answer
 
 __all__ = [
     "FlagRow",
@@ -154,25 +156,21 @@ def build_overview_rows(
     flag killed or rolled back to 0 % whose rollout variant is no longer evaluated is
     mitigated (`mitigated_at`): never red; the page says since when."""
     per_variant: dict[str, dict[str, float]] = {}
-    for flag, variant, rate in rates[["flag", "variant", "evaluations_per_second"]].itertuples(
-        index=False
-    ):
+    for flag, variant, rate in _columns(rates, "flag", "variant", "evaluations_per_second"):
         per_variant.setdefault(str(flag), {})[str(variant)] = float(rate)
-    error_rates = dict(zip(errors["flag"], errors["errors_per_second"], strict=True))
+    error_rates = dict(_columns(errors, "flag", "errors_per_second"))
     quantiles = {
-        (str(f), float(q)): float(s)
-        for f, q, s in latency[["flag", "quantile", "seconds"]].itertuples(index=False)
+        (str(f), float(q)): float(s) for f, q, s in _columns(latency, "flag", "quantile", "seconds")
     }
     lines: dict[str, list[float]] = {}
-    for flag, value in sparklines.sort_values("timestamp")[
-        ["flag", "evaluations_per_second"]
-    ].itertuples(index=False):
+    in_time = sparklines.sort_values("timestamp", kind="stable")
+    for flag, value in _columns(in_time, "flag", "evaluations_per_second"):
         lines.setdefault(str(flag), []).append(float(value))
     last = {
         str(flag): LastChange(at, str(actor), str(action), float(before), float(after))
-        for flag, at, actor, action, before, after in changes[
-            ["flag", "at", "actor", "action", "from_percentage", "to_percentage"]
-        ].itertuples(index=False)
+        for flag, at, actor, action, before, after in _columns(
+            changes, "flag", "at", "actor", "action", "from_percentage", "to_percentage"
+        )
     }
 
     rows = []
@@ -220,6 +218,12 @@ def build_overview_rows(
         )
 
     return sorted(rows, key=order)
+
+
+def _columns(frame: pd.DataFrame, *names: str) -> Iterator[tuple[Any, ...]]:
+    """The rows of `frame`'s columns `names` as tuples of Python values: each column
+    converted at once (iterating a frame's rows costs a pandas object per cell)."""
+    return zip(*(frame[name].tolist() for name in names), strict=True)
 
 
 def treatment_vs_control(
@@ -290,16 +294,20 @@ def load_overview(
 
     def ask(source: MetricsSource) -> tuple[tuple[pd.DataFrame, ...], datetime | None, int]:
         """The five frames, the newest sample time, and how many queries they took."""
-        before = len(source.issued)
-        frames = (
-            source.evaluation_rates(environment, window, at),
-            source.error_rates(environment, window, at),
-            source.latency_quantiles(environment, window, at),
-            source.evaluation_sparklines(environment, at - sparkline_span, at, step),
-            source.variant_counts(environment, window, at),
-        )
-        newest = source.newest_sample_time(environment, at)
-        return frames, newest, len(source.issued) - before
+        with counting_queries() as sent:
+            *frames, newest = _all_at_once(
+                (
+                    lambda: source.evaluation_rates(environment, window, at),
+                    lambda: source.error_rates(environment, window, at),
+                    lambda: source.latency_quantiles(environment, window, at),
+                    lambda: source.evaluation_sparklines(
+                        environment, at - sparkline_span, at, step
+                    ),
+                    lambda: source.variant_counts(environment, window, at),
+                    lambda: source.newest_sample_time(environment, at),
+                )
+            )
+        return tuple(cast(list[pd.DataFrame], frames)), cast("datetime | None", newest), sent.count
 
     answer = first_answer(sources, ask, notices, "showing the next source.")
     if answer is None:
@@ -332,3 +340,12 @@ def load_overview(
         queries=queries,
         notices=tuple(notices),
     )
+
+
+def _all_at_once(questions: Sequence[Callable[[], object]]) -> list[object]:
+    """Every answer, in order. The questions are independent and their time is the
+    source's, so they are asked at once; each runs in a copy of the caller's context (its
+    query count). When any fails, the first failure in order is raised, after all ended."""
+    with ThreadPoolExecutor(len(questions), thread_name_prefix="overview") as pool:
+        pending = [pool.submit(contextvars.copy_context().run, ask) for ask in questions]
+    return [answer.result() for answer in pending]

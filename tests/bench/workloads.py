@@ -42,10 +42,13 @@ class Workload:
     flags: int
     instances: int = 20
     minutes: int = 4
+    #: the last scrape; a dashboard that asks at "now" needs one past the end of its run
+    end: datetime = END
+    interval_seconds: int = INTERVAL_SECONDS
 
     @property
     def start(self) -> datetime:
-        return END - timedelta(minutes=self.minutes)
+        return self.end - timedelta(minutes=self.minutes)
 
     def flag_keys(self) -> list[str]:
         return [f"bench_flag_{i:05d}" for i in range(self.flags)]
@@ -78,15 +81,15 @@ def write_config(directory: Path, flags: int) -> Path:
 
 
 def openmetrics(workload: Workload, names: MetricNames = MetricNames()) -> str:  # noqa: B008
-    """Cumulative counters and histogram every 15 s from `workload.start` to `END`,
+    """Cumulative counters and histogram every `interval_seconds` from `start` to `end`,
     timestamps in seconds, ending in `# EOF`. Every interval holds the same counts, so
-    each variant's rate is instances * count / 15 per second."""
+    each variant's rate is instances * count / interval_seconds per second."""
     return "".join(_lines(workload, names))
 
 
 def _lines(workload: Workload, names: MetricNames) -> Iterator[str]:
     first = int(workload.start.timestamp())
-    stamps = list(range(first, int(END.timestamp()) + 1, INTERVAL_SECONDS))
+    stamps = list(range(first, int(workload.end.timestamp()) + 1, workload.interval_seconds))
     keys = workload.flag_keys()
     family = names.evaluations.removesuffix("_total")
     yield f"# TYPE {family} counter\n"
@@ -131,9 +134,16 @@ def _lines(workload: Workload, names: MetricNames) -> Iterator[str]:
 
 
 if __name__ == "__main__":
-    # `python -m tests.bench.workloads FLAGS INSTANCES MINUTES FILE`: the OpenMetrics text
-    # written by a child process, so the benchmark's own memory figure leaves it out.
+    # `python -m tests.bench.workloads FLAGS INSTANCES MINUTES FILE [END_EPOCH INTERVAL]`:
+    # the OpenMetrics text written by a child process, so the benchmark's own memory
+    # figure leaves it out.
     import sys
 
     flags, instances, minutes = (int(arg) for arg in sys.argv[1:4])
-    Path(sys.argv[4]).write_text(openmetrics(Workload(flags, instances, minutes)))
+    extra = {}
+    if len(sys.argv) > 5:
+        extra = {
+            "end": datetime.fromtimestamp(int(sys.argv[5]), tz=UTC),
+            "interval_seconds": int(sys.argv[6]),
+        }
+    Path(sys.argv[4]).write_text(openmetrics(Workload(flags, instances, minutes, **extra)))

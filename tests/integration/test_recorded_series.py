@@ -9,14 +9,27 @@ from pathlib import Path
 
 import pytest
 
+from app.analysis.health import HealthThresholds
+from app.flags.loader import load_config
+from app.services.overview import FlagRow, load_overview
+from queries.audit import LAST_CHANGE_COLUMNS
+from queries.frames import empty_frame
 from queries.prometheus import (
     RECORDED_BUCKETS,
     RECORDED_ERRORS,
     RECORDED_EVALUATIONS,
+    RECORDED_QUANTILES,
+    RECORDED_REASONS,
+    RECORDED_SPARKLINE,
     PrometheusMetrics,
 )
 from tests.integration.conftest import REFERENCE_END
-from tests.support.prometheus import PrometheusProcess, openmetrics_from_rollups, start_prometheus
+from tests.support.prometheus import (
+    PrometheusProcess,
+    openmetrics_from_rollups,
+    start_prometheus,
+    with_recorded_series,
+)
 from tests.support.workload import (
     EXPECTED_ERROR_RATES,
     EXPECTED_EVALUATION_RATES,
@@ -76,9 +89,11 @@ def test_recorded_series_answer_first_in_one_query_each(prometheus):
     assert latency.to_dict("records") == [
         {"flag": "alpha", "quantile": 0.5, "seconds": pytest.approx(0.00075)}
     ]
-    assert len(source.issued) == 3
+    # the recorded quantiles are not in this Prometheus: the recorded buckets answer next
+    assert len(source.issued) == 4
     assert RECORDED_EVALUATIONS in source.issued[0] and "rate(" not in source.issued[0]
-    assert RECORDED_BUCKETS in source.issued[2]
+    assert source.issued[2] == f'{RECORDED_QUANTILES}{{environment="production"}}'
+    assert RECORDED_BUCKETS in source.issued[3] and "rate(" not in source.issued[3]
 
 
 def test_absent_recorded_series_fall_back_to_the_raw_expressions(prometheus):
@@ -107,3 +122,106 @@ def test_without_the_setting_or_off_their_window_the_raw_expressions_answer(prom
     p99 = latency.set_index(["flag", "quantile"]).loc[("alpha", 0.99), "seconds"]
     assert p99 == pytest.approx(EXPECTED_LATENCY_QUANTILES["production"]["alpha"][0.99])
     assert len(recorded.issued) == 1 and RECORDED_BUCKETS not in recorded.issued[0]
+
+
+RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "rollout.rules.yml"
+FLAGS = """
+version: "1"
+flags:
+  alpha:
+    state: rollout
+    default_variant: "off"
+    variants: {"on": true, "off": false}
+    rollout: {percentage: 50, variant: "on"}
+    metadata: {phase: 1}
+  beta:
+    state: enabled
+    variants: {"on": true, "off": false}
+    default_variant: "on"
+    metadata: {phase: 2}
+"""
+
+
+@pytest.fixture(scope="module")
+def ruled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusProcess]:
+    """The reference workload with the shipped rules' series written by promtool as a
+    running Prometheus would have recorded them, every minute of the last 40."""
+    workdir = Path(tmp_path_factory.mktemp("ruled"))
+    server = start_prometheus(
+        openmetrics_from_rollups(reference_rollups(REFERENCE_END, hours=1.0)), workdir
+    )
+    server = with_recorded_series(
+        server, workdir, RULES, REFERENCE_END - timedelta(minutes=40), REFERENCE_END
+    )
+    yield server
+    server.stop()
+
+
+def _shown(row: FlagRow) -> dict[str, object]:
+    numbers = {
+        "rate": row.evaluations_per_second,
+        "errors": row.error_rate,
+        "p50": row.p50_seconds,
+        "p99": row.p99_seconds,
+        **{f"share {v}": share for v, share in row.variants.items()},
+        **{f"trend {i}": value for i, value in enumerate(row.sparkline)},
+    }
+    return {"flag": row.flag, "health": row.health, "why": row.why, **numbers}
+
+
+def test_the_overview_from_the_shipped_rules_equals_the_raw_one(ruled, tmp_path):
+    (tmp_path / "feature_flags.yaml").write_text(FLAGS)
+    config = load_config(tmp_path / "feature_flags.yaml", "production")
+    loaded = {}
+    for recorded in (False, True):
+        source = PrometheusMetrics(ruled.url, recorded=recorded)
+        loaded[recorded] = (
+            source,
+            load_overview(
+                config=config,
+                environment="production",
+                sources=[source],
+                changes=empty_frame(LAST_CHANGE_COLUMNS),
+                thresholds=HealthThresholds(),
+                window=WINDOW,
+                sparkline_span=timedelta(minutes=30),
+                at=REFERENCE_END,
+                recent=timedelta(hours=1),
+            ),
+        )
+    (raw_source, raw), (source, overview) = loaded[False], loaded[True]
+    # six questions, each answered by its recorded series (an empty one would have added
+    # the raw query), but the newest sample's time, which is the raw series'
+    assert overview.queries == raw.queries == 6 == len(source.issued)
+    recorded_names = (
+        RECORDED_EVALUATIONS,
+        RECORDED_ERRORS,
+        RECORDED_QUANTILES,
+        RECORDED_SPARKLINE,
+        RECORDED_REASONS,
+    )
+    for name in recorded_names:
+        (query,) = [q for q in source.issued if name in q]
+        assert "rate(" not in query and "increase(" not in query
+    assert [q for q in source.issued if not any(n in q for n in recorded_names)] == [
+        'max(timestamp(feature_flag_evaluations_total{environment="production"}))'
+    ]
+    assert not any(name in q for q in raw_source.issued for name in recorded_names)
+    # the same numbers as the raw expressions on the same data, the ones the workload set
+    assert overview.newest_sample == raw.newest_sample
+    alpha, beta = sorted(overview.rows, key=lambda row: row.flag)
+    assert alpha.evaluations_per_second == pytest.approx(15 / 15)
+    assert alpha.error_rate == pytest.approx(1 / 15)
+    assert alpha.p99_seconds == pytest.approx(
+        EXPECTED_LATENCY_QUANTILES["production"]["alpha"][0.99]
+    )
+    assert alpha.sparkline == pytest.approx((1.0,) * 31)
+    assert alpha.why == "errors 6.67 % > 5 %"
+    assert beta.p50_seconds == pytest.approx(EXPECTED_LATENCY_QUANTILES["production"]["beta"][0.5])
+    for ours, theirs in zip(overview.rows, raw.rows, strict=True):
+        shown, expected = _shown(ours), _shown(theirs)
+        assert shown.keys() == expected.keys()
+        assert shown == {
+            key: pytest.approx(value) if isinstance(value, float) else value
+            for key, value in expected.items()
+        }

@@ -12,8 +12,8 @@ import pytest
 pytestmark = pytest.mark.prometheus
 
 RULES_DIR = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
-#: 3 recording rules (the overview's expressions) + 3 alerts
-EXPECTED_RULES = 6
+#: 7 recording rules (the overview's expressions) + 3 alerts
+EXPECTED_RULES = 10
 
 
 def _promtool(*args: str) -> subprocess.CompletedProcess[str]:

@@ -26,6 +26,7 @@ __all__ = [
     "PrometheusProcess",
     "openmetrics_from_rollups",
     "start_prometheus",
+    "with_recorded_series",
 ]
 
 _INSTALL_HINT = (
@@ -173,27 +174,65 @@ def start_prometheus(
     Raises RuntimeError when prometheus/promtool are missing, the backfill fails, or the
     server is not ready within `ready_timeout` seconds.
     """
-    prometheus = _require("prometheus")
-    promtool = _require("promtool")
     workdir.mkdir(parents=True, exist_ok=True)
     data_dir = workdir / "data"
     data_dir.mkdir(exist_ok=True)
     source = workdir / "metrics.om.txt"
     source.write_text(openmetrics_text, encoding="utf-8")
     # The blocks must exist before the server starts: later ones appear only after ~60 s.
-    backfill = subprocess.run(
-        [promtool, "tsdb", "create-blocks-from", "openmetrics", str(source), str(data_dir)],
-        capture_output=True,
-        text=True,
-        check=False,
+    _promtool("tsdb", "create-blocks-from", "openmetrics", str(source), str(data_dir))
+    source.unlink()
+    return _serve(workdir, ready_timeout)
+
+
+def with_recorded_series(
+    server: PrometheusProcess,
+    workdir: Path,
+    rules: Path,
+    start: datetime,
+    end: datetime,
+    ready_timeout: float = 30.0,
+) -> PrometheusProcess:
+    """The recording rules of `rules` evaluated by `server` every rule interval from
+    `start` to `end` (`promtool tsdb create-blocks-from rules`), then `server` restarted
+    on the same data with those blocks added: the recorded series a live Prometheus
+    would have written, on backfilled data. `workdir` is the one `server` was started
+    with. RuntimeError when promtool fails or the server does not come back."""
+    blocks = workdir / "recorded-blocks"
+    _promtool(
+        "tsdb",
+        "create-blocks-from",
+        "rules",
+        f"--url={server.url}",
+        f"--start={int(start.timestamp())}",
+        f"--end={int(end.timestamp())}",
+        f"--output-dir={blocks}",
+        str(rules),
     )
-    if backfill.returncode != 0:
-        raise RuntimeError(f"promtool backfill failed: {backfill.stderr or backfill.stdout}")
+    server.stop()
+    for block in blocks.iterdir():
+        block.rename(workdir / "data" / block.name)
+    blocks.rmdir()
+    return _serve(workdir, ready_timeout)
+
+
+def _promtool(*args: str) -> None:
+    result = subprocess.run(
+        [_require("promtool"), *args], capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"promtool {args[:3]} failed: {result.stderr or result.stdout}")
+
+
+def _serve(workdir: Path, ready_timeout: float) -> PrometheusProcess:
+    """Prometheus on `workdir`/data, on a free local port, once `/-/ready` answers."""
+    prometheus = _require("prometheus")
+    data_dir = workdir / "data"
     config = workdir / "prometheus.yml"
     config.write_text("global:\n  evaluation_interval: 1m\nscrape_configs: []\n")
     port = free_port()
     log_path = workdir / "prometheus.log"
-    with log_path.open("wb") as log:
+    with log_path.open("ab") as log:
         process = subprocess.Popen(
             [
                 prometheus,

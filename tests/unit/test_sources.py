@@ -3,7 +3,10 @@ answer is named in `notices` with what happens next, and its numbers are not use
 
 from __future__ import annotations
 
+import contextvars
 import textwrap
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,7 +27,7 @@ from queries.frames import empty_frame
 from queries.histogram import check_quantiles
 from queries.prometheus import PrometheusMetrics
 from queries.series_math import covered_seconds, newest_time
-from queries.source import SourceUnavailable
+from queries.source import QueryLog, SourceUnavailable, counting_queries
 from queries.sources import Sources
 
 NOW = datetime(2026, 5, 1, 12, tzinfo=UTC)
@@ -45,7 +48,7 @@ class Down:
     name = "prometheus"
 
     def __init__(self) -> None:
-        self.issued: list[str] = []
+        self.issued: QueryLog = QueryLog()
 
     def __getattr__(self, question: str):  # every MetricsSource question
         def refuse(*_: object, **__: object) -> pd.DataFrame:
@@ -61,7 +64,7 @@ class Rollups:
     name = "sql"
 
     def __init__(self) -> None:
-        self.issued: list[str] = []
+        self.issued: QueryLog = QueryLog()
 
     def _sent(self, question: str, frame: pd.DataFrame) -> pd.DataFrame:
         self.issued.append(question)
@@ -221,3 +224,30 @@ def test_newest_time_is_utc_whatever_the_database_returned() -> None:
     assert newest_time("2026-05-01 12:00:00.000000") == aware
     assert newest_time("2026-05-01T14:00:00+02:00") == aware
     assert newest_time(aware).tzinfo is UTC  # type: ignore[union-attr]
+
+
+def test_each_caller_counts_only_its_own_queries_on_a_shared_source() -> None:
+    shared = QueryLog()
+    counts: dict[str, int] = {}
+    started = threading.Barrier(2)
+
+    def viewer(name: str, queries: int) -> None:
+        with counting_queries() as sent:
+            started.wait()
+            # half sent here, half by helper threads running in a copy of this context
+            with ThreadPoolExecutor(2) as pool:
+                for i in range(queries // 2):
+                    pool.submit(contextvars.copy_context().run, shared.append, f"{name} {i}")
+            for i in range(queries // 2, queries):
+                shared.append(f"{name} {i}")
+        counts[name] = sent.count
+
+    threads = [threading.Thread(target=viewer, args=(n, q)) for n, q in (("a", 400), ("b", 60))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert counts == {"a": 400, "b": 60}
+    assert len(shared) == 460
+    shared.append("outside any count")
+    assert counts == {"a": 400, "b": 60} and len(shared) == 461
