@@ -63,7 +63,9 @@ def _escape_char(char: str) -> str:
     simple = _SIMPLE_ESCAPES.get(char)
     if simple is not None:
         return simple
-    if char.isprintable():
+    # U+FFFD is printable, but Prometheus' lexer takes it for the mark of an invalid
+    # byte and refuses the query ("invalid UTF-8 rune"): it travels escaped.
+    if char.isprintable() and char != "\ufffd":
         return char
     code = ord(char)
     if 0xD800 <= code <= 0xDFFF:

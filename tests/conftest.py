@@ -11,6 +11,9 @@ from contextlib import contextmanager
 import psycopg
 import pytest
 
+#: the session's one Chromium, for tests/browser and the hostile bookmarks in tests/security
+pytest_plugins = ["tests.support.chromium"]
+
 POSTGRES_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 
 

@@ -109,5 +109,5 @@ def test_a_bad_address_setting_is_refused(capsys, monkeypatch, no_rollout_enviro
     monkeypatch.setenv("ROLLOUT_SERVER_ADDRESS", "my laptop")
     assert main(["serve"]) == 2
     err = capsys.readouterr().err
-    assert "invalid settings" in err and "server_address" in err
+    assert "invalid settings: ROLLOUT_SERVER_ADDRESS: " in err
     assert "not an IP address: 'my laptop'" in err and "Traceback" not in err

@@ -12,7 +12,6 @@ from urllib.parse import quote
 import pytest
 from playwright.sync_api import Browser, Dialog, Page, expect
 
-from tests.browser.conftest import chromium  # noqa: F401 - the session's browser
 from tests.browser.url_dashboard import (
     flags_shown,
     no_exception,
@@ -37,7 +36,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Process, 
 
 
 @pytest.fixture
-def page(chromium: Browser) -> Iterator[Page]:  # noqa: F811 - the imported fixture
+def page(chromium: Browser) -> Iterator[Page]:
     page = chromium.new_page(viewport={"width": 1600, "height": 1000})
     dialogs: list[str] = []
 

@@ -149,3 +149,9 @@ def test_promql_duration(duration: timedelta, text: str) -> None:
 def test_promql_duration_refuses_sub_second_and_fractional(duration: timedelta) -> None:
     with pytest.raises(ValueError, match="duration"):
         promql_duration(duration)
+
+
+def test_the_replacement_character_travels_escaped() -> None:
+    """Prometheus' lexer refuses a raw U+FFFD ("invalid UTF-8 rune"); found by the
+    round trip through a real Prometheus."""
+    assert promql_string("a\ufffdb") == '"a\\ufffdb"'

@@ -1,4 +1,5 @@
-"""A real headless Chromium (Debian's), driven by Playwright."""
+"""A real headless Chromium (Debian's), driven by Playwright: one per test session,
+shared by every test directory (a second `sync_playwright` in one process fails)."""
 
 from __future__ import annotations
 
