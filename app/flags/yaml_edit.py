@@ -160,6 +160,8 @@ def _flags_block(lines: list[str], edits: _Edits) -> tuple[int, int]:
 
 
 def _entries(lines: list[str], start: int, end: int) -> list[_Entry]:
+    """The keys at one indentation strictly between `start` and `end`, each with the last
+    line of its value; _Unhandled for anything else (a duplicate key, a stray line)."""
     entries: list[_Entry] = []
     indent: int | None = None
     for index in range(start + 1, end):
@@ -199,28 +201,7 @@ def _first_indent(lines: list[str], first: int, last: int) -> int | None:
 def _children(lines: list[str], first: int, last: int) -> dict[str, tuple[int, int]]:
     """Keys at the body's indentation between `first` and `last` (inclusive): key →
     (line, last line of its value)."""
-    found: dict[str, tuple[int, int]] = {}
-    indent: int | None = None
-    current: str | None = None
-    for index in range(first, last + 1):
-        line = lines[index]
-        if not _is_content(line):
-            continue
-        depth = _indent(line)
-        indent = depth if indent is None else indent
-        if depth == indent:
-            match = _ENTRY.match(line)
-            if match is None:
-                raise _Unhandled
-            current = _key(match["key"])
-            if current in found:
-                raise _Unhandled
-            found[current] = (index, index)
-        elif depth > indent and current is not None:
-            found[current] = (found[current][0], index)
-        else:
-            raise _Unhandled
-    return found
+    return {entry.key: (entry.header, entry.last) for entry in _entries(lines, first - 1, last + 1)}
 
 
 def _edit_entry(

@@ -39,6 +39,7 @@ from app.demo.launcher import streamlit_command
 from app.runtime import open_runtime
 from app.settings import Settings
 from tests.bench.workloads import Workload, write_config
+from tests.support.chromium import CHROMIUM_ARGS
 from tests.support.prometheus import PrometheusProcess, start_prometheus, with_recorded_series
 from tests.support.servers import Process, free_port, start
 
@@ -46,15 +47,6 @@ ENVIRONMENT = "production"
 REFRESH_SECONDS = 20  # the cache interval: a computed and a cached navigation fit in it
 INTERVAL_SECONDS = 30
 PAST_MINUTES = 7  # the 5-minute rate window and sparkline, and a margin
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-quic",
-    "--no-first-run",
-]
 GRID = '[data-testid="stDataFrame"] table[role="grid"]'
 
 

@@ -7,7 +7,7 @@ import shutil
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser, Dialog, Page, sync_playwright
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -30,3 +30,20 @@ def chromium() -> Iterator[Browser]:
         browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
+
+
+@pytest.fixture
+def page_refusing_dialogs(chromium: Browser) -> Iterator[Page]:
+    """A new page that fails its test if anything in it opens a dialog: a hostile link
+    that ran script would (`alert(1)`)."""
+    page = chromium.new_page(viewport={"width": 1600, "height": 1000})
+    dialogs: list[str] = []
+
+    def refuse(dialog: Dialog) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", refuse)
+    yield page
+    assert dialogs == [], "a link ran script in the page"
+    page.close()
