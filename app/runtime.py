@@ -28,6 +28,7 @@ from app.flags.model import FlagConfig
 from app.flags.sql_backend import SqlFlagBackend
 from app.flags.yaml_backend import YamlFlagBackend
 from app.metrics_db.database import open_database
+from app.quoting import quoted
 from app.rollout.actions import (
     ActionRequest,
     ActionResult,
@@ -41,7 +42,6 @@ from app.rollout.actions import (
 from app.rollout.audit import AuditEntry, AuditLog
 from app.rollout.evidence import guard_check
 from app.rollout.guards import GuardPolicy, GuardResult
-from app.rollout.inputs import quoted
 from app.settings import FlagBackendKind, Settings
 from queries.source import SourceUnavailable
 

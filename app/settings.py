@@ -15,7 +15,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -23,7 +23,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
-from app.rollout.inputs import quoted
+from app.quoting import quoted
 from app.rollout.roles import Role
 from queries.names import PRESETS, MetricNames, MetricPreset
 
@@ -160,22 +160,15 @@ class Settings(BaseSettings):
         "canary_deployment", min_length=1, description="The flag the canary page rolls back."
     )
 
-    @field_validator("prometheus_url")
+    @field_validator("prometheus_url", "database_url")
     @classmethod
-    def _prometheus_url_is_http(cls, url: SecretStr | None) -> SecretStr | None:
-        if url is not None:
-            problem = _http_url_problem(url.get_secret_value())
-            if problem:
-                raise ValueError(problem)
-        return url
-
-    @field_validator("database_url")
-    @classmethod
-    def _database_url_is_sqlalchemy(cls, url: SecretStr | None) -> SecretStr | None:
-        if url is not None:
-            problem = _database_url_problem(url.get_secret_value())
-            if problem:
-                raise ValueError(problem)
+    def _url_is_usable(cls, url: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        problem_of = (
+            _http_url_problem if info.field_name == "prometheus_url" else _database_url_problem
+        )
+        problem = None if url is None else problem_of(url.get_secret_value())
+        if problem:
+            raise ValueError(problem)
         return url
 
     @field_validator("server_address")

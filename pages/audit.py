@@ -3,10 +3,10 @@
 import pandas as pd
 import streamlit as st
 
+from app.quoting import printable
 from app.rollout.audit import Outcome
 from app.ui.action_dialog import restore_button, show_last_outcome
 from app.ui.format import escape_markdown
-from app.ui.url_params import shown
 from app.ui.widgets import LinkedWidgets, current_identity, runtime
 
 rt = runtime()
@@ -50,7 +50,7 @@ st.caption(f"{len(rows)} record(s), newest first · source: metrics database + l
 if wanted_id:
     record = rt.audit.get(wanted_id)
     if record is None:
-        st.warning(f"No audit record #{escape_markdown(shown(wanted_id))}.")
+        st.warning(f"No audit record #{escape_markdown(printable(wanted_id))}.")
     else:
         st.success(
             f"Record {record.id}: {record.action} {record.flag} in {record.environment}, "

@@ -10,7 +10,7 @@ import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from app.rollout.inputs import quoted
+from app.quoting import quoted
 
 if TYPE_CHECKING:
     from app.runtime import Runtime

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from app.cli.arguments import instant, record_count, runtime_for
 from app.cli.canary import add_canary_command
+from app.quoting import printable
 from app.rollout.exit_codes import ExitCode
-from app.rollout.inputs import printable
 
 if TYPE_CHECKING:
     from app.rollout.actions import ActionResult

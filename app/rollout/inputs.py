@@ -10,14 +10,14 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from app.quoting import quoted
+
 __all__ = [
     "MAX_NAME_LENGTH",
     "MAX_REASON_LENGTH",
     "actor_problem",
     "environment_problem",
     "flag_key_problem",
-    "printable",
-    "quoted",
     "reason_problem",
 ]
 
@@ -29,7 +29,6 @@ MAX_NAME_LENGTH = 200
 # Bidirectional overrides reorder what a reader sees ("trojan source"): never in a record.
 _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 _LINE_BREAKS = frozenset("\t\n\r")
-_SHOWN = 40
 _ENVIRONMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 
 
@@ -87,15 +86,3 @@ def _control_problem(what: str, text: str, *, allowed: frozenset[str]) -> str | 
                 + (", tabs and line breaks are allowed" if allowed else " is allowed")
             )
     return None
-
-
-def printable(text: str) -> str:
-    """`text` as a message quotes it: control characters as `\\xNN` (they never reach a
-    terminal or a page raw), at most 40 characters, then '…'."""
-    cut = text if len(text) <= _SHOWN else f"{text[:_SHOWN]}… ({len(text)} characters)"
-    return "".join(f"\\x{ord(c):02x}" if unicodedata.category(c) == "Cc" else c for c in cut)
-
-
-def quoted(text: str) -> str:
-    """`printable(text)` in single quotes."""
-    return f"'{printable(text)}'"

@@ -11,14 +11,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from app.rollout.inputs import printable
+from app.quoting import printable
 
 __all__ = [
     "MAX_TEXT",
     "FromLink",
     "choice_from_link",
     "choices_from_link",
-    "shown",
     "text_from_link",
 ]
 
@@ -36,12 +35,6 @@ class FromLink(Generic[T]):
     ignored: tuple[str, ...] = ()
 
 
-def shown(raw: str) -> str:
-    """A link value as a note quotes it (see `printable`: no control characters, at most
-    40 characters, then '…')."""
-    return printable(raw)
-
-
 def choice_from_link(
     name: str, raw: Sequence[str], choices: Sequence[T], default: T | None
 ) -> FromLink[T | None]:
@@ -54,10 +47,10 @@ def choice_from_link(
         if value in offered:
             picked, picked_raw = offered[value], value
     if picked_raw is None:
-        ignored = tuple(f"{name}={shown(v)}: not one of {_listed(offered)}" for v in raw)
+        ignored = tuple(f"{name}={printable(v)}: not one of {_listed(offered)}" for v in raw)
         return FromLink(default, ignored)
     ignored = tuple(
-        f"{name}={shown(v)}: "
+        f"{name}={printable(v)}: "
         + ("given more than once, kept the last valid" if v in offered else "not offered")
         for v in raw
         if v != picked_raw
@@ -79,7 +72,7 @@ def choices_from_link(name: str, raw: Sequence[str], choices: Sequence[T]) -> Fr
             if part in offered:
                 wanted.add(part)
             else:
-                ignored.append(f"{name}={shown(part)}: not one of {_listed(offered)}")
+                ignored.append(f"{name}={printable(part)}: not one of {_listed(offered)}")
     return FromLink([c for text, c in offered.items() if text in wanted], tuple(ignored))
 
 
@@ -89,7 +82,7 @@ def text_from_link(name: str, raw: Sequence[str], max_chars: int = MAX_TEXT) -> 
     if not raw:
         return FromLink("")
     *earlier, value = raw
-    ignored = [f"{name}={shown(v)}: given more than once, kept the last" for v in earlier]
+    ignored = [f"{name}={printable(v)}: given more than once, kept the last" for v in earlier]
     kept = "".join(c for c in value if not _is_control(c))
     if kept != value:
         ignored.append(f"{name}: {len(value) - len(kept)} control character(s) removed")

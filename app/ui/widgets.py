@@ -11,6 +11,7 @@ import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
 from app.flags.loader import BUNDLED_CONFIG, ConfigInvalid
+from app.quoting import printable
 from app.rollout.roles import Identity, Role, role_for
 from app.runtime import Runtime, open_runtime
 from app.services.overview import Overview
@@ -21,7 +22,6 @@ from app.ui.url_params import (
     FromLink,
     choice_from_link,
     choices_from_link,
-    shown,
     text_from_link,
 )
 
@@ -158,12 +158,12 @@ class LinkedWidgets:
             start = choice_from_link(name, raw, options, default)
             if missing is None or not raw or any(v in map(str, options) for v in raw):
                 return start
-            return FromLink(None, (missing(shown(raw[-1])),))
+            return FromLink(None, (missing(printable(raw[-1])),))
 
         key = self._start(name, read)
         current = st.session_state[key]
         if current is not None and current not in options:
-            quoted = shown(str(current))
+            quoted = printable(str(current))
             self._note(name, missing(quoted) if missing else f"{name}={quoted}: not offered")
             st.session_state[key] = None if missing else default
         self._to_link[name] = lambda: _link_text(st.session_state[key])

@@ -156,7 +156,7 @@ CASES: dict[str, Case] = {
     "key_with_newline": Case(flag("state: enabled", key='"a\\nb"'), ("'a\\nb'", "a flag key")),
     "key_with_cyrillic_a": Case(flag("state: enabled", key="m\u0430in"), ("'m\\u0430in'", "ASCII")),
     "key_of_10000_characters": Case(  # an explicit key: a plain one stops at 1,024
-        f'version: "1"\nflags:\n  ? {"k" * 10_000}\n  : {{state: enabled}}\n', ("10,000 char",)
+        f'version: "1"\nflags:\n  ? {"k" * 10_000}\n  : {{state: enabled}}\n', ("10000 characters",)
     ),
     "key_with_terminal_escape": Case(flag("state: enabled", key='"\\e[31mred"'), ("\\x1b",)),
     # the shape of the file

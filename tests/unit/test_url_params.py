@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from app.quoting import printable
 from app.ui.format import SOURCE_LABELS, escape_markdown, source_label
 from app.ui.url_params import (
     MAX_TEXT,
     choice_from_link,
     choices_from_link,
-    shown,
     text_from_link,
 )
 
@@ -92,8 +92,8 @@ def test_repeated_text_keeps_the_last():
 
 
 def test_a_long_value_is_quoted_short():
-    assert shown("abc") == "abc"
-    assert shown("x" * 5000) == "x" * 40 + "… (5000 characters)"
+    assert printable("abc") == "abc"
+    assert printable("x" * 5000) == "x" * 40 + "… (5000 characters)"
     start = choice_from_link("env", ["y" * 5000], ENVIRONMENTS, "production")
     assert len(start.ignored[0]) < 120
 
@@ -121,4 +121,4 @@ def test_control_characters_in_a_link_are_removed_and_named():
     start = text_from_link("q", ["ab\x00c\x1b"])
     assert start.value == "abc"
     assert start.ignored == ("q: 2 control character(s) removed",)
-    assert shown("a\x00") == "a\\x00"
+    assert printable("a\x00") == "a\\x00"
