@@ -6,6 +6,7 @@ these columns, so the domain and the pages never know which source answered.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from itertools import chain, pairwise
 from operator import itemgetter
 from typing import Any
@@ -21,8 +22,8 @@ __all__ = [
     "LATENCY_COLUMNS",
     "SPARKLINE_COLUMNS",
     "VARIANT_COUNT_COLUMNS",
+    "CountQuestions",
     "empty_frame",
-    "one_flag_counts",
     "sparkline_frame",
 ]
 
@@ -49,9 +50,26 @@ def empty_frame(columns: tuple[str, ...]) -> pd.DataFrame:
     return pd.DataFrame({column: pd.Series(dtype="object") for column in columns})
 
 
-def one_flag_counts(counts: pd.DataFrame) -> pd.DataFrame:
-    """`VARIANT_COUNT_COLUMNS` counts of a single flag as `FLAG_COUNT_COLUMNS`."""
-    return counts[list(FLAG_COUNT_COLUMNS)].reset_index(drop=True)
+class CountQuestions:
+    """The two count questions every source answers with one query shape of its own,
+    `_counts`: evaluations by flag, variant and reason over a window (`flag`: only that
+    one), as `VARIANT_COUNT_COLUMNS`."""
+
+    def _counts(
+        self, environment: str, window: timedelta, at: datetime, flag: str | None
+    ) -> pd.DataFrame:
+        raise NotImplementedError
+
+    def flag_counts(
+        self, environment: str, flag: str, window: timedelta, at: datetime
+    ) -> pd.DataFrame:
+        """Evaluations of `flag` by variant and reason over `window` (`FLAG_COUNT_COLUMNS`)."""
+        counts = self._counts(environment, window, at, flag)
+        return counts[list(FLAG_COUNT_COLUMNS)].reset_index(drop=True)
+
+    def variant_counts(self, environment: str, window: timedelta, at: datetime) -> pd.DataFrame:
+        """Every flag's evaluations by variant and reason over `window`, in one query."""
+        return self._counts(environment, window, at, None)
 
 
 def sparkline_frame(result: list[dict[str, Any]], flag_label: str) -> pd.DataFrame:

@@ -30,8 +30,8 @@ from queries.frames import (
     INSTANCE_VERSION_COLUMNS,
     LATENCY_COLUMNS,
     VARIANT_COUNT_COLUMNS,
+    CountQuestions,
     empty_frame,
-    one_flag_counts,
     sparkline_frame,
 )
 from queries.histogram import check_quantiles
@@ -97,7 +97,7 @@ def _timed_out(error: requests.RequestException) -> bool:
     return isinstance(reason, Urllib3Timeout) and not isinstance(reason, NewConnectionError)
 
 
-class PrometheusMetrics:
+class PrometheusMetrics(CountQuestions):
     """Evaluation metrics from a Prometheus HTTP API, names and labels from `names`."""
 
     name = "prometheus"
@@ -249,16 +249,6 @@ class PrometheusMetrics:
     def newest_sample_time(self, environment: str, at: datetime) -> datetime | None:
         """Time of the newest evaluation sample within Prometheus's lookback before `at`."""
         return self.newest_time(self.names.evaluations, environment, at)
-
-    def flag_counts(
-        self, environment: str, flag: str, window: timedelta, at: datetime
-    ) -> pd.DataFrame:
-        """Evaluations of `flag` by variant and reason over `window` (increase, not rate)."""
-        return one_flag_counts(self._counts(environment, window, at, flag))
-
-    def variant_counts(self, environment: str, window: timedelta, at: datetime) -> pd.DataFrame:
-        """Every flag's evaluations by variant and reason over `window` (one query)."""
-        return self._counts(environment, window, at, None)
 
     def _counts(
         self, environment: str, window: timedelta, at: datetime, flag: str | None

@@ -24,8 +24,8 @@ from queries.frames import (
     LATENCY_COLUMNS,
     SPARKLINE_COLUMNS,
     VARIANT_COUNT_COLUMNS,
+    CountQuestions,
     empty_frame,
-    one_flag_counts,
 )
 from queries.histogram import histogram_quantile
 from queries.series_math import as_utc, covered_seconds, step_slot, sum_buckets
@@ -33,7 +33,7 @@ from queries.series_math import as_utc, covered_seconds, step_slot, sum_buckets
 __all__ = ["SqlMetrics"]
 
 
-class SqlMetrics(SqlQuestions):
+class SqlMetrics(SqlQuestions, CountQuestions):
     """`MetricsSource` over the `evaluation_rollups` table; one SQL query per question
     (plus one for the covered time, shared by the rate questions)."""
 
@@ -123,15 +123,6 @@ class SqlMetrics(SqlQuestions):
 
     def newest_sample_time(self, environment: str, at: datetime) -> datetime | None:
         return self.newest_end(RollupRow, environment, at)
-
-    def flag_counts(
-        self, environment: str, flag: str, window: timedelta, at: datetime
-    ) -> pd.DataFrame:
-        return one_flag_counts(self._counts(environment, window, at, flag))
-
-    def variant_counts(self, environment: str, window: timedelta, at: datetime) -> pd.DataFrame:
-        """Every flag's evaluations by variant and reason over `window` (one statement)."""
-        return self._counts(environment, window, at, None)
 
     def _counts(
         self, environment: str, window: timedelta, at: datetime, flag: str | None
