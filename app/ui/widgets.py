@@ -108,7 +108,7 @@ class LinkedWidgets:
     key is not in session state yet) the link's value is validated and put into session
     state; from then on the widget owns its value and `sync()` writes the link from the
     widgets, never the other way round. A value the widget does not offer is dropped
-    with a note `sync()` shows for the rest of the visit.
+    with a note `sync()` shows until the person picks another value in that widget.
     """
 
     def __init__(self, page: str) -> None:
@@ -120,8 +120,11 @@ class LinkedWidgets:
         return f"{self.page}.{name}"
 
     @property
-    def _notes(self) -> dict[str, tuple[str, ...]]:
-        notes: dict[str, tuple[str, ...]] = st.session_state.setdefault(f"{self.page}.~notes", {})
+    def _notes(self) -> dict[str, tuple[Any, tuple[str, ...]]]:
+        """Per widget: the value it was given in place of what the link named, and why."""
+        notes: dict[str, tuple[Any, tuple[str, ...]]] = st.session_state.setdefault(
+            f"{self.page}.~notes", {}
+        )
         return notes
 
     def _start(self, name: str, read: Callable[[list[str]], FromLink[Any]]) -> str:
@@ -130,11 +133,13 @@ class LinkedWidgets:
         if key not in st.session_state:
             start = read(st.query_params.get_all(name))
             st.session_state[key] = start.value
-            self._notes[name] = start.ignored
+            self._notes[name] = (start.value, start.ignored)
         return key
 
     def _note(self, name: str, note: str) -> None:
-        self._notes[name] = (*self._notes.get(name, ()), note)
+        """Add `note` to the widget `name`, whose value was just reset."""
+        earlier = self._notes.get(name, (None, ()))[1]
+        self._notes[name] = (st.session_state[self.key(name)], (*earlier, note))
 
     def selectbox(
         self,
@@ -164,8 +169,8 @@ class LinkedWidgets:
         current = st.session_state[key]
         if current is not None and current not in options:
             quoted = printable(str(current))
-            self._note(name, missing(quoted) if missing else f"{name}={quoted}: not offered")
             st.session_state[key] = None if missing else default
+            self._note(name, missing(quoted) if missing else f"{name}={quoted}: not offered")
         self._to_link[name] = lambda: _link_text(st.session_state[key])
         return where.selectbox(
             label, options, key=key, format_func=format_func, placeholder=f"Choose {label.lower()}"
@@ -207,7 +212,8 @@ class LinkedWidgets:
 
     def sync(self) -> None:
         """Write the link from the widgets so far (other parameters are kept; empty
-        values are removed), and show each note not yet shown in this run."""
+        values are removed), and show each note not yet shown in this run whose widget
+        still holds the value it was given in place of the link's."""
         for name, text in self._to_link.items():
             value = text()
             if not value:
@@ -215,11 +221,15 @@ class LinkedWidgets:
                     del st.query_params[name]
             elif st.query_params.get_all(name) != [value]:
                 st.query_params[name] = value
-        for name, notes in self._notes.items():
-            if name in self._to_link and name not in self._shown:
-                self._shown.add(name)
-                for note in notes:
-                    st.warning(f"Ignored from the link: {escape_markdown(note)}", icon="🔗")
+        for name, (given, notes) in list(self._notes.items()):
+            if name not in self._to_link or name in self._shown:
+                continue
+            if st.session_state[self.key(name)] != given:
+                del self._notes[name]  # the person chose since: the link is history
+                continue
+            self._shown.add(name)
+            for note in notes:
+                st.warning(f"Ignored from the link: {escape_markdown(note)}", icon="🔗")
 
 
 def _link_text(value: object) -> str:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.url_dashboard import combobox, in_url, no_exception, start_dashboard
+from tests.browser.url_dashboard import choose, combobox, in_url, no_exception, start_dashboard
 from tests.support.servers import Process
 
 pytestmark = pytest.mark.browser
@@ -75,6 +75,21 @@ def test_the_overview_survives_every_link_and_keeps_the_kill_switch(
     expect(page.get_by_role("button", name="🚨 Emergency rollback")).to_be_visible()
     _noted(page, *notes)
     expect(page.get_by_text("Source:")).to_be_visible()  # the table's panel drew
+    no_exception(page)
+
+
+def test_a_links_note_goes_once_the_person_picks_another_value(page: Page, dashboard: Process):
+    """The note names what the link asked for; after two edits of that picker it would
+    only describe the past, so it is gone, and it does not come back."""
+    _open(page, f"{dashboard.url}/?env={SCRIPT}", "🚦 Rollout overview")
+    _noted(page, "env=")
+    choose(page, "Environment", "staging")
+    in_url(page, "env", "staging")
+    expect(page.get_by_text(IGNORED)).to_have_count(0)
+    choose(page, "Environment", "production")
+    in_url(page, "env", "production")
+    expect(page.get_by_text(IGNORED)).to_have_count(0)
+    expect(page.get_by_role("button", name="🚨 Emergency rollback")).to_be_visible()
     no_exception(page)
 
 
