@@ -46,6 +46,8 @@ from app.settings import FlagBackendKind, Settings
 from queries.source import SourceUnavailable
 
 if TYPE_CHECKING:
+    from app.approvals import Approvals, Decision
+    from app.rollout.roles import Identity
     from app.services.overview import Overview
     from app.services.overview_cache import SharedOverviewCache
     from queries.prometheus import PrometheusMetrics
@@ -138,11 +140,42 @@ class Runtime:
     def execute(self, request: ActionRequest) -> ActionResult:
         """Authorise, audit and apply `request` (see `app.rollout.actions`); an
         environment that is not configured is refused (exit 2) before anything is written,
-        so no override file is ever created for it."""
+        so no override file is ever created for it. Where a second person must approve,
+        the result carries the change request made instead (exit 5)."""
         unknown = self._unknown_environment(request.environment)
         if unknown:
             return ActionResult(False, ExitCode.USAGE, None, error=unknown)
-        return execute_action(request, self.backend, self.audit, self.guard_check())
+        return execute_action(
+            request, self.backend, self.audit, self.guard_check(), approvals=self.approvals
+        )
+
+    @property
+    def approvals(self) -> Approvals:
+        """The change requests of this process's environments (`app.approvals`)."""
+        return self._once("approvals", self._new_approvals)
+
+    def _new_approvals(self) -> Approvals:
+        from app.approvals import Approvals, RequestStore
+
+        s = self.settings
+        return Approvals(
+            RequestStore(self.engine),
+            self.audit,
+            s.approval_required_in,
+            timedelta(hours=s.request_expiry_hours),
+        )
+
+    def approve(
+        self, request_id: str, identity: Identity, comment: str = "", digest: str | None = None
+    ) -> Decision:
+        """Approve a change request and apply it, guards checked again now."""
+        return self.approvals.approve(request_id, identity, self.execute, comment, digest)
+
+    def reject(self, request_id: str, identity: Identity, comment: str) -> Decision:
+        return self.approvals.reject(request_id, identity, comment)
+
+    def cancel(self, request_id: str, identity: Identity, comment: str = "") -> Decision:
+        return self.approvals.cancel(request_id, identity, comment)
 
     def _unknown_environment(self, environment: str) -> str | None:
         if environment in self.environments():

@@ -142,6 +142,14 @@ class Settings(BaseSettings):
     typed_confirmation_environments: tuple[str, ...] = Field(
         ("production",), description="Where the dialog asks to type the flag key."
     )
+    approval_environments: tuple[str, ...] = Field(
+        ("production",),
+        description="Where an advance or an override waits for a second operator's approval "
+        "(JSON list; off in demo mode unless set).",
+    )
+    request_expiry_hours: float = Field(
+        24, gt=0, le=24 * 30, allow_inf_nan=False, description="A change request expires after."
+    )
     min_soak_minutes: float = Field(
         15, ge=0, le=_WEEK_SECONDS // 60, allow_inf_nan=False, description="Advance: soak time."
     )
@@ -186,6 +194,14 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, _SecretsTomlSource(settings_cls, SECRETS_FILE))
+
+    @property
+    def approval_required_in(self) -> frozenset[str]:
+        """The environments whose advances wait for a second person. The demo has one
+        person, so none there unless `ROLLOUT_APPROVAL_ENVIRONMENTS` says otherwise."""
+        if self.demo and "approval_environments" not in self.model_fields_set:
+            return frozenset()
+        return frozenset(self.approval_environments)
 
     @property
     def resolved_flags_file(self) -> Path:

@@ -24,6 +24,7 @@ __all__ = [
     "AuditOutcome",
     "AuditRecord",
     "Base",
+    "ChangeRequestRow",
     "InstanceReport",
     "RequestRollup",
     "RollupRow",
@@ -176,3 +177,33 @@ class InstanceReport(Base):
     instance: Mapped[str] = mapped_column(String(200), nullable=False)
     config_version: Mapped[str] = mapped_column(String(200), nullable=False)
     reported_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+
+
+class ChangeRequestRow(Base):
+    """A change waiting for a second person (`app.approvals`). Its content (what, where,
+    the flag versions and guard report at request time) never changes; only `status` and
+    the decision move, each move a conditional update from the status it leaves."""
+
+    __tablename__ = "change_requests"
+    __table_args__ = (Index("ix_change_requests_status", "status", "environment"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+    requester: Mapped[str] = mapped_column(String(200), nullable=False)
+    environment: Mapped[str] = mapped_column(String(200), nullable=False)
+    action: Mapped[str] = mapped_column(String(32), nullable=False)
+    flag: Mapped[str | None] = mapped_column(String(200))
+    to_percentage: Mapped[float | None] = mapped_column(Float)
+    override: Mapped[bool] = mapped_column(default=False, nullable=False)
+    restore_of: Mapped[str | None] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text, nullable=False)
+    transitions: Mapped[list[dict[str, Any]]] = mapped_column(JSON, nullable=False)
+    versions: Mapped[dict[str, str]] = mapped_column(JSON, nullable=False)
+    guards: Mapped[list[dict[str, Any]]] = mapped_column(JSON, nullable=False)
+    idempotency_key: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    decided_by: Mapped[str | None] = mapped_column(String(200))
+    decided_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    comment: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    detail: Mapped[str] = mapped_column(Text, nullable=False, default="")

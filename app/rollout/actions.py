@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from app.flags.backend import FlagBackend, FlagChange, FlagSnapshot, UnknownFlag, VersionConflict
 from app.flags.loader import ConfigInvalid
@@ -35,11 +35,15 @@ from app.rollout.inputs import (
 from app.rollout.ladder import LadderEnd, next_step, previous_step
 from app.rollout.roles import Identity, NotAuthorized, Role, require
 
+if TYPE_CHECKING:
+    from app.approvals.model import ChangeRequest
+
 __all__ = [
     "MAX_REASON_LENGTH",
     "Action",
     "ActionRequest",
     "ActionResult",
+    "ApprovalGate",
     "ExitCode",
     "InvalidRequest",
     "Plan",
@@ -88,7 +92,8 @@ class ActionRequest:
     (a page passes what it displayed); None means "as read now" (the CLI).
     `confirmed` are the transitions the person confirmed in a dialog: exactly these are
     applied, or the request is refused as a conflict. `restore_of` is the audit id a
-    restore reverts."""
+    restore reverts. `approved_request` is the change request whose approval this
+    request applies (`app.approvals`)."""
 
     action: Action
     environment: str
@@ -102,6 +107,7 @@ class ActionRequest:
     expected_versions: Mapping[str, str] | None = None
     confirmed: tuple[Transition, ...] | None = None
     restore_of: str | None = None
+    approved_request: str | None = None
 
 
 @dataclass(frozen=True)
@@ -148,6 +154,7 @@ class ActionResult:
     error: str | None = None
     fresh: FlagSnapshot | None = None
     replayed: bool = False  # the idempotency key had been used: this is that result
+    change_request: ChangeRequest | None = None  # made instead of applying (exit 5)
 
     def as_json(self) -> dict[str, Any]:
         """DESIGN §6's advance / rollback document."""
@@ -163,6 +170,8 @@ class ActionResult:
             "idempotency_key": request.idempotency_key if request else None,
             "error": self.error,
         }
+        if self.change_request is not None:
+            document["change_request"] = self.change_request.as_json()
         if len(transitions) == 1:
             t = transitions[0]
             document |= {
@@ -180,6 +189,20 @@ class ActionResult:
                 for t in transitions
             ]
         return document
+
+
+class ApprovalGate(Protocol):
+    """Where a change waits for a second person (`app.approvals.Approvals`)."""
+
+    def needs_approval(self, plan: Plan) -> bool:
+        """Whether `plan` may only be applied through an approved change request."""
+
+    def ticket_problem(self, request: ActionRequest) -> str | None:
+        """Why `request.approved_request` does not allow `request` (None: it does)."""
+
+    def open(self, plan: Plan) -> tuple[ChangeRequest, tuple[AuditEntry, ...]]:
+        """Store `plan` as a change request (the same one again for a reused idempotency
+        key) and audit it; ApprovalsUnavailable when it cannot be stored."""
 
 
 def plan_action(
@@ -319,12 +342,15 @@ def execute_action(
     audit: AuditLog,
     check_guards: GuardCheck,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    approvals: ApprovalGate | None = None,
 ) -> ActionResult:
     """Plan, authorise, audit and apply `request`. Never raises for a user error: the
     result carries the exit code and the message. With `request.confirmed`, exactly the
     confirmed transitions are applied; a flag no longer in a confirmed `from` state (or
     version) is refused with exit 3, recorded as the confirmed change, failed, with the
-    fresh state and who made it in its detail."""
+    fresh state and who made it in its detail. Where `approvals` says the plan needs a
+    second person, a request without an approval becomes a change request (exit 5)
+    instead, and one naming an approval is applied only if that approval allows it."""
     try:
         _validate(request)  # first: a refusal may quote the actor's name
         require(request.identity, _needed_role(request), str(request.action))
@@ -370,6 +396,11 @@ def execute_action(
         code = ExitCode.UNAVAILABLE if no_source else ExitCode.REFUSED
         return ActionResult(False, code, plan, entries, error=f"guards failed: {failed}")
 
+    if approvals is not None and approvals.needs_approval(plan):
+        gated = _through_approval(request, plan, approvals)
+        if gated is not None:
+            return gated
+
     try:
         pending = _record(audit, plan, Outcome.PENDING, now())
     except DuplicateKey as duplicate:  # a concurrent double click got there first
@@ -392,6 +423,27 @@ def execute_action(
         return ActionResult(False, ExitCode.UNAVAILABLE, plan, settled, str(error))
     settled = tuple(audit.settle_many(pending, Outcome.APPLIED))
     return ActionResult(True, ExitCode.DONE, plan, settled, fresh=fresh)
+
+
+def _through_approval(
+    request: ActionRequest, plan: Plan, approvals: ApprovalGate
+) -> ActionResult | None:
+    """A change request instead of `plan` (exit 5), a refusal of an approval that does not
+    allow it, or None when `request` applies an approval that does."""
+    from app.approvals.store import ApprovalsUnavailable
+
+    if request.approved_request is None:
+        try:
+            change, steps = approvals.open(plan)
+        except ApprovalsUnavailable as error:
+            return ActionResult(
+                False, ExitCode.UNAVAILABLE, plan, error=f"{error}: nothing requested or applied"
+            )
+        return ActionResult(False, ExitCode.REQUESTED, plan, steps, change_request=change)
+    problem = approvals.ticket_problem(request)
+    if problem is not None:
+        return ActionResult(False, ExitCode.REFUSED, plan, error=problem)
+    return None
 
 
 def _refuse_stale(

@@ -37,10 +37,18 @@ __all__ = [
 
 
 class Outcome(StrEnum):
+    """What became of an action; the last five are the steps of a change request
+    (`app.approvals`), which change no flag themselves."""
+
     PENDING = "pending"
     APPLIED = "applied"
     FAILED = "failed"
     REFUSED = "refused"
+    REQUESTED = "requested"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
 
 
 @dataclass(frozen=True)

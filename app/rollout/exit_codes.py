@@ -16,3 +16,4 @@ class ExitCode(IntEnum):
     USAGE = 2
     CONFLICT = 3
     UNAVAILABLE = 4
+    REQUESTED = 5  # not applied: a change request now waits for another person's approval
