@@ -25,6 +25,7 @@ pages = [
     st.Page("../pages/flag_detail.py", title="Flag detail", icon="🔎"),
     st.Page("../pages/canary.py", title="Canary", icon="🐤"),
     st.Page("../pages/phases.py", title="Phases", icon="🧭"),
+    st.Page("../pages/requests.py", title="Requests", icon="✋"),
     st.Page("../pages/audit.py", title="Audit", icon="📜"),
 ]
 navigation = st.navigation(pages)

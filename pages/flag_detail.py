@@ -29,6 +29,7 @@ from app.ui.action_dialog import action_buttons, guard_table, show_last_outcome
 from app.ui.flag_charts import error_chart, latency_chart, mitigation_chart, rate_chart
 from app.ui.format import HEALTH_BADGES, format_age, format_rate, source_label
 from app.ui.overview_table import why_text
+from app.ui.pending_requests import flag_request_notice
 from app.ui.widgets import LinkedWidgets, current_identity, environment_picker, runtime
 
 rt = runtime()
@@ -71,6 +72,7 @@ phase_col.metric("Phase", str(flag.phase) if flag.phase else "–")
 strategy_col.metric("Strategy", str(flag.rollout.strategy))
 
 st.markdown("#### Actions")
+flag_request_notice(rt, environment, key)
 action_buttons(rt, identity, environment, key, snapshot.versions, snapshot=snapshot)
 
 st.markdown("#### Guard report for the next step")

@@ -7,8 +7,10 @@ import streamlit as st
 from app.analysis.health import Health
 from app.flags.model import FlagState
 from app.services.overview import OverviewFilter, filter_rows
+from app.services.requests import pending_badges
 from app.ui.action_dialog import emergency_button, show_last_outcome
 from app.ui.overview_table import FLAG_LINK_TEXT, overview_display_frame
+from app.ui.pending_requests import pending_banner, pending_in
 from app.ui.widgets import (
     LinkedWidgets,
     current_identity,
@@ -18,7 +20,7 @@ from app.ui.widgets import (
 )
 
 #: First, so they fit a 1024 px wide screen; every other column follows in frame order.
-FIRST_COLUMNS = ("Health", "Flag", "Rollout %", "Errors", "Why")
+FIRST_COLUMNS = ("Health", "Flag", "Rollout %", "Errors", "Request", "Why")
 
 rt = runtime()
 identity = current_identity(rt)
@@ -50,12 +52,15 @@ widgets.sync()
 def flag_table() -> None:
     overview = rt.cached_overview(environment)
     source_banner(overview, rt.settings.stale_after_seconds)
+    pending = pending_in(rt, environment)
+    pending_banner(pending, environment)
     wanted = OverviewFilter(frozenset(phases), frozenset(states), frozenset(health), text)
     rows = filter_rows(overview.rows, wanted)
     if not rows:
         st.info("No flag matches these filters.")
         return
-    frame = overview_display_frame(rows, datetime.now(UTC), environment)
+    requests = None if pending is None else pending_badges(pending)
+    frame = overview_display_frame(rows, datetime.now(UTC), environment, requests)
     st.dataframe(
         frame,
         hide_index=True,
@@ -73,6 +78,9 @@ def flag_table() -> None:
                 "Rollout %", min_value=0, max_value=100, format="%.0f %%", width=100
             ),
             "Errors": st.column_config.TextColumn(width=70),
+            "Request": st.column_config.TextColumn(
+                width=110, help="A pending change request: its number and target"
+            ),
             "Why": st.column_config.TextColumn(width=180),
             "p99": st.column_config.TextColumn(width=70),
             "Phase": st.column_config.TextColumn(width=50),

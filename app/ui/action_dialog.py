@@ -8,6 +8,12 @@ that plan (`confirmed`) with the versions it was made on, so what the dialog sho
 what the action does, or the action is refused as a conflict naming who changed what.
 When the flag changed since the page was drawn, the dialog says so ("changed since you
 looked"). A dialog makes one idempotency key when it opens (a double click applies once).
+
+In an environment that needs a second person (`ROLLOUT_APPROVAL_ENVIRONMENTS`), a change
+that would wait (an advance, a restore that goes up, an override) says so before it is
+confirmed, its button reads "Request approval", and confirming makes a change request
+(exit 5) instead of applying: the page then links to it on the Requests page. Rollback,
+kill and emergency rollback never wait.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from typing import Any, Literal
 import pandas as pd
 import streamlit as st
 
+from app.approvals.store import ApprovalsUnavailable
 from app.flags.backend import FlagSnapshot
 from app.rollout import inputs as rules
 from app.rollout.actions import (
@@ -36,10 +43,12 @@ from app.rollout.audit import AuditEntry, Outcome, describe_change
 from app.rollout.guards import GuardResult
 from app.rollout.roles import Identity, Role
 from app.runtime import Runtime
-from app.ui.format import format_guard_values
+from app.ui.format import escape_markdown, format_duration, format_guard_values
+from app.ui.pending_requests import REQUESTS_PAGE
 
 __all__ = [
     "action_buttons",
+    "approval_label",
     "button_label",
     "emergency_button",
     "guard_table",
@@ -82,6 +91,15 @@ def button_label(action: Action, transitions: Sequence[Transition], environment:
         return "Kill (0 %, disabled)"
     verb = "Advance" if action is Action.ADVANCE else "Roll back"
     return f"{verb} to {t.to_percentage:g} %"
+
+
+def approval_label(transitions: Sequence[Transition]) -> str:
+    """The confirm button of a change that waits for a second person: "Request approval:
+    ab_testing 25 % → 50 %", "Request approval: 3 flags"."""
+    if len(transitions) == 1:
+        t = transitions[0]
+        return f"Request approval: {t.flag} {t.from_percentage:g} % → {t.to_percentage:g} %"
+    return f"Request approval: {len(transitions)} flags"
 
 
 def reason_problem(reason: str) -> str | None:
@@ -150,6 +168,11 @@ def action_buttons(
             request = ActionRequest(action, environment, "(preview)", identity, flag=flag)
             _open(rt, identity, request, seen)
     st.session_state[seen_key] = versions.get(flag)
+    if Action.ADVANCE in actions and rt.approvals.needed_in(environment):
+        st.caption(
+            f"✋ In {environment} an advance waits for a second operator's approval "
+            "(Requests page); a rollback or kill applies at once."
+        )
 
 
 def emergency_button(rt: Runtime, identity: Identity, environment: str) -> None:
@@ -185,6 +208,14 @@ def show_last_outcome() -> None:
     text = outcome["text"]
     if outcome["applied"]:
         st.success(text, icon="✅")
+    elif outcome.get("request_id"):
+        st.info(text, icon="⏳")
+        st.page_link(
+            REQUESTS_PAGE,
+            label=f"Change request #{outcome['request_id']} on the Requests page",
+            icon="✋",
+            query_params={"id": outcome["request_id"]},
+        )
     elif outcome["code"] == ExitCode.CONFLICT:
         st.warning(text, icon="🔁")
     else:
@@ -272,7 +303,15 @@ def _confirm(rt: Runtime, identity: Identity, request: ActionRequest, key: str) 
         st.error(state["error"])
         return
     _show_plan(plan)
-    reason = st.text_area("Reason (required, goes to the audit log)", key="dialog-reason")
+    waits = bool(plan.transitions) and rt.approvals.needs_approval(plan)
+    if waits:
+        _approval_notice(rt, plan)
+    reason = st.text_area(
+        "Reason (required: the approver reads it; it goes to the audit log)"
+        if waits
+        else "Reason (required, goes to the audit log)",
+        key="dialog-reason",
+    )
     problem = reason_problem(reason)
     if problem:
         st.error(problem)
@@ -284,6 +323,11 @@ def _confirm(rt: Runtime, identity: Identity, request: ActionRequest, key: str) 
             )
         else:
             st.error("Guards failed: this is refused. An admin can override.")
+    if override and not waits and rt.approvals.needed_in(request.environment):
+        waits = True  # any override waits where approval is needed
+        _approval_notice(rt, plan)
+    if override and waits:
+        st.caption("An override is approved by another admin only.")
     ready = (
         bool(reason.strip())
         and problem is None
@@ -294,17 +338,16 @@ def _confirm(rt: Runtime, identity: Identity, request: ActionRequest, key: str) 
         wanted = request.flag or request.environment
         typed = st.text_input(f"Type **{wanted}** to confirm", key="dialog-typed")
         ready = ready and typed.strip() == wanted
-    label = (
-        button_label(request.action, plan.transitions, request.environment)
-        if plan.transitions
-        else "Nothing to change"
-    )
-    if st.button(
-        f"Confirm: {_ICONS[request.action]} {label}",
-        type="primary",
-        disabled=not ready,
-        key="dialog-confirm",
-    ):
+    if not plan.transitions:
+        label = f"Confirm: {_ICONS[request.action]} Nothing to change"
+    elif waits:
+        label = f"✋ {approval_label(plan.transitions)}"
+    else:
+        label = (
+            f"Confirm: {_ICONS[request.action]} "
+            f"{button_label(request.action, plan.transitions, request.environment)}"
+        )
+    if st.button(label, type="primary", disabled=not ready, key="dialog-confirm"):
         final = replace(
             request,
             reason=reason,
@@ -318,6 +361,32 @@ def _confirm(rt: Runtime, identity: Identity, request: ActionRequest, key: str) 
         st.session_state.pop(f"{_DIALOG}{key}", None)
         st.session_state[_OUTCOME] = _summary(result)
         st.rerun()
+
+
+def _approval_notice(rt: Runtime, plan: Plan) -> None:
+    """Before confirming: this change waits for another operator, and what is pending
+    for its flags already."""
+    environment = plan.request.environment
+    hours = format_duration(rt.settings.request_expiry_hours * 3600)
+    st.info(
+        f"**A second operator must approve this.** In {environment}, this change waits "
+        "for another operator: confirming creates a **change request**, and nothing "
+        "changes until someone else approves it on the Requests page (it expires after "
+        f"{hours}). The guards are checked again when it is approved.",
+        icon="✋",
+    )
+    try:
+        pending = rt.approvals.pending_flags(environment)
+    except ApprovalsUnavailable as error:
+        st.warning(f"{error}: the request cannot be made now.", icon="⚠️")
+        return
+    waiting = {c.id: c for t in plan.transitions if (c := pending.get(t.flag)) is not None}
+    for change in waiting.values():
+        st.caption(
+            f"Change request #{change.id} by {escape_markdown(change.requester)} already "
+            f"waits for {escape_markdown(', '.join(change.flags))}: "
+            f"{escape_markdown(change.diff)}."
+        )
 
 
 def _show_plan(plan: Plan) -> None:
@@ -342,6 +411,15 @@ def _summary(result: ActionResult) -> dict[str, Any]:
         )
     elif result.exit_code is ExitCode.CONFLICT:
         text = f"Not applied: {result.error}. The page now shows the fresh state."
+    elif result.exit_code is ExitCode.REQUESTED and result.change_request is not None:
+        change = result.change_request
+        before = "; ".join(
+            f"{t.flag} stays at {t.from_state} {t.from_percentage:g} %" for t in transitions
+        )
+        text = (
+            f"Change request #{change.id} created: waits for another operator. "
+            f"Nothing changed yet ({before}) until someone else approves it."
+        )
     else:
         text = f"Not applied: {result.error}"
     summary: dict[str, Any] = {
@@ -349,8 +427,9 @@ def _summary(result: ActionResult) -> dict[str, Any]:
         "code": result.exit_code,
         "text": text,
         "audit_id": result.audit[0].id if result.audit else None,
+        "request_id": result.change_request.id if result.change_request else None,
     }
-    if request is not None and len(transitions) > 1:
+    if request is not None and len(transitions) > 1 and summary["request_id"] is None:
         summary["environment"] = request.environment
         summary["flags"] = [(t.flag, t.diff) for t in transitions]
         summary["restorable"] = result.applied and request.action is Action.EMERGENCY

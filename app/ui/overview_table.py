@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from urllib.parse import urlencode
 
@@ -40,12 +40,16 @@ def why_text(row: FlagRow, now: datetime) -> str:
 
 
 def overview_display_frame(
-    rows: Sequence[FlagRow], now: datetime, environment: str
+    rows: Sequence[FlagRow],
+    now: datetime,
+    environment: str,
+    requests: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """Columns: Health, Flag (a link to its detail), Why, Phase, State, Rollout %,
     Evaluations, Trend, Variant split, Errors, p99, Last change — numbers already
-    formatted for reading."""
-    return pd.DataFrame(
+    formatted for reading. With `requests` (flag → its pending change request's marker,
+    where approval matters), a Request column holds each flag's marker ('' for none)."""
+    frame = pd.DataFrame(
         {
             "Health": [HEALTH_BADGES[r.health] for r in rows],
             "Flag": [flag_detail_url(environment, r.flag) for r in rows],
@@ -66,3 +70,10 @@ def overview_display_frame(
             ],
         }
     )
+    if requests is not None:
+        frame.insert(
+            list(frame.columns).index("Rollout %") + 1,
+            "Request",
+            [requests.get(r.flag, "") for r in rows],
+        )
+    return frame
