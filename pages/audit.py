@@ -5,8 +5,10 @@ import streamlit as st
 
 from app.quoting import printable
 from app.rollout.audit import Outcome
+from app.services.requests import request_of_reason
 from app.ui.action_dialog import restore_button, show_last_outcome
 from app.ui.format import escape_markdown
+from app.ui.pending_requests import REQUESTS_PAGE
 from app.ui.widgets import LinkedWidgets, current_identity, runtime
 
 rt = runtime()
@@ -59,6 +61,14 @@ if wanted_id:
         )
         if record.detail:
             st.caption(record.detail)
+        request_id = request_of_reason(record.reason)
+        if request_id is not None:
+            st.page_link(
+                REQUESTS_PAGE,
+                label=f"Change request #{request_id} on the Requests page",
+                icon="✋",
+                query_params={"id": request_id},
+            )
         restore_button(rt, identity, record)
         st.json(record.as_json(), expanded=False)
 st.dataframe(frame, hide_index=True, width="stretch")

@@ -10,6 +10,7 @@ approval to admins only; the approval service refuses all of these again.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -37,6 +38,7 @@ __all__ = [
     "pending_badges",
     "pending_summary",
     "permissions",
+    "request_of_reason",
     "requests_board",
     "same_person",
     "stale_text",
@@ -284,6 +286,16 @@ def pending_summary(pending: Mapping[str, ChangeRequest], environment: str) -> s
     more = f" and {len(ordered) - 5} more" if len(ordered) > 5 else ""
     noun = "change request waits" if len(ordered) == 1 else "change requests wait"
     return f"{len(ordered)} {noun} for approval in {environment}: {listed}{more}"
+
+
+_REQUEST_REASON = re.compile(r"request #(\d{1,18})(?::| by )")
+
+
+def request_of_reason(reason: str) -> str | None:
+    """The change request an audit record belongs to, read from the reason the approval
+    service writes ('request #12: …', 'request #12 by alice: …'); None for others."""
+    found = _REQUEST_REASON.match(reason)
+    return found.group(1) if found else None
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from app.services.requests import (
     pending_badges,
     pending_summary,
     permissions,
+    request_of_reason,
     requests_board,
     stale_text,
 )
@@ -312,3 +313,23 @@ def test_without_approval_environments_the_page_names_the_setting():
     assert demo.startswith("No environment needs approval")
     empty = approval_off_text(["production"], demo=False)
     assert f"`{APPROVAL_SETTING}` is an empty list" in empty
+
+
+def test_an_audit_record_of_a_request_names_its_request():
+    assert request_of_reason("request #12: steady for an hour") == "12"
+    assert request_of_reason("request #12 by alice@example.com: steady") == "12"
+    assert request_of_reason("restore of #12: oops") is None
+    assert request_of_reason("see request #12: not at the start") is None
+    assert request_of_reason("request #12abc: no") is None
+
+
+def test_just_now_under_ten_seconds():
+    fresh = request(1, asked=timedelta(seconds=3))
+    assert expiry_text(fresh, NOW).startswith("asked just now · expires in 23 h 59 min")
+    decided = request(
+        1,
+        status=RequestStatus.CANCELLED,
+        decided_by=ALICE.name,
+        decided_at=NOW - timedelta(seconds=9),
+    )
+    assert decision_text(decided, NOW) == "cancelled by alice@example.com just now"

@@ -1,0 +1,59 @@
+"""A state directory on which an advance in production passes every guard, for the tests
+of four-eyes approval that apply an approved request through the real guards.
+
+The bundled six-phase config and the demo simulator's workload (`ab_testing` and
+`canary_deployment` pass every guard in production) written into SQLite up to an hour
+ahead, so the data stays fresh for the whole test session; the simulated instances'
+heartbeats, which the propagation guard reads, last two minutes and are written again
+by `fresh_heartbeats`.
+"""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+
+from app.demo.simulator import Workload, backfill
+from app.flags.loader import BUNDLED_CONFIG
+from app.metrics_db.database import open_database
+
+__all__ = ["copy_state", "fresh_heartbeats", "simulated_state"]
+
+#: the files of a state directory the tests copy (the flags and the metrics database)
+_FILES = ("feature_flags*.yaml", "metrics.db")
+
+
+def simulated_state(state: Path, *, minutes_ahead: int = 60) -> Path:
+    """Fill `state` with the bundled config and 30 minutes of simulated traffic plus
+    `minutes_ahead` beyond now; returns `state`."""
+    state.mkdir(parents=True, exist_ok=True)
+    for source in BUNDLED_CONFIG.parent.glob("feature_flags*.yaml"):
+        shutil.copy(source, state / source.name)
+    engine = open_database(f"sqlite:///{state / 'metrics.db'}")
+    now = datetime.now(UTC).replace(microsecond=0)
+    workload = Workload(state / "feature_flags.yaml", CollectorRegistry())
+    backfill(workload, engine, now + timedelta(minutes=minutes_ahead), 30 + minutes_ahead, 10.0)
+    engine.dispose()
+    return state
+
+
+def copy_state(template: Path, state: Path) -> Path:
+    """A copy of `template`'s flags and database in `state` (created), heartbeats fresh."""
+    state.mkdir(parents=True, exist_ok=True)
+    for pattern in _FILES:
+        for source in template.glob(pattern):
+            shutil.copy(source, state / source.name)
+    fresh_heartbeats(state)
+    return state
+
+
+def fresh_heartbeats(state: Path) -> None:
+    """The simulated instances report, now, the config version they have loaded."""
+    engine = open_database(f"sqlite:///{state / 'metrics.db'}")
+    Workload(state / "feature_flags.yaml", CollectorRegistry()).report_instances(
+        engine, datetime.now(UTC)
+    )
+    engine.dispose()
