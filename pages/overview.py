@@ -6,7 +6,7 @@ import streamlit as st
 
 from app.analysis.health import Health
 from app.flags.model import FlagState
-from app.services.overview import OverviewFilter, filter_rows
+from app.services.overview import OverviewFilter, filter_rows, pending_first
 from app.services.requests import pending_badges
 from app.ui.action_dialog import emergency_button, show_last_outcome
 from app.ui.overview_table import FLAG_LINK_TEXT, overview_display_frame
@@ -55,11 +55,11 @@ def flag_table() -> None:
     pending = pending_in(rt, environment)
     pending_banner(pending, environment)
     wanted = OverviewFilter(frozenset(phases), frozenset(states), frozenset(health), text)
-    rows = filter_rows(overview.rows, wanted)
+    rows = pending_first(filter_rows(overview.rows, wanted), pending or {})
     if not rows:
         st.info("No flag matches these filters.")
         return
-    requests = None if pending is None else pending_badges(pending)
+    requests = None if pending is None else pending_badges(pending)  # a column where it matters
     frame = overview_display_frame(rows, datetime.now(UTC), environment, requests)
     st.dataframe(
         frame,

@@ -46,6 +46,7 @@ class GuardResult:
             "threshold": self.threshold,
             "detail": self.detail,
             "window": self.window,
+            "of": self.of,
         }
 
 

@@ -8,7 +8,7 @@ answer, and says so in `notices` instead of failing.
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -45,6 +45,7 @@ __all__ = [
     "build_overview_rows",
     "filter_rows",
     "load_overview",
+    "pending_first",
     "treatment_vs_control",
 ]
 
@@ -272,6 +273,13 @@ def filter_rows(rows: Sequence[FlagRow], wanted: OverviewFilter) -> list[FlagRow
         and (not wanted.health or row.health in wanted.health)
         and (not text or text in row.flag.lower() or text in row.description.lower())
     ]
+
+
+def pending_first(rows: Sequence[FlagRow], pending: Collection[str]) -> list[FlagRow]:
+    """`rows` with every flag in `pending` (a change request waits for it) moved to the
+    top of its health group, in their order: unhealthy flags stay first, and a request
+    waiting for a second operator is seen without scrolling."""
+    return sorted(rows, key=lambda row: (min(row.health.severity, 2), row.flag not in pending))
 
 
 def load_overview(

@@ -276,6 +276,8 @@ def _open(rt: Runtime, identity: Identity, request: ActionRequest, seen: str | N
         note = f"Changed since you looked: {who}. The dialog shows the flag as it is now."
     st.session_state[f"{_DIALOG}{key}"] = {"plan": plan, "error": error, "note": note}
     title = _title(request, plan)
+    if plan is not None and plan.transitions and rt.approvals.needs_approval(plan):
+        title += " (needs approval)"
     st.dialog(title, width="large")(_confirm)(rt, identity, request, key)
 
 
@@ -302,10 +304,10 @@ def _confirm(rt: Runtime, identity: Identity, request: ActionRequest, key: str) 
     if plan is None:
         st.error(state["error"])
         return
-    _show_plan(plan)
     waits = bool(plan.transitions) and rt.approvals.needs_approval(plan)
-    if waits:
+    if waits:  # first: what confirming does here
         _approval_notice(rt, plan)
+    _show_plan(plan)
     reason = st.text_area(
         "Reason (required: the approver reads it; it goes to the audit log)"
         if waits

@@ -36,7 +36,7 @@ def pending_banner(pending: dict[str, ChangeRequest] | None, environment: str) -
     if not text:
         return
     st.info(escape_markdown(text), icon="⏳")
-    st.page_link(REQUESTS_PAGE, label="Open the Requests page to decide", icon="✋")
+    st.page_link(REQUESTS_PAGE, label="Open the Requests page", icon="✋")
 
 
 def flag_request_notice(rt: Runtime, environment: str, flag: str) -> None:

@@ -11,16 +11,21 @@ by `fresh_heartbeats`.
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
+from sqlalchemy import func, select
 
 from app.demo.simulator import Workload, backfill
 from app.flags.loader import BUNDLED_CONFIG
 from app.metrics_db.database import open_database
+from app.metrics_db.schema import InstanceReport
 
-__all__ = ["copy_state", "fresh_heartbeats", "simulated_state"]
+__all__ = ["copy_state", "fresh_heartbeats", "simulated_state", "start_simulator"]
 
 #: the files of a state directory the tests copy (the flags and the metrics database)
 _FILES = ("feature_flags*.yaml", "metrics.db")
@@ -57,3 +62,47 @@ def fresh_heartbeats(state: Path) -> None:
         engine, datetime.now(UTC)
     )
     engine.dispose()
+
+
+def start_simulator(state: Path) -> subprocess.Popen[bytes]:
+    """The demo simulator (`python -m app.demo.simulator`) on `state`'s flags and SQLite,
+    as `rollout-dashboard demo` runs it: 30 minutes of history, then live traffic and
+    heartbeats every second, reloading the flags when they change. Returns once its
+    instances have reported; the caller terminates it."""
+    for source in BUNDLED_CONFIG.parent.glob("feature_flags*.yaml"):
+        if not (state / source.name).exists():
+            shutil.copy(source, state / source.name)
+    url = f"sqlite:///{state / 'metrics.db'}"
+    engine = open_database(url)  # migrated before two processes race to
+    log = (state / "simulator.log").open("wb")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "app.demo.simulator",
+            "--flags-file",
+            str(state / "feature_flags.yaml"),
+            "--database-url",
+            url,
+            "--port",
+            "0",
+        ],
+        stdout=log,
+        stderr=log,
+    )
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError((state / "simulator.log").read_text()[-3000:])
+            with engine.connect() as connection:
+                reported = connection.execute(
+                    select(func.count()).select_from(InstanceReport)
+                ).scalar_one()
+            if reported:
+                return process
+            time.sleep(0.3)
+    finally:
+        engine.dispose()
+    process.kill()
+    raise RuntimeError("the simulator wrote no heartbeat within 60 s")

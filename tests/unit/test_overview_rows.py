@@ -9,7 +9,7 @@ from app.analysis.health import Health, HealthThresholds
 from app.flags.loader import load_config
 from app.flags.model import FlagState
 from app.rollout.guards import VariantCounts
-from app.services.overview import OverviewFilter, build_overview_rows, filter_rows
+from app.services.overview import OverviewFilter, build_overview_rows, filter_rows, pending_first
 from app.ui.overview_table import FLAG_LINK_TEXT, flag_detail_url, overview_display_frame
 from queries.audit import LAST_CHANGE_COLUMNS
 from queries.frames import (
@@ -110,6 +110,41 @@ def test_unhealthy_first_then_recently_changed_and_unconfigured_flags_ignored(ro
         Health.HEALTHY,
         Health.NO_DATA,
     ]
+
+
+def test_a_flag_with_a_pending_request_leads_its_health_group_unhealthy_still_first(rows):
+    moved = pending_first(rows, {"idle", "noisy"})
+    assert [r.flag for r in moved] == ["noisy", "calm", "slow", "idle", "changed"]
+    # idle has no data: it leads the no-data and healthy group, after every unhealthy flag
+    assert [r.flag for r in pending_first(rows, {"idle"})] == [
+        "calm",
+        "slow",
+        "noisy",
+        "idle",
+        "changed",
+    ]
+    assert pending_first(rows, set()) == list(rows)
+
+
+def test_the_request_column_holds_each_flags_marker_only_where_approval_matters(rows):
+    assert "Request" not in overview_display_frame(rows, NOW, "staging").columns
+    frame = overview_display_frame(rows, NOW, "production", {"noisy": "⏳ #12 → 100 %"})
+    assert list(frame.columns[:7]) == [
+        "Health",
+        "Flag",
+        "Why",
+        "Phase",
+        "State",
+        "Rollout %",
+        "Request",
+    ]
+    assert dict(zip([r.flag for r in rows], frame["Request"], strict=True)) == {
+        "calm": "",
+        "slow": "",
+        "noisy": "⏳ #12 → 100 %",
+        "changed": "",
+        "idle": "",
+    }
 
 
 def test_status_json_fields(rows):

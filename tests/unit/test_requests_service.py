@@ -13,6 +13,7 @@ from app.approvals.service import EXPIRY_ACTOR, Decision
 from app.flags.model import FlagState
 from app.rollout.actions import Action, Transition
 from app.rollout.exit_codes import ExitCode
+from app.rollout.guards import GuardResult
 from app.rollout.roles import Identity, Role
 from app.services.requests import (
     APPROVAL_SETTING,
@@ -269,6 +270,14 @@ def test_the_guard_report_at_request_time_reads_like_the_dialogs():
     assert list(table["Value"]) == ["0.30 %", "30 min"]
     assert list(table["Threshold"]) == ["≤ 1 %", "≥ 15 min"]
     assert list(table[""]) == ["✅", "✅"]
+
+
+def test_a_counted_guard_keeps_its_whole_through_the_stored_request():
+    dependencies = GuardResult("dependencies", False, 1, 0.99, "b unstable", of=2)
+    stored = request(1, guards=(dependencies.as_json(),))
+    table = guard_table(guards_at_request(stored))
+    assert list(table["Value"]) == ["1 of 2 dependencies"]
+    assert list(table[""]) == ["❌"]
 
 
 # -- the overview's marker -------------------------------------------------------

@@ -1,0 +1,273 @@
+"""Four-eyes approval as two people do it, in a real Chromium: alice and bob, both
+operators, each in a browser context of their own, signed in by the identity cookie
+Streamlit sets after an OIDC login (tests/support/identities.py). The dashboard runs
+with sign-in configured, approval in production (the default) and the demo simulator's
+live traffic, so the guards pass when bob's approval applies alice's advance.
+
+alice asks for an advance in the dialog and sees the flag unchanged; bob, whose Requests
+tab was open before she asked, sees it arrive, approves it, and sees the new percentage;
+the audit tells requested (alice) → approved (bob) → applied (bob). bob rejects another
+request with a reason alice then reads; alice cancels one. The screenshots of the dialog,
+both sides of the Requests page and the overview's marker are taken here."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, expect
+
+from app.approvals import RequestStatus, RequestStore
+from app.flags.loader import load_config
+from app.metrics_db.database import open_database
+from app.rollout.audit import AuditLog
+from tests.support import grid
+from tests.support.approval_state import start_simulator
+from tests.support.identities import signed_in_context, signed_in_dashboard
+from tests.support.servers import Process
+
+pytestmark = pytest.mark.browser
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+ALICE, BOB = "alice@example.com", "bob@example.com"
+VIEWPORT = {"width": 1400, "height": 1000}
+
+
+@dataclass
+class Dashboard:
+    server: Process
+    state: Path
+
+    def url(self, path: str = "") -> str:
+        return f"{self.server.url}/{path}"
+
+    def percentage(self, flag: str) -> float:
+        return load_config(self.state / "feature_flags.yaml", "production").flags[flag].percentage
+
+    def requests(self) -> RequestStore:
+        return RequestStore(open_database(f"sqlite:///{self.state / 'metrics.db'}"))
+
+    def steps(self, flag: str) -> list[tuple[str, str]]:
+        """(actor, outcome) of `flag`'s audit records, oldest first."""
+        log = AuditLog(
+            open_database(f"sqlite:///{self.state / 'metrics.db'}"), self.state / "j.jsonl"
+        )
+        return [(e.actor, str(e.outcome)) for e in reversed(log.entries(flag=flag))]
+
+
+@pytest.fixture(scope="module")
+def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
+    state = tmp_path_factory.mktemp("four-eyes")
+    simulator = start_simulator(state)
+    try:
+        server = signed_in_dashboard(
+            state,
+            {
+                "ROLLOUT_ROLES": json.dumps({ALICE: "operator", BOB: "operator"}),
+                "ROLLOUT_REFRESH_SECONDS": "3",
+            },
+        )
+    except BaseException:
+        simulator.terminate()
+        raise
+    yield Dashboard(server, state)
+    server.stop()
+    simulator.terminate()
+    try:
+        simulator.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        simulator.kill()
+
+
+@pytest.fixture
+def people(chromium: Browser, dashboard: Dashboard) -> Iterator[tuple[Page, Page]]:
+    """alice's and bob's pages, each in a browser context (cookies) of their own."""
+    contexts: list[BrowserContext] = [
+        signed_in_context(chromium, dashboard.server.url, who, VIEWPORT) for who in (ALICE, BOB)
+    ]
+    yield contexts[0].new_page(), contexts[1].new_page()
+    for context in contexts:
+        context.close()
+
+
+def _no_error(page: Page) -> None:
+    expect(page.locator('[data-testid="stException"]')).to_have_count(0)
+    expect(page.get_by_text("Traceback")).to_have_count(0)
+
+
+def _screenshot(page: Page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    expect(page.locator('[data-testid="stStatusWidget"]')).to_have_count(0, timeout=30_000)
+    page.screenshot(path=SCREENSHOTS / name, full_page=True)
+
+
+def _open_requests(page: Page, dashboard: Dashboard, who: str) -> None:
+    page.goto(dashboard.url("requests"))
+    expect(page.get_by_role("heading", name="✋ Change requests")).to_be_visible(timeout=45_000)
+    expect(page.get_by_text(f"👤 {who} — operator")).to_be_visible()
+
+
+def _overview_row(page: Page, flag: str, percent: str) -> list[str]:
+    """The first five cells of `flag`'s overview row once its Rollout % reads `percent`
+    (the page refreshes on its own); what it shows after 30 s otherwise."""
+    deadline = time.monotonic() + 30
+    while True:
+        row = grid.row(page, flag, width=5, offset=1)
+        if row[2].strip() == percent or time.monotonic() > deadline:
+            return row
+        page.wait_for_timeout(500)
+
+
+def _request_advance(page: Page, dashboard: Dashboard, flag: str, reason: str) -> str:
+    """alice asks, in the dialog, for `flag`'s next step; the request's number."""
+    page.goto(dashboard.url(f"flag_detail?env=production&flag={flag}&refresh=off"))
+    expect(page.get_by_text("Guard report for the next step")).to_be_visible(timeout=45_000)
+    page.get_by_role("button", name="Advance to").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog.get_by_text("A second operator must approve this.")).to_be_visible(timeout=45_000)
+    dialog.get_by_label("Reason").fill(reason)
+    dialog.get_by_label("Type").fill(flag)
+    dialog.get_by_label("Type").press("Tab")
+    confirm = dialog.get_by_role("button", name="Request approval")
+    expect(confirm).to_be_enabled(timeout=10_000)
+    expect(dialog.get_by_role("button", name="Advance")).to_have_count(0)
+    confirm.dblclick()  # a double click makes one request
+    created = page.get_by_text("created: waits for another operator")
+    expect(created).to_be_visible(timeout=45_000)
+    number = created.inner_text().split("#", 1)[1].split(" ", 1)[0]
+    return number
+
+
+def test_alice_asks_bob_approves_and_the_audit_tells_both(people, dashboard):
+    alice, bob = people
+    assert dashboard.percentage("ab_testing") == 25.0
+    _open_requests(bob, dashboard, BOB)  # bob's tab, open before alice asks
+    expect(bob.get_by_text("Waiting for you (0)")).to_be_visible()
+
+    alice.goto(dashboard.url("flag_detail?env=production&flag=ab_testing&refresh=off"))
+    expect(alice.get_by_text("Guard report for the next step")).to_be_visible(timeout=45_000)
+    expect(alice.get_by_text(f"👤 {ALICE} — operator")).to_be_visible()
+    alice.get_by_role("button", name="Advance to 50 %").click()
+    dialog = alice.get_by_role("dialog")
+    expect(dialog.get_by_text("A second operator must approve this.")).to_be_visible(timeout=45_000)
+    expect(
+        dialog.get_by_text("Advance ab_testing in production: 25 % → 50 % (needs approval)")
+    ).to_be_visible()
+    dialog.get_by_label("Reason").fill("steady for an hour, errors flat")
+    dialog.get_by_label("Type").fill("ab_testing")
+    dialog.get_by_label("Type").press("Tab")
+    expect(
+        dialog.get_by_role("button", name="✋ Request approval: ab_testing 25 % → 50 %")
+    ).to_be_enabled(timeout=10_000)
+    _screenshot(alice, "request-dialog.png")
+    alice.keyboard.press("Escape")
+    expect(alice.get_by_role("dialog")).to_have_count(0)
+
+    number = _request_advance(alice, dashboard, "ab_testing", "steady for an hour, errors flat")
+    expect(
+        alice.get_by_text(f"Change request #{number} created: waits for another operator")
+    ).to_be_visible()
+    assert dashboard.percentage("ab_testing") == 25.0
+    expect(alice.get_by_text("ab_testing stays at rollout 25 %")).to_be_visible()
+    pending = dashboard.requests().matching(statuses=[RequestStatus.PENDING])
+    assert [c.id for c in pending] == [number]  # one request for the double click
+    expect(
+        alice.get_by_text(f"Change request #{number} by {ALICE} waits for another operator")
+    ).to_be_visible()
+    _no_error(alice)
+
+    # alice's Requests page: under "Asked by you", Cancel, no Approve
+    alice.get_by_role("link", name=f"Change request #{number} on the Requests page").first.click()
+    expect(alice.get_by_text("Asked by you (1)")).to_be_visible(timeout=45_000)
+    expect(alice.get_by_text("Waiting for you (0)")).to_be_visible()
+    expect(alice.get_by_role("button", name=f"Cancel request #{number}")).to_be_visible()
+    expect(alice.get_by_role("button", name="Approve")).to_have_count(0)
+    expect(alice.get_by_text("Your own request: another operator must approve it.")).to_be_visible()
+    _screenshot(alice, "requests-asked.png")
+
+    # bob's stale tab shows it on its own
+    expect(bob.get_by_text("Waiting for you (1)")).to_be_visible(timeout=30_000)
+    card = f"#{number} · production · advance ab_testing 25 % → 50 %"
+    expect(bob.get_by_text(card, exact=False)).to_be_visible()
+    expect(bob.get_by_text("steady for an hour, errors flat")).to_be_visible()
+    _screenshot(bob, "requests-waiting.png")
+    bob.get_by_label("Comment").fill("dashboards look fine")
+    bob.get_by_role("button", name=f"Approve #{number}").click()
+    expect(
+        bob.get_by_text(f"#{number} approved and applied: ab_testing: rollout 25 % → rollout 50 %")
+    ).to_be_visible(timeout=45_000)
+    assert dashboard.percentage("ab_testing") == 50.0
+    expect(bob.get_by_text("Recently decided (1)")).to_be_visible()
+    _no_error(bob)
+
+    bob.goto(dashboard.url("?env=production&q=ab_testing"))
+    # the overview is computed once per refresh interval (3 s here) for every viewer
+    _health, flag, percent, _errors, marker = _overview_row(bob, "ab_testing", "50")
+    assert (flag, percent.strip(), marker) == ("ab_testing", "50", "")
+
+    assert dashboard.steps("ab_testing") == [
+        (ALICE, "requested"),
+        (BOB, "approved"),
+        (BOB, "applied"),
+    ]
+    bob.goto(dashboard.url("audit?flag=ab_testing"))
+    cells = grid.cells(bob, "requested")
+    shown = [c for c in cells if c in ("requested", "approved", "applied")]
+    assert shown == ["applied", "approved", "requested"]  # newest first
+    actors = [c for c in cells if c in (ALICE, BOB)]
+    assert actors == [BOB, BOB, ALICE]
+    _no_error(bob)
+
+
+def test_bob_rejects_with_a_reason_and_alice_reads_it(people, dashboard):
+    alice, bob = people
+    number = _request_advance(alice, dashboard, "canary_deployment", "canary is clean")
+    assert dashboard.percentage("canary_deployment") == 5.0
+
+    # the overview marks the flag while it waits
+    bob.goto(dashboard.url("?env=production"))
+    expect(bob.get_by_text("1 change request waits for approval in production")).to_be_visible(
+        timeout=45_000
+    )
+    row = grid.row(bob, "canary_deployment", width=5, offset=1)
+    assert row[4] == f"⏳ #{number} → 10 %"
+    _screenshot(bob, "overview-request.png")
+
+    _open_requests(bob, dashboard, BOB)
+    reject = bob.get_by_role("button", name=f"Reject #{number}")
+    reject.click()
+    expect(bob.get_by_text("why reject:")).to_be_visible(timeout=30_000)
+    assert dashboard.requests().get(number).status is RequestStatus.PENDING
+    bob.get_by_label("Comment").fill("not before the Monday traffic")
+    bob.get_by_role("button", name=f"Reject #{number}").click()
+    expect(bob.get_by_text(f"#{number} rejected")).to_be_visible(timeout=30_000)
+    assert dashboard.percentage("canary_deployment") == 5.0
+
+    _open_requests(alice, dashboard, ALICE)
+    expect(alice.get_by_text("Asked by you (0)")).to_be_visible()
+    expect(
+        alice.get_by_text(f"rejected by {BOB} just now: “not before the Monday traffic”")
+    ).to_be_visible()
+    _no_error(alice)
+    _no_error(bob)
+
+
+def test_alice_cancels_her_request(people, dashboard):
+    alice, bob = people
+    number = _request_advance(alice, dashboard, "canary_deployment", "canary is clean now")
+    _open_requests(bob, dashboard, BOB)
+    expect(bob.get_by_role("button", name=f"Approve #{number}")).to_be_visible()
+
+    _open_requests(alice, dashboard, ALICE)
+    alice.get_by_role("button", name=f"Cancel request #{number}").click()
+    expect(alice.get_by_text(f"#{number} cancelled")).to_be_visible(timeout=30_000)
+    expect(alice.get_by_text("Asked by you (0)")).to_be_visible()
+    assert dashboard.requests().get(number).status is RequestStatus.CANCELLED
+    # bob's tab loses the button on its next refresh
+    expect(bob.get_by_role("button", name=f"Approve #{number}")).to_have_count(0, timeout=30_000)
+    assert dashboard.steps("canary_deployment")[-2:] == [(ALICE, "requested"), (ALICE, "cancelled")]
+    _no_error(alice)
