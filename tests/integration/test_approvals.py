@@ -20,7 +20,6 @@ from sqlalchemy import Engine
 from app.approvals import Approvals, ChangeRequest, RequestStatus, RequestStore
 from app.flags.backend import FlagBackend
 from app.flags.loader import BUNDLED_CONFIG, load_config
-from app.flags.model import FlagState
 from app.flags.sql_backend import SqlFlagBackend
 from app.flags.yaml_backend import YamlFlagBackend
 from app.metrics_db.database import open_database
