@@ -238,6 +238,27 @@ def test_nobody_approves_their_own_request(state, capsys):
     assert steps(capsys, "alpha") == [(ME, "requested"), (ME, "cancelled")]
 
 
+def test_only_the_requester_cancels(state, capsys):
+    ask(capsys, "alpha", "--reason", "steady", "--actor", "alice")
+    code, _, err = cli(capsys, "cancel", "1")
+    assert code == 1
+    assert err == "error: #1 is alice's request: only they can cancel it (reject it instead)\n"
+    code, out, _ = cli(capsys, "cancel", "1", "--actor", "alice")
+    assert (code, out) == (0, "#1 cancelled\nalpha: rollout 25 % → rollout 50 %\n")
+    assert steps(capsys, "alpha") == [("alice", "requested"), ("alice", "cancelled")]
+
+
+def test_the_same_idempotency_key_asks_once(state, capsys):
+    args = ["alpha", "--reason", "steady", "--actor", "alice", "--idempotency-key", "k-1"]
+    ask(capsys, *args)
+    code, out, _ = cli(capsys, "advance", *args)
+    assert code == 5
+    assert out.endswith("change request #1 was made with this idempotency key: pending\n")
+    code, document = cli_json(capsys, "requests")
+    assert [r["id"] for r in document["requests"]] == ["1"]
+    assert steps(capsys, "alpha") == [("alice", "requested")]
+
+
 ACTOR_SPELLINGS = {
     "--actor bob": ["--actor", "bob"],
     "--actor=bob": ["--actor=bob"],
