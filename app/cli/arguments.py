@@ -7,7 +7,7 @@ Imported while the parser is built (also for `--help`): the runtime is imported 
 from __future__ import annotations
 
 import argparse
-import getpass
+import os
 import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -87,18 +87,30 @@ def request_id(text: str) -> str:
     return str(int(digits))
 
 
+def os_account() -> str:
+    """The OS account running this process, from the real user id: not `LOGNAME` or
+    `USER`, which anyone can set to another person's name. UsageError when the id has
+    no passwd entry."""
+    import pwd
+
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        raise UsageError(
+            f"cannot tell which OS user you are: user id {os.getuid()} has no passwd entry"
+        ) from None
+
+
 def cli_identity(settings: Settings, actor: str | None) -> Identity:
-    """The CLI user: `actor` (`--actor`) or the OS user, with the role the mapping gives
-    them (any name is an operator in demo mode). UsageError when the OS names nobody."""
+    """The CLI user: `actor` (`--actor`) or the OS account, with the role the mapping
+    gives that name (any name is an operator in demo mode). The OS account is kept with
+    it whatever name was declared: a request and its approval from one account are one
+    pair of eyes."""
     from app.rollout.roles import Identity, Role, role_for
 
-    if actor is None:
-        try:
-            actor = getpass.getuser()
-        except (OSError, KeyError):  # no LOGNAME/USER and a uid without a passwd entry
-            raise UsageError(
-                "cannot tell which OS user you are: no LOGNAME or USER, and no passwd entry"
-            ) from None
+    account = os_account()
+    name = account if actor is None else actor
     if settings.demo:
-        return Identity(actor, Role.OPERATOR, "demo")
-    return Identity(actor, role_for(actor, (), settings.roles, settings.default_role), "cli")
+        return Identity(name, Role.OPERATOR, "demo", account)
+    role = role_for(name, (), settings.roles, settings.default_role)
+    return Identity(name, role, "cli", account)

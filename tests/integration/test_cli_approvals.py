@@ -9,16 +9,17 @@ Each test asserts the flag as `status` shows it and the audit as `audit` prints 
 
 from __future__ import annotations
 
-import getpass
 import hashlib
 import json
 import os
+import pwd
 import subprocess
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 from sqlalchemy import create_engine, select, update
@@ -31,7 +32,7 @@ from app.runtime import open_runtime
 from app.settings import load_settings
 
 #: whoever runs the tests: the CLI acts as this OS user where `--actor` is not allowed
-ME = getpass.getuser()
+ME = pwd.getpwuid(os.getuid()).pw_name
 PROD, STAGING = "production", "staging"
 
 FLAGS = """
@@ -52,9 +53,18 @@ SECOND_PAIR = "a self-declared name is not a second pair of eyes"
 
 
 def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """Exit code, stdout and stderr of `rollout-dashboard ARGS` (argparse's exits too)."""
+    """Exit code, stdout and stderr of `rollout-dashboard ARGS` (argparse's exits too).
+
+    An advance with `--actor alice` is typed at alice's own terminal: her OS account is
+    `alice`. One test process cannot be two OS accounts, so the account is the one thing
+    simulated here; `test_one_account_is_one_pair_of_eyes_whatever_name_it_declares` runs
+    both steps from this process's real account."""
+    account = ME
+    if args and args[0] in ("advance", "request") and "--actor" in args:
+        account = args[args.index("--actor") + 1]
     try:
-        code = main(list(args))
+        with mock.patch("app.cli.arguments.os_account", return_value=account):
+            code = main(list(args))
     except SystemExit as stop:
         code = int(stop.code or 0)
     out, err = capsys.readouterr()
@@ -236,6 +246,44 @@ def test_nobody_approves_their_own_request(state, capsys):
     code, out, _ = cli(capsys, "cancel", "1")
     assert code == 0 and out.startswith("#1 cancelled")
     assert steps(capsys, "alpha") == [(ME, "requested"), (ME, "cancelled")]
+
+
+def test_one_account_is_one_pair_of_eyes_whatever_name_it_declares(state, capsys):
+    """The same OS account asks as alice, then approves as itself: refused."""
+    assert cli(capsys, "advance", "alpha", "--reason", "x", "--actor", "alice")[0] == 5
+    with mock.patch("app.cli.arguments.os_account", return_value=ME):
+        code = main(["request", "advance", "beta", "--reason", "mine", "--actor", "alice"])
+    assert code == 5
+    capsys.readouterr()
+    code, _, err = cli(capsys, "approve", "2")
+    assert code == 1
+    assert err == (
+        f"error: #2 was asked from your OS account {ME} (as alice): another person must "
+        "approve it from their own\n"
+    )
+    code, _, err = cli(capsys, "reject", "2", "--reason", "no")
+    assert code == 1 and "your own request" in err
+    assert percentage(capsys, "beta") == 10.0
+    assert cli(capsys, "approve", "1")[0] == 0  # alice's own terminal asked for #1
+    assert percentage(capsys, "alpha") == 50.0
+
+
+def test_logname_does_not_change_who_approves(state, capsys, monkeypatch):
+    ask(capsys, "alpha", "--reason", "steady", "--actor", "alice")
+    monkeypatch.setenv("LOGNAME", "alice")
+    monkeypatch.setenv("USER", "alice")
+    code, _, err = cli(capsys, "approve", "1")
+    assert code == 0, err
+    assert steps(capsys, "alpha")[1:] == [(ME, "approved"), (ME, "applied")]
+
+
+def test_rejecting_or_cancelling_what_one_approved_is_refused_not_done(state, capsys):
+    ask(capsys, "alpha", "--reason", "steady", "--actor", "alice")
+    assert cli(capsys, "approve", "1")[0] == 0
+    code, _, err = cli(capsys, "reject", "1", "--reason", "changed my mind")
+    assert code == 1 and f"already applied by {ME}" in err
+    code, _, err = cli(capsys, "cancel", "1")
+    assert code == 1
 
 
 def test_only_the_requester_cancels(state, capsys):
