@@ -329,9 +329,9 @@ def blocked_reasons(
 ) -> dict[int, tuple[str, ...]]:
     """Why each unfinished phase cannot move on: dependencies outside the phase not at
     100 % (for a blocked phase), flags whose newest action in `environment` was an
-    advance refused by its guards, and — from `conditions` (the overview's live rows) —
-    unhealthy flags and flags in rollout whose error ratio fails the advance guard's
-    `max_error_rate`. Phases with no reason are left out."""
+    advance refused by its guards or one waiting for approval, and — from `conditions`
+    (the overview's live rows) — unhealthy flags and flags in rollout whose error ratio
+    fails the advance guard's `max_error_rate`. Phases with no reason are left out."""
     newest: dict[str, AuditEntry] = {}
     for entry in entries:
         if entry.environment == environment and (
@@ -359,6 +359,12 @@ def blocked_reasons(
                 found.append(
                     f"{key}: {last.action} to {last.to_percentage:g} % refused on "
                     f"{_utc(last.at):%Y-%m-%d} (failed guard: {why})"
+                )
+            elif last is not None and last.outcome is Outcome.REQUESTED:
+                request = last.reason.split(":", 1)[0]
+                found.append(
+                    f"{key}: {last.action} to {last.to_percentage:g} % waits for approval "
+                    f"({request} by {last.actor})"
                 )
         found.extend(_health_reasons(config, progress.flags, conditions or {}, max_error_rate))
         if found:

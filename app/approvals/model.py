@@ -61,6 +61,7 @@ class ChangeRequest:
     transitions: tuple[Transition, ...]
     versions: Mapping[str, str]
     idempotency_key: str
+    requester_account: str | None = None  # the OS account of a request from the CLI
     flag: str | None = None
     to_percentage: float | None = None
     override: bool = False
@@ -109,6 +110,7 @@ class ChangeRequest:
             "environment": self.environment,
             "action": str(self.action),
             "requester": self.requester,
+            "requester_account": self.requester_account,
             "created_at": self.created_at.isoformat(),
             "expires_at": self.expires_at.isoformat(),
             "reason": self.reason,

@@ -89,6 +89,7 @@ class Approvals:
             created_at=at,
             expires_at=at + self.expiry,
             requester=request.identity.name,
+            requester_account=request.identity.account,
             environment=request.environment,
             action=request.action,
             reason=request.reason.strip(),
@@ -115,7 +116,7 @@ class Approvals:
             return f"no change request #{quoted(request.approved_request)}"
         if change.status is not RequestStatus.APPROVED:
             return f"change request #{change.id} is {change.status}, not approved"
-        if _same_person(change.requester, request.identity.name):
+        if _asked_by(change, request.identity):
             return f"change request #{change.id}: nobody approves their own request"
         if change.decided_by is None or not _same_person(change.decided_by, request.identity.name):
             return f"change request #{change.id} was approved by someone else"
@@ -161,7 +162,7 @@ class Approvals:
         problem = reason_problem(comment) if comment.strip() else None
         if problem:
             return Decision(ExitCode.USAGE, f"comment: {problem}")
-        found = self._decidable(request_id, identity, "approving a change request")
+        found = self._decidable(request_id, identity, "approving a change request", approving=True)
         if isinstance(found, Decision):
             return found
         change = found
@@ -169,6 +170,13 @@ class Approvals:
             return Decision(
                 ExitCode.REFUSED,
                 f"#{change.id} is your own request: another operator must approve it",
+                change,
+            )
+        if _asked_by(change, identity):
+            return Decision(
+                ExitCode.REFUSED,
+                f"#{change.id} was asked from your OS account {identity.account} (as "
+                f"{change.requester}): another person must approve it from their own",
                 change,
             )
         if change.override and identity.role is not Role.ADMIN:
@@ -190,7 +198,7 @@ class Approvals:
             at=at,
             comment=comment.strip(),
         ):
-            return self._already(change.id, identity)
+            return self._already(change.id, identity, approving=True)
         approved = replace(
             change, status=RequestStatus.APPROVED, decided_by=identity.name, decided_at=at
         )
@@ -206,13 +214,16 @@ class Approvals:
         if isinstance(found, Decision):
             return found
         change = found
-        if _same_person(change.requester, identity.name):
+        if _asked_by(change, identity):
             return Decision(
                 ExitCode.REFUSED, f"#{change.id} is your own request: cancel it instead", change
             )
         return self._close(change, RequestStatus.REJECTED, identity.name, comment.strip())
 
     def _cancel(self, request_id: str, identity: Identity, comment: str) -> Decision:
+        problem = reason_problem(comment) if comment.strip() else None
+        if problem:
+            return Decision(ExitCode.USAGE, f"comment: {problem}")
         found = self._decidable(request_id, identity, "cancelling a change request")
         if isinstance(found, Decision):
             return found
@@ -266,9 +277,10 @@ class Approvals:
     # -- plumbing ----------------------------------------------------------------
 
     def _decidable(
-        self, request_id: str, identity: Identity, what: str
+        self, request_id: str, identity: Identity, what: str, *, approving: bool = False
     ) -> ChangeRequest | Decision:
-        """The pending request `request_id`, or the Decision that says why not."""
+        """The pending request `request_id`, or the Decision that says why not (a repeat
+        of one's own approval is answered with what it did)."""
         try:
             require(identity, Role.OPERATOR, what)
         except NotAuthorized as error:
@@ -285,10 +297,10 @@ class Approvals:
                 replace(change, status=RequestStatus.EXPIRED),
             )
         if change.status is not RequestStatus.PENDING:
-            return self._already(change.id, identity)
+            return self._already(change.id, identity, approving=approving)
         return change
 
-    def _already(self, request_id: str, identity: Identity) -> Decision:
+    def _already(self, request_id: str, identity: Identity, *, approving: bool) -> Decision:
         """Said when a request is no longer pending: a repeat of one's own approval is
         answered with its outcome (exit 0 when it was applied), anything else refused."""
         change = self.store.get(request_id)
@@ -298,7 +310,8 @@ class Approvals:
         if change.detail:
             said += f": {change.detail}"
         mine = change.decided_by is not None and _same_person(change.decided_by, identity.name)
-        if mine and change.status in (RequestStatus.APPROVED, RequestStatus.APPLIED):
+        done = change.status in (RequestStatus.APPROVED, RequestStatus.APPLIED)
+        if approving and mine and done:
             return Decision(ExitCode.DONE, said, change)
         return Decision(ExitCode.REFUSED, said, change)
 
@@ -399,6 +412,15 @@ def _apply_key(change: ChangeRequest) -> str:
 
 def _applied_reason(change: ChangeRequest) -> str:
     return f"request #{change.id} by {change.requester}: {change.reason}"[:2000]
+
+
+def _asked_by(change: ChangeRequest, identity: Identity) -> bool:
+    """Whether `identity` is who asked for `change`: the same name, or the same OS
+    account (a terminal that declared another name with `--actor`)."""
+    if _same_person(change.requester, identity.name):
+        return True
+    account = change.requester_account
+    return account is not None and identity.account is not None and account == identity.account
 
 
 def _same_person(a: str, b: str) -> bool:

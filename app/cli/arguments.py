@@ -1,4 +1,5 @@
-"""What every command parses the same way: instants, and the environment it acts on.
+"""What every command parses the same way: instants, request ids, who acts, and the
+environment it acts on.
 
 Imported while the parser is built (also for `--help`): the runtime is imported by
 `runtime_for`, when a command runs."""
@@ -6,6 +7,7 @@ Imported while the parser is built (also for `--help`): the runtime is imported 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -13,10 +15,24 @@ from typing import TYPE_CHECKING
 from app.quoting import quoted
 
 if TYPE_CHECKING:
+    from app.rollout.roles import Identity
     from app.runtime import Runtime
     from app.settings import Settings
 
-__all__ = ["instant", "record_count", "runtime_for"]
+__all__ = [
+    "UsageError",
+    "cli_identity",
+    "instant",
+    "record_count",
+    "request_id",
+    "runtime_for",
+]
+
+
+class UsageError(ValueError):
+    """What was typed cannot be used: `main` prints it on one line and exits 2, having
+    written nothing."""
+
 
 #: the most records one `audit` listing returns
 MAX_RECORDS = 100_000
@@ -53,3 +69,48 @@ def runtime_for(settings: Settings, wanted: str | None) -> tuple[Runtime, str] |
         print(f"unknown environment {quoted(environment)}", file=sys.stderr)
         return None
     return runtime, environment
+
+
+#: a change request id has at most this many digits (the database's 64-bit integer)
+MAX_ID_DIGITS = 18
+
+
+def request_id(text: str) -> str:
+    """A change request id as `requests` lists it (`12`; `#12` is read as 12), in the
+    form the store expects; UsageError for anything else (`abc`, `١٢`, 40 digits)."""
+    digits = text.strip()
+    digits = digits[1:] if digits.startswith("#") else digits
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > MAX_ID_DIGITS:
+        raise UsageError(
+            f"not a change request id: {quoted(text)} (a number, as `requests` lists it)"
+        )
+    return str(int(digits))
+
+
+def os_account() -> str:
+    """The OS account running this process, from the real user id: not `LOGNAME` or
+    `USER`, which anyone can set to another person's name. UsageError when the id has
+    no passwd entry."""
+    import pwd
+
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        raise UsageError(
+            f"cannot tell which OS user you are: user id {os.getuid()} has no passwd entry"
+        ) from None
+
+
+def cli_identity(settings: Settings, actor: str | None) -> Identity:
+    """The CLI user: `actor` (`--actor`) or the OS account, with the role the mapping
+    gives that name (any name is an operator in demo mode). The OS account is kept with
+    it whatever name was declared: a request and its approval from one account are one
+    pair of eyes."""
+    from app.rollout.roles import Identity, Role, role_for
+
+    account = os_account()
+    name = account if actor is None else actor
+    if settings.demo:
+        return Identity(name, Role.OPERATOR, "demo", account)
+    role = role_for(name, (), settings.roles, settings.default_role)
+    return Identity(name, role, "cli", account)

@@ -1,8 +1,9 @@
 """`rollout-dashboard`: the same core as the pages, for scripts and on-call terminals.
 
 Exit codes (DESIGN §6): 0 done; 1 refused or config invalid; 2 bad usage or input;
-3 conflict; 4 a required source is unavailable. With `--json`, stdout carries one JSON
-document and nothing else; diagnostics go to stderr, never a traceback for user errors.
+3 conflict; 4 a required source is unavailable; 5 not applied: a change request now
+waits for another operator's approval. With `--json`, stdout carries one JSON document
+and nothing else; diagnostics go to stderr, never a traceback for user errors.
 
 Building the parser imports nothing but the standard library, so `--help` is instant;
 each command imports what it uses when it runs (a rollback never loads pandas, scipy,
@@ -12,25 +13,32 @@ Alembic or the PromQL client).
 from __future__ import annotations
 
 import argparse
-import getpass
-import json
 import sys
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from app.cli.arguments import instant, record_count, runtime_for
+from app.cli.approvals import add_approval_commands
+from app.cli.arguments import (
+    UsageError,
+    cli_identity,
+    instant,
+    record_count,
+    runtime_for,
+)
 from app.cli.canary import add_canary_command
+from app.cli.output import print_json, print_result
 from app.quoting import printable
 from app.rollout.exit_codes import ExitCode
 
 if TYPE_CHECKING:
+    from app.approvals import ChangeRequest
     from app.rollout.actions import ActionResult
-    from app.rollout.roles import Identity
+    from app.runtime import Runtime
     from app.settings import Settings
 
-__all__ = ["ExitCode", "main"]
+__all__ = ["ExitCode", "cli_identity", "main"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -53,6 +61,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SourceUnavailable as error:
         print(f"error: {error}", file=sys.stderr)
         return ExitCode.UNAVAILABLE
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return ExitCode.USAGE
     return code
 
 
@@ -102,12 +113,24 @@ def _parser() -> argparse.ArgumentParser:
     phases.add_argument("--json", action="store_true")
     phases.set_defaults(run=_run_phases)
 
-    advance = commands.add_parser("advance", help="move a flag to the next step of the ladder")
-    advance.add_argument("flag")
-    advance.add_argument("--to", type=float, dest="to_percentage", metavar="PCT")
-    advance.add_argument("--override-guards", action="store_true", help="admin only")
-    _action_options(advance)
+    advance = commands.add_parser(
+        "advance",
+        help="move a flag to the next step of the ladder (where approval is needed: a change "
+        "request, exit 5)",
+    )
+    _advance_options(advance)
     advance.set_defaults(run=_run_action, action="advance")
+
+    request = commands.add_parser(
+        "request", help="ask for a change another operator approves (never applies it)"
+    )
+    asked = request.add_subparsers(dest="requested", required=True, metavar="ACTION")
+    request_advance = asked.add_parser(
+        "advance",
+        help="an advance as a change request (exit 5); refused where no approval is needed",
+    )
+    _advance_options(request_advance)
+    request_advance.set_defaults(run=_run_request, action="advance")
 
     rollback = commands.add_parser("rollback", help="move a flag back (never blocked by metrics)")
     target = rollback.add_mutually_exclusive_group(required=True)
@@ -137,6 +160,7 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument("--json", action="store_true")
     audit.set_defaults(run=_run_audit)
 
+    add_approval_commands(commands)
     add_canary_command(commands)
 
     check = commands.add_parser("check-config", help="validate a flag configuration")
@@ -166,6 +190,13 @@ def _address(text: str) -> str:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def _advance_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("flag")
+    parser.add_argument("--to", type=float, dest="to_percentage", metavar="PCT")
+    parser.add_argument("--override-guards", action="store_true", help="admin only")
+    _action_options(parser)
+
+
 def _action_options(parser: argparse.ArgumentParser, *, environment: bool = True) -> None:
     if environment:
         parser.add_argument("--env", dest="environment")
@@ -188,7 +219,7 @@ def _run_status(args: argparse.Namespace, settings: Settings) -> int:
     if args.show_queries:
         print(f"{overview.queries} {overview.source} queries", file=sys.stderr)
     if args.json:
-        _print_json(
+        print_json(
             {
                 "environment": environment,
                 "source": overview.source,
@@ -222,12 +253,33 @@ def _print_status_table(out: TextIO, source: str, age: float | None, rows: Seque
 
 
 def _run_action(args: argparse.Namespace, settings: Settings) -> int:
-    from app.rollout.actions import Action, ActionRequest
-
     opened = runtime_for(settings, args.environment)
     if opened is None:
         return ExitCode.USAGE
     runtime, environment = opened
+    return _act(runtime, environment, args, settings)
+
+
+def _run_request(args: argparse.Namespace, settings: Settings) -> int:
+    """`request advance`: what `advance` does where a second person approves; refused
+    (exit 2) where nobody would, so that asking never applies a change by surprise."""
+    opened = runtime_for(settings, args.environment)
+    if opened is None:
+        return ExitCode.USAGE
+    runtime, environment = opened
+    if not runtime.approvals.needed_in(environment):
+        print(
+            f"error: {environment} needs no approval: use `rollout-dashboard {args.action}` "
+            "(nothing was requested or applied)",
+            file=sys.stderr,
+        )
+        return ExitCode.USAGE
+    return _act(runtime, environment, args, settings)
+
+
+def _act(runtime: Runtime, environment: str, args: argparse.Namespace, settings: Settings) -> int:
+    from app.rollout.actions import Action, ActionRequest
+
     action = Action(args.action)
     if action is Action.ROLLBACK and getattr(args, "all_experimental", False):
         action = Action.EMERGENCY
@@ -244,7 +296,7 @@ def _run_action(args: argparse.Namespace, settings: Settings) -> int:
         override_guards=getattr(args, "override_guards", False),
         **({"idempotency_key": args.idempotency_key} if args.idempotency_key else {}),
     )
-    return _report(runtime.execute(request), args.json)
+    return _report(runtime.execute(request), args.json, runtime)
 
 
 def _run_restore(args: argparse.Namespace, settings: Settings) -> int:
@@ -267,48 +319,52 @@ def _run_restore(args: argparse.Namespace, settings: Settings) -> int:
         override_guards=args.override_guards,
         **({"idempotency_key": args.idempotency_key} if args.idempotency_key else {}),
     )
-    return _report(runtime.execute(request), args.json)
+    return _report(runtime.execute(request), args.json, runtime)
 
 
-def _report(result: ActionResult, as_json: bool) -> int:
+def _report(result: ActionResult, as_json: bool, runtime: Runtime) -> int:
     if as_json:
         document = result.as_json()
         if result.plan is not None and result.plan.request.restore_of:
             document["restore_of"] = result.plan.request.restore_of
-        _print_json(document)
+        print_json(document)
     else:
-        _print_result(result)
+        print_result(result)
+        if result.change_request is not None:
+            _print_requested(result.change_request, made=bool(result.audit))
+        elif _would_wait(result, runtime):
+            assert result.plan is not None
+            print(
+                f"in {result.plan.request.environment} this waits for another operator's "
+                "approval: it would become a change request"
+            )
     if result.error:
         print(f"error: {result.error}", file=sys.stderr)
     return int(result.exit_code)
 
 
-def cli_identity(settings: Settings, actor: str | None) -> Identity:
-    """The CLI user: `--actor` or the OS user, with the role the mapping gives them (any
-    name is an operator in demo mode)."""
-    from app.rollout.roles import Identity, Role, role_for
-
-    name = actor or getpass.getuser()
-    if settings.demo:
-        return Identity(name, Role.OPERATOR, "demo")
-    return Identity(name, role_for(name, (), settings.roles, settings.default_role), "cli")
-
-
-def _print_result(result: ActionResult) -> None:
+def _would_wait(result: ActionResult, runtime: Runtime) -> bool:
+    """A dry run of a change that, done for real, would become a change request."""
     plan = result.plan
-    if plan is not None:
-        for transition in plan.transitions:
-            print(transition.diff)
-        for guard in plan.guards:
-            mark = "PASS" if guard.passed else "FAIL"
-            print(f"  {mark} {guard.name:<13} {guard.detail}")
-    if result.applied:
-        ids = ", ".join(entry.id for entry in result.audit)
+    if plan is None or not plan.request.dry_run or not plan.transitions:
+        return False
+    return runtime.approvals.needs_approval(plan)
+
+
+def _print_requested(change: ChangeRequest, *, made: bool) -> None:
+    """The change request an action became instead of applying (exit 5)."""
+    approver = "admin" if change.override else "operator"
+    if made:
         print(
-            f"applied (audit {ids})" + (" — replayed: this key was used" if result.replayed else "")
+            f"change request #{change.id} created: waits for another {approver}'s approval "
+            f"(rollout-dashboard approve {change.id})"
         )
-    elif plan is not None and plan.request.dry_run:
-        print("dry run: nothing written")
+        print(
+            f"it expires at {change.expires_at:%Y-%m-%d %H:%M} UTC; "
+            f"withdraw it with: rollout-dashboard cancel {change.id}"
+        )
+    else:  # the idempotency key was used: this is the request made with it
+        print(f"change request #{change.id} was made with this idempotency key: {change.status}")
 
 
 def _run_audit(args: argparse.Namespace, settings: Settings) -> int:
@@ -321,7 +377,7 @@ def _run_audit(args: argparse.Namespace, settings: Settings) -> int:
             "warning: metrics database unavailable: showing the local journal only", file=sys.stderr
         )
     if args.json:
-        _print_json({"records": [entry.as_json() for entry in entries]})
+        print_json({"records": [entry.as_json() for entry in entries]})
         return ExitCode.DONE
     for e in entries:
         print(
@@ -348,7 +404,7 @@ def _run_phases(args: argparse.Namespace, settings: Settings) -> int:
     runtime, environment = opened
     progress = runtime.phases(environment)
     if args.json:
-        _print_json(
+        print_json(
             {
                 "phases": [
                     {
@@ -408,8 +464,3 @@ def _run_serve(args: argparse.Namespace, settings: Settings) -> int:
     from app.demo.launcher import serve
 
     return serve(args.port, args.address or settings.server_address)
-
-
-def _print_json(document: dict[str, Any]) -> None:
-    json.dump(document, sys.stdout, indent=2, allow_nan=False)
-    sys.stdout.write("\n")

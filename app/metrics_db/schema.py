@@ -191,6 +191,7 @@ class ChangeRequestRow(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
     requester: Mapped[str] = mapped_column(String(200), nullable=False)
+    requester_account: Mapped[str | None] = mapped_column(String(200))
     environment: Mapped[str] = mapped_column(String(200), nullable=False)
     action: Mapped[str] = mapped_column(String(32), nullable=False)
     flag: Mapped[str | None] = mapped_column(String(200))

@@ -26,11 +26,13 @@ class Role(StrEnum):
 @dataclass(frozen=True)
 class Identity:
     """Someone acting: `name` is what the audit log records; `via` how they were known
-    (`demo`, `oidc`, `cli`, `anonymous`)."""
+    (`demo`, `oidc`, `cli`, `anonymous`); `account` the OS account behind a terminal
+    (the CLI), whatever name it declared, so that one account is one pair of eyes."""
 
     name: str
     role: Role
     via: str
+    account: str | None = None
 
     @property
     def label(self) -> str:

@@ -20,7 +20,6 @@ from sqlalchemy import Engine
 from app.approvals import Approvals, ChangeRequest, RequestStatus, RequestStore
 from app.flags.backend import FlagBackend
 from app.flags.loader import BUNDLED_CONFIG, load_config
-from app.flags.model import FlagState
 from app.flags.sql_backend import SqlFlagBackend
 from app.flags.yaml_backend import YamlFlagBackend
 from app.metrics_db.database import open_database
@@ -304,6 +303,33 @@ def test_reject_needs_a_reason_and_is_never_the_requesters(world):
     late = world.approve(CAROL, change.id)
     assert late.exit_code is ExitCode.REFUSED and "already rejected by bob" in late.message
     assert world.percentage() == 25.0
+
+
+def test_rejecting_or_cancelling_what_one_approved_is_refused_not_done(world):
+    change = requested(world)
+    assert world.approve(BOB, change.id).ok
+    assert world.approvals.reject(change.id, BOB, "changed my mind").exit_code is ExitCode.REFUSED
+    assert world.approvals.cancel(change.id, ALICE).exit_code is ExitCode.REFUSED
+    assert world.percentage() == 50.0
+
+
+def test_one_os_account_is_one_pair_of_eyes_whatever_name_it_declares(world):
+    asked_as_alice = Identity(ALICE.name, Role.OPERATOR, "cli", account="ops")
+    change = requested(world, asked_as_alice)
+    assert change.requester_account == "ops"
+    same_terminal = Identity("bob", Role.OPERATOR, "cli", account="ops")
+    refused = world.approve(same_terminal, change.id)
+    assert refused.exit_code is ExitCode.REFUSED and "OS account ops" in refused.message
+    assert world.approvals.reject(change.id, same_terminal, "no").exit_code is ExitCode.REFUSED
+    assert world.percentage() == 25.0
+    assert world.approve(Identity("bob", Role.OPERATOR, "cli", account="bob"), change.id).ok
+
+
+def test_a_cancel_comment_is_checked_like_a_reason(world):
+    change = requested(world)
+    refused = world.approvals.cancel(change.id, ALICE, "oops\x1b[2J")
+    assert refused.exit_code is ExitCode.USAGE
+    assert world.approvals.store.get(change.id).status is RequestStatus.PENDING
 
 
 def test_only_the_requester_cancels(world):

@@ -256,6 +256,9 @@ def test_restore_puts_a_killed_flag_back_with_the_exit_codes_of_design_6(
 ):
     monkeypatch.setenv("ROLLOUT_ROLES", '{"olga": "operator", "ada": "admin"}')
     monkeypatch.setenv("ROLLOUT_MIN_SOAK_MINUTES", "0")
+    # One person restores here: a restore that goes up through a second person's
+    # approval is tests/integration/test_cli_approvals.py's.
+    monkeypatch.setenv("ROLLOUT_APPROVAL_ENVIRONMENTS", "[]")
     assert main(["rollback", "alpha", "--kill", "--reason", "x", "--actor", "olga", "--json"]) == 0
     kill_id = json.loads(capsys.readouterr().out)["audit_id"]
     killed = _yaml(workspace)

@@ -19,8 +19,14 @@ from sqlalchemy import create_engine, inspect, text
 from app.metrics_db.database import HEAD_REVISION, MIGRATIONS, applied_revisions, open_database
 from tests.conftest import fresh_postgres_database
 
-#: tables the second migration adds (the first one adds the roll-ups and the audit log)
-ADDED_BY_HEAD = {"audit_outcomes", "flag_configs", "flag_definitions", "instance_reports"}
+#: tables the later migrations add (the first one adds the roll-ups and the audit log)
+ADDED_BY_HEAD = {
+    "audit_outcomes",
+    "flag_configs",
+    "flag_definitions",
+    "instance_reports",
+    "change_requests",
+}
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -220,3 +220,19 @@ def test_a_refused_advance_is_a_reason_until_a_newer_action(config):
     later = _entry(11, "b1", 50, 50)
     assert 2 not in blocked_reasons(config, [refused, later], "production")
     assert 2 not in blocked_reasons(config, [refused], "staging")
+
+
+def test_an_advance_waiting_for_approval_is_a_reason_until_decided(config):
+    asked = AuditEntry(
+        **{
+            **_entry(10, "b1", 50, 100, outcome=Outcome.REQUESTED).__dict__,
+            "actor": "alice",
+            "reason": "request #7: steady",
+        }
+    )
+    reasons = blocked_reasons(config, [*HISTORY, asked], "production")
+    assert reasons[2] == ("b1: advance to 100 % waits for approval (request #7 by alice)",)
+    rejected = AuditEntry(
+        **{**asked.__dict__, "outcome": Outcome.REJECTED, "at": asked.at + timedelta(hours=1)}
+    )
+    assert 2 not in blocked_reasons(config, [*HISTORY, asked, rejected], "production")

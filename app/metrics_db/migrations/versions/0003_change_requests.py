@@ -23,6 +23,7 @@ def upgrade() -> None:
         sa.Column("created_at", UtcDateTime, nullable=False),
         sa.Column("expires_at", UtcDateTime, nullable=False),
         sa.Column("requester", sa.String(200), nullable=False),
+        sa.Column("requester_account", sa.String(200)),
         sa.Column("environment", sa.String(200), nullable=False),
         sa.Column("action", sa.String(32), nullable=False),
         sa.Column("flag", sa.String(200)),

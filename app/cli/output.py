@@ -1,0 +1,36 @@
+"""How the commands print: one JSON document, or what an action did in words."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from app.rollout.actions import ActionResult
+
+__all__ = ["print_json", "print_result"]
+
+
+def print_json(document: Any) -> None:
+    """`document` as the one JSON document on stdout."""
+    json.dump(document, sys.stdout, indent=2, allow_nan=False)
+    sys.stdout.write("\n")
+
+
+def print_result(result: ActionResult) -> None:
+    """The diff, the guard report and what was written, as `advance` prints them."""
+    plan = result.plan
+    if plan is not None:
+        for transition in plan.transitions:
+            print(transition.diff)
+        for guard in plan.guards:
+            mark = "PASS" if guard.passed else "FAIL"
+            print(f"  {mark} {guard.name:<13} {guard.detail}")
+    if result.applied:
+        ids = ", ".join(entry.id for entry in result.audit)
+        print(
+            f"applied (audit {ids})" + (" — replayed: this key was used" if result.replayed else "")
+        )
+    elif plan is not None and plan.request.dry_run:
+        print("dry run: nothing written")
