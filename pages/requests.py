@@ -3,7 +3,7 @@ requests, with Approve and Reject), asked by you (with Cancel), recently decided
 with its exact diff, reason, requester, age and expiry, and the guard report of request
 time. Refreshing on its own, so a tab left open shows a new request."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import streamlit as st
 
@@ -23,6 +23,7 @@ from app.ui.format import escape_markdown, format_duration
 from app.ui.widgets import current_identity, runtime
 
 _DECISION = "requests.last-decision"
+_DECISION_SHOWN = timedelta(minutes=5)
 
 rt = runtime()
 identity = current_identity(rt)
@@ -57,14 +58,20 @@ def remember(request_id: str, decide: str, *args: object) -> None:
     else:
         decision = rt.cancel(request_id, identity)
     notice = decision_notice(decision)
-    st.session_state[_DECISION] = (notice.kind, notice.text, request_id)
+    st.session_state[_DECISION] = (notice.kind, notice.text, datetime.now(UTC))
 
 
 def show_decision() -> None:
-    said = st.session_state.pop(_DECISION, None)
+    """The last decision's outcome, kept through the page's own refreshes for a few
+    minutes (a person who looked away still reads it), until the next decision."""
+    said = st.session_state.get(_DECISION)
     if said is None:
         return
-    kind, text, _request_id = said
+    kind, text, at = said
+    if datetime.now(UTC) - at > _DECISION_SHOWN:
+        st.session_state.pop(_DECISION, None)
+        return
+    text = f"{text} ({at:%H:%M:%S} UTC)"
     if kind == "success":
         st.success(text, icon="✅")
     elif kind == "warning":
@@ -114,7 +121,7 @@ def request_card(card: RequestCard, me: Identity, linked: bool) -> None:
         st.markdown(f"{marker}**{escape_markdown(card.title)}** · {card.status}")
         st.code(change.diff, language=None)
         st.markdown(f"**Reason:** {escape_markdown(change.reason)}")
-        st.caption(escape_markdown(card.asked))
+        st.markdown(f"👤 {escape_markdown(card.asked)}")
         if card.decided:
             st.markdown(f"**Decision:** {escape_markdown(card.decided)}")
         if card.detail:

@@ -252,6 +252,7 @@ def test_bob_rejects_with_a_reason_and_alice_reads_it(people, dashboard):
     expect(
         alice.get_by_text(f"rejected by {BOB} just now: “not before the Monday traffic”")
     ).to_be_visible()
+    _screenshot(alice, "requests-decided.png")
     _no_error(alice)
     _no_error(bob)
 

@@ -9,6 +9,7 @@ roles from `ROLLOUT_ROLES`."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from app.rollout.audit import AuditLog, Outcome
 from app.rollout.roles import Identity, Role
 from app.runtime import open_runtime
 from app.settings import load_settings
+from app.ui.format import escape_markdown
 from tests.support.approval_state import copy_state, fresh_heartbeats, simulated_state
 
 ENTRY_POINT = Path(__file__).resolve().parents[2] / "app" / "main.py"
@@ -105,6 +107,12 @@ def text(at: AppTest) -> str:
     ]
     parts += [e.value for e in at.error]
     return "\n".join(str(p) for p in parts).replace("\\", "").replace("**", "")
+
+
+def said(at: AppTest, kind: str) -> list[str]:
+    """The `kind` notices (success, warning, error) the page shows, each without the
+    time of the decision it ends with."""
+    return [re.sub(r" \(\d\d:\d\d:\d\d UTC\)$", "", e.value) for e in getattr(at, kind)]
 
 
 def buttons(at: AppTest) -> list[str]:
@@ -196,10 +204,14 @@ def test_bob_approves_alices_request_and_the_flag_moves(state):
     assert f"✖️ Reject #{change.id}" in buttons(at)
     at.text_input(key=f"comment-{change.id}").set_value("dashboards look fine")
     press(at, f"✅ Approve #{change.id}")
-    assert [s.value for s in at.success] == [
+    assert said(at, "success") == [
         f"#{change.id} approved and applied: ab_testing: rollout 25 % → rollout 50 %"
     ]
     assert percentage(state) == 50.0
+    at.run()  # the page's next refresh still says what the approval did
+    assert said(at, "success") == [
+        f"#{change.id} approved and applied: ab_testing: rollout 25 % → rollout 50 %"
+    ]
     assert headings(at) == ["Waiting for you (0)", "Asked by you (0)", "Recently decided (1)"]
     shown = text(at)
     assert "✅ approved and applied" in shown
@@ -216,12 +228,12 @@ def test_bob_must_say_why_he_rejects_and_alice_reads_it(state):
     change = ask().change_request
     at = page_as(BOB, "requests")
     press(at, f"✖️ Reject #{change.id}")  # no reason given
-    (refused,) = [e.value for e in at.error]
+    (refused,) = said(at, "error")
     assert refused.startswith("why reject: ")
     assert headings(at)[0] == "Waiting for you (1)"  # still pending
     at.text_input(key=f"comment-{change.id}").set_value("wait for the Monday traffic")
     press(at, f"✖️ Reject #{change.id}")
-    assert [s.value for s in at.success] == [f"#{change.id} rejected"]
+    assert said(at, "success") == [f"#{change.id} rejected"]
     assert percentage(state) == 25.0
     seen = page_as(ALICE, "requests")
     assert headings(seen) == ["Waiting for you (0)", "Asked by you (0)", "Recently decided (1)"]
@@ -234,7 +246,7 @@ def test_alice_cancels_her_request(state):
     change = ask().change_request
     at = page_as(ALICE, "requests")
     press(at, f"↩️ Cancel request #{change.id}")
-    assert [s.value for s in at.success] == [f"#{change.id} cancelled"]
+    assert said(at, "success") == [f"#{change.id} cancelled"]
     assert headings(at) == ["Waiting for you (0)", "Asked by you (0)", "Recently decided (1)"]
     assert f"Decision: cancelled by {ALICE} just now" in text(at)
     assert [str(e.outcome) for e in audit(state).entries(flag="ab_testing")] == [
@@ -255,9 +267,9 @@ def test_a_request_whose_flag_changed_says_so_and_its_approval_applies_nothing(s
         text(at)
     )
     press(at, f"✅ Approve #{change.id}")
-    (said,) = [w.value for w in at.warning if w.value.startswith(f"#{change.id} ")]
-    assert said.startswith(f"#{change.id} approved, not applied: changed since you looked")
-    assert "carol@example.com" in said
+    (warned,) = [w for w in said(at, "warning") if w.startswith(f"#{change.id} ")]
+    assert warned.startswith(f"#{change.id} approved, not applied: changed since you looked")
+    assert "carol@example.com" in warned
     assert percentage(state) == 10.0
     shown = text(at)
     assert "⚠️ approved, not applied" in shown
@@ -278,7 +290,7 @@ def test_an_approval_is_bound_to_the_request_as_displayed(state):
             .values(versions={"ab_testing": "tampered"})
         )
     press(at, f"✅ Approve #{change.id}")
-    assert [w.value for w in at.warning if "looked at" in w.value] == [
+    assert [w for w in said(at, "warning") if "looked at" in w] == [
         f"#{change.id} is not the request you looked at"
     ]
     assert percentage(state) == 25.0
@@ -289,7 +301,7 @@ def test_nobody_can_approve_twice_from_two_stale_tabs(state):
     first, second = page_as(BOB, "requests"), page_as(BOB, "requests")
     press(first, f"✅ Approve #{change.id}")
     press(second, f"✅ Approve #{change.id}")  # the same approval again: its outcome
-    assert [s.value for s in second.success] == [f"#{change.id} is already applied by {BOB}"]
+    assert said(second, "success") == [f"#{change.id} is already applied by {BOB}"]
     assert percentage(state) == 50.0
     outcomes = [str(e.outcome) for e in audit(state).entries(flag="ab_testing")]
     assert outcomes.count("applied") == 1
@@ -350,8 +362,8 @@ def test_a_link_to_an_unknown_request_says_so(state):
 def test_in_demo_mode_the_page_explains_that_no_environment_needs_approval(state, monkeypatch):
     monkeypatch.setenv("ROLLOUT_DEMO", "true")
     at = page_as(None, "requests")
-    (said,) = [i.value for i in at.info if "No environment needs approval" in i.value]
-    assert "ROLLOUT_APPROVAL_ENVIRONMENTS" in said and "Demo mode" in said
+    (explained,) = [i.value for i in at.info if "No environment needs approval" in i.value]
+    assert "ROLLOUT_APPROVAL_ENVIRONMENTS" in explained and "Demo mode" in explained
     flag = page_as(None, "flag_detail", env=PROD, flag="ab_testing", refresh="off")
     press(flag, "⏫ Advance to 50 %")
     assert "A second operator must approve this." not in text(flag)
@@ -361,9 +373,9 @@ def test_in_demo_mode_the_page_explains_that_no_environment_needs_approval(state
 def test_without_the_database_the_page_says_requests_are_unavailable(state, monkeypatch):
     monkeypatch.setenv("ROLLOUT_DATABASE_URL", "postgresql+psycopg://nobody@127.0.0.1:9/none")
     at = page_as(BOB, "requests")
-    (said,) = [e.value for e in at.error]
-    assert said.startswith("Change requests cannot be shown: change requests need the metrics")
-    assert "Rollback, kill and emergency rollback still work" in said
+    (error,) = [e.value for e in at.error]
+    assert error.startswith("Change requests cannot be shown: change requests need the metrics")
+    assert "Rollback, kill and emergency rollback still work" in error
     overview = page_as(BOB, "overview")
     assert "Pending change requests are not shown" in text(overview)
 
@@ -433,4 +445,17 @@ def test_an_audit_record_of_a_request_links_to_it(state):
     links = [(link.proto.label, link.proto.page) for link in at.get("page_link")]
     assert (f"Change request #{change.id} on the Requests page", "requests") in [
         (label, page.rsplit("/", 1)[-1].removesuffix(".py")) for label, page in links
+    ]
+
+
+def test_a_hostile_reason_and_comment_are_shown_literally(state):
+    hostile = "**bold** <b>html</b> [x](javascript:alert(1)) $x^2$ :red[red] # head"
+    change = ask(reason=hostile).change_request
+    at = page_as(BOB, "requests")
+    assert f"**Reason:** {escape_markdown(hostile)}" in [m.value for m in at.markdown]
+    at.text_input(key=f"comment-{change.id}").set_value(hostile)
+    press(at, f"✖️ Reject #{change.id}")
+    decisions = [m.value for m in at.markdown if m.value.startswith("**Decision:**")]
+    assert decisions == [
+        f"**Decision:** {escape_markdown(f'rejected by {BOB} just now: “{hostile}”')}"
     ]
