@@ -48,7 +48,7 @@ def overview_display_frame(
     """Columns: Health, Flag (a link to its detail), Why, Phase, State, Rollout %,
     Evaluations, Trend, Variant split, Errors, p99, Last change — numbers already
     formatted for reading. With `requests` (flag → its pending change request's marker,
-    where approval matters), a Request column holds each flag's marker ('' for none)."""
+    when any is pending), a Request column holds each flag's marker ('' for none)."""
     frame = pd.DataFrame(
         {
             "Health": [HEALTH_BADGES[r.health] for r in rows],

@@ -18,16 +18,15 @@ REQUESTS_PAGE = "../pages/requests.py"
 
 
 def pending_in(rt: Runtime, environment: str) -> dict[str, ChangeRequest] | None:
-    """Per flag of `environment`, its newest pending change request; None where approval
-    does not matter (not needed there and nothing pending) or cannot be read."""
-    needed = rt.approvals.needed_in(environment)
+    """Per flag of `environment`, its newest pending change request; None when nothing is
+    pending (the overview then has no Request column) or the requests cannot be read."""
     try:
         pending = rt.approvals.pending_flags(environment)
     except ApprovalsUnavailable as error:
-        if needed:
+        if rt.approvals.needed_in(environment):
             st.caption(f"⏳ Pending change requests are not shown: {error}.")
         return None
-    return pending if pending or needed else None
+    return pending or None
 
 
 def pending_banner(pending: dict[str, ChangeRequest] | None, environment: str) -> None:

@@ -206,8 +206,10 @@ def test_alice_asks_bob_approves_and_the_audit_tells_both(people, dashboard):
 
     bob.goto(dashboard.url("?env=production&q=ab_testing"))
     # the overview is computed once per refresh interval (3 s here) for every viewer
-    _health, flag, percent, _errors, marker = _overview_row(bob, "ab_testing", "50")
-    assert (flag, percent.strip(), marker) == ("ab_testing", "50", "")
+    _health, flag, percent, _errors, _ = _overview_row(bob, "ab_testing", "50")
+    assert (flag, percent.strip()) == ("ab_testing", "50")
+    headers = bob.locator('[data-testid="stDataFrame"] [role="columnheader"]')
+    assert "Request" not in [h.strip() for h in headers.all_inner_texts()]  # none pending
 
     assert dashboard.steps("ab_testing") == [
         (ALICE, "requested"),
@@ -235,6 +237,14 @@ def test_bob_rejects_with_a_reason_and_alice_reads_it(people, dashboard):
     )
     row = grid.row(bob, "canary_deployment", width=5, offset=1)
     assert row[4] == f"⏳ #{number} → 10 %"
+    headers = bob.locator('[data-testid="stDataFrame"] [role="columnheader"]')
+    assert [h.strip() for h in headers.all_inner_texts()][:5] == [
+        "Health",
+        "Flag",
+        "Rollout %",
+        "Errors",
+        "Request",
+    ]
     _screenshot(bob, "overview-request.png")
 
     _open_requests(bob, dashboard, BOB)

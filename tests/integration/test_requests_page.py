@@ -384,6 +384,7 @@ def test_without_the_database_the_page_says_requests_are_unavailable(state, monk
 
 
 def test_the_overview_marks_the_flag_with_a_pending_request(state):
+    assert "Request" not in page_as(BOB, "overview").dataframe[0].value.columns  # none yet
     change = ask().change_request
     at = page_as(BOB, "overview")
     table = at.dataframe[0].value
@@ -393,7 +394,7 @@ def test_the_overview_marks_the_flag_with_a_pending_request(state):
     assert table.loc["canary_deployment", "Request"] == ""
     assert f"1 change request waits for approval in production: #{change.id} ab_testing" in text(at)
     staging = page_as(BOB, "overview", env="staging")
-    assert "Request" not in staging.dataframe[0].value.columns  # no approval there
+    assert "Request" not in staging.dataframe[0].value.columns  # nothing pending there
 
 
 def test_the_flag_detail_shows_the_pending_request_and_its_steps_in_the_history(state):
