@@ -13,6 +13,7 @@ from streamlit.delta_generator import DeltaGenerator
 
 from app.flags.loader import BUNDLED_CONFIG, ConfigInvalid
 from app.quoting import printable
+from app.rollout.inputs import MAX_NAME_LENGTH
 from app.rollout.roles import Identity, Role, role_for
 from app.runtime import Runtime, open_runtime
 from app.services.overview import Overview
@@ -54,7 +55,7 @@ def current_identity(rt: Runtime) -> Identity:
     settings = rt.settings
     if settings.demo:
         return Identity("local-operator", Role.OPERATOR, "demo")
-    if _sign_in_configured() and st.user.is_logged_in:
+    if _sign_in_configured() and _signed_in():
         name = str(st.user.get("email") or st.user.get("name") or "unknown")
         claimed = st.user.get("groups")
         groups: list[str] = [str(g) for g in claimed] if isinstance(claimed, list) else []
@@ -68,7 +69,8 @@ def identity_label(rt: Runtime) -> str:
     if identity.via == "demo":
         return "👤 Local operator (demo mode — no sign-in)"
     if identity.via == "oidc":  # the name comes from the provider: shown as code, never linked
-        return f"👤 {_code_span(printable(identity.name))} — **{identity.role}**"
+        name = printable(identity.name, limit=MAX_NAME_LENGTH)
+        return f"👤 {_code_span(name)} — **{identity.role}**"
     if _sign_in_configured():
         return "👁 Viewer — not signed in"
     return "👁 Read-only viewer (no sign-in configured)"
@@ -91,7 +93,7 @@ def sign_in_controls(rt: Runtime) -> None:
     opened on another address than the one sign-in returns to. Never quotes a secret."""
     if rt.settings.demo or not _sign_in_configured():
         return
-    if st.user.is_logged_in:
+    if _signed_in():
         st.sidebar.button("Log out", on_click=st.logout)  # works with the provider down too
         return
     auth = _auth_settings()
@@ -111,7 +113,9 @@ def sign_in_controls(rt: Runtime) -> None:
     origin = sign_in_origin(str(auth["redirect_uri"]))
     here = sign_in_origin(st.context.url or "")
     if origin is not None and here is not None and here != origin:
-        st.sidebar.caption(f"Sign-in returns to {origin}, not to {here}.")
+        st.sidebar.caption(
+            f"Sign-in works only at {origin} (the address the provider returns to), not at {here}."
+        )
         st.sidebar.link_button("Open it to log in", origin)
         return
     st.sidebar.button("Log in", on_click=_log_in, args=(metadata_url,))
@@ -133,6 +137,10 @@ def _log_in(metadata_url: str) -> None:
 def _auth_settings() -> dict[str, object]:
     auth = st.secrets.get("auth")
     return dict(auth) if isinstance(auth, Mapping) else {}
+
+
+def _signed_in() -> bool:
+    return bool(st.user.get("is_logged_in"))
 
 
 def _sign_in_configured() -> bool:

@@ -138,6 +138,24 @@ def test_two_people_in_two_browsers_are_each_themselves(
         page.context.close()
 
 
+def test_a_name_from_the_provider_is_shown_as_written(chromium: Browser, dashboard: OidcDashboard):
+    """The provider decides what a login name is; the page never reads it as markdown."""
+    name = "**bold** [link](javascript:alert(1)) `tick` <b>x</b>@example.com"
+    context = chromium.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    sign_in(page, dashboard.url, name)
+    sidebar = page.get_by_test_id("stSidebar")
+    expect(sidebar.get_by_text(f"👤 {name} — viewer")).to_be_visible()
+    expect(sidebar.locator("a[href^='javascript'], a[href^='mailto']")).to_have_count(0)
+    expect(sidebar.locator("b", has_text="x")).to_have_count(0)
+    expect(sidebar.locator("strong", has_text="bold")).to_have_count(0)
+    _no_error(page)
+    assert dialogs == []
+    context.close()
+
+
 def test_opened_at_another_address_it_points_to_the_one_sign_in_returns_to(
     chromium: Browser, dashboard: OidcDashboard
 ):
@@ -148,7 +166,10 @@ def test_opened_at_another_address_it_points_to_the_one_sign_in_returns_to(
     page.goto(f"http://127.0.0.1:{port}")
     sidebar = page.get_by_test_id("stSidebar")
     expect(
-        sidebar.get_by_text(f"Sign-in returns to {dashboard.url}, not to http://127.0.0.1:{port}.")
+        sidebar.get_by_text(
+            f"Sign-in works only at {dashboard.url} (the address the provider returns to), "
+            f"not at http://127.0.0.1:{port}."
+        )
     ).to_be_visible(timeout=45_000)
     expect(sidebar.get_by_role("button", name="Log in")).to_have_count(0)
     with context.expect_page() as opened:  # a new tab, on the right address
