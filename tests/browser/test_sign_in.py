@@ -18,6 +18,7 @@ from tests.support.oidc import (
     VIEWPORT,
     OidcDashboard,
     OidcProvider,
+    forge_sign_in,
     sign_in,
     sign_out,
     start_oidc_dashboard,
@@ -63,10 +64,13 @@ def _sees_no_actions(page: Page) -> None:
         expect(page.get_by_role("button", name=label)).to_have_count(0)
 
 
-def _no_error(page: Page) -> None:
+def _no_error(page: Page, server: OidcDashboard) -> None:
+    """No error page, no traceback, and no secret in the page or the dashboard's log."""
     expect(page.get_by_text("Authentication error")).to_have_count(0)
     expect(page.get_by_text("Traceback")).to_have_count(0)
     expect(page.locator('[data-testid="stException"]')).to_have_count(0)
+    shown = page.content() + page.url + server.log_path.read_text()
+    assert server.secrets and not [s for s in server.secrets if s in shown]
 
 
 def test_an_operator_by_e_mail_gets_the_actions_until_signing_out(
@@ -96,7 +100,7 @@ def test_an_operator_by_e_mail_gets_the_actions_until_signing_out(
     expect(sidebar.get_by_text("alice@example.com")).to_have_count(0)
     _flag_detail(page, dashboard.url)
     _sees_no_actions(page)
-    _no_error(page)
+    _no_error(page, dashboard)
     context.close()
 
 
@@ -110,7 +114,7 @@ def test_a_signed_in_user_the_roles_do_not_name_is_a_viewer(
     expect(page.get_by_role("button", name="🚨 Emergency rollback")).to_have_count(0)
     _flag_detail(page, dashboard.url)
     _sees_no_actions(page)
-    _no_error(page)
+    _no_error(page, dashboard)
     context.close()
 
 
@@ -122,7 +126,7 @@ def test_an_admin_through_the_groups_claim_gets_the_actions(
     expect(page.get_by_text("👤 carol@example.com — admin")).to_be_visible()
     _flag_detail(page, dashboard.url)
     _sees_the_actions(page)
-    _no_error(page)
+    _no_error(page, dashboard)
     context.close()
 
 
@@ -151,7 +155,7 @@ def test_a_name_from_the_provider_is_shown_as_written(chromium: Browser, dashboa
     expect(sidebar.locator("a[href^='javascript'], a[href^='mailto']")).to_have_count(0)
     expect(sidebar.locator("b", has_text="x")).to_have_count(0)
     expect(sidebar.locator("strong", has_text="bold")).to_have_count(0)
-    _no_error(page)
+    _no_error(page, dashboard)
     assert dialogs == []
     context.close()
 
@@ -181,16 +185,35 @@ def test_opened_at_another_address_it_points_to_the_one_sign_in_returns_to(
     context.close()
 
 
-def _reload_until(page: Page, text: str, *, role: str | None = None) -> None:
-    """Reload, as a person waiting for a provider does, until `text` shows (at most 40 s)."""
+def test_the_identity_cookie_holds_only_with_the_cookie_secret(
+    chromium: Browser, dashboard: OidcDashboard
+):
+    """Why `cookie_secret` is a secret: whoever knows it is anyone (this also pins the
+    `forge_sign_in` shortcut to the Streamlit version in use)."""
+    forged = chromium.new_context(viewport=VIEWPORT)
+    forge_sign_in(forged, dashboard, "carol@example.com", ["admins"])
+    page = forged.new_page()
+    page.goto(dashboard.url)
+    expect(page.get_by_text("👤 carol@example.com — admin")).to_be_visible(timeout=45_000)
+    forged.close()
+
+    guessed = chromium.new_context(viewport=VIEWPORT)
+    forge_sign_in(guessed, dashboard, "carol@example.com", ["admins"], cookie_secret="guess")
+    page = guessed.new_page()
+    page.goto(dashboard.url)
+    expect(page.get_by_role("button", name="Log in")).to_be_visible(timeout=45_000)
+    expect(page.get_by_text("👁 Viewer — not signed in")).to_be_visible()
+    expect(page.get_by_text("carol@example.com")).to_have_count(0)
+    guessed.close()
+
+
+def _reload_until_log_in(page: Page) -> None:
+    """Reload, as a person waiting for the provider does, until "Log in" shows (≤ 40 s)."""
     deadline = time.monotonic() + 40
     while True:
         page.reload()
-        target = (
-            page.get_by_role(role, name=text) if role else page.get_by_text(text)  # type: ignore[arg-type]
-        )
         try:
-            expect(target).to_be_visible(timeout=5_000)
+            expect(page.get_by_role("button", name="Log in")).to_be_visible(timeout=5_000)
             return
         except AssertionError:
             if time.monotonic() > deadline:
@@ -225,31 +248,29 @@ def test_a_provider_that_is_down_is_named_and_watching_goes_on(chromium: Browser
         expect(page.get_by_text("Rollout overview")).to_be_visible()  # watching goes on
         assert "alpha" in grid.cells(page, "alpha")
         page.screenshot(path=str(SCREENSHOTS / "sign-in-provider-down.png"))
-        _no_error(page)
+        _no_error(page, server)
 
         # back up: "Log in" returns; then down again between page load and click
         provider = start_provider(log, port=provider_port, redirect_uris=[callback])
-        _reload_until(page, "Log in", role="button")
+        _reload_until_log_in(page)
         provider.stop()
         sidebar.get_by_role("button", name="Log in").click()
         expect(sidebar.get_by_text(down)).to_be_visible(timeout=30_000)
         assert page.url.startswith(server.url)
-        _no_error(page)
+        _no_error(page, server)
 
         # back up for good: sign-in works
         provider = start_provider(log, port=provider_port, redirect_uris=[callback])
-        _reload_until(page, "Log in", role="button")
+        _reload_until_log_in(page)
         sign_in(page, server.url, "alice@example.com")
 
         # down while signed in: signing out still works, locally
         provider.stop()
-        sign_out_button = sidebar.get_by_role("button", name="Log out")
-        sign_out_button.click()
+        sidebar.get_by_role("button", name="Log out").click()
         expect(sidebar.get_by_text("👁 Viewer — not signed in")).to_be_visible(timeout=30_000)
         expect(sidebar.get_by_role("button", name="Log out")).to_have_count(0)
-        _no_error(page)
+        _no_error(page, server)
     finally:
         context.close()
         provider.stop()
         server.stop()
-    assert "secret" not in page.url

@@ -25,6 +25,10 @@ Fixtures and helpers:
   Each round trip (click on "Log in" → identity shown) is recorded, and the session's
   median is printed in pytest's summary.
 - `sign_out(page)`: clicks "Log out" and waits for "Log in".
+- `forge_sign_in(context, server, email, groups=())`: the shortcut for tests that are not
+  about signing in: puts the identity cookie Streamlit would set (signed with the
+  dashboard's `cookie_secret`) into `context`; the next page load is signed in. It uses a
+  Streamlit 1.67 internal, pinned by tests/browser/test_sign_in.py.
 
 Accounts (any login is an account; the ID token carries `email`, `name` and `groups`):
 alice@example.com [oncall], bob@example.com [oncall], carol@example.com [admins],
@@ -74,6 +78,7 @@ __all__ = [
     "OidcDashboard",
     "OidcProvider",
     "auth_secrets",
+    "forge_sign_in",
     "oidc_dashboard",
     "oidc_provider",
     "sign_in",
@@ -158,7 +163,15 @@ class OidcDashboard(ServerProcess):
     """A dashboard with sign-in; `url` is `http://localhost:<port>`."""
 
     provider: OidcProvider | None = None
+    client: OidcClient | None = None
     cookie_secret: str = field(default="", repr=False)
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """What must never reach a page or a log: its cookie and client secrets."""
+        return tuple(
+            s for s in (self.cookie_secret, self.client and self.client.client_secret) if s
+        )
 
 
 def start_provider(
@@ -251,6 +264,7 @@ def start_oidc_dashboard(
         server.process,
         server.log_path,
         provider=provider,
+        client=client,
         cookie_secret=cookie_secret,
     )
 
@@ -307,6 +321,42 @@ def sign_out(page: Page) -> None:
     """Click "Log out" and wait until "Log in" is offered again."""
     page.get_by_role("button", name="Log out").click()
     expect(page.get_by_role("button", name="Log in")).to_be_visible(timeout=30_000)
+
+
+def forge_sign_in(
+    context: BrowserContext,
+    server: OidcDashboard,
+    email: str,
+    groups: Sequence[str] = (),
+    *,
+    cookie_secret: str | None = None,
+) -> None:
+    """Add to `context` the identity cookie Streamlit sets after a sign-in as `email` with
+    `groups`, signed with `cookie_secret` (default: the dashboard's own)."""
+    from streamlit.web.server.starlette.starlette_app_utils import create_signed_value
+
+    claims = {
+        "sub": email,
+        "email": email,
+        "groups": list(groups),
+        "origin": server.url,
+        "is_logged_in": True,
+        "provider": "default",
+    }
+    value = create_signed_value(
+        cookie_secret or server.cookie_secret, "_streamlit_user", json.dumps(claims)
+    )
+    context.add_cookies(
+        [
+            {
+                "name": "_streamlit_user",
+                "value": value.decode(),
+                "url": server.url,
+                "httpOnly": True,
+                "sameSite": "Lax",
+            }
+        ]
+    )
 
 
 def sign_in_round_trips() -> list[float]:
