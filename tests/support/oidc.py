@@ -16,11 +16,13 @@ Fixtures and helpers:
   on the origin of `redirect_uri` (the OAuth state cookie is set there).
 - `start_oidc_dashboard(provider, state, ...)`: the same for fixtures of a wider scope
   (call `stop()` yourself); `port=` and `client=` serve a provider started by hand.
-- `start_provider(log, *, port=None, redirect_uris=())` -> `OidcProvider`: another
-  provider, e.g. one a test stops; `redirect_uris` are its static client's (`static_client`).
+- `start_provider(log, *, port=None, redirect_uris=(), accounts=ACCOUNTS)` ->
+  `OidcProvider`: another provider, e.g. one a test stops; `redirect_uris` are its static
+  client's (`static_client`); `accounts` maps logins to their groups.
 - `sign_in(context_or_page, url, email) -> Page`: opens `url`, clicks "Log in", fills the
   provider's form as `email` (any password) and waits until the sidebar shows
-  "👤 <email> — <role>". Give each person a fresh `BrowserContext` (the identity is a
+  "👤 <email> — <role>"; the page is then on the Overview (Streamlit returns to `/`
+  after a sign-in). Give each person a fresh `BrowserContext` (the identity is a
   cookie): `sign_in(chromium.new_context(viewport=VIEWPORT), server.url, "bob@example.com")`.
   Each round trip (click on "Log in" → identity shown) is recorded, and the session's
   median is printed in pytest's summary.
@@ -175,10 +177,15 @@ class OidcDashboard(ServerProcess):
 
 
 def start_provider(
-    log: Path, *, port: int | None = None, redirect_uris: Sequence[str] = ()
+    log: Path,
+    *,
+    port: int | None = None,
+    redirect_uris: Sequence[str] = (),
+    accounts: Mapping[str, Sequence[str]] = ACCOUNTS,
 ) -> OidcProvider:
     """Run `tests/oidc/provider.mjs` on 127.0.0.1 until its discovery document answers.
-    `redirect_uris` are those of its static client; others register (`register`)."""
+    `redirect_uris` are those of its static client; others register (`register`).
+    `accounts` gives logins their `groups` (any other login has none)."""
     node = shutil.which("node")
     if node is None:
         pytest.fail("node is not installed: the sign-in tests need Node.js 20 or newer and npm")
@@ -193,6 +200,7 @@ def start_provider(
         "OIDC_CLIENT_ID": _STATIC_CLIENT_ID,
         "OIDC_CLIENT_SECRET": _STATIC_CLIENT_SECRET,
         "OIDC_REDIRECT_URIS": ",".join(redirect_uris) or "http://localhost:1/oauth2callback",
+        "OIDC_ACCOUNTS": json.dumps({login: list(groups) for login, groups in accounts.items()}),
     }
     handle = log.open("ab")
     process = subprocess.Popen(
