@@ -12,15 +12,15 @@ __all__ = ["printable", "quoted"]
 SHOWN_LENGTH = 40
 
 
-def printable(text: str, *, ascii_only: bool = False) -> str:
-    """`text` cut to `SHOWN_LENGTH` characters (then '…' and its length), with control and
+def printable(text: str, *, ascii_only: bool = False, limit: int = SHOWN_LENGTH) -> str:
+    """`text` cut to `limit` characters (then '…' and its length), with control and
     format characters (line breaks, escapes, right-to-left overrides) written as escapes.
     `ascii_only` escapes every other non-ASCII character too: where only ASCII is valid
     (a flag key), a look-alike letter then shows for what it is."""
-    shown = "".join(_escaped(char) if _hidden(char) else char for char in text[:SHOWN_LENGTH])
+    shown = "".join(_escaped(char) if _hidden(char) else char for char in text[:limit])
     if ascii_only:
         shown = shown.encode("ascii", "backslashreplace").decode()
-    return shown if len(text) <= SHOWN_LENGTH else f"{shown}… ({len(text)} characters)"
+    return shown if len(text) <= limit else f"{shown}… ({len(text)} characters)"
 
 
 def quoted(value: object, *, ascii_only: bool = False) -> str:

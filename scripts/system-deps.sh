@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the real-component tests need from Debian (Prometheus, VictoriaMetrics,
-# Chromium, an emoji font for faithful screenshots) when missing, and starts the local
-# PostgreSQL if it is installed but stopped. Idempotent; quiet when everything is there.
+# Chromium, an emoji font for faithful screenshots) when missing, the test OpenID Connect
+# provider's npm packages (tests/oidc, from its package-lock.json) when missing, and starts
+# the local PostgreSQL if it is installed but stopped. Idempotent; quiet when everything is there.
 set -euo pipefail
 
 missing=()
@@ -10,6 +11,7 @@ command -v promtool >/dev/null || missing+=(prometheus)
 command -v victoria-metrics >/dev/null || missing+=(victoria-metrics)
 command -v chromium >/dev/null || missing+=(chromium)
 [ -e /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || missing+=(fonts-noto-color-emoji)
+command -v npm >/dev/null || missing+=(nodejs npm)
 
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
@@ -18,6 +20,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
     $(printf '%s\n' "${missing[@]}" | sort -u) >/dev/null
+fi
+
+oidc="$(dirname "$0")/../tests/oidc"
+if [ ! -d "$oidc/node_modules" ]; then
+  echo "installing the test OpenID Connect provider (npm ci --prefix tests/oidc)"
+  npm ci --prefix "$oidc" --no-audit --no-fund --loglevel=error >/dev/null
 fi
 
 if command -v pg_isready >/dev/null && ! pg_isready -q -h 127.0.0.1 -p 5432; then

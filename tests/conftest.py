@@ -11,8 +11,9 @@ from contextlib import contextmanager
 import psycopg
 import pytest
 
-#: the session's one Chromium, for tests/browser and the hostile bookmarks in tests/security
-pytest_plugins = ["tests.support.chromium"]
+#: the session's one Chromium, for tests/browser and the hostile bookmarks in tests/security;
+#: the session's OpenID Connect provider and the sign-in helpers
+pytest_plugins = ["tests.support.chromium", "tests.support.oidc"]
 
 POSTGRES_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 
@@ -51,7 +52,7 @@ def no_rollout_environment(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
-REAL_COMPONENT_MARKERS = ("prometheus", "victoriametrics", "postgres", "browser")
+REAL_COMPONENT_MARKERS = ("prometheus", "victoriametrics", "postgres", "browser", "oidc")
 _skipped_real: list[str] = []
 
 
@@ -59,7 +60,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--require-real-components",
         action="store_true",
-        help="fail the run if any prometheus/postgres/browser test was skipped (on by CI=true)",
+        help="fail the run if a prometheus/postgres/browser/oidc test was skipped (on by CI=true)",
     )
 
 

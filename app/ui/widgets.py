@@ -4,7 +4,8 @@ instead of every page while the flag configuration cannot be read."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import streamlit as st
@@ -12,10 +13,12 @@ from streamlit.delta_generator import DeltaGenerator
 
 from app.flags.loader import BUNDLED_CONFIG, ConfigInvalid
 from app.quoting import printable
+from app.rollout.inputs import MAX_NAME_LENGTH
 from app.rollout.roles import Identity, Role, role_for
 from app.runtime import Runtime, open_runtime
 from app.services.overview import Overview
 from app.settings import Settings, SettingsInvalid, load_settings
+from app.sign_in import ProviderStatus, check_provider, missing_auth_settings, sign_in_origin
 from app.ui.format import escape_markdown, format_age, source_label
 from app.ui.url_params import (
     MAX_TEXT,
@@ -52,7 +55,7 @@ def current_identity(rt: Runtime) -> Identity:
     settings = rt.settings
     if settings.demo:
         return Identity("local-operator", Role.OPERATOR, "demo")
-    if _sign_in_configured() and st.user.is_logged_in:
+    if _sign_in_configured() and _signed_in():
         name = str(st.user.get("email") or st.user.get("name") or "unknown")
         claimed = st.user.get("groups")
         groups: list[str] = [str(g) for g in claimed] if isinstance(claimed, list) else []
@@ -61,24 +64,83 @@ def current_identity(rt: Runtime) -> Identity:
 
 
 def identity_label(rt: Runtime) -> str:
+    """Who the sidebar says is looking, and with which role."""
     identity = current_identity(rt)
     if identity.via == "demo":
         return "👤 Local operator (demo mode — no sign-in)"
-    if identity.via == "oidc":
-        return f"👤 {identity.name} — {identity.role}"
+    if identity.via == "oidc":  # the name comes from the provider: shown as code, never linked
+        name = printable(identity.name, limit=MAX_NAME_LENGTH)
+        return f"👤 {_code_span(name)} — **{identity.role}**"
     if _sign_in_configured():
-        return "👁 Viewer — sign in to act"
+        return "👁 Viewer — not signed in"
     return "👁 Read-only viewer (no sign-in configured)"
 
 
+def _code_span(text: str) -> str:
+    """`text` as inline code: shown literally (markdown would turn an e-mail into a link)."""
+    fence = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
+    return f"{fence} {text} {fence}" if len(fence) > 1 else f"`{text}`"
+
+
+#: how long a check of the sign-in provider is trusted (every session of the process shares it)
+PROVIDER_CHECK_SECONDS = 10
+
+
 def sign_in_controls(rt: Runtime) -> None:
-    """Log in / log out buttons in the sidebar when OIDC sign-in is configured."""
+    """Log in / Log out in the sidebar when OIDC sign-in is configured. Instead of a Log in
+    button that cannot work, says why: `[auth]` settings missing, the provider not answering
+    (checked at most every `PROVIDER_CHECK_SECONDS`, and again on the click), or a page
+    opened on another address than the one sign-in returns to. Never quotes a secret."""
     if rt.settings.demo or not _sign_in_configured():
         return
-    if st.user.is_logged_in:
-        st.sidebar.button("Log out", on_click=st.logout)
-    else:
-        st.sidebar.button("Log in", on_click=st.login)
+    if _signed_in():
+        st.sidebar.button("Log out", on_click=st.logout)  # works with the provider down too
+        return
+    auth = _auth_settings()
+    missing = missing_auth_settings(auth)
+    if missing:
+        st.sidebar.error(
+            f"Sign-in is not set up: `[auth]` in `.streamlit/secrets.toml` lacks "
+            f"{', '.join(missing)}. You can still watch; actions need sign-in.",
+            icon="🔒",
+        )
+        return
+    metadata_url = str(auth["server_metadata_url"])
+    status = _provider_status(metadata_url)
+    if not status.reachable:
+        st.sidebar.warning(escape_markdown(status.message), icon="🔌")
+        return
+    origin = sign_in_origin(str(auth["redirect_uri"]))
+    here = sign_in_origin(st.context.url or "")
+    if origin is not None and here is not None and here != origin:
+        st.sidebar.caption(
+            f"Sign-in works only at {origin} (the address the provider returns to), not at {here}."
+        )
+        st.sidebar.link_button("Open it to log in", origin)
+        return
+    st.sidebar.button("Log in", on_click=_log_in, args=(metadata_url,))
+
+
+@st.cache_data(ttl=PROVIDER_CHECK_SECONDS, show_spinner=False)
+def _provider_status(metadata_url: str) -> ProviderStatus:
+    return check_provider(metadata_url)
+
+
+def _log_in(metadata_url: str) -> None:
+    """Start the login only if the provider answers now: else the rerun says why, instead
+    of Streamlit's bare "Authentication error" page."""
+    _provider_status.clear()
+    if check_provider(metadata_url).reachable:
+        st.login()
+
+
+def _auth_settings() -> dict[str, object]:
+    auth = st.secrets.get("auth")
+    return dict(auth) if isinstance(auth, Mapping) else {}
+
+
+def _signed_in() -> bool:
+    return bool(st.user.get("is_logged_in"))
 
 
 def _sign_in_configured() -> bool:
