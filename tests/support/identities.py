@@ -71,11 +71,14 @@ def user_cookie_value(
     return create_signed_value(secret, COOKIE_NAME, json.dumps(payload)).decode()
 
 
-def identity_cookie(email: str, origin: str, groups: Sequence[str] = ()) -> dict[str, object]:
-    """The Playwright cookie of `email`, signed in at `origin` (`http://localhost:PORT`)."""
+def identity_cookie(
+    email: str, origin: str, groups: Sequence[str] = (), secret: str = COOKIE_SECRET
+) -> dict[str, object]:
+    """The Playwright cookie of `email`, signed in at `origin` (`http://localhost:PORT`)
+    with `secret` (the dashboard's `cookie_secret`)."""
     return {
         "name": COOKIE_NAME,
-        "value": user_cookie_value(email, origin, groups),
+        "value": user_cookie_value(email, origin, groups, secret),
         "url": origin,
         "httpOnly": True,
         "sameSite": "Lax",

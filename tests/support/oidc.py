@@ -70,6 +70,7 @@ from playwright.sync_api import BrowserContext, Page, expect
 from sqlalchemy import Engine
 
 from tests.support.dashboards import seeded_dashboard
+from tests.support.identities import identity_cookie
 from tests.support.servers import ROOT, ServerProcess, free_port
 
 __all__ = [
@@ -340,31 +341,10 @@ def forge_sign_in(
     cookie_secret: str | None = None,
 ) -> None:
     """Add to `context` the identity cookie Streamlit sets after a sign-in as `email` with
-    `groups`, signed with `cookie_secret` (default: the dashboard's own)."""
-    from streamlit.web.server.starlette.starlette_app_utils import create_signed_value
-
-    claims = {
-        "sub": email,
-        "email": email,
-        "groups": list(groups),
-        "origin": server.url,
-        "is_logged_in": True,
-        "provider": "default",
-    }
-    value = create_signed_value(
-        cookie_secret or server.cookie_secret, "_streamlit_user", json.dumps(claims)
-    )
-    context.add_cookies(
-        [
-            {
-                "name": "_streamlit_user",
-                "value": value.decode(),
-                "url": server.url,
-                "httpOnly": True,
-                "sameSite": "Lax",
-            }
-        ]
-    )
+    `groups`, signed with `cookie_secret` (default: the dashboard's own); see
+    tests/support/identities.py."""
+    secret = cookie_secret or server.cookie_secret
+    context.add_cookies([identity_cookie(email, server.url, groups, secret)])  # type: ignore[list-item]
 
 
 def sign_in_round_trips() -> list[float]:
