@@ -1,8 +1,9 @@
 """Four-eyes approval as two people do it, in a real Chromium: alice and bob, both
-operators, each in a browser context of their own, signed in by the identity cookie
-Streamlit sets after an OIDC login (tests/support/identities.py). The dashboard runs
-with sign-in configured, approval in production (the default) and the demo simulator's
-live traffic, so the guards pass when bob's approval applies alice's advance.
+operators through their `oncall` group, each in a browser context of their own, each
+signed in through the real OpenID Connect provider's login form (tests/support/oidc.py).
+The dashboard runs with sign-in configured, approval in production (the default) and the
+demo simulator's live traffic, so the guards pass when bob's approval applies alice's
+advance.
 
 alice asks for an advance in the dialog and sees the flag unchanged; bob, whose Requests
 tab was open before she asked, sees it arrive, approves it, and sees the new percentage;
@@ -22,18 +23,21 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
-from app.approvals import RequestStatus, RequestStore
+from app.approvals import Approvals, RequestStatus, RequestStore
 from app.flags.loader import load_config
 from app.metrics_db.database import open_database
+from app.rollout.actions import ExitCode
 from app.rollout.audit import AuditLog
+from app.rollout.roles import Identity, Role
 from tests.support import grid
 from tests.support.approval_state import start_simulator
-from tests.support.identities import signed_in_context, signed_in_dashboard
+from tests.support.oidc import OidcProvider, serve_signing_in, sign_in
 from tests.support.servers import Process
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.oidc]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 ALICE, BOB = "alice@example.com", "bob@example.com"
+PROD = "production"
 VIEWPORT = {"width": 1400, "height": 1000}
 
 
@@ -51,6 +55,10 @@ class Dashboard:
     def requests(self) -> RequestStore:
         return RequestStore(open_database(f"sqlite:///{self.state / 'metrics.db'}"))
 
+    def approvals(self) -> Approvals:
+        engine = open_database(f"sqlite:///{self.state / 'metrics.db'}")
+        return Approvals(RequestStore(engine), AuditLog(engine, self.state / "j.jsonl"), {PROD})
+
     def steps(self, flag: str) -> list[tuple[str, str]]:
         """(actor, outcome) of `flag`'s audit records, oldest first."""
         log = AuditLog(
@@ -60,14 +68,17 @@ class Dashboard:
 
 
 @pytest.fixture(scope="module")
-def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
+def dashboard(
+    tmp_path_factory: pytest.TempPathFactory, oidc_provider: OidcProvider
+) -> Iterator[Dashboard]:
     state = tmp_path_factory.mktemp("four-eyes")
     simulator = start_simulator(state)
     try:
-        server = signed_in_dashboard(
+        server = serve_signing_in(
+            oidc_provider,
             state,
             {
-                "ROLLOUT_ROLES": json.dumps({ALICE: "operator", BOB: "operator"}),
+                "ROLLOUT_ROLES": json.dumps({"group:oncall": "operator"}),
                 "ROLLOUT_REFRESH_SECONDS": "3",
             },
         )
@@ -85,11 +96,16 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
 
 @pytest.fixture
 def people(chromium: Browser, dashboard: Dashboard) -> Iterator[tuple[Page, Page]]:
-    """alice's and bob's pages, each in a browser context (cookies) of their own."""
+    """alice's and bob's pages, each in a browser context (cookies) of their own, signed
+    in at the provider's login form."""
     contexts: list[BrowserContext] = [
-        signed_in_context(chromium, dashboard.server.url, who, VIEWPORT) for who in (ALICE, BOB)
+        chromium.new_context(viewport=VIEWPORT)
+        for _ in (ALICE, BOB)  # type: ignore[arg-type]
     ]
-    yield contexts[0].new_page(), contexts[1].new_page()
+    yield (
+        sign_in(contexts[0], dashboard.server.url, ALICE),
+        sign_in(contexts[1], dashboard.server.url, BOB),
+    )
     for context in contexts:
         context.close()
 
@@ -187,6 +203,11 @@ def test_alice_asks_bob_approves_and_the_audit_tells_both(people, dashboard):
     expect(alice.get_by_role("button", name=f"Cancel request #{number}")).to_be_visible()
     expect(alice.get_by_role("button", name="Approve")).to_have_count(0)
     expect(alice.get_by_text("Your own request: another operator must approve it.")).to_be_visible()
+    # and the function refuses it when called as alice's sign-in makes her, buttons or not
+    as_alice = Identity(ALICE, Role.OPERATOR, "oidc")
+    refused = dashboard.approvals().approve(number, as_alice, lambda _request: pytest.fail())
+    assert refused.exit_code is ExitCode.REFUSED and "your own request" in refused.message
+    assert dashboard.requests().get(number).status is RequestStatus.PENDING
     _screenshot(alice, "requests-asked.png")
 
     # bob's stale tab shows it on its own

@@ -16,6 +16,8 @@ Fixtures and helpers:
   on the origin of `redirect_uri` (the OAuth state cookie is set there).
 - `start_oidc_dashboard(provider, state, ...)`: the same for fixtures of a wider scope
   (call `stop()` yourself); `port=` and `client=` serve a provider started by hand.
+- `serve_signing_in(provider, state, env)`: a dashboard on a state directory prepared by
+  the test (nothing seeded), signing in at `provider`; call `stop()` yourself.
 - `start_provider(log, *, port=None, redirect_uris=(), accounts=ACCOUNTS)` ->
   `OidcProvider`: another provider, e.g. one a test stops; `redirect_uris` are its static
   client's (`static_client`); `accounts` maps logins to their groups.
@@ -268,6 +270,32 @@ def start_oidc_dashboard(
     server = seeded_dashboard(
         state, flags, seed=seed, env=env, port=port, args=["--secrets.files", str(secrets_file)]
     )
+    return OidcDashboard(
+        f"http://localhost:{port}",
+        server.process,
+        server.log_path,
+        provider=provider,
+        client=client,
+        cookie_secret=cookie_secret,
+    )
+
+
+def serve_signing_in(
+    provider: OidcProvider, state: Path, env: Mapping[str, str], *, log_name: str = "streamlit.log"
+) -> OidcDashboard:
+    """The dashboard on `state` as it is (flags and database already there: nothing seeded)
+    signing in at `provider`, served at `http://localhost:<port>`; `env` holds the
+    settings. Call `stop()` yourself."""
+    from app.demo.launcher import streamlit_command
+    from tests.support.servers import start
+
+    port = free_port()
+    client = provider.register(f"http://localhost:{port}/oauth2callback")
+    cookie_secret = secrets.token_urlsafe(32)
+    secrets_file = state / "secrets.toml"
+    secrets_file.write_text(auth_secrets(provider, client, port, cookie_secret))
+    command = [*streamlit_command(port), "--secrets.files", str(secrets_file)]
+    server = start(command, {"ROLLOUT_STATE_DIR": str(state), **env}, port, state / log_name)
     return OidcDashboard(
         f"http://localhost:{port}",
         server.process,
