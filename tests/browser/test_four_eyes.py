@@ -215,6 +215,8 @@ def test_alice_asks_bob_approves_and_the_audit_tells_both(people, dashboard):
     card = f"#{number} · production · advance ab_testing 25 % → 50 %"
     expect(bob.get_by_text(card, exact=False)).to_be_visible()
     expect(bob.get_by_text("steady for an hour, errors flat")).to_be_visible()
+    expect(bob.get_by_text("ab_testing: rollout 25 % → rollout 50 %")).to_be_visible()
+    expect(bob.get_by_role("button", name=f"Approve #{number}")).to_be_visible()
     _screenshot(bob, "requests-waiting.png")
     bob.get_by_label("Comment").fill("dashboards look fine")
     bob.get_by_role("button", name=f"Approve #{number}").click()
