@@ -19,7 +19,7 @@ from app.services.requests import (
     requests_board,
 )
 from app.ui.action_dialog import guard_table
-from app.ui.format import escape_markdown, format_duration
+from app.ui.format import code_span, escape_markdown, format_duration
 from app.ui.widgets import current_identity, runtime
 
 _DECISION = "requests.last-decision"
@@ -121,7 +121,10 @@ def request_card(card: RequestCard, me: Identity, linked: bool) -> None:
         st.markdown(f"{marker}**{escape_markdown(card.title)}** · {card.status}")
         st.code(change.diff, language=None)
         st.markdown(f"**Reason:** {escape_markdown(change.reason)}")
-        st.markdown(f"👤 {escape_markdown(card.asked)}")
+        asked = card.asked.removeprefix(change.requester)
+        st.markdown(
+            f"👤 {code_span(printable(change.requester, limit=200))}{escape_markdown(asked)}"
+        )
         if card.decided:
             st.markdown(f"**Decision:** {escape_markdown(card.decided)}")
         if card.detail:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 from app.analysis.health import Health
@@ -42,6 +43,12 @@ def source_label(source: str | None) -> str:
 
 
 _MARKDOWN_SPECIALS = frozenset("\\`*_{}[]()<>#+-.!|~$:=\"'")
+
+
+def code_span(text: str) -> str:
+    """`text` as inline code: shown literally (markdown would turn an e-mail into a link)."""
+    fence = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
+    return f"{fence} {text} {fence}" if len(fence) > 1 else f"`{text}`"
 
 
 def escape_markdown(text: str) -> str:

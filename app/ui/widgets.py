@@ -4,7 +4,6 @@ instead of every page while the flag configuration cannot be read."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -19,7 +18,7 @@ from app.runtime import Runtime, open_runtime
 from app.services.overview import Overview
 from app.settings import Settings, SettingsInvalid, load_settings
 from app.sign_in import ProviderStatus, check_provider, missing_auth_settings, sign_in_origin
-from app.ui.format import escape_markdown, format_age, source_label
+from app.ui.format import code_span, escape_markdown, format_age, source_label
 from app.ui.url_params import (
     MAX_TEXT,
     FromLink,
@@ -70,16 +69,10 @@ def identity_label(rt: Runtime) -> str:
         return "👤 Local operator (demo mode — no sign-in)"
     if identity.via == "oidc":  # the name comes from the provider: shown as code, never linked
         name = printable(identity.name, limit=MAX_NAME_LENGTH)
-        return f"👤 {_code_span(name)} — **{identity.role}**"
+        return f"👤 {code_span(name)} — **{identity.role}**"
     if _sign_in_configured():
         return "👁 Viewer — not signed in"
     return "👁 Read-only viewer (no sign-in configured)"
-
-
-def _code_span(text: str) -> str:
-    """`text` as inline code: shown literally (markdown would turn an e-mail into a link)."""
-    fence = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
-    return f"{fence} {text} {fence}" if len(fence) > 1 else f"`{text}`"
 
 
 #: how long a check of the sign-in provider is trusted (every session of the process shares it)

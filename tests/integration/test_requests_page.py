@@ -141,7 +141,7 @@ def test_alice_sees_her_request_asked_by_her_with_cancel_and_no_approve(state):
     shown = text(at)
     assert f"#{change.id} · production · advance ab_testing 25 % → 50 % · ⏳ pending" in shown
     assert "Reason: steady for an hour" in shown
-    assert f"{ALICE} asked just now · expires in 23 h 59 min" in shown
+    assert f"👤 `{ALICE}` asked just now · expires in 23 h 59 min" in shown  # code: never a link
     assert "Your own request: another operator must approve it." in shown
     assert [c.value for c in at.code] == ["ab_testing: rollout 25 % → rollout 50 %"]
     assert f"↩️ Cancel request #{change.id}" in buttons(at)
