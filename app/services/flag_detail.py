@@ -195,11 +195,11 @@ class Mitigation:
 
     @property
     def goal(self) -> str:
-        """'below 1 % of its rate before' after a kill; 'share within 2 points of 1 %'
+        """'below 1 % of its rate before' after a kill; 'at a share within 2 points of 1 %'
         after a partial rollback."""
         if self.target is None:
             return f"below {100 * self.threshold:g} % of its rate before"
-        return f"share within {100 * self.tolerance:g} points of {100 * self.target:g} %"
+        return f"at a share within {100 * self.tolerance:g} points of {100 * self.target:g} %"
 
 
 @dataclass(frozen=True)
