@@ -24,6 +24,7 @@ from app.analysis.canary import (
     overall,
 )
 from app.analysis.canary_tolerance import error_ratio_limit, failing_since, latency_limit
+from app.quoting import quoted
 from queries.canary import (
     CANARY_COUNT_COLUMNS,
     CANARY_LATENCY_COLUMNS,
@@ -82,15 +83,23 @@ def latency_step(window: timedelta) -> timedelta:
     return timedelta(seconds=seconds)
 
 
+#: the longest canary window: a canary judged over more than a week judges history
+MAX_WINDOW = timedelta(days=7)
+
+
 def parse_window(text: str) -> timedelta:
-    """'15m', '1h', '90s', '2d' → timedelta; ValueError for anything else or zero."""
+    """'15m', '1h', '90s', '2d' → timedelta; ValueError for anything else, zero, or more
+    than `MAX_WINDOW`."""
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     text = text.strip().lower()
-    if len(text) < 2 or text[-1] not in units or not text[:-1].isdigit():
-        raise ValueError(f"not a duration like 15m or 1h: {text!r}")
-    seconds = int(text[:-1]) * units[text[-1]]
+    digits = text[:-1]
+    if len(text) < 2 or text[-1] not in units or not (digits.isascii() and digits.isdigit()):
+        raise ValueError(f"not a duration like 15m or 1h: {quoted(text)}")
+    if len(digits) > 12 or int(digits) * units[text[-1]] > MAX_WINDOW.total_seconds():
+        raise ValueError(f"a window of at most 7d, not {quoted(text)}")
+    seconds = int(digits) * units[text[-1]]
     if seconds <= 0:
-        raise ValueError(f"duration must be positive: {text!r}")
+        raise ValueError(f"duration must be positive: {quoted(text)}")
     return timedelta(seconds=seconds)
 
 

@@ -180,15 +180,25 @@ def test_a_missing_track_is_inconclusive():
 
 
 @pytest.mark.parametrize(
-    ("text", "seconds"), [("15m", 900), ("1h", 3600), ("90s", 90), ("3H", 10800)]
+    ("text", "seconds"), [("15m", 900), ("1h", 3600), ("90s", 90), ("3H", 10800), ("7d", 604800)]
 )
 def test_parse_window(text, seconds):
     assert parse_window(text).total_seconds() == seconds
 
 
-@pytest.mark.parametrize("text", ["", "m", "0m", "15", "1.5h", "-1m", "15 minutes"])
+@pytest.mark.parametrize(
+    "text",
+    ["", "m", "0m", "15", "1.5h", "-1m", "15 minutes", "\u0661\u0665m", "８m"],
+)
 def test_parse_window_refuses(text):
     with pytest.raises(ValueError):
+        parse_window(text)
+
+
+@pytest.mark.parametrize("text", ["8d", "99999d", "9" * 40 + "d"])
+def test_a_window_longer_than_a_week_is_refused_by_name(text):
+    """99999d used to be accepted (and 40 digits overflowed timedelta)."""
+    with pytest.raises(ValueError, match="at most 7d"):
         parse_window(text)
 
 
