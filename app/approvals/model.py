@@ -13,7 +13,7 @@ from typing import Any
 from app.flags.model import FlagState
 from app.rollout.actions import Action, Transition
 
-__all__ = ["ChangeRequest", "RequestStatus", "exposure", "raises_exposure"]
+__all__ = ["ChangeRequest", "RequestStatus", "exposure", "raises_exposure", "same_person"]
 
 
 class RequestStatus(StrEnum):
@@ -39,6 +39,11 @@ def exposure(state: FlagState, percentage: float) -> float:
     if state is FlagState.DISABLED:
         return 0.0
     return percentage
+
+
+def same_person(a: str, b: str) -> bool:
+    """Two names of one person: case and surrounding spaces do not make another one."""
+    return a.strip().casefold() == b.strip().casefold()
 
 
 def raises_exposure(transition: Transition) -> bool:

@@ -12,12 +12,13 @@ idempotency key is the request's id).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from app.approvals.model import ChangeRequest, RequestStatus, raises_exposure
+from app.approvals.model import ChangeRequest, RequestStatus, raises_exposure, same_person
 from app.approvals.store import ApprovalsUnavailable, DuplicateRequest, RequestStore
 from app.quoting import quoted
 from app.rollout.actions import ActionRequest, ActionResult, Plan
@@ -26,7 +27,7 @@ from app.rollout.exit_codes import ExitCode
 from app.rollout.inputs import reason_problem
 from app.rollout.roles import Identity, NotAuthorized, Role, require
 
-__all__ = ["EXPIRY_ACTOR", "Approvals", "Decision"]
+__all__ = ["EXPIRY_ACTOR", "Approvals", "Decision", "request_of_reason"]
 
 #: the actor of the audit record of a request that expired
 EXPIRY_ACTOR = "rollout-dashboard (expiry)"
@@ -118,7 +119,7 @@ class Approvals:
             return f"change request #{change.id} is {change.status}, not approved"
         if _asked_by(change, request.identity):
             return f"change request #{change.id}: nobody approves their own request"
-        if change.decided_by is None or not _same_person(change.decided_by, request.identity.name):
+        if change.decided_by is None or not same_person(change.decided_by, request.identity.name):
             return f"change request #{change.id} was approved by someone else"
         if (
             request.idempotency_key != _apply_key(change)
@@ -166,7 +167,7 @@ class Approvals:
         if isinstance(found, Decision):
             return found
         change = found
-        if _same_person(change.requester, identity.name):
+        if same_person(change.requester, identity.name):
             return Decision(
                 ExitCode.REFUSED,
                 f"#{change.id} is your own request: another operator must approve it",
@@ -228,7 +229,7 @@ class Approvals:
         if isinstance(found, Decision):
             return found
         change = found
-        if not _same_person(change.requester, identity.name):
+        if not same_person(change.requester, identity.name):
             return Decision(
                 ExitCode.REFUSED,
                 f"#{change.id} is {change.requester}'s request: only they can cancel it "
@@ -253,9 +254,12 @@ class Approvals:
         return self.store.matching(environment=environment, statuses=statuses, limit=limit)
 
     def pending_flags(self, environment: str) -> dict[str, ChangeRequest]:
-        """Per flag of `environment`, its newest pending request."""
+        """Per flag of `environment`, its newest pending request not past its expiry. One
+        read and no write: every overview refresh asks (expiring is `requests`' work)."""
+        now = self._now()
         pending: dict[str, ChangeRequest] = {}
-        for change in self.requests(environment=environment, statuses=[RequestStatus.PENDING]):
+        found = self.store.matching(environment=environment, statuses=[RequestStatus.PENDING])
+        for change in (c for c in found if not c.is_due(now)):
             for flag in change.flags:
                 pending.setdefault(flag, change)
         return pending
@@ -309,7 +313,7 @@ class Approvals:
         said = f"#{change.id} is already {change.status}{by}"
         if change.detail:
             said += f": {change.detail}"
-        mine = change.decided_by is not None and _same_person(change.decided_by, identity.name)
+        mine = change.decided_by is not None and same_person(change.decided_by, identity.name)
         done = change.status in (RequestStatus.APPROVED, RequestStatus.APPLIED)
         if approving and mine and done:
             return Decision(ExitCode.DONE, said, change)
@@ -389,7 +393,7 @@ class Approvals:
                 from_percentage=t.from_percentage,
                 to_state=str(t.to_state),
                 to_percentage=t.to_percentage,
-                reason=f"request #{change.id}: {text}",
+                reason=_step_reason(change, text),
                 outcome=outcome,
                 override=change.override,
                 guards=guards,
@@ -410,18 +414,30 @@ def _apply_key(change: ChangeRequest) -> str:
     return f"change-request-{change.id}"
 
 
+def _step_reason(change: ChangeRequest, text: str) -> str:
+    """The reason of a step's audit record: 'request #12: looks fine'."""
+    return f"request #{change.id}: {text}"
+
+
 def _applied_reason(change: ChangeRequest) -> str:
+    """The reason of the apply's audit record: 'request #12 by alice: steady'."""
     return f"request #{change.id} by {change.requester}: {change.reason}"[:2000]
+
+
+_REQUEST_REASON = re.compile(r"request #(\d{1,18})(?::| by )")
+
+
+def request_of_reason(reason: str) -> str | None:
+    """The change request an audit record belongs to, read from the reasons written
+    above ('request #12: …', 'request #12 by alice: …'); None for others."""
+    found = _REQUEST_REASON.match(reason)
+    return found.group(1) if found else None
 
 
 def _asked_by(change: ChangeRequest, identity: Identity) -> bool:
     """Whether `identity` is who asked for `change`: the same name, or the same OS
     account (a terminal that declared another name with `--actor`)."""
-    if _same_person(change.requester, identity.name):
+    if same_person(change.requester, identity.name):
         return True
     account = change.requester_account
     return account is not None and identity.account is not None and account == identity.account
-
-
-def _same_person(a: str, b: str) -> bool:
-    return a.strip().casefold() == b.strip().casefold()

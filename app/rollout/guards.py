@@ -49,6 +49,19 @@ class GuardResult:
             "of": self.of,
         }
 
+    @classmethod
+    def from_json(cls, document: Mapping[str, Any]) -> GuardResult:
+        """A guard result as `as_json` wrote it (a stored guard report)."""
+        return cls(
+            name=str(document.get("name", "?")),
+            passed=bool(document.get("passed")),
+            value=document.get("value"),
+            threshold=document.get("threshold"),
+            detail=str(document.get("detail", "")),
+            window=str(document.get("window", "")),
+            of=document.get("of"),
+        )
+
 
 @dataclass(frozen=True)
 class GuardPolicy:

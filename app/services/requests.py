@@ -10,13 +10,12 @@ approval to admins only; the approval service refuses all of these again.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Literal
 
-from app.approvals.model import ChangeRequest, RequestStatus
+from app.approvals.model import ChangeRequest, RequestStatus, same_person
 from app.approvals.service import EXPIRY_ACTOR, Decision
 from app.rollout.exit_codes import ExitCode
 from app.rollout.guards import GuardResult
@@ -38,9 +37,7 @@ __all__ = [
     "pending_badges",
     "pending_summary",
     "permissions",
-    "request_of_reason",
     "requests_board",
-    "same_person",
     "stale_text",
 ]
 
@@ -56,11 +53,6 @@ STATUS_LABELS: dict[RequestStatus, str] = {
     RequestStatus.CANCELLED: "↩️ cancelled",
     RequestStatus.EXPIRED: "⌛ expired",
 }
-
-
-def same_person(a: str, b: str) -> bool:
-    """Two names of one person, as the approval service compares them."""
-    return a.strip().casefold() == b.strip().casefold()
 
 
 @dataclass(frozen=True)
@@ -155,19 +147,7 @@ def stale_text(change: ChangeRequest, versions: Mapping[str, str]) -> str:
 
 def guards_at_request(change: ChangeRequest) -> tuple[GuardResult, ...]:
     """The guard report stored with the request, as guard results for `guard_table`."""
-    return tuple(_guard(g) for g in change.guards)
-
-
-def _guard(document: Mapping[str, Any]) -> GuardResult:
-    return GuardResult(
-        name=str(document.get("name", "?")),
-        passed=bool(document.get("passed")),
-        value=document.get("value"),
-        threshold=document.get("threshold"),
-        detail=str(document.get("detail", "")),
-        window=str(document.get("window", "")),
-        of=document.get("of"),
-    )
+    return tuple(GuardResult.from_json(g) for g in change.guards)
 
 
 @dataclass(frozen=True)
@@ -286,16 +266,6 @@ def pending_summary(pending: Mapping[str, ChangeRequest], environment: str) -> s
     more = f" and {len(ordered) - 5} more" if len(ordered) > 5 else ""
     noun = "change request waits" if len(ordered) == 1 else "change requests wait"
     return f"{len(ordered)} {noun} for approval in {environment}: {listed}{more}"
-
-
-_REQUEST_REASON = re.compile(r"request #(\d{1,18})(?::| by )")
-
-
-def request_of_reason(reason: str) -> str | None:
-    """The change request an audit record belongs to, read from the reason the approval
-    service writes ('request #12: …', 'request #12 by alice: …'); None for others."""
-    found = _REQUEST_REASON.match(reason)
-    return found.group(1) if found else None
 
 
 @dataclass(frozen=True)

@@ -363,6 +363,18 @@ def test_pending_flags_names_each_flag_waiting(world):
     assert world.approvals.pending_flags(PROD) == {}
 
 
+def test_the_overviews_question_reads_and_never_writes(world):
+    """pending_flags runs on every overview refresh: a request past due is no longer
+    shown, and is expired (with its audit record) only where requests are listed."""
+    change = requested(world)
+    world.clock[0] += timedelta(hours=25)
+    assert world.approvals.pending_flags(PROD) == {}
+    assert world.approvals.store.get(change.id).status is RequestStatus.PENDING
+    assert [s[2] for s in world.steps()] == ["requested"]
+    world.approvals.requests()
+    assert world.approvals.store.get(change.id).status is RequestStatus.EXPIRED
+
+
 def test_without_the_database_nothing_is_requested_and_rollback_still_works(tmp_path):
     w = _world(_yaml_backend(tmp_path), None, tmp_path)
     asked = w.act(ALICE)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from app.approvals.model import ChangeRequest, RequestStatus
-from app.approvals.service import EXPIRY_ACTOR, Decision
+from app.approvals.service import EXPIRY_ACTOR, Decision, request_of_reason
 from app.flags.model import FlagState
 from app.rollout.actions import Action, Transition
 from app.rollout.exit_codes import ExitCode
@@ -25,7 +25,6 @@ from app.services.requests import (
     pending_badges,
     pending_summary,
     permissions,
-    request_of_reason,
     requests_board,
     stale_text,
 )
