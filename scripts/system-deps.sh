@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the real-component tests need from Debian (Prometheus, VictoriaMetrics,
 # Chromium, an emoji font for faithful screenshots) when missing, the test OpenID Connect
-# provider's npm packages (tests/oidc, from its package-lock.json) when missing, and starts
+# provider's npm packages (tests/oidc, from its package-lock.json) when missing, the pinned
+# unleash-server (deploy/unleash) into ~/.cache/rollout-dashboard when missing, and starts
 # the local PostgreSQL if it is installed but stopped. Idempotent; quiet when everything is there.
 set -euo pipefail
 
@@ -26,6 +27,11 @@ oidc="$(dirname "$0")/../tests/oidc"
 if [ ! -d "$oidc/node_modules" ]; then
   echo "installing the test OpenID Connect provider (npm ci --prefix tests/oidc)"
   npm ci --prefix "$oidc" --no-audit --no-fund --loglevel=error >/dev/null
+fi
+
+if ! "${PYTHON:-python3}" -c 'import sys; sys.path.insert(0, "."); from app.demo.unleash_server import installed_unleash; sys.exit(installed_unleash() is None)' 2>/dev/null; then
+  echo "installing the pinned unleash-server into the cache (npm ci, about 20 s)"
+  "${PYTHON:-python3}" -c 'import sys; sys.path.insert(0, "."); from app.demo.unleash_server import install_unleash; print(install_unleash())'
 fi
 
 if command -v pg_isready >/dev/null && ! pg_isready -q -h 127.0.0.1 -p 5432; then

@@ -12,8 +12,12 @@ import psycopg
 import pytest
 
 #: the session's one Chromium, for tests/browser and the hostile bookmarks in tests/security;
-#: the session's OpenID Connect provider and the sign-in helpers
-pytest_plugins = ["tests.support.chromium", "tests.support.oidc"]
+#: the session's OpenID Connect provider and the sign-in helpers; the session's Unleash server
+pytest_plugins = [
+    "tests.support.chromium",
+    "tests.support.oidc",
+    "tests.support.unleash",
+]
 
 POSTGRES_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 
@@ -52,7 +56,14 @@ def no_rollout_environment(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
-REAL_COMPONENT_MARKERS = ("prometheus", "victoriametrics", "postgres", "browser", "oidc")
+REAL_COMPONENT_MARKERS = (
+    "prometheus",
+    "victoriametrics",
+    "postgres",
+    "browser",
+    "oidc",
+    "unleash",
+)
 _skipped_real: list[str] = []
 
 
@@ -60,7 +71,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--require-real-components",
         action="store_true",
-        help="fail the run if a prometheus/postgres/browser/oidc test was skipped (on by CI=true)",
+        help="fail the run if a real-component test was skipped (on by CI=true)",
     )
 
 
