@@ -180,5 +180,5 @@ def start_unleash(
         except (OSError, urllib.error.URLError, ValueError):
             time.sleep(0.2)
     server.stop()
-    log = log_path.read_text()[-3000:]
-    raise RuntimeError(f"unleash-server did not answer within {timeout:g} s:\n{log}")
+    tail = log_path.read_text()[-3000:]
+    raise RuntimeError(f"unleash-server did not answer within {timeout:g} s:\n{tail}")
