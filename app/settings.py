@@ -57,10 +57,12 @@ def server_address(text: str) -> str:
 
 
 class FlagBackendKind(StrEnum):
-    """Where flags are read and written: the YAML files, or the metrics database."""
+    """Where flags are read and written: the YAML files, the metrics database, or an
+    Unleash server's Admin API."""
 
     YAML = "yaml"
     SQL = "sql"
+    UNLEASH = "unleash"
 
 
 class _SecretsTomlSource(PydanticBaseSettingsSource):
@@ -90,8 +92,18 @@ class Settings(BaseSettings):
     flags_file: Path | None = Field(
         None, description="Base flag config; default: <state_dir>/feature_flags.yaml."
     )
-    flag_backend: FlagBackendKind = Field(
-        FlagBackendKind.YAML, description="yaml (the only one so far)."
+    flag_backend: FlagBackendKind = Field(FlagBackendKind.YAML, description="yaml, sql or unleash.")
+    unleash_url: str | None = Field(
+        None, description="The Unleash server's root URL (the unleash backend and sync)."
+    )
+    unleash_token: SecretStr | None = Field(
+        None, description="An Unleash admin API token; better in secrets.toml. Never shown."
+    )
+    unleash_project: str = Field(
+        "default", pattern=r"^[A-Za-z0-9_.-]{1,100}$", description="The Unleash project."
+    )
+    unleash_timeout_seconds: float = Field(
+        5.0, gt=0, le=120, allow_inf_nan=False, description="Per Unleash API call."
     )
     environment: str = Field("production", description="Environment shown first.")
     database_url: SecretStr | None = Field(
@@ -179,6 +191,16 @@ class Settings(BaseSettings):
             raise ValueError(problem)
         return url
 
+    @field_validator("unleash_url")
+    @classmethod
+    def _unleash_url_is_usable(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        problem = _http_url_problem(url)
+        if problem:
+            raise ValueError(problem)
+        return url.strip().rstrip("/")
+
     @field_validator("server_address")
     @classmethod
     def _valid_server_address(cls, value: str) -> str:
@@ -250,7 +272,7 @@ def load_settings(**overrides: Any) -> Settings:
 
 
 #: Settings whose value may hold credentials: their value is never quoted.
-_SECRET_FIELDS = frozenset({"database_url", "prometheus_url"})
+_SECRET_FIELDS = frozenset({"database_url", "prometheus_url", "unleash_token", "unleash_url"})
 
 
 def settings_problems(error: ValidationError) -> list[str]:
