@@ -3,7 +3,9 @@
 While a `ROLLOUT_*` setting is invalid, every page names each bad setting and why.
 While the flag configuration cannot be read (a fresh state directory, an invalid file),
 every page is replaced by one that says which file was looked for, which setting points
-elsewhere, and each problem found, instead of a traceback.
+elsewhere, and each problem found, instead of a traceback. While the flag server (Unleash)
+does not answer, a page that needs the flags says so, and which server, instead; the
+Audit page, which needs only the metrics database, still works.
 """
 
 import streamlit as st
@@ -12,11 +14,13 @@ from app.flags.loader import ConfigInvalid
 from app.settings import SettingsInvalid, load_settings
 from app.ui.widgets import (
     config_problem_page,
+    flag_source_banner,
     identity_label,
     runtime,
     settings_problem_page,
     sign_in_controls,
 )
+from queries.source import SourceUnavailable
 
 st.set_page_config(page_title="Rollout Dashboard", page_icon="🚦", layout="wide")
 
@@ -31,16 +35,26 @@ pages = [
 navigation = st.navigation(pages)
 try:
     rt = runtime()
-    rt.config(rt.settings.environment)
 except SettingsInvalid as error:
     settings_problem_page(error)
     st.stop()
-except ConfigInvalid as error:
-    config_problem_page(load_settings(), error)
+except SourceUnavailable as error:  # the sql flag backend without its database
+    flag_source_banner(load_settings(), error, page_stopped=True)
     st.stop()
+flags_down = False
+try:
+    rt.config(rt.settings.environment)
+except ConfigInvalid as error:
+    config_problem_page(rt.settings, error)
+    st.stop()
+except SourceUnavailable as error:  # the flag server: pages that need no flags still run
+    flag_source_banner(rt.settings, error)
+    flags_down = True
 st.sidebar.caption(identity_label(rt))
 sign_in_controls(rt)
 try:
     navigation.run()
 except ConfigInvalid as error:  # another environment's override file is invalid
     config_problem_page(rt.settings, error)
+except SourceUnavailable as error:
+    flag_source_banner(rt.settings, error, page_stopped=True, shown=flags_down)

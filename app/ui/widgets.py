@@ -16,7 +16,7 @@ from app.rollout.inputs import MAX_NAME_LENGTH
 from app.rollout.roles import Identity, Role, role_for
 from app.runtime import Runtime, open_runtime
 from app.services.overview import Overview
-from app.settings import Settings, SettingsInvalid, load_settings
+from app.settings import Settings, SettingsInvalid, load_settings, redacted_url
 from app.sign_in import ProviderStatus, check_provider, missing_auth_settings, sign_in_origin
 from app.ui.format import code_span, escape_markdown, format_age, source_label
 from app.ui.url_params import (
@@ -26,12 +26,14 @@ from app.ui.url_params import (
     choices_from_link,
     text_from_link,
 )
+from queries.source import SourceUnavailable
 
 __all__ = [
     "LinkedWidgets",
     "config_problem_page",
     "current_identity",
     "environment_picker",
+    "flag_source_banner",
     "identity_label",
     "runtime",
     "settings_problem_page",
@@ -309,6 +311,30 @@ def settings_problem_page(error: SettingsInvalid) -> None:
         "Fix these environment variables (or the `[rollout]` table of "
         "`.streamlit/secrets.toml`) and restart the dashboard. Nothing was read or written."
     )
+
+
+def flag_source_banner(
+    settings: Settings,
+    error: SourceUnavailable,
+    *,
+    page_stopped: bool = False,
+    shown: bool = False,
+) -> None:
+    """What a page shows while the flag server does not answer: which one, why (never a
+    token), that nothing was changed (unless `shown` already), and, when this page needs
+    the flags, that it cannot be shown until the server answers again."""
+    if not shown:
+        st.error(
+            f"**Flags unavailable**: {error}. Nothing was changed; the pages retry on the "
+            "next refresh.",
+            icon="🔌",
+        )
+    if page_stopped:
+        where = settings.unleash_url or "the flag server"
+        st.markdown(
+            f"This page needs the flags from `{redacted_url(where)}`. The **Audit** page "
+            "still works; the command line exits with code 4 while the server is down."
+        )
 
 
 def config_problem_page(settings: Settings, error: ConfigInvalid) -> None:
