@@ -79,6 +79,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also run a local Prometheus scraping the simulator",
     )
+    demo.add_argument(
+        "--with-unleash",
+        action="store_true",
+        help="act on a real local Unleash server (needs Node.js 20 and PostgreSQL at "
+        "127.0.0.1:5432); the simulated users evaluate through the Unleash SDK",
+    )
     demo.set_defaults(run=_run_demo)
 
     serve = commands.add_parser(
@@ -457,6 +463,7 @@ def _run_demo(args: argparse.Namespace, settings: Settings) -> int:
         args.port,
         simulator_port=settings.simulator_port,
         with_prometheus=args.with_prometheus,
+        with_unleash=args.with_unleash,
     )
 
 

@@ -7,6 +7,7 @@ must not be reachable from other machines. `serve` binds the address it is given
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -59,9 +60,15 @@ def prepare_state_dir(state_dir: Path) -> Path:
 
 
 def run_demo(
-    state_dir: Path, port: int, *, simulator_port: int = 9464, with_prometheus: bool = False
+    state_dir: Path,
+    port: int,
+    *,
+    simulator_port: int = 9464,
+    with_prometheus: bool = False,
+    with_unleash: bool = False,
 ) -> int:
-    """Simulator + (optional) Prometheus + Streamlit until interrupted."""
+    """Simulator + (optional) Prometheus + (optional) Unleash + Streamlit until
+    interrupted."""
     state_dir = state_dir.resolve()
     flags_file = prepare_state_dir(state_dir)
     database_url = f"sqlite:///{state_dir / 'metrics.db'}"
@@ -73,20 +80,35 @@ def run_demo(
         "ROLLOUT_DATABASE_URL": database_url,
         "ROLLOUT_DEMO": "true",
     }
+    workload = ["--flags-file", str(flags_file)]
+    simulator_env = env
+    unleash = None
+    if with_unleash:
+        from app.demo.unleash_demo import start_demo_unleash
+
+        print("starting a local Unleash server (the first time takes a minute)", flush=True)
+        unleash = start_demo_unleash(state_dir, flags_file).server
+        env |= {
+            "ROLLOUT_FLAG_BACKEND": "unleash",
+            "ROLLOUT_UNLEASH_URL": unleash.url,
+            "ROLLOUT_UNLEASH_TOKEN": unleash.admin_token,
+        }
+        simulator_env = env | {"ROLLOUT_DEMO_UNLEASH_SDK_TOKENS": json.dumps(unleash.sdk_tokens)}
+        workload = ["--unleash-api-url", unleash.api_url]
+        print(f"Unleash: {unleash.url}  (its log: {unleash.log_path})", flush=True)
     children = [
         subprocess.Popen(
             [
                 sys.executable,
                 "-m",
                 "app.demo.simulator",
-                "--flags-file",
-                str(flags_file),
+                *workload,
                 "--database-url",
                 database_url,
                 "--port",
                 str(simulator_port),
             ],
-            env=env,
+            env=simulator_env,
         )
     ]
     if with_prometheus:
@@ -108,6 +130,8 @@ def run_demo(
                 child.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 child.kill()
+        if unleash is not None:
+            unleash.stop()
 
 
 def _interrupt(_signum: int, _frame: FrameType | None) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import random
 import signal
@@ -23,11 +24,13 @@ import sys
 import time
 from bisect import bisect_left
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import accumulate
 from pathlib import Path
 from types import FrameType
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 from sqlalchemy import Engine
@@ -40,7 +43,7 @@ from app.flags.evaluator import (
     Reason,
     evaluate,
 )
-from app.flags.model import FlagDefinition
+from app.flags.model import FlagConfig, FlagDefinition
 from app.metrics_db.database import insert_rollups, open_database, report_instance
 from app.metrics_db.records import (
     LATENCY_BUCKETS,
@@ -158,15 +161,60 @@ class RequestAccumulator:
         return rollups
 
 
-class Workload:
-    """Synthetic users and services for the demo; deterministic for a given seed."""
+class Evaluators(Protocol):
+    """What the workload evaluates through, per environment: the reference evaluator
+    over the YAML files, or the real Unleash SDK (app/demo/unleash_workload.py)."""
 
-    def __init__(self, flags_file: Path, registry: CollectorRegistry, seed: int = 7) -> None:
+    @property
+    def config(self) -> FlagConfig: ...
+
+    def maybe_reload(self) -> object: ...
+
+    def evaluate(
+        self, flag: FlagDefinition, context: EvaluationContext, now: datetime
+    ) -> EvaluationResult: ...
+
+
+class _Reference:
+    """The reference evaluator over the YAML files, hot-reloaded."""
+
+    def __init__(self, evaluator: FlagEvaluator) -> None:
+        self._evaluator = evaluator
+
+    @property
+    def config(self) -> FlagConfig:
+        return self._evaluator.config
+
+    def maybe_reload(self) -> object:
+        return self._evaluator.maybe_reload()
+
+    def evaluate(
+        self, flag: FlagDefinition, context: EvaluationContext, now: datetime
+    ) -> EvaluationResult:
+        return evaluate(flag, context, now)
+
+
+class Workload:
+    """Synthetic users and services for the demo; deterministic for a given seed. It
+    evaluates through the reference evaluator over `flags_file`, or through `evaluators`
+    (environment → Evaluators) when given."""
+
+    def __init__(
+        self,
+        flags_file: Path | None,
+        registry: CollectorRegistry,
+        seed: int = 7,
+        evaluators: Mapping[str, Evaluators] | None = None,
+    ) -> None:
         self.rng = random.Random(seed)  # noqa: S311 - a simulation, not a secret
         self.metrics = EvaluationMetrics(registry)
-        self.evaluators = {
-            env: FlagEvaluator(flags_file, env, self.metrics) for env in ENVIRONMENTS
-        }
+        if evaluators is None:
+            assert flags_file is not None
+            evaluators = {
+                env: _Reference(FlagEvaluator(flags_file, env, self.metrics))
+                for env in ENVIRONMENTS
+            }
+        self.evaluators: Mapping[str, Evaluators] = evaluators
         self.rollups = RollupAccumulator()
         self.requests = RequestAccumulator()
         self._requests = Counter(
@@ -186,7 +234,7 @@ class Workload:
         for env, evaluator in self.evaluators.items():
             evaluator.maybe_reload()
             for key, flag in evaluator.config.flags.items():
-                mean = _traffic(key) * TRAFFIC_SCALE[env] * seconds
+                mean = _traffic(key) * TRAFFIC_SCALE.get(env, 0.3) * seconds
                 for _ in range(self._poisson(mean)):
                     self._evaluate_one(env, flag, now, export)
                     made += 1
@@ -207,7 +255,7 @@ class Workload:
             environment=env,
             custom_attributes={"beta_user": rng.random() < 0.05},
         )
-        result = evaluate(flag, context, now)
+        result = self.evaluators[env].evaluate(flag, context, now)
         failing = ERROR_PROBABILITY.get(flag.key, {}).get(env, 0.002)
         if result.variant == flag.rollout.variant and env == "production":
             failing += TREATMENT_ERROR_PROBABILITY.get(flag.key, 0.0)
@@ -227,7 +275,7 @@ class Workload:
             ("stable", 40, 0.005, 0.08),
             ("canary", 8, 0.04, 0.11),
         ):
-            for _ in range(self._poisson(rate * seconds * TRAFFIC_SCALE[env])):
+            for _ in range(self._poisson(rate * seconds * TRAFFIC_SCALE.get(env, 0.3))):
                 failed = self.rng.random() < failing
                 latency = self.rng.lognormvariate(0, 0.4) * median
                 self.requests.add(env, track, failed, latency)
@@ -266,7 +314,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m app.demo.simulator", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("--flags-file", type=Path, required=True)
+    parser.add_argument("--flags-file", type=Path, default=None)
+    parser.add_argument(
+        "--unleash-api-url",
+        default=None,
+        help="evaluate through the Unleash SDK at this URL (…/api); the SDK tokens, one per "
+        "environment, come from ROLLOUT_DEMO_UNLEASH_SDK_TOKENS (JSON)",
+    )
     parser.add_argument("--database-url", required=True)
     parser.add_argument("--port", type=int, default=9464, help="/metrics port (0: none)")
     parser.add_argument("--interval", type=float, default=10.0, help="roll-up interval, s")
@@ -274,7 +328,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     registry = CollectorRegistry()
-    workload = Workload(args.flags_file, registry)
+    if args.unleash_api_url:
+        from app.demo.unleash_workload import connect
+
+        tokens = json.loads(os.environ.get("ROLLOUT_DEMO_UNLEASH_SDK_TOKENS", "{}"))
+        workload = Workload(None, registry, evaluators=connect(args.unleash_api_url, tokens))
+    elif args.flags_file is not None:
+        workload = Workload(args.flags_file, registry)
+    else:
+        parser.error("--flags-file or --unleash-api-url is required")
     if args.port:
         start_http_server(args.port, addr="127.0.0.1", registry=registry)
     engine = open_database(args.database_url)
