@@ -15,6 +15,7 @@ from app.settings import SettingsInvalid, load_settings
 from app.ui.widgets import (
     config_problem_page,
     flag_source_banner,
+    flag_source_label,
     identity_label,
     runtime,
     settings_problem_page,
@@ -51,6 +52,7 @@ except SourceUnavailable as error:  # the flag server: pages that need no flags 
     flag_source_banner(rt.settings, error)
     flags_down = True
 st.sidebar.caption(identity_label(rt))
+st.sidebar.caption(flag_source_label(rt.settings))
 sign_in_controls(rt)
 try:
     navigation.run()

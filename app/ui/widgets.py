@@ -16,7 +16,13 @@ from app.rollout.inputs import MAX_NAME_LENGTH
 from app.rollout.roles import Identity, Role, role_for
 from app.runtime import Runtime, open_runtime
 from app.services.overview import Overview
-from app.settings import Settings, SettingsInvalid, load_settings, redacted_url
+from app.settings import (
+    FlagBackendKind,
+    Settings,
+    SettingsInvalid,
+    load_settings,
+    redacted_url,
+)
 from app.sign_in import ProviderStatus, check_provider, missing_auth_settings, sign_in_origin
 from app.ui.format import code_span, escape_markdown, format_age, source_label
 from app.ui.url_params import (
@@ -34,6 +40,7 @@ __all__ = [
     "current_identity",
     "environment_picker",
     "flag_source_banner",
+    "flag_source_label",
     "identity_label",
     "runtime",
     "settings_problem_page",
@@ -75,6 +82,17 @@ def identity_label(rt: Runtime) -> str:
     if _sign_in_configured():
         return "👁 Viewer — not signed in"
     return "👁 Read-only viewer (no sign-in configured)"
+
+
+def flag_source_label(settings: Settings) -> str:
+    """Where the sidebar says the flags are read from and written to."""
+    if settings.flag_backend is FlagBackendKind.UNLEASH:
+        where = redacted_url(settings.unleash_url or "")
+        project = code_span(settings.unleash_project)
+        return f"🏁 Flags: Unleash project {project} at {code_span(where)}"
+    if settings.flag_backend is FlagBackendKind.SQL:
+        return "🏁 Flags: the metrics database"
+    return f"🏁 Flags: {code_span(str(settings.resolved_flags_file))}"
 
 
 #: how long a check of the sign-in provider is trusted (every session of the process shares it)
