@@ -262,6 +262,8 @@ def open_backend(settings: Settings, engine: Engine | None) -> FlagBackend:
     (every environment they define) the first time, when the database holds no flags."""
     if settings.flag_backend is FlagBackendKind.YAML:
         return YamlFlagBackend(settings.resolved_flags_file)
+    if settings.flag_backend is FlagBackendKind.UNLEASH:
+        return open_unleash_backend(settings)
     if engine is None:
         raise SourceUnavailable("metrics database", "the sql flag backend needs it")
     backend = SqlFlagBackend(engine)
@@ -270,6 +272,37 @@ def open_backend(settings: Settings, engine: Engine | None) -> FlagBackend:
         for environment in dict.fromkeys([settings.environment, *environments(path)]):
             backend.import_config(environment, load_config(path, environment))
     return backend
+
+
+def open_unleash_backend(settings: Settings) -> FlagBackend:
+    """The `unleash` backend; SettingsInvalid naming ROLLOUT_UNLEASH_URL /
+    ROLLOUT_UNLEASH_TOKEN when one is missing. Writers of one state directory queue on a
+    file lock there between their version check and their write."""
+    from app.flags.unleash_api import UnleashApi
+    from app.flags.unleash_backend import UnleashFlagBackend, file_lock
+    from app.settings import SettingsInvalid
+
+    missing = [
+        f"ROLLOUT_UNLEASH_{name.upper()}: required by ROLLOUT_FLAG_BACKEND=unleash"
+        + (
+            " (or `unleash_token` under [rollout] in .streamlit/secrets.toml)"
+            if name == "token"
+            else ""
+        )
+        for name, value in (("url", settings.unleash_url), ("token", settings.unleash_token))
+        if value is None or not (value if isinstance(value, str) else value.get_secret_value())
+    ]
+    if missing:
+        raise SettingsInvalid(missing)
+    assert settings.unleash_url is not None and settings.unleash_token is not None
+    api = UnleashApi(settings.unleash_url, settings.unleash_token, settings.unleash_timeout_seconds)
+    lock_path = settings.state_dir / ".unleash-writes.lock"
+    return UnleashFlagBackend(
+        api,
+        settings.unleash_project,
+        settings.unleash_metadata_file,
+        write_lock=lambda: file_lock(lock_path),
+    )
 
 
 def open_runtime(settings: Settings) -> Runtime:

@@ -45,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     from app.flags.loader import ConfigInvalid
-    from app.settings import load_settings
+    from app.settings import SettingsInvalid, load_settings
     from queries.source import SourceUnavailable
 
     try:
@@ -63,6 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ExitCode.UNAVAILABLE
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
+        return ExitCode.USAGE
+    except SettingsInvalid as error:  # found when a command opens what they name
+        print(f"invalid settings: {error}", file=sys.stderr)
         return ExitCode.USAGE
     return code
 

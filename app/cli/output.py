@@ -27,6 +27,8 @@ def print_result(result: ActionResult) -> None:
         for guard in plan.guards:
             mark = "PASS" if guard.passed else "FAIL"
             print(f"  {mark} {guard.name:<13} {guard.detail}")
+        for flag, reason in plan.skipped.items():
+            print(f"skipped (read-only): {flag}: {reason}")
     if result.applied:
         ids = ", ".join(entry.id for entry in result.audit)
         print(

@@ -139,6 +139,9 @@ class Plan:
     snapshot: FlagSnapshot
     transitions: tuple[Transition, ...]
     guards: tuple[GuardResult, ...] = ()
+    #: flags an emergency rollback leaves alone because the backend shows them read-only,
+    #: each with the reason
+    skipped: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def guards_passed(self) -> bool:
@@ -172,6 +175,8 @@ class ActionResult:
         }
         if self.change_request is not None:
             document["change_request"] = self.change_request.as_json()
+        if self.plan is not None and self.plan.skipped:
+            document["skipped_read_only"] = dict(self.plan.skipped)
         if len(transitions) == 1:
             t = transitions[0]
             document |= {
@@ -221,26 +226,45 @@ def plan_action(
     snapshot = backend.load(request.environment)
     if request.action is Action.EMERGENCY:
         safety = set(snapshot.config.global_.safety_flags)
-        transitions = tuple(
-            Transition(key, flag.state, flag.percentage, FlagState.DISABLED, 0.0)
+        candidates = [
+            (key, flag)
             for key, flag in sorted(snapshot.config.flags.items())
             if flag.state is FlagState.ROLLOUT and key not in safety
+        ]
+        transitions = tuple(
+            Transition(key, flag.state, flag.percentage, FlagState.DISABLED, 0.0)
+            for key, flag in candidates
+            if key not in snapshot.read_only
         )
-        return Plan(request, snapshot, transitions)
+        skipped = {
+            key: snapshot.read_only[key] for key, _ in candidates if key in snapshot.read_only
+        }
+        return Plan(request, snapshot, transitions, skipped=skipped)
     if request.action is Action.RESTORE:
         if audit is None:
             raise InvalidRequest("a restore needs the audit log")
-        return _plan_restore(request, snapshot, audit, check_guards)
+        plan = _plan_restore(request, snapshot, audit, check_guards)
+        for transition in plan.transitions:
+            _refuse_read_only(snapshot, transition.flag)
+        return plan
     assert request.flag is not None
     try:
         flag = snapshot.flag(request.flag)
     except UnknownFlag as error:
         raise InvalidRequest(f"{error} in {request.environment}") from None
+    _refuse_read_only(snapshot, flag.key)
     transition = target_of(
         request.action, flag, snapshot.config.global_.rollout_steps, request.to_percentage
     )
     guards = tuple(check_guards(snapshot, flag.key)) if request.action is Action.ADVANCE else ()
     return Plan(request, snapshot, (transition,), guards)
+
+
+def _refuse_read_only(snapshot: FlagSnapshot, key: str) -> None:
+    """PlanRefused when the backend shows `key` read-only (with its reason)."""
+    reason = snapshot.read_only.get(key)
+    if reason is not None:
+        raise PlanRefused(f"{key} is read-only in {snapshot.environment}: {reason}")
 
 
 def target_of(
