@@ -38,6 +38,7 @@ from app.rollout.actions import (
     Plan,
     execute_action,
     plan_action,
+    unavailable_result,
 )
 from app.rollout.audit import AuditEntry, AuditLog
 from app.rollout.evidence import guard_check
@@ -142,7 +143,10 @@ class Runtime:
         environment that is not configured is refused (exit 2) before anything is written,
         so no override file is ever created for it. Where a second person must approve,
         the result carries the change request made instead (exit 5)."""
-        unknown = self._unknown_environment(request.environment)
+        try:
+            unknown = self._unknown_environment(request.environment)
+        except SourceUnavailable as error:  # the flag server is down: audited, exit 4
+            return unavailable_result(request, self.audit, error)
         if unknown:
             return ActionResult(False, ExitCode.USAGE, None, error=unknown)
         return execute_action(
@@ -324,6 +328,6 @@ def open_runtime(settings: Settings) -> Runtime:
                 f"{moved} audit record(s) kept locally while the database was down are now in it"
             )
         # Flags that cannot be read now leave pending records pending, visibly.
-        with contextlib.suppress(ConfigInvalid, OSError):
+        with contextlib.suppress(ConfigInvalid, OSError, SourceUnavailable):
             audit.reconcile_pending(runtime.is_applied)
     return runtime

@@ -256,11 +256,25 @@ def _print_status_table(out: TextIO, source: str, age: float | None, rows: Seque
 
 
 def _run_action(args: argparse.Namespace, settings: Settings) -> int:
-    opened = runtime_for(settings, args.environment)
+    from queries.source import SourceUnavailable
+
+    try:
+        opened = runtime_for(settings, args.environment)
+    except SourceUnavailable:
+        return _act_unavailable(args, settings)
     if opened is None:
         return ExitCode.USAGE
     runtime, environment = opened
     return _act(runtime, environment, args, settings)
+
+
+def _act_unavailable(args: argparse.Namespace, settings: Settings) -> int:
+    """The flag backend (a flag server) cannot be reached: the attempt still goes
+    through the runtime, which audits it as failed (exit 4)."""
+    from app.runtime import open_runtime
+
+    runtime = open_runtime(settings)
+    return _act(runtime, args.environment or settings.environment, args, settings)
 
 
 def _run_request(args: argparse.Namespace, settings: Settings) -> int:
