@@ -269,3 +269,39 @@ def test_the_unleash_backend_without_url_or_token_is_a_settings_error(
     assert code == ExitCode.USAGE
     assert "ROLLOUT_UNLEASH_URL" in err and "ROLLOUT_UNLEASH_TOKEN" in err
     assert "Traceback" not in err
+
+
+def test_the_cli_acts_on_unleash_and_the_token_is_in_no_output_or_file(
+    unleash: UnleashSeed, tmp_path: Path
+) -> None:
+    server = unleash.server
+    for name, rollout in (("alpha", 10), ("beta", 20)):
+        unleash.create(name, rollout=rollout)
+    unleash.create("bare", enabled=False)
+    env = cli_environment(tmp_path, server.url, server.admin_token)
+
+    status = _cli(env, "status", "--json")
+    refused = _cli(env, "rollback", "bare", "--kill", "--reason", "paging", "--actor", "olga")
+    emergency = _cli(env, "rollback", "--all-experimental", "--reason", "paging", "--actor", "olga")
+    audited = _cli(env, "audit", "--json")
+
+    flags = {f["flag"]: f for f in json.loads(status.stdout)["flags"]}
+    assert (flags["alpha"]["state"], flags["alpha"]["percentage"]) == ("rollout", 10.0)
+    assert refused.returncode == ExitCode.REFUSED
+    assert "bare is read-only in production" in refused.stderr
+    assert emergency.returncode == ExitCode.DONE, emergency.stderr
+    assert "alpha: rollout 10 % → disabled 0 %" in emergency.stdout
+    assert "beta: rollout 20 % → disabled 0 %" in emergency.stdout
+    records = json.loads(audited.stdout)["records"]
+    assert sorted((r["flag"], r["outcome"]) for r in records) == [
+        ("alpha", "applied"),
+        ("beta", "applied"),
+    ]
+    assert all(r["detail"].startswith("Unleash event") for r in records)
+    secret = server.admin_token.split(".", 1)[1]
+    for done in (status, refused, emergency, audited):
+        assert secret not in done.stdout and secret not in done.stderr
+        assert "Traceback" not in done.stderr
+    for path in (tmp_path / "state").rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes()
