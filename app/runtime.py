@@ -38,6 +38,7 @@ from app.rollout.actions import (
     Plan,
     execute_action,
     plan_action,
+    unavailable_result,
 )
 from app.rollout.audit import AuditEntry, AuditLog
 from app.rollout.evidence import guard_check
@@ -142,7 +143,10 @@ class Runtime:
         environment that is not configured is refused (exit 2) before anything is written,
         so no override file is ever created for it. Where a second person must approve,
         the result carries the change request made instead (exit 5)."""
-        unknown = self._unknown_environment(request.environment)
+        try:
+            unknown = self._unknown_environment(request.environment)
+        except SourceUnavailable as error:  # the flag server is down: audited, exit 4
+            return unavailable_result(request, self.audit, error)
         if unknown:
             return ActionResult(False, ExitCode.USAGE, None, error=unknown)
         return execute_action(
@@ -262,6 +266,8 @@ def open_backend(settings: Settings, engine: Engine | None) -> FlagBackend:
     (every environment they define) the first time, when the database holds no flags."""
     if settings.flag_backend is FlagBackendKind.YAML:
         return YamlFlagBackend(settings.resolved_flags_file)
+    if settings.flag_backend is FlagBackendKind.UNLEASH:
+        return open_unleash_backend(settings)
     if engine is None:
         raise SourceUnavailable("metrics database", "the sql flag backend needs it")
     backend = SqlFlagBackend(engine)
@@ -270,6 +276,37 @@ def open_backend(settings: Settings, engine: Engine | None) -> FlagBackend:
         for environment in dict.fromkeys([settings.environment, *environments(path)]):
             backend.import_config(environment, load_config(path, environment))
     return backend
+
+
+def open_unleash_backend(settings: Settings) -> FlagBackend:
+    """The `unleash` backend; SettingsInvalid naming ROLLOUT_UNLEASH_URL /
+    ROLLOUT_UNLEASH_TOKEN when one is missing. Writers of one state directory queue on a
+    file lock there between their version check and their write."""
+    from app.flags.unleash_api import UnleashApi
+    from app.flags.unleash_backend import UnleashFlagBackend, file_lock
+    from app.settings import SettingsInvalid
+
+    missing = [
+        f"ROLLOUT_UNLEASH_{name.upper()}: required by ROLLOUT_FLAG_BACKEND=unleash"
+        + (
+            " (or `unleash_token` under [rollout] in .streamlit/secrets.toml)"
+            if name == "token"
+            else ""
+        )
+        for name, value in (("url", settings.unleash_url), ("token", settings.unleash_token))
+        if value is None or not (value if isinstance(value, str) else value.get_secret_value())
+    ]
+    if missing:
+        raise SettingsInvalid(missing)
+    assert settings.unleash_url is not None and settings.unleash_token is not None
+    api = UnleashApi(settings.unleash_url, settings.unleash_token, settings.unleash_timeout_seconds)
+    lock_path = settings.state_dir / ".unleash-writes.lock"
+    return UnleashFlagBackend(
+        api,
+        settings.unleash_project,
+        settings.unleash_metadata_file,
+        write_lock=lambda: file_lock(lock_path),
+    )
 
 
 def open_runtime(settings: Settings) -> Runtime:
@@ -291,6 +328,6 @@ def open_runtime(settings: Settings) -> Runtime:
                 f"{moved} audit record(s) kept locally while the database was down are now in it"
             )
         # Flags that cannot be read now leave pending records pending, visibly.
-        with contextlib.suppress(ConfigInvalid, OSError):
+        with contextlib.suppress(ConfigInvalid, OSError, SourceUnavailable):
             audit.reconcile_pending(runtime.is_applied)
     return runtime

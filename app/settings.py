@@ -105,6 +105,11 @@ class Settings(BaseSettings):
     unleash_timeout_seconds: float = Field(
         5.0, gt=0, le=120, allow_inf_nan=False, description="Per Unleash API call."
     )
+    unleash_metadata_file: Path | None = Field(
+        None,
+        description="Optional YAML of what Unleash lacks: phases, safety flags, rollout steps, "
+        "owners (unleash backend).",
+    )
     environment: str = Field("production", description="Environment shown first.")
     database_url: SecretStr | None = Field(
         None, description="SQLAlchemy URL; default: SQLite at <state_dir>/metrics.db."

@@ -45,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     from app.flags.loader import ConfigInvalid
-    from app.settings import load_settings
+    from app.settings import SettingsInvalid, load_settings
     from queries.source import SourceUnavailable
 
     try:
@@ -63,6 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ExitCode.UNAVAILABLE
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
+        return ExitCode.USAGE
+    except SettingsInvalid as error:  # found when a command opens what they name
+        print(f"invalid settings: {error}", file=sys.stderr)
         return ExitCode.USAGE
     return code
 
@@ -259,11 +262,25 @@ def _print_status_table(out: TextIO, source: str, age: float | None, rows: Seque
 
 
 def _run_action(args: argparse.Namespace, settings: Settings) -> int:
-    opened = runtime_for(settings, args.environment)
+    from queries.source import SourceUnavailable
+
+    try:
+        opened = runtime_for(settings, args.environment)
+    except SourceUnavailable:
+        return _act_unavailable(args, settings)
     if opened is None:
         return ExitCode.USAGE
     runtime, environment = opened
     return _act(runtime, environment, args, settings)
+
+
+def _act_unavailable(args: argparse.Namespace, settings: Settings) -> int:
+    """The flag backend (a flag server) cannot be reached: the attempt still goes
+    through the runtime, which audits it as failed (exit 4)."""
+    from app.runtime import open_runtime
+
+    runtime = open_runtime(settings)
+    return _act(runtime, args.environment or settings.environment, args, settings)
 
 
 def _run_request(args: argparse.Namespace, settings: Settings) -> int:

@@ -27,8 +27,16 @@ def print_result(result: ActionResult) -> None:
         for guard in plan.guards:
             mark = "PASS" if guard.passed else "FAIL"
             print(f"  {mark} {guard.name:<13} {guard.detail}")
+        for flag, reason in plan.skipped.items():
+            print(f"skipped (read-only): {flag}: {reason}")
+    if result.per_flag is not None and not result.applied:
+        for entry in result.audit:
+            said = "applied" if entry.outcome == "applied" else f"{entry.outcome}: {entry.detail}"
+            print(f"  {entry.flag}: {said} (audit {entry.id})")
     if result.applied:
-        ids = ", ".join(entry.id for entry in result.audit)
+        ids = ", ".join(
+            f"{entry.id}: {entry.detail}" if entry.detail else entry.id for entry in result.audit
+        )
         print(
             f"applied (audit {ids})" + (" — replayed: this key was used" if result.replayed else "")
         )

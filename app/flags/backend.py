@@ -19,6 +19,7 @@ __all__ = [
     "FlagBackend",
     "FlagChange",
     "FlagSnapshot",
+    "PartiallyApplied",
     "UnknownFlag",
     "VersionConflict",
     "definition_version",
@@ -40,11 +41,19 @@ class FlagChange:
 
 @dataclass(frozen=True)
 class FlagSnapshot:
-    """One environment's merged config as read, with a version token per flag."""
+    """One environment's merged config as read, with a version token per flag.
+
+    `read_only` names the flags the backend shows but will not change, each with the
+    reason (a flag server's flag it cannot map safely); `receipts` says, per flag just
+    written, what the backend's own log recorded for the write (e.g. "Unleash event #15
+    by rollout-dashboard"; not compared: a snapshot read later equals the one a write
+    returned). Both are empty for the yaml and sql backends."""
 
     environment: str
     config: FlagConfig
     versions: Mapping[str, str] = field(default_factory=dict)
+    read_only: Mapping[str, str] = field(default_factory=dict)
+    receipts: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def flag(self, key: str) -> FlagDefinition:
         """The flag `key`; raises UnknownFlag when the environment has none."""
@@ -75,11 +84,42 @@ class VersionConflict(RuntimeError):
         self.current = current
 
 
+class PartiallyApplied(RuntimeError):
+    """A backend without transactions (`atomic` False) wrote some changes of a request
+    and then stopped: `applied` were written (and verified), `conflicted` had changed
+    since they were read (nothing written for them), `failed` maps each flag that could
+    not be written to the reason; flags in none of the three were not attempted.
+    `current` is the snapshot after what was written."""
+
+    def __init__(
+        self,
+        applied: Sequence[str],
+        conflicted: Sequence[str],
+        failed: Mapping[str, str],
+        current: FlagSnapshot,
+    ) -> None:
+        parts = [f"applied: {', '.join(applied) or 'none'}"]
+        if conflicted:
+            parts.append(f"changed concurrently: {', '.join(conflicted)}")
+        parts.extend(f"failed: {flag}: {reason}" for flag, reason in failed.items())
+        super().__init__("; ".join(parts))
+        self.applied = tuple(applied)
+        self.conflicted = tuple(conflicted)
+        self.failed = dict(failed)
+        self.current = current
+
+
 class FlagBackend(Protocol):
     """Reads and writes flags. Implementations are safe to use from several threads
-    and several processes at once."""
+    and several processes at once.
+
+    `atomic` says whether `apply` writes several changes all at once or none (yaml, sql);
+    a backend that cannot (a flag server's API) writes them one by one, refusing the
+    whole request before the first write if any version is stale, and raises
+    PartiallyApplied if it stops after a first write."""
 
     name: str
+    atomic: bool
 
     def environments(self) -> list[str]:
         """The environments this backend holds, sorted."""
@@ -98,7 +138,8 @@ class FlagBackend(Protocol):
         """Apply every change at once, or none: raises VersionConflict when a changed
         flag's current version differs from `expected_versions[flag]`, UnknownFlag for a
         flag the environment lacks, ConfigInvalid if the result would not validate.
-        Returns the snapshot after the write."""
+        Returns the snapshot after the write. (A backend that is not `atomic` raises
+        PartiallyApplied when it stops after a first write.)"""
         ...
 
 

@@ -49,6 +49,7 @@ class SqlFlagBackend:
     """
 
     name = "sql"
+    atomic = True
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine

@@ -74,6 +74,7 @@ class YamlFlagBackend:
     """
 
     name = "yaml"
+    atomic = True
 
     def __init__(self, path: Path, keep_versions: int = 50) -> None:
         if keep_versions < 1:

@@ -19,7 +19,14 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
-from app.flags.backend import FlagBackend, FlagChange, FlagSnapshot, UnknownFlag, VersionConflict
+from app.flags.backend import (
+    FlagBackend,
+    FlagChange,
+    FlagSnapshot,
+    PartiallyApplied,
+    UnknownFlag,
+    VersionConflict,
+)
 from app.flags.loader import ConfigInvalid
 from app.flags.model import FlagConfig, FlagDefinition, FlagState
 from app.rollout.audit import AuditEntry, AuditLog, DuplicateKey, Outcome, describe_change
@@ -34,6 +41,7 @@ from app.rollout.inputs import (
 )
 from app.rollout.ladder import LadderEnd, next_step, previous_step
 from app.rollout.roles import Identity, NotAuthorized, Role, require
+from queries.source import SourceUnavailable
 
 if TYPE_CHECKING:
     from app.approvals.model import ChangeRequest
@@ -54,6 +62,7 @@ __all__ = [
     "execute_action",
     "plan_action",
     "target_of",
+    "unavailable_result",
 ]
 
 #: Evaluates the guards of advancing `flag` in `snapshot` (gathers metrics; never raises).
@@ -139,6 +148,9 @@ class Plan:
     snapshot: FlagSnapshot
     transitions: tuple[Transition, ...]
     guards: tuple[GuardResult, ...] = ()
+    #: flags an emergency rollback leaves alone because the backend shows them read-only,
+    #: each with the reason
+    skipped: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def guards_passed(self) -> bool:
@@ -155,6 +167,9 @@ class ActionResult:
     fresh: FlagSnapshot | None = None
     replayed: bool = False  # the idempotency key had been used: this is that result
     change_request: ChangeRequest | None = None  # made instead of applying (exit 5)
+    #: per flag, what a flag-by-flag write (a non-atomic backend) did: "applied",
+    #: "conflicted: …" or "failed: …"; None when the change was written all at once
+    per_flag: Mapping[str, str] | None = None
 
     def as_json(self) -> dict[str, Any]:
         """DESIGN §6's advance / rollback document."""
@@ -172,6 +187,10 @@ class ActionResult:
         }
         if self.change_request is not None:
             document["change_request"] = self.change_request.as_json()
+        if self.plan is not None and self.plan.skipped:
+            document["skipped_read_only"] = dict(self.plan.skipped)
+        if self.per_flag is not None:
+            document["per_flag"] = dict(self.per_flag)
         if len(transitions) == 1:
             t = transitions[0]
             document |= {
@@ -221,26 +240,45 @@ def plan_action(
     snapshot = backend.load(request.environment)
     if request.action is Action.EMERGENCY:
         safety = set(snapshot.config.global_.safety_flags)
-        transitions = tuple(
-            Transition(key, flag.state, flag.percentage, FlagState.DISABLED, 0.0)
+        candidates = [
+            (key, flag)
             for key, flag in sorted(snapshot.config.flags.items())
             if flag.state is FlagState.ROLLOUT and key not in safety
+        ]
+        transitions = tuple(
+            Transition(key, flag.state, flag.percentage, FlagState.DISABLED, 0.0)
+            for key, flag in candidates
+            if key not in snapshot.read_only
         )
-        return Plan(request, snapshot, transitions)
+        skipped = {
+            key: snapshot.read_only[key] for key, _ in candidates if key in snapshot.read_only
+        }
+        return Plan(request, snapshot, transitions, skipped=skipped)
     if request.action is Action.RESTORE:
         if audit is None:
             raise InvalidRequest("a restore needs the audit log")
-        return _plan_restore(request, snapshot, audit, check_guards)
+        plan = _plan_restore(request, snapshot, audit, check_guards)
+        for transition in plan.transitions:
+            _refuse_read_only(snapshot, transition.flag)
+        return plan
     assert request.flag is not None
     try:
         flag = snapshot.flag(request.flag)
     except UnknownFlag as error:
         raise InvalidRequest(f"{error} in {request.environment}") from None
+    _refuse_read_only(snapshot, flag.key)
     transition = target_of(
         request.action, flag, snapshot.config.global_.rollout_steps, request.to_percentage
     )
     guards = tuple(check_guards(snapshot, flag.key)) if request.action is Action.ADVANCE else ()
     return Plan(request, snapshot, (transition,), guards)
+
+
+def _refuse_read_only(snapshot: FlagSnapshot, key: str) -> None:
+    """PlanRefused when the backend shows `key` read-only (with its reason)."""
+    reason = snapshot.read_only.get(key)
+    if reason is not None:
+        raise PlanRefused(f"{key} is read-only in {snapshot.environment}: {reason}")
 
 
 def target_of(
@@ -370,6 +408,8 @@ def execute_action(
         return ActionResult(False, ExitCode.REFUSED, None, error=f"flag config invalid: {error}")
     except OSError as error:
         return ActionResult(False, ExitCode.UNAVAILABLE, None, error=f"flags unreadable: {error}")
+    except SourceUnavailable as error:  # a flag server down: the attempt is audited
+        return _audit_unavailable(request, audit, error, now())
 
     if request.confirmed is not None:
         stale = changed_since(audit, plan.snapshot, request.confirmed)
@@ -407,22 +447,180 @@ def execute_action(
         return _replay(request, duplicate.existing, audit)
     changes = [FlagChange(t.flag, t.to_state, t.to_percentage) for t in plan.transitions]
     expected = request.expected_versions or plan.snapshot.versions
+    versions = {t.flag: expected.get(t.flag, "") for t in plan.transitions}
+    if not getattr(backend, "atomic", True) and len(changes) > 1:
+        return _apply_flag_by_flag(plan, backend, audit, pending, changes, versions)
     try:
-        fresh = backend.apply(
-            request.environment,
-            changes,
-            {t.flag: expected.get(t.flag, "") for t in plan.transitions},
-        )
+        fresh = backend.apply(request.environment, changes, versions)
     except VersionConflict as conflict:
         said = [_now_and_who(audit, conflict.current, key) for key in conflict.flags]
         detail = f"{conflict} — {'; '.join(said)}"
         settled = tuple(audit.settle_many(pending, Outcome.FAILED, detail))
         return ActionResult(False, ExitCode.CONFLICT, plan, settled, detail, conflict.current)
-    except (ConfigInvalid, UnknownFlag, OSError, RuntimeError) as error:
+    except PartiallyApplied as partial:
+        outcomes = {flag: "applied" for flag in partial.applied}
+        outcomes |= {flag: "conflicted: changed concurrently" for flag in partial.conflicted}
+        outcomes |= {flag: f"failed: {reason}" for flag, reason in partial.failed.items()}
+        return _per_flag_result(plan, audit, pending, outcomes, partial.current)
+    except ConfigInvalid as error:
+        settled = tuple(audit.settle_many(pending, Outcome.FAILED, str(error)))
+        return ActionResult(False, ExitCode.REFUSED, plan, settled, str(error))
+    except (UnknownFlag, OSError, RuntimeError) as error:
         settled = tuple(audit.settle_many(pending, Outcome.FAILED, str(error)))
         return ActionResult(False, ExitCode.UNAVAILABLE, plan, settled, str(error))
-    settled = tuple(audit.settle_many(pending, Outcome.APPLIED))
+    settled = _settle_applied(audit, pending, fresh.receipts)
     return ActionResult(True, ExitCode.DONE, plan, settled, fresh=fresh)
+
+
+def _settle_applied(
+    audit: AuditLog, pending: Sequence[AuditEntry], receipts: Mapping[str, str]
+) -> tuple[AuditEntry, ...]:
+    """Settle `pending` as applied, each with its backend receipt (the flag server's
+    event) as detail; those without one in one transaction."""
+    plain = [e for e in pending if not receipts.get(e.flag)]
+    settled = {e.id: e for e in audit.settle_many(plain, Outcome.APPLIED)} if plain else {}
+    for entry in pending:
+        if receipts.get(entry.flag):
+            settled[entry.id] = audit.settle(entry, Outcome.APPLIED, receipts[entry.flag])
+    return tuple(settled[e.id] for e in pending)
+
+
+def _apply_flag_by_flag(
+    plan: Plan,
+    backend: FlagBackend,
+    audit: AuditLog,
+    pending: Sequence[AuditEntry],
+    changes: Sequence[FlagChange],
+    versions: Mapping[str, str],
+) -> ActionResult:
+    """Each change as its own compare-and-set (a backend that cannot write several at
+    once), going on after a conflict or a refusal; once the backend is unavailable the
+    rest are not attempted. One audit outcome per flag."""
+    environment = plan.request.environment
+    outcomes: dict[str, str] = {}
+    receipts: dict[str, str] = {}
+    fresh: FlagSnapshot | None = None
+    down: SourceUnavailable | None = None
+    for change in changes:
+        if down is not None:
+            outcomes[change.flag] = f"failed: not attempted: {down}"
+            continue
+        try:
+            fresh = backend.apply(environment, [change], {change.flag: versions[change.flag]})
+        except VersionConflict as conflict:
+            fresh = conflict.current
+            said = _now_and_who(audit, conflict.current, change.flag)
+            outcomes[change.flag] = f"conflicted: changed concurrently — {said}"
+        except SourceUnavailable as error:
+            down = error
+            outcomes[change.flag] = f"failed: {error}"
+        except (ConfigInvalid, UnknownFlag, OSError, RuntimeError) as error:
+            outcomes[change.flag] = f"failed: {error}"
+        else:
+            outcomes[change.flag] = "applied"
+            receipts.update(fresh.receipts)
+    return _per_flag_result(plan, audit, pending, outcomes, fresh, receipts, down)
+
+
+def _per_flag_result(
+    plan: Plan,
+    audit: AuditLog,
+    pending: Sequence[AuditEntry],
+    outcomes: Mapping[str, str],
+    fresh: FlagSnapshot | None,
+    receipts: Mapping[str, str] | None = None,
+    down: SourceUnavailable | None = None,
+) -> ActionResult:
+    """Settle each flag's record as its outcome says (a flag with none was not
+    attempted), and say what was switched off, what conflicted and what failed."""
+    receipts = dict(receipts or (fresh.receipts if fresh is not None else {}))
+    full = {
+        e.flag: outcomes.get(e.flag, "failed: not attempted after an earlier failure")
+        for e in pending
+    }
+    applied = [e for e in pending if full[e.flag] == "applied"]
+    settled = {e.id: e for e in _settle_applied(audit, applied, receipts)}
+    for entry in pending:
+        if entry.id not in settled:
+            detail = full[entry.flag].split(": ", 1)[1]
+            settled[entry.id] = audit.settle(entry, Outcome.FAILED, detail)
+    done = [flag for flag, said in full.items() if said == "applied"]
+    conflicted = [flag for flag, said in full.items() if said.startswith("conflicted")]
+    failed = [
+        f"{flag} ({said.split(': ', 1)[1]})"
+        for flag, said in full.items()
+        if said.startswith("failed")
+    ]
+    verb = "switched off" if plan.request.action is Action.EMERGENCY else "applied"
+    error = None
+    if conflicted or failed:
+        parts = [f"{verb}: {', '.join(done) or 'none'}"]
+        if conflicted:
+            parts.append(f"conflicted: {', '.join(conflicted)}")
+        if failed:
+            parts.append(f"failed: {'; '.join(failed)}")
+        error = "; ".join(parts)
+    code = (
+        ExitCode.UNAVAILABLE
+        if down is not None or failed
+        else ExitCode.CONFLICT
+        if conflicted
+        else ExitCode.DONE
+    )
+    return ActionResult(
+        not (conflicted or failed),
+        code,
+        plan,
+        tuple(settled[e.id] for e in pending),
+        error,
+        fresh,
+        per_flag=full,
+    )
+
+
+def unavailable_result(
+    request: ActionRequest, audit: AuditLog, error: SourceUnavailable
+) -> ActionResult:
+    """The result of `request` when the flag backend cannot be reached before anything
+    was planned: refused as `execute_action` would refuse it (bad input, role), else
+    audited as a failed attempt (exit 4)."""
+    try:
+        _validate(request)
+        require(request.identity, _needed_role(request), str(request.action))
+    except NotAuthorized as refused:
+        return ActionResult(False, ExitCode.REFUSED, None, error=str(refused))
+    except InvalidRequest as invalid:
+        return ActionResult(False, ExitCode.USAGE, None, error=str(invalid))
+    return _audit_unavailable(request, audit, error, datetime.now(UTC))
+
+
+def _audit_unavailable(
+    request: ActionRequest, audit: AuditLog, error: SourceUnavailable, at: datetime
+) -> ActionResult:
+    """Record the attempt as failed (the flag's state unknown: it could not be read)."""
+    if request.dry_run:
+        return ActionResult(False, ExitCode.UNAVAILABLE, None, error=str(error))
+    entry = AuditEntry(
+        at=at,
+        actor=request.identity.name,
+        action=str(request.action),
+        flag=request.flag or "*",
+        environment=request.environment,
+        from_state="unknown",
+        from_percentage=0.0,
+        to_state="unknown",
+        to_percentage=request.to_percentage or 0.0,
+        reason=_recorded_reason(request),
+        outcome=Outcome.PENDING,
+        override=request.override_guards,
+        idempotency_key=request.idempotency_key,
+    )
+    try:
+        recorded = audit.record(entry)
+    except DuplicateKey as duplicate:
+        return _replay(request, duplicate.existing, audit)
+    settled = audit.settle(recorded, Outcome.FAILED, str(error))
+    return ActionResult(False, ExitCode.UNAVAILABLE, None, (settled,), error=str(error))
 
 
 def _through_approval(

@@ -1,7 +1,11 @@
-"""One contract, every flag backend: yaml files, sql on SQLite, sql on PostgreSQL.
+"""One contract, every flag backend: yaml files, sql on SQLite, sql on PostgreSQL, and
+a real Unleash server.
 
 Each backend starts from the bundled config (the yaml one from a copy of the files,
-the sql ones seeded with `import_config`), so the numbers asserted are the bundled ones.
+the sql ones seeded with `import_config`, Unleash with one feature per flag), so the
+numbers asserted are the bundled ones. Each subject says what its environments hold:
+Unleash has no staging (its development holds the bundled staging values) and keeps a
+flag's state and percentage only (`tests.support.unleash.unleash_view`).
 """
 
 from __future__ import annotations
@@ -20,11 +24,20 @@ from sqlalchemy import Engine, select
 
 from app.flags.backend import FlagBackend, FlagChange, UnknownFlag, VersionConflict
 from app.flags.loader import BUNDLED_CONFIG, check_config, load_config
-from app.flags.model import FlagState
+from app.flags.model import FlagConfig, FlagState
 from app.flags.sql_backend import SqlFlagBackend
+from app.flags.unleash_api import UnleashApi
+from app.flags.unleash_backend import UnleashFlagBackend, file_lock
 from app.flags.yaml_backend import YamlFlagBackend
 from app.metrics_db.database import open_database
 from app.metrics_db.schema import StoredConfig, StoredFlag
+from tests.support.unleash import (
+    BUNDLED_AS_UNLEASH,
+    UnleashSeed,
+    bundled_metadata,
+    seed_bundled_config,
+    unleash_config,
+)
 
 ENV = "production"
 FLAG = "ab_testing"  # production: rollout at 25 %
@@ -36,6 +49,12 @@ class Subject:
     backend: FlagBackend
     #: Everything the backend has persisted, to prove a refused change wrote nothing.
     stored: Callable[[], object]
+    #: The environment a change in ENV must leave untouched.
+    other: str = "staging"
+    #: The config `load(environment)` must give before any change.
+    expected: Callable[[str], FlagConfig] = lambda environment: load_config(
+        BUNDLED_CONFIG, environment
+    )
 
 
 def copy_bundled_config(directory: Path) -> Path:
@@ -75,12 +94,47 @@ def _sql_subject(engine: Engine) -> Subject:
     return Subject(backend, stored)
 
 
+def _unleash_subject(seed: UnleashSeed, directory: Path) -> Subject:
+    seed_bundled_config(seed)
+    server = seed.server
+    backend = UnleashFlagBackend(
+        UnleashApi(server.url, server.admin_token, 10),
+        "default",
+        bundled_metadata(directory / "metadata.yaml"),
+        write_lock=lambda: file_lock(directory / ".unleash-writes.lock"),
+    )
+
+    def stored() -> object:
+        return [
+            seed.call(
+                "POST",
+                "/api/admin/features-batch/export",
+                {"environment": environment, "project": "default"},
+            )
+            for environment in BUNDLED_AS_UNLEASH
+        ]
+
+    def expected(environment: str) -> FlagConfig:
+        bundled = load_config(BUNDLED_CONFIG, BUNDLED_AS_UNLEASH[environment])
+        return unleash_config(bundled, environment)
+
+    return Subject(backend, stored, other="development", expected=expected)
+
+
 @pytest.fixture(
-    params=["yaml", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)],
+    params=[
+        "yaml",
+        "sqlite",
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("unleash", marks=pytest.mark.unleash),
+    ],
 )
 def subject(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Subject]:
     if request.param == "yaml":
         yield _yaml_subject(tmp_path)
+        return
+    if request.param == "unleash":
+        yield _unleash_subject(request.getfixturevalue("unleash"), tmp_path)
         return
     url = (
         f"sqlite:///{tmp_path / 'metrics.db'}"
@@ -98,14 +152,14 @@ def test_load_returns_the_bundled_flags_with_a_version_each(subject: Subject) ->
     snapshot = subject.backend.load(ENV)
 
     assert snapshot.environment == ENV
-    assert snapshot.config == load_config(BUNDLED_CONFIG, ENV)
+    assert snapshot.config == subject.expected(ENV)
     assert snapshot.flag(FLAG).state is FlagState.ROLLOUT
     assert snapshot.flag(FLAG).percentage == 25.0
     assert snapshot.flag(OTHER).percentage == 5.0
     assert set(snapshot.versions) == set(snapshot.config.flags)
     assert all(snapshot.versions.values())
     assert ENV in subject.backend.environments()
-    assert "staging" in subject.backend.environments()
+    assert subject.other in subject.backend.environments()
 
 
 def test_apply_sets_state_and_percentage_and_bumps_only_that_flag(subject: Subject) -> None:
@@ -122,7 +176,7 @@ def test_apply_sets_state_and_percentage_and_bumps_only_that_flag(subject: Subje
     assert after.flag(FLAG).variants == before.flag(FLAG).variants
     assert after.flag(FLAG).targeting_rules == before.flag(FLAG).targeting_rules
     # The other environment is untouched.
-    assert backend.load("staging").config == load_config(BUNDLED_CONFIG, "staging")
+    assert backend.load(subject.other).config == subject.expected(subject.other)
 
     killed = backend.apply(ENV, [FlagChange(FLAG, FlagState.DISABLED, 0)], after.versions)
     assert killed.flag(FLAG).state is FlagState.DISABLED

@@ -9,19 +9,33 @@ Tests using them carry the `unleash` marker, which never skips on CI.
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from app.demo.unleash_server import LocalUnleash, UnleashNotInstalled, start_unleash
+from app.flags.loader import BUNDLED_CONFIG, load_config
+from app.flags.model import FlagConfig, FlagDefinition, FlagState, GlobalSettings, Rollout
 from tests.conftest import fresh_postgres_database
 
-__all__ = ["UnleashSeed", "unleash", "unleash_server"]
+__all__ = [
+    "BUNDLED_AS_UNLEASH",
+    "UnleashSeed",
+    "bundled_metadata",
+    "seed_bundled_config",
+    "unleash",
+    "unleash_config",
+    "unleash_server",
+    "unleash_view",
+]
 
 PROJECT = "default"
 
@@ -111,12 +125,109 @@ class UnleashSeed:
         return list(found["events"])
 
     def delete_every_feature(self) -> None:
-        """Archive, then delete, every feature of the project (two calls)."""
+        """Archive, then delete, every feature of the project.
+
+        Unleash 8.2.0 records the archive in each feature's lifecycle asynchronously (its
+        event announcer runs about once a second); a feature deleted before that makes
+        the insert fail a foreign key, an unhandled rejection that stops the server. So
+        the delete waits until every archived feature's lifecycle says so."""
         listed = self.call("GET", self.features_path())
         names = [feature["name"] for feature in listed["features"]]
-        if names:
-            self.call("POST", f"/api/admin/projects/{PROJECT}/archive", {"features": names})
-            self.call("POST", f"/api/admin/projects/{PROJECT}/delete", {"features": names})
+        if not names:
+            return
+        self.call("POST", f"/api/admin/projects/{PROJECT}/archive", {"features": names})
+        deadline = time.monotonic() + 15
+        waiting = list(names)
+        while waiting and time.monotonic() < deadline:
+            stages = self.call("GET", f"{self.features_path(waiting[-1])}/lifecycle")
+            if any(stage.get("stage") == "archived" for stage in stages or ()):
+                waiting.pop()
+            else:
+                time.sleep(0.1)
+        self.call("POST", f"/api/admin/projects/{PROJECT}/delete", {"features": names})
+
+
+#: Where `seed_bundled_config` puts each environment of the bundled config: Unleash's
+#: open-source edition has development and production, no staging.
+BUNDLED_AS_UNLEASH = {"production": "production", "development": "staging"}
+
+
+def unleash_view(flag: FlagDefinition) -> FlagDefinition:
+    """`flag` as the unleash backend reads it back once seeded: its state and percentage
+    as one flexibleRollout (100 % when enabled), no targeting rules, on/off variants."""
+    enabled_at_full = flag.state is FlagState.ENABLED or (
+        flag.state is FlagState.ROLLOUT and flag.rollout.percentage == 100
+    )
+    percentage = 100.0 if enabled_at_full else float(int(flag.rollout.percentage))
+    return FlagDefinition(
+        key=flag.key,
+        state=FlagState.ENABLED if enabled_at_full else flag.state,
+        rollout=Rollout(percentage=percentage),
+        metadata=flag.metadata,
+    )
+
+
+def unleash_config(config: FlagConfig, environment: str) -> FlagConfig:
+    """`config` (a bundled environment) as the unleash backend loads it when seeded by
+    `seed_bundled_config` with `bundled_metadata`."""
+    return FlagConfig(
+        version=f"unleash:{PROJECT}",
+        environment=environment,
+        global_=GlobalSettings(
+            safety_flags=config.global_.safety_flags, rollout_steps=config.global_.rollout_steps
+        ),
+        phases=config.phases,
+        phases_start=config.phases_start,
+        flags={key: unleash_view(flag) for key, flag in config.flags.items()},
+    )
+
+
+def bundled_metadata(path: Path) -> Path:
+    """The bundled config's plan and per-flag metadata as the backend's metadata file."""
+    config = load_config(BUNDLED_CONFIG, "production")
+    document = {
+        "phases": {
+            "start": config.phases_start.isoformat() if config.phases_start else None,
+            "list": [phase.model_dump() for phase in config.phases],
+        },
+        "safety_flags": list(config.global_.safety_flags),
+        "rollout_steps": list(config.global_.rollout_steps),
+        "flags": {key: flag.metadata.model_dump(mode="json") for key, flag in config.flags.items()},
+    }
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return path
+
+
+def seed_bundled_config(seed: UnleashSeed) -> None:
+    """Every flag of the bundled config as an Unleash feature with one flexibleRollout
+    strategy per environment (`BUNDLED_AS_UNLEASH`), switched on unless disabled."""
+    configs = {
+        unleash_env: load_config(BUNDLED_CONFIG, bundled_env)
+        for unleash_env, bundled_env in BUNDLED_AS_UNLEASH.items()
+    }
+
+    def one(key: str) -> None:
+        seed.call("POST", seed.features_path(), {"name": key, "type": "release"})
+        for environment, config in configs.items():
+            flag = unleash_view(config.flags[key])
+            seed.call(
+                "POST",
+                f"{seed.features_path(key)}/environments/{environment}/strategies",
+                {
+                    "name": "flexibleRollout",
+                    "constraints": [],
+                    "parameters": {
+                        "rollout": str(int(flag.rollout.percentage)),
+                        "stickiness": "default",
+                        "groupId": key,
+                    },
+                },
+            )
+            if flag.state is not FlagState.DISABLED:
+                seed.switch(key, environment, on=True)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(one, configs["production"].flags))
 
 
 @pytest.fixture(scope="session")
