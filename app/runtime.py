@@ -229,21 +229,29 @@ class Runtime:
 
     def overview(self, environment: str, at: datetime | None = None) -> Overview:
         """Every flag of `environment` with its numbers, from the first source that answers."""
-        from app.services.overview import load_overview
+        from app.services.overview import load_overview, with_external_changes
         from queries.audit import LAST_CHANGE_COLUMNS, last_changes
         from queries.frames import empty_frame
 
         at = at or datetime.now(UTC)
         notices = list(self.notices)
+        snapshot = self.backend.load(environment)
         changes = empty_frame(LAST_CHANGE_COLUMNS)
         if self.engine is not None:
             try:
                 changes = last_changes(self.engine, environment)
             except SourceUnavailable as error:
                 notices.append(f"{error}: last changes are not shown.")
+        outside = getattr(self.backend, "external_changes", None)
+        if outside is not None:  # a flag server: changes made in its own UI count too
+            try:
+                changes = with_external_changes(changes, outside(environment))
+            except (SourceUnavailable, RuntimeError) as error:
+                notices.append(f"{error}: changes made in the flag server are not shown.")
         s = self.settings
         return load_overview(
-            config=self.config(environment),
+            config=snapshot.config,
+            read_only=snapshot.read_only,
             environment=environment,
             sources=self.sources.metrics(),
             changes=changes,

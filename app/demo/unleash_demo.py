@@ -4,12 +4,13 @@ The launcher starts the pinned unleash-server (app/demo/unleash_server.py, as th
 start it) over a PostgreSQL database of its own, creates the bundled demo flags there
 the first time (production from the base file, development from the staging overrides),
 and keeps the tokens in the state directory (readable by its owner only) so a second
-start reuses the same server data. The simulator then evaluates every flag through the
-real `UnleashClient` SDK.
+start reuses the same server data. Each state directory has its own database. The
+simulator then evaluates every flag through the real `UnleashClient` SDK.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -29,7 +30,6 @@ __all__ = [
 
 #: Unleash environment → the bundled config's environment it is seeded from.
 DEMO_ENVIRONMENTS = {"production": "production", "development": "staging"}
-DEMO_DATABASE = "rollout_demo_unleash"
 POSTGRES_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 
 
@@ -39,45 +39,56 @@ class DemoUnleash:
     seeded: int
 
 
-def _demo_database(admin_dsn: str = POSTGRES_ADMIN) -> str:
-    """The demo's Unleash database on the local PostgreSQL, created when missing."""
+def demo_database_name(state_dir: Path) -> str:
+    """One Unleash database per demo state directory: `rollout_demo_unleash_<hash>`."""
+    digest = hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:8]
+    return f"rollout_demo_unleash_{digest}"
+
+
+def _demo_database(name: str, fresh: bool, admin_dsn: str = POSTGRES_ADMIN) -> str:
+    """The demo's Unleash database on the local PostgreSQL, created when missing, and
+    recreated when `fresh` (its tokens were lost: Unleash makes tokens on a first start
+    only, so the old database would refuse the new ones)."""
     import psycopg
 
     try:
         with psycopg.connect(admin_dsn, autocommit=True, connect_timeout=5) as admin:
+            if fresh:
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             found = admin.execute(
-                "SELECT 1 FROM pg_database WHERE datname = %s", (DEMO_DATABASE,)
+                "SELECT 1 FROM pg_database WHERE datname = %s", (name,)
             ).fetchone()
             if found is None:
-                admin.execute(f'CREATE DATABASE "{DEMO_DATABASE}"')
+                admin.execute(f'CREATE DATABASE "{name}"')
     except psycopg.OperationalError as error:
         raise SystemExit(
             "--with-unleash needs PostgreSQL at 127.0.0.1:5432 (user postgres) for the "
             f"Unleash server's data: {str(error).splitlines()[0]}"
         ) from None
-    return f"postgres://postgres@127.0.0.1:5432/{DEMO_DATABASE}"
+    return f"postgres://postgres@127.0.0.1:5432/{name}"
 
 
-def _tokens(state_dir: Path) -> dict[str, str]:
-    """The demo server's admin token and SDK secret, made once and kept (mode 0600)."""
+def _tokens(state_dir: Path) -> tuple[dict[str, str], bool]:
+    """The demo server's admin token and SDK secret, made once and kept (mode 0600);
+    True when they were just made."""
     import secrets
 
     path = state_dir / "unleash-tokens.json"
     if path.is_file():
         stored = json.loads(path.read_text())
-        return {"admin": str(stored["admin"]), "sdk": str(stored["sdk"])}
+        return {"admin": str(stored["admin"]), "sdk": str(stored["sdk"])}, False
     tokens = {"admin": f"*:*.{secrets.token_hex(16)}", "sdk": secrets.token_hex(16)}
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "w") as handle:
         json.dump(tokens, handle)
-    return tokens
+    return tokens, True
 
 
 def start_demo_unleash(state_dir: Path, flags_file: Path) -> DemoUnleash:
     """Start the demo's Unleash and seed it from `flags_file` when its project is empty."""
-    tokens = _tokens(state_dir)
+    tokens, new = _tokens(state_dir)
     server = start_unleash(
-        _demo_database(),
+        _demo_database(demo_database_name(state_dir), fresh=new),
         state_dir / "unleash.log",
         environments=tuple(DEMO_ENVIRONMENTS),
         admin_token=tokens["admin"],

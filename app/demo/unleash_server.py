@@ -101,6 +101,8 @@ class LocalUnleash:
     sdk_tokens: dict[str, str]
     process: subprocess.Popen[bytes]
     log_path: Path
+    #: name → admin token of someone else (see `start_unleash`'s `other_admins`)
+    other_tokens: dict[str, str] = field(default_factory=dict, repr=False)
     _stopped: bool = field(default=False, repr=False)
 
     @property
@@ -134,11 +136,13 @@ def start_unleash(
     cache: Path | None = None,
     admin_token: str | None = None,
     sdk_secret: str | None = None,
+    other_admins: Sequence[str] = (),
     timeout: float = 60.0,
 ) -> LocalUnleash:
     """Start the pinned unleash-server over `database_url` (`postgres://…`, a database
     of its own) and wait for `/health`. The tokens are created on the first start only:
-    reusing a database needs the same `admin_token` and `sdk_secret`."""
+    reusing a database needs the same `admin_token` and `sdk_secret`. `other_admins` are
+    names of further admin tokens (someone else writing in Unleash): `other_tokens`."""
     cache = install_unleash(cache)
     node = shutil.which("node")
     assert node is not None  # install_unleash checked
@@ -146,6 +150,7 @@ def start_unleash(
     port = port or _free_port()
     admin_token = admin_token or f"*:*.{secrets.token_hex(16)}"
     sdk_secret = sdk_secret or secrets.token_hex(16)
+    others = {name: f"*:*.{secrets.token_hex(16)}" for name in other_admins}
     env = {
         "PATH": os.environ.get("PATH", ""),
         "HOME": os.environ.get("HOME", str(cache)),
@@ -155,6 +160,7 @@ def start_unleash(
         "UNLEASH_ADMIN_TOKEN_NAME": ADMIN_TOKEN_NAME,
         "UNLEASH_SDK_ENVIRONMENTS": ",".join(environments),
         "UNLEASH_SDK_SECRET": sdk_secret,
+        "UNLEASH_OTHER_ADMIN_TOKENS": ",".join(f"{n}={t}" for n, t in others.items()),
     }
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
@@ -168,6 +174,7 @@ def start_unleash(
         {name: f"default:{name}.{sdk_secret}" for name in environments},
         process,
         log_path,
+        others,
     )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

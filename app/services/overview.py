@@ -8,11 +8,12 @@ answer, and says so in `notices` instead of failing.
 from __future__ import annotations
 
 import contextvars
+import math
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import pandas as pd
 
@@ -38,6 +39,7 @@ from queries.frames import (
 from queries.source import MetricsSource, counting_queries, first_answer
 
 __all__ = [
+    "ExternalEdit",
     "FlagRow",
     "LastChange",
     "Overview",
@@ -47,6 +49,7 @@ __all__ = [
     "load_overview",
     "pending_first",
     "treatment_vs_control",
+    "with_external_changes",
 ]
 
 
@@ -57,6 +60,9 @@ class LastChange:
     action: str
     from_percentage: float
     to_percentage: float
+    #: for a change made outside the dashboard (in Unleash's own UI or API), what its
+    #: log says: 'changed in Unleash by olga: rollout 5 % → 25 %'
+    summary: str = ""
 
 
 @dataclass(frozen=True)
@@ -80,6 +86,8 @@ class FlagRow:
     reasons: tuple[str, ...] = ()
     #: when a kill or rollback took the rollout variant out of every evaluation
     mitigated_at: datetime | None = None
+    #: why the dashboard only shows this flag (a flag server's flag it cannot map safely)
+    read_only: str = ""
 
     @property
     def why(self) -> str:
@@ -105,8 +113,9 @@ class FlagRow:
                 "at": change.at.isoformat(),
                 "actor": change.actor,
                 "action": change.action,
-                "from_percentage": change.from_percentage,
-                "to_percentage": change.to_percentage,
+                "from_percentage": None if change.summary else change.from_percentage,
+                "to_percentage": None if change.summary else change.to_percentage,
+                "summary": change.summary or None,
             },
         }
 
@@ -149,13 +158,15 @@ def build_overview_rows(
     now: datetime,
     recent: timedelta,
     counts: Mapping[str, Mapping[str, VariantCounts]] | None = None,
+    read_only: Mapping[str, str] | None = None,
 ) -> list[FlagRow]:
     """One row per configured flag, sorted: unhealthy first, then degraded, then
     recently changed, then by phase and key. Metrics of unconfigured flags are ignored.
     `counts` (flag -> variant -> counts over the window, where a source gave them)
     lets the health catch a treatment failing significantly more than its control. A
     flag killed or rolled back to 0 % whose rollout variant is no longer evaluated is
-    mitigated (`mitigated_at`): never red; the page says since when."""
+    mitigated (`mitigated_at`): never red; the page says since when. `read_only` (flag →
+    reason) marks the flags the dashboard shows but cannot change."""
     per_variant: dict[str, dict[str, float]] = {}
     for flag, variant, rate in _columns(rates, "flag", "variant", "evaluations_per_second"):
         per_variant.setdefault(str(flag), {})[str(variant)] = float(rate)
@@ -167,10 +178,15 @@ def build_overview_rows(
     in_time = sparklines.sort_values("timestamp", kind="stable")
     for flag, value in _columns(in_time, "flag", "evaluations_per_second"):
         lines.setdefault(str(flag), []).append(float(value))
+    summaries = (
+        changes["summary"].fillna("").tolist() if "summary" in changes else [""] * len(changes)
+    )
     last = {
-        str(flag): LastChange(at, str(actor), str(action), float(before), float(after))
-        for flag, at, actor, action, before, after in _columns(
-            changes, "flag", "at", "actor", "action", "from_percentage", "to_percentage"
+        str(flag): LastChange(at, str(actor), str(action), float(before), float(after), summary)
+        for (flag, at, actor, action, before, after), summary in zip(
+            _columns(changes, "flag", "at", "actor", "action", "from_percentage", "to_percentage"),
+            summaries,
+            strict=True,
         )
     }
 
@@ -206,6 +222,7 @@ def build_overview_rows(
                 last_change=last.get(key),
                 reasons=report.reasons,
                 mitigated_at=mitigated_at,
+                read_only=(read_only or {}).get(key, ""),
             )
         )
 
@@ -219,6 +236,55 @@ def build_overview_rows(
         )
 
     return sorted(rows, key=order)
+
+
+def with_external_changes(changes: pd.DataFrame, external: Sequence[ExternalEdit]) -> pd.DataFrame:
+    """`changes` (the dashboard's last applied change per flag) with the changes made
+    outside the dashboard: per flag, whichever is newer. An outside change carries its
+    `summary` ('changed in Unleash by olga: …') and no percentages (NaN)."""
+    if not external:
+        return changes
+    newest: dict[str, ExternalEdit] = {}
+    for edit in external:
+        if edit.flag not in newest or edit.at > newest[edit.flag].at:
+            newest[edit.flag] = edit
+    frame = changes.copy()
+    if "summary" not in frame:
+        frame["summary"] = ""
+    ours = {str(flag): at for flag, at in _columns(frame, "flag", "at")}
+    outside = [
+        edit
+        for flag, edit in sorted(newest.items())
+        if flag not in ours or pd.Timestamp(edit.at) > pd.Timestamp(ours[flag])
+    ]
+    if not outside:
+        return frame
+    kept = frame[~frame["flag"].isin({edit.flag for edit in outside})]
+    added = pd.DataFrame(
+        {
+            "flag": [edit.flag for edit in outside],
+            "at": [edit.at for edit in outside],
+            "actor": [edit.actor for edit in outside],
+            "action": ["external"] * len(outside),
+            "from_percentage": [math.nan] * len(outside),
+            "to_percentage": [math.nan] * len(outside),
+            "summary": [edit.label for edit in outside],
+        }
+    )
+    return pd.concat([kept, added], ignore_index=True) if len(kept) else added
+
+
+class ExternalEdit(Protocol):
+    """A change made outside the dashboard (the Unleash backend's `ExternalChange`)."""
+
+    @property
+    def flag(self) -> str: ...
+    @property
+    def at(self) -> datetime: ...
+    @property
+    def actor(self) -> str: ...
+    @property
+    def label(self) -> str: ...
 
 
 def _columns(frame: pd.DataFrame, *names: str) -> Iterator[tuple[Any, ...]]:
@@ -294,6 +360,7 @@ def load_overview(
     at: datetime,
     recent: timedelta,
     notices: Sequence[str] = (),
+    read_only: Mapping[str, str] | None = None,
 ) -> Overview:
     """The overview from the first source that answers; each one that did not is named
     in `notices`. With no source answering, every flag shows `no_data`."""
@@ -337,7 +404,17 @@ def load_overview(
     rates, errors, latency, sparklines, counts = frames
     per_flag = variant_counts_by_flag(counts)
     rows = build_overview_rows(
-        config, rates, errors, latency, sparklines, changes, thresholds, at, recent, counts=per_flag
+        config,
+        rates,
+        errors,
+        latency,
+        sparklines,
+        changes,
+        thresholds,
+        at,
+        recent,
+        counts=per_flag,
+        read_only=read_only,
     )
     return Overview(
         environment=environment,

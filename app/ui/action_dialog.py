@@ -135,11 +135,21 @@ def action_buttons(
     snapshot: FlagSnapshot | None = None,
 ) -> None:
     """`actions` (Advance / Roll back / Kill) for operators, each labelled with where it goes (from
-    `snapshot`, the flags as the page shows them); nothing for viewers."""
+    `snapshot`, the flags as the page shows them); nothing for viewers, and for a read-only
+    flag (a flag server's flag the dashboard cannot map) the reason instead."""
     if identity.role.rank < Role.OPERATOR.rank:
         st.caption("Actions need the operator role.")
         return
     snapshot = snapshot or rt.backend.load(environment)
+    locked = snapshot.read_only.get(flag)
+    if locked is not None:  # never guessed: changed where it is defined, not here
+        st.info(
+            f"🔒 Read-only here: {locked}. Change it in the flag server itself; the "
+            "dashboard shows it, counts it in the health and phase views, and leaves it out "
+            "of an emergency rollback.",
+            icon="ℹ️",
+        )
+        return
     definition = snapshot.flag(flag)
     seen_key = f"{_SEEN}{environment}-{flag}"
     # what this session's page showed last time it was drawn (a click reruns the page

@@ -32,11 +32,24 @@ def flag_detail_url(environment: str, flag: str) -> str:
 
 
 def why_text(row: FlagRow, now: datetime) -> str:
-    """'mitigated 12 min ago' for a killed flag, else every reason it is not healthy."""
+    """'mitigated 12 min ago' for a killed flag, else every reason it is not healthy;
+    a read-only flag says so last ('read-only: its strategy has constraints …')."""
+    locked = (f"read-only: {row.read_only}",) if row.read_only else ()
     if row.mitigated_at is not None:
         mitigated = f"mitigated {format_age((now - row.mitigated_at).total_seconds())} ago"
-        return " · ".join((mitigated, *row.reasons))
-    return row.why
+        return " · ".join((mitigated, *row.reasons, *locked))
+    return " · ".join((*row.reasons, *locked))
+
+
+def last_change_text(row: FlagRow, now: datetime) -> str:
+    """'12 min ago · alice · 25 → 50 %', or for a change made in the flag server itself
+    '3 min ago · changed in Unleash by olga: rollout 5 % → 25 %'; a dash for none."""
+    change = row.last_change
+    if change is None:
+        return "–"
+    if change.summary:
+        return f"{format_age((now - change.at).total_seconds())} ago · {change.summary}"
+    return format_change(change.at, change.actor, change.from_percentage, change.to_percentage, now)
 
 
 def overview_display_frame(
@@ -55,19 +68,14 @@ def overview_display_frame(
             "Flag": [flag_detail_url(environment, r.flag) for r in rows],
             "Why": [why_text(r, now) for r in rows],
             "Phase": [str(r.phase) if r.phase is not None else "–" for r in rows],
-            "State": [str(r.state) for r in rows],
+            "State": [f"🔒 {r.state}" if r.read_only else str(r.state) for r in rows],
             "Rollout %": [r.percentage for r in rows],
             "Evaluations": [format_rate(r.evaluations_per_second) for r in rows],
             "Trend": [list(r.sparkline) for r in rows],
             "Variant split": [format_split(r.variants) for r in rows],
             "Errors": [format_error_rate(r.error_rate) for r in rows],
             "p99": [format_latency(r.p99_seconds) for r in rows],
-            "Last change": [
-                format_change(c.at, c.actor, c.from_percentage, c.to_percentage, now)
-                if (c := r.last_change)
-                else "–"
-                for r in rows
-            ],
+            "Last change": [last_change_text(r, now) for r in rows],
         }
     )
     if requests is not None:

@@ -230,13 +230,22 @@ def seed_bundled_config(seed: UnleashSeed) -> None:
         list(pool.map(one, configs["production"].flags))
 
 
+#: The name of a second admin token of the session's Unleash: someone else writing in
+#: Unleash (its own UI, a script), told apart from the dashboard's `rollout-dashboard`.
+SOMEONE_ELSE = "olga-script"
+
+
 @pytest.fixture(scope="session")
 def unleash_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalUnleash]:
     """The session's real Unleash (fails, never skips, when it cannot start)."""
     log = Path(tmp_path_factory.mktemp("unleash")) / "unleash.log"
     with fresh_postgres_database("unleash_test") as url:
         try:
-            server = start_unleash(url.replace("postgresql+psycopg://", "postgres://"), log)
+            server = start_unleash(
+                url.replace("postgresql+psycopg://", "postgres://"),
+                log,
+                other_admins=[SOMEONE_ELSE],
+            )
         except (UnleashNotInstalled, RuntimeError) as error:
             pytest.fail(f"could not start a local Unleash server: {error}")
         try:
