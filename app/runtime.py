@@ -49,7 +49,7 @@ from queries.source import SourceUnavailable
 if TYPE_CHECKING:
     from app.approvals import Approvals, Decision
     from app.rollout.roles import Identity
-    from app.services.overview import Overview
+    from app.services.overview import ExternalEdit, Overview
     from app.services.overview_cache import SharedOverviewCache
     from queries.prometheus import PrometheusMetrics
     from queries.sources import Sources
@@ -262,6 +262,18 @@ class Runtime:
             recent=timedelta(hours=s.recent_change_hours),
             notices=notices,
         )
+
+    def latest_outside_change(self, environment: str, flag: str) -> ExternalEdit | None:
+        """The newest change of `flag` made in the flag server itself (not by the
+        dashboard), when the backend keeps such a log and it answers; else None."""
+        outside = getattr(self.backend, "external_changes", None)
+        if outside is None:
+            return None
+        try:
+            changes: list[ExternalEdit] = outside(environment)
+        except (SourceUnavailable, RuntimeError):
+            return None
+        return next((change for change in changes if change.flag == flag), None)
 
     def cached_overview(self, environment: str) -> Overview:
         """`overview(environment)` computed once per refresh interval for every viewer of

@@ -21,6 +21,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import pandas as pd
@@ -43,7 +44,7 @@ from app.rollout.audit import AuditEntry, Outcome, describe_change
 from app.rollout.guards import GuardResult
 from app.rollout.roles import Identity, Role
 from app.runtime import Runtime
-from app.ui.format import escape_markdown, format_duration, format_guard_values
+from app.ui.format import escape_markdown, format_age, format_duration, format_guard_values
 from app.ui.pending_requests import REQUESTS_PAGE
 
 __all__ = [
@@ -282,7 +283,14 @@ def _open(rt: Runtime, identity: Identity, request: ActionRequest, seen: str | N
     stale = plan is not None and request.flag and plan.snapshot.versions.get(request.flag) != seen
     if stale and request.flag and seen is not None:
         last = rt.audit.latest_applied(request.environment, request.flag)
-        who = describe_change(last) if last is not None else "an edit outside the audit log"
+        outside = rt.latest_outside_change(request.environment, request.flag)
+        if outside is not None and (last is None or outside.at > last.at):
+            age = format_age((datetime.now(UTC) - outside.at).total_seconds())
+            who = f"{outside.label} ({age} ago)"
+        elif last is not None:
+            who = describe_change(last)
+        else:
+            who = "an edit outside the audit log"
         note = f"Changed since you looked: {who}. The dialog shows the flag as it is now."
     st.session_state[f"{_DIALOG}{key}"] = {"plan": plan, "error": error, "note": note}
     title = _title(request, plan)
