@@ -263,16 +263,20 @@ class Runtime:
             notices=notices,
         )
 
-    def latest_outside_change(self, environment: str, flag: str) -> ExternalEdit | None:
-        """The newest change of `flag` made in the flag server itself (not by the
-        dashboard), when the backend keeps such a log and it answers; else None."""
+    def outside_changes(self, environment: str) -> list[ExternalEdit] | None:
+        """The changes made in the flag server itself (not by the dashboard), newest
+        first: [] for a backend without such a log, None when the log does not answer."""
         outside = getattr(self.backend, "external_changes", None)
         if outside is None:
-            return None
+            return []
         try:
-            changes: list[ExternalEdit] = outside(environment)
+            return list(outside(environment))
         except (SourceUnavailable, RuntimeError):
             return None
+
+    def latest_outside_change(self, environment: str, flag: str) -> ExternalEdit | None:
+        """The newest change of `flag` made in the flag server itself, if known."""
+        changes = self.outside_changes(environment) or []
         return next((change for change in changes if change.flag == flag), None)
 
     def cached_overview(self, environment: str) -> Overview:

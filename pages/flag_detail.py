@@ -27,7 +27,7 @@ from app.services.flag_detail import (
 )
 from app.ui.action_dialog import action_buttons, guard_table, show_last_outcome
 from app.ui.flag_charts import error_chart, latency_chart, mitigation_chart, rate_chart
-from app.ui.format import HEALTH_BADGES, format_age, format_rate, source_label
+from app.ui.format import HEALTH_BADGES, escape_markdown, format_age, format_rate, source_label
 from app.ui.overview_table import why_text
 from app.ui.pending_requests import flag_request_notice
 from app.ui.widgets import LinkedWidgets, current_identity, environment_picker, runtime
@@ -248,6 +248,16 @@ def history_panel(detail: FlagDetail) -> None:
         st.dataframe(history_table(detail.history), hide_index=True, width="stretch")
     else:
         st.caption("No recorded change.")
+    outside = [c for c in rt.outside_changes(environment) or () if c.flag == key]
+    if outside:
+        now = datetime.now(UTC)
+        st.caption("Made in Unleash itself (its event log), not through the dashboard:")
+        st.markdown(
+            "\n".join(
+                f"- {format_age((now - c.at).total_seconds())} ago · {escape_markdown(c.label)}"
+                for c in outside[:20]
+            )
+        )
 
 
 @st.fragment(run_every=REFRESH[refresh_name])

@@ -11,6 +11,7 @@ from app.services.phases import (
     SOURCE,
     burn_up_frame,
     load_phases,
+    outside_changes_table,
     phase_table,
     phase_table_csv,
     timeline_frame,
@@ -158,6 +159,21 @@ def phases_panel() -> None:
     timeline.update_layout(barmode="group")
     timeline.add_vline(x=now.timestamp() * 1000, line_dash="dot", line_color="grey")
     timeline_col.plotly_chart(timeline, config=_chart_config(f"phases-timeline-{environment}"))
+
+    outside = rt.outside_changes(environment)
+    if outside is None:
+        st.warning("The flag server's event log did not answer: changes made there are not shown.")
+    elif outside:
+        st.subheader("Changes made in Unleash itself")
+        st.caption(
+            "From Unleash's event log: made in its own UI or API, not through the dashboard, "
+            "so they are in neither the audit history nor the burn-up above."
+        )
+        st.dataframe(
+            outside_changes_table(outside, rt.config(environment), now),
+            hide_index=True,
+            width="stretch",
+        )
 
 
 phases_panel()

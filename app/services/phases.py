@@ -31,7 +31,8 @@ from app.analysis.phase_history import (
 from app.analysis.progress import PhaseProgress, phase_progress
 from app.flags.model import FlagConfig
 from app.rollout.audit import AuditEntry, AuditLog
-from app.services.overview import FlagRow
+from app.services.overview import ExternalEdit, FlagRow
+from app.ui.format import format_age
 
 __all__ = [
     "HISTORY_LIMIT",
@@ -43,6 +44,7 @@ __all__ = [
     "burn_up_frame",
     "flag_conditions",
     "load_phases",
+    "outside_changes_table",
     "phase_table",
     "phase_table_csv",
     "schedule_text",
@@ -288,3 +290,19 @@ def timeline_frame(view: PhasesView) -> pd.DataFrame:
             kind = "actual" if s.actual_finish is not None else "actual (open)"
             rows.append((label, kind, s.actual_start, end, schedule_text(s)))
     return pd.DataFrame(rows, columns=["Phase", "Kind", "Start", "Finish", "Schedule"])
+
+
+def outside_changes_table(
+    changes: Sequence[ExternalEdit], config: FlagConfig, now: datetime
+) -> pd.DataFrame:
+    """The changes made in the flag server itself (Unleash's UI or API), newest first:
+    When, Phase, Flag, Change ('changed in Unleash by olga: rollout 5 % → 25 %')."""
+    phases = {key: flag.phase for key, flag in config.flags.items()}
+    return pd.DataFrame(
+        {
+            "When": [f"{format_age((now - c.at).total_seconds())} ago" for c in changes],
+            "Phase": [str(phases.get(c.flag) or "–") for c in changes],
+            "Flag": [c.flag for c in changes],
+            "Change": [c.label for c in changes],
+        }
+    )

@@ -137,6 +137,19 @@ def test_acting_on_unleash_while_someone_changes_it_there(
     assert "🔒 enabled" in beta and any(c.startswith("read-only: ") for c in beta), beta
     _no_error(overview, token)
 
+    # The flag's own history and the phases page list it too, labelled as made in Unleash.
+    history = _flag_page(chromium, server, "checkout")
+    expect(history.get_by_text("Made in Unleash itself", exact=False)).to_be_visible(timeout=30_000)
+    expect(
+        history.get_by_text(f"changed in Unleash by {SOMEONE_ELSE}: rollout 10 % → 50 %")
+    ).to_be_visible()
+    phases = chromium.new_page(viewport=VIEWPORT)
+    phases.goto(f"{server.url}/phases?env=production")
+    expect(phases.get_by_role("heading", name="Changes made in Unleash itself")).to_be_visible(
+        timeout=45_000
+    )
+    _no_error(phases, token)
+
     # Its flag page says why and offers no button that would change it.
     locked = _flag_page(chromium, server, "beta_users")
     expect(locked.get_by_text("Read-only here: ", exact=False)).to_contain_text("constraints")

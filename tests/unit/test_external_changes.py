@@ -108,3 +108,39 @@ def test_a_read_only_flag_says_why_after_its_health_reasons() -> None:
     row = _row(read_only="its strategy has constraints", reasons=("errors 6 % > 5 %",))
     assert why_text(row, NOW) == "errors 6 % > 5 % · read-only: its strategy has constraints"
     assert why_text(_row(), NOW) == ""
+
+
+def test_the_phases_page_lists_outside_changes_with_their_phase() -> None:
+    from app.flags.model import FlagConfig, FlagDefinition, FlagMetadata
+    from app.services.phases import outside_changes_table
+
+    config = FlagConfig(
+        version="1",
+        flags={
+            "checkout": FlagDefinition(
+                key="checkout", state=FlagState.ROLLOUT, metadata=FlagMetadata(phase=3)
+            ),
+            "dark_mode": FlagDefinition(key="dark_mode", state=FlagState.DISABLED),
+        },
+    )
+    edits = [
+        Edit("checkout", NOW - timedelta(minutes=3), "olga", "rollout 10 % → 25 %"),
+        Edit("dark_mode", NOW - timedelta(hours=2), "pat", "switched off"),
+    ]
+
+    table = outside_changes_table(edits, config, NOW)
+
+    assert table.to_dict("records") == [
+        {
+            "When": "3 min ago",
+            "Phase": "3",
+            "Flag": "checkout",
+            "Change": "changed in Unleash by olga: rollout 10 % → 25 %",
+        },
+        {
+            "When": "2 h ago",
+            "Phase": "–",
+            "Flag": "dark_mode",
+            "Change": "changed in Unleash by pat: switched off",
+        },
+    ]
