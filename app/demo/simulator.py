@@ -330,9 +330,13 @@ def main(argv: list[str] | None = None) -> int:
     registry = CollectorRegistry()
     if args.unleash_api_url:
         from app.demo.unleash_workload import connect
+        from app.runtime import open_backend
+        from app.settings import load_settings
 
         tokens = json.loads(os.environ.get("ROLLOUT_DEMO_UNLEASH_SDK_TOKENS", "{}"))
-        workload = Workload(None, registry, evaluators=connect(args.unleash_api_url, tokens))
+        backend = open_backend(load_settings(), None)  # the dashboard's, from ROLLOUT_*
+        evaluators = connect(args.unleash_api_url, tokens, backend)
+        workload = Workload(None, registry, evaluators=evaluators)
     elif args.flags_file is not None:
         workload = Workload(args.flags_file, registry)
     else:

@@ -2,17 +2,23 @@
 
 One client per Unleash environment, with that environment's SDK token, refreshing every
 2 s: a change made on the dashboard (or in Unleash) reaches the simulated users as it
-reaches a real service. A flag the SDK says is enabled for a user serves `on`, else
-`off`; the workload adds its usual errors and latencies on top.
+reaches a real service. A flag the SDK says is enabled for a user serves its rollout
+variant, else its default one; the workload adds its usual errors and latencies on top.
+
+With the dashboard's flag backend (`backend`), the flags are read as the dashboard maps
+them, at the SDK's pace, and the simulated instances report that configuration's
+version, so the propagation guard sees a change arrive about one refresh later.
 """
 
 from __future__ import annotations
 
 import logging
 import tempfile
+import time
 from datetime import datetime
 from typing import Any
 
+from app.flags.backend import FlagBackend
 from app.flags.evaluator import EvaluationContext, EvaluationResult, Reason
 from app.flags.model import FlagConfig, FlagDefinition, FlagState
 
@@ -24,10 +30,12 @@ REFRESH_SECONDS = 2
 class UnleashEvaluators:
     """The `Evaluators` of one environment, backed by a started UnleashClient."""
 
-    def __init__(self, client: Any, environment: str) -> None:
+    def __init__(self, client: Any, environment: str, backend: FlagBackend | None = None) -> None:
         self.client = client
         self.environment = environment
+        self.backend = backend
         self._config = FlagConfig(version="unleash", environment=environment)
+        self._read_at = 0.0
         self.maybe_reload()
 
     @property
@@ -35,7 +43,19 @@ class UnleashEvaluators:
         return self._config
 
     def maybe_reload(self) -> bool:
-        """The flag list as the SDK last fetched it; True when it changed."""
+        """The flags as the dashboard maps them (every refresh interval), or the flag
+        list as the SDK last fetched it; True when it changed."""
+        if self.backend is not None:
+            if time.monotonic() - self._read_at < REFRESH_SECONDS:
+                return False
+            self._read_at = time.monotonic()
+            try:
+                config = self.backend.load(self.environment).config
+            except (OSError, RuntimeError, ValueError):
+                return False  # Unleash down: the SDK serves what it last fetched
+            changed = config != self._config
+            self._config = config
+            return changed
         names = sorted(self.client.feature_definitions())
         if names == sorted(self._config.flags):
             return False
@@ -50,12 +70,18 @@ class UnleashEvaluators:
         self, flag: FlagDefinition, context: EvaluationContext, now: datetime
     ) -> EvaluationResult:
         on = self.client.is_enabled(flag.key, {"userId": context.user_id})
-        if on:
-            return EvaluationResult(flag.key, "on", True, Reason.SPLIT)
-        return EvaluationResult(flag.key, "off", False, Reason.DEFAULT)
+        variant = flag.rollout.variant if on else flag.default_variant
+        return EvaluationResult(
+            flag.key,
+            variant,
+            flag.variants.get(variant, on),
+            Reason.SPLIT if on else Reason.DEFAULT,
+        )
 
 
-def connect(api_url: str, sdk_tokens: dict[str, str]) -> dict[str, UnleashEvaluators]:
+def connect(
+    api_url: str, sdk_tokens: dict[str, str], backend: FlagBackend | None = None
+) -> dict[str, UnleashEvaluators]:
     """One started UnleashClient per environment (`api_url` ends with `/api`)."""
     from UnleashClient import UnleashClient  # type: ignore[attr-defined]
 
@@ -73,7 +99,7 @@ def connect(api_url: str, sdk_tokens: dict[str, str]) -> dict[str, UnleashEvalua
             multiple_instance_mode=_allow_many(),
         )
         client.initialize_client()
-        evaluators[environment] = UnleashEvaluators(client, environment)
+        evaluators[environment] = UnleashEvaluators(client, environment, backend)
     return evaluators
 
 

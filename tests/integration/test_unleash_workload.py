@@ -39,3 +39,35 @@ def test_the_workload_serves_on_to_the_rollout_share_the_sdk_fetched(unleash: Un
     # A disabled environment serves nobody, whatever its strategy's rollout.
     assert ("dark_mode", "on") not in counts
     assert counts[("dark_mode", "off")] > 0
+
+
+def test_with_the_dashboards_backend_instances_report_the_version_it_shows(
+    unleash: UnleashSeed,
+) -> None:
+    from app.flags.unleash_api import UnleashApi
+    from app.flags.unleash_backend import UnleashFlagBackend
+
+    unleash.create("checkout_v2", rollout=30)
+    server = unleash.server
+    backend = UnleashFlagBackend(UnleashApi(server.url, server.admin_token))
+    evaluators = connect(server.api_url, {"production": server.sdk_tokens["production"]}, backend)
+    try:
+        shown = backend.load("production").config
+        production = evaluators["production"]
+        assert production.config == shown
+        assert production.config.loaded_version == shown.loaded_version
+        flag = shown.flags["checkout_v2"]
+        served = {
+            production.evaluate(flag, _context(str(user)), datetime.now(UTC)).variant
+            for user in range(200)
+        }
+        assert served == {flag.rollout.variant, flag.default_variant}
+    finally:
+        for evaluator in evaluators.values():
+            evaluator.client.destroy()
+
+
+def _context(user: str):  # type: ignore[no-untyped-def]
+    from app.flags.evaluator import EvaluationContext
+
+    return EvaluationContext(user_id=user, user_type="member", environment="production")
