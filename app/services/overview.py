@@ -334,6 +334,9 @@ def load_overview(
     else:
         source, (frames, newest, queries) = answer
         name = source.name
+        hint = getattr(source, "no_series_hint", None)
+        if newest is None and callable(hint):
+            notices.append(str(hint(environment)))
     rates, errors, latency, sparklines, counts = frames
     per_flag = variant_counts_by_flag(counts)
     rows = build_overview_rows(

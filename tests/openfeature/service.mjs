@@ -10,7 +10,7 @@
 // control users: the first `fail` users' evaluations throw in the provider, the next
 // `targeted` get the treatment by TARGETING_MATCH, then `treatment` and `control` users
 // get "on" / "off" by SPLIT. What the SDK returned is counted (not what was planned)
-// and written to `out` after every tick. The first line on stdout is the exporter's
+// and written to `out` after every tick, with the time each tick ended. The first line on stdout is the exporter's
 // port as JSON: {"port": 12345}.
 //
 // Two traps of the JS side, both handled here: the hook imports @opentelemetry/api-logs
@@ -66,7 +66,8 @@ function size(spec) {
   return spec.fail + spec.targeted + spec.treatment + spec.control;
 }
 
-const exporter = new PrometheusExporter({ host: "127.0.0.1", port: plan.port ?? 0 });
+// port 0 would mean the exporter's default (9464): the caller picks a free one
+const exporter = new PrometheusExporter({ host: "127.0.0.1", port: plan.port });
 const meterProvider = new MeterProvider({
   resource: resourceFromAttributes({
     "service.name": "openfeature-test-service",
@@ -89,8 +90,7 @@ function add(table, name) {
   table[name] = (table[name] ?? 0) + 1;
 }
 
-let ticks = 0;
-const startedAt = Date.now() / 1000;
+const tickTimes = []; // when each tick's evaluations were done (epoch seconds)
 
 async function tick() {
   for (const [key, spec] of Object.entries(plan.flags)) {
@@ -109,11 +109,11 @@ async function tick() {
       add(tally.reasons, details.reason);
     }
   }
-  ticks += 1;
+  tickTimes.push(Date.now() / 1000);
   const out = `${plan.out}.tmp`;
   writeFileSync(
     out,
-    JSON.stringify({ environment: plan.environment, started_at: startedAt, ticks, at: Date.now() / 1000, flags: counted }),
+    JSON.stringify({ environment: plan.environment, tick_times: tickTimes, flags: counted }),
   );
   renameSync(out, plan.out);
 }
