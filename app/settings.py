@@ -303,7 +303,7 @@ class Settings(BaseSettings):
         for name in OVERRIDABLE:
             value = getattr(self, f"metric_{name}")
             if value is not None:
-                overrides[name] = tuple(value.split(",")) if name in _NON_NAME_FIELDS else value
+                overrides[name] = tuple(value.split(",")) if name == "environment_join" else value
         return replace(PRESETS[self.metric_preset], **overrides)
 
     @property

@@ -4,14 +4,14 @@
 //
 //   node service.mjs PLAN.json
 //
-// PLAN: {"environment": "production", "out": "counted.json", "tick_ms": 250,
+// PLAN: {"environment": "production", "port": 9464, "out": "counted.json", "tick_ms": 250,
 //        "flags": {"<key>": {"fail": 20, "targeted": 0, "treatment": 45, "control": 135}}}
 // Every tick, each flag is evaluated once for each of fail + targeted + treatment +
 // control users: the first `fail` users' evaluations throw in the provider, the next
 // `targeted` get the treatment by TARGETING_MATCH, then `treatment` and `control` users
 // get "on" / "off" by SPLIT. What the SDK returned is counted (not what was planned)
-// and written to `out` after every tick, with the time each tick ended. The first line on stdout is the exporter's
-// port as JSON: {"port": 12345}.
+// and written to `out` after every tick, with the time each tick ended. The first line
+// on stdout, {"port": N}, says the exporter listens.
 //
 // Two traps of the JS side, both handled here: the hook imports @opentelemetry/api-logs
 // although its package declares it optional, and it takes its meter when constructed,
