@@ -332,6 +332,11 @@ class PrometheusMetrics(CountQuestions):
 
     def no_series_hint(self, environment: str) -> str:
         """What a page says when no series was found for `environment`: where it looked."""
+        if self.names.single_environment:
+            return (
+                f"{self.name}: no series of {self.names.evaluations} at all (single-environment "
+                "mode: there is no environment label to look for)."
+            )
         where = self.names.environment_lookup(environment)
         return (
             f"{self.name}: no series of {self.names.evaluations} for environment "

@@ -35,7 +35,7 @@ from queries.frames import (
     VARIANT_COUNT_COLUMNS,
     empty_frame,
 )
-from queries.source import MetricsSource, counting_queries, first_answer
+from queries.source import MetricsSource, counting_queries, first_answer, no_series_notice
 
 __all__ = [
     "FlagRow",
@@ -334,9 +334,9 @@ def load_overview(
     else:
         source, (frames, newest, queries) = answer
         name = source.name
-        hint = getattr(source, "no_series_hint", None)
-        if newest is None and callable(hint):
-            notices.append(str(hint(environment)))
+        missing = no_series_notice(source, environment) if newest is None else None
+        if missing:
+            notices.append(missing)
     rates, errors, latency, sparklines, counts = frames
     per_flag = variant_counts_by_flag(counts)
     rows = build_overview_rows(

@@ -304,7 +304,7 @@ def environment_picker(widgets: LinkedWidgets, rt: Runtime, where: DeltaGenerato
     chosen = widgets.selectbox(where, "Environment", "env", environments, default=environments[0])
     note = single_environment_note(names, environments[0])
     if note and rt.settings.prometheus_url is not None:
-        where.caption(note)
+        st.caption(note)  # full width, under the row of filters
     return chosen if chosen is not None else environments[0]
 
 

@@ -224,3 +224,32 @@ def test_propagation_is_not_available_and_fails_closed_unless_the_policy_passes_
     assert guards["propagation"].passed
     assert guards["propagation"].detail.endswith(": passes by policy")
     assert all(result.passed for result in guards.values()), guards
+
+
+def test_flag_detail_charts_the_failures_and_names_the_join_when_empty(
+    openfeature_scrape: OpenFeatureScrape, tmp_path: Path
+) -> None:
+    from app.services.flag_detail import flag_detail_sources, load_flag_detail
+    from queries.sources import Sources
+
+    config = tmp_path / "feature_flags.yaml"
+    config.write_text(textwrap.dedent(CONFIG).lstrip("\n"), encoding="utf-8")
+    sources = flag_detail_sources(Sources(_source(openfeature_scrape)))
+    at = openfeature_scrape.newest_scrape()
+    detail = load_flag_detail(
+        sources, FlagSnapshot("production", load_config(config)), "new_checkout", [], "15m", at
+    )
+    assert detail.source == "prometheus" and detail.notices == ()
+    assert set(detail.variant_rates["variant"]) == {"on", "off", FAILED_VARIANT}
+    assert not detail.error_rates.empty and detail.latency.empty
+    assert detail.exposure is not None
+    assert detail.exposure.observed == pytest.approx(0.25, abs=0.005)
+    empty = load_flag_detail(
+        sources, FlagSnapshot("qa", load_config(config)), "new_checkout", [], "15m", at
+    )
+    assert empty.variant_rates.empty
+    assert empty.notices == (
+        'prometheus: no series of feature_flag_evaluation_success_total for environment "qa"; '
+        'looked for target_info{deployment_environment_name="qa"} joined on (job, instance) '
+        "to feature_flag_evaluation_success_total.",
+    )

@@ -165,7 +165,10 @@ def test_single_environment_mode_filters_on_no_environment() -> None:
         'feature_toggle_usage_total{toggle="f"}'
     )
     assert source.scoped("x", "production") == "x"
-    assert "single-environment mode" in source.no_series_hint("production")
+    assert source.no_series_hint("production") == (
+        "prometheus: no series of feature_toggle_usage_total at all (single-environment "
+        "mode: there is no environment label to look for)."
+    )
 
 
 def test_unavailable_evidence_comes_from_the_names() -> None:
