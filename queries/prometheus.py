@@ -381,7 +381,10 @@ class PrometheusMetrics(CountQuestions):
         )
         for label, value in named.items():
             if label in by:
-                errors = f'label_replace({errors}, "{label}", {promql_string(value)}, "", "")'
+                errors = (
+                    f"label_replace({errors}, {promql_string(label_name(label))}, "
+                    f'{promql_string(value)}, "", "")'
+                )
         return f"{text} or {errors}"
 
     def series(
