@@ -43,7 +43,7 @@ from app.rollout.actions import (
 from app.rollout.audit import AuditEntry, AuditLog
 from app.rollout.evidence import guard_check
 from app.rollout.guards import GuardPolicy, GuardResult
-from app.settings import FlagBackendKind, Settings
+from app.settings import EvidencePolicy, FlagBackendKind, Settings
 from queries.source import SourceUnavailable
 
 if TYPE_CHECKING:
@@ -116,6 +116,7 @@ class Runtime:
             min_soak=timedelta(minutes=s.min_soak_minutes),
             exposure_tolerance=s.exposure_tolerance,
             soak_window=timedelta(minutes=max(s.min_soak_minutes, 5)),
+            pass_without_evidence=s.guard_without_evidence is EvidencePolicy.PASS,
         )
 
     def guard_check(self) -> GuardCheck:

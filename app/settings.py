@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import tomllib
+from dataclasses import replace
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -25,9 +26,10 @@ from pydantic_settings import (
 
 from app.quoting import quoted
 from app.rollout.roles import Role
-from queries.names import PRESETS, MetricNames, MetricPreset
+from queries.names import OVERRIDABLE, PRESETS, MetricNames, MetricPreset, name_problem
 
 __all__ = [
+    "EvidencePolicy",
     "FlagBackendKind",
     "Settings",
     "SettingsInvalid",
@@ -63,6 +65,20 @@ class FlagBackendKind(StrEnum):
     YAML = "yaml"
     SQL = "sql"
     UNLEASH = "unleash"
+
+
+class EvidencePolicy(StrEnum):
+    """What a guard does when the emitter cannot provide its evidence (OpenFeature has no
+    config-info gauge for propagation): fail closed, as with missing data, or pass."""
+
+    FAIL = "fail"
+    PASS = "pass"  # noqa: S105 - a verdict, not a password
+
+
+#: MetricNames fields that are not a single name: a list of labels, or a flag
+_NON_NAME_FIELDS = frozenset(
+    {"environment_join", "errors_counted_in_evaluations", "variants_are_on_off"}
+)
 
 
 class _SecretsTomlSource(PydanticBaseSettingsSource):
@@ -124,7 +140,69 @@ class Settings(BaseSettings):
     use_recording_rules: bool = Field(
         False, description="Query deploy/prometheus/rollout.rules.yml's series first."
     )
-    metric_preset: MetricPreset = Field(MetricPreset.SEED, description="seed, usage, openfeature.")
+    metric_preset: MetricPreset = Field(
+        MetricPreset.SEED, description="seed, usage, openfeature, unleash."
+    )
+    # -- one override per name the preset holds (queries.names.MetricNames); unset: the
+    # preset's. Metric names and label names are checked against Prometheus's patterns.
+    metric_evaluations: str | None = Field(None, description="Evaluations counter.")
+    metric_errors: str | None = Field(None, description="Error counter ('' = none).")
+    metric_duration: str | None = Field(None, description="Latency histogram ('' = none).")
+    metric_config_info: str | None = Field(None, description="Config-info gauge ('' = none).")
+    metric_rollout_percentage: str | None = Field(
+        None, description="Applied-percentage gauge ('' = none)."
+    )
+    metric_http_requests: str | None = Field(None, description="Canary: request counter.")
+    metric_http_duration: str | None = Field(None, description="Canary: latency histogram.")
+    metric_flag_label: str | None = Field(None, description="Label holding the flag key.")
+    metric_variant_label: str | None = Field(None, description="Label holding the variant.")
+    metric_reason_label: str | None = Field(None, description="Reason label ('' = none).")
+    metric_environment_label: str | None = Field(
+        None, description="Environment label ('' = single-environment mode)."
+    )
+    metric_error_type_label: str | None = Field(None, description="Error type label.")
+    metric_track_label: str | None = Field(None, description="Canary: track label.")
+    metric_environment_info: str | None = Field(
+        None, description="Info metric holding the environment label, e.g. target_info."
+    )
+    metric_environment_join: str | None = Field(
+        None, description="Labels joining the info metric, comma-separated (job,instance)."
+    )
+    metric_errors_counted_in_evaluations: bool | None = Field(
+        None, description="A failed evaluation also counts in the evaluations counter."
+    )
+    metric_variants_are_on_off: bool | None = Field(
+        None, description="The variant label only says on/off (no real variant label)."
+    )
+    guard_without_evidence: EvidencePolicy = Field(
+        EvidencePolicy.FAIL,
+        description="A guard whose evidence the emitter cannot provide: fail (closed) or pass.",
+    )
+
+    @field_validator(
+        *(f"metric_{name}" for name in OVERRIDABLE if name not in _NON_NAME_FIELDS), mode="after"
+    )
+    @classmethod
+    def _valid_metric_name(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        problem = name_problem(str(info.field_name).removeprefix("metric_"), value.strip())
+        if problem:
+            raise ValueError(problem)
+        return value.strip()
+
+    @field_validator("metric_environment_join", mode="after")
+    @classmethod
+    def _valid_join(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        labels = [label.strip() for label in value.split(",")]
+        for label in labels:
+            problem = name_problem("environment_join", label)
+            if problem:
+                raise ValueError(f"{label!r}: {problem}")
+        return ",".join(labels)
+
     rate_window_seconds: int = Field(
         300, ge=15, le=_WEEK_SECONDS, description="Window of rates and quantiles."
     )
@@ -247,7 +325,13 @@ class Settings(BaseSettings):
 
     @property
     def metric_names(self) -> MetricNames:
-        return PRESETS[self.metric_preset]
+        """The preset's names with every `ROLLOUT_METRIC_*` override applied."""
+        overrides: dict[str, Any] = {}
+        for name in OVERRIDABLE:
+            value = getattr(self, f"metric_{name}")
+            if value is not None:
+                overrides[name] = tuple(value.split(",")) if name == "environment_join" else value
+        return replace(PRESETS[self.metric_preset], **overrides)
 
     @property
     def rate_window(self) -> timedelta:

@@ -30,7 +30,13 @@ from app.ui.flag_charts import error_chart, latency_chart, mitigation_chart, rat
 from app.ui.format import HEALTH_BADGES, escape_markdown, format_age, format_rate, source_label
 from app.ui.overview_table import why_text
 from app.ui.pending_requests import flag_request_notice
-from app.ui.widgets import LinkedWidgets, current_identity, environment_picker, runtime
+from app.ui.widgets import (
+    LinkedWidgets,
+    current_identity,
+    emitter_caption,
+    environment_picker,
+    runtime,
+)
 
 rt = runtime()
 identity = current_identity(rt)
@@ -58,6 +64,7 @@ flag = snapshot.flag(key)
 
 st.subheader(key)
 st.caption(flag.metadata.description or "no description")
+emitter_caption(rt)
 row = next((r for r in rt.cached_overview(environment).rows if r.flag == key), None)
 if row is not None:
     sources, window = flag_detail_sources(rt.sources), rt.settings.rate_window

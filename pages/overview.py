@@ -14,6 +14,7 @@ from app.ui.pending_requests import pending_banner, pending_in
 from app.ui.widgets import (
     LinkedWidgets,
     current_identity,
+    emitter_caption,
     environment_picker,
     runtime,
     source_banner,
@@ -35,6 +36,7 @@ st.caption(
     f"{1000 * t.p99_unhealthy_seconds:g} ms unhealthy. Rates over the last "
     f"{t.rate_window_seconds // 60} min."
 )
+emitter_caption(rt)
 
 widgets = LinkedWidgets("overview")
 env_col, phase_col, state_col, health_col, text_col = st.columns([2, 2, 2, 2, 3])

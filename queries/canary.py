@@ -146,10 +146,13 @@ class PrometheusCanaryQueries(PrometheusQuestions):
         metric = self.names.http_requests
         every = self._tracks(metric, environment, tracks)
         failed = self._tracks(metric, environment, tracks, errors=True)
+        scoped = self.prometheus.scoped
+        every = scoped(f"increase({every}[{duration}])", environment)
+        failed = scoped(f"increase({failed}[{duration}])", environment)
         query = (
-            f"label_replace(sum by ({track}) (increase({every}[{duration}])), "
+            f"label_replace(sum by ({track}) ({every}), "
             f'"kind", "requests", "", "") or '
-            f"label_replace(sum by ({track}) (increase({failed}[{duration}])), "
+            f"label_replace(sum by ({track}) ({failed}), "
             f'"kind", "errors", "", "")'
         )
         result = self.prometheus.instant(query, at)
@@ -177,7 +180,8 @@ class PrometheusCanaryQueries(PrometheusQuestions):
         buckets = self._tracks(self.names.http_duration + "_bucket", environment, tracks)
         query = (
             f"histogram_quantile({float(quantile)!r}, "
-            f"sum by ({track}, le) (rate({buckets}[{step_text}])))"
+            f"sum by ({track}, le) "
+            f"({self.prometheus.scoped(f'rate({buckets}[{step_text}])', environment)}))"
         )
         points = [
             (labels.get(track, ""), stamp, value)

@@ -126,8 +126,7 @@ class PrometheusFlagSeries(PrometheusQuestions):
     ) -> pd.DataFrame:
         """`sum by (variant) (rate(evaluations{flag}[step]))` at every step."""
         variant = label_name(self.names.variant_label)
-        metric = self.prometheus.series(self.names.evaluations, environment, flag)
-        query = f"sum by ({variant}) (rate({metric}[{promql_duration(step)}]))"
+        query = self.prometheus.evaluations_sum("rate", step, environment, flag, (variant,))
         rows = [
             (labels.get(variant, ""), stamp, value)
             for labels, stamp, value in self.prometheus.range_points(query, start, end, step)
@@ -141,7 +140,8 @@ class PrometheusFlagSeries(PrometheusQuestions):
         if not self.names.errors:
             return empty_frame(ERROR_SERIES_COLUMNS)
         metric = self.prometheus.series(self.names.errors, environment, flag)
-        query = f"sum(rate({metric}[{promql_duration(step)}]))"
+        rate = self.prometheus.scoped(f"rate({metric}[{promql_duration(step)}])", environment)
+        query = f"sum({rate})"
         rows = [
             (stamp, value)
             for _, stamp, value in self.prometheus.range_points(query, start, end, step)
@@ -163,7 +163,8 @@ class PrometheusFlagSeries(PrometheusQuestions):
         if not self.names.duration or not quantiles:
             return empty_frame(LATENCY_SERIES_COLUMNS)
         metric = self.prometheus.series(self.names.duration + "_bucket", environment, flag)
-        buckets = f"sum by (le) (rate({metric}[{promql_duration(step)}]))"
+        rate = self.prometheus.scoped(f"rate({metric}[{promql_duration(step)}])", environment)
+        buckets = f"sum by (le) ({rate})"
         by_text = {repr(float(q)): float(q) for q in quantiles}
         query = " or ".join(
             f"label_replace(histogram_quantile({text}, {buckets}), "
@@ -186,10 +187,9 @@ class PrometheusFlagSeries(PrometheusQuestions):
         step: timedelta,
     ) -> pd.DataFrame:
         """One variant's evaluations per second at every step."""
-        metric = self.prometheus.series(
-            self.names.evaluations, environment, flag, labels={self.names.variant_label: variant}
+        query = self.prometheus.evaluations_sum(
+            "rate", step, environment, flag, (), labels={self.names.variant_label: variant}
         )
-        query = f"sum(rate({metric}[{promql_duration(step)}]))"
         rows = [
             (stamp, value)
             for _, stamp, value in self.prometheus.range_points(query, start, end, step)
@@ -201,7 +201,8 @@ class PrometheusFlagSeries(PrometheusQuestions):
         if not self.names.rollout_percentage:
             return empty_frame(APPLIED_PERCENTAGE_COLUMNS)
         metric = self.prometheus.series(self.names.rollout_percentage, environment, flag)
-        result = self.prometheus.instant(f"max by (instance) ({metric})", at)
+        scoped = self.prometheus.scoped(metric, environment)
+        result = self.prometheus.instant(f"max by (instance) ({scoped})", at)
         with self.prometheus.reading_reply():
             rows = [
                 (str(series["metric"].get("instance", "")), float(series["value"][1]))

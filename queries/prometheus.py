@@ -35,7 +35,7 @@ from queries.frames import (
     sparkline_frame,
 )
 from queries.histogram import check_quantiles
-from queries.names import MetricNames
+from queries.names import FAILED_VARIANT, Evidence, MetricNames
 from queries.promql import label_name, promql_duration, promql_string, selector
 from queries.series_math import as_utc
 from queries.source import QueryLog, SourceUnavailable
@@ -83,6 +83,11 @@ def _client_error_detail(message: str) -> str:
     if isinstance(reply, dict) and isinstance(reply.get("error"), str):
         return f"{status}: {reply['error']}"
     return status
+
+
+def _sum_by(labels: Sequence[str], expression: str) -> str:
+    """`sum by (labels) (expression)`, or `sum(expression)` for no label."""
+    return f"sum by ({', '.join(labels)}) ({expression})" if labels else f"sum({expression})"
 
 
 def _timed_out(error: requests.RequestException) -> bool:
@@ -136,17 +141,13 @@ class PrometheusMetrics(CountQuestions):
         flag_label = label_name(self.names.flag_label)
         variant_label = label_name(self.names.variant_label)
         by = f"sum by ({flag_label}, {variant_label})"
-        series = self.series(self.names.evaluations, environment, flag)
-        raw = f"rate({series}[{promql_duration(window)}])"
-        result = self._first_answer(
-            [
-                f"{by} ({inner})"
-                for inner in self._recorded_or_raw(
-                    RECORDED_EVALUATIONS, raw, window, environment, flag
-                )
-            ],
-            at,
-        )
+        queries = [
+            self.evaluations_sum("rate", window, environment, flag, (flag_label, variant_label))
+        ]
+        if self._recording_usable(window):
+            recorded = self.series(RECORDED_EVALUATIONS, environment, flag)
+            queries.insert(0, f"{by} ({recorded})")
+        result = self._first_answer(queries, at)
         with self.reading_reply():
             rows = [
                 (
@@ -166,7 +167,7 @@ class PrometheusMetrics(CountQuestions):
             return empty_frame(ERROR_RATE_COLUMNS)
         flag_label = label_name(self.names.flag_label)
         series = self.series(self.names.errors, environment, flag)
-        raw = f"rate({series}[{promql_duration(window)}])"
+        raw = self.scoped(f"rate({series}[{promql_duration(window)}])", environment)
         result = self._first_answer(
             [
                 f"sum by ({flag_label}) ({inner})"
@@ -197,9 +198,10 @@ class PrometheusMetrics(CountQuestions):
         if not self.names.duration or not quantiles:
             return empty_frame(LATENCY_COLUMNS)
         flag_label = label_name(self.names.flag_label)
-        raw = (
+        raw = self.scoped(
             f"rate({self.series(self.names.duration + '_bucket', environment, flag)}"
-            f"[{promql_duration(window)}])"
+            f"[{promql_duration(window)}])",
+            environment,
         )
         by_text = {repr(float(quantile)): float(quantile) for quantile in quantiles}
         queries = [
@@ -228,11 +230,7 @@ class PrometheusMetrics(CountQuestions):
     ) -> pd.DataFrame:
         """Evaluations per second by flag at every `step` from `start` to `end`."""
         flag_label = label_name(self.names.flag_label)
-        step_text = promql_duration(step)
-        queries = [
-            f"sum by ({flag_label}) "
-            f"(rate({self.series(self.names.evaluations, environment, None)}[{step_text}]))"
-        ]
+        queries = [self.evaluations_sum("rate", step, environment, None, (flag_label,))]
         if self._recording_usable(step, RECORDED_STEP):
             # the same rate, as of each rule evaluation (at most one step earlier)
             queries.insert(
@@ -247,8 +245,12 @@ class PrometheusMetrics(CountQuestions):
             return sparkline_frame(result, flag_label)
 
     def newest_sample_time(self, environment: str, at: datetime) -> datetime | None:
-        """Time of the newest evaluation sample within Prometheus's lookback before `at`."""
-        return self.newest_time(self.names.evaluations, environment, at)
+        """Time of the newest evaluation sample within Prometheus's lookback before `at`
+        (a failed one too, where the emitter counts those apart)."""
+        metrics = [self.names.evaluations]
+        if not self.names.errors_counted_in_evaluations and self.names.errors:
+            metrics.append(self.names.errors)
+        return self.newest_time(metrics, environment, at)
 
     def _counts(
         self, environment: str, window: timedelta, at: datetime, flag: str | None
@@ -257,12 +259,10 @@ class PrometheusMetrics(CountQuestions):
         labels = [
             label_name(name)
             for name in (self.names.flag_label, self.names.variant_label, self.names.reason_label)
+            if name  # an emitter without a reason label: every reason reads ""
         ]
         by = f"sum by ({', '.join(labels)})"
-        queries = [
-            f"{by} (increase({self.series(self.names.evaluations, environment, flag)}"
-            f"[{promql_duration(window)}]))"
-        ]
+        queries = [self.evaluations_sum("increase", window, environment, flag, tuple(labels))]
         if self._recording_usable(window):
             # increase over the window = its rate x its seconds, exactly as PromQL has it
             seconds = promql_duration(window).removesuffix("s")
@@ -271,17 +271,23 @@ class PrometheusMetrics(CountQuestions):
         result = self._first_answer(queries, at)
         with self.reading_reply():
             rows = [
-                (*(series["metric"].get(label, "") for label in labels), float(series["value"][1]))
+                (
+                    series["metric"].get(self.names.flag_label, ""),
+                    series["metric"].get(self.names.variant_label, ""),
+                    series["metric"].get(self.names.reason_label, ""),
+                    float(series["value"][1]),
+                )
                 for series in result
             ]
         return self._frame(rows, VARIANT_COUNT_COLUMNS)
 
     def instance_versions(self, environment: str, at: datetime) -> pd.DataFrame:
-        """The `config_version` each scraped instance reports in `config_info`."""
-        query = (
-            "max by (instance, config_version) "
-            f"({self.series(self.names.config_info, environment, None)})"
-        )
+        """The `config_version` each scraped instance reports in `config_info`; empty
+        when the emitter has no such gauge (`unavailable_evidence` says so)."""
+        if not self.names.config_info:
+            return empty_frame(INSTANCE_VERSION_COLUMNS)
+        info = self.series(self.names.config_info, environment, None)
+        query = f"max by (instance, config_version) ({self.scoped(info, environment)})"
         result = self.instant(query, at)
         with self.reading_reply():
             rows = [
@@ -319,6 +325,68 @@ class PrometheusMetrics(CountQuestions):
     # -- the transport every question goes through, here and in `queries.canary` and
     # `queries.flag_series` -------------------------------------------------------------
 
+    @property
+    def unavailable_evidence(self) -> frozenset[Evidence]:
+        """What this emitter's metrics cannot tell (no config-info gauge, no histogram…)."""
+        return self.names.missing
+
+    def no_series_hint(self, environment: str) -> str:
+        """What a page says when no series was found for `environment`: where it looked."""
+        if self.names.single_environment:
+            return (
+                f"{self.name}: no series of {self.names.evaluations} at all (single-environment "
+                "mode: there is no environment label to look for)."
+            )
+        where = self.names.environment_lookup(environment)
+        return (
+            f"{self.name}: no series of {self.names.evaluations} for environment "
+            f"{promql_string(environment)}; looked for {where}."
+        )
+
+    def scoped(self, expression: str, environment: str) -> str:
+        """`expression` (an instant vector) kept to the series of `environment`. With the
+        environment in an info metric (OpenTelemetry's `target_info`), a `group_left`
+        join on `environment_join`; otherwise unchanged (`series` put the label in the
+        selector, or single-environment mode has none)."""
+        names = self.names
+        if not names.environment_joined:
+            return expression
+        on = ", ".join(label_name(label) for label in names.environment_join)
+        info = selector(names.environment_info, {names.environment_label: environment})
+        return f"({expression}) * on ({on}) group_left () group by ({on}) ({info})"
+
+    def evaluations_sum(
+        self,
+        function: str,
+        window: timedelta,
+        environment: str,
+        flag: str | None,
+        by: Sequence[str],
+        labels: Mapping[str, str] | None = None,
+    ) -> str:
+        """`sum by (<by>) (<function>(evaluations[window]))` in `environment`. Where the
+        emitter counts a failed evaluation only in `errors` (OpenFeature), those are
+        added, under variant `FAILED_VARIANT` and reason `ERROR`; not when `labels`
+        narrow the evaluations (to one variant)."""
+        names, duration = self.names, promql_duration(window)
+        evaluated = self.series(names.evaluations, environment, flag, labels=labels)
+        text = _sum_by(by, self.scoped(f"{function}({evaluated}[{duration}])", environment))
+        if names.errors_counted_in_evaluations or not names.errors or labels:
+            return text
+        named = {names.variant_label: FAILED_VARIANT, names.reason_label: "ERROR"}
+        failed = self.series(names.errors, environment, flag)
+        errors = _sum_by(
+            [label for label in by if label not in named],
+            self.scoped(f"{function}({failed}[{duration}])", environment),
+        )
+        for label, value in named.items():
+            if label in by:
+                errors = (
+                    f"label_replace({errors}, {promql_string(label_name(label))}, "
+                    f'{promql_string(value)}, "", "")'
+                )
+        return f"{text} or {errors}"
+
     def series(
         self,
         metric: str,
@@ -330,7 +398,9 @@ class PrometheusMetrics(CountQuestions):
     ) -> str:
         """The selector of `metric` in `environment` (and of `flag`), with further
         `labels` equal and `matching` labels matching a regex; every value escaped."""
-        wanted = {self.names.environment_label: environment}
+        wanted = {}
+        if self.names.environment_label and not self.names.environment_joined:
+            wanted[self.names.environment_label] = environment
         if flag is not None:
             wanted[self.names.flag_label] = flag
         return selector(metric, {**wanted, **(labels or {})}, matching)
@@ -355,10 +425,17 @@ class PrometheusMetrics(CountQuestions):
             ),
         )
 
-    def newest_time(self, metric: str, environment: str, at: datetime) -> datetime | None:
-        """Time of the newest sample of `metric` in `environment` within Prometheus's
-        lookback before `at`; None when there is none."""
-        result = self.instant(f"max(timestamp({self.series(metric, environment)}))", at)
+    def newest_time(
+        self, metric: str | Sequence[str], environment: str, at: datetime
+    ) -> datetime | None:
+        """Time of the newest sample of `metric` (of any of them) in `environment` within
+        Prometheus's lookback before `at`; None when there is none."""
+        metrics = [metric] if isinstance(metric, str) else list(metric)
+        stamps = " or ".join(
+            self.scoped(f"timestamp({self.series(name, environment)})", environment)
+            for name in metrics
+        )
+        result = self.instant(f"max({stamps})", at)
         if not result:
             return None
         with self.reading_reply():

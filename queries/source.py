@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 if TYPE_CHECKING:  # the protocol only names frames: importing it must not cost pandas
     import pandas as pd
 
-__all__ = ["MetricsSource", "QueryLog", "SourceUnavailable", "counting_queries", "first_answer"]
+__all__ = [
+    "MetricsSource",
+    "QueryLog",
+    "SourceUnavailable",
+    "counting_queries",
+    "first_answer",
+    "no_series_notice",
+]
 
 S = TypeVar("S")
 T = TypeVar("T")
@@ -132,6 +139,14 @@ class MetricsSource(Protocol):
     def instance_versions(self, environment: str, at: datetime) -> pd.DataFrame:
         """The config version each live instance reports (`frames.INSTANCE_VERSION_COLUMNS`)."""
         ...
+
+
+def no_series_notice(source: object, environment: str) -> str | None:
+    """What a page says when `source` answered but holds no series for `environment`:
+    where it looked (a label, a join), from a source that can say (Prometheus); None
+    from one that cannot."""
+    hint = getattr(source, "no_series_hint", None)
+    return str(hint(environment)) if callable(hint) else None
 
 
 def first_answer(

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the real-component tests need from Debian (Prometheus, VictoriaMetrics,
 # Chromium, an emoji font for faithful screenshots) when missing, the test OpenID Connect
-# provider's npm packages (tests/oidc, from its package-lock.json) when missing, the pinned
+# provider's npm packages (tests/oidc, from its package-lock.json) and the OpenFeature test
+# service's (tests/openfeature) when missing, the pinned
 # unleash-server (deploy/unleash) into ~/.cache/rollout-dashboard when missing, and starts
 # the local PostgreSQL if it is installed but stopped. Idempotent; quiet when everything is there.
 set -euo pipefail
@@ -27,6 +28,12 @@ oidc="$(dirname "$0")/../tests/oidc"
 if [ ! -d "$oidc/node_modules" ]; then
   echo "installing the test OpenID Connect provider (npm ci --prefix tests/oidc)"
   npm ci --prefix "$oidc" --no-audit --no-fund --loglevel=error >/dev/null
+fi
+
+openfeature="$(dirname "$0")/../tests/openfeature"
+if [ ! -d "$openfeature/node_modules" ]; then
+  echo "installing the OpenFeature test service (npm ci --prefix tests/openfeature)"
+  npm ci --prefix "$openfeature" --no-audit --no-fund --loglevel=error >/dev/null
 fi
 
 if ! "${PYTHON:-python3}" -c 'import sys; sys.path.insert(0, "."); from app.demo.unleash_server import installed_unleash; sys.exit(installed_unleash() is None)' 2>/dev/null; then

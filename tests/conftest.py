@@ -12,11 +12,13 @@ import psycopg
 import pytest
 
 #: the session's one Chromium, for tests/browser and the hostile bookmarks in tests/security;
-#: the session's OpenID Connect provider and the sign-in helpers; the session's Unleash server
+#: the session's OpenID Connect provider and the sign-in helpers; the session's Unleash server;
+#: the session's OpenFeature services (JS SDK) and the Prometheus scraping them
 pytest_plugins = [
     "tests.support.chromium",
     "tests.support.oidc",
     "tests.support.unleash",
+    "tests.support.openfeature",
 ]
 
 POSTGRES_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"

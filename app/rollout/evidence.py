@@ -24,7 +24,13 @@ from queries.source import MetricsSource, first_answer
 if TYPE_CHECKING:  # frames arrive from the sources; this module never builds one
     import pandas as pd
 
-__all__ = ["gather_guard_inputs", "guard_check", "variant_counts", "variant_counts_by_flag"]
+__all__ = [
+    "gather_guard_inputs",
+    "guard_check",
+    "unavailable_evidence",
+    "variant_counts",
+    "variant_counts_by_flag",
+]
 
 #: reasons decided by the percentage alone: the ones whose shares exposure compares
 SPLIT_REASONS = frozenset({"split", "default"})
@@ -55,6 +61,7 @@ class _Measured:
     rates: pd.DataFrame | None = None
     errors: pd.DataFrame | None = None
     versions: dict[str, str] | None = None
+    unavailable: frozenset[str] = frozenset()
 
 
 def _measure(
@@ -66,14 +73,27 @@ def _measure(
     rates = source.evaluation_rates(environment, window, at)
     errors = source.error_rates(environment, window, at)
     versions = source.instance_versions(environment, at)
+    unavailable = unavailable_evidence(source)
     return _Measured(
         source=source.name,
         newest=newest,
         variants=variant_counts(counts),
         rates=rates,
         errors=errors,
-        versions=dict(zip(versions["instance"], versions["config_version"], strict=True)),
+        versions=None
+        if "config_version" in unavailable
+        else dict(zip(versions["instance"], versions["config_version"], strict=True)),
+        unavailable=unavailable,
     )
+
+
+def unavailable_evidence(source: object) -> frozenset[str]:
+    """What `source`'s emitter cannot provide (`queries.names.Evidence` values); nothing
+    for a source that does not say (the database roll-ups hold every kind)."""
+    gaps = getattr(source, "unavailable_evidence", None)
+    if not isinstance(gaps, frozenset | set):
+        return frozenset()
+    return frozenset(str(gap) for gap in gaps)
 
 
 def gather_guard_inputs(
@@ -114,11 +134,12 @@ def gather_guard_inputs(
         instance_versions=measured.versions,
         current_config_version=snapshot.config.loaded_version,
         notices=tuple(notices),
+        unavailable=measured.unavailable,
     )
 
 
 def variant_counts(counts: pd.DataFrame) -> dict[str, VariantCounts]:
-    """Per variant: all evaluations, failed ones (reason `error`), split-decided ones
+    """Per variant: all evaluations, failed ones (reason `error`, in any case), split-decided ones
     (`frames.FLAG_COUNT_COLUMNS`; a missing variant or count is left out)."""
     flags = [""] * len(counts)
     return _tally(flags, counts["variant"], counts["reason"], counts["evaluations"]).get("", {})
@@ -147,9 +168,11 @@ def _tally(
             continue
         number = float(value)  # type: ignore[arg-type]
         total[0] += number
-        if str(reason) == "error":
+        # OpenFeature's reasons are upper case (SPLIT, DEFAULT, ERROR), the seed's lower
+        folded = str(reason).lower()
+        if folded == "error":
             total[1] += number
-        if str(reason) in SPLIT_REASONS:
+        if folded in SPLIT_REASONS:
             total[2] += number
     return {
         flag: {variant: VariantCounts(*total) for variant, total in sorted(per.items())}

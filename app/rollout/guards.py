@@ -73,6 +73,8 @@ class GuardPolicy:
     exposure_tolerance: float = 0.02  # absolute share, 0..1
     srm_p_value: float = 0.001
     soak_window: timedelta = timedelta(minutes=15)
+    #: a guard whose evidence the emitter cannot provide passes (else: fails closed)
+    pass_without_evidence: bool = False
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,8 @@ class GuardInputs:
     instance_versions: Mapping[str, str] | None = None  # instance -> config version
     current_config_version: str = ""
     notices: Sequence[str] = field(default=())  # the sources that could not answer
+    #: evidence the answering source's emitter cannot provide (`queries.names.Evidence`)
+    unavailable: frozenset[str] = frozenset()
 
 
 def evaluate_guards(inputs: GuardInputs, policy: GuardPolicy) -> list[GuardResult]:
@@ -120,9 +124,45 @@ def evaluate_guards(inputs: GuardInputs, policy: GuardPolicy) -> list[GuardResul
         _error_rate(inputs, policy),
         _soak_time(inputs, policy),
         _dependencies(inputs, policy),
-        _exposure(inputs, policy),
-        _propagation(inputs),
+        _unavailable(
+            "exposure", inputs, policy, EXPOSURE_EVIDENCE, inputs.configured_percentage / 100
+        )
+        or _exposure(inputs, policy),
+        _unavailable(
+            "propagation", inputs, policy, PROPAGATION_EVIDENCE, inputs.current_config_version
+        )
+        or _propagation(inputs),
     ]
+
+
+#: evidence each guard needs that an emitter may lack, and how a page names it
+EXPOSURE_EVIDENCE = {
+    "split_reason": "no reason label to tell split decisions apart",
+    "variant": "no variant label, only on/off",
+}
+PROPAGATION_EVIDENCE = {"config_version": "no config-version metric"}
+
+
+def _unavailable(
+    name: str,
+    inputs: GuardInputs,
+    policy: GuardPolicy,
+    needs: Mapping[str, str],
+    threshold: float | str,
+) -> GuardResult | None:
+    """The guard's result when the emitter cannot provide what it needs: passed or
+    failed by `policy.pass_without_evidence`, saying so; None when it can."""
+    lacking = [why for evidence, why in needs.items() if evidence in inputs.unavailable]
+    if not lacking:
+        return None
+    verdict = "passes" if policy.pass_without_evidence else "fails closed"
+    return GuardResult(
+        name,
+        policy.pass_without_evidence,
+        None,
+        threshold,
+        f"not available from this emitter ({'; '.join(lacking)}): {verdict} by policy",
+    )
 
 
 def _window(policy: GuardPolicy) -> str:

@@ -51,7 +51,7 @@ from queries.flag_series import (
     FlagSeriesQueries,
 )
 from queries.frames import empty_frame
-from queries.source import MetricsSource, first_answer
+from queries.source import MetricsSource, first_answer, no_series_notice
 from queries.sources import Sources
 
 __all__ = [
@@ -314,6 +314,10 @@ def load_flag_detail(
     answer = first_answer(series_sources, charts, said, "trying the next source.")
     if answer is None:
         said.append("No metrics source answered: no charts.")
+    elif answer[1].newest is None:
+        missing = no_series_notice(answer[0].metrics, environment)
+        if missing:
+            said.append(missing)
     source_name = "none" if answer is None else answer[0].name
     measured = _Measured.nothing() if answer is None else answer[1]
     split = measured.since_change

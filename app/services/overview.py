@@ -36,7 +36,7 @@ from queries.frames import (
     VARIANT_COUNT_COLUMNS,
     empty_frame,
 )
-from queries.source import MetricsSource, counting_queries, first_answer
+from queries.source import MetricsSource, counting_queries, first_answer, no_series_notice
 
 __all__ = [
     "ExternalEdit",
@@ -401,6 +401,9 @@ def load_overview(
     else:
         source, (frames, newest, queries) = answer
         name = source.name
+        missing = no_series_notice(source, environment) if newest is None else None
+        if missing:
+            notices.append(missing)
     rates, errors, latency, sparklines, counts = frames
     per_flag = variant_counts_by_flag(counts)
     rows = build_overview_rows(

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
+from app.analysis.emitter import emitter_notes, single_environment_note
 from app.flags.loader import BUNDLED_CONFIG, ConfigInvalid
 from app.quoting import printable
 from app.rollout.inputs import MAX_NAME_LENGTH
@@ -38,6 +39,7 @@ __all__ = [
     "LinkedWidgets",
     "config_problem_page",
     "current_identity",
+    "emitter_caption",
     "environment_picker",
     "flag_source_banner",
     "flag_source_label",
@@ -315,8 +317,25 @@ def environment_picker(widgets: LinkedWidgets, rt: Runtime, where: DeltaGenerato
     """The environment select box every page shows (`env` in the link); the settings'
     environment first and by default."""
     environments = rt.environments()
+    names = rt.settings.metric_names
+    if rt.settings.prometheus_url is not None and names.single_environment:
+        # the metrics cannot tell environments apart: only the one they are counted as
+        environments = environments[:1]
     chosen = widgets.selectbox(where, "Environment", "env", environments, default=environments[0])
+    note = single_environment_note(names, environments[0])
+    if note and rt.settings.prometheus_url is not None:
+        st.caption(note)  # full width, under the row of filters
     return chosen if chosen is not None else environments[0]
+
+
+def emitter_caption(rt: Runtime) -> None:
+    """What the Prometheus emitter's metrics cannot tell, one line each (nothing for the
+    seed's names, or without Prometheus)."""
+    if rt.settings.prometheus_url is None:
+        return
+    notes = emitter_notes(rt.settings.metric_names, rt.guard_policy.pass_without_evidence)
+    if notes:
+        st.caption(" · ".join(notes))
 
 
 def settings_problem_page(error: SettingsInvalid) -> None:

@@ -108,7 +108,7 @@ BAD_SETTINGS = {
     "metric preset as a path": (
         "ROLLOUT_METRIC_PRESET",
         "../../etc/passwd",
-        "ROLLOUT_METRIC_PRESET: Input should be 'seed', 'usage' or 'openfeature'",
+        "ROLLOUT_METRIC_PRESET: Input should be 'seed', 'usage', 'openfeature' or 'unleash'",
     ),
 }
 
