@@ -23,6 +23,7 @@ from app.services.flag_detail import (
     load_flag_detail,
     rules_table,
     schedule_table,
+    serving_text,
     variant_error_table,
 )
 from app.ui.action_dialog import action_buttons, guard_table, show_last_outcome
@@ -77,6 +78,7 @@ state_col.metric("State", str(flag.state))
 pct_col.metric("Rollout", f"{flag.percentage:g} %")
 phase_col.metric("Phase", str(flag.phase) if flag.phase else "–")
 strategy_col.metric("Strategy", str(flag.rollout.strategy))
+st.caption(escape_markdown(serving_text(flag)))
 
 st.markdown("#### Actions")
 flag_request_notice(rt, environment, key)

@@ -103,6 +103,9 @@ class Rollout(_Frozen):
     user_list: tuple[str, ...] = ()
     variant: str = "on"
     schedule: tuple[GradualStep, ...] = ()
+    #: what keeps a user in the same bucket, as a flag server names it (Unleash's
+    #: `stickiness`: default, userId, sessionId, random…); empty for the YAML files
+    stickiness: str = ""
 
     def percentage_at(self, now: datetime) -> float:
         """The percentage this rollout applies at `now` (schedule-aware for `gradual`)."""

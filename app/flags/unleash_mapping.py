@@ -246,6 +246,7 @@ def map_feature(feature: ExportedFeature, local: FlagMetadata | None = None) -> 
             percentage=float(percentage or 0),
             sticky=parameters.get("stickiness") != "random",
             variant=rollout_variant,
+            stickiness=str(parameters.get("stickiness") or "") if strategy is not None else "",
         ),
         metadata=metadata,
     )

@@ -80,6 +80,7 @@ __all__ = [
     "range_step",
     "rules_table",
     "schedule_table",
+    "serving_text",
     "variant_error_table",
 ]
 
@@ -595,3 +596,25 @@ def variant_error_table(errors: Sequence[VariantErrors]) -> pd.DataFrame:
         ],
         columns=["Variant", "Evaluations", "Failed", "Error rate"],
     )
+
+
+def serving_text(flag: FlagDefinition) -> str:
+    """How the flag splits its users, in one line: 'Stickiness: userId · those in the
+    rollout get blue 60 %, green 40 %; the others get off' (a flag server's variant
+    weights), or 'Sticky per user · those in the rollout get on; the others get off'."""
+    rollout = flag.rollout
+    if rollout.stickiness:
+        sticky = f"Stickiness: {rollout.stickiness}"
+    else:
+        sticky = "Sticky per user" if rollout.sticky else "Not sticky (random per evaluation)"
+    weighted = {
+        name: value["weight"]
+        for name, value in flag.variants.items()
+        if isinstance(value, dict) and isinstance(value.get("weight"), int | float)
+    }
+    served = (
+        ", ".join(f"{name} {weight:g} %" for name, weight in weighted.items())
+        if weighted
+        else rollout.variant
+    )
+    return f"{sticky} · those in the rollout get {served}; the others get {flag.default_variant}"
