@@ -44,14 +44,16 @@ from app.flags.backend import (
     FlagChange,
     FlagSnapshot,
     PartiallyApplied,
+    UnknownFlag,
     VersionConflict,
 )
 from app.flags.loader import ConfigInvalid, ConfigIssue
-from app.flags.model import FlagConfig, FlagState
+from app.flags.model import FLAG_KEY, FlagConfig, FlagState
 from app.flags.unleash_api import TestFailed, UnleashApi, UnleashRefused
 from app.flags.unleash_mapping import (
     ExportedFeature,
     MappedFlag,
+    admin_feature,
     exported_features,
     map_feature,
     parse_version,
@@ -74,6 +76,9 @@ CHANGE_EVENTS = (
     "feature-environment-enabled",
     "feature-environment-disabled",
 )
+#: Up to this many flags, `apply` reads each flag on its own before writing (2 calls
+#: each, a few ms); beyond it, one export of the whole environment.
+_FLAG_READS_UP_TO = 5
 _RECEIPT = re.compile(r"Unleash events? (#\d+(?:, #\d+)*)")
 
 
@@ -155,33 +160,29 @@ class UnleashFlagBackend:
         """
         by_flag = {change.flag: change for change in changes}
         _check_percentages(environment, by_flag.values())
+        if not by_flag:
+            return self.load(environment)
         with self._write_lock():
-            current = self._read(environment)
-            for flag in by_flag:
-                current.snapshot.flag(flag)  # UnknownFlag
+            mapped = self._current(environment, list(by_flag))
             refused = [
                 ConfigIssue(Path(f"unleash/{environment}"), None, flag, f"read-only: {reason}")
                 for flag in by_flag
-                if (reason := current.snapshot.read_only.get(flag)) is not None
+                if (reason := mapped[flag].read_only) is not None
             ]
             if refused:
                 raise ConfigInvalid(refused)
             stale = [
-                flag
-                for flag in by_flag
-                if expected_versions.get(flag) != current.snapshot.versions[flag]
+                flag for flag in by_flag if expected_versions.get(flag) != mapped[flag].version
             ]
             if stale:
-                raise VersionConflict(stale, current.snapshot)
-            if not by_flag:
-                return current.snapshot
+                raise VersionConflict(stale, self.load(environment))
             before_events = self._latest_event_id(environment)
             written: list[str] = []
             conflicted: list[str] = []
             failed: dict[str, str] = {}
             for flag, change in by_flag.items():
                 try:
-                    self._write(environment, current.mapped[flag], change, expected_versions[flag])
+                    self._write(environment, mapped[flag], change, expected_versions[flag])
                 except TestFailed:
                     conflicted.append(flag)
                 except (UnleashRefused, RuntimeError, OSError) as error:
@@ -254,6 +255,30 @@ class UnleashFlagBackend:
         return changes
 
     # -- internals ---------------------------------------------------------------
+
+    def _current(self, environment: str, flags: Sequence[str]) -> dict[str, MappedFlag]:
+        """The flags as they are now (UnknownFlag for one the project lacks): two small
+        reads per flag (the feature, its tags) for a few flags, one export for many."""
+        if len(flags) > _FLAG_READS_UP_TO:
+            read = self._read(environment)
+            for flag in flags:
+                read.snapshot.flag(flag)  # UnknownFlag
+            return read.mapped
+        found = {}
+        for flag in flags:
+            if not FLAG_KEY.fullmatch(flag):
+                raise UnknownFlag(flag)
+            try:
+                body = self.api.get(f"/api/admin/projects/{self.project}/features/{flag}")
+                tags = (self.api.get(f"/api/admin/features/{flag}/tags") or {}).get("tags", [])
+            except UnleashRefused as error:
+                if error.status == 404:
+                    raise UnknownFlag(flag) from None
+                raise
+            if body.get("archived"):
+                raise UnknownFlag(flag)
+            found[flag] = map_feature(admin_feature(body, environment, tags))
+        return found
 
     def _read(self, environment: str) -> _Read:
         export = self.api.post(
@@ -378,8 +403,6 @@ def file_lock(path: Path) -> Iterator[None]:
 
 
 def _usable_key(feature: ExportedFeature) -> bool:
-    from app.flags.model import FLAG_KEY
-
     return FLAG_KEY.fullmatch(feature.name) is not None
 
 
