@@ -305,3 +305,35 @@ def test_the_cli_acts_on_unleash_and_the_token_is_in_no_output_or_file(
     for path in (tmp_path / "state").rglob("*"):
         if path.is_file():
             assert secret.encode() not in path.read_bytes()
+
+
+def test_a_percentage_unleash_cannot_hold_exactly_is_refused_before_any_write(
+    unleash: UnleashSeed, backend: UnleashFlagBackend, audit: AuditLog
+) -> None:
+    unleash.create("checkout", rollout=5)
+    events = len(unleash.events("checkout"))
+
+    result = execute_action(request(to_percentage=12.5), backend, audit, passing)
+
+    assert result.exit_code is ExitCode.REFUSED
+    assert "percentage must be a whole number within 0..100, got 12.5" in (result.error or "")
+    assert rollout_of(unleash, "checkout") == "5"
+    assert len(unleash.events("checkout")) == events
+    (entry,) = audit.entries()
+    assert entry.outcome is Outcome.FAILED and "whole number" in entry.detail
+
+
+def test_an_advance_to_100_reads_back_as_enabled_and_counts_as_applied(
+    unleash: UnleashSeed, backend: UnleashFlagBackend, audit: AuditLog, tmp_path: Path
+) -> None:
+    from app.runtime import Runtime
+    from app.settings import Settings
+
+    unleash.create("checkout", rollout=50)
+
+    result = execute_action(request(), backend, audit, passing)
+
+    assert result.applied and rollout_of(unleash, "checkout") == "100"
+    assert backend.load(ENV).flag("checkout").state is FlagState.ENABLED
+    runtime = Runtime(Settings(state_dir=tmp_path), None, backend, audit, [])
+    assert runtime.is_applied(result.audit[0])  # a crash-left pending record settles
