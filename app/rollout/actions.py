@@ -729,6 +729,7 @@ def _recorded_reason(request: ActionRequest) -> str:
 def _replay(request: ActionRequest, previous: AuditEntry, audit: AuditLog) -> ActionResult:
     """The result of the action already recorded under this key (all its records)."""
     group = audit.action_group(previous)
+    states = set(FlagState)
     transitions = tuple(
         Transition(
             e.flag,
@@ -738,6 +739,7 @@ def _replay(request: ActionRequest, previous: AuditEntry, audit: AuditLog) -> Ac
             e.to_percentage,
         )
         for e in group
+        if e.from_state in states and e.to_state in states  # not an unreadable attempt
     )
     applied = previous.outcome is Outcome.APPLIED
     return ActionResult(

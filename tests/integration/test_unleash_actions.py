@@ -238,12 +238,16 @@ def test_unleash_stopped_is_exit_4_audited_and_the_token_never_shows(tmp_path: P
         server.stop()
     env = cli_environment(tmp_path, server.url, server.admin_token)
 
-    killed = _cli(env, "rollback", "checkout", "--kill", "--reason", "paging", "--actor", "olga")
+    kill = ("rollback", "checkout", "--kill", "--reason", "paging", "--actor", "olga")
+    killed = _cli(env, *kill, "--idempotency-key", "page-42")
+    again = _cli(env, *kill, "--idempotency-key", "page-42")  # a retry of the same key
     audited = _cli(env, "audit", "--json")
 
     assert killed.returncode == ExitCode.UNAVAILABLE, killed.stderr
     assert "Unleash unavailable" in killed.stderr
     assert "Traceback" not in killed.stderr
+    assert again.returncode == ExitCode.REFUSED and "already recorded as failed" in again.stderr
+    assert "Traceback" not in again.stderr
     (record,) = json.loads(audited.stdout)["records"]
     assert (record["flag"], record["action"], record["outcome"]) == ("checkout", "kill", "failed")
     assert "Unleash unavailable" in record["detail"]
