@@ -222,3 +222,14 @@ def test_a_feature_read_on_its_own_has_the_version_the_export_gives() -> None:
     assert map_feature(alone) == map_feature(from_export)
     tagged = admin_feature(body, "production", [{"type": "simple", "value": "phase:2"}])
     assert version_token(tagged) != version_token(from_export)
+
+
+def test_receipts_name_the_events_and_the_audit_details_give_their_ids_back() -> None:
+    from app.flags.unleash_backend import dashboard_event_ids, receipt_text
+
+    one = receipt_text([15], "rollout-dashboard")
+    two = receipt_text([16, 17], "rollout-dashboard")
+
+    assert one == "Unleash event #15 by rollout-dashboard"
+    assert two == "Unleash events #16, #17 by rollout-dashboard"
+    assert dashboard_event_ids([one, two, "", "changed concurrently"]) == {15, 16, 17}
