@@ -49,7 +49,7 @@ from app.flags.backend import (
 )
 from app.flags.loader import ConfigInvalid, ConfigIssue
 from app.flags.model import FLAG_KEY, FlagConfig, FlagState
-from app.flags.unleash_api import TestFailed, UnleashApi, UnleashRefused
+from app.flags.unleash_api import TestFailed, UnleashApi, UnleashRefused, UnleashUnavailable
 from app.flags.unleash_mapping import (
     ExportedFeature,
     MappedFlag,
@@ -155,8 +155,11 @@ class UnleashFlagBackend:
 
         Before any write: ConfigInvalid for a percentage that is not a whole number
         0..100, UnknownFlag, ConfigInvalid for a read-only flag, VersionConflict (every
-        stale flag listed) when a version differs from `expected_versions`. After a
-        first write: PartiallyApplied. Returns the snapshot read back, with `receipts`.
+        stale flag listed) when a version differs from `expected_versions`. Then each flag
+        is written on its own, going on after a conflict or a refusal (not after Unleash
+        stops answering); any problem after that is a PartiallyApplied naming every flag
+        (`unverified` when the writes could not be read back). Returns the snapshot read
+        back, with `receipts`.
         """
         by_flag = {change.flag: change for change in changes}
         _check_percentages(environment, by_flag.values())
@@ -180,23 +183,37 @@ class UnleashFlagBackend:
             written: list[str] = []
             conflicted: list[str] = []
             failed: dict[str, str] = {}
+            down: UnleashUnavailable | None = None
             for flag, change in by_flag.items():
+                if down is not None:
+                    failed[flag] = f"not attempted: {down}"
+                    continue
                 try:
                     self._write(environment, mapped[flag], change, expected_versions[flag])
                 except TestFailed:
-                    conflicted.append(flag)
+                    conflicted.append(flag)  # nothing written for it; the others go on
+                except UnleashUnavailable as error:
+                    down = error
+                    failed[flag] = str(error)
                 except (UnleashRefused, RuntimeError, OSError) as error:
                     failed[flag] = str(error)
                 else:
                     written.append(flag)
-                if conflicted or failed:
-                    break  # stop at the first problem: the rest keep their state
-            after = self._read(environment)
+            try:
+                after = self._read(environment)
+            except UnleashUnavailable as error:
+                # Written but not read back: only a later read can tell (reconciliation).
+                raise PartiallyApplied(
+                    [], conflicted, failed, None, unverified={f: str(error) for f in written}
+                ) from None
             mismatched = _mismatches(after.mapped, {flag: by_flag[flag] for flag in written})
             for flag, problem in mismatched.items():
                 written.remove(flag)
                 failed[flag] = problem
-            receipts = self._receipts(environment, written, before_events)
+            try:
+                receipts = self._receipts(environment, written, before_events)
+            except UnleashUnavailable:
+                receipts = {}  # applied and verified all the same
         fresh = FlagSnapshot(
             environment,
             after.snapshot.config,

@@ -135,9 +135,12 @@ def test_an_emergency_rollback_reports_flag_by_flag(
     class ArchivedMeanwhile(UnleashFlagBackend):
         """Archives gamma in Unleash just before its write: no longer there to switch off."""
 
+        archived = False
+
         def apply(self, environment, changes, expected_versions):  # type: ignore[no-untyped-def]
-            if [change.flag for change in changes] == ["gamma"]:
+            if not self.archived and "gamma" in [change.flag for change in changes]:
                 unleash.call("POST", "/api/admin/projects/default/archive", {"features": ["gamma"]})
+                self.archived = True
             return super().apply(environment, changes, expected_versions)
 
     result = execute_action(
@@ -341,3 +344,42 @@ def test_an_advance_to_100_reads_back_as_enabled_and_counts_as_applied(
     assert backend.load(ENV).flag("checkout").state is FlagState.ENABLED
     runtime = Runtime(Settings(state_dir=tmp_path), None, backend, audit, [])
     assert runtime.is_applied(result.audit[0])  # a crash-left pending record settles
+
+
+def test_a_write_unleash_cannot_read_back_stays_pending_until_reconciled(
+    unleash: UnleashSeed, backend: UnleashFlagBackend, audit: AuditLog, tmp_path: Path
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from app.flags.unleash_api import UnleashUnavailable
+    from app.runtime import Runtime
+    from app.settings import Settings
+
+    class GoneAfterTheWrite(UnleashFlagBackend):
+        """Unleash stops answering right after the patch: the write landed, its read-back
+        times out (injected at that instant; the server itself keeps running)."""
+
+        wrote = False
+
+        def _write(self, environment, flag, change, expected):  # type: ignore[no-untyped-def]
+            super()._write(environment, flag, change, expected)
+            self.wrote = True
+
+        def _read(self, environment):  # type: ignore[no-untyped-def]
+            if self.wrote:
+                raise UnleashUnavailable("POST /api/admin/features-batch/export timed out")
+            return super()._read(environment)
+
+    unleash.create("checkout", rollout=5)
+
+    result = execute_action(request(), GoneAfterTheWrite(backend.api), audit, passing)
+
+    assert result.exit_code is ExitCode.UNAVAILABLE and not result.applied
+    assert "written but not read back" in (result.error or "")
+    (entry,) = audit.entries()
+    assert entry.outcome is Outcome.PENDING  # neither applied nor failed: nobody knows yet
+    assert rollout_of(unleash, "checkout") == "10"
+    runtime = Runtime(Settings(state_dir=tmp_path), None, backend, audit, [])
+    later = datetime.now(UTC) + timedelta(minutes=10)
+    assert audit.reconcile_pending(runtime.is_applied, now=later) == 1
+    assert audit.entries()[0].outcome is Outcome.APPLIED
