@@ -32,6 +32,7 @@ import fcntl
 import os
 import re
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -79,6 +80,8 @@ CHANGE_EVENTS = (
 #: Up to this many flags, `apply` reads each flag on its own before writing (2 calls
 #: each, a few ms); beyond it, one export of the whole environment.
 _FLAG_READS_UP_TO = 5
+#: Flags written at once by a request of more than `_FLAG_READS_UP_TO` flags.
+_PARALLEL_WRITES = 4
 _RECEIPT = re.compile(r"Unleash events? (#\d+(?:, #\d+)*)")
 
 
@@ -183,22 +186,35 @@ class UnleashFlagBackend:
             written: list[str] = []
             conflicted: list[str] = []
             failed: dict[str, str] = {}
-            down: UnleashUnavailable | None = None
-            for flag, change in by_flag.items():
-                if down is not None:
-                    failed[flag] = f"not attempted: {down}"
-                    continue
+            down: list[UnleashUnavailable] = []
+
+            def write(flag: str) -> str | None:
+                """One flag's compare-and-set: None when written, else what happened."""
+                if down:
+                    return f"failed: not attempted: {down[0]}"
                 try:
-                    self._write(environment, mapped[flag], change, expected_versions[flag])
+                    self._write(environment, mapped[flag], by_flag[flag], expected_versions[flag])
                 except TestFailed:
-                    conflicted.append(flag)  # nothing written for it; the others go on
+                    return "conflicted"  # nothing written for it; the others go on
                 except UnleashUnavailable as error:
-                    down = error
-                    failed[flag] = str(error)
+                    down.append(error)
+                    return f"failed: {error}"
                 except (UnleashRefused, RuntimeError, OSError) as error:
-                    failed[flag] = str(error)
-                else:
+                    return f"failed: {error}"
+                return None
+
+            # Each flag is its own compare-and-set, so many are written a few at a time
+            # (an emergency rollback of hundreds is latency-bound).
+            workers = 1 if len(by_flag) <= _FLAG_READS_UP_TO else _PARALLEL_WRITES
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                said = dict(zip(by_flag, pool.map(write, by_flag), strict=True))
+            for flag, outcome in said.items():
+                if outcome is None:
                     written.append(flag)
+                elif outcome == "conflicted":
+                    conflicted.append(flag)
+                else:
+                    failed[flag] = outcome.removeprefix("failed: ")
             try:
                 after = self._read(environment)
             except UnleashUnavailable as error:
@@ -371,24 +387,40 @@ class UnleashFlagBackend:
         return int(events[0]["id"]) if events else 0
 
     def _receipts(self, environment: str, flags: Iterable[str], after: int) -> dict[str, str]:
-        """For each written flag, the events this token logged for it since `after`."""
-        receipts = {}
+        """For each written flag, the events this token logged for it since `after`: one
+        search per flag for a few, one search of the project's newest events for many."""
         name = self.token_name()
-        for flag in flags:
-            found = self.api.get(
-                "/api/admin/search/events",
-                {"feature": f"IS:{flag}", "environment": f"IS:{environment}", "limit": 10},
-            )
-            ids = sorted(
-                int(event["id"])
-                for event in (found or {}).get("events", [])
-                if int(event["id"]) > after
+        wanted = list(flags)
+        if len(wanted) <= _FLAG_READS_UP_TO:
+            found = [
+                event
+                for flag in wanted
+                for event in (
+                    self.api.get(
+                        "/api/admin/search/events",
+                        {"feature": f"IS:{flag}", "environment": f"IS:{environment}", "limit": 10},
+                    )
+                    or {}
+                ).get("events", [])
+            ]
+        else:
+            query: dict[str, str | int] = {
+                "project": f"IS:{self.project}",
+                "environment": f"IS:{environment}",
+                "type": f"IS_ANY_OF:{','.join(CHANGE_EVENTS)}",
+                "limit": min(1000, 3 * len(wanted) + 50),
+            }
+            found = (self.api.get("/api/admin/search/events", query) or {}).get("events", [])
+        ids: dict[str, list[int]] = {}
+        for event in found:
+            if (
+                int(event["id"]) > after
+                and event.get("featureName") in wanted
                 and event.get("createdBy") == name
                 and event.get("type") in CHANGE_EVENTS
-            )
-            if ids:
-                receipts[flag] = receipt_text(ids, name)
-        return receipts
+            ):
+                ids.setdefault(str(event["featureName"]), []).append(int(event["id"]))
+        return {flag: receipt_text(sorted(set(found_ids)), name) for flag, found_ids in ids.items()}
 
 
 def receipt_text(event_ids: Sequence[int], token_name: str) -> str:

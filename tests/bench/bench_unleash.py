@@ -185,6 +185,16 @@ def main() -> None:
             f"action latency, project of {len(snapshot.config.flags)} features:",
             summary(action_latency(backend, audit, "bench_flag", args.actions)),
         )
+        request = ActionRequest(Action.EMERGENCY, ENV, "benchmark", OPERATOR)
+        started = time.perf_counter()
+        result = execute_action(request, backend, audit, passing)
+        took = time.perf_counter() - started
+        assert result.per_flag is not None and set(result.per_flag.values()) == {"applied"}
+        print(
+            f"emergency rollback of {len(result.per_flag)} flags in a project of "
+            f"{len(snapshot.config.flags)}: {took:.2f} s "
+            f"({1000 * took / len(result.per_flag):.0f} ms a flag)"
+        )
     finally:
         server.stop()
         with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
