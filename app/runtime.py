@@ -188,13 +188,13 @@ class Runtime:
         return f"unknown environment {quoted(environment)}"
 
     def is_applied(self, entry: AuditEntry) -> bool:
-        """Whether the flags are as `entry` meant to leave them (reconciliation)."""
+        """Whether the flags are as `entry` meant to leave them (reconciliation). A
+        rollout at 100 % counts as enabled: the unleash backend reads it back so."""
         flag = self.backend.load(entry.environment).config.flags.get(entry.flag)
-        return (
-            flag is not None
-            and str(flag.state) == entry.to_state
-            and flag.percentage == entry.to_percentage
-        )
+        if flag is None or flag.percentage != entry.to_percentage:
+            return False
+        full = {str(flag.state), entry.to_state} == {"rollout", "enabled"}
+        return str(flag.state) == entry.to_state or (full and flag.percentage == 100)
 
     @property
     def thresholds(self) -> HealthThresholds:

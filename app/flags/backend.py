@@ -86,26 +86,29 @@ class VersionConflict(RuntimeError):
 
 class PartiallyApplied(RuntimeError):
     """A backend without transactions (`atomic` False) wrote some changes of a request
-    and then stopped: `applied` were written (and verified), `conflicted` had changed
-    since they were read (nothing written for them), `failed` maps each flag that could
-    not be written to the reason; flags in none of the three were not attempted.
-    `current` is the snapshot after what was written."""
+    but not all: `applied` were written and verified, `conflicted` had changed since they
+    were read (nothing written for them), `failed` maps each flag that was not written
+    to the reason, `unverified` each flag that was written but could not be read back.
+    `current` is the snapshot after the writes (None when it could not be read)."""
 
     def __init__(
         self,
         applied: Sequence[str],
         conflicted: Sequence[str],
         failed: Mapping[str, str],
-        current: FlagSnapshot,
+        current: FlagSnapshot | None,
+        unverified: Mapping[str, str] | None = None,
     ) -> None:
         parts = [f"applied: {', '.join(applied) or 'none'}"]
         if conflicted:
             parts.append(f"changed concurrently: {', '.join(conflicted)}")
         parts.extend(f"failed: {flag}: {reason}" for flag, reason in failed.items())
+        parts.extend(f"not verified: {flag}: {why}" for flag, why in (unverified or {}).items())
         super().__init__("; ".join(parts))
         self.applied = tuple(applied)
         self.conflicted = tuple(conflicted)
         self.failed = dict(failed)
+        self.unverified = dict(unverified or {})
         self.current = current
 
 

@@ -32,6 +32,7 @@ import fcntl
 import os
 import re
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -44,14 +45,16 @@ from app.flags.backend import (
     FlagChange,
     FlagSnapshot,
     PartiallyApplied,
+    UnknownFlag,
     VersionConflict,
 )
 from app.flags.loader import ConfigInvalid, ConfigIssue
-from app.flags.model import FlagConfig, FlagState
-from app.flags.unleash_api import TestFailed, UnleashApi, UnleashRefused
+from app.flags.model import FLAG_KEY, FlagConfig, FlagState
+from app.flags.unleash_api import TestFailed, UnleashApi, UnleashRefused, UnleashUnavailable
 from app.flags.unleash_mapping import (
     ExportedFeature,
     MappedFlag,
+    admin_feature,
     exported_features,
     map_feature,
     parse_version,
@@ -74,6 +77,11 @@ CHANGE_EVENTS = (
     "feature-environment-enabled",
     "feature-environment-disabled",
 )
+#: Up to this many flags, `apply` reads each flag on its own before writing (2 calls
+#: each, a few ms); beyond it, one export of the whole environment.
+_FLAG_READS_UP_TO = 5
+#: Flags written at once by a request of more than `_FLAG_READS_UP_TO` flags.
+_PARALLEL_WRITES = 4
 _RECEIPT = re.compile(r"Unleash events? (#\d+(?:, #\d+)*)")
 
 
@@ -150,52 +158,78 @@ class UnleashFlagBackend:
 
         Before any write: ConfigInvalid for a percentage that is not a whole number
         0..100, UnknownFlag, ConfigInvalid for a read-only flag, VersionConflict (every
-        stale flag listed) when a version differs from `expected_versions`. After a
-        first write: PartiallyApplied. Returns the snapshot read back, with `receipts`.
+        stale flag listed) when a version differs from `expected_versions`. Then each flag
+        is written on its own, going on after a conflict or a refusal (not after Unleash
+        stops answering); any problem after that is a PartiallyApplied naming every flag
+        (`unverified` when the writes could not be read back). Returns the snapshot read
+        back, with `receipts`.
         """
         by_flag = {change.flag: change for change in changes}
         _check_percentages(environment, by_flag.values())
+        if not by_flag:
+            return self.load(environment)
         with self._write_lock():
-            current = self._read(environment)
-            for flag in by_flag:
-                current.snapshot.flag(flag)  # UnknownFlag
+            mapped = self._current(environment, list(by_flag))
             refused = [
                 ConfigIssue(Path(f"unleash/{environment}"), None, flag, f"read-only: {reason}")
                 for flag in by_flag
-                if (reason := current.snapshot.read_only.get(flag)) is not None
+                if (reason := mapped[flag].read_only) is not None
             ]
             if refused:
                 raise ConfigInvalid(refused)
             stale = [
-                flag
-                for flag in by_flag
-                if expected_versions.get(flag) != current.snapshot.versions[flag]
+                flag for flag in by_flag if expected_versions.get(flag) != mapped[flag].version
             ]
             if stale:
-                raise VersionConflict(stale, current.snapshot)
-            if not by_flag:
-                return current.snapshot
+                raise VersionConflict(stale, self.load(environment))
             before_events = self._latest_event_id(environment)
             written: list[str] = []
             conflicted: list[str] = []
             failed: dict[str, str] = {}
-            for flag, change in by_flag.items():
+            down: list[UnleashUnavailable] = []
+
+            def write(flag: str) -> str | None:
+                """One flag's compare-and-set: None when written, else what happened."""
+                if down:
+                    return f"failed: not attempted: {down[0]}"
                 try:
-                    self._write(environment, current.mapped[flag], change, expected_versions[flag])
+                    self._write(environment, mapped[flag], by_flag[flag], expected_versions[flag])
                 except TestFailed:
-                    conflicted.append(flag)
+                    return "conflicted"  # nothing written for it; the others go on
+                except UnleashUnavailable as error:
+                    down.append(error)
+                    return f"failed: {error}"
                 except (UnleashRefused, RuntimeError, OSError) as error:
-                    failed[flag] = str(error)
-                else:
+                    return f"failed: {error}"
+                return None
+
+            # Each flag is its own compare-and-set, so many are written a few at a time
+            # (an emergency rollback of hundreds is latency-bound).
+            workers = 1 if len(by_flag) <= _FLAG_READS_UP_TO else _PARALLEL_WRITES
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                said = dict(zip(by_flag, pool.map(write, by_flag), strict=True))
+            for flag, outcome in said.items():
+                if outcome is None:
                     written.append(flag)
-                if conflicted or failed:
-                    break  # stop at the first problem: the rest keep their state
-            after = self._read(environment)
+                elif outcome == "conflicted":
+                    conflicted.append(flag)
+                else:
+                    failed[flag] = outcome.removeprefix("failed: ")
+            try:
+                after = self._read(environment)
+            except UnleashUnavailable as error:
+                # Written but not read back: only a later read can tell (reconciliation).
+                raise PartiallyApplied(
+                    [], conflicted, failed, None, unverified={f: str(error) for f in written}
+                ) from None
             mismatched = _mismatches(after.mapped, {flag: by_flag[flag] for flag in written})
             for flag, problem in mismatched.items():
                 written.remove(flag)
                 failed[flag] = problem
-            receipts = self._receipts(environment, written, before_events)
+            try:
+                receipts = self._receipts(environment, written, before_events)
+            except UnleashUnavailable:
+                receipts = {}  # applied and verified all the same
         fresh = FlagSnapshot(
             environment,
             after.snapshot.config,
@@ -254,6 +288,30 @@ class UnleashFlagBackend:
         return changes
 
     # -- internals ---------------------------------------------------------------
+
+    def _current(self, environment: str, flags: Sequence[str]) -> dict[str, MappedFlag]:
+        """The flags as they are now (UnknownFlag for one the project lacks): two small
+        reads per flag (the feature, its tags) for a few flags, one export for many."""
+        if len(flags) > _FLAG_READS_UP_TO:
+            read = self._read(environment)
+            for flag in flags:
+                read.snapshot.flag(flag)  # UnknownFlag
+            return read.mapped
+        found = {}
+        for flag in flags:
+            if not FLAG_KEY.fullmatch(flag):
+                raise UnknownFlag(flag)
+            try:
+                body = self.api.get(f"/api/admin/projects/{self.project}/features/{flag}")
+                tags = (self.api.get(f"/api/admin/features/{flag}/tags") or {}).get("tags", [])
+            except UnleashRefused as error:
+                if error.status == 404:
+                    raise UnknownFlag(flag) from None
+                raise
+            if body.get("archived"):
+                raise UnknownFlag(flag)
+            found[flag] = map_feature(admin_feature(body, environment, tags))
+        return found
 
     def _read(self, environment: str) -> _Read:
         export = self.api.post(
@@ -329,24 +387,40 @@ class UnleashFlagBackend:
         return int(events[0]["id"]) if events else 0
 
     def _receipts(self, environment: str, flags: Iterable[str], after: int) -> dict[str, str]:
-        """For each written flag, the events this token logged for it since `after`."""
-        receipts = {}
+        """For each written flag, the events this token logged for it since `after`: one
+        search per flag for a few, one search of the project's newest events for many."""
         name = self.token_name()
-        for flag in flags:
-            found = self.api.get(
-                "/api/admin/search/events",
-                {"feature": f"IS:{flag}", "environment": f"IS:{environment}", "limit": 10},
-            )
-            ids = sorted(
-                int(event["id"])
-                for event in (found or {}).get("events", [])
-                if int(event["id"]) > after
+        wanted = list(flags)
+        if len(wanted) <= _FLAG_READS_UP_TO:
+            found = [
+                event
+                for flag in wanted
+                for event in (
+                    self.api.get(
+                        "/api/admin/search/events",
+                        {"feature": f"IS:{flag}", "environment": f"IS:{environment}", "limit": 10},
+                    )
+                    or {}
+                ).get("events", [])
+            ]
+        else:
+            query: dict[str, str | int] = {
+                "project": f"IS:{self.project}",
+                "environment": f"IS:{environment}",
+                "type": f"IS_ANY_OF:{','.join(CHANGE_EVENTS)}",
+                "limit": min(1000, 3 * len(wanted) + 50),
+            }
+            found = (self.api.get("/api/admin/search/events", query) or {}).get("events", [])
+        ids: dict[str, list[int]] = {}
+        for event in found:
+            if (
+                int(event["id"]) > after
+                and event.get("featureName") in wanted
                 and event.get("createdBy") == name
                 and event.get("type") in CHANGE_EVENTS
-            )
-            if ids:
-                receipts[flag] = receipt_text(ids, name)
-        return receipts
+            ):
+                ids.setdefault(str(event["featureName"]), []).append(int(event["id"]))
+        return {flag: receipt_text(sorted(set(found_ids)), name) for flag, found_ids in ids.items()}
 
 
 def receipt_text(event_ids: Sequence[int], token_name: str) -> str:
@@ -378,8 +452,6 @@ def file_lock(path: Path) -> Iterator[None]:
 
 
 def _usable_key(feature: ExportedFeature) -> bool:
-    from app.flags.model import FLAG_KEY
-
     return FLAG_KEY.fullmatch(feature.name) is not None
 
 

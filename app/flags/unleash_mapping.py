@@ -37,6 +37,7 @@ __all__ = [
     "ExportedFeature",
     "MappedFlag",
     "VersionBasis",
+    "admin_feature",
     "exported_features",
     "map_feature",
     "parse_version",
@@ -49,6 +50,7 @@ __all__ = [
 ROLLOUT_STRATEGY = "flexibleRollout"
 _WHOLE = re.compile(r"(0|[1-9][0-9]{0,2})")
 _PHASE_TAG = re.compile(r"phase:([1-6])")
+_STRATEGY_KEYS = ("id", "name", "title", "constraints", "variants", "segments", "disabled")
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,29 @@ def exported_features(export: Mapping[str, Any]) -> list[ExportedFeature]:
     ]
 
 
+def admin_feature(
+    body: Mapping[str, Any], environment: str, tags: Sequence[Mapping[str, Any]]
+) -> ExportedFeature:
+    """One feature from `GET /api/admin/projects/{project}/features/{name}` and its
+    `GET /api/admin/features/{name}/tags`, as the export would give it."""
+    entry: Mapping[str, Any] = next(
+        (env for env in body.get("environments") or () if env.get("name") == environment), {}
+    )
+    return ExportedFeature(
+        name=str(body["name"]),
+        description=str(body.get("description") or ""),
+        enabled=bool(entry.get("enabled")),
+        strategies=tuple(
+            sorted(
+                entry.get("strategies") or (),
+                key=lambda s: (int(s.get("sortOrder") or 0), str(s.get("id"))),
+            )
+        ),
+        tags=tuple((str(tag.get("type", "")), str(tag.get("value", ""))) for tag in tags),
+        dependencies=tuple(str(dep.get("feature")) for dep in body.get("dependencies") or ()),
+    )
+
+
 def rollout_percentage(rollout: object) -> int | None:
     """The rollout as a whole percentage 0..100, or None when it is not exactly one
     (a number instead of a string, "12.5", "150", "05", "")."""
@@ -179,17 +204,22 @@ def version_token(feature: ExportedFeature) -> str:
     rollout_text = rollout if isinstance(rollout, str) and "|" not in rollout else "-"
     rest = json.dumps(
         {
-            "strategies": [
-                {
-                    **strategy,
-                    "parameters": {
-                        k: v
-                        for k, v in (strategy.get("parameters") or {}).items()
-                        if k != "rollout"
-                    },
-                }
-                for strategy in feature.strategies
-            ],
+            # The same keys whichever call the feature came from (the export adds
+            # featureName, a feature read adds sortOrder), in a fixed order.
+            "strategies": sorted(
+                (
+                    {
+                        **{key: strategy.get(key) for key in _STRATEGY_KEYS},
+                        "parameters": {
+                            k: v
+                            for k, v in (strategy.get("parameters") or {}).items()
+                            if k != "rollout"
+                        },
+                    }
+                    for strategy in feature.strategies
+                ),
+                key=lambda body: str(body["id"]),
+            ),
             "rollout": None if rollout_text != "-" else rollout,
             "tags": sorted(feature.tags),
             "dependencies": sorted(feature.dependencies),

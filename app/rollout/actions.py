@@ -458,9 +458,7 @@ def execute_action(
         settled = tuple(audit.settle_many(pending, Outcome.FAILED, detail))
         return ActionResult(False, ExitCode.CONFLICT, plan, settled, detail, conflict.current)
     except PartiallyApplied as partial:
-        outcomes = {flag: "applied" for flag in partial.applied}
-        outcomes |= {flag: "conflicted: changed concurrently" for flag in partial.conflicted}
-        outcomes |= {flag: f"failed: {reason}" for flag, reason in partial.failed.items()}
+        outcomes = _partial_outcomes(partial, audit)
         return _per_flag_result(plan, audit, pending, outcomes, partial.current)
     except ConfigInvalid as error:
         settled = tuple(audit.settle_many(pending, Outcome.FAILED, str(error)))
@@ -493,33 +491,64 @@ def _apply_flag_by_flag(
     changes: Sequence[FlagChange],
     versions: Mapping[str, str],
 ) -> ActionResult:
-    """Each change as its own compare-and-set (a backend that cannot write several at
-    once), going on after a conflict or a refusal; once the backend is unavailable the
-    rest are not attempted. One audit outcome per flag."""
+    """The changes on a backend that writes flag by flag, each its own compare-and-set:
+    a flag refused before any write (stale, gone, read-only) is set aside and the rest
+    sent again; the backend goes on after a conflict once writing. One audit outcome per
+    flag; a flag written but not read back stays pending (reconciliation settles it)."""
     environment = plan.request.environment
     outcomes: dict[str, str] = {}
-    receipts: dict[str, str] = {}
+    remaining = list(changes)
     fresh: FlagSnapshot | None = None
     down: SourceUnavailable | None = None
-    for change in changes:
-        if down is not None:
-            outcomes[change.flag] = f"failed: not attempted: {down}"
-            continue
+    while remaining:
         try:
-            fresh = backend.apply(environment, [change], {change.flag: versions[change.flag]})
-        except VersionConflict as conflict:
+            fresh = backend.apply(
+                environment, remaining, {c.flag: versions[c.flag] for c in remaining}
+            )
+        except VersionConflict as conflict:  # refused before any write
             fresh = conflict.current
-            said = _now_and_who(audit, conflict.current, change.flag)
-            outcomes[change.flag] = f"conflicted: changed concurrently — {said}"
+            for flag in conflict.flags:
+                said = _now_and_who(audit, conflict.current, flag)
+                outcomes[flag] = f"conflicted: changed concurrently — {said}"
+            remaining = [c for c in remaining if c.flag not in conflict.flags]
+            continue
+        except UnknownFlag as unknown:
+            outcomes[unknown.flag] = f"failed: {unknown}"
+            remaining = [c for c in remaining if c.flag != unknown.flag]
+            continue
+        except ConfigInvalid as invalid:
+            named = {issue.flag for issue in invalid.issues if issue.flag}
+            if not named & {c.flag for c in remaining}:
+                outcomes |= {c.flag: f"failed: {invalid}" for c in remaining}
+                break
+            outcomes |= {i.flag: f"failed: {i.message}" for i in invalid.issues if i.flag}
+            remaining = [c for c in remaining if c.flag not in named]
+            continue
+        except PartiallyApplied as partial:
+            fresh = partial.current
+            outcomes |= _partial_outcomes(partial, audit)
+            break
         except SourceUnavailable as error:
             down = error
-            outcomes[change.flag] = f"failed: {error}"
-        except (ConfigInvalid, UnknownFlag, OSError, RuntimeError) as error:
-            outcomes[change.flag] = f"failed: {error}"
-        else:
-            outcomes[change.flag] = "applied"
-            receipts.update(fresh.receipts)
-    return _per_flag_result(plan, audit, pending, outcomes, fresh, receipts, down)
+            outcomes |= {c.flag: f"failed: {error}" for c in remaining}
+            break
+        except (OSError, RuntimeError) as error:
+            outcomes |= {c.flag: f"failed: {error}" for c in remaining}
+            break
+        outcomes |= {c.flag: "applied" for c in remaining}
+        break
+    return _per_flag_result(plan, audit, pending, outcomes, fresh, down=down)
+
+
+def _partial_outcomes(partial: PartiallyApplied, audit: AuditLog) -> dict[str, str]:
+    """Each flag's outcome as a PartiallyApplied tells it."""
+    outcomes = {flag: "applied" for flag in partial.applied}
+    for flag in partial.conflicted:
+        said = _now_and_who(audit, partial.current, flag) if partial.current else flag
+        outcomes[flag] = f"conflicted: changed concurrently — {said}"
+    outcomes |= {flag: f"failed: {reason}" for flag, reason in partial.failed.items()}
+    outcomes |= {flag: f"unverified: {why}" for flag, why in partial.unverified.items()}
+    return outcomes
 
 
 def _per_flag_result(
@@ -542,8 +571,11 @@ def _per_flag_result(
     settled = {e.id: e for e in _settle_applied(audit, applied, receipts)}
     for entry in pending:
         if entry.id not in settled:
-            detail = full[entry.flag].split(": ", 1)[1]
-            settled[entry.id] = audit.settle(entry, Outcome.FAILED, detail)
+            said = full[entry.flag]
+            if said.startswith("unverified"):
+                settled[entry.id] = entry  # stays pending: reconciliation compares later
+                continue
+            settled[entry.id] = audit.settle(entry, Outcome.FAILED, said.split(": ", 1)[1])
     done = [flag for flag, said in full.items() if said == "applied"]
     conflicted = [flag for flag, said in full.items() if said.startswith("conflicted")]
     failed = [
@@ -551,24 +583,29 @@ def _per_flag_result(
         for flag, said in full.items()
         if said.startswith("failed")
     ]
+    unverified = [flag for flag, said in full.items() if said.startswith("unverified")]
     verb = "switched off" if plan.request.action is Action.EMERGENCY else "applied"
     error = None
-    if conflicted or failed:
+    if conflicted or failed or unverified:
         parts = [f"{verb}: {', '.join(done) or 'none'}"]
         if conflicted:
             parts.append(f"conflicted: {', '.join(conflicted)}")
         if failed:
             parts.append(f"failed: {'; '.join(failed)}")
+        if unverified:
+            parts.append(
+                f"written but not read back (pending until reconciled): {', '.join(unverified)}"
+            )
         error = "; ".join(parts)
     code = (
         ExitCode.UNAVAILABLE
-        if down is not None or failed
+        if down is not None or failed or unverified
         else ExitCode.CONFLICT
         if conflicted
         else ExitCode.DONE
     )
     return ActionResult(
-        not (conflicted or failed),
+        not (conflicted or failed or unverified),
         code,
         plan,
         tuple(settled[e.id] for e in pending),
@@ -729,6 +766,7 @@ def _recorded_reason(request: ActionRequest) -> str:
 def _replay(request: ActionRequest, previous: AuditEntry, audit: AuditLog) -> ActionResult:
     """The result of the action already recorded under this key (all its records)."""
     group = audit.action_group(previous)
+    states = set(FlagState)
     transitions = tuple(
         Transition(
             e.flag,
@@ -738,6 +776,7 @@ def _replay(request: ActionRequest, previous: AuditEntry, audit: AuditLog) -> Ac
             e.to_percentage,
         )
         for e in group
+        if e.from_state in states and e.to_state in states  # not an unreadable attempt
     )
     applied = previous.outcome is Outcome.APPLIED
     return ActionResult(

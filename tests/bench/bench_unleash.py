@@ -2,8 +2,8 @@
 latency, time from an action to the Python SDK seeing it, and listing many features.
 
 Run: `uv run python -m tests.bench.bench_unleash [--features N] [--actions N]
-[--sdk-runs N]`. Starts its own Unleash on a fresh PostgreSQL database (127.0.0.1:5432)
-and drops it afterwards. Prints figures; asserts nothing.
+[--sdk-runs N] [--emergency-flags N]`. Starts its own Unleash on a fresh PostgreSQL
+database (127.0.0.1:5432) and drops it afterwards. Prints figures; asserts nothing.
 
 - action latency: `execute_action` (plan, audit pending, compare-and-set write, read
   back, event lookup, audit outcome) alternating advance 5 → 25 and rollback 25 → 5 on
@@ -11,6 +11,8 @@ and drops it afterwards. Prints figures; asserts nothing.
   `--features` features (every read is an export of the whole project).
 - action → SDK: a real UnleashClient (refresh_interval 1 s) polled every 20 ms until it
   serves the new percentage, from the moment `execute_action` returned.
+- emergency rollback of `--emergency-flags` flags in rollout (each flag its own
+  compare-and-set, read back and receipt), in a small project.
 - listing: `UnleashFlagBackend.load` of the project (one export call) and mapping.
 """
 
@@ -129,6 +131,7 @@ def main() -> None:
     parser.add_argument("--features", type=int, default=1000)
     parser.add_argument("--actions", type=int, default=50)
     parser.add_argument("--sdk-runs", type=int, default=10)
+    parser.add_argument("--emergency-flags", type=int, default=20)
     args = parser.parse_args()
     name = f"bench_unleash_{uuid.uuid4().hex[:8]}"
     work = Path(tempfile.mkdtemp(prefix="bench-unleash-"))
@@ -150,6 +153,18 @@ def main() -> None:
             summary(sdk_delay(server, backend, audit, "bench_flag", args.sdk_runs)),
         )
 
+        for name in (f"emergency_{i:02d}" for i in range(args.emergency_flags)):
+            create(api, name, 25)
+        request = ActionRequest(Action.EMERGENCY, ENV, "benchmark", OPERATOR)
+        started = time.perf_counter()
+        result = execute_action(request, backend, audit, passing)
+        took = time.perf_counter() - started
+        assert result.per_flag is not None and set(result.per_flag.values()) == {"applied"}
+        print(
+            f"emergency rollback of {len(result.per_flag)} flags, each its own "
+            f"compare-and-set: {took:.2f} s ({1000 * took / len(result.per_flag):.0f} ms a flag)"
+        )
+
         started = time.perf_counter()
         with ThreadPoolExecutor(max_workers=8) as pool:
             list(
@@ -169,6 +184,16 @@ def main() -> None:
         print(
             f"action latency, project of {len(snapshot.config.flags)} features:",
             summary(action_latency(backend, audit, "bench_flag", args.actions)),
+        )
+        request = ActionRequest(Action.EMERGENCY, ENV, "benchmark", OPERATOR)
+        started = time.perf_counter()
+        result = execute_action(request, backend, audit, passing)
+        took = time.perf_counter() - started
+        assert result.per_flag is not None and set(result.per_flag.values()) == {"applied"}
+        print(
+            f"emergency rollback of {len(result.per_flag)} flags in a project of "
+            f"{len(snapshot.config.flags)}: {took:.2f} s "
+            f"({1000 * took / len(result.per_flag):.0f} ms a flag)"
         )
     finally:
         server.stop()

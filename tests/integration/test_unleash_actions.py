@@ -135,9 +135,12 @@ def test_an_emergency_rollback_reports_flag_by_flag(
     class ArchivedMeanwhile(UnleashFlagBackend):
         """Archives gamma in Unleash just before its write: no longer there to switch off."""
 
+        archived = False
+
         def apply(self, environment, changes, expected_versions):  # type: ignore[no-untyped-def]
-            if [change.flag for change in changes] == ["gamma"]:
+            if not self.archived and "gamma" in [change.flag for change in changes]:
                 unleash.call("POST", "/api/admin/projects/default/archive", {"features": ["gamma"]})
+                self.archived = True
             return super().apply(environment, changes, expected_versions)
 
     result = execute_action(
@@ -238,12 +241,16 @@ def test_unleash_stopped_is_exit_4_audited_and_the_token_never_shows(tmp_path: P
         server.stop()
     env = cli_environment(tmp_path, server.url, server.admin_token)
 
-    killed = _cli(env, "rollback", "checkout", "--kill", "--reason", "paging", "--actor", "olga")
+    kill = ("rollback", "checkout", "--kill", "--reason", "paging", "--actor", "olga")
+    killed = _cli(env, *kill, "--idempotency-key", "page-42")
+    again = _cli(env, *kill, "--idempotency-key", "page-42")  # a retry of the same key
     audited = _cli(env, "audit", "--json")
 
     assert killed.returncode == ExitCode.UNAVAILABLE, killed.stderr
     assert "Unleash unavailable" in killed.stderr
     assert "Traceback" not in killed.stderr
+    assert again.returncode == ExitCode.REFUSED and "already recorded as failed" in again.stderr
+    assert "Traceback" not in again.stderr
     (record,) = json.loads(audited.stdout)["records"]
     assert (record["flag"], record["action"], record["outcome"]) == ("checkout", "kill", "failed")
     assert "Unleash unavailable" in record["detail"]
@@ -305,3 +312,74 @@ def test_the_cli_acts_on_unleash_and_the_token_is_in_no_output_or_file(
     for path in (tmp_path / "state").rglob("*"):
         if path.is_file():
             assert secret.encode() not in path.read_bytes()
+
+
+def test_a_percentage_unleash_cannot_hold_exactly_is_refused_before_any_write(
+    unleash: UnleashSeed, backend: UnleashFlagBackend, audit: AuditLog
+) -> None:
+    unleash.create("checkout", rollout=5)
+    events = len(unleash.events("checkout"))
+
+    result = execute_action(request(to_percentage=12.5), backend, audit, passing)
+
+    assert result.exit_code is ExitCode.REFUSED
+    assert "percentage must be a whole number within 0..100, got 12.5" in (result.error or "")
+    assert rollout_of(unleash, "checkout") == "5"
+    assert len(unleash.events("checkout")) == events
+    (entry,) = audit.entries()
+    assert entry.outcome is Outcome.FAILED and "whole number" in entry.detail
+
+
+def test_an_advance_to_100_reads_back_as_enabled_and_counts_as_applied(
+    unleash: UnleashSeed, backend: UnleashFlagBackend, audit: AuditLog, tmp_path: Path
+) -> None:
+    from app.runtime import Runtime
+    from app.settings import Settings
+
+    unleash.create("checkout", rollout=50)
+
+    result = execute_action(request(), backend, audit, passing)
+
+    assert result.applied and rollout_of(unleash, "checkout") == "100"
+    assert backend.load(ENV).flag("checkout").state is FlagState.ENABLED
+    runtime = Runtime(Settings(state_dir=tmp_path), None, backend, audit, [])
+    assert runtime.is_applied(result.audit[0])  # a crash-left pending record settles
+
+
+def test_a_write_unleash_cannot_read_back_stays_pending_until_reconciled(
+    unleash: UnleashSeed, backend: UnleashFlagBackend, audit: AuditLog, tmp_path: Path
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from app.flags.unleash_api import UnleashUnavailable
+    from app.runtime import Runtime
+    from app.settings import Settings
+
+    class GoneAfterTheWrite(UnleashFlagBackend):
+        """Unleash stops answering right after the patch: the write landed, its read-back
+        times out (injected at that instant; the server itself keeps running)."""
+
+        wrote = False
+
+        def _write(self, environment, flag, change, expected):  # type: ignore[no-untyped-def]
+            super()._write(environment, flag, change, expected)
+            self.wrote = True
+
+        def _read(self, environment):  # type: ignore[no-untyped-def]
+            if self.wrote:
+                raise UnleashUnavailable("POST /api/admin/features-batch/export timed out")
+            return super()._read(environment)
+
+    unleash.create("checkout", rollout=5)
+
+    result = execute_action(request(), GoneAfterTheWrite(backend.api), audit, passing)
+
+    assert result.exit_code is ExitCode.UNAVAILABLE and not result.applied
+    assert "written but not read back" in (result.error or "")
+    (entry,) = audit.entries()
+    assert entry.outcome is Outcome.PENDING  # neither applied nor failed: nobody knows yet
+    assert rollout_of(unleash, "checkout") == "10"
+    runtime = Runtime(Settings(state_dir=tmp_path), None, backend, audit, [])
+    later = datetime.now(UTC) + timedelta(minutes=10)
+    assert audit.reconcile_pending(runtime.is_applied, now=later) == 1
+    assert audit.entries()[0].outcome is Outcome.APPLIED

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from app.demo.unleash_server import LocalUnleash
+from app.flags.backend import FlagChange, PartiallyApplied, VersionConflict
 from app.flags.model import FlagState
 from app.flags.unleash_api import UnleashApi
 from app.flags.unleash_backend import UnleashFlagBackend
@@ -70,3 +71,58 @@ def test_load_maps_what_unleash_holds_and_names_why_the_rest_is_read_only(
     assert set(snapshot.versions) == set(flags)
     # The development environment has no strategies: everything is read-only there.
     assert set(backend.load("development").read_only) == set(flags)
+
+
+class OutsiderBetweenCheckAndWrite(UnleashFlagBackend):
+    """Someone in Unleash's UI changes `victim` after the backend's version check and
+    before its write: the JSON Patch `test` op is then the only guard left."""
+
+    def __init__(self, server: LocalUnleash, seed: UnleashSeed, victim: str) -> None:
+        super().__init__(UnleashApi(server.url, server.admin_token, 10))
+        self.seed = seed
+        self.victim = victim
+
+    def _write(self, environment, flag, change, expected):  # type: ignore[no-untyped-def]
+        if flag.definition.key == self.victim:
+            self.seed.set_rollout(self.victim, "40", environment)
+        super()._write(environment, flag, change, expected)
+
+
+def test_a_change_between_check_and_write_is_a_conflict_and_is_not_overwritten(
+    unleash: UnleashSeed,
+) -> None:
+    unleash.create("checkout", rollout=5)
+    backend = OutsiderBetweenCheckAndWrite(unleash.server, unleash, "checkout")
+    read = backend.load(ENV)
+
+    with pytest.raises(VersionConflict) as conflict:
+        backend.apply(ENV, [FlagChange("checkout", FlagState.ROLLOUT, 25)], read.versions)
+
+    assert conflict.value.flags == ("checkout",)
+    assert conflict.value.current.flag("checkout").percentage == 40.0
+    (strategy,) = unleash.strategies("checkout")
+    assert strategy["parameters"]["rollout"] == "40"  # the outsider's value stands
+    newest = unleash.events("checkout", limit=1)[0]
+    assert newest["data"]["parameters"]["rollout"] == "40"  # and no write of ours followed
+
+
+def test_a_conflict_after_a_first_write_is_reported_flag_by_flag(unleash: UnleashSeed) -> None:
+    unleash.create("alpha", rollout=10)
+    unleash.create("beta", rollout=20)
+    backend = OutsiderBetweenCheckAndWrite(unleash.server, unleash, "beta")
+    read = backend.load(ENV)
+    kill = [FlagChange(name, FlagState.DISABLED, 0) for name in ("alpha", "beta")]
+
+    with pytest.raises(PartiallyApplied) as partial:
+        backend.apply(ENV, kill, read.versions)
+
+    assert partial.value.applied == ("alpha",)
+    assert partial.value.conflicted == ("beta",)
+    assert partial.value.failed == {}
+    current = partial.value.current
+    assert current.flag("alpha").state is FlagState.DISABLED
+    assert "Unleash event" in current.receipts["alpha"]
+    assert (current.flag("beta").state, current.flag("beta").percentage) == (
+        FlagState.ROLLOUT,
+        40.0,
+    )

@@ -10,6 +10,7 @@ import pytest
 from app.flags.model import FlagMetadata, FlagState
 from app.flags.unleash_mapping import (
     ExportedFeature,
+    admin_feature,
     exported_features,
     map_feature,
     parse_version,
@@ -189,3 +190,46 @@ def test_the_version_records_the_switch_strategy_and_rollout_and_moves_with_the_
     assert version_token(feature(strategy("25"))) == token
     assert parse_version("17") is None
     assert parse_version(version_token(feature())) is not None
+
+
+def test_a_feature_read_on_its_own_has_the_version_the_export_gives() -> None:
+    """`apply` reads a few flags one by one (the feature and its tags) and compares with
+    versions from the export: both shapes must give the same token."""
+    from_export = exported_features(EXPORT)[0]
+    exported_strategy = {k: v for k, v in EXPORT["featureStrategies"][0].items()}
+    body = {
+        "name": "f1",
+        "description": None,
+        "archived": False,
+        "dependencies": [],
+        "children": [],
+        "environments": [
+            {"name": "development", "enabled": False, "strategies": []},
+            {
+                "name": "production",
+                "enabled": True,
+                "strategies": [
+                    {k: v for k, v in exported_strategy.items() if k != "featureName"}
+                    | {"sortOrder": 0}
+                ],
+            },
+        ],
+    }
+
+    alone = admin_feature(body, "production", [])
+
+    assert version_token(alone) == version_token(from_export)
+    assert map_feature(alone) == map_feature(from_export)
+    tagged = admin_feature(body, "production", [{"type": "simple", "value": "phase:2"}])
+    assert version_token(tagged) != version_token(from_export)
+
+
+def test_receipts_name_the_events_and_the_audit_details_give_their_ids_back() -> None:
+    from app.flags.unleash_backend import dashboard_event_ids, receipt_text
+
+    one = receipt_text([15], "rollout-dashboard")
+    two = receipt_text([16, 17], "rollout-dashboard")
+
+    assert one == "Unleash event #15 by rollout-dashboard"
+    assert two == "Unleash events #16, #17 by rollout-dashboard"
+    assert dashboard_event_ids([one, two, "", "changed concurrently"]) == {15, 16, 17}
