@@ -105,6 +105,12 @@ class Settings(BaseSettings):
     unleash_timeout_seconds: float = Field(
         5.0, gt=0, le=120, allow_inf_nan=False, description="Per Unleash API call."
     )
+    unleash_sync_minutes: int = Field(
+        10,
+        ge=0,
+        le=24 * 60,
+        description="serve copies Unleash's client metrics this often (0: never).",
+    )
     environment: str = Field("production", description="Environment shown first.")
     database_url: SecretStr | None = Field(
         None, description="SQLAlchemy URL; default: SQLite at <state_dir>/metrics.db."

@@ -1,0 +1,128 @@
+"""`sync-unleash`: copy Unleash's hourly client metrics into the metrics database, and
+the periodic copy `serve` runs (`ROLLOUT_UNLEASH_SYNC_MINUTES`).
+
+Exit codes: 0 synced; 2 Unleash not configured, or a token Unleash refuses (the
+message never shows the token); 4 Unleash or the metrics database unavailable. The
+sync itself (`app.metrics_db.unleash_sync`) is imported when the command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from app.rollout.exit_codes import ExitCode
+
+if TYPE_CHECKING:
+    from app.metrics_db.unleash_sync import SyncReport
+    from app.settings import Settings
+
+__all__ = ["add_sync_command", "run_sync_unleash", "start_periodic_sync", "sync_once"]
+
+NOT_CONFIGURED = (
+    "Unleash is not configured: set ROLLOUT_UNLEASH_URL (the server's root URL) and "
+    "ROLLOUT_UNLEASH_TOKEN (an admin API token; or unleash_token under [rollout] in "
+    ".streamlit/secrets.toml)"
+)
+#: Unleash's answers to a missing, unknown or too weak token
+AUTH = (401, 403)
+#: `--hours` accepts 1 to this (Unleash keeps its client metrics 48 h)
+MAX_HOURS = 48
+
+
+def _hours(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text[:40]!r}") from None
+    if not 1 <= value <= MAX_HOURS:
+        raise argparse.ArgumentTypeError(f"must be 1 to {MAX_HOURS}, got {text[:40]}")
+    return value
+
+
+def add_sync_command(subparsers: Any) -> argparse.ArgumentParser:
+    """Register `sync-unleash [--hours N]` on the `add_subparsers()` result."""
+    sync = subparsers.add_parser(
+        "sync-unleash",
+        help="copy Unleash's hourly client metrics into the metrics database (idempotent)",
+    )
+    sync.add_argument(
+        "--hours",
+        type=_hours,
+        default=MAX_HOURS,
+        help=f"how many hours back to read, 1 to {MAX_HOURS} (default {MAX_HOURS})",
+    )
+    sync.set_defaults(run=run_sync_unleash)
+    return sync  # type: ignore[no-any-return]
+
+
+def run_sync_unleash(args: argparse.Namespace, settings: Settings) -> int:
+    """Sync once and print what was synced; a refused token is exit 2, an unreachable
+    Unleash or database exit 4 (`main` turns SourceUnavailable into 4)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from app.flags.unleash_api import UnleashRefused
+    from app.metrics_db.unleash_sync import failure_line
+
+    if not settings.unleash_url or settings.unleash_token is None:
+        print(f"error: {NOT_CONFIGURED}", file=sys.stderr)
+        return ExitCode.USAGE
+    try:
+        report = sync_once(settings, args.hours)
+    except UnleashRefused as error:
+        hint = " (check ROLLOUT_UNLEASH_TOKEN: an admin token)" if error.status in AUTH else ""
+        print(f"error: {error}{hint}", file=sys.stderr)
+        return ExitCode.USAGE
+    except SQLAlchemyError as error:
+        print(f"error: metrics database: {failure_line(error)}", file=sys.stderr)
+        return ExitCode.UNAVAILABLE
+    print(report.summary())
+    return ExitCode.DONE
+
+
+def sync_once(settings: Settings, hours: int = MAX_HOURS) -> SyncReport:
+    """One sync with the settings' Unleash, project and metrics database."""
+    from app.flags.unleash_api import UnleashApi
+    from app.metrics_db.database import open_database
+    from app.metrics_db.unleash_sync import sync_unleash
+
+    assert settings.unleash_url and settings.unleash_token is not None
+    api = UnleashApi(settings.unleash_url, settings.unleash_token, settings.unleash_timeout_seconds)
+    engine = open_database(settings.resolved_database_url)
+    try:
+        return sync_unleash(api, engine, settings.unleash_project, hours)
+    finally:
+        engine.dispose()
+
+
+def start_periodic_sync(settings: Settings) -> threading.Event | None:
+    """For `serve`: a daemon thread syncing every `unleash_sync_minutes` (the first at
+    once), logging a failure on one line of stderr; None when off (0 minutes) or when
+    Unleash is not configured. Setting the returned event stops it."""
+    if not settings.unleash_sync_minutes or not settings.unleash_url:
+        return None
+    if settings.unleash_token is None:
+        return None
+    from app.metrics_db.unleash_sync import sync_periodically
+
+    stop = threading.Event()
+
+    def log(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    thread = threading.Thread(
+        target=sync_periodically,
+        args=(
+            lambda: sync_once(settings),
+            timedelta(minutes=settings.unleash_sync_minutes),
+            stop,
+            log,
+        ),
+        name="unleash-sync",
+        daemon=True,
+    )
+    thread.start()
+    return stop
