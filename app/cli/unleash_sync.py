@@ -99,19 +99,26 @@ def sync_once(settings: Settings, hours: int = MAX_HOURS) -> SyncReport:
 
 
 def start_periodic_sync(settings: Settings) -> threading.Event | None:
-    """For `serve`: a daemon thread syncing every `unleash_sync_minutes` (the first at
-    once), logging a failure on one line of stderr; None when off (0 minutes) or when
+    """For `serve`: migrates the metrics database, then starts a daemon thread syncing
+    every `unleash_sync_minutes` (the first at once), logging a failure on one line of
+    stderr; None when off (0 minutes) or when
     Unleash is not configured. Setting the returned event stops it."""
     if not settings.unleash_sync_minutes or not settings.unleash_url:
         return None
     if settings.unleash_token is None:
         return None
-    from app.metrics_db.unleash_sync import sync_periodically
+    from app.metrics_db.database import open_database
+    from app.metrics_db.unleash_sync import failure_line, sync_periodically
 
     stop = threading.Event()
 
     def log(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
+
+    try:  # migrate here, once: Alembic is not thread-safe, nor two migrations at once
+        open_database(settings.resolved_database_url).dispose()
+    except Exception as error:  # the thread's runs will say it again, one line each
+        log(f"unleash sync: metrics database: {failure_line(error)}")
 
     thread = threading.Thread(
         target=sync_periodically,
