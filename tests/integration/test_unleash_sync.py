@@ -6,6 +6,7 @@ batch in the same hour gives the new totals, and the SQL reader the pages use sh
 from __future__ import annotations
 
 import json
+import threading
 import time
 import urllib.request
 import uuid
@@ -45,7 +46,7 @@ ARRIVAL_DEADLINE = 60.0
 #: metrics of a flag younger than that can be lost. Wait this long after creating them.
 KNOWN_FLAG_NAMES_CACHE_SECONDS = 11.0
 #: flag pairs (plain, with variants) made once for the module's tests, one pair each
-PAIRS = 8
+PAIRS = 10
 
 
 @dataclass(frozen=True)
@@ -333,3 +334,31 @@ def test_serve_s_periodic_sync_copies_at_once(
         engine.dispose()
     finally:
         stop.set()
+
+
+def test_two_syncs_at_once_neither_fail_nor_double(
+    pair: Pair, unleash_server: LocalUnleash, engine: Engine, tmp_path: Path
+) -> None:
+    """`serve`'s periodic sync and a `sync-unleash` by hand may overlap: they wait for
+    each other (PostgreSQL advisory lock, SQLite's write lock), and the unique index on
+    copied rows would refuse a double anyway."""
+    api = _api(unleash_server)
+    counted = _evaluate(unleash_server, tmp_path, pair.app, pair.plain, pair.variants, range(300))
+    _await_reported(api, pair.app, counted)
+    start = threading.Barrier(2)
+    failures: list[BaseException] = []
+
+    def sync() -> None:
+        start.wait()
+        try:
+            sync_unleash(_api(unleash_server), engine, "default", hours=2)
+        except BaseException as error:  # reported below
+            failures.append(error)
+
+    threads = [threading.Thread(target=sync) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert failures == []
+    assert _stored(engine, f"unleash:{pair.app}") == _expected(counted)
