@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, delete, insert, text
+from sqlalchemy import Connection, Engine, delete, insert, text
 
 from app.flags.unleash_api import UnleashApi, UnleashUnavailable
 from app.metrics_db.database import rollup_values
@@ -228,22 +228,44 @@ def replace_unleash_hours(engine: Engine, usages: Sequence[HourlyUsage]) -> int:
     """In one transaction: delete the Unleash roll-ups of every (flag, hour) with data,
     insert the new ones; returns how many were written. Concurrent syncs wait for
     each other (PostgreSQL advisory lock; SQLite's write lock)."""
-    hours = sorted(hours_to_replace(usages))
+    replaced = hours_to_replace(usages)
     rows = rollup_values(rollups_of(usages))
-    if not hours:
+    if not replaced:
         return 0
     with engine.begin() as connection:
         _lock(connection)
-        connection.execute(
-            delete(RollupRow).where(
-                RollupRow.flag == bindparam("replaced_flag"),
-                RollupRow.interval_start == bindparam("replaced_hour"),
-                RollupRow.origin.startswith(ORIGIN_PREFIX, autoescape=True),
-            ),
-            [{"replaced_flag": flag, "replaced_hour": hour} for flag, hour in hours],
-        )
+        for flags, hours in _delete_groups(replaced):
+            connection.execute(
+                delete(RollupRow).where(
+                    RollupRow.flag.in_(flags),
+                    RollupRow.interval_start.in_(hours),
+                    RollupRow.origin.startswith(ORIGIN_PREFIX),
+                )
+            )
         connection.execute(insert(RollupRow), rows)
     return len(rows)
+
+
+#: flags per DELETE statement (with up to 48 hours: far below any bind-parameter limit)
+DELETE_CHUNK = 500
+
+
+def _delete_groups(
+    replaced: set[tuple[str, datetime]],
+) -> list[tuple[list[str], list[datetime]]]:
+    """The (flag, hour) pairs as few `flag IN (...) AND hour IN (...)` pairs as exactly
+    cover them: flags with the same set of hours share statements (usually all do)."""
+    hours_of: dict[str, set[datetime]] = {}
+    for flag, hour in replaced:
+        hours_of.setdefault(flag, set()).add(hour)
+    flags_of: dict[frozenset[datetime], list[str]] = {}
+    for flag, hours in sorted(hours_of.items()):
+        flags_of.setdefault(frozenset(hours), []).append(flag)
+    return [
+        (flags[start : start + DELETE_CHUNK], sorted(hours))
+        for hours, flags in flags_of.items()
+        for start in range(0, len(flags), DELETE_CHUNK)
+    ]
 
 
 def _lock(connection: Connection) -> None:
