@@ -20,7 +20,13 @@ if TYPE_CHECKING:
     from app.metrics_db.unleash_sync import SyncReport
     from app.settings import Settings
 
-__all__ = ["add_sync_command", "run_sync_unleash", "start_periodic_sync", "sync_once"]
+__all__ = [
+    "add_sync_command",
+    "recent_hours",
+    "run_sync_unleash",
+    "start_periodic_sync",
+    "sync_once",
+]
 
 NOT_CONFIGURED = (
     "Unleash is not configured: set ROLLOUT_UNLEASH_URL (the server's root URL) and "
@@ -98,10 +104,17 @@ def sync_once(settings: Settings, hours: int = MAX_HOURS) -> SyncReport:
         engine.dispose()
 
 
+def recent_hours(minutes: int) -> int:
+    """Hours a periodic run re-reads once a whole 48 h run has succeeded: the hours
+    since the last run, the still-filling one and one more for metrics an SDK sends
+    late (every 60 s by default). Older hours no longer change in Unleash."""
+    return min(MAX_HOURS, -(-minutes // 60) + 2)
+
+
 def start_periodic_sync(settings: Settings) -> threading.Event | None:
     """For `serve`: migrates the metrics database, then starts a daemon thread syncing
-    every `unleash_sync_minutes` (the first at once), logging a failure on one line of
-    stderr; None when off (0 minutes) or when
+    every `unleash_sync_minutes` (the first at once, over 48 h; once one succeeded, over
+    `recent_hours`), logging a failure on one line of stderr; None when off (0 minutes) or when
     Unleash is not configured. Setting the returned event stops it."""
     if not settings.unleash_sync_minutes or not settings.unleash_url:
         return None
@@ -120,14 +133,16 @@ def start_periodic_sync(settings: Settings) -> threading.Event | None:
     except Exception as error:  # the thread's runs will say it again, one line each
         log(f"unleash sync: metrics database: {failure_line(error)}")
 
+    synced = threading.Event()  # a first whole-48 h run succeeded
+
+    def run() -> None:
+        hours = recent_hours(settings.unleash_sync_minutes) if synced.is_set() else MAX_HOURS
+        sync_once(settings, hours)
+        synced.set()
+
     thread = threading.Thread(
         target=sync_periodically,
-        args=(
-            lambda: sync_once(settings),
-            timedelta(minutes=settings.unleash_sync_minutes),
-            stop,
-            log,
-        ),
+        args=(run, timedelta(minutes=settings.unleash_sync_minutes), stop, log),
         name="unleash-sync",
         daemon=True,
     )

@@ -12,7 +12,8 @@ yes or no. So the evaluations of an hour always add up to yes + no.
 
 Idempotent: a run replaces, in one transaction, every Unleash roll-up of each (flag,
 hour) for which Unleash has data: a stored hour is replaced, never added to, and the
-still-filling current hour is rewritten by the next run. Hours Unleash answers with
+still-filling current hour is rewritten by the next run (rows already equal to
+Unleash's are kept, so a re-run with nothing new writes nothing). Hours Unleash answers with
 zeros only (it zero-fills every hour of the window, purged ones included) are left
 alone: what was stored for them outlives Unleash.
 """
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, insert, text
+from sqlalchemy import Connection, Engine, delete, insert, select, text
 
 from app.flags.unleash_api import UnleashApi, UnleashUnavailable
 from app.metrics_db.database import rollup_values
@@ -39,6 +40,7 @@ __all__ = [
     "MAX_HOURS",
     "ORIGIN_PREFIX",
     "HourlyUsage",
+    "Replaced",
     "SyncReport",
     "UnleashMetricsInvalid",
     "evaluations_by_variant",
@@ -86,7 +88,8 @@ class HourlyUsage:
 @dataclass(frozen=True)
 class SyncReport:
     """One sync: features listed, distinct hours with data, Unleash rows with data read,
-    roll-ups written (replacing what earlier syncs wrote for those hours)."""
+    roll-ups written, kept (already equal) and deleted (replaced, or gone from Unleash's
+    answer for an hour it has data for)."""
 
     project: str
     hours_back: int
@@ -94,6 +97,8 @@ class SyncReport:
     hours: int
     usage_rows: int
     rollups: int
+    unchanged: int
+    deleted: int
     seconds: float
     first_hour: datetime | None = None
     last_hour: datetime | None = None
@@ -108,8 +113,8 @@ class SyncReport:
             f"synced {_count(self.features, 'feature')} of Unleash project {self.project} "
             f"(last {self.hours_back} h): {_count(self.hours, 'hour')} with data{span}, "
             f"{_count(self.usage_rows, 'app/environment row')}, "
-            f"{_count(self.rollups, 'roll-up')} written "
-            f"in {self.seconds:.1f} s"
+            f"{_count(self.rollups, 'roll-up')} written, {self.unchanged:,} unchanged, "
+            f"{self.deleted:,} replaced or gone, in {self.seconds:.1f} s"
         )
 
 
@@ -224,37 +229,86 @@ def hours_to_replace(usages: Iterable[HourlyUsage]) -> set[tuple[str, datetime]]
     return {(usage.feature, usage.hour) for usage in usages}
 
 
-def replace_unleash_hours(engine: Engine, usages: Sequence[HourlyUsage]) -> int:
-    """In one transaction: delete the Unleash roll-ups of every (flag, hour) with data,
-    insert the new ones; returns how many were written. Concurrent syncs wait for
-    each other (PostgreSQL advisory lock; SQLite's write lock)."""
+@dataclass(frozen=True)
+class Replaced:
+    """What `replace_unleash_hours` did: roll-ups written (new or changed), kept as they
+    were (equal to Unleash's), and deleted (changed, or a variant no longer there)."""
+
+    written: int
+    unchanged: int
+    deleted: int
+
+
+def replace_unleash_hours(engine: Engine, usages: Sequence[HourlyUsage]) -> Replaced:
+    """In one transaction, make the Unleash roll-ups of every (flag, hour) with data
+    exactly `rollups_of(usages)`: rows already equal are kept, the others deleted, the
+    missing ones inserted (so a re-run with nothing new writes nothing). Concurrent
+    syncs wait for each other (PostgreSQL advisory lock; SQLite's write lock)."""
     replaced = hours_to_replace(usages)
-    rows = rollup_values(rollups_of(usages))
     if not replaced:
-        return 0
+        return Replaced(0, 0, 0)
+    wanted = {_key(values): values for values in rollup_values(rollups_of(usages))}
+    stale: list[int] = []
+    unchanged = 0
     with engine.begin() as connection:
         _lock(connection)
-        for flags, hours in _delete_groups(replaced):
-            connection.execute(
-                delete(RollupRow).where(
+        for flags, hours in _hour_groups(replaced):
+            stored = connection.execute(
+                select(*_KEY_COLUMNS, RollupRow.id, RollupRow.evaluations).where(
                     RollupRow.flag.in_(flags),
                     RollupRow.interval_start.in_(hours),
                     RollupRow.origin.startswith(ORIGIN_PREFIX),
                 )
             )
-        connection.execute(insert(RollupRow), rows)
-    return len(rows)
+            for *key, row_id, evaluations in stored:
+                same = wanted.get(tuple(key))
+                if same is not None and same["evaluations"] == evaluations:
+                    del wanted[tuple(key)]
+                    unchanged += 1
+                else:
+                    stale.append(row_id)
+        for first in range(0, len(stale), ID_CHUNK):
+            chunk = stale[first : first + ID_CHUNK]
+            connection.execute(delete(RollupRow).where(RollupRow.id.in_(chunk)))
+        if wanted:
+            connection.execute(insert(RollupRow), list(wanted.values()))
+    return Replaced(len(wanted), unchanged, len(stale))
 
 
-#: flags per DELETE statement (with up to 48 hours: far below any bind-parameter limit)
-DELETE_CHUNK = 500
+#: the columns that make a copied roll-up unique (the `uq_rollups_copied` index)
+_KEY_COLUMNS = (
+    RollupRow.flag,
+    RollupRow.interval_start,
+    RollupRow.origin,
+    RollupRow.environment,
+    RollupRow.variant,
+    RollupRow.reason,
+)
+#: ids per DELETE statement
+ID_CHUNK = 1000
 
 
-def _delete_groups(
+def _key(values: Mapping[str, Any]) -> tuple[Any, ...]:
+    return tuple(values[column.key] for column in _KEY_COLUMNS)
+
+
+def _lock(connection: Connection) -> None:
+    """Serialise syncs for the rest of the transaction, before anything is read."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
+    else:  # a write takes SQLite's write lock (a read alone would not, and could go stale)
+        connection.execute(delete(RollupRow).where(RollupRow.id == -1))
+
+
+#: flags per SELECT (with up to 48 hours: far below any bind-parameter limit)
+FLAG_CHUNK = 500
+
+
+def _hour_groups(
     replaced: set[tuple[str, datetime]],
 ) -> list[tuple[list[str], list[datetime]]]:
     """The (flag, hour) pairs as few `flag IN (...) AND hour IN (...)` pairs as exactly
-    cover them: flags with the same set of hours share statements (usually all do)."""
+    cover them: flags with the same set of hours share a statement (usually all do)."""
     hours_of: dict[str, set[datetime]] = {}
     for flag, hour in replaced:
         hours_of.setdefault(flag, set()).add(hour)
@@ -262,15 +316,10 @@ def _delete_groups(
     for flag, hours in sorted(hours_of.items()):
         flags_of.setdefault(frozenset(hours), []).append(flag)
     return [
-        (flags[start : start + DELETE_CHUNK], sorted(hours))
+        (flags[start : start + FLAG_CHUNK], sorted(hours))
         for hours, flags in flags_of.items()
-        for start in range(0, len(flags), DELETE_CHUNK)
+        for start in range(0, len(flags), FLAG_CHUNK)
     ]
-
-
-def _lock(connection: Connection) -> None:
-    if connection.dialect.name == "postgresql":
-        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
 
 
 def fetch_usage(
@@ -311,7 +360,7 @@ def sync_unleash(
     `fetch_usage`; SQLAlchemy's when the database fails (nothing written then)."""
     started = clock()
     names, usages = fetch_usage(api, project, hours)
-    written = replace_unleash_hours(engine, usages)
+    replaced = replace_unleash_hours(engine, usages)
     stamps = sorted({usage.hour for usage in usages})
     return SyncReport(
         project=project,
@@ -319,7 +368,9 @@ def sync_unleash(
         features=len(names),
         hours=len(stamps),
         usage_rows=len(usages),
-        rollups=written,
+        rollups=replaced.written,
+        unchanged=replaced.unchanged,
+        deleted=replaced.deleted,
         seconds=clock() - started,
         first_hour=stamps[0] if stamps else None,
         last_hour=stamps[-1] if stamps else None,

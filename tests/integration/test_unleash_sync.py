@@ -208,7 +208,7 @@ def test_the_sync_holds_what_the_sdk_counted_and_re_running_changes_nothing(
     before = _rows(engine)
     again = sync_unleash(api, engine, "default", hours=2)
     assert _rows(engine) == before
-    assert again.rollups == report.rollups
+    assert (again.rollups, again.unchanged, again.deleted) == (0, report.rollups, 0)
 
     # the same hour fills up: the next sync replaces it with the new totals, never adds
     second = _evaluate(unleash_server, tmp_path, app, plain, variants, range(600, 1000))
@@ -216,6 +216,7 @@ def test_the_sync_holds_what_the_sdk_counted_and_re_running_changes_nothing(
     _await_reported(api, app, both)
     final = sync_unleash(api, engine, "default", hours=2)
     assert _stored(engine, f"unleash:{app}") == _expected(both)
+    assert 0 < final.deleted <= final.rollups  # the changed rows, each replaced once
     assert sum(_stored(engine, f"unleash:{app}").values()) == 3 * 1000  # 2 flags + variant
 
     # the reader behind the pages: counts and rates over the hours synced

@@ -7,7 +7,7 @@ import threading
 from datetime import timedelta
 from pathlib import Path
 
-from app.cli.unleash_sync import start_periodic_sync
+from app.cli.unleash_sync import recent_hours, start_periodic_sync
 from app.flags.unleash_api import UnleashApi
 from app.metrics_db.database import open_database
 from app.metrics_db.unleash_sync import sync_periodically, sync_unleash
@@ -55,3 +55,8 @@ def test_no_periodic_sync_when_off_or_not_configured(tmp_path: Path) -> None:
     ):
         assert start_periodic_sync(settings) is None
     assert not (tmp_path / "metrics.db").exists()  # nothing was opened
+
+
+def test_after_a_whole_run_the_periodic_runs_re_read_the_recent_hours_only() -> None:
+    """Since the last run, the still-filling hour, and one for late SDK reports."""
+    assert [recent_hours(m) for m in (1, 10, 60, 61, 120, 600, 1440)] == [3, 3, 3, 4, 4, 12, 26]
