@@ -6,10 +6,11 @@ A real unleash-server (deploy/unleash, on a fresh PostgreSQL database) gets the 
 through its Admin API, then their metrics the way SDKs send them: `POST
 /api/client/metrics` with a backend token, one bucket per hour of the last 48 and per
 environment (production, development), one app, half the features with two variants.
-Then, timed: the whole sync (`sync_unleash`) into an empty SQLite file, again over what
-it wrote (the idempotent re-run: every hour replaced), and the same into PostgreSQL;
-the read side (`fetch_usage`, one raw-metrics request per feature) with 1 and with 4
-concurrent requests; and the write side alone (`replace_unleash_hours`).
+Then, timed: the read side (`fetch_usage`, one raw-metrics request per feature) with 1
+and with 4 concurrent requests; the whole sync (`sync_unleash`) into an empty SQLite
+file, then again over what it wrote (the idempotent re-run: nothing new, so it compares
+and writes nothing); the write side alone (`replace_unleash_hours`) into an empty
+database; the same into PostgreSQL.
 Baseline: the raw HTTP time of the same requests, one after another, with `urllib`.
 """
 
@@ -188,29 +189,45 @@ def main() -> None:
             )
         _, usages = fetch_usage(api, PROJECT, MAX_HOURS)
 
+        report = None
         for index in range(args.runs):
             sqlite = open_database(f"sqlite:///{Path(scratch) / f'metrics-{index}.db'}")
-            first = timed(1, lambda e=sqlite: sync_unleash(api, e, PROJECT, MAX_HOURS))
-            again = timed(1, lambda e=sqlite: sync_unleash(api, e, PROJECT, MAX_HOURS))
-            show("sync_unleash into an empty SQLite file", first)
-            show("sync_unleash again over it (every hour replaced)", again)
             show(
-                "write side alone: replace_unleash_hours, SQLite",
-                timed(1, lambda e=sqlite: replace_unleash_hours(e, usages)),
+                "sync_unleash into an empty SQLite file",
+                timed(1, lambda e=sqlite: sync_unleash(api, e, PROJECT, MAX_HOURS)),
+            )
+            show(
+                "sync_unleash again (nothing new: compares, writes nothing)",
+                timed(1, lambda e=sqlite: sync_unleash(api, e, PROJECT, MAX_HOURS)),
             )
             sqlite.dispose()
-        report = None
-        with fresh_postgres_database("rollout_bench_sync") as url:
-            postgres = open_database(url)
-            for _ in range(args.runs):
+            empty = open_database(f"sqlite:///{Path(scratch) / f'write-{index}.db'}")
+            show(
+                "write side alone into an empty SQLite file",
+                timed(1, lambda e=empty: replace_unleash_hours(e, usages)),
+            )
+            empty.dispose()
+        for _ in range(args.runs):
+            with fresh_postgres_database("rollout_bench_sync") as url:
+                postgres = open_database(url)
                 started = time.perf_counter()
                 report = sync_unleash(api, postgres, PROJECT, MAX_HOURS)
-                show("sync_unleash into PostgreSQL", [time.perf_counter() - started])
-            show(
-                "write side alone: replace_unleash_hours, PostgreSQL",
-                timed(args.runs, lambda: replace_unleash_hours(postgres, usages)),
-            )
-            postgres.dispose()
+                show(
+                    "sync_unleash into an empty PostgreSQL database",
+                    [time.perf_counter() - started],
+                )
+                show(
+                    "sync_unleash again (nothing new)",
+                    timed(1, lambda e=postgres: sync_unleash(api, e, PROJECT, MAX_HOURS)),
+                )
+                postgres.dispose()
+            with fresh_postgres_database("rollout_bench_write") as url:
+                empty = open_database(url)
+                show(
+                    "write side alone into an empty PostgreSQL database",
+                    timed(1, lambda e=empty: replace_unleash_hours(e, usages)),
+                )
+                empty.dispose()
         if report is not None:
             print(report.summary())
 
