@@ -7,11 +7,13 @@ import threading
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+
 from app.cli.unleash_sync import recent_hours, start_periodic_sync
 from app.flags.unleash_api import UnleashApi
 from app.metrics_db.database import open_database
 from app.metrics_db.unleash_sync import sync_periodically, sync_unleash
-from app.settings import Settings
+from app.settings import Settings, SettingsInvalid, load_settings
 from tests.support.servers import free_port
 
 TOKEN = "*:*.periodic-secret-1234"  # made up; checked to stay unseen
@@ -60,3 +62,10 @@ def test_no_periodic_sync_when_off_or_not_configured(tmp_path: Path) -> None:
 def test_after_a_whole_run_the_periodic_runs_re_read_the_recent_hours_only() -> None:
     """Since the last run, the still-filling hour, and one for late SDK reports."""
     assert [recent_hours(m) for m in (1, 10, 60, 61, 120, 600, 1440)] == [3, 3, 3, 4, 4, 12, 26]
+
+
+def test_the_period_is_a_setting_with_a_range(no_rollout_environment: None) -> None:
+    assert Settings().unleash_sync_minutes == 10
+    for bad in (-1, 24 * 60 + 1):
+        with pytest.raises(SettingsInvalid, match="ROLLOUT_UNLEASH_SYNC_MINUTES"):
+            load_settings(unleash_sync_minutes=bad)
