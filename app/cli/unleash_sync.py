@@ -113,9 +113,9 @@ def recent_hours(minutes: int) -> int:
 
 def start_periodic_sync(settings: Settings) -> threading.Event | None:
     """For `serve`: migrates the metrics database, then starts a daemon thread syncing
-    every `unleash_sync_minutes` (the first at once, over 48 h; once one succeeded, over
-    `recent_hours`), logging a failure on one line of stderr; None when off (0 minutes) or when
-    Unleash is not configured. Setting the returned event stops it."""
+    every `unleash_sync_minutes` (the first at once, over 48 h; once one succeeded,
+    over `recent_hours`), logging each failure on one line of stderr. None when off (0
+    minutes) or when Unleash is not configured. Setting the returned event stops it."""
     if not settings.unleash_sync_minutes or not settings.unleash_url:
         return None
     if settings.unleash_token is None:
