@@ -132,13 +132,24 @@ def timed(runs: int, action: Callable[[], object]) -> list[float]:
     return seconds
 
 
+#: every time measured, per label, in the order first shown (summed up at the end)
+MEASURED: dict[str, list[float]] = {}
+
+
 def show(label: str, seconds: list[float]) -> None:
-    median = statistics.median(seconds)
-    print(
-        f"{label:<58} median {median:7.2f} s  ({min(seconds):.2f}–{max(seconds):.2f}, "
-        f"n={len(seconds)})",
-        flush=True,
-    )
+    """Print a measurement now and keep it for the summary."""
+    MEASURED.setdefault(label, []).extend(seconds)
+    print(f"  {label}: {', '.join(f'{s:.2f}' for s in seconds)} s", flush=True)
+
+
+def summary() -> None:
+    print("\nsummary (median, range, runs):")
+    for label, seconds in MEASURED.items():
+        median = statistics.median(seconds)
+        print(
+            f"{label:<58} {median:7.2f} s  ({min(seconds):.2f}–{max(seconds):.2f}, "
+            f"n={len(seconds)})"
+        )
 
 
 def raw_http(server: LocalUnleash, names: list[str]) -> None:
@@ -230,6 +241,8 @@ def main() -> None:
                 empty.dispose()
         if report is not None:
             print(report.summary())
+    summary()
+    print(f"machine: load {os.getloadavg()[0]:.2f} at the end")
 
 
 if __name__ == "__main__":
