@@ -86,6 +86,12 @@ def run_sync_unleash(args: argparse.Namespace, settings: Settings) -> int:
         print(f"error: metrics database: {failure_line(error)}", file=sys.stderr)
         return ExitCode.UNAVAILABLE
     print(report.summary())
+    if report.features == 0:
+        print(
+            f"warning: Unleash project {settings.unleash_project} has no features "
+            "(does ROLLOUT_UNLEASH_PROJECT name the right project?)",
+            file=sys.stderr,
+        )
     return ExitCode.DONE
 
 

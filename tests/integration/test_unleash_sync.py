@@ -290,6 +290,13 @@ def test_the_command_says_what_it_synced_and_never_shows_the_token(
     assert _stored(engine, f"unleash:{app}") == _expected(counted)
     engine.dispose()
 
+    monkeypatch.setenv("ROLLOUT_UNLEASH_PROJECT", "no_such_project")
+    assert main(["sync-unleash"]) == 0
+    out, err = capsys.readouterr()
+    assert "synced 0 features of Unleash project no_such_project" in out
+    assert "ROLLOUT_UNLEASH_PROJECT" in err
+    monkeypatch.delenv("ROLLOUT_UNLEASH_PROJECT")
+
     wrong = "*:*.not-the-admin-secret-4711"
     monkeypatch.setenv("ROLLOUT_UNLEASH_TOKEN", wrong)
     assert main(["sync-unleash"]) == 2
