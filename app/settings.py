@@ -126,6 +126,12 @@ class Settings(BaseSettings):
         description="Optional YAML of what Unleash lacks: phases, safety flags, rollout steps, "
         "owners (unleash backend).",
     )
+    unleash_sync_minutes: int = Field(
+        10,
+        ge=0,
+        le=24 * 60,
+        description="serve copies Unleash's client metrics this often (0: never).",
+    )
     environment: str = Field("production", description="Environment shown first.")
     database_url: SecretStr | None = Field(
         None, description="SQLAlchemy URL; default: SQLite at <state_dir>/metrics.db."

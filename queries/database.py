@@ -4,17 +4,18 @@ statement, count it, and turn a database failure into `SourceUnavailable`."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, Executable, func, select
+from sqlalchemy import ColumnElement, Engine, Executable, case, func, select
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import InstrumentedAttribute
 
 from app.metrics_db.schema import RequestRollup, RollupRow
 from queries.series_math import newest_time
 from queries.source import QueryLog, SourceUnavailable
 
-__all__ = ["SqlQuestions"]
+__all__ = ["SqlQuestions", "held_by"]
 
 
 class SqlQuestions:
@@ -48,3 +49,16 @@ class SqlQuestions:
         )
         rows = self.fetch(statement)
         return newest_time(rows[0][0] if rows else None)
+
+
+def held_by(count: InstrumentedAttribute[int], window: timedelta) -> ColumnElement[Any]:
+    """The part of each roll-up's `count` that a `window` ending at the roll-up's end
+    holds: all of it for a roll-up no longer than the window, count x window / length
+    for a longer one (an hour copied from Unleash, read through a 5-minute window), so
+    a rate never takes an hour's evaluations for a few minutes'."""
+    seconds = window.total_seconds()
+    share = case(
+        (RollupRow.interval_seconds > seconds, seconds / RollupRow.interval_seconds),
+        else_=1.0,
+    )
+    return count * share

@@ -28,7 +28,7 @@ from sqlalchemy import Engine, func, select
 
 from app.metrics_db.records import LATENCY_BUCKETS
 from app.metrics_db.schema import RollupRow
-from queries.database import SqlQuestions
+from queries.database import SqlQuestions, held_by
 from queries.frames import empty_frame
 from queries.histogram import check_quantiles, histogram_quantile
 from queries.prometheus import PrometheusQuestions
@@ -226,7 +226,7 @@ class SqlFlagSeries(SqlQuestions):
     ) -> pd.DataFrame:
         row = RollupRow
         query = (
-            select(row.variant, row.interval_end, func.sum(row.evaluations))
+            select(row.variant, row.interval_end, func.sum(held_by(row.evaluations, step)))
             .where(*self._in_range(environment, start, end, step), row.flag == flag)
             .group_by(row.variant, row.interval_end)
         )
@@ -238,7 +238,7 @@ class SqlFlagSeries(SqlQuestions):
     ) -> pd.DataFrame:
         row = RollupRow
         query = (
-            select(row.interval_end, func.sum(row.errors))
+            select(row.interval_end, func.sum(held_by(row.errors, step)))
             .where(*self._in_range(environment, start, end, step), row.flag == flag)
             .group_by(row.interval_end)
         )
@@ -295,7 +295,7 @@ class SqlFlagSeries(SqlQuestions):
     ) -> pd.DataFrame:
         row = RollupRow
         query = (
-            select(row.interval_end, func.sum(row.evaluations))
+            select(row.interval_end, func.sum(held_by(row.evaluations, step)))
             .where(
                 *self._in_range(environment, start, end, step),
                 row.flag == flag,

@@ -16,7 +16,7 @@ from sqlalchemy import ColumnElement, Engine, Executable, func, select
 
 from app.metrics_db.records import LATENCY_BUCKETS
 from app.metrics_db.schema import InstanceReport, RollupRow
-from queries.database import SqlQuestions
+from queries.database import SqlQuestions, held_by
 from queries.frames import (
     ERROR_RATE_COLUMNS,
     EVALUATION_RATE_COLUMNS,
@@ -44,7 +44,11 @@ class SqlMetrics(SqlQuestions, CountQuestions):
         self, environment: str, window: timedelta, at: datetime, flag: str | None = None
     ) -> pd.DataFrame:
         query = (
-            select(RollupRow.flag, RollupRow.variant, func.sum(RollupRow.evaluations))
+            select(
+                RollupRow.flag,
+                RollupRow.variant,
+                func.sum(held_by(RollupRow.evaluations, window)),
+            )
             .where(*_in_window(environment, window, at, flag))
             .group_by(RollupRow.flag, RollupRow.variant)
         )
@@ -54,7 +58,7 @@ class SqlMetrics(SqlQuestions, CountQuestions):
         self, environment: str, window: timedelta, at: datetime, flag: str | None = None
     ) -> pd.DataFrame:
         query = (
-            select(RollupRow.flag, func.sum(RollupRow.errors))
+            select(RollupRow.flag, func.sum(held_by(RollupRow.errors, window)))
             .where(*_in_window(environment, window, at, flag))
             .group_by(RollupRow.flag)
         )
@@ -109,7 +113,8 @@ class SqlMetrics(SqlQuestions, CountQuestions):
         for name, ended, seconds, count in self.fetch(query):
             slot = step_slot(ended, start, step)
             if slot <= last:
-                sums[(name, slot)] = sums.get((name, slot), 0.0) + float(count)
+                held = float(count) * min(1.0, step.total_seconds() / float(seconds))
+                sums[(name, slot)] = sums.get((name, slot), 0.0) + held
                 intervals.add((ended, float(seconds)))
         if not sums:
             return empty_frame(SPARKLINE_COLUMNS)

@@ -29,6 +29,7 @@ from app.cli.arguments import (
 )
 from app.cli.canary import add_canary_command
 from app.cli.output import print_json, print_result
+from app.cli.unleash_sync import add_sync_command, start_periodic_sync
 from app.quoting import printable
 from app.rollout.exit_codes import ExitCode
 
@@ -171,6 +172,7 @@ def _parser() -> argparse.ArgumentParser:
 
     add_approval_commands(commands)
     add_canary_command(commands)
+    add_sync_command(commands)
 
     check = commands.add_parser("check-config", help="validate a flag configuration")
     check.add_argument("path", nargs="?", type=Path)
@@ -487,4 +489,5 @@ def _run_demo(args: argparse.Namespace, settings: Settings) -> int:
 def _run_serve(args: argparse.Namespace, settings: Settings) -> int:
     from app.demo.launcher import serve
 
+    start_periodic_sync(settings)
     return serve(args.port, args.address or settings.server_address)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, insert, inspect, text, update
 from sqlalchemy.engine import make_url
@@ -19,13 +20,14 @@ __all__ = [
     "migrate",
     "open_database",
     "report_instance",
+    "rollup_values",
 ]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 #: the newest revision under migrations/versions (a test holds it equal to Alembic's head):
 #: a database already there is opened without importing Alembic, which costs ~1 s
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004"
 
 
 def open_database(url: str, *, migrate_schema: bool = True) -> Engine:
@@ -79,7 +81,16 @@ def applied_revisions(connection: Connection) -> set[str]:
 
 def insert_rollups(engine: Engine, rollups: Iterable[EvaluationRollup]) -> int:
     """Append roll-ups in one transaction; returns how many were written."""
-    rows = [
+    rows = rollup_values(rollups)
+    if rows:
+        with engine.begin() as connection:
+            connection.execute(insert(RollupRow), rows)
+    return len(rows)
+
+
+def rollup_values(rollups: Iterable[EvaluationRollup]) -> list[dict[str, Any]]:
+    """The `evaluation_rollups` column values of each roll-up, for one bulk insert."""
+    return [
         {
             "interval_start": r.interval_start,
             "interval_seconds": r.interval_seconds,
@@ -93,13 +104,10 @@ def insert_rollups(engine: Engine, rollups: Iterable[EvaluationRollup]) -> int:
             "latency_sum": r.latency_sum,
             "latency_count": r.latency_count,
             "latency_buckets": list(r.latency_buckets),
+            "origin": r.origin,
         }
         for r in rollups
     ]
-    if rows:
-        with engine.begin() as connection:
-            connection.execute(insert(RollupRow), rows)
-    return len(rows)
 
 
 def report_instance(

@@ -49,6 +49,8 @@ class EvaluationRollup:
     latency_sum: float = 0.0
     latency_count: int = 0
     latency_buckets: tuple[int, ...] = ()
+    #: empty for roll-ups written here; where a copied one comes from (`unleash:<app>`)
+    origin: str = ""
 
     @property
     def interval_end(self) -> datetime:

@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -60,11 +61,35 @@ class Base(DeclarativeBase):
     pass
 
 
+#: rows copied from somewhere else carry a non-empty `origin`; one row per origin and key
+_COPIED = text("origin != ''")
+
+
 class RollupRow(Base):
-    """Evaluations of one flag/variant/reason in one environment over one interval."""
+    """Evaluations of one flag/variant/reason in one environment over one interval.
+
+    `origin` is empty for roll-ups written here (the simulator, the evaluator's writers)
+    and names the source of a copied one (`unleash:<appName>`, `sync-unleash`): a copy
+    has one row per origin, environment, flag, variant, reason and interval start
+    (a partial unique index), so re-copying replaces and never adds.
+    """
 
     __tablename__ = "evaluation_rollups"
-    __table_args__ = (Index("ix_rollups_env_end", "environment", "interval_end"),)
+    __table_args__ = (
+        Index("ix_rollups_env_end", "environment", "interval_end"),
+        Index(
+            "uq_rollups_copied",
+            "flag",
+            "interval_start",
+            "origin",
+            "environment",
+            "variant",
+            "reason",
+            unique=True,
+            sqlite_where=_COPIED,
+            postgresql_where=_COPIED,
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     interval_start: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
@@ -79,6 +104,7 @@ class RollupRow(Base):
     latency_sum: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
     latency_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     latency_buckets: Mapped[list[int]] = mapped_column(JSON, nullable=False, default=list)
+    origin: Mapped[str] = mapped_column(String(200), nullable=False, default="", server_default="")
 
 
 class AuditRecord(Base):

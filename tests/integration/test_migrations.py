@@ -101,3 +101,40 @@ def test_a_row_not_at_head_still_goes_through_alembic(database_url: str) -> None
     with pytest.raises(Exception, match="9999"):
         open_database(database_url)
     engine.dispose()
+
+
+def test_0004_keeps_the_roll_ups_and_allows_one_copied_row_per_key(database_url: str) -> None:
+    """Roll-ups written before 0004 keep their numbers with an empty origin; written
+    here, the same key twice is fine (two writers), copied twice it is refused."""
+    from alembic import command
+    from sqlalchemy.exc import IntegrityError
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    engine = create_engine(database_url)
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0003")
+    row = (
+        "INSERT INTO evaluation_rollups (interval_start, interval_seconds, interval_end, "
+        "environment, flag, variant, reason, evaluations, errors, latency_sum, latency_count, "
+        "latency_buckets{origin_column}) VALUES ('2026-12-02 17:00:00', 3600, "
+        "'2026-12-02 18:00:00', 'production', 'f', 'on', 'split', 7, 0, 0, 0, '[]'{origin})"
+    )
+    with engine.begin() as connection:
+        connection.execute(text(row.format(origin_column="", origin="")))
+    engine.dispose()
+
+    upgraded = open_database(database_url)
+    with upgraded.begin() as connection:
+        connection.execute(text(row.format(origin_column="", origin="")))
+        connection.execute(text(row.format(origin_column=", origin", origin=", 'unleash:a'")))
+        connection.execute(text(row.format(origin_column=", origin", origin=", 'unleash:b'")))
+    with upgraded.connect() as connection:
+        origins = connection.execute(
+            text("SELECT origin, evaluations FROM evaluation_rollups ORDER BY id")
+        ).all()
+    assert [tuple(r) for r in origins] == [("", 7), ("", 7), ("unleash:a", 7), ("unleash:b", 7)]
+    with pytest.raises(IntegrityError), upgraded.begin() as connection:
+        connection.execute(text(row.format(origin_column=", origin", origin=", 'unleash:a'")))
+    upgraded.dispose()
