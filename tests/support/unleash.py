@@ -154,7 +154,8 @@ BUNDLED_AS_UNLEASH = {"production": "production", "development": "staging"}
 
 def unleash_view(flag: FlagDefinition) -> FlagDefinition:
     """`flag` as the unleash backend reads it back once seeded: its state and percentage
-    as one flexibleRollout (100 % when enabled), no targeting rules, on/off variants."""
+    as one flexibleRollout (100 % when enabled, stickiness `default`), no targeting rules,
+    on/off variants."""
     enabled_at_full = flag.state is FlagState.ENABLED or (
         flag.state is FlagState.ROLLOUT and flag.rollout.percentage == 100
     )
@@ -162,7 +163,7 @@ def unleash_view(flag: FlagDefinition) -> FlagDefinition:
     return FlagDefinition(
         key=flag.key,
         state=FlagState.ENABLED if enabled_at_full else flag.state,
-        rollout=Rollout(percentage=percentage),
+        rollout=Rollout(percentage=percentage, stickiness="default"),
         metadata=flag.metadata,
     )
 
