@@ -40,7 +40,7 @@ __all__ = [
 SERVICE_DIR = ROOT / "tests" / "openfeature"
 #: the rate window the tests ask for; the fixture waits until it is full of samples
 WINDOW = timedelta(seconds=10)
-TICK_MS = 250
+TICK_MS = 500  # about 4 % of a core per service (measured), for the rest of the session
 
 #: per environment, per flag: how many users of each tick fail, are targeted (treatment,
 #: TARGETING_MATCH), get the treatment or the control by SPLIT
