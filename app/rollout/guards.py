@@ -23,6 +23,7 @@ __all__ = [
     "GuardResult",
     "VariantCounts",
     "evaluate_guards",
+    "sample_ratio_mismatch",
 ]
 
 
@@ -303,15 +304,7 @@ def _exposure(inputs: GuardInputs, policy: GuardPolicy) -> GuardResult:
         )
     observed = treated / total
     off_by = abs(observed - expected)
-    if 0 < expected < 1:
-        from scipy import stats  # only an advance measures exposure: rollbacks skip ~2 s
-
-        chi2, p = stats.chisquare([treated, base], [total * expected, total * (1 - expected)])
-        srm = f"chi-square={float(chi2):.2f}, p={float(p):.4f}"
-        mismatch = float(p) < policy.srm_p_value
-    else:  # 0 % or 100 %: any evaluation on the other side is a mismatch
-        mismatch = off_by > 0
-        srm = "exact check at 0/100 %"
+    mismatch, srm = sample_ratio_mismatch(treated, base, expected, policy.srm_p_value)
     passed = off_by <= policy.exposure_tolerance and not mismatch
     detail = (
         f"observed {100 * observed:.2f} % on {inputs.treatment} vs configured "
@@ -319,6 +312,22 @@ def _exposure(inputs: GuardInputs, policy: GuardPolicy) -> GuardResult:
         + ("; sample ratio mismatch" if mismatch else "")
     )
     return GuardResult(name, passed, observed, expected, detail, window)
+
+
+def sample_ratio_mismatch(
+    treated: float, base: float, expected: float, p_value: float
+) -> tuple[bool, str]:
+    """Whether `treated` of `treated + base` split evaluations is too far from the
+    configured share `expected` (0..1) to be chance (chi-square p below `p_value`), and
+    the test's words."""
+    total = treated + base
+    if 0 < expected < 1:
+        from scipy import stats  # only an advance measures exposure: rollbacks skip ~2 s
+
+        chi2, p = stats.chisquare([treated, base], [total * expected, total * (1 - expected)])
+        return float(p) < p_value, f"chi-square={float(chi2):.2f}, p={float(p):.4f}"
+    # 0 % or 100 %: any evaluation on the other side is a mismatch
+    return abs(treated / total - expected) > 0, "exact check at 0/100 %"
 
 
 def _propagation(inputs: GuardInputs) -> GuardResult:

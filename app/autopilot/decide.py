@@ -1,0 +1,301 @@
+"""What the autopilot does about one plan at one tick: a pure rule.
+
+`decide` looks at the plan, where the flag is, the guard results measured for it and
+the canary verdict, and says one thing: advance, roll back, kill, pause, wait or hold,
+with the reason in words. It fails closed: missing data never advances; only a gate
+that failed *on data* (an error rate significantly above its threshold, a treatment
+failing significantly more than its control, a sample ratio mismatch over a full window
+at the step, a canary FAIL) triggers the plan's failure action.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from app.analysis.canary import Verdict
+from app.analysis.health import normal_upper_tail
+from app.autopilot.model import AUTOPILOT_ACTOR, OnFailure, PlanStatus, RolloutPlan
+from app.flags.model import FlagState
+from app.rollout.guards import GuardResult, VariantCounts, sample_ratio_mismatch
+
+__all__ = [
+    "Decision",
+    "Move",
+    "PlanEvidence",
+    "SeenChange",
+    "decide",
+    "significantly_above",
+]
+
+
+class Move(StrEnum):
+    ADVANCE = "advance"
+    ROLLBACK = "rollback"
+    KILL = "kill"
+    PAUSE = "pause"
+    WAIT = "wait"  # a gate is not met yet: look again next tick
+    HOLD = "hold"  # nothing left the autopilot may do alone: keeps watching for failures
+    RESYNC = "resync"  # the flag is where this plan's own last action left it
+    NONE = "none"  # the plan is not active
+
+
+@dataclass(frozen=True)
+class SeenChange:
+    """The newest applied change of the flag, as the audit log has it."""
+
+    actor: str
+    at: datetime
+    idempotency_key: str = ""
+    from_percentage: float | None = None
+    to_percentage: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlanEvidence:
+    """What one tick saw of one planned flag. `guards` are the six advance guards judged
+    with the plan's soak (`evaluate_guards`); `canary` is the canary verdict when the plan
+    gates on it, with its words."""
+
+    now: datetime
+    state: FlagState
+    percentage: float
+    guards: Sequence[GuardResult]
+    variants: Mapping[str, VariantCounts] | None
+    treatment: str
+    baseline: str
+    window: timedelta
+    significance: float = 0.01
+    srm_p_value: float = 0.001
+    at_step_since: datetime | None = None
+    last_change: SeenChange | None = None
+    canary: Verdict | None = None
+    canary_detail: str = ""
+
+
+@dataclass(frozen=True)
+class Decision:
+    move: Move
+    reason: str
+    to: float | None = None
+    gate: GuardResult | None = None  # the gate that failed on data
+    no_data: bool = False
+    #: a gate is failing on data now (starts or continues the plan's `failing_since`)
+    failing: bool = False
+
+
+def decide(plan: RolloutPlan, seen: PlanEvidence, *, pause_after_ticks: int = 10) -> Decision:
+    """The plan's next move (see the module's docstring); `pause_after_ticks` ticks in a
+    row without data pause the plan. `failing` is set from the first tick a gated error
+    rate fails on numbers, significant yet or not: where the time to mitigate starts."""
+    decision = _decide(plan, seen, pause_after_ticks)
+    errors = next((g for g in seen.guards if g.name == "error_rate"), None)
+    suspect = (
+        "error_rate" in plan.gates
+        and errors is not None
+        and not errors.passed
+        and errors.value is not None
+    ) or ("canary" in plan.gates and seen.canary is Verdict.FAIL)
+    if suspect and not decision.failing and plan.is_active:
+        return replace(decision, failing=True)
+    return decision
+
+
+def _decide(plan: RolloutPlan, seen: PlanEvidence, pause_after_ticks: int) -> Decision:
+    if plan.status is not PlanStatus.ACTIVE:
+        return Decision(Move.NONE, f"plan {plan.status}" + _because(plan.status_reason))
+    moved = _moved_by_someone(plan, seen)
+    if moved is not None:
+        return moved
+    failed = _failed_on_data(plan, seen)
+    if failed is not None:
+        return _on_failure(plan, seen, failed)
+    by_name = {g.name: g for g in seen.guards if g.name in plan.gates}
+    missing = _missing_data(by_name)
+    if missing is not None:
+        if plan.ticks_without_data + 1 >= pause_after_ticks:
+            return Decision(
+                Move.PAUSE,
+                f"paused: no data for {plan.ticks_without_data + 1} ticks ({missing})",
+                no_data=True,
+            )
+        return Decision(Move.WAIT, f"waited: no data ({missing})", no_data=True)
+    step = plan.next_step(seen.percentage) if seen.state is not FlagState.ENABLED else None
+    if step is None:
+        return Decision(
+            Move.HOLD, f"at {seen.percentage:g} %, the plan's last step: watching for failures"
+        )
+    if step > plan.stop_at:
+        return Decision(
+            Move.HOLD,
+            f"next step {step:g} % waits for a person (the autopilot goes alone up to "
+            f"{plan.stop_at:g} %): watching for failures",
+        )
+    waiting = [_wait_words(g, seen) for g in by_name.values() if not g.passed]
+    if "canary" in plan.gates and seen.canary is not Verdict.PASS:
+        verdict = seen.canary or Verdict.INCONCLUSIVE
+        waiting.append(f"canary {verdict}" + _because(seen.canary_detail))
+    if waiting:
+        return Decision(Move.WAIT, "waited: " + "; ".join(waiting), to=step)
+    if plan.allowed_hours is not None and not plan.allowed_hours.allows(seen.now):
+        return Decision(
+            Move.WAIT, f"waited: outside the allowed hours ({plan.allowed_hours.text})", to=step
+        )
+    return Decision(
+        Move.ADVANCE,
+        f"advance {seen.percentage:g} % → {step:g} %: every gate passed, soaked {_soaked(seen)}",
+        to=step,
+    )
+
+
+def significantly_above(errors: float, total: float, threshold: float, significance: float) -> bool:
+    """Whether `errors` of `total` is above `threshold` by more than chance: one-sided
+    binomial z-test against the threshold, p below `significance`."""
+    if total <= 0 or not 0 < threshold < 1:
+        return total > 0 and errors / total > threshold
+    z = (errors / total - threshold) / math.sqrt(threshold * (1 - threshold) / total)
+    return normal_upper_tail(z) < significance
+
+
+def _because(text: str) -> str:
+    return f": {text}" if text else ""
+
+
+def _moved_by_someone(plan: RolloutPlan, seen: PlanEvidence) -> Decision | None:
+    """PAUSE naming who moved the flag away from where the plan left it; RESYNC when the
+    plan's own action did (its record was applied but the plan not updated)."""
+    if seen.state is plan.expected_state and seen.percentage == plan.expected_percentage:
+        return None
+    change = seen.last_change
+    own = f"autopilot-{plan.id}-"
+    if change is not None and change.idempotency_key.startswith(own):
+        return Decision(
+            Move.RESYNC, f"the autopilot's own change to {seen.percentage:g} %", seen.percentage
+        )
+    where = f"{seen.state} {seen.percentage:g} %"
+    if change is None or change.actor == AUTOPILOT_ACTOR:
+        who = "outside the dashboard"
+    else:
+        who = f"{change.actor} at {change.at:%Y-%m-%d %H:%M:%S} UTC"
+    return Decision(
+        Move.PAUSE,
+        f"paused: changed by {who} (now {where}, the plan left it at "
+        f"{plan.expected_state} {plan.expected_percentage:g} %); a person resumes it",
+    )
+
+
+def _failed_on_data(plan: RolloutPlan, seen: PlanEvidence) -> GuardResult | None:
+    """The first gate whose failure the data shows beyond chance, or None."""
+    by_name = {g.name: g for g in seen.guards}
+    errors = by_name.get("error_rate")
+    if (
+        "error_rate" in plan.gates
+        and errors is not None
+        and not errors.passed
+        and errors.value is not None
+        and _errors_significant(errors, seen)
+    ):
+        return errors
+    exposure = by_name.get("exposure")
+    if (
+        "exposure" in plan.gates
+        and exposure is not None
+        and not exposure.passed
+        and exposure.value is not None
+        and _full_window_at_step(seen)
+        and _srm(seen)
+    ):
+        return exposure
+    if "canary" in plan.gates and seen.canary is Verdict.FAIL:
+        return GuardResult(
+            "canary", False, str(Verdict.FAIL), str(Verdict.PASS), seen.canary_detail
+        )
+    return None
+
+
+def _errors_significant(guard: GuardResult, seen: PlanEvidence) -> bool:
+    """An error-rate failure the data proves: a ratio significantly above the threshold,
+    or (below it) the treatment failing significantly more than its control."""
+    counts = seen.variants or {}
+    total = sum(v.evaluations for v in counts.values())
+    errors = sum(v.errors for v in counts.values())
+    threshold = float(guard.threshold) if isinstance(guard.threshold, int | float) else 0.0
+    if total > 0 and errors / total > threshold:
+        return significantly_above(errors, total, threshold, seen.significance)
+    return True  # failed below the threshold: only the significant comparison fails it
+
+
+def _full_window_at_step(seen: PlanEvidence) -> bool:
+    """Whether the whole window was measured at this step (a window spanning the last
+    change mixes two shares: no mismatch can be read from it)."""
+    return seen.at_step_since is None or seen.now - seen.at_step_since >= seen.window
+
+
+def _srm(seen: PlanEvidence) -> bool:
+    counts = seen.variants or {}
+    treated = counts.get(seen.treatment, VariantCounts(0, 0, 0)).split
+    base = counts.get(seen.baseline, VariantCounts(0, 0, 0)).split
+    if treated + base <= 0:
+        return False
+    mismatch, _ = sample_ratio_mismatch(treated, base, seen.percentage / 100, seen.srm_p_value)
+    return mismatch
+
+
+def _on_failure(plan: RolloutPlan, seen: PlanEvidence, gate: GuardResult) -> Decision:
+    failed = f"{gate.name} failed: {gate.detail}" if gate.detail else f"{gate.name} failed"
+    lowest = seen.state is FlagState.DISABLED or seen.percentage <= 0
+    if plan.on_failure is OnFailure.PAUSE or lowest:
+        return Decision(Move.PAUSE, f"paused: {failed}", gate=gate, failing=True)
+    if plan.on_failure is OnFailure.KILL:
+        return Decision(
+            Move.KILL, f"kill {seen.percentage:g} % → 0 %: {failed}", 0.0, gate, failing=True
+        )
+    back = plan.previous_step(seen.percentage)
+    return Decision(
+        Move.ROLLBACK,
+        f"rollback {seen.percentage:g} % → {back:g} %: {failed}",
+        back,
+        gate,
+        failing=True,
+    )
+
+
+def _missing_data(gates: Mapping[str, GuardResult]) -> str | None:
+    """Why the gated guards cannot be judged (no fresh data, no evaluations), or None."""
+    fresh = gates.get("data_fresh")
+    if fresh is not None and not fresh.passed:
+        return fresh.detail
+    errors = gates.get("error_rate")
+    if errors is not None and errors.value is None:
+        return errors.detail
+    return None
+
+
+def _wait_words(guard: GuardResult, seen: PlanEvidence) -> str:
+    """'soak 12 of 30 min', 'error_rate 1.40 % > 1 %, not yet significant', …"""
+    if guard.name == "soak_time" and isinstance(guard.value, int | float):
+        minimum = float(guard.threshold) if isinstance(guard.threshold, int | float) else 0.0
+        return f"soak {_minutes(float(guard.value))} of {_minutes(minimum)}"
+    if guard.name == "error_rate" and isinstance(guard.value, float):
+        return (
+            f"error_rate {100 * guard.value:.2f} % > {100 * float(guard.threshold or 0):g} %, "
+            "not yet significant"
+        )
+    if guard.name == "exposure" and not _full_window_at_step(seen):
+        return "exposure: waiting for a full window at this step"
+    return f"{guard.name}: {guard.detail}"
+
+
+def _minutes(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min"
+
+
+def _soaked(seen: PlanEvidence) -> str:
+    if seen.at_step_since is None:
+        return "since before the history began"
+    return _minutes((seen.now - seen.at_step_since).total_seconds())
