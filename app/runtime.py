@@ -48,6 +48,9 @@ from queries.source import SourceUnavailable
 
 if TYPE_CHECKING:
     from app.approvals import Approvals, Decision
+    from app.autopilot.controller import Controller
+    from app.autopilot.model import RolloutPlan
+    from app.autopilot.store import AutopilotEvent, PlanStore
     from app.rollout.roles import Identity
     from app.services.overview import ExternalEdit, Overview
     from app.services.overview_cache import SharedOverviewCache
@@ -181,6 +184,42 @@ class Runtime:
 
     def cancel(self, request_id: str, identity: Identity, comment: str = "") -> Decision:
         return self.approvals.cancel(request_id, identity, comment)
+
+    @property
+    def plans(self) -> PlanStore:
+        """The rollout plans of this process's metrics database (`app.autopilot`)."""
+        from app.autopilot.store import PlanStore
+
+        return PlanStore(self.engine)
+
+    def autopilot(
+        self,
+        holder: str = "",
+        on_event: Callable[[AutopilotEvent, RolloutPlan], None] | None = None,
+    ) -> Controller:
+        """An autopilot controller on this process's flags, audit and sources, as the
+        settings configure it (`holder` names it in the lease)."""
+        from app.autopilot.controller import Controller, ControllerConfig
+
+        s = self.settings
+        config = ControllerConfig(
+            interval=timedelta(seconds=s.autopilot_interval_seconds),
+            lease_period=timedelta(seconds=s.autopilot_lease_seconds),
+            window=timedelta(seconds=s.autopilot_window_seconds),
+            pause_after_ticks=s.autopilot_pause_after_ticks,
+            policy=self.guard_policy,
+            canary_flag=s.canary_flag,
+        )
+        return Controller(
+            engine=self.engine,
+            backend=self.backend,
+            audit=self.audit,
+            metrics=lambda: self.sources.metrics(),
+            canary=lambda: self.sources.canary(),
+            config=config,
+            holder=holder,
+            on_event=on_event,
+        )
 
     def _unknown_environment(self, environment: str) -> str | None:
         if environment in self.environments():

@@ -268,6 +268,26 @@ class Settings(BaseSettings):
     canary_flag: str = Field(
         "canary_deployment", min_length=1, description="The flag the canary page rolls back."
     )
+    autopilot_interval_seconds: float = Field(
+        30, ge=0.2, le=3600, allow_inf_nan=False, description="Autopilot: one tick every."
+    )
+    autopilot_lease_seconds: float = Field(
+        90,
+        ge=1,
+        le=3600,
+        allow_inf_nan=False,
+        description="Autopilot: a standby takes over a leader silent this long.",
+    )
+    autopilot_window_seconds: float = Field(
+        300,
+        ge=5,
+        le=86400,
+        allow_inf_nan=False,
+        description="Autopilot: error rate and exposure measured over.",
+    )
+    autopilot_pause_after_ticks: int = Field(
+        10, ge=1, le=10_000, description="Autopilot: ticks without data before a plan pauses."
+    )
 
     @field_validator("prometheus_url", "database_url")
     @classmethod

@@ -16,8 +16,9 @@ __all__ = ["LAST_CHANGE_COLUMNS", "last_changes"]
 LAST_CHANGE_COLUMNS = ("flag", "at", "actor", "action", "from_percentage", "to_percentage")
 
 
-def last_changes(engine: Engine, environment: str) -> pd.DataFrame:
-    """The newest applied change of every flag in `environment` (one query).
+def last_changes(engine: Engine, environment: str, *, keys: bool = False) -> pd.DataFrame:
+    """The newest applied change of every flag in `environment` (one query); with `keys`,
+    an `idempotency_key` column too (whose action it was: the autopilot's own).
 
     A record's outcome is its newest `audit_outcomes` row, or its own `outcome` when it
     has none (records written already settled, such as refusals).
@@ -36,19 +37,24 @@ def last_changes(engine: Engine, environment: str) -> pd.DataFrame:
         .group_by(AuditRecord.flag)
         .subquery()
     )
-    query = select(
+    columns = [
         AuditRecord.flag,
         AuditRecord.at,
         AuditRecord.actor,
         AuditRecord.action,
         AuditRecord.from_percentage,
         AuditRecord.to_percentage,
-    ).join(newest, AuditRecord.id == newest.c.id)
+    ]
+    names = list(LAST_CHANGE_COLUMNS)
+    if keys:
+        columns.append(AuditRecord.idempotency_key)
+        names.append("idempotency_key")
+    query = select(*columns).join(newest, AuditRecord.id == newest.c.id)
     try:
         with engine.connect() as connection:
             rows = connection.execute(query).all()
     except SQLAlchemyError as error:
         raise SourceUnavailable("metrics database", type(error).__name__) from error
     if not rows:
-        return empty_frame(LAST_CHANGE_COLUMNS)
-    return pd.DataFrame([tuple(r) for r in rows], columns=list(LAST_CHANGE_COLUMNS))
+        return empty_frame(tuple(names))
+    return pd.DataFrame([tuple(r) for r in rows], columns=names)

@@ -1,0 +1,447 @@
+"""The autopilot's controller: one tick every interval, by the one process holding the
+lease.
+
+A tick reads every active plan, asks the metrics once per environment, decides per plan
+(`decide`), and acts through `execute_action` as actor `autopilot`: the confirmed
+transition, the version the tick read, the plan's idempotency key for this step and the
+gates it judged in the audit record. A retried tick finds its key and never applies a
+step twice; a flag changed meanwhile conflicts and pauses the plan.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Engine
+
+from app.autopilot.decide import Decision, Move, SeenChange, decide
+from app.autopilot.evidence import EnvironmentEvidence, gather_environment, plan_evidence
+from app.autopilot.model import AUTOPILOT_ACTOR, PlanStatus, RolloutPlan
+from app.autopilot.store import AutopilotEvent, PlanChanged, PlanStore, PlansUnavailable
+from app.flags.backend import FlagBackend, FlagSnapshot
+from app.flags.model import FlagState
+from app.rollout.actions import (
+    MAX_REASON_LENGTH,
+    Action,
+    ActionRequest,
+    ActionResult,
+    ExitCode,
+    Transition,
+    execute_action,
+)
+from app.rollout.audit import AuditLog
+from app.rollout.guards import GuardPolicy, GuardResult
+from app.rollout.roles import Identity, Role
+from queries.canary import CanaryQueries
+from queries.source import MetricsSource, SourceUnavailable
+
+__all__ = ["LEASE", "Controller", "ControllerConfig", "PlanOutcome", "TickReport"]
+
+LEASE = "autopilot"
+_log = logging.getLogger(__name__)
+
+_ACTIONS = {Move.ADVANCE: Action.ADVANCE, Move.ROLLBACK: Action.ROLLBACK, Move.KILL: Action.KILL}
+
+
+@dataclass(frozen=True)
+class ControllerConfig:
+    interval: timedelta = timedelta(seconds=30)
+    #: a leader not heard of for this long is replaced by a standby
+    lease_period: timedelta = timedelta(seconds=90)
+    #: the span the error rate and exposure are measured over at each tick
+    window: timedelta = timedelta(minutes=5)
+    pause_after_ticks: int = 10
+    policy: GuardPolicy = field(default_factory=GuardPolicy)
+    canary_flag: str | None = None
+
+
+@dataclass(frozen=True)
+class PlanOutcome:
+    """What one tick did about one plan."""
+
+    plan: RolloutPlan
+    decision: Decision
+    said: str  # what happened, in words (the plan's `last_decision`)
+    applied: ActionResult | None = None
+
+
+@dataclass(frozen=True)
+class TickReport:
+    at: datetime
+    leader: bool
+    holder: str
+    outcomes: tuple[PlanOutcome, ...] = ()
+    queries: int = 0
+    seconds: float = 0.0
+    notices: tuple[str, ...] = ()
+
+    def outcome(self, flag: str) -> PlanOutcome | None:
+        return next((o for o in self.outcomes if o.plan.flag == flag), None)
+
+
+class Controller:
+    """Runs ticks for every active plan of one metrics database. `holder` names this
+    process in the lease; `on_event` hears every action and pause (notifications)."""
+
+    def __init__(
+        self,
+        *,
+        engine: Engine | None,
+        backend: FlagBackend,
+        audit: AuditLog,
+        metrics: Callable[[], Sequence[MetricsSource]],
+        canary: Callable[[], Sequence[CanaryQueries]] = lambda: (),
+        config: ControllerConfig = ControllerConfig(),
+        holder: str = "",
+        on_event: Callable[[AutopilotEvent, RolloutPlan], None] | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.engine = engine
+        self.store = PlanStore(engine)
+        self.backend = backend
+        self.audit = audit
+        self.metrics = metrics
+        self.canary = canary
+        self.config = config
+        self.holder = holder or _default_holder()
+        self.on_event = on_event
+        self.clock = clock
+        self.identity = Identity(AUTOPILOT_ACTOR, Role.OPERATOR, "autopilot")
+
+    # the loop
+
+    def run(self, stop: threading.Event, ticks: int | None = None) -> None:
+        """Tick every interval until `stop` is set (or `ticks` ticks ran); a failing tick
+        is logged and the next one tried. The lease is released on the way out."""
+        count = 0
+        try:
+            while not stop.is_set() and (ticks is None or count < ticks):
+                started = time.monotonic()
+                try:
+                    self.tick()
+                except Exception:  # a tick's failure must not end the controller
+                    _log.exception("autopilot tick failed")
+                count += 1
+                spent = time.monotonic() - started
+                stop.wait(max(0.0, self.config.interval.total_seconds() - spent))
+        finally:
+            self.store.release_lease(LEASE, self.holder, self.clock())
+
+    def tick(self) -> TickReport:
+        """One pass over every active plan, if this process holds the lease."""
+        started = time.monotonic()
+        now = self.clock()
+        try:
+            leader = self.store.take_lease(
+                LEASE, self.holder, now, self.config.lease_period, self._interval
+            )
+        except PlansUnavailable as error:
+            return TickReport(now, False, "", notices=(f"{error}: no plan acted on",))
+        if not leader:
+            beat = self.store.heartbeat(LEASE)
+            return TickReport(now, False, beat.holder if beat else "")
+        try:
+            plans = self.store.plans(statuses=[PlanStatus.ACTIVE])
+        except PlansUnavailable as error:
+            return TickReport(now, True, self.holder, notices=(f"{error}: no plan acted on",))
+        outcomes: list[PlanOutcome] = []
+        notices: list[str] = []
+        queries = 0
+        for environment in sorted({p.environment for p in plans}):
+            planned = [p for p in plans if p.environment == environment]
+            done, asked, said = self._environment(environment, planned, now)
+            outcomes.extend(done)
+            queries += asked
+            notices.extend(said)
+        seconds = time.monotonic() - started
+        try:
+            self.store.beat(LEASE, self.holder, now, seconds)
+        except PlansUnavailable as error:
+            notices.append(f"heartbeat not recorded: {error}")
+        return TickReport(now, True, self.holder, tuple(outcomes), queries, seconds, tuple(notices))
+
+    @property
+    def _interval(self) -> float:
+        return self.config.interval.total_seconds()
+
+    # one environment
+
+    def _environment(
+        self, environment: str, plans: list[RolloutPlan], now: datetime
+    ) -> tuple[list[PlanOutcome], int, list[str]]:
+        try:
+            snapshot = self.backend.load(environment)
+        except (SourceUnavailable, OSError, RuntimeError, ValueError) as error:
+            said = f"waited: the flags of {environment} cannot be read ({error})"
+            waiting = Decision(Move.WAIT, said, no_data=True)
+            return [self._keep(p, waiting, now) for p in plans], 0, [said]
+        gated = any("canary" in p.gates for p in plans)
+        evidence = gather_environment(
+            self.metrics(),
+            environment,
+            self.config.window,
+            now,
+            self.canary() if gated else None,
+        )
+        changes = self._last_changes(environment)
+        outcomes = [self._plan(p, snapshot, evidence, changes, now) for p in plans]
+        return outcomes, evidence.queries, list(evidence.notices)
+
+    def _last_changes(self, environment: str) -> Mapping[str, SeenChange]:
+        if self.engine is None:
+            return {}
+        from queries.audit import last_changes
+
+        try:
+            frame = last_changes(self.engine, environment, keys=True)
+        except SourceUnavailable:
+            return {}
+        return {
+            str(flag): SeenChange(str(actor), at, str(key or ""), _number(before), _number(after))
+            for flag, at, actor, key, before, after in zip(
+                frame["flag"],
+                frame["at"],
+                frame["actor"],
+                frame["idempotency_key"],
+                frame["from_percentage"],
+                frame["to_percentage"],
+                strict=True,
+            )
+        }
+
+    # one plan
+
+    def _plan(
+        self,
+        plan: RolloutPlan,
+        snapshot: FlagSnapshot,
+        evidence: EnvironmentEvidence,
+        changes: Mapping[str, SeenChange],
+        now: datetime,
+    ) -> PlanOutcome:
+        if plan.flag not in snapshot.config.flags:
+            gone = Decision(Move.PAUSE, f"paused: {plan.flag} no longer exists")
+            return self._pause(plan, gone, now)
+        if plan.flag in snapshot.read_only:
+            said = f"paused: {plan.flag} is read-only ({snapshot.read_only[plan.flag]})"
+            return self._pause(plan, Decision(Move.PAUSE, said), now)
+        seen = plan_evidence(plan, snapshot, evidence, self.config.policy, changes.get(plan.flag))
+        decision = decide(plan, seen, pause_after_ticks=self.config.pause_after_ticks)
+        if decision.move is Move.RESYNC:
+            return self._resync(plan, seen.state, seen.percentage, changes.get(plan.flag), now)
+        if decision.move is Move.PAUSE:
+            return self._pause(plan, decision, now)
+        if decision.move in _ACTIONS:
+            gates = [g for g in seen.guards if g.name in plan.gates]
+            if decision.gate is not None and decision.gate.name == "canary":
+                gates.append(decision.gate)
+            return self._act(plan, snapshot, decision, gates, now)
+        next_at = None
+        if decision.move is Move.WAIT and seen.at_step_since is not None:
+            next_at = max(now, seen.at_step_since + plan.soak)
+        return self._keep(plan, decision, now, next_at)
+
+    def _act(
+        self,
+        plan: RolloutPlan,
+        snapshot: FlagSnapshot,
+        decision: Decision,
+        gates: list[GuardResult],
+        now: datetime,
+    ) -> PlanOutcome:
+        assert decision.to is not None
+        action = _ACTIONS[decision.move]
+        to_state = FlagState.DISABLED if decision.to == 0 else FlagState.ROLLOUT
+        confirmed = Transition(
+            plan.flag, plan.expected_state, plan.expected_percentage, to_state, decision.to
+        )
+        request = ActionRequest(
+            action=action,
+            environment=plan.environment,
+            reason=f"autopilot: {decision.reason}"[:MAX_REASON_LENGTH],
+            identity=self.identity,
+            flag=plan.flag,
+            to_percentage=None if action is Action.KILL else decision.to,
+            idempotency_key=plan.action_key(str(action), decision.to),
+            expected_versions={plan.flag: snapshot.versions.get(plan.flag, "")},
+            confirmed=(confirmed,),
+        )
+        result = execute_action(request, self.backend, self.audit, lambda _s, _f: list(gates))
+        if result.applied:
+            return self._applied(plan, decision, result, now)
+        if result.exit_code is ExitCode.CONFLICT:
+            said = f"paused: the flag was changed meanwhile — {result.error}"
+            return self._pause(plan, replace(decision, move=Move.PAUSE, reason=said), now)
+        said = f"waited: {decision.move} {_pct(plan.expected_percentage)} → {_pct(decision.to)} "
+        said += f"not applied ({result.error})"
+        return self._keep(plan, replace(decision, move=Move.WAIT, reason=said), now)
+
+    def _applied(
+        self, plan: RolloutPlan, decision: Decision, result: ActionResult, now: datetime
+    ) -> PlanOutcome:
+        assert decision.to is not None
+        audit_id = result.audit[0].id if result.audit else ""
+        applied_at = result.audit[0].at if result.audit else now
+        lowered = decision.move is not Move.ADVANCE
+        moved = replace(
+            plan,
+            expected_state=FlagState.DISABLED if decision.to == 0 else FlagState.ROLLOUT,
+            expected_percentage=decision.to,
+            actions_taken=plan.actions_taken + 1,
+            ticks_without_data=0,
+            failing_since=None,
+            last_decision=decision.reason,
+            last_decision_at=now,
+            next_at=None if lowered else now + plan.soak,
+        )
+        if lowered:  # a regression: a person looks before the plan climbs again
+            moved = replace(
+                moved,
+                status=PlanStatus.PAUSED,
+                status_reason=f"{decision.reason}; a person resumes the plan",
+                status_by=AUTOPILOT_ACTOR,
+                status_at=now,
+            )
+        event = AutopilotEvent(
+            plan_id=plan.id,
+            at=applied_at,
+            environment=plan.environment,
+            flag=plan.flag,
+            kind=str(decision.move),
+            from_percentage=plan.expected_percentage,
+            to_percentage=decision.to,
+            text=decision.reason,
+            gate=decision.gate.as_json() if decision.gate else None,
+            audit_id=audit_id,
+            failure_seen_at=(plan.failing_since or now) if lowered else None,
+        )
+        return self._saved(moved, decision, decision.reason, now, event, result)
+
+    def _pause(self, plan: RolloutPlan, decision: Decision, now: datetime) -> PlanOutcome:
+        paused = replace(
+            plan,
+            status=PlanStatus.PAUSED,
+            status_reason=decision.reason,
+            status_by=AUTOPILOT_ACTOR,
+            status_at=now,
+            last_decision=decision.reason,
+            last_decision_at=now,
+            ticks_without_data=plan.ticks_without_data + (1 if decision.no_data else 0),
+            next_at=None,
+        )
+        event = AutopilotEvent(
+            plan_id=plan.id,
+            at=now,
+            environment=plan.environment,
+            flag=plan.flag,
+            kind=str(Move.PAUSE),
+            from_percentage=plan.expected_percentage,
+            to_percentage=plan.expected_percentage,
+            text=decision.reason,
+            gate=decision.gate.as_json() if decision.gate else None,
+        )
+        return self._saved(paused, decision, decision.reason, now, event)
+
+    def _resync(
+        self,
+        plan: RolloutPlan,
+        state: FlagState,
+        percentage: float,
+        change: SeenChange | None,
+        now: datetime,
+    ) -> PlanOutcome:
+        """The plan's own action was applied but the plan not updated (a tick cut off)."""
+        taken = plan.actions_taken
+        if change is not None:
+            number = change.idempotency_key.split("-")[2:3]
+            taken = max(taken, int(number[0])) if number and number[0].isdigit() else taken + 1
+        said = f"found the flag at {_pct(percentage)}, where the autopilot's own action left it"
+        moved = replace(
+            plan,
+            expected_state=state,
+            expected_percentage=percentage,
+            actions_taken=taken,
+            last_decision=said,
+            last_decision_at=now,
+        )
+        return self._saved(moved, Decision(Move.RESYNC, said, percentage), said, now)
+
+    def _keep(
+        self,
+        plan: RolloutPlan,
+        decision: Decision,
+        now: datetime,
+        next_at: datetime | None = None,
+    ) -> PlanOutcome:
+        """Record a wait or a hold: the words, the no-data count, when failing began."""
+        failing_since = (plan.failing_since or now) if decision.failing else None
+        kept = replace(
+            plan,
+            last_decision=decision.reason,
+            last_decision_at=now,
+            ticks_without_data=plan.ticks_without_data + 1 if decision.no_data else 0,
+            failing_since=failing_since,
+            next_at=next_at,
+        )
+        unchanged = (
+            kept.last_decision == plan.last_decision
+            and kept.ticks_without_data == plan.ticks_without_data
+            and kept.failing_since == plan.failing_since
+            and kept.next_at == plan.next_at
+        )
+        if unchanged:  # nothing new to say: no write (1,000 plans waiting cost nothing)
+            return PlanOutcome(plan, decision, decision.reason)
+        return self._saved(kept, decision, decision.reason, now)
+
+    def _saved(
+        self,
+        plan: RolloutPlan,
+        decision: Decision,
+        said: str,
+        now: datetime,
+        event: AutopilotEvent | None = None,
+        result: ActionResult | None = None,
+    ) -> PlanOutcome:
+        try:
+            saved = self.store.save(plan)
+        except PlanChanged as changed:  # a person paused or edited it meanwhile: theirs wins
+            saved = changed.current or plan
+            said = f"{said} (plan changed meanwhile by {saved.status_by or 'someone'})"
+        except PlansUnavailable as error:
+            saved = plan
+            said = f"{said} (not recorded in the plan: {error})"
+        if event is not None:
+            try:
+                recorded = self.store.add_event(event)
+            except PlansUnavailable:
+                recorded = event
+            if self.on_event is not None:
+                try:
+                    self.on_event(recorded, saved)
+                except Exception:  # a notification must never stop a tick
+                    _log.exception("autopilot event listener failed")
+        return PlanOutcome(saved, decision, said, result)
+
+
+def _pct(value: float) -> str:
+    return f"{value:g} %"
+
+
+def _number(value: object) -> float | None:
+    if value is None:
+        return None
+    number = float(value)  # type: ignore[arg-type]
+    return None if math.isnan(number) else number
+
+
+def _default_holder() -> str:
+    import os
+    import socket
+
+    return f"{socket.gethostname()}:{os.getpid()}"

@@ -1,0 +1,281 @@
+"""The controller's ticks on real parts: YAML flag files, SQLite roll-ups as the metrics
+source, the audit log and the plans in the same database."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from app.autopilot.controller import Controller, ControllerConfig
+from app.autopilot.decide import Move
+from app.autopilot.model import PlanInvalid, PlanStatus
+from app.autopilot.service import pause_plan, resume_plan, set_plan
+from app.autopilot.store import PlanStore
+from app.flags.loader import BUNDLED_CONFIG
+from app.flags.model import FlagState
+from app.flags.yaml_backend import YamlFlagBackend
+from app.metrics_db.database import insert_rollups, open_database
+from app.metrics_db.records import EvaluationRollup
+from app.rollout.actions import Action, ActionRequest, execute_action
+from app.rollout.audit import AuditLog, Outcome
+from app.rollout.roles import Identity, NotAuthorized, Role
+from queries.sql import SqlMetrics
+
+OLGA = Identity("olga", Role.OPERATOR, "test")
+VIC = Identity("vic", Role.VIEWER, "test")
+ENV = "production"
+FLAG = "phase1_config_externalization"  # rollout 10 %, no dependencies
+GATES = frozenset({"data_fresh", "error_rate", "soak_time", "dependencies", "exposure"})
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Engine:
+    return open_database(f"sqlite:///{tmp_path / 'metrics.db'}")
+
+
+@pytest.fixture
+def backend(tmp_path: Path) -> YamlFlagBackend:
+    for source in BUNDLED_CONFIG.parent.glob("feature_flags*.yaml"):
+        shutil.copy(source, tmp_path / source.name)
+    return YamlFlagBackend(tmp_path / "feature_flags.yaml")
+
+
+@pytest.fixture
+def audit(engine: Engine, tmp_path: Path) -> AuditLog:
+    return AuditLog(engine, tmp_path / "journal.jsonl")
+
+
+@pytest.fixture
+def controller(engine: Engine, backend: YamlFlagBackend, audit: AuditLog) -> Iterator[Controller]:
+    yield make_controller(engine, backend, audit, "one")
+
+
+def make_controller(
+    engine: Engine, backend: YamlFlagBackend, audit: AuditLog, holder: str
+) -> Controller:
+    return Controller(
+        engine=engine,
+        backend=backend,
+        audit=audit,
+        metrics=lambda: [SqlMetrics(engine)],
+        config=ControllerConfig(pause_after_ticks=3),
+        holder=holder,
+    )
+
+
+def evaluations(
+    engine: Engine, share: float, *, errors_on: int = 0, total: int = 20_000, flag: str = FLAG
+) -> None:
+    """A minute of evaluations ending now: `share` of them on the treatment, `errors_on`
+    of those failed."""
+    start = datetime.now(UTC) - timedelta(seconds=60)
+    on = round(total * share)
+    rows = [
+        EvaluationRollup(start, 60, ENV, flag, "on", "split", on - errors_on),
+        EvaluationRollup(start, 60, ENV, flag, "off", "split", total - on),
+    ]
+    if errors_on:
+        rows.append(EvaluationRollup(start, 60, ENV, flag, "on", "error", errors_on, errors_on))
+    insert_rollups(engine, rows)
+
+
+def a_plan(store_engine: Engine, backend: YamlFlagBackend, audit: AuditLog, **changes: object):
+    options: dict[str, object] = {
+        "steps": (10.0, 25.0, 50.0, 100.0),
+        "soak": timedelta(0),
+        "gates": GATES,
+    }
+    options |= changes
+    return set_plan(
+        PlanStore(store_engine),
+        audit,
+        OLGA,
+        backend.load(ENV),
+        FLAG,
+        now=datetime.now(UTC),
+        **options,  # type: ignore[arg-type]
+    )
+
+
+def test_a_healthy_flag_advances_once_and_the_audit_says_so(
+    engine: Engine, backend: YamlFlagBackend, audit: AuditLog, controller: Controller
+) -> None:
+    plan = a_plan(engine, backend, audit)
+    evaluations(engine, 0.10)
+    report = controller.tick()
+    assert report.leader
+    outcome = report.outcome(FLAG)
+    assert outcome is not None and outcome.decision.move is Move.ADVANCE
+    assert backend.load(ENV).flag(FLAG).percentage == 25.0
+    record = audit.latest_applied(ENV, FLAG)
+    assert record is not None
+    assert (record.actor, record.action, record.to_percentage) == ("autopilot", "advance", 25.0)
+    assert record.idempotency_key == f"autopilot-{plan.id}-1-advance-25"
+    assert {g["name"] for g in record.guards} == GATES
+    assert all(g["passed"] for g in record.guards)
+    stored = PlanStore(engine).get(ENV, FLAG)
+    assert stored is not None
+    assert (stored.expected_percentage, stored.actions_taken) == (25.0, 1)
+    [event] = PlanStore(engine).events(plan.id)
+    assert (event.kind, event.from_percentage, event.to_percentage) == ("advance", 10.0, 25.0)
+    assert event.audit_id == record.id
+
+    again = controller.tick().outcome(FLAG)  # the window still holds the 10 % minute
+    assert again is not None and again.decision.move is Move.WAIT
+    assert "waiting for a full window at this step" in again.said
+    assert backend.load(ENV).flag(FLAG).percentage == 25.0
+    applied = audit.entries(FLAG, environment=ENV, outcomes=(Outcome.APPLIED,))
+    assert len(applied) == 1
+
+
+def test_a_failing_treatment_is_rolled_back_and_the_plan_paused(
+    engine: Engine, backend: YamlFlagBackend, audit: AuditLog, controller: Controller
+) -> None:
+    plan = a_plan(engine, backend, audit, steps=(5.0, 10.0, 25.0))
+    evaluations(engine, 0.10, errors_on=600)  # 3 % of all evaluations fail, all treatment
+    outcome = controller.tick().outcome(FLAG)
+    assert outcome is not None and outcome.decision.move is Move.ROLLBACK
+    assert backend.load(ENV).flag(FLAG).percentage == 5.0
+    stored = PlanStore(engine).get(ENV, FLAG)
+    assert stored is not None and stored.status is PlanStatus.PAUSED
+    assert "rollback 10 % → 5 %: error_rate failed" in stored.status_reason
+    [event] = PlanStore(engine).events(plan.id)
+    assert event.kind == "rollback"
+    assert event.gate is not None and event.gate["name"] == "error_rate"
+    assert event.gate["value"] == pytest.approx(0.03)
+    assert event.seconds_to_mitigate is not None and event.seconds_to_mitigate >= 0
+    record = audit.get(event.audit_id)
+    assert record is not None and record.actor == "autopilot" and record.action == "rollback"
+
+    later = controller.tick().outcome(FLAG)  # paused: nothing more
+    assert later is None
+    assert backend.load(ENV).flag(FLAG).percentage == 5.0
+
+
+def test_a_person_changing_the_flag_pauses_the_plan_and_is_named(
+    engine: Engine, backend: YamlFlagBackend, audit: AuditLog, controller: Controller
+) -> None:
+    a_plan(engine, backend, audit)
+    evaluations(engine, 0.10)
+    by_hand = execute_action(
+        ActionRequest(Action.ROLLBACK, ENV, "not today", OLGA, flag=FLAG, to_percentage=5),
+        backend,
+        audit,
+        lambda _s, _f: [],
+    )
+    assert by_hand.applied
+    outcome = controller.tick().outcome(FLAG)
+    assert outcome is not None and outcome.decision.move is Move.PAUSE
+    stored = PlanStore(engine).get(ENV, FLAG)
+    assert stored is not None and stored.status is PlanStatus.PAUSED
+    assert "changed by olga at" in stored.status_reason
+    assert backend.load(ENV).flag(FLAG).percentage == 5.0  # not fought
+
+    resumed = resume_plan(
+        PlanStore(engine), audit, OLGA, stored, backend.load(ENV), "go on from 5", datetime.now(UTC)
+    )
+    assert resumed.status is PlanStatus.ACTIVE
+    assert (resumed.expected_state, resumed.expected_percentage) == (FlagState.ROLLOUT, 5.0)
+
+
+def test_a_second_controller_does_nothing_while_the_first_leads(
+    engine: Engine, backend: YamlFlagBackend, audit: AuditLog, controller: Controller
+) -> None:
+    a_plan(engine, backend, audit)
+    evaluations(engine, 0.10)
+    assert controller.tick().leader
+    standby = make_controller(engine, backend, audit, "two")
+    report = standby.tick()
+    assert (report.leader, report.holder, report.outcomes) == (False, "one", ())
+    heartbeat = PlanStore(engine).heartbeat("autopilot")
+    assert heartbeat is not None and heartbeat.holder == "one" and heartbeat.ticks == 1
+
+
+def test_an_applied_step_whose_plan_was_not_updated_is_adopted_not_repeated(
+    engine: Engine, backend: YamlFlagBackend, audit: AuditLog, controller: Controller
+) -> None:
+    plan = a_plan(engine, backend, audit)
+    evaluations(engine, 0.10)
+    # a tick cut off after applying its advance, before writing the plan
+    cut_off = execute_action(
+        ActionRequest(
+            Action.ADVANCE,
+            ENV,
+            "autopilot: advance 10 % → 25 %",
+            controller.identity,
+            flag=FLAG,
+            to_percentage=25,
+            idempotency_key=plan.action_key("advance", 25),
+        ),
+        backend,
+        audit,
+        lambda _s, _f: [],
+    )
+    assert cut_off.applied
+    outcome = controller.tick().outcome(FLAG)
+    assert outcome is not None and outcome.decision.move is Move.RESYNC
+    stored = PlanStore(engine).get(ENV, FLAG)
+    assert stored is not None and stored.status is PlanStatus.ACTIVE
+    assert (stored.expected_percentage, stored.actions_taken) == (25.0, 1)
+    assert len(audit.entries(FLAG, environment=ENV, outcomes=(Outcome.APPLIED,))) == 1
+
+
+def test_no_data_never_advances_and_pauses_after_n_ticks(
+    engine: Engine, backend: YamlFlagBackend, audit: AuditLog, controller: Controller
+) -> None:
+    a_plan(engine, backend, audit)
+    said = [controller.tick().outcome(FLAG) for _ in range(3)]
+    assert [o.decision.move for o in said if o] == [Move.WAIT, Move.WAIT, Move.PAUSE]
+    stored = PlanStore(engine).get(ENV, FLAG)
+    assert stored is not None and stored.status is PlanStatus.PAUSED
+    assert "no data for 3 ticks" in stored.status_reason
+    assert backend.load(ENV).flag(FLAG).percentage == 10.0
+    assert audit.latest_applied(ENV, FLAG) is None
+
+
+def test_a_viewer_cannot_set_or_pause_a_plan(
+    engine: Engine, backend: YamlFlagBackend, audit: AuditLog
+) -> None:
+    with pytest.raises(NotAuthorized):
+        set_plan(
+            PlanStore(engine),
+            audit,
+            VIC,
+            backend.load(ENV),
+            FLAG,
+            steps=(25.0,),
+            soak=timedelta(0),
+            now=datetime.now(UTC),
+        )
+    plan = a_plan(engine, backend, audit)
+    with pytest.raises(NotAuthorized):
+        pause_plan(PlanStore(engine), audit, VIC, plan, "", datetime.now(UTC))
+    assert PlanStore(engine).get(ENV, FLAG) == plan
+
+
+def test_plan_changes_are_audited_and_bad_plans_named(
+    engine: Engine, backend: YamlFlagBackend, audit: AuditLog
+) -> None:
+    plan = a_plan(engine, backend, audit)
+    pause_plan(PlanStore(engine), audit, OLGA, plan, "lunch", datetime.now(UTC))
+    actions = [e.action for e in audit.entries(FLAG, environment=ENV)]
+    assert actions == ["plan_pause", "plan_set"]
+    assert all(e.outcome is Outcome.RECORDED for e in audit.entries(FLAG, environment=ENV))
+    with pytest.raises(PlanInvalid) as invalid:
+        set_plan(
+            PlanStore(engine),
+            audit,
+            OLGA,
+            backend.load(ENV),
+            "no_such_flag",
+            steps=(50.0, 25.0),
+            soak=timedelta(0),
+            now=datetime.now(UTC),
+        )
+    assert "steps must rise, each once (1,5,25,50)" in invalid.value.problems
+    assert "unknown flag 'no_such_flag' in production" in invalid.value.problems
