@@ -107,6 +107,7 @@ class PlanStore:
         """Store a new plan, or replace the flag's plan of `plan.version - 1` (the one the
         person saw): PlanChanged when someone changed it meanwhile."""
         engine = self._usable()
+        plan = replace(plan, status_at=plan.status_at or plan.created_at)
         values = _row(plan)
         try:
             with engine.begin() as connection:
@@ -145,6 +146,7 @@ class PlanStore:
         """Write `plan` over the stored version `plan.version`; returns it one version up.
         PlanChanged when the stored plan is no longer that version."""
         engine = self._usable()
+        plan = replace(plan, status_at=plan.status_at or plan.created_at)
         try:
             with engine.begin() as connection:
                 moved = connection.execute(
