@@ -192,6 +192,25 @@ class Runtime:
 
         return PlanStore(self.engine)
 
+    def set_plan(
+        self, identity: Identity, environment: str, flag: str, **options: Any
+    ) -> RolloutPlan:
+        """`app.autopilot.service.set_plan` on this process's plans, audit and flags, now,
+        with the canary flag and the environment's approval rule from the settings."""
+        from app.autopilot.service import set_plan
+
+        return set_plan(
+            self.plans,
+            self.audit,
+            identity,
+            self.backend.load(environment),
+            flag,
+            now=datetime.now(UTC),
+            canary_flag=self.settings.canary_flag,
+            approval_required=environment in self.settings.approval_required_in,
+            **options,
+        )
+
     def autopilot(
         self,
         holder: str = "",

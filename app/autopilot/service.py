@@ -48,12 +48,20 @@ def set_plan(
     allowed_hours: AllowedHours | None = None,
     seen_version: int = 0,
     canary_flag: str | None = None,
+    approval_required: bool = False,
 ) -> RolloutPlan:
     """Attach (or replace) `flag`'s plan in `snapshot`'s environment, active from where the
     flag is now. `seen_version` is the version of the plan the person edited (0: none).
-    NotAuthorized below operator; PlanInvalid naming each problem (unknown or read-only
-    flag too); PlanChanged when the plan changed since it was seen; PlansUnavailable."""
-    require(identity, Role.OPERATOR, "set a rollout plan")
+    Where a change needs a second person (`approval_required`), the plan stands as the
+    approval of its steps, so only an admin may attach one. NotAuthorized below the role;
+    PlanInvalid naming each problem (unknown or read-only flag too); PlanChanged when the
+    plan changed since it was seen; PlansUnavailable."""
+    require(
+        identity,
+        Role.ADMIN if approval_required else Role.OPERATOR,
+        f"set a rollout plan in {snapshot.environment}"
+        + (" (changes there need a second person)" if approval_required else ""),
+    )
     chosen = frozenset(default_gates(flag, canary_flag) if gates is None else gates)
     problems = plan_problems(steps, soak, chosen, stop_at)
     problems += _actor_problems(identity)

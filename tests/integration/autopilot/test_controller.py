@@ -279,3 +279,30 @@ def test_plan_changes_are_audited_and_bad_plans_named(
         )
     assert "steps must rise, each once (1,5,25,50)" in invalid.value.problems
     assert "unknown flag 'no_such_flag' in production" in invalid.value.problems
+
+
+def test_where_changes_need_a_second_person_only_an_admin_attaches_a_plan(
+    engine: Engine, backend: YamlFlagBackend, audit: AuditLog
+) -> None:
+    options = {"steps": (25.0,), "soak": timedelta(0), "now": datetime.now(UTC)}
+    with pytest.raises(NotAuthorized, match="changes there need a second person"):
+        set_plan(
+            PlanStore(engine),
+            audit,
+            OLGA,
+            backend.load(ENV),
+            FLAG,
+            approval_required=True,
+            **options,  # type: ignore[arg-type]
+        )
+    ada = Identity("ada", Role.ADMIN, "test")
+    plan = set_plan(
+        PlanStore(engine),
+        audit,
+        ada,
+        backend.load(ENV),
+        FLAG,
+        approval_required=True,
+        **options,  # type: ignore[arg-type]
+    )
+    assert plan.created_by == "ada"
