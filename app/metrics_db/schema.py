@@ -24,14 +24,18 @@ from sqlalchemy.types import TypeDecorator
 __all__ = [
     "AuditOutcome",
     "AuditRecord",
+    "AutopilotEventRow",
+    "AutopilotLeaseRow",
     "Base",
     "ChangeRequestRow",
     "InstanceReport",
     "RequestRollup",
+    "RolloutPlanRow",
     "RollupRow",
     "StoredConfig",
     "StoredFlag",
     "UtcDateTime",
+    "WebhookDeliveryRow",
 ]
 
 
@@ -234,3 +238,96 @@ class ChangeRequestRow(Base):
     decided_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     comment: Mapped[str] = mapped_column(Text, nullable=False, default="")
     detail: Mapped[str] = mapped_column(Text, nullable=False, default="")
+
+
+class RolloutPlanRow(Base):
+    """A flag's rollout plan for the autopilot (`app.autopilot`): one per flag and
+    environment. `version` rises by one on every change; every write is a conditional
+    update from the version read (of two writers, one wins)."""
+
+    __tablename__ = "rollout_plans"
+    __table_args__ = (UniqueConstraint("environment", "flag", name="uq_rollout_plans_flag"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    environment: Mapped[str] = mapped_column(String(200), nullable=False)
+    flag: Mapped[str] = mapped_column(String(200), nullable=False)
+    steps: Mapped[list[float]] = mapped_column(JSON, nullable=False)
+    soak_seconds: Mapped[float] = mapped_column(Float, nullable=False)
+    gates: Mapped[list[str]] = mapped_column(JSON, nullable=False)
+    on_failure: Mapped[str] = mapped_column(String(16), nullable=False)
+    stop_at: Mapped[float] = mapped_column(Float, nullable=False)
+    allowed_hours: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    status_reason: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    status_by: Mapped[str] = mapped_column(String(200), nullable=False, default="")
+    status_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+    expected_state: Mapped[str] = mapped_column(String(16), nullable=False)
+    expected_percentage: Mapped[float] = mapped_column(Float, nullable=False)
+    actions_taken: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    ticks_without_data: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    failing_since: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    last_decision: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    last_decision_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    next_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    created_by: Mapped[str] = mapped_column(String(200), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+    version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+
+
+class AutopilotEventRow(Base):
+    """What the autopilot did about a plan (an advance, a rollback, a pause): one row per
+    action, with the failed gate and, for a rollback, when the failure was first seen."""
+
+    __tablename__ = "autopilot_events"
+    __table_args__ = (Index("ix_autopilot_events_plan", "plan_id", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    plan_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+    environment: Mapped[str] = mapped_column(String(200), nullable=False)
+    flag: Mapped[str] = mapped_column(String(200), nullable=False)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    from_percentage: Mapped[float] = mapped_column(Float, nullable=False)
+    to_percentage: Mapped[float] = mapped_column(Float, nullable=False)
+    text: Mapped[str] = mapped_column(Text, nullable=False)
+    gate: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    audit_id: Mapped[str] = mapped_column(String(64), nullable=False, default="")
+    failure_seen_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    mitigated_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class AutopilotLeaseRow(Base):
+    """Who leads the autopilot (one row per lease name): the holder acts while
+    `expires_at` is ahead; a standby takes the row over once it has passed. The same row
+    is the controller's heartbeat (last tick, its duration and lag)."""
+
+    __tablename__ = "autopilot_lease"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200), nullable=False)
+    acquired_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+    last_tick_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    last_tick_seconds: Mapped[float | None] = mapped_column(Float)
+    interval_seconds: Mapped[float] = mapped_column(Float, nullable=False, default=30.0)
+    ticks: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+
+
+class WebhookDeliveryRow(Base):
+    """One notification to one webhook and what became of it (delivered, retrying,
+    failed), so a page can show failed deliveries. Never holds the webhook's URL."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_webhook_deliveries_at", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+    webhook: Mapped[str] = mapped_column(String(200), nullable=False)
+    event: Mapped[str] = mapped_column(String(64), nullable=False)
+    flag: Mapped[str] = mapped_column(String(200), nullable=False, default="")
+    environment: Mapped[str] = mapped_column(String(200), nullable=False, default="")
+    summary: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    last_error: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)

@@ -37,8 +37,9 @@ __all__ = [
 
 
 class Outcome(StrEnum):
-    """What became of an action; the last five are the steps of a change request
-    (`app.approvals`), which change no flag themselves."""
+    """What became of an action; `requested` … `expired` are the steps of a change
+    request (`app.approvals`) and `recorded` a change to a rollout plan
+    (`app.autopilot`): none of these changes a flag itself."""
 
     PENDING = "pending"
     APPLIED = "applied"
@@ -49,6 +50,7 @@ class Outcome(StrEnum):
     REJECTED = "rejected"
     CANCELLED = "cancelled"
     EXPIRED = "expired"
+    RECORDED = "recorded"
 
 
 @dataclass(frozen=True)

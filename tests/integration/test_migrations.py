@@ -26,6 +26,10 @@ ADDED_BY_HEAD = {
     "flag_definitions",
     "instance_reports",
     "change_requests",
+    "rollout_plans",
+    "autopilot_events",
+    "autopilot_lease",
+    "webhook_deliveries",
 }
 
 
