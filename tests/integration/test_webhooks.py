@@ -5,14 +5,12 @@ in its path, as Slack's do: it must appear in no row, error or log line."""
 
 from __future__ import annotations
 
-import json
 import logging
 import socket
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -31,59 +29,10 @@ from app.autopilot.notify import (
 from app.metrics_db.database import open_database
 from app.metrics_db.schema import WebhookDeliveryRow
 from app.settings import WebhookKind
+from tests.support.webhook_receiver import TOKEN, Receiver
 
-TOKEN = "sEcReT-T0KEN"
 FAST = {"backoff": (0.05, 0.1), "timeout": 2.0}
 LINK = "https://rollout.example.com/flag_detail?env=production&flag=new_checkout"
-
-
-class Receiver:
-    """A real HTTP server on 127.0.0.1 that records each POST body and answers it with
-    the next of `answers` (then 200). Requests from number `hold_from` on (0: the first)
-    wait for `release` before they are answered."""
-
-    def __init__(self, answers: Sequence[int] = (), *, hold_from: int | None = None) -> None:
-        self.bodies: list[Any] = []
-        self.answers = list(answers)
-        self.release = threading.Event()
-        self._arrived = threading.Condition()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with receiver._arrived:
-                    receiver.bodies.append(body)
-                    number = len(receiver.bodies) - 1
-                    status = receiver.answers.pop(0) if receiver.answers else 200
-                    receiver._arrived.notify_all()
-                if hold_from is not None and number >= hold_from:
-                    receiver.release.wait(30)
-                self.send_response(status)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *args: object) -> None:
-                return None
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def wait_for(self, requests: int) -> bool:
-        """Whether `requests` requests have come in (waiting up to 30 s for them)."""
-        with self._arrived:
-            return self._arrived.wait_for(lambda: len(self.bodies) >= requests, 30)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/services/T000/{TOKEN}"
-
-    def stop(self) -> None:
-        self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
