@@ -48,6 +48,7 @@ from queries.source import SourceUnavailable
 
 if TYPE_CHECKING:
     from app.approvals import Approvals, Decision
+    from app.autopilot.notify import Notifier
     from app.rollout.roles import Identity
     from app.services.overview import ExternalEdit, Overview
     from app.services.overview_cache import SharedOverviewCache
@@ -150,9 +151,22 @@ class Runtime:
             return unavailable_result(request, self.audit, error)
         if unknown:
             return ActionResult(False, ExitCode.USAGE, None, error=unknown)
-        return execute_action(
+        result = execute_action(
             request, self.backend, self.audit, self.guard_check(), approvals=self.approvals
         )
+        if self.settings.notify_manual_actions:  # queued: a webhook never delays the action
+            from app.autopilot.notify import manual_notifications
+
+            for notification in manual_notifications(result, self.settings):
+                self.notifier.notify(notification)
+        return result
+
+    @property
+    def notifier(self) -> Notifier:
+        """The webhooks of ROLLOUT_WEBHOOKS (`app.autopilot.notify`), made once."""
+        from app.autopilot.notify import open_notifier
+
+        return self._once("notifier", lambda: open_notifier(self.settings, self.engine))
 
     @property
     def approvals(self) -> Approvals:
