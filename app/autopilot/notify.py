@@ -496,7 +496,7 @@ def _post(
     'HTTP 500', 'ConnectionError', 'ReadTimeout'."""
     import requests
 
-    body = json.dumps(webhook_body(webhook.kind, notification)).encode()
+    body = json.dumps(webhook_body(webhook.kind, notification), default=str).encode()
     try:
         response = session.post(
             webhook.url,
