@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from app.approvals import Approvals, Decision
     from app.autopilot.controller import Controller
     from app.autopilot.model import RolloutPlan
+    from app.autopilot.notify import Notifier
     from app.autopilot.store import AutopilotEvent, PlanStore
     from app.rollout.roles import Identity
     from app.services.overview import ExternalEdit, Overview
@@ -153,9 +154,22 @@ class Runtime:
             return unavailable_result(request, self.audit, error)
         if unknown:
             return ActionResult(False, ExitCode.USAGE, None, error=unknown)
-        return execute_action(
+        result = execute_action(
             request, self.backend, self.audit, self.guard_check(), approvals=self.approvals
         )
+        if self.settings.notify_manual_actions:  # queued: a webhook never delays the action
+            from app.autopilot.notify import manual_notifications
+
+            for notification in manual_notifications(result, self.settings):
+                self.notifier.notify(notification)
+        return result
+
+    @property
+    def notifier(self) -> Notifier:
+        """The webhooks of ROLLOUT_WEBHOOKS (`app.autopilot.notify`), made once."""
+        from app.autopilot.notify import open_notifier
+
+        return self._once("notifier", lambda: open_notifier(self.settings, self.engine))
 
     @property
     def approvals(self) -> Approvals:
@@ -237,8 +251,14 @@ class Runtime:
             canary=lambda: self.sources.canary(),
             config=config,
             holder=holder,
-            on_event=on_event,
+            on_event=on_event or self._notify_autopilot,
         )
+
+    def _notify_autopilot(self, event: AutopilotEvent, plan: RolloutPlan) -> None:
+        """Every autopilot action and pause to the webhooks (in the background)."""
+        from app.autopilot.notify import autopilot_notification
+
+        self.notifier.notify(autopilot_notification(event, plan, self.settings))
 
     def _unknown_environment(self, environment: str) -> str | None:
         if environment in self.environments():

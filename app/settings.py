@@ -8,17 +8,19 @@ Sources, highest first: keyword arguments, `ROLLOUT_*` environment variables, th
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import tomllib
 from dataclasses import replace
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     SettingsError,
@@ -33,6 +35,7 @@ __all__ = [
     "FlagBackendKind",
     "Settings",
     "SettingsInvalid",
+    "WebhookKind",
     "load_settings",
     "redacted_url",
     "server_address",
@@ -75,6 +78,19 @@ class EvidencePolicy(StrEnum):
     PASS = "pass"  # noqa: S105 - a verdict, not a password
 
 
+class WebhookKind(StrEnum):
+    """The body a webhook is sent (`app.autopilot.notify`): the generic JSON document, or
+    Slack's `{"text": ...}` (also read by Mattermost, Rocket.Chat, Teams workflows...)."""
+
+    JSON = "json"
+    SLACK = "slack"
+
+
+#: a webhook's name: its URL is `ROLLOUT_WEBHOOK_URL_<NAME>`, so letters, digits and `_`
+_WEBHOOK_NAME = re.compile(r"^[a-z0-9_]{1,64}$")
+_WEBHOOK_URL_PREFIX = "ROLLOUT_WEBHOOK_URL_"
+
+
 #: MetricNames fields that are not a single name: a list of labels, or a flag
 _NON_NAME_FIELDS = frozenset(
     {"environment_join", "errors_counted_in_evaluations", "variants_are_on_off"}
@@ -91,12 +107,31 @@ class _SecretsTomlSource(PydanticBaseSettingsSource):
             with path.open("rb") as handle:
                 table = tomllib.load(handle).get("rollout", {})
             self._values = {str(k).lower(): v for k, v in table.items()}
+            # `[rollout.webhooks]` holds the webhooks' URLs (secrets), ROLLOUT_WEBHOOKS
+            # their names and kinds
+            if isinstance(self._values.get("webhooks"), dict):
+                self._values["webhook_urls"] = self._values.pop("webhooks")
 
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
         return self._values.get(field_name), field_name, False
 
     def __call__(self) -> dict[str, Any]:
         return {k: v for k, v in self._values.items() if k in self.settings_cls.model_fields}
+
+
+class _WebhookUrlsSource(PydanticBaseSettingsSource):
+    """`ROLLOUT_WEBHOOK_URL_<NAME>` environment variables, one per webhook's URL."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        urls = {
+            name[len(_WEBHOOK_URL_PREFIX) :].lower(): value
+            for name, value in os.environ.items()
+            if name.upper().startswith(_WEBHOOK_URL_PREFIX) and len(name) > len(_WEBHOOK_URL_PREFIX)
+        }
+        return {"webhook_urls": urls} if urls else {}
 
 
 class Settings(BaseSettings):
@@ -288,6 +323,91 @@ class Settings(BaseSettings):
     autopilot_pause_after_ticks: int = Field(
         10, ge=1, le=10_000, description="Autopilot: ticks without data before a plan pauses."
     )
+    public_url: str | None = Field(
+        None, description="The dashboard's address as people reach it, for links in webhooks."
+    )
+    # before `webhooks`, whose check reads it
+    webhook_urls: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="Each webhook's URL (a secret): [rollout.webhooks] in secrets.toml or "
+        "ROLLOUT_WEBHOOK_URL_<NAME>.",
+    )
+    webhooks: Annotated[dict[str, WebhookKind], NoDecode] = Field(
+        default_factory=dict,
+        description="Webhooks notified of autopilot actions: name=kind,... (kind json or slack).",
+    )
+    notify_manual_actions: bool = Field(
+        False, description="A person's applied advance / rollback / kill notifies too."
+    )
+
+    @field_validator("webhook_urls", mode="before")
+    @classmethod
+    def _lower_case_names(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {str(name).strip().lower(): url for name, url in value.items()}
+        return value
+
+    @field_validator("webhooks", mode="before")
+    @classmethod
+    def _parse_webhooks(cls, value: Any) -> Any:
+        """`oncall=slack,audit=json` (from the environment) as {name: kind}. A value
+        that is not a webhook's name is never quoted: it may be a misplaced URL."""
+        if isinstance(value, str):
+            pairs = [item.partition("=") for item in value.split(",") if item.strip()]
+            if any(not equals for _, equals, _ in pairs):
+                raise ValueError("expected name=kind pairs, e.g. oncall=slack,audit=json")
+            value = {name: kind for name, _, kind in pairs}
+        if not isinstance(value, dict):
+            raise ValueError("expected name=kind pairs, e.g. oncall=slack,audit=json")
+        named: dict[str, str] = {}
+        for raw_name, raw_kind in value.items():
+            name, kind = str(raw_name).strip().lower(), str(raw_kind).strip().lower()
+            if not _WEBHOOK_NAME.match(name):
+                raise ValueError(
+                    "a webhook's name is letters, digits and _ (at most 64; not shown)"
+                )
+            if name in named:
+                raise ValueError(f"webhook {quoted(name)} is named twice")
+            if kind not in tuple(WebhookKind):
+                raise ValueError(f"webhook {quoted(name)}: the kind must be json or slack")
+            named[name] = kind
+        return named
+
+    @field_validator("webhooks", mode="after")
+    @classmethod
+    def _every_webhook_has_a_url(
+        cls, value: dict[str, WebhookKind], info: ValidationInfo
+    ) -> dict[str, WebhookKind]:
+        if "webhook_urls" not in info.data:  # its own error is reported
+            return value
+        urls: dict[str, SecretStr] = info.data["webhook_urls"]
+        problems = []
+        for name in value:
+            url = urls.get(name)
+            if url is None or not url.get_secret_value().strip():
+                problems.append(
+                    f"webhook {quoted(name)} has no URL: set {_WEBHOOK_URL_PREFIX}{name.upper()}"
+                    f' or `{name} = "https://…"` under [rollout.webhooks] in '
+                    ".streamlit/secrets.toml"
+                )
+            elif _http_url_problem(url.get_secret_value()):
+                problems.append(
+                    f"webhook {quoted(name)}: its URL is not an http:// or https:// URL "
+                    "with a host (a secret: not shown)"
+                )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url_is_usable(cls, url: str | None) -> str | None:
+        if url is None or not url.strip():
+            return None
+        problem = _http_url_problem(url)
+        if problem:
+            raise ValueError(problem)
+        return url.strip().rstrip("/")
 
     @field_validator("prometheus_url", "database_url")
     @classmethod
@@ -324,7 +444,12 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, _SecretsTomlSource(settings_cls, SECRETS_FILE))
+        return (
+            init_settings,
+            env_settings,
+            _WebhookUrlsSource(settings_cls),
+            _SecretsTomlSource(settings_cls, SECRETS_FILE),
+        )
 
     @property
     def approval_required_in(self) -> frozenset[str]:
@@ -387,7 +512,17 @@ def load_settings(**overrides: Any) -> Settings:
 
 
 #: Settings whose value may hold credentials: their value is never quoted.
-_SECRET_FIELDS = frozenset({"database_url", "prometheus_url", "unleash_token", "unleash_url"})
+_SECRET_FIELDS = frozenset(
+    {
+        "database_url",
+        "prometheus_url",
+        "unleash_token",
+        "unleash_url",
+        "public_url",
+        "webhook_urls",
+        "webhooks",  # a URL pasted there by mistake
+    }
+)
 
 
 def settings_problems(error: ValidationError) -> list[str]:
@@ -398,7 +533,10 @@ def settings_problems(error: ValidationError) -> list[str]:
         name = str(item["loc"][0]) if item["loc"] else "?"
         message = str(item["msg"]).removeprefix("Value error, ")
         got = "" if name in _SECRET_FIELDS else f" (got {quoted(str(item.get('input')))})"
-        problems.append(f"ROLLOUT_{name.upper()}: {message}{got}")
+        variable = f"ROLLOUT_{name.upper()}"
+        if name == "webhook_urls" and len(item["loc"]) > 1:  # one webhook's URL
+            variable = f"{_WEBHOOK_URL_PREFIX}{str(item['loc'][1]).upper()}"
+        problems.append(f"{variable}: {message}{got}")
     return problems
 
 

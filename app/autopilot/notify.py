@@ -1,0 +1,623 @@
+"""Webhook notifications of what the autopilot did (and, when set, what a person did).
+
+`notify()` only queues: one background daemon thread per webhook posts the body with
+`requests`, retries a non-2xx answer or a connection error after each `backoff` delay,
+and records every delivery as a `webhook_deliveries` row (pending → delivered, or
+retrying → … → failed) when the metrics database answers. Nothing here ever waits for a
+webhook in the caller's thread, and nothing raises into it.
+
+A webhook's URL is a secret (Slack's carries its token in the path): it is in no row,
+log line, error text or page. A failed attempt is recorded as the exception's class
+(`ConnectionError`, `ReadTimeout`) or `HTTP 500`, never as `requests`' message, which
+quotes the URL.
+"""
+
+from __future__ import annotations
+
+import atexit
+import heapq
+import itertools
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlencode
+
+from sqlalchemy import Engine, insert, select, update
+from sqlalchemy.orm import Session
+
+from app.autopilot.model import AUTOPILOT_ACTOR, RolloutPlan
+from app.autopilot.store import AutopilotEvent
+from app.metrics_db.schema import WebhookDeliveryRow
+from app.settings import Settings, WebhookKind
+
+if TYPE_CHECKING:
+    import requests
+
+    from app.rollout.actions import ActionResult
+
+__all__ = [
+    "Delivery",
+    "DeliveryStatus",
+    "Notification",
+    "Notifier",
+    "NullNotifier",
+    "Webhook",
+    "WebhookNotifier",
+    "autopilot_notification",
+    "failed_deliveries",
+    "gate_in_words",
+    "json_body",
+    "link_to_flag",
+    "manual_notifications",
+    "open_notifier",
+    "slack_body",
+    "webhook_body",
+]
+
+log = logging.getLogger(__name__)
+
+#: a person's actions that notify when ROLLOUT_NOTIFY_MANUAL_ACTIONS is on
+_MANUAL_ACTIONS = ("advance", "rollback", "kill", "emergency_rollback")
+#: how long a process exiting waits for deliveries still under way (then records them failed)
+_EXIT_WAIT_SECONDS = 5.0
+#: deliveries queued and not settled, per notifier; more are dropped (and logged)
+_MAX_UNSETTLED = 1000
+_SUMMARY_CHARS = 500
+
+
+@dataclass(frozen=True)
+class Notification:
+    """Something to tell people: an autopilot action or pause, or a person's action."""
+
+    event: str  # "advance", "rollback", "kill", "pause", or "manual:<action>"
+    flag: str
+    environment: str
+    actor: str
+    from_percentage: float | None
+    to_percentage: float | None
+    text: str  # one sentence, what happened and why
+    gate: Mapping[str, Any] | None  # the failed gate as GuardResult.as_json()
+    link: str  # the flag's page ('' when no ROLLOUT_PUBLIC_URL is set)
+    at: datetime
+
+
+class Notifier(Protocol):
+    def notify(self, notification: Notification) -> None:
+        """Queue `notification` for every webhook; never blocks, never raises."""
+
+
+@dataclass(frozen=True)
+class Webhook:
+    """A configured webhook; its `url` is a secret, left out of `repr`."""
+
+    name: str
+    kind: WebhookKind
+    url: str = field(repr=False)
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"
+    RETRYING = "retrying"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One notification to one webhook and what became of it (a `webhook_deliveries` row)."""
+
+    id: int
+    at: datetime
+    webhook: str
+    event: str
+    flag: str
+    environment: str
+    summary: str
+    status: DeliveryStatus
+    attempts: int
+    last_error: str
+    updated_at: datetime
+
+
+# -- bodies -------------------------------------------------------------------------------
+
+
+def json_body(notification: Notification) -> dict[str, Any]:
+    """The generic document: event, flag, environment, actor, from, to, text, gate (or
+    null), link, at (ISO 8601)."""
+    n = notification
+    return {
+        "event": n.event,
+        "flag": n.flag,
+        "environment": n.environment,
+        "actor": n.actor,
+        "from": n.from_percentage,
+        "to": n.to_percentage,
+        "text": n.text,
+        "gate": None if n.gate is None else dict(n.gate),
+        "link": n.link,
+        "at": n.at.isoformat(),
+    }
+
+
+def slack_body(notification: Notification) -> dict[str, Any]:
+    """Slack's `{"text": ...}`: who did what to which flag where, from → to; then why,
+    the failed gate in words and the link."""
+    n = notification
+    headline = f"{_slack(n.actor)} {_verb(n.event)} {_slack(n.flag)} in {_slack(n.environment)}"
+    if n.event == "pause":
+        at = n.to_percentage if n.to_percentage is not None else n.from_percentage
+        headline += "" if at is None else f" at {at:g} %"
+    elif n.from_percentage is not None or n.to_percentage is not None:
+        headline += f": {_percent(n.from_percentage)} → {_percent(n.to_percentage)}"
+    details = [_slack(n.text)] if n.text else []
+    if n.gate is not None:
+        details.append(f"failed gate: {_slack(gate_in_words(n.gate))}")
+    if n.link:
+        details.append(n.link)
+    return {"text": "\n".join([headline, " — ".join(details)] if details else [headline])}
+
+
+def webhook_body(kind: WebhookKind, notification: Notification) -> dict[str, Any]:
+    return slack_body(notification) if kind is WebhookKind.SLACK else json_body(notification)
+
+
+def gate_in_words(gate: Mapping[str, Any]) -> str:
+    """A failed gate with its value against its threshold: 'error_rate 6.2 % > 1 %',
+    'soak_time 12 min < 30 min', 'error_rate no data (limit 1 %)',
+    'canary fail (wanted pass)'."""
+    name = str(gate.get("name", "?"))
+    kind = name.rsplit(": ", 1)[-1]  # a dependency's guard is named "dep: error_rate"
+    value, threshold = _number_or_text(gate.get("value")), _number_or_text(gate.get("threshold"))
+    if kind == "dependencies" and isinstance(threshold, float):
+        met = _number(value) if isinstance(value, float) else value
+        return f"{name} {met} of {gate.get('of', '?')} met (success ≥ {_share(threshold)})"
+    shown = _UNITS.get(kind, _number)
+    if value is None:
+        limit = shown(threshold) if isinstance(threshold, float) else threshold or "–"
+        return f"{name} no data (limit {limit})"
+    if isinstance(value, float) and isinstance(threshold, float):
+        sign = ">" if value > threshold else "<" if value < threshold else "="
+        return f"{name} {shown(value)} {sign} {shown(threshold)}"
+    return f"{name} {value} (wanted {threshold})"
+
+
+def _number_or_text(value: object) -> float | str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return str(value)
+
+
+def _share(value: float) -> str:
+    return f"{100 * value:.3g} %"
+
+
+def _duration(seconds: float) -> str:
+    whole = int(max(0.0, seconds))
+    if whole < 60:
+        return f"{whole} s"
+    if whole < 3600:
+        return f"{whole // 60} min"
+    hours, minutes = divmod(whole // 60, 60)
+    return f"{hours} h" if minutes == 0 else f"{hours} h {minutes} min"
+
+
+def _number(value: float) -> str:
+    return f"{value:.4g}"
+
+
+#: how a gate's value and threshold read, by guard (`app.rollout.guards`)
+_UNITS: dict[str, Callable[[float], str]] = {
+    "error_rate": _share,
+    "exposure": _share,
+    "data_fresh": _duration,
+    "soak_time": _duration,
+}
+
+
+def _percent(value: float | None) -> str:
+    return "–" if value is None else f"{value:g} %"
+
+
+_VERBS = {
+    "advance": "advanced",
+    "rollback": "rolled back",
+    "kill": "killed",
+    "pause": "paused",
+    "emergency_rollback": "switched off (emergency rollback)",
+    "restore": "restored",
+}
+
+
+def _verb(event: str) -> str:
+    action = event.removeprefix("manual:")
+    return _VERBS.get(action, action)
+
+
+def _slack(text: str) -> str:
+    """Slack reads `<…>` as links and mentions (`<!channel>`) and `&…;` as entities:
+    escape them in what is not ours (a `>` without its `<` is plain text, kept readable
+    in 'error_rate 6.2 % > 1 %')."""
+    return text.replace("&", "&amp;").replace("<", "&lt;")
+
+
+def _summary(notification: Notification) -> str:
+    """What a delivery row says about its notification (no link, no URL)."""
+    n = notification
+    change = f"{_percent(n.from_percentage)} → {_percent(n.to_percentage)}"
+    return f"{change}: {n.text}"[:_SUMMARY_CHARS]
+
+
+# -- delivery -------------------------------------------------------------------------------
+
+
+class NullNotifier:
+    """No webhook configured: nothing is sent or recorded."""
+
+    def notify(self, notification: Notification) -> None:
+        return None
+
+    def flush(self, timeout: float) -> bool:
+        return True
+
+    def close(self) -> None:
+        return None
+
+
+@dataclass
+class _Job:
+    webhook: Webhook
+    notification: Notification
+    queued_at: datetime
+    attempts: int = 0
+    row_id: int | None = None
+
+
+class WebhookNotifier:
+    """Posts every notification to every webhook from background threads (one per
+    webhook, so a hanging one delays no other), retrying after each `backoff` delay; a
+    delivery still failing after the last retry is recorded `failed`. `engine` None: no
+    rows. At interpreter exit, deliveries still under way get up to 5 s, then are
+    recorded failed."""
+
+    def __init__(
+        self,
+        webhooks: Sequence[Webhook],
+        engine: Engine | None,
+        *,
+        backoff: Sequence[float] = (1, 2, 4, 8, 16),
+        timeout: float = 5.0,
+    ) -> None:
+        self._webhooks = tuple(webhooks)
+        self._engine = engine
+        self._backoff = tuple(float(delay) for delay in backoff)
+        self._timeout = timeout
+        self._changed = threading.Condition()
+        self._due: dict[str, list[tuple[float, int, _Job]]] = {w.name: [] for w in webhooks}
+        self._order = itertools.count()
+        self._unsettled = 0
+        self._threads: dict[str, threading.Thread] = {}
+        self._closed = False
+        atexit.register(self._at_exit)
+
+    def notify(self, notification: Notification) -> None:
+        """Queue `notification` for each webhook and return at once."""
+        try:
+            queued_at = datetime.now(UTC)
+            with self._changed:
+                if self._closed:
+                    log.warning(
+                        "notifier closed: %s of %s not sent", notification.event, notification.flag
+                    )
+                    return
+                for webhook in self._webhooks:
+                    if self._unsettled >= _MAX_UNSETTLED:
+                        log.warning(
+                            "webhook %s: %d deliveries queued, %s of %s dropped",
+                            webhook.name,
+                            self._unsettled,
+                            notification.event,
+                            notification.flag,
+                        )
+                        continue
+                    job = _Job(webhook, notification, queued_at)
+                    heapq.heappush(
+                        self._due[webhook.name], (time.monotonic(), next(self._order), job)
+                    )
+                    self._unsettled += 1
+                    self._start(webhook)
+                self._changed.notify_all()
+        except Exception as error:
+            log.warning("notification not queued (%s)", type(error).__name__)
+
+    def flush(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds until every queued delivery is settled (delivered
+        or failed, its row written); True when all are."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while self._unsettled:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._changed.wait(left)
+            return True
+
+    def close(self) -> None:
+        """Stop: an attempt under way finishes; deliveries still waiting for a retry are
+        recorded failed. Later notifications are dropped."""
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
+            threads = list(self._threads.values())
+        deadline = time.monotonic() + self._timeout + 1
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        atexit.unregister(self._at_exit)
+
+    def _at_exit(self) -> None:
+        self.flush(_EXIT_WAIT_SECONDS)
+        self.close()
+
+    def _start(self, webhook: Webhook) -> None:
+        """The webhook's thread, started on its first delivery (under the lock)."""
+        if webhook.name not in self._threads:
+            thread = threading.Thread(
+                target=self._deliver_forever,
+                args=(webhook,),
+                name=f"webhook-{webhook.name}",
+                daemon=True,
+            )
+            self._threads[webhook.name] = thread
+            thread.start()
+
+    def _deliver_forever(self, webhook: Webhook) -> None:
+        import requests
+
+        session = requests.Session()
+        while True:
+            job = self._next_job(webhook)
+            if job is None:
+                break
+            self._attempt(session, job)
+        for _, _, left in self._take_all(webhook):
+            self._settle(left, DeliveryStatus.FAILED, "not delivered: the notifier stopped first")
+        session.close()
+
+    def _next_job(self, webhook: Webhook) -> _Job | None:
+        """The next delivery due, waiting for it; None once closed."""
+        due = self._due[webhook.name]
+        with self._changed:
+            while not self._closed:
+                now = time.monotonic()
+                if due and due[0][0] <= now:
+                    return heapq.heappop(due)[2]
+                self._changed.wait(due[0][0] - now if due else None)
+            return None
+
+    def _take_all(self, webhook: Webhook) -> list[tuple[float, int, _Job]]:
+        with self._changed:
+            left, self._due[webhook.name] = self._due[webhook.name], []
+            return left
+
+    def _attempt(self, session: requests.Session, job: _Job) -> None:
+        try:
+            if job.attempts == 0:
+                self._record(job, DeliveryStatus.PENDING, "")
+            job.attempts += 1
+            error = _post(session, job.webhook, job.notification, self._timeout)
+        except Exception as unexpected:
+            error = type(unexpected).__name__
+            job.attempts = max(job.attempts, 1)
+        if error is None:
+            self._settle(job, DeliveryStatus.DELIVERED, "")
+        elif job.attempts > len(self._backoff):
+            log.warning(
+                "webhook %s: %s of %s not delivered after %d attempts (%s)",
+                job.webhook.name,
+                job.notification.event,
+                job.notification.flag,
+                job.attempts,
+                error,
+            )
+            self._settle(job, DeliveryStatus.FAILED, error)
+        else:
+            self._record(job, DeliveryStatus.RETRYING, error)
+            due = time.monotonic() + self._backoff[job.attempts - 1]
+            with self._changed:
+                heapq.heappush(self._due[job.webhook.name], (due, next(self._order), job))
+                self._changed.notify_all()
+
+    def _settle(self, job: _Job, status: DeliveryStatus, error: str) -> None:
+        """Record the final `status`, then count the delivery settled (so that `flush`
+        returning True means the rows are written)."""
+        try:
+            self._record(job, status, error)
+        finally:
+            with self._changed:
+                self._unsettled -= 1
+                self._changed.notify_all()
+
+    def _record(self, job: _Job, status: DeliveryStatus, error: str) -> None:
+        """Write the delivery's row (inserting it if an earlier write failed); a database
+        error is logged by its class and never stops the delivery."""
+        if self._engine is None:
+            return
+        now = datetime.now(UTC)
+        values = {
+            "status": str(status),
+            "attempts": job.attempts,
+            "last_error": error,
+            "updated_at": now,
+        }
+        try:
+            with self._engine.begin() as connection:
+                if job.row_id is None:
+                    n = job.notification
+                    job.row_id = connection.execute(
+                        insert(WebhookDeliveryRow)
+                        .values(
+                            at=job.queued_at,
+                            webhook=job.webhook.name,
+                            event=n.event[:64],
+                            flag=n.flag[:200],
+                            environment=n.environment[:200],
+                            summary=_summary(n),
+                            **values,
+                        )
+                        .returning(WebhookDeliveryRow.id)
+                    ).scalar_one()
+                else:
+                    connection.execute(
+                        update(WebhookDeliveryRow)
+                        .where(WebhookDeliveryRow.id == job.row_id)
+                        .values(**values)
+                    )
+        except Exception as failure:
+            log.warning(
+                "webhook %s: delivery of %s not recorded (%s)",
+                job.webhook.name,
+                job.notification.event,
+                type(failure).__name__,
+            )
+
+
+def _post(
+    session: requests.Session, webhook: Webhook, notification: Notification, timeout: float
+) -> str | None:
+    """None when the webhook answered 2xx, else what went wrong without the URL:
+    'HTTP 500', 'ConnectionError', 'ReadTimeout'."""
+    import requests
+
+    body = json.dumps(webhook_body(webhook.kind, notification), default=str).encode()
+    try:
+        response = session.post(
+            webhook.url,
+            data=body,
+            headers={"Content-Type": "application/json", "User-Agent": "rollout-dashboard"},
+            timeout=timeout,
+            allow_redirects=False,  # a redirect is a misconfigured URL: say so, do not follow
+        )
+    except requests.RequestException as error:  # its message quotes the URL: class only
+        return type(error).__name__
+    with response:
+        return None if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"
+
+
+# -- reading, wiring -------------------------------------------------------------------------
+
+
+def failed_deliveries(
+    engine: Engine | None, limit: int = 20, *, since: datetime | None = None
+) -> list[Delivery]:
+    """Deliveries that failed after every retry, newest first (at most `limit`, those
+    queued at or after `since`); [] without a database or when it does not answer."""
+    if engine is None:
+        return []
+    query = select(WebhookDeliveryRow).where(
+        WebhookDeliveryRow.status == str(DeliveryStatus.FAILED)
+    )
+    if since is not None:
+        query = query.where(WebhookDeliveryRow.at >= since)
+    query = query.order_by(WebhookDeliveryRow.at.desc(), WebhookDeliveryRow.id.desc()).limit(limit)
+    try:
+        with Session(engine) as session:
+            rows = session.scalars(query).all()
+    except Exception as failure:
+        log.warning("failed deliveries not read (%s)", type(failure).__name__)
+        return []
+    return [
+        Delivery(
+            id=row.id,
+            at=row.at,
+            webhook=row.webhook,
+            event=row.event,
+            flag=row.flag,
+            environment=row.environment,
+            summary=row.summary,
+            status=DeliveryStatus(row.status),
+            attempts=row.attempts,
+            last_error=row.last_error,
+            updated_at=row.updated_at,
+        )
+        for row in rows
+    ]
+
+
+def open_notifier(settings: Settings, engine: Engine | None) -> Notifier:
+    """The webhooks `ROLLOUT_WEBHOOKS` names (settings checked each has a URL); a
+    NullNotifier when it names none."""
+    webhooks = [
+        Webhook(name, kind, settings.webhook_urls[name].get_secret_value().strip())
+        for name, kind in settings.webhooks.items()
+    ]
+    return WebhookNotifier(webhooks, engine) if webhooks else NullNotifier()
+
+
+def link_to_flag(settings: Settings, environment: str, flag: str) -> str:
+    """The Flag detail page of `flag` under ROLLOUT_PUBLIC_URL ('' when it is not set);
+    the same path as `app.ui.overview_table.flag_detail_url`."""
+    if settings.public_url is None:
+        return ""
+    return f"{settings.public_url}/flag_detail?" + urlencode({"env": environment, "flag": flag})
+
+
+def autopilot_notification(
+    event: AutopilotEvent, plan: RolloutPlan, settings: Settings
+) -> Notification:
+    """What the webhooks hear of an autopilot action or pause."""
+    moved = event.kind != "pause"
+    return Notification(
+        event=event.kind,
+        flag=event.flag,
+        environment=event.environment,
+        actor=AUTOPILOT_ACTOR,
+        from_percentage=event.from_percentage,
+        to_percentage=event.to_percentage if moved else None,
+        text=event.text if moved or plan.status_reason == event.text else plan.status_reason,
+        gate=event.gate,
+        link=link_to_flag(settings, event.environment, event.flag),
+        at=event.at,
+    )
+
+
+def manual_notifications(
+    result: ActionResult, settings: Settings, at: datetime | None = None
+) -> list[Notification]:
+    """One notification per flag a person's action changed (advance, rollback, kill,
+    emergency rollback): none for a refusal, a dry run, a replay of an earlier click, or
+    the autopilot's own changes (it notifies them itself)."""
+    plan = result.plan
+    if plan is None or result.replayed or plan.request.dry_run:
+        return []
+    request = plan.request
+    action, actor = str(request.action), request.identity.name
+    if action not in _MANUAL_ACTIONS or actor == AUTOPILOT_ACTOR:
+        return []
+    if result.per_flag is not None:  # written flag by flag: only those that were
+        changed = [t for t in plan.transitions if result.per_flag.get(t.flag) == "applied"]
+    else:
+        changed = list(plan.transitions) if result.applied else []
+    at = at or datetime.now(UTC)
+    return [
+        Notification(
+            event=f"manual:{action}",
+            flag=t.flag,
+            environment=request.environment,
+            actor=actor,
+            from_percentage=t.from_percentage,
+            to_percentage=t.to_percentage,
+            text=f"{actor} {_verb(action)} {t.flag} by hand: {request.reason}",
+            gate=None,
+            link=link_to_flag(settings, request.environment, t.flag),
+            at=at,
+        )
+        for t in changed
+    ]
