@@ -97,10 +97,14 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
     server.stop()
 
 
-def _all_cells(page: Page, waiting_for: str) -> list[str]:
-    """Every grid's cells on the page, once one of them reads `waiting_for`."""
+def _all_cells(page: Page, waiting_for: str, *exactly: str) -> list[str]:
+    """Every grid's cells on the page, once one of them reads `waiting_for` and, for each
+    of `exactly`, one reads exactly that (grids draw one after another: the one wanted
+    may come after another grid already shows `waiting_for`)."""
     cells = page.locator('[data-testid="stDataFrame"] [role="gridcell"]')
     expect(cells.filter(has_text=waiting_for).first).to_be_attached(timeout=FIRST_DRAW_MS)
+    for text in exactly:
+        expect(cells.get_by_text(text, exact=True).first).to_be_attached(timeout=FIRST_DRAW_MS)
     return cells.all_inner_texts()
 
 
@@ -162,7 +166,7 @@ def test_flag_detail_shows_the_error_rate_of_each_variant_and_why(
         timeout=FIRST_DRAW_MS
     )
     expect(page.get_by_text("Errors by variant over the last 1h")).to_be_visible()
-    rows = _all_cells(page, "1.50 %")
+    rows = _all_cells(page, "1.50 %", "on", "off")
     on = rows[rows.index("on") : rows.index("on") + 4]
     off = rows[rows.index("off") : rows.index("off") + 4]
     assert on[3] == "1.50 %" and off[3] == "0.00 %"
