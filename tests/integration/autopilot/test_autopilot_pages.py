@@ -13,25 +13,17 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from app.autopilot.controller import Controller, ControllerConfig
 from app.autopilot.model import PlanStatus
-from app.autopilot.service import pause_plan, set_plan
-from app.autopilot.store import PlanStore
+from app.autopilot.service import pause_plan
 from app.flags.loader import BUNDLED_CONFIG
-from app.flags.yaml_backend import YamlFlagBackend
-from app.metrics_db.database import insert_rollups, open_database
-from app.metrics_db.records import EvaluationRollup
-from app.rollout.audit import AuditLog
+from app.metrics_db.database import open_database
 from app.rollout.roles import Identity, NotAuthorized, Role
-from queries.sql import SqlMetrics
+from tests.support.autopilot import GATES, AutopilotParts
 
 ENTRY_POINT = Path(__file__).resolve().parents[3] / "app" / "main.py"
 ENV = "production"
 FLAG = "phase1_config_externalization"  # rollout 10 %, no dependencies
-OLGA = Identity("olga", Role.OPERATOR, "test")
 VIC = Identity("vic", Role.VIEWER, "test")
-#: every guard but propagation: no instance reports a config version here
-GATES = ["data_fresh", "error_rate", "soak_time", "dependencies", "exposure"]
 
 
 def field(name: str) -> str:
@@ -57,60 +49,11 @@ def operator(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ROLLOUT_DEMO", "true")
 
 
-class Parts:
-    """The state directory's database, flags, audit log and plans, as a test reads them."""
-
-    def __init__(self, state: Path) -> None:
-        self.engine = open_database(f"sqlite:///{state / 'metrics.db'}")
-        self.backend = YamlFlagBackend(state / "feature_flags.yaml")
-        self.audit = AuditLog(self.engine, state / "audit-journal.jsonl")
-        self.plans = PlanStore(self.engine)
-
-    def controller(self) -> Controller:
-        return Controller(
-            engine=self.engine,
-            backend=self.backend,
-            audit=self.audit,
-            metrics=lambda: [SqlMetrics(self.engine)],
-            config=ControllerConfig(pause_after_ticks=3),
-            holder="ticker:1",
-        )
-
-    def evaluations(self, share: float, *, errors_on: int = 0, total: int = 20_000) -> None:
-        """A minute of evaluations ending now: `share` on the treatment, `errors_on` of
-        those failed."""
-        start = datetime.now(UTC) - timedelta(seconds=60)
-        on = round(total * share)
-        rows = [
-            EvaluationRollup(start, 60, ENV, FLAG, "on", "split", on - errors_on),
-            EvaluationRollup(start, 60, ENV, FLAG, "off", "split", total - on),
-        ]
-        if errors_on:
-            rows.append(EvaluationRollup(start, 60, ENV, FLAG, "on", "error", errors_on, errors_on))
-        insert_rollups(self.engine, rows)
-
-    def set_plan(self, who: Identity = OLGA, **changes: object):
-        options: dict[str, object] = {
-            "steps": (10.0, 25.0, 50.0, 100.0),
-            "soak": timedelta(minutes=30),
-            "gates": frozenset(GATES),
-        }
-        return set_plan(
-            self.plans,
-            self.audit,
-            who,
-            self.backend.load(ENV),
-            FLAG,
-            now=datetime.now(UTC),
-            **(options | changes),  # type: ignore[arg-type]
-        )
-
-
 @pytest.fixture
-def parts(state: Path) -> Iterator[Parts]:
-    made = Parts(state)
+def parts(state: Path) -> Iterator[AutopilotParts]:
+    made = AutopilotParts(state, FLAG, ENV)
     yield made
-    made.engine.dispose()
+    made.close()
 
 
 def open_page(page: str = "flag_detail", **params: str) -> AppTest:
@@ -182,7 +125,9 @@ def test_an_operator_attaches_a_valid_plan(state, operator, parts):
         "exposure",
         "propagation",
     ]
-    fill(at, steps="10,25,50,100", soak="20m", gates=GATES, hours="mon-fri 09-17 Europe/Berlin")
+    fill(
+        at, steps="10,25,50,100", soak="20m", gates=list(GATES), hours="mon-fri 09-17 Europe/Berlin"
+    )
     press(at, "💾 Attach a rollout plan")
     plan_text = (
         "10 → 25 → 50 → 100 %, soak 20 min, on failure rollback, alone up to 50 %, advances "
@@ -196,7 +141,7 @@ def test_an_operator_attaches_a_valid_plan(state, operator, parts):
     assert stored.created_by == "local-operator" and stored.status is PlanStatus.ACTIVE
     assert [e.action for e in parts.audit.entries(FLAG, environment=ENV)] == ["plan_set"]
     assert f"Plan: {plan_text}" in text(at)
-    assert "Status: ▶️ active · last tick: plan set: the next tick looks at it" in text(at)
+    assert "Status: ▶️ active · latest: plan set: the next tick looks at it" in text(at)
     assert timeline(at) == [
         ("▶️ 10 %", "current", "soaked (at this step since before the history began)"),
         ("⏭️ 25 %", "next", "when every gate passes"),
