@@ -90,7 +90,7 @@ def flag_table() -> None:
             ),
             "Why": st.column_config.TextColumn(width=180),
             "Autopilot": st.column_config.TextColumn(
-                width=220, help="What the flag's rollout plan does next (Flag detail has it)"
+                width=260, help="What the flag's rollout plan does next (Flag detail has it)"
             ),
             "p99": st.column_config.TextColumn(width=70),
             "Phase": st.column_config.TextColumn(width=50),

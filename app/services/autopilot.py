@@ -5,8 +5,8 @@ A plan reads as a timeline (each step done, current with its soak progress, next
 later, or waiting for a person above the highest step the autopilot takes alone) and
 "blocked and why" from the plan's status and last decision. The overview reads it as
 one line per flag ("→ 25 % in 12 min", "paused by olga: lunch", "holding at 50 %:
-100 % waits for a person", "rolled back 25 → 5 % 3 min ago"). The heartbeat says who
-leads and when it last ticked, and says loudly when nobody acts on the plans.
+100 % waits for a person", "rolled back 25 → 5 % 3 min ago (paused)"). The heartbeat
+says who leads and when it last ticked, and says loudly when nobody acts on the plans.
 """
 
 from __future__ import annotations
@@ -237,9 +237,9 @@ def column_text(
     now: datetime,
     last_event: AutopilotEvent | None = None,
 ) -> str:
-    """The overview's Autopilot cell: '→ 25 % in 12 min', '→ 25 %: waited: …',
+    """The overview's Autopilot cell: '→ 25 % in 12 min', '→ 25 %: no data (…)',
     'paused by olga: lunch', 'holding at 50 %: 100 % waits for a person',
-    'rolled back 25 → 5 % 3 min ago', 'plan aborted'."""
+    'rolled back 25 → 5 % 3 min ago (paused)', 'plan aborted'."""
     if plan.status is PlanStatus.ABORTED:
         return "plan aborted"
     here = _where(state, percentage)
@@ -253,9 +253,8 @@ def column_text(
         if lowered and last_event is not None:
             verb = "killed" if last_event.kind == "kill" else "rolled back"
             ago = format_age((now - last_event.at).total_seconds())
-            return (
-                f"{verb} {last_event.from_percentage:g} → {last_event.to_percentage:g} % {ago} ago"
-            )
+            moved = f"{last_event.from_percentage:g} → {last_event.to_percentage:g} %"
+            return f"{verb} {moved} {ago} ago (paused)"
         return status_text(plan)
     step = plan.next_step(here) if state is not FlagState.ENABLED else None
     if step is None:
@@ -266,8 +265,8 @@ def column_text(
     if left > timedelta(0):
         return f"→ {step:g} % {_in(left)}"
     blocked = blocked_text(plan)
-    if blocked:
-        return f"→ {step:g} %, {blocked}"
+    if blocked:  # what the last tick waited for, in its words
+        return f"→ {step:g} %: {blocked.removeprefix('waited: ')}"
     return f"→ {step:g} % at the next tick"
 
 

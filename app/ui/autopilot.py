@@ -208,6 +208,14 @@ def _plan_view(
             pd.DataFrame(event_rows(events, now)),
             hide_index=True,
             width="stretch",
+            column_config={
+                "Time to mitigate": st.column_config.TextColumn(
+                    help="From the first tick that saw the gate failing to the change applied"
+                ),
+                "Audit record": st.column_config.TextColumn(
+                    help="The change's record on the Audit page"
+                ),
+            },
             key=f"autopilot.events.{snapshot.environment}.{flag}",
         )
     else:
@@ -220,7 +228,7 @@ def _decision_words(plan: RolloutPlan, now: datetime) -> str:
     ago = ""
     if plan.last_decision_at is not None:
         ago = f" ({format_age((now - plan.last_decision_at).total_seconds())} ago)"
-    return f"last tick: {escape_markdown(plan.last_decision)}{ago}"
+    return f"latest: {escape_markdown(plan.last_decision)}{ago}"
 
 
 def _plan_buttons(

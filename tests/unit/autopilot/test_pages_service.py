@@ -156,7 +156,7 @@ def test_the_next_step_and_when():
 def test_a_soaked_step_waiting_on_a_gate_says_what_it_waits_for():
     waiting = plan(last_decision="waited: no data (no evaluations in 5 min)")
     text = column_text(waiting, ROLLOUT, 5.0, NOW - timedelta(hours=1), NOW)
-    assert text == "→ 25 %, waited: no data (no evaluations in 5 min)"
+    assert text == "→ 25 %: no data (no evaluations in 5 min)"
     soaked = plan(last_decision="advance 1 % → 5 %: every gate passed, soaked 31 min")
     assert column_text(soaked, ROLLOUT, 5.0, NOW - timedelta(hours=1), NOW) == (
         "→ 25 % at the next tick"
@@ -195,13 +195,12 @@ def test_rolled_back_and_when():
     )
     rollback = event("rollback", 25, 5, timedelta(minutes=3))
     assert column_text(lowered, ROLLOUT, 5.0, None, NOW, rollback) == (
-        "rolled back 25 → 5 % 3 min ago"
+        "rolled back 25 → 5 % 3 min ago (paused)"
     )
     killed = replace(lowered, expected_percentage=0.0, expected_state=FlagState.DISABLED)
     kill = event("kill", 25, 0, timedelta(seconds=40))
-    assert (
-        column_text(killed, FlagState.DISABLED, 0.0, None, NOW, kill) == "killed 25 → 0 % 40 s ago"
-    )
+    killed_text = column_text(killed, FlagState.DISABLED, 0.0, None, NOW, kill)
+    assert killed_text == "killed 25 → 0 % 40 s ago (paused)"
     # an older rollback does not explain a pause by a person since
     by_olga = plan(status=PlanStatus.PAUSED, status_by="olga", status_reason="paused by olga")
     assert column_text(by_olga, ROLLOUT, 5.0, None, NOW, rollback) == "paused by olga"
@@ -232,7 +231,7 @@ def test_the_cells_of_an_overview_from_one_read_of_plans_and_events():
     }
     assert column_texts(plans, flags, events, NOW) == {
         "new_checkout": "→ 25 % in 12 min",
-        "search": "rolled back 25 → 5 % 3 min ago",
+        "search": "rolled back 25 → 5 % 3 min ago (paused)",
     }
     assert column_texts([plan(status=PlanStatus.ABORTED)], flags, {}, NOW) == {
         "new_checkout": "plan aborted"
