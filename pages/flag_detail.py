@@ -1,7 +1,8 @@
 """Flag detail: one flag's health and why, its configuration, the actions and the guard
-report for its next step, then (refreshing on their own) its metrics over a time range
-with every applied change drawn on each chart, errors by variant, exposure, step age,
-schedule, propagation, time to mitigate and history."""
+report for its next step, its rollout plan (the autopilot: timeline, events, Pause /
+Resume / Abort, the plan editor), then (refreshing on their own) its metrics over a time
+range with every applied change drawn on each chart, errors by variant, exposure, step
+age, schedule, propagation, time to mitigate and history."""
 
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -27,6 +28,7 @@ from app.services.flag_detail import (
     variant_error_table,
 )
 from app.ui.action_dialog import action_buttons, guard_table, show_last_outcome
+from app.ui.autopilot import autopilot_panel, heartbeat_banner, planned
 from app.ui.flag_charts import error_chart, latency_chart, mitigation_chart, rate_chart
 from app.ui.format import HEALTH_BADGES, escape_markdown, format_age, format_rate, source_label
 from app.ui.overview_table import why_text
@@ -62,6 +64,7 @@ if key is None:
     st.info(f"Choose a flag of {environment} above.", icon="👆")
     st.stop()
 flag = snapshot.flag(key)
+heartbeat_banner(rt, planned(rt, environment, key))
 
 st.subheader(key)
 st.caption(flag.metadata.description or "no description")
@@ -92,6 +95,9 @@ except ValueError as error:
 else:
     st.caption(" · ".join(t.diff for t in preview.transitions) + " — measured now")
     st.dataframe(guard_table(preview.guards), hide_index=True, width="stretch")
+
+st.markdown("#### Autopilot")
+autopilot_panel(rt, identity, snapshot, key)
 
 rules_col, deps_col = st.columns(2)
 with rules_col:

@@ -9,6 +9,7 @@ from app.flags.model import FlagState
 from app.services.overview import OverviewFilter, filter_rows, pending_first
 from app.services.requests import pending_badges
 from app.ui.action_dialog import emergency_button, show_last_outcome
+from app.ui.autopilot import autopilot_cells, heartbeat_banner, planned
 from app.ui.overview_table import FLAG_LINK_TEXT, overview_display_frame
 from app.ui.pending_requests import pending_banner, pending_in
 from app.ui.widgets import (
@@ -21,7 +22,7 @@ from app.ui.widgets import (
 )
 
 #: First, so they fit a 1024 px wide screen; every other column follows in frame order.
-FIRST_COLUMNS = ("Health", "Flag", "Rollout %", "Errors", "Request", "Why")
+FIRST_COLUMNS = ("Health", "Flag", "Rollout %", "Errors", "Request", "Why", "Autopilot")
 
 rt = runtime()
 identity = current_identity(rt)
@@ -52,6 +53,8 @@ widgets.sync()
 
 @st.fragment(run_every=rt.settings.refresh_seconds)
 def flag_table() -> None:
+    plans = planned(rt, environment)  # one read for the banner and the column
+    heartbeat_banner(rt, plans)
     overview = rt.cached_overview(environment)
     source_banner(overview, rt.settings.stale_after_seconds)
     pending = pending_in(rt, environment)
@@ -62,7 +65,9 @@ def flag_table() -> None:
         st.info("No flag matches these filters.")
         return
     requests = None if pending is None else pending_badges(pending)  # a column where it matters
-    frame = overview_display_frame(rows, datetime.now(UTC), environment, requests)
+    now = datetime.now(UTC)
+    autopilot = autopilot_cells(rt, plans, rows, now)  # a column where a flag has a plan
+    frame = overview_display_frame(rows, now, environment, requests, autopilot)
     st.dataframe(
         frame,
         hide_index=True,
@@ -84,6 +89,9 @@ def flag_table() -> None:
                 width=110, help="A pending change request: its number and target"
             ),
             "Why": st.column_config.TextColumn(width=180),
+            "Autopilot": st.column_config.TextColumn(
+                width=260, help="What the flag's rollout plan does next (Flag detail has it)"
+            ),
             "p99": st.column_config.TextColumn(width=70),
             "Phase": st.column_config.TextColumn(width=50),
             "State": st.column_config.TextColumn(width=70),

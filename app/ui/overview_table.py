@@ -57,11 +57,14 @@ def overview_display_frame(
     now: datetime,
     environment: str,
     requests: Mapping[str, str] | None = None,
+    autopilot: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """Columns: Health, Flag (a link to its detail), Why, Phase, State, Rollout %,
     Evaluations, Trend, Variant split, Errors, p99, Last change — numbers already
     formatted for reading. With `requests` (flag → its pending change request's marker,
-    when any is pending), a Request column holds each flag's marker ('' for none)."""
+    when any is pending), a Request column holds each flag's marker ('' for none); with
+    `autopilot` (flag → what its rollout plan does next, when any flag has one), an
+    Autopilot column after Why ('' for a flag without a plan)."""
     frame = pd.DataFrame(
         {
             "Health": [HEALTH_BADGES[r.health] for r in rows],
@@ -83,5 +86,11 @@ def overview_display_frame(
             list(frame.columns).index("Rollout %") + 1,
             "Request",
             [requests.get(r.flag, "") for r in rows],
+        )
+    if autopilot is not None:
+        frame.insert(
+            list(frame.columns).index("Why") + 1,
+            "Autopilot",
+            [autopilot.get(r.flag, "") for r in rows],
         )
     return frame
