@@ -18,6 +18,7 @@ __all__ = [
     "ALL_GATES",
     "AUTOPILOT_ACTOR",
     "DEFAULT_GATES",
+    "REQUIRED_GATES",
     "AllowedHours",
     "OnFailure",
     "PlanInvalid",
@@ -35,6 +36,8 @@ AUTOPILOT_ACTOR = "autopilot"
 GUARD_GATES = ("data_fresh", "error_rate", "soak_time", "dependencies", "exposure", "propagation")
 ALL_GATES = (*GUARD_GATES, "canary")
 DEFAULT_GATES = frozenset(GUARD_GATES)
+#: gates every plan has: without them the autopilot would advance blind or unsoaked
+REQUIRED_GATES = ("data_fresh", "error_rate", "soak_time")
 
 _MAX_SOAK = timedelta(days=7)
 _MAX_STEPS = 20
@@ -284,7 +287,14 @@ def plan_problems(
         problems.append("steps must rise, each once (1,5,25,50)")
     if not timedelta(0) <= soak <= _MAX_SOAK:
         problems.append("the soak must be between 0 and 7 days")
-    unknown = sorted(set(gates) - set(ALL_GATES))
+    chosen = set(gates)
+    missing = [gate for gate in REQUIRED_GATES if gate not in chosen]
+    if missing:
+        problems.append(
+            f"{', '.join(REQUIRED_GATES)} are always gates: without them the autopilot "
+            f"would advance blind or unsoaked (missing: {', '.join(missing)})"
+        )
+    unknown = sorted(chosen - set(ALL_GATES))
     if unknown:
         problems.append(f"unknown gates {', '.join(unknown)} (known: {', '.join(ALL_GATES)})")
     if not (0 < stop_at <= 100) or stop_at != stop_at:

@@ -436,8 +436,6 @@ def read_plan_form(form: PlanForm) -> ReadPlan:
         form.gates,
         form.stop_at,
     )
-    if not form.gates:
-        problems.append("choose at least one gate: with none the autopilot advances blindly")
     if problems:
         raise PlanInvalid(problems)
     assert steps is not None and soak is not None

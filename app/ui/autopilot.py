@@ -19,7 +19,7 @@ import streamlit as st
 
 from app.autopilot.controller import LEASE
 from app.autopilot.model import ALL_GATES, OnFailure, PlanInvalid, PlanStatus, RolloutPlan
-from app.autopilot.service import abort_plan, default_gates, pause_plan, resume_plan, set_plan
+from app.autopilot.service import abort_plan, default_gates, pause_plan, resume_plan
 from app.autopilot.store import PlanChanged, PlansUnavailable
 from app.flags.backend import FlagSnapshot
 from app.rollout.roles import Identity, NotAuthorized, Role
@@ -466,25 +466,20 @@ def _save(
         stop_at=float(state[keys["stop_at"]]),
         allowed_hours=str(state[keys["hours"]]),
     )
-    now = datetime.now(UTC)
 
     def save(version: int) -> RolloutPlan:
         typed = read_plan_form(form)
-        return set_plan(
-            rt.plans,
-            rt.audit,
+        return rt.set_plan(
             identity,
-            rt.backend.load(environment),
+            environment,
             flag,
             steps=typed.steps,
             soak=typed.soak,
-            now=now,
             gates=form.gates,
             on_failure=form.on_failure,
             stop_at=form.stop_at,
             allowed_hours=typed.allowed_hours,
             seen_version=version,
-            canary_flag=rt.settings.canary_flag,
         )
 
     try:

@@ -37,15 +37,20 @@ def test_steps_and_their_problems() -> None:
     assert parse_steps("1, 5,25 ,50%") == (1.0, 5.0, 25.0, 50.0)
     with pytest.raises(PlanInvalid, match="write them as 1,5,25,50"):
         parse_steps("1,five")
-    assert plan_problems((5.0, 1.0), timedelta(minutes=1), (), 50) == [
+    required = ("data_fresh", "error_rate", "soak_time")
+    assert plan_problems((5.0, 1.0), timedelta(minutes=1), required, 50) == [
         "steps must rise, each once (1,5,25,50)"
+    ]
+    assert plan_problems((5.0,), timedelta(0), ("data_fresh", "exposure"), 50) == [
+        "data_fresh, error_rate, soak_time are always gates: without them the autopilot "
+        "would advance blind or unsoaked (missing: error_rate, soak_time)"
     ]
     problems = plan_problems((0.0, 150.0), timedelta(days=8), ("latency",), 120)
     assert "every step must be above 0 and at most 100 %" in problems
     assert "the soak must be between 0 and 7 days" in problems
     assert any("unknown gates latency" in p for p in problems)
     assert any("within 0..100 %" in p for p in problems)
-    assert plan_problems((), timedelta(0), (), 50) == ["a plan needs at least one step"]
+    assert plan_problems((), timedelta(0), required, 50) == ["a plan needs at least one step"]
 
 
 def test_allowed_hours_in_a_named_zone() -> None:

@@ -336,7 +336,8 @@ def test_every_bad_value_is_named_at_once():
         read_plan_form(form(steps="one,two", gates=()))
     assert unreadable.value.problems == (
         "steps 'one,two': write them as 1,5,25,50",
-        "choose at least one gate: with none the autopilot advances blindly",
+        "data_fresh, error_rate, soak_time are always gates: without them the autopilot "
+        "would advance blind or unsoaked (missing: data_fresh, error_rate, soak_time)",
     )
 
 
