@@ -29,6 +29,7 @@ from app.services.flag_detail import (
 )
 from app.ui.action_dialog import action_buttons, guard_table, show_last_outcome
 from app.ui.autopilot import autopilot_panel, heartbeat_banner, planned
+from app.ui.deliveries import render_failed_deliveries
 from app.ui.flag_charts import error_chart, latency_chart, mitigation_chart, rate_chart
 from app.ui.format import HEALTH_BADGES, escape_markdown, format_age, format_rate, source_label
 from app.ui.overview_table import why_text
@@ -65,6 +66,8 @@ if key is None:
     st.stop()
 flag = snapshot.flag(key)
 heartbeat_banner(rt, planned(rt, environment, key))
+if rt.settings.webhooks:
+    render_failed_deliveries(rt)
 
 st.subheader(key)
 st.caption(flag.metadata.description or "no description")

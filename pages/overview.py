@@ -10,6 +10,7 @@ from app.services.overview import OverviewFilter, filter_rows, pending_first
 from app.services.requests import pending_badges
 from app.ui.action_dialog import emergency_button, show_last_outcome
 from app.ui.autopilot import autopilot_cells, heartbeat_banner, planned
+from app.ui.deliveries import render_failed_deliveries
 from app.ui.overview_table import FLAG_LINK_TEXT, overview_display_frame
 from app.ui.pending_requests import pending_banner, pending_in
 from app.ui.widgets import (
@@ -55,6 +56,8 @@ widgets.sync()
 def flag_table() -> None:
     plans = planned(rt, environment)  # one read for the banner and the column
     heartbeat_banner(rt, plans)
+    if rt.settings.webhooks:  # a notification that did not get out is said where people look
+        render_failed_deliveries(rt)
     overview = rt.cached_overview(environment)
     source_banner(overview, rt.settings.stale_after_seconds)
     pending = pending_in(rt, environment)

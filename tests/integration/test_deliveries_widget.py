@@ -96,3 +96,22 @@ def test_no_database_no_warning(state_dir: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("ROLLOUT_DATABASE_URL", "postgresql+psycopg://nobody@127.0.0.1:9/none")
     at = _run()
     assert len(at.warning) == 0 and not at.exception
+
+
+def test_the_overview_says_a_notification_did_not_get_out(
+    state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ROLLOUT_WEBHOOKS", "oncall=slack")
+    monkeypatch.setenv("ROLLOUT_WEBHOOK_URL_ONCALL", "https://hooks.example.com/T000/secret")
+    _deliveries(
+        state_dir,
+        ("oncall", "rollback", "new_checkout", "failed", 6, "HTTP 500", timedelta(minutes=3)),
+    )
+    entry = Path(__file__).resolve().parents[2] / "app" / "main.py"
+    at = AppTest.from_file(str(entry), default_timeout=30).run()
+    assert not at.exception
+    shown = [w.value for w in at.warning]
+    assert any(
+        text.startswith("1 webhook notification failed in the last 24 h:") for text in shown
+    ), shown
+    assert not any("secret" in text for text in shown)
