@@ -279,3 +279,39 @@ def test_plan_changes_are_audited_and_bad_plans_named(
         )
     assert "steps must rise, each once (1,5,25,50)" in invalid.value.problems
     assert "unknown flag 'no_such_flag' in production" in invalid.value.problems
+
+
+def test_a_step_journaled_while_the_database_was_down_is_adopted_not_paused(
+    engine: Engine, backend: YamlFlagBackend, audit: AuditLog, controller: Controller, tmp_path
+) -> None:
+    """A tick cut off from the database mid-action: its audit record went to the local
+    journal and the flag moved, the plan was not updated. With the database back, the
+    next tick moves the journal into it and adopts its own step, naming nobody else."""
+    plan = a_plan(engine, backend, audit)
+    evaluations(engine, 0.10)
+    cut_off = AuditLog(None, tmp_path / "journal.jsonl")  # the same journal, no database
+    journaled = execute_action(
+        ActionRequest(
+            Action.ADVANCE,
+            ENV,
+            "autopilot: advance 10 % → 25 %",
+            controller.identity,
+            flag=FLAG,
+            to_percentage=25,
+            idempotency_key=plan.action_key("advance", 25),
+        ),
+        backend,
+        cut_off,
+        lambda _s, _f: [],
+    )
+    assert journaled.applied and journaled.audit[0].id.startswith("j-")
+    assert audit.pending_in_journal() > 0
+
+    outcome = controller.tick().outcome(FLAG)
+    assert outcome is not None and outcome.decision.move is Move.RESYNC, outcome
+    stored = PlanStore(engine).get(ENV, FLAG)
+    assert stored is not None and stored.status is PlanStatus.ACTIVE
+    assert (stored.expected_percentage, stored.actions_taken) == (25.0, 1)
+    assert audit.pending_in_journal() == 0
+    record = audit.latest_applied(ENV, FLAG)
+    assert record is not None and record.actor == "autopilot" and not record.id.startswith("j-")
