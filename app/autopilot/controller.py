@@ -143,15 +143,16 @@ class Controller:
             )
         except PlansUnavailable as error:
             return TickReport(now, False, "", notices=(f"{error}: no plan acted on",))
+        replayed = self._replay_journal()
         if not leader:
             beat = self.store.heartbeat(LEASE)
-            return TickReport(now, False, beat.holder if beat else "")
+            return TickReport(now, False, beat.holder if beat else "", notices=replayed)
         try:
             plans = self.store.plans(statuses=[PlanStatus.ACTIVE])
         except PlansUnavailable as error:
             return TickReport(now, True, self.holder, notices=(f"{error}: no plan acted on",))
         outcomes: list[PlanOutcome] = []
-        notices: list[str] = []
+        notices: list[str] = list(replayed)
         queries = 0
         for environment in sorted({p.environment for p in plans}):
             planned = [p for p in plans if p.environment == environment]
@@ -165,6 +166,15 @@ class Controller:
         except PlansUnavailable as error:
             notices.append(f"heartbeat not recorded: {error}")
         return TickReport(now, True, self.holder, tuple(outcomes), queries, seconds, tuple(notices))
+
+    def _replay_journal(self) -> tuple[str, ...]:
+        """Move the audit records this process kept locally while the database was down
+        into it (leader or standby): the next decisions then see a step a cut-off tick
+        applied as the autopilot's own, not as a change by someone else."""
+        if not self.audit.pending_in_journal():
+            return ()
+        moved = self.audit.replay_journal()
+        return (f"{moved} audit record(s) kept locally are now in the database",) if moved else ()
 
     @property
     def _interval(self) -> float:

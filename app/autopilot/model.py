@@ -202,6 +202,8 @@ class RolloutPlan:
     last_decision_at: datetime | None = None
     next_at: datetime | None = None
     version: int = 1
+    #: the OS account behind a terminal that set the plan ('' otherwise)
+    created_account: str = ""
     id: int = field(default=0, compare=False)
 
     @property

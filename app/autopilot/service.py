@@ -22,9 +22,12 @@ from app.autopilot.store import PlanStore
 from app.flags.backend import FlagSnapshot, UnknownFlag
 from app.rollout.audit import AuditEntry, AuditLog, Outcome
 from app.rollout.inputs import actor_problem
-from app.rollout.roles import Identity, Role, require
+from app.rollout.roles import Identity, NotAuthorized, Role, require
 
-__all__ = ["abort_plan", "default_gates", "pause_plan", "resume_plan", "set_plan"]
+#: why a plan set where changes need a second person waits
+SECOND_PERSON = "waits for a second operator to start it: changes here need a second person"
+
+__all__ = ["SECOND_PERSON", "abort_plan", "default_gates", "pause_plan", "resume_plan", "set_plan"]
 
 
 def default_gates(flag: str, canary_flag: str | None) -> frozenset[str]:
@@ -52,16 +55,11 @@ def set_plan(
 ) -> RolloutPlan:
     """Attach (or replace) `flag`'s plan in `snapshot`'s environment, active from where the
     flag is now. `seen_version` is the version of the plan the person edited (0: none).
-    Where a change needs a second person (`approval_required`), the plan stands as the
-    approval of its steps, so only an admin may attach one. NotAuthorized below the role;
-    PlanInvalid naming each problem (unknown or read-only flag too); PlanChanged when the
-    plan changed since it was seen; PlansUnavailable."""
-    require(
-        identity,
-        Role.ADMIN if approval_required else Role.OPERATOR,
-        f"set a rollout plan in {snapshot.environment}"
-        + (" (changes there need a second person)" if approval_required else ""),
-    )
+    Where a change needs a second person (`approval_required`), the plan is set paused:
+    another operator starts it by resuming it (the four eyes on all its steps at once).
+    NotAuthorized below operator; PlanInvalid naming each problem (unknown or read-only
+    flag too); PlanChanged when the plan changed since it was seen; PlansUnavailable."""
+    require(identity, Role.OPERATOR, "set a rollout plan")
     chosen = frozenset(default_gates(flag, canary_flag) if gates is None else gates)
     problems = plan_problems(steps, soak, chosen, stop_at)
     problems += _actor_problems(identity)
@@ -80,6 +78,7 @@ def set_plan(
         steps=steps,
         soak=soak,
         created_by=identity.name,
+        created_account=identity.account or "",
         created_at=now,
         expected_state=current.state,
         expected_percentage=current.percentage,
@@ -87,10 +86,11 @@ def set_plan(
         on_failure=on_failure,
         stop_at=stop_at,
         allowed_hours=allowed_hours,
-        status=PlanStatus.ACTIVE,
+        status=PlanStatus.PAUSED if approval_required else PlanStatus.ACTIVE,
+        status_reason=f"{SECOND_PERSON} (set by {identity.name})" if approval_required else "",
         status_by=identity.name,
         status_at=now,
-        last_decision="plan set: the next tick looks at it",
+        last_decision=SECOND_PERSON if approval_required else "plan set: the next tick looks at it",
         last_decision_at=now,
         version=seen_version + 1,
     )
@@ -119,11 +119,25 @@ def resume_plan(
     snapshot: FlagSnapshot,
     reason: str,
     now: datetime,
+    *,
+    approval_required: bool = False,
 ) -> RolloutPlan:
-    """Make `plan` active again from where the flag is now (a person accepted it there)."""
+    """Make `plan` active again from where the flag is now (a person accepted it there).
+    Where changes need a second person, whoever set the plan cannot start it."""
     require(identity, Role.OPERATOR, "resume a rollout plan")
     if plan.status is PlanStatus.ABORTED:
         raise PlanInvalid(["an aborted plan cannot be resumed: set a new plan"])
+    same_account = bool(identity.account) and identity.account == plan.created_account
+    if approval_required and (identity.name == plan.created_by or same_account):
+        who = (
+            identity.name
+            if identity.name == plan.created_by
+            else f"your OS account {identity.account}"
+        )
+        raise NotAuthorized(
+            f"{who} set this plan: in {plan.environment} another operator starts "
+            "it (changes there need a second person)"
+        )
     try:
         flag = snapshot.flag(plan.flag)
     except UnknownFlag:

@@ -373,6 +373,7 @@ def _row(plan: RolloutPlan) -> dict[str, Any]:
         "last_decision_at": plan.last_decision_at,
         "next_at": plan.next_at,
         "created_by": plan.created_by,
+        "created_account": plan.created_account,
         "created_at": plan.created_at,
     }
 
@@ -403,5 +404,6 @@ def _plan(row: Any) -> RolloutPlan:
         last_decision_at=row.last_decision_at,
         next_at=row.next_at,
         version=row.version,
+        created_account=row.created_account,
         id=row.id,
     )

@@ -27,6 +27,7 @@ from app.cli.arguments import (
     record_count,
     runtime_for,
 )
+from app.cli.autopilot import add_autopilot_commands
 from app.cli.canary import add_canary_command
 from app.cli.output import print_json, print_result
 from app.cli.unleash_sync import add_sync_command, start_periodic_sync
@@ -173,6 +174,7 @@ def _parser() -> argparse.ArgumentParser:
     add_approval_commands(commands)
     add_canary_command(commands)
     add_sync_command(commands)
+    add_autopilot_commands(commands)
 
     check = commands.add_parser("check-config", help="validate a flag configuration")
     check.add_argument("path", nargs="?", type=Path)

@@ -1,4 +1,6 @@
-"""Starting the dashboard: `demo` (embedded defaults + simulated workload) and `serve`.
+"""Starting the dashboard: `demo` (embedded defaults + simulated workload + the
+autopilot on two seeded plans) and `serve` (the dashboard only: the autopilot runs as
+its own process, `rollout-dashboard autopilot`).
 
 The demo binds to 127.0.0.1 only: it acts as a local operator without sign-in, so it
 must not be reachable from other machines. `serve` binds the address it is given
@@ -18,6 +20,7 @@ import urllib.request
 from pathlib import Path
 from types import FrameType
 
+from app.demo.autopilot_demo import autopilot_environment, simulator_options
 from app.flags.loader import BUNDLED_CONFIG
 from app.metrics_db.database import open_database
 
@@ -79,8 +82,9 @@ def run_demo(
         "ROLLOUT_FLAGS_FILE": str(flags_file),
         "ROLLOUT_DATABASE_URL": database_url,
         "ROLLOUT_DEMO": "true",
+        **autopilot_environment(),
     }
-    workload = ["--flags-file", str(flags_file)]
+    workload = ["--flags-file", str(flags_file), *simulator_options()]
     simulator_env = env
     unleash = None
     if with_unleash:
@@ -94,7 +98,7 @@ def run_demo(
             "ROLLOUT_UNLEASH_TOKEN": unleash.admin_token,
         }
         simulator_env = env | {"ROLLOUT_DEMO_UNLEASH_SDK_TOKENS": json.dumps(unleash.sdk_tokens)}
-        workload = ["--unleash-api-url", unleash.api_url]
+        workload = ["--unleash-api-url", unleash.api_url, *simulator_options()]
         print(f"Unleash: {unleash.url}  (its log: {unleash.log_path})", flush=True)
     children = [
         subprocess.Popen(
@@ -115,6 +119,8 @@ def run_demo(
         prometheus_port = simulator_port + 1
         children.append(_start_prometheus(state_dir, simulator_port, prometheus_port))
         env["ROLLOUT_PROMETHEUS_URL"] = f"http://127.0.0.1:{prometheus_port}"
+    # the autopilot on the demo's two plans; SIGTERM stops it and lets its lease go
+    children.append(subprocess.Popen([sys.executable, "-m", "app.demo.autopilot_demo"], env=env))
     print(f"Rollout Dashboard demo: http://localhost:{port}  (state in {state_dir})", flush=True)
     # SIGTERM (a CI runner, `timeout`, a container stop) must clean up like Ctrl-C does.
     signal.signal(signal.SIGTERM, _interrupt)

@@ -9,7 +9,9 @@ Texture, so every page has something to show: `phase2_health_checks` fails about
 of its evaluations in production (unhealthy), the treatment of
 `phase1_config_externalization` fails 3 % more often than its baseline (an advance is
 refused), `ab_testing` is slow (degraded p99), and the canary track of the HTTP metrics
-has a higher error ratio and latency than stable.
+has a higher error ratio and latency than stable. `--failing-treatment FLAG:40@25` makes
+the treatment of FLAG fail 40 % of its evaluations in production once FLAG is at 25 % or
+more: the regression the demo's autopilot rolls back by itself (app/demo/autopilot_demo.py).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import sys
 import time
 from bisect import bisect_left
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import accumulate
@@ -53,7 +55,7 @@ from app.metrics_db.records import (
 )
 from queries.canary import insert_request_rollups
 
-__all__ = ["RollupAccumulator", "Workload", "main"]
+__all__ = ["FailingTreatment", "RollupAccumulator", "Workload", "main"]
 
 ENVIRONMENTS = ("production", "staging")
 #: flag -> (environment -> error probability); every other flag fails 0.2 % of the time
@@ -61,6 +63,9 @@ ERROR_PROBABILITY = {
     "phase2_health_checks": {"production": 0.07, "staging": 0.01},
     # the demo's walkthrough flag (advance it on Flag detail): clean, so its guards pass
     "ab_testing": {"production": 0.0, "staging": 0.0},
+    # the flag the demo's autopilot ramps: clean, so that no chance difference between
+    # its treatment and its baseline ever reads as a regression
+    "phase1_pydantic_settings": {"production": 0.0, "staging": 0.0},
 }
 #: flag -> extra error probability of its rollout variant in production: healthy overall,
 #: but the treatment fails more than the baseline (the advance guard's two-proportion test)
@@ -70,6 +75,30 @@ MEDIAN_LATENCY = {"ab_testing": 0.03}
 TRAFFIC_SCALE = {"production": 1.0, "staging": 0.3}
 #: the simulated service instances, all served by this process's evaluators
 INSTANCES = ("app-1", "app-2", "app-3")
+
+
+@dataclass(frozen=True)
+class FailingTreatment:
+    """The treatment of `flag` fails `probability` (0..1) more of its evaluations in
+    production once the flag is at `from_percentage` or more: a regression that appears
+    with a step of the rollout."""
+
+    flag: str
+    probability: float
+    from_percentage: float
+
+    @classmethod
+    def parse(cls, text: str) -> FailingTreatment:
+        """'FLAG:40@25': 40 % of FLAG's treatment fails from 25 % up; ValueError else."""
+        flag, _, rest = text.partition(":")
+        share, _, start = rest.partition("@")
+        try:
+            probability, from_percentage = float(share) / 100, float(start)
+        except ValueError:
+            raise ValueError(f"{text!r}: write it as FLAG:40@25") from None
+        if not flag or not 0 < probability <= 1 or not 0 <= from_percentage <= 100:
+            raise ValueError(f"{text!r}: FLAG:FAIL_PCT@FROM_PCT, both percentages 0..100")
+        return cls(flag, probability, from_percentage)
 
 
 def _traffic(flag: str) -> float:
@@ -205,7 +234,9 @@ class Workload:
         registry: CollectorRegistry,
         seed: int = 7,
         evaluators: Mapping[str, Evaluators] | None = None,
+        failing: Sequence[FailingTreatment] = (),
     ) -> None:
+        self.failing = {f.flag: f for f in failing}
         self.rng = random.Random(seed)  # noqa: S311 - a simulation, not a secret
         self.metrics = EvaluationMetrics(registry)
         if evaluators is None:
@@ -259,6 +290,9 @@ class Workload:
         failing = ERROR_PROBABILITY.get(flag.key, {}).get(env, 0.002)
         if result.variant == flag.rollout.variant and env == "production":
             failing += TREATMENT_ERROR_PROBABILITY.get(flag.key, 0.0)
+            regression = self.failing.get(flag.key)
+            if regression is not None and flag.percentage >= regression.from_percentage:
+                failing += regression.probability
         if rng.random() < failing:
             # The failure happened while serving this variant: it keeps the label, so a
             # treatment that fails more than its baseline shows up per variant.
@@ -325,6 +359,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=9464, help="/metrics port (0: none)")
     parser.add_argument("--interval", type=float, default=10.0, help="roll-up interval, s")
     parser.add_argument("--history-minutes", type=int, default=30)
+    parser.add_argument(
+        "--failing-treatment",
+        type=_failing_treatment,
+        action="append",
+        default=[],
+        metavar="FLAG:FAIL_PCT@FROM_PCT",
+        help="the treatment of FLAG fails FAIL_PCT %% of its evaluations in production from "
+        "FROM_PCT %% up (e.g. phase1_environment_configs:40@25); repeatable",
+    )
     args = parser.parse_args(argv)
 
     registry = CollectorRegistry()
@@ -336,9 +379,9 @@ def main(argv: list[str] | None = None) -> int:
         tokens = json.loads(os.environ.get("ROLLOUT_DEMO_UNLEASH_SDK_TOKENS", "{}"))
         backend = open_backend(load_settings(), None)  # the dashboard's, from ROLLOUT_*
         evaluators = connect(args.unleash_api_url, tokens, backend)
-        workload = Workload(None, registry, evaluators=evaluators)
+        workload = Workload(None, registry, evaluators=evaluators, failing=args.failing_treatment)
     elif args.flags_file is not None:
-        workload = Workload(args.flags_file, registry)
+        workload = Workload(args.flags_file, registry, failing=args.failing_treatment)
     else:
         parser.error("--flags-file or --unleash-api-url is required")
     if args.port:
@@ -367,6 +410,13 @@ def main(argv: list[str] | None = None) -> int:
             interval_start += timedelta(seconds=args.interval)
         time.sleep(max(0.0, 1.0 - (time.time() % 1.0)))
     return 0
+
+
+def _failing_treatment(text: str) -> FailingTreatment:
+    try:
+        return FailingTreatment.parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _aligned_now(interval: float) -> datetime:

@@ -270,6 +270,8 @@ class RolloutPlanRow(Base):
     last_decision_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     next_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     created_by: Mapped[str] = mapped_column(String(200), nullable=False)
+    #: the OS account behind a terminal that set it (one account is one pair of eyes)
+    created_account: Mapped[str] = mapped_column(String(200), nullable=False, default="")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
     version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
 

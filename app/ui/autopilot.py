@@ -303,7 +303,16 @@ def _act(rt: Runtime, identity: Identity, move: str, seen: RolloutPlan, reason_k
             return pause_plan(rt.plans, rt.audit, identity, plan, reason, now)
         if move == "resume":
             snapshot = rt.backend.load(environment)
-            return resume_plan(rt.plans, rt.audit, identity, plan, snapshot, reason, now)
+            return resume_plan(
+                rt.plans,
+                rt.audit,
+                identity,
+                plan,
+                snapshot,
+                reason,
+                now,
+                approval_required=plan.environment in rt.settings.approval_required_in,
+            )
         return abort_plan(rt.plans, rt.audit, identity, plan, reason, now)
 
     verb = {"pause": "paused", "resume": "resumed", "abort": "aborted"}[move]

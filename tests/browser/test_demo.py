@@ -5,12 +5,15 @@ back through the dialog. The screenshots in docs/screenshots are taken here."""
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
+from app.autopilot.store import PlanStore
+from app.demo.autopilot_demo import DEMO_PLANS
 from app.demo.launcher import streamlit_command
 from app.flags.loader import BUNDLED_CONFIG, load_config
 from app.metrics_db.database import open_database
@@ -169,6 +172,20 @@ def test_advance_and_roll_back_through_the_dialog(chromium, demo):
     _no_error_element(page)
     _screenshot(page, "audit.png")
     page.close()
+
+
+def test_the_demo_runs_the_autopilot_on_two_seeded_plans(demo):
+    """`demo` seeds a ramping plan and one whose treatment the simulator makes fail, and
+    starts the autopilot, which ticks every few seconds."""
+    _, state = demo
+    store = PlanStore(open_database(f"sqlite:///{state / 'metrics.db'}"))
+    deadline = time.monotonic() + 90  # a bound on a hang, not a timing assertion
+    beat = store.heartbeat("autopilot")
+    while (beat is None or beat.ticks < 1) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        beat = store.heartbeat("autopilot")
+    assert beat is not None and beat.ticks >= 1 and beat.interval_seconds == 5
+    assert sorted(p.flag for p in store.plans("production")) == sorted(DEMO_PLANS)
 
 
 def test_a_viewer_sees_no_action_buttons(chromium, tmp_path):

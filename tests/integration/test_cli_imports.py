@@ -33,7 +33,14 @@ try:
 except SystemExit as stop:
     code = stop.code
 with open(os.environ["PROBE_OUT"], "w") as out:
-    json.dump({"code": code, "modules": sorted({m.split(".")[0] for m in sys.modules})}, out)
+    json.dump(
+        {
+            "code": code,
+            "modules": sorted({m.split(".")[0] for m in sys.modules}),
+            "app_modules": sorted(m for m in sys.modules if m.startswith("app.")),
+        },
+        out,
+    )
 """
 
 FLAGS = """version: "1.0.0"
@@ -125,3 +132,25 @@ def test_rollback_on_a_migrated_database(tmp_path: Path, clean_env: dict[str, st
         {"state": "disabled", "percentage": 0.0},
         "applied",
     )
+
+
+def test_help_and_rollback_never_load_the_autopilot(tmp_path: Path, clean_env: dict[str, str]):
+    """The plan commands are registered, but the autopilot is imported only by them."""
+    out = tmp_path / "probe.json"
+    env = {**clean_env, "ROLLOUT_DATABASE_URL": f"sqlite:///{tmp_path / 'metrics.db'}"}
+    for args in (["--help"], ["rollback", "checkout_v2", "--reason", "errors up"]):
+        done = subprocess.run(
+            [sys.executable, "-c", PROBE, *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+            env={**env, "PROBE_OUT": str(out)},
+            check=False,
+        )
+        assert "Traceback" not in done.stderr, done.stderr
+        result = json.loads(out.read_text())
+        assert result["code"] == 0
+        loaded = {m for m in result["app_modules"] if m.startswith("app.autopilot")}
+        assert not loaded, (args, sorted(loaded))
+        assert "app.cli.autopilot" in result["app_modules"]  # registered: `plan --help` works

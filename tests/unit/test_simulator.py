@@ -5,9 +5,10 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from app.demo.launcher import prepare_state_dir
-from app.demo.simulator import RollupAccumulator, Workload, backfill
+from app.demo.simulator import FailingTreatment, RollupAccumulator, Workload, backfill
 from app.flags.evaluator import EvaluationResult, Reason
 from app.metrics_db.database import open_database
+from app.metrics_db.records import EvaluationRollup
 from queries.sql import SqlMetrics
 
 NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
@@ -78,3 +79,47 @@ def test_prepare_state_dir_keeps_an_edited_config(tmp_path: Path):
     flags.write_text(flags.read_text() + "\n# edited by an operator\n")
     prepare_state_dir(tmp_path)
     assert flags.read_text().endswith("# edited by an operator\n")
+
+
+def _treatment_error_ratio(rollups: list[EvaluationRollup], flag: str) -> tuple[float, float]:
+    """(errors / evaluations of the treatment `on`, of the baseline `off`) in production."""
+    ratios = []
+    for variant in ("on", "off"):
+        cells = [
+            r
+            for r in rollups
+            if (r.environment, r.flag, r.variant) == ("production", flag, variant)
+        ]
+        ratios.append(sum(r.errors for r in cells) / sum(r.evaluations for r in cells))
+    return ratios[0], ratios[1]
+
+
+def test_a_failing_treatment_fails_only_from_its_percentage_up(tmp_path: Path):
+    flags = prepare_state_dir(tmp_path)
+    flag = "phase1_environment_configs"  # production: 5 %
+    failing = [FailingTreatment.parse(f"{flag}:40@25")]
+    assert failing == [FailingTreatment(flag, 0.4, 25.0)]
+
+    below = Workload(flags, CollectorRegistry(), seed=3, failing=failing)
+    below.tick(3600.0, NOW, export=False)
+    treated, base = _treatment_error_ratio(below.rollups.drain(NOW, 3600.0), flag)
+    assert treated < 0.02 and base < 0.02  # at 5 %: no regression yet
+
+    override = tmp_path / "feature_flags_production.yaml"
+    override.write_text(
+        override.read_text().replace(
+            "phase1_environment_configs:\n    rollout: {percentage: 5.0}",
+            "phase1_environment_configs:\n    rollout: {percentage: 25.0}",
+        )
+    )
+    at_step = Workload(flags, CollectorRegistry(), seed=3, failing=failing)
+    assert at_step.evaluators["production"].config.flags[flag].percentage == 25.0
+    at_step.tick(3600.0, NOW, export=False)
+    treated, base = _treatment_error_ratio(at_step.rollups.drain(NOW, 3600.0), flag)
+    assert 0.35 < treated < 0.45 and base < 0.02
+
+
+@pytest.mark.parametrize("text", ["x", "flag:40", "flag:0@25", "flag:150@25", ":40@25", "f:40@x"])
+def test_a_failing_treatment_written_wrong_is_refused(text: str):
+    with pytest.raises(ValueError, match="FLAG"):
+        FailingTreatment.parse(text)

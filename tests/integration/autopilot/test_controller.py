@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 from app.autopilot.controller import Controller, ControllerConfig
 from app.autopilot.decide import Move
 from app.autopilot.model import PlanInvalid, PlanStatus
-from app.autopilot.service import pause_plan, resume_plan, set_plan
+from app.autopilot.service import SECOND_PERSON, pause_plan, resume_plan, set_plan
 from app.autopilot.store import PlanStore
 from app.flags.loader import BUNDLED_CONFIG
 from app.flags.model import FlagState
@@ -281,28 +281,85 @@ def test_plan_changes_are_audited_and_bad_plans_named(
     assert "unknown flag 'no_such_flag' in production" in invalid.value.problems
 
 
-def test_where_changes_need_a_second_person_only_an_admin_attaches_a_plan(
-    engine: Engine, backend: YamlFlagBackend, audit: AuditLog
+def test_where_changes_need_a_second_person_another_operator_starts_the_plan(
+    engine: Engine, backend: YamlFlagBackend, audit: AuditLog, controller: Controller
 ) -> None:
-    options = {"steps": (25.0,), "soak": timedelta(0), "now": datetime.now(UTC)}
-    with pytest.raises(NotAuthorized, match="changes there need a second person"):
-        set_plan(
-            PlanStore(engine),
-            audit,
-            OLGA,
-            backend.load(ENV),
-            FLAG,
-            approval_required=True,
-            **options,  # type: ignore[arg-type]
-        )
-    ada = Identity("ada", Role.ADMIN, "test")
+    evaluations(engine, 0.10)
     plan = set_plan(
         PlanStore(engine),
         audit,
-        ada,
+        OLGA,
         backend.load(ENV),
         FLAG,
+        steps=(10.0, 25.0),
+        soak=timedelta(0),
+        gates=GATES,
+        now=datetime.now(UTC),
         approval_required=True,
-        **options,  # type: ignore[arg-type]
     )
-    assert plan.created_by == "ada"
+    assert plan.status is PlanStatus.PAUSED
+    assert plan.status_reason == f"{SECOND_PERSON} (set by olga)"
+    assert controller.tick().outcome(FLAG) is None  # a paused plan is not acted on
+    assert backend.load(ENV).flag(FLAG).percentage == 10.0
+    with pytest.raises(NotAuthorized, match="olga set this plan: in production another"):
+        resume_plan(
+            PlanStore(engine),
+            audit,
+            OLGA,
+            plan,
+            backend.load(ENV),
+            "",
+            datetime.now(UTC),
+            approval_required=True,
+        )
+    ivan = Identity("ivan", Role.OPERATOR, "test")
+    started = resume_plan(
+        PlanStore(engine),
+        audit,
+        ivan,
+        plan,
+        backend.load(ENV),
+        "looked at it",
+        datetime.now(UTC),
+        approval_required=True,
+    )
+    assert started.status is PlanStatus.ACTIVE
+    assert started.status_reason == "resumed by ivan: looked at it"
+    outcome = controller.tick().outcome(FLAG)
+    assert outcome is not None and outcome.decision.move is Move.ADVANCE
+
+
+def test_a_step_journaled_while_the_database_was_down_is_adopted_not_paused(
+    engine: Engine, backend: YamlFlagBackend, audit: AuditLog, controller: Controller, tmp_path
+) -> None:
+    """A tick cut off from the database mid-action: its audit record went to the local
+    journal and the flag moved, the plan was not updated. With the database back, the
+    next tick moves the journal into it and adopts its own step, naming nobody else."""
+    plan = a_plan(engine, backend, audit)
+    evaluations(engine, 0.10)
+    cut_off = AuditLog(None, tmp_path / "journal.jsonl")  # the same journal, no database
+    journaled = execute_action(
+        ActionRequest(
+            Action.ADVANCE,
+            ENV,
+            "autopilot: advance 10 % → 25 %",
+            controller.identity,
+            flag=FLAG,
+            to_percentage=25,
+            idempotency_key=plan.action_key("advance", 25),
+        ),
+        backend,
+        cut_off,
+        lambda _s, _f: [],
+    )
+    assert journaled.applied and journaled.audit[0].id.startswith("j-")
+    assert audit.pending_in_journal() > 0
+
+    outcome = controller.tick().outcome(FLAG)
+    assert outcome is not None and outcome.decision.move is Move.RESYNC, outcome
+    stored = PlanStore(engine).get(ENV, FLAG)
+    assert stored is not None and stored.status is PlanStatus.ACTIVE
+    assert (stored.expected_percentage, stored.actions_taken) == (25.0, 1)
+    assert audit.pending_in_journal() == 0
+    record = audit.latest_applied(ENV, FLAG)
+    assert record is not None and record.actor == "autopilot" and not record.id.startswith("j-")

@@ -42,6 +42,7 @@ def upgrade() -> None:
         sa.Column("last_decision_at", UtcDateTime),
         sa.Column("next_at", UtcDateTime),
         sa.Column("created_by", sa.String(200), nullable=False),
+        sa.Column("created_account", sa.String(200), nullable=False, server_default=""),
         sa.Column("created_at", UtcDateTime, nullable=False),
         sa.Column("version", sa.Integer, nullable=False),
         sa.UniqueConstraint("environment", "flag", name="uq_rollout_plans_flag"),

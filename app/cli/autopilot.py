@@ -1,0 +1,726 @@
+"""`plan set|show|pause|resume|abort` and `autopilot`: rollout plans from a terminal.
+
+`plan set` attaches a plan to a flag (steps, soak, gates, what a failure does, the
+highest step the autopilot takes alone, allowed hours); `autopilot` runs the controller
+that follows the plans until SIGTERM or SIGINT, or for one tick with `--once`.
+
+Exit codes: 0 done; 1 refused (a role missing, an aborted plan); 2 bad input (every
+problem named, nothing written) or no such plan; 3 the plan changed meanwhile (`plan
+set --if-version`), or another process leads (`autopilot --once`); 4 the metrics
+database, which holds the plans, is unavailable. With `--json`, stdout carries one
+document.
+
+The autopilot is imported when a command runs, not when the parser is built: a
+rollback never loads it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from app.cli.arguments import UsageError, cli_identity, runtime_for
+from app.cli.output import print_json
+from app.quoting import printable, quoted
+from app.rollout.exit_codes import ExitCode
+
+if TYPE_CHECKING:
+    from app.autopilot.controller import Controller, PlanOutcome, TickReport
+    from app.autopilot.model import RolloutPlan
+    from app.autopilot.store import AutopilotEvent, Heartbeat
+    from app.runtime import Runtime
+    from app.settings import Settings
+
+__all__ = ["add_autopilot_commands", "run_controller"]
+
+#: the events `plan show` lists per plan, newest first
+RECENT_EVENTS = 5
+#: the most characters of a reason or a decision printed
+LONG_TEXT = 2000
+#: the shortest and longest `--interval` (the setting's bounds)
+MIN_INTERVAL, MAX_INTERVAL = 0.2, 3600.0
+
+
+def _interval(text: str) -> float:
+    """`--interval`: seconds between ticks; an argparse error (exit 2) otherwise."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text[:40]!r}") from None
+    if not MIN_INTERVAL <= value <= MAX_INTERVAL:
+        raise argparse.ArgumentTypeError(
+            f"must be {MIN_INTERVAL:g} to {MAX_INTERVAL:g} seconds, got {text[:40]}"
+        )
+    return value
+
+
+def add_autopilot_commands(subparsers: Any) -> None:
+    """Register `plan` (set, show, pause, resume, abort) and `autopilot`."""
+    plan = subparsers.add_parser("plan", help="rollout plans the autopilot follows")
+    verbs = plan.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    put = verbs.add_parser(
+        "set",
+        help="attach (or replace) a flag's rollout plan, active from where the flag is now",
+        description="Attach a rollout plan to FLAG: the autopilot advances it step by step "
+        "while every gate passes and the soak has elapsed, and acts on a gate that fails "
+        "on data. Every problem with the values is named; nothing is written then (exit 2).",
+    )
+    put.add_argument("flag")
+    put.add_argument("--env", dest="environment")
+    put.add_argument("--steps", required=True, help="percentages, rising: 1,5,25,50")
+    put.add_argument("--soak", required=True, help="time at each step before the next: 30m")
+    put.add_argument(
+        "--on-failure",
+        default="rollback",
+        help="what a gate failing on data does: rollback (one step), kill, pause (default "
+        "rollback)",
+    )
+    put.add_argument(
+        "--stop-at",
+        default="50",
+        help="the highest step the autopilot takes alone, %% (default 50: the rest waits "
+        "for a person)",
+    )
+    put.add_argument(
+        "--gates",
+        default=None,
+        help="comma-separated: data_fresh, error_rate, soak_time, dependencies, exposure, "
+        "propagation, canary (default: the six guards, plus canary for the canary flag)",
+    )
+    put.add_argument(
+        "--hours",
+        default=None,
+        help="when it may advance, e.g. 'mon-fri 09-17 Europe/Berlin' (a rollback never waits)",
+    )
+    put.add_argument(
+        "--if-version",
+        type=int,
+        default=None,
+        metavar="N",
+        help="replace the plan only if it is still at version N (0: only if there is none)",
+    )
+    _person_options(put, reason=False)
+    put.set_defaults(run=_run_plan_set)
+
+    show = verbs.add_parser(
+        "show", help="the plans with where they are, the next step and the last decision"
+    )
+    show.add_argument("flag", nargs="?")
+    show.add_argument("--env", dest="environment")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(run=_run_plan_show)
+
+    for verb, said in (
+        ("pause", "hold a plan where the flag is: the autopilot changes nothing until resumed"),
+        ("resume", "make a plan active again from where the flag is now"),
+        ("abort", "end a plan for good; the flag stays where it is"),
+    ):
+        moving = verbs.add_parser(verb, help=said)
+        moving.add_argument("flag")
+        moving.add_argument("--env", dest="environment")
+        _person_options(moving, reason=True)
+        moving.set_defaults(run=_run_plan_move, verb=verb)
+
+    autopilot = subparsers.add_parser(
+        "autopilot",
+        help="run the controller that follows the rollout plans (until SIGTERM / Ctrl-C)",
+        description="Run the autopilot: one tick every interval, by the one process holding "
+        "the lease in the metrics database (start several: one leads, the others stand by). "
+        "Prints a line for each advance, rollback, kill or pause.",
+    )
+    autopilot.add_argument(
+        "--once",
+        action="store_true",
+        help="run one tick and print every plan's decision (exit 0 as leader, 3 when another "
+        "process leads, 4 when the metrics database is unavailable)",
+    )
+    autopilot.add_argument(
+        "--interval",
+        type=_interval,
+        default=None,
+        metavar="SECONDS",
+        help="seconds between ticks (default: ROLLOUT_AUTOPILOT_INTERVAL_SECONDS, 30)",
+    )
+    autopilot.add_argument(
+        "--holder", default="", help="this process's name in the lease (default: host:pid)"
+    )
+    autopilot.add_argument("--verbose", action="store_true", help="a summary line every tick")
+    autopilot.set_defaults(run=_run_autopilot)
+
+
+def _person_options(parser: argparse.ArgumentParser, *, reason: bool) -> None:
+    if reason:
+        parser.add_argument("--reason", default="", help="why (kept in the audit record)")
+    parser.add_argument("--actor", default=None, help="who acts (default: the OS user)")
+    parser.add_argument("--json", action="store_true")
+
+
+# -- plan set ------------------------------------------------------------------------
+
+
+def _run_plan_set(args: argparse.Namespace, settings: Settings) -> int:
+    from app.autopilot.model import PlanInvalid, PlanStatus
+    from app.autopilot.store import PlanChanged, PlansUnavailable
+    from app.rollout.roles import NotAuthorized
+
+    opened = runtime_for(settings, args.environment)
+    if opened is None:
+        return ExitCode.USAGE
+    runtime, environment = opened
+    identity = cli_identity(settings, args.actor)
+    snapshot = runtime.backend.load(environment)
+    values, problems = _plan_values(args)
+    if args.flag not in snapshot.config.flags:
+        problems.append(f"unknown flag {quoted(args.flag)} in {environment}")
+    if problems:
+        return _invalid(problems)
+    store = runtime.plans
+    try:
+        current = store.get(environment, args.flag)
+        seen = current.version if current is not None else 0
+        if args.if_version is not None and args.if_version != seen:
+            return _changed(current, args.if_version)
+        plan = runtime.set_plan(identity, environment, args.flag, seen_version=seen, **values)
+    except NotAuthorized as error:
+        print(f"refused: {error}", file=sys.stderr)
+        return ExitCode.REFUSED
+    except PlanInvalid as error:
+        return _invalid(error.problems)
+    except PlanChanged as changed:
+        return _changed(changed.current, args.if_version)
+    except PlansUnavailable as error:
+        print(f"error: {error}", file=sys.stderr)
+        return ExitCode.UNAVAILABLE
+    if args.json:
+        print_json({"plan": _plan_json(plan, plan.expected_percentage, [])})
+    else:
+        replaced = "replaced" if current is not None else "set"
+        print(f"plan {replaced} for {plan.flag} in {plan.environment}: {plan.text}")
+        print(f"gates: {', '.join(sorted(plan.gates))}")
+        if plan.status is PlanStatus.ACTIVE:
+            print(
+                f"active from {_where(plan.expected_state, plan.expected_percentage)}; the "
+                "autopilot (`rollout-dashboard autopilot`) acts on it at its next tick"
+            )
+        else:  # where changes need a second person
+            print(f"paused: {plan.status_reason} (`rollout-dashboard plan resume {plan.flag}`)")
+    return ExitCode.DONE
+
+
+def _plan_values(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
+    """`plan set`'s values, each checked on its own so that every problem is named at
+    once: (keyword arguments of `set_plan`, problems)."""
+    from app.autopilot.model import (
+        ALL_GATES,
+        REQUIRED_GATES,
+        AllowedHours,
+        OnFailure,
+        PlanInvalid,
+        parse_duration,
+        parse_steps,
+        plan_problems,
+    )
+
+    problems: list[str] = []
+    values: dict[str, Any] = {}
+    neutral: dict[str, Any] = {
+        "steps": (50.0,),
+        "soak": timedelta(0),
+        "gates": REQUIRED_GATES,
+        "stop_at": 50.0,
+    }
+
+    def checked(name: str, parse: Callable[[], Any]) -> None:
+        try:
+            value = parse()
+        except PlanInvalid as error:
+            problems.extend(error.problems)
+            return
+        found = plan_problems(**(neutral | {name: value}))
+        problems.extend(found)
+        if not found:
+            values[name] = value
+
+    checked("steps", lambda: parse_steps(args.steps))
+    checked("soak", lambda: parse_duration(args.soak))
+    checked("stop_at", lambda: _percentage(args.stop_at))
+    if args.gates is not None:
+        named = [g.strip() for g in args.gates.split(",") if g.strip()]
+        if not named:
+            problems.append(f"--gates names no gate (known: {', '.join(ALL_GATES)})")
+        checked("gates", lambda: frozenset(named))
+    try:
+        values["on_failure"] = OnFailure(args.on_failure.strip().lower())
+    except ValueError:
+        problems.append(
+            f"on failure {args.on_failure[:40]!r}: one of {', '.join(str(o) for o in OnFailure)}"
+        )
+    if args.hours is not None:
+        try:
+            values["allowed_hours"] = AllowedHours.parse(args.hours)
+        except PlanInvalid as error:
+            problems.extend(error.problems)
+    return values, problems
+
+
+def _percentage(text: str) -> float:
+    from app.autopilot.model import PlanInvalid
+
+    try:
+        return float(text.strip().rstrip("%"))
+    except ValueError:
+        raise PlanInvalid([f"stop at {text[:40]!r}: a percentage such as 50"]) from None
+
+
+def _invalid(problems: Sequence[str]) -> int:
+    for problem in problems:
+        print(f"error: {_shown(problem)}", file=sys.stderr)
+    print(f"{len(problems)} problem(s); nothing was written", file=sys.stderr)
+    return ExitCode.USAGE
+
+
+def _changed(current: RolloutPlan | None, seen: int | None) -> int:
+    now = "there is none" if current is None else f"it is at version {current.version}"
+    if current is not None and current.status_by:
+        now += f", last changed by {printable(current.status_by)}"
+    print(
+        f"error: the plan changed meanwhile ({now}; you named version {seen}): nothing "
+        "was written; look at `plan show` and try again",
+        file=sys.stderr,
+    )
+    return ExitCode.CONFLICT
+
+
+# -- plan pause / resume / abort -------------------------------------------------------
+
+
+def _run_plan_move(args: argparse.Namespace, settings: Settings) -> int:
+    from app.autopilot.model import PlanInvalid, PlanStatus
+    from app.autopilot.service import abort_plan, pause_plan, resume_plan
+    from app.autopilot.store import PlanChanged, PlansUnavailable
+    from app.rollout.roles import NotAuthorized
+
+    opened = runtime_for(settings, args.environment)
+    if opened is None:
+        return ExitCode.USAGE
+    runtime, environment = opened
+    identity = cli_identity(settings, args.actor)
+    store = runtime.plans
+    now = datetime.now(UTC)
+    seen = 0
+    try:
+        plan = store.get(environment, args.flag)
+        if plan is None:
+            raise UsageError(f"no rollout plan for {quoted(args.flag)} in {environment}")
+        seen = plan.version
+        if plan.status is PlanStatus.ABORTED:
+            print(
+                f"refused: the plan of {plan.flag} was aborted ({_shown(plan.status_reason)}): "
+                "set a new plan with `rollout-dashboard plan set`",
+                file=sys.stderr,
+            )
+            return ExitCode.REFUSED
+        already = {"pause": PlanStatus.PAUSED, "resume": PlanStatus.ACTIVE}.get(args.verb)
+        if plan.status is already:
+            return _report_plan(plan, f"already {plan.status}: nothing changed", args.json)
+        if args.verb == "pause":
+            moved = pause_plan(store, runtime.audit, identity, plan, args.reason, now)
+        elif args.verb == "resume":
+            snapshot = runtime.backend.load(environment)
+            moved = resume_plan(
+                store,
+                runtime.audit,
+                identity,
+                plan,
+                snapshot,
+                args.reason,
+                now,
+                approval_required=plan.environment in settings.approval_required_in,
+            )
+        else:
+            moved = abort_plan(store, runtime.audit, identity, plan, args.reason, now)
+    except NotAuthorized as error:
+        print(f"refused: {error}", file=sys.stderr)
+        return ExitCode.REFUSED
+    except PlanInvalid as error:
+        return _invalid(error.problems)
+    except PlanChanged as changed:
+        return _changed(changed.current, seen)
+    except PlansUnavailable as error:
+        print(f"error: {error}", file=sys.stderr)
+        return ExitCode.UNAVAILABLE
+    return _report_plan(moved, moved.status_reason, args.json)
+
+
+def _report_plan(plan: RolloutPlan, said: str, as_json: bool) -> int:
+    if as_json:
+        print_json({"message": said, "plan": _plan_json(plan, plan.expected_percentage, [])})
+    else:
+        print(f"{plan.flag} in {plan.environment}: plan {plan.status} — {_shown(said)}")
+    return ExitCode.DONE
+
+
+# -- plan show -----------------------------------------------------------------------
+
+
+def _run_plan_show(args: argparse.Namespace, settings: Settings) -> int:
+    from app.autopilot.controller import LEASE
+    from app.autopilot.store import PlansUnavailable
+
+    opened = runtime_for(settings, args.environment)
+    if opened is None:
+        return ExitCode.USAGE
+    runtime, environment = opened
+    store = runtime.plans
+    try:
+        if args.flag is not None:
+            one = store.get(environment, args.flag)
+            if one is None:
+                raise UsageError(f"no rollout plan for {quoted(args.flag)} in {environment}")
+            plans = [one]
+        else:
+            plans = store.plans(environment)
+        events = {p.id: store.events(p.id, limit=RECENT_EVENTS) for p in plans}
+        beat = store.heartbeat(LEASE)
+    except PlansUnavailable as error:
+        print(f"error: {error}", file=sys.stderr)
+        return ExitCode.UNAVAILABLE
+    now = datetime.now(UTC)
+    where = _current_percentages(runtime, environment)
+    if args.json:
+        print_json(
+            {
+                "environment": environment,
+                "controller": _heartbeat_json(beat, now),
+                "plans": [
+                    _plan_json(p, where.get(p.flag, p.expected_percentage), events[p.id])
+                    for p in plans
+                ],
+            }
+        )
+        return ExitCode.DONE
+    print(_heartbeat_text(beat, now))
+    if not plans:
+        print(f"no rollout plans in {environment}")
+    for plan in plans:
+        _print_plan(plan, where.get(plan.flag, plan.expected_percentage), events[plan.id], now)
+    return ExitCode.DONE
+
+
+def _current_percentages(runtime: Runtime, environment: str) -> dict[str, float]:
+    """Where each flag is now (the plan keeps where the autopilot last left it)."""
+    from app.flags.loader import ConfigInvalid
+    from queries.source import SourceUnavailable
+
+    try:
+        flags = runtime.backend.load(environment).config.flags
+    except (ConfigInvalid, SourceUnavailable, OSError):
+        return {}
+    return {key: flag.percentage for key, flag in flags.items()}
+
+
+def _next_step(plan: RolloutPlan, percentage: float) -> tuple[float | None, bool]:
+    """The plan's next step from `percentage`, and whether a person takes it."""
+    step = plan.next_step(percentage)
+    return step, step is not None and step > plan.stop_at
+
+
+def _print_plan(
+    plan: RolloutPlan, percentage: float, events: Sequence[AutopilotEvent], now: datetime
+) -> None:
+    print()
+    print(f"{plan.flag} ({plan.environment}): {plan.status}, at {percentage:g} %")
+    print(f"  plan       {plan.text} (version {plan.version}, set by {plan.created_by})")
+    print(f"  gates      {', '.join(sorted(plan.gates))}")
+    if plan.status_reason and not plan.is_active:
+        print(f"  why        {_shown(plan.status_reason)}")
+    step, by_person = _next_step(plan, percentage)
+    if step is None:
+        nxt = "none: at the plan's last step"
+    elif by_person:
+        nxt = f"{step:g} % waits for a person (alone up to {plan.stop_at:g} %)"
+    elif not plan.is_active:
+        nxt = f"{step:g} % once a person resumes the plan"
+    elif plan.next_at is not None:
+        nxt = f"{step:g} %, not before {plan.next_at:%H:%M:%S} UTC ({_in(plan.next_at, now)})"
+    else:
+        nxt = f"{step:g} %"
+    print(f"  next step  {nxt}")
+    if plan.last_decision:
+        at = f"{plan.last_decision_at:%Y-%m-%d %H:%M:%S} UTC: " if plan.last_decision_at else ""
+        print(f"  decided    {at}{_shown(plan.last_decision)}")
+    for event in events:
+        mitigated = event.seconds_to_mitigate
+        took = f" (mitigated in {mitigated:.0f} s)" if mitigated is not None else ""
+        audit = f" [audit {event.audit_id}]" if event.audit_id else ""
+        print(
+            f"  {event.at:%Y-%m-%d %H:%M:%S} {event.kind:<8} {event.from_percentage:g} → "
+            f"{event.to_percentage:g} %{audit}{took}: {_shown(event.text)}"
+        )
+
+
+def _in(at: datetime, now: datetime) -> str:
+    seconds = (at - now).total_seconds()
+    return "due now" if seconds <= 0 else f"in {seconds:.0f} s"
+
+
+def _heartbeat_text(beat: Heartbeat | None, now: datetime) -> str:
+    if beat is None:
+        return "autopilot: no controller has ever run (start one: rollout-dashboard autopilot)"
+    if beat.last_tick_at is None:
+        last = "no tick yet"
+    else:
+        last = f"last tick {(now - beat.last_tick_at).total_seconds():.0f} s ago"
+    state = "DEAD: nobody is acting on the plans" if beat.is_dead(now) else "alive"
+    return (
+        f"autopilot: {state}; leader {printable(beat.holder)}, {last}, "
+        f"one tick every {beat.interval_seconds:g} s, {beat.ticks} ticks"
+    )
+
+
+def _heartbeat_json(beat: Heartbeat | None, now: datetime) -> dict[str, Any] | None:
+    if beat is None:
+        return None
+    return {
+        "holder": beat.holder,
+        "acquired_at": beat.acquired_at.isoformat(),
+        "expires_at": beat.expires_at.isoformat(),
+        "last_tick_at": beat.last_tick_at.isoformat() if beat.last_tick_at else None,
+        "last_tick_seconds": beat.last_tick_seconds,
+        "interval_seconds": beat.interval_seconds,
+        "ticks": beat.ticks,
+        "lag_seconds": beat.lag_seconds(now),
+        "dead": beat.is_dead(now),
+    }
+
+
+def _plan_json(
+    plan: RolloutPlan, percentage: float, events: Sequence[AutopilotEvent]
+) -> dict[str, Any]:
+    step, by_person = _next_step(plan, percentage)
+    return {
+        "flag": plan.flag,
+        "environment": plan.environment,
+        "status": str(plan.status),
+        "status_reason": plan.status_reason,
+        "status_by": plan.status_by,
+        "status_at": _iso(plan.status_at),
+        "steps": list(plan.steps),
+        "soak_seconds": plan.soak.total_seconds(),
+        "gates": sorted(plan.gates),
+        "on_failure": str(plan.on_failure),
+        "stop_at": plan.stop_at,
+        "allowed_hours": plan.allowed_hours.as_json() if plan.allowed_hours else None,
+        "percentage": percentage,
+        "expected": {
+            "state": str(plan.expected_state),
+            "percentage": plan.expected_percentage,
+        },
+        "next_step": step,
+        "next_step_waits_for_a_person": by_person,
+        "next_at": _iso(plan.next_at),
+        "last_decision": plan.last_decision,
+        "last_decision_at": _iso(plan.last_decision_at),
+        "created_by": plan.created_by,
+        "created_at": _iso(plan.created_at),
+        "version": plan.version,
+        "events": [_event_json(e) for e in events],
+    }
+
+
+def _event_json(event: AutopilotEvent) -> dict[str, Any]:
+    return {
+        "at": event.at.isoformat(),
+        "kind": event.kind,
+        "from_percentage": event.from_percentage,
+        "to_percentage": event.to_percentage,
+        "text": event.text,
+        "gate": event.gate,
+        "audit_id": event.audit_id or None,
+        "seconds_to_mitigate": event.seconds_to_mitigate,
+    }
+
+
+def _iso(at: datetime | None) -> str | None:
+    return at.isoformat() if at else None
+
+
+def _where(state: object, percentage: float) -> str:
+    return f"{state} {percentage:g} %"
+
+
+# -- autopilot -----------------------------------------------------------------------
+
+
+def _run_autopilot(args: argparse.Namespace, settings: Settings) -> int:
+    from app.runtime import open_runtime
+
+    runtime = open_runtime(settings)
+    for notice in runtime.notices:
+        print(f"warning: {notice}", file=sys.stderr)
+    if runtime.engine is None:
+        print(
+            "error: the autopilot needs the metrics database (plans, lease, audit), which is "
+            "unavailable",
+            file=sys.stderr,
+        )
+        return ExitCode.UNAVAILABLE
+    controller = runtime.autopilot(holder=args.holder)
+    if args.interval is not None:
+        from dataclasses import replace
+
+        controller.config = replace(controller.config, interval=timedelta(seconds=args.interval))
+    if args.once:
+        return _once(controller)
+    stop = threading.Event()
+    return run_controller(controller, stop, verbose=args.verbose, on_signals=True)
+
+
+def _once(controller: Controller) -> int:
+    """One tick; every plan's decision. The lease is let go after it (a running
+    controller takes over at once)."""
+    from app.autopilot.controller import LEASE
+
+    report = controller.tick()
+    if report.leader:
+        controller.store.release_lease(LEASE, controller.holder, controller.clock())
+    for notice in report.notices:
+        print(f"warning: {notice}", file=sys.stderr)
+    if _unavailable(report):
+        print("error: the metrics database is unavailable: no plan acted on", file=sys.stderr)
+        return ExitCode.UNAVAILABLE
+    if not report.leader:
+        print(
+            f"another autopilot leads ({printable(report.holder)}): this process did nothing; "
+            "it acts when that one stops or its lease runs out"
+        )
+        return ExitCode.CONFLICT
+    if not report.outcomes:
+        print(f"tick as {printable(report.holder)}: no active plan")
+    for outcome in report.outcomes:
+        print(_decision_line(outcome))
+    print(_summary(report))
+    return ExitCode.DONE
+
+
+def _unavailable(report: TickReport) -> bool:
+    if not report.leader:
+        return not report.holder  # the lease could not even be read
+    return not report.outcomes and any("no plan acted on" in n for n in report.notices)
+
+
+#: the moves that changed a flag or a plan: printed as they happen
+CHANGING = frozenset({"advance", "rollback", "kill", "pause"})
+
+
+def run_controller(
+    controller: Controller,
+    stop: threading.Event,
+    *,
+    verbose: bool = False,
+    on_signals: bool = False,
+    out: Callable[[str], None] | None = None,
+) -> int:
+    """Tick every interval until `stop` is set (with `on_signals`: by SIGTERM or SIGINT
+    too), printing each advance, rollback, kill and pause, a change of leader, and with
+    `verbose` a summary of every tick; the lease is released on the way out. Exit 0."""
+    from app.autopilot.controller import LEASE
+
+    say = out or _say
+    if on_signals:
+
+        def stopping(_signum: int, _frame: FrameType | None) -> None:
+            stop.set()
+
+        signal.signal(signal.SIGTERM, stopping)
+        signal.signal(signal.SIGINT, stopping)
+    interval = controller.config.interval.total_seconds()
+    say(
+        f"autopilot {controller.holder}: one tick every {interval:g} s "
+        f"(lease {controller.config.lease_period.total_seconds():g} s); stop with Ctrl-C"
+    )
+    leading: bool | None = None
+    try:
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                report = controller.tick()
+            except Exception as error:  # a tick's failure must not end the controller
+                say(f"tick failed: {type(error).__name__}: {error}")
+            else:
+                leading = _say_tick(report, leading, verbose, say)
+            spent = time.monotonic() - started
+            stop.wait(max(0.0, interval - spent))
+    finally:
+        controller.store.release_lease(LEASE, controller.holder, controller.clock())
+    say(f"autopilot {controller.holder}: stopped, lease released")
+    return ExitCode.DONE
+
+
+def _say_tick(
+    report: TickReport, leading: bool | None, verbose: bool, say: Callable[[str], None]
+) -> bool:
+    """Print what changed in one tick; returns whether this process leads now."""
+    if report.leader != leading:
+        if report.leader:
+            say(f"{_clock(report.at)} leading: this process acts on the plans")
+        elif report.holder:
+            say(f"{_clock(report.at)} standing by: {printable(report.holder)} leads")
+    for outcome in report.outcomes:
+        if str(outcome.decision.move) in CHANGING:
+            say(_decision_line(outcome, report.at))
+    if verbose:
+        say(_summary(report))
+        for notice in report.notices:
+            say(f"  notice: {_shown(notice)}")
+    elif _unavailable(report):
+        say(f"{_clock(report.at)} metrics database unavailable: no plan acted on")
+    return report.leader
+
+
+def _decision_line(outcome: PlanOutcome, at: datetime | None = None) -> str:
+    plan = outcome.plan
+    audit = ""
+    if outcome.applied is not None and outcome.applied.audit:
+        audit = f" [audit {outcome.applied.audit[0].id}]"
+    when = f"{_clock(at)} " if at is not None else ""
+    return (
+        f"{when}{plan.environment} {plan.flag}: {outcome.decision.move}{audit} — "
+        f"{_shown(outcome.said)}"
+    )
+
+
+def _summary(report: TickReport) -> str:
+    if not report.leader:
+        who = printable(report.holder) if report.holder else "nobody (database unavailable)"
+        return f"{_clock(report.at)} tick: standby, {who} leads"
+    counts: dict[str, int] = {}
+    for outcome in report.outcomes:
+        move = str(outcome.decision.move)
+        counts[move] = counts.get(move, 0) + 1
+    moves = ", ".join(f"{n} {move}" for move, n in sorted(counts.items())) or "no active plan"
+    return (
+        f"{_clock(report.at)} tick: {len(report.outcomes)} plan(s): {moves}; "
+        f"{report.queries} metric queries, {report.seconds:.2f} s"
+    )
+
+
+def _clock(at: datetime | None) -> str:
+    return f"{at:%H:%M:%S}" if at is not None else ""
+
+
+def _shown(text: str) -> str:
+    """A reason, a decision or a problem in full (they can be long), on one line."""
+    return printable(text, limit=LONG_TEXT)
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
