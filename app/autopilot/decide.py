@@ -99,6 +99,7 @@ def decide(plan: RolloutPlan, seen: PlanEvidence, *, pause_after_ticks: int = 10
         and not errors.passed
         and errors.value is not None
     ) or ("canary" in plan.gates and seen.canary is Verdict.FAIL)
+    suspect = suspect or (decision.gate is not None and decision.move is not Move.NONE)
     if suspect and not decision.failing and plan.is_active:
         return replace(decision, failing=True)
     return decision
@@ -112,7 +113,15 @@ def _decide(plan: RolloutPlan, seen: PlanEvidence, pause_after_ticks: int) -> De
         return moved
     failed = _failed_on_data(plan, seen)
     if failed is not None:
-        return _on_failure(plan, seen, failed)
+        gate, strong = failed
+        if not strong and plan.failing_since is None:
+            return Decision(
+                Move.WAIT,
+                f"waited: {gate.name} failed ({gate.detail}); acting if the next tick sees it too",
+                gate=gate,
+                failing=True,
+            )
+        return _on_failure(plan, seen, gate)
     by_name = {g.name: g for g in seen.guards if g.name in plan.gates}
     missing = _missing_data(by_name)
     if missing is not None:
@@ -187,8 +196,12 @@ def _moved_by_someone(plan: RolloutPlan, seen: PlanEvidence) -> Decision | None:
     )
 
 
-def _failed_on_data(plan: RolloutPlan, seen: PlanEvidence) -> GuardResult | None:
-    """The first gate whose failure the data shows beyond chance, or None."""
+def _failed_on_data(plan: RolloutPlan, seen: PlanEvidence) -> tuple[GuardResult, bool] | None:
+    """The first gate whose failure the data shows beyond chance, and whether that is
+    strong evidence (an error rate above its threshold, a canary FAIL) or a comparison
+    that chance alone makes fail about once in a hundred windows (a treatment worse than
+    its control below the threshold, a sample ratio mismatch), which acts only when the
+    tick before saw a failure too."""
     by_name = {g.name: g for g in seen.guards}
     errors = by_name.get("error_rate")
     if (
@@ -196,9 +209,12 @@ def _failed_on_data(plan: RolloutPlan, seen: PlanEvidence) -> GuardResult | None
         and errors is not None
         and not errors.passed
         and errors.value is not None
-        and _errors_significant(errors, seen)
     ):
-        return errors
+        above = _above_threshold(errors, seen)
+        if above is None:  # below it: only the significant comparison failed it
+            return errors, False
+        if above:
+            return errors, True
     exposure = by_name.get("exposure")
     if (
         "exposure" in plan.gates
@@ -208,24 +224,25 @@ def _failed_on_data(plan: RolloutPlan, seen: PlanEvidence) -> GuardResult | None
         and _full_window_at_step(seen)
         and _srm(seen)
     ):
-        return exposure
+        return exposure, False
     if "canary" in plan.gates and seen.canary is Verdict.FAIL:
-        return GuardResult(
+        canary = GuardResult(
             "canary", False, str(Verdict.FAIL), str(Verdict.PASS), seen.canary_detail
         )
+        return canary, True
     return None
 
 
-def _errors_significant(guard: GuardResult, seen: PlanEvidence) -> bool:
-    """An error-rate failure the data proves: a ratio significantly above the threshold,
-    or (below it) the treatment failing significantly more than its control."""
+def _above_threshold(guard: GuardResult, seen: PlanEvidence) -> bool | None:
+    """Whether the error ratio is above the threshold by more than chance; None when it
+    is not above it at all (the guard failed on the treatment-vs-control test)."""
     counts = seen.variants or {}
     total = sum(v.evaluations for v in counts.values())
     errors = sum(v.errors for v in counts.values())
     threshold = float(guard.threshold) if isinstance(guard.threshold, int | float) else 0.0
     if total > 0 and errors / total > threshold:
         return significantly_above(errors, total, threshold, seen.significance)
-    return True  # failed below the threshold: only the significant comparison fails it
+    return None
 
 
 def _full_window_at_step(seen: PlanEvidence) -> bool:

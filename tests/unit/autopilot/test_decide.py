@@ -137,11 +137,14 @@ def test_error_rate_above_threshold_but_not_significant_waits() -> None:
     assert decision.failing  # the time to mitigate starts at the first failing tick
 
 
-def test_treatment_significantly_worse_than_control_below_threshold_rolls_back() -> None:
+def test_treatment_significantly_worse_than_control_rolls_back_when_seen_twice() -> None:
     p = plan(expected_percentage=25.0)
     worse = counts(25_000, 200, 75_000, 0)  # 0.2 % overall, all of it on the treatment
-    decision = decide(p, seen(p, percentage=25.0, variants=worse))
-    assert (decision.move, decision.to) == (Move.ROLLBACK, 5.0)
+    first = decide(p, seen(p, percentage=25.0, variants=worse))
+    assert (first.move, first.failing) == (Move.WAIT, True)
+    assert "acting if the next tick sees it too" in first.reason
+    confirmed = decide(replace(p, failing_since=NOW), seen(p, percentage=25.0, variants=worse))
+    assert (confirmed.move, confirmed.to) == (Move.ROLLBACK, 5.0)
 
 
 @pytest.mark.parametrize(("on_failure", "move", "to"), [("kill", Move.KILL, 0.0)])
@@ -160,7 +163,7 @@ def test_on_failure_pause_changes_nothing() -> None:
 
 
 def test_rollback_below_the_first_step_goes_to_zero() -> None:
-    p = plan(expected_percentage=1.0)
+    p = plan(expected_percentage=1.0, failing_since=NOW)  # seen failing at the tick before
     decision = decide(p, seen(p, percentage=1.0, variants=counts(1000, 200, 99_000, 0)))
     assert (decision.move, decision.to) == (Move.ROLLBACK, 0.0)
 
@@ -168,7 +171,9 @@ def test_rollback_below_the_first_step_goes_to_zero() -> None:
 def test_sample_ratio_mismatch_over_a_full_window_rolls_back() -> None:
     p = plan(expected_percentage=25.0)
     skewed = counts(4000, 0, 6000, 0)  # 40 % seen at 25 %
-    decision = decide(p, seen(p, percentage=25.0, variants=skewed))
+    first = decide(p, seen(p, percentage=25.0, variants=skewed))
+    assert (first.move, first.failing) == (Move.WAIT, True)
+    decision = decide(replace(p, failing_since=NOW), seen(p, percentage=25.0, variants=skewed))
     assert decision.move is Move.ROLLBACK
     assert decision.gate is not None and decision.gate.name == "exposure"
 
