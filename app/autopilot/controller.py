@@ -271,6 +271,7 @@ class Controller:
             idempotency_key=plan.action_key(str(action), decision.to),
             expected_versions={plan.flag: snapshot.versions.get(plan.flag, "")},
             confirmed=(confirmed,),
+            judged=tuple(gates),
         )
         result = execute_action(request, self.backend, self.audit, lambda _s, _f: list(gates))
         if result.applied:

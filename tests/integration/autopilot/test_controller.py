@@ -151,6 +151,10 @@ def test_a_failing_treatment_is_rolled_back_and_the_plan_paused(
     assert event.seconds_to_mitigate is not None and event.seconds_to_mitigate >= 0
     record = audit.get(event.audit_id)
     assert record is not None and record.actor == "autopilot" and record.action == "rollback"
+    # the gates judged, the failed one with its value, in the rollback's own record
+    assert {g["name"] for g in record.guards} == GATES
+    failed = {g["name"]: g for g in record.guards if not g["passed"]}
+    assert failed["error_rate"]["value"] == pytest.approx(0.03)
 
     later = controller.tick().outcome(FLAG)  # paused: nothing more
     assert later is None
