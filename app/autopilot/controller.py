@@ -35,7 +35,7 @@ from app.rollout.actions import (
     Transition,
     execute_action,
 )
-from app.rollout.audit import AuditLog
+from app.rollout.audit import AuditLog, Outcome
 from app.rollout.guards import GuardPolicy, GuardResult
 from app.rollout.roles import Identity, Role
 from queries.canary import CanaryQueries
@@ -46,6 +46,7 @@ __all__ = ["LEASE", "Controller", "ControllerConfig", "PlanOutcome", "TickReport
 LEASE = "autopilot"
 _log = logging.getLogger(__name__)
 
+_FOUND_APPLIED = "found applied by the next tick: the tick that wrote it was cut off"
 _ACTIONS = {Move.ADVANCE: Action.ADVANCE, Move.ROLLBACK: Action.ROLLBACK, Move.KILL: Action.KILL}
 
 
@@ -235,6 +236,11 @@ class Controller:
         decision = decide(plan, seen, pause_after_ticks=self.config.pause_after_ticks)
         if decision.move is Move.RESYNC:
             return self._resync(plan, seen.state, seen.percentage, changes.get(plan.flag), now)
+        moved = (seen.state, seen.percentage) != (plan.expected_state, plan.expected_percentage)
+        if decision.move is Move.PAUSE and moved:
+            own = self._cut_off_after_applying(plan, seen.state, seen.percentage)
+            if own is not None:
+                return self._resync(plan, seen.state, seen.percentage, own, now)
         if decision.move is Move.PAUSE:
             return self._pause(plan, decision, now)
         if decision.move in _ACTIONS:
@@ -246,6 +252,29 @@ class Controller:
         if decision.move is Move.WAIT and seen.at_step_since is not None:
             next_at = max(now, seen.at_step_since + plan.soak)
         return self._keep(plan, decision, now, next_at)
+
+    def _cut_off_after_applying(
+        self, plan: RolloutPlan, state: FlagState, percentage: float
+    ) -> SeenChange | None:
+        """The plan's own action that moved the flag where it is, left pending by a tick
+        cut off between the write and its outcome (a leader killed mid-tick): settled
+        applied now, so the plan follows it instead of pausing on an unknown change."""
+        newest = self.audit.entries(plan.flag, environment=plan.environment, limit=1)
+        if not newest:
+            return None
+        entry = newest[0]
+        own = (entry.idempotency_key or "").startswith(f"autopilot-{plan.id}-")
+        there = (entry.to_state, entry.to_percentage) == (str(state), percentage)
+        if entry.outcome is not Outcome.PENDING or not own or not there:
+            return None
+        self.audit.settle(entry, Outcome.APPLIED, _FOUND_APPLIED)
+        return SeenChange(
+            entry.actor,
+            entry.at,
+            entry.idempotency_key or "",
+            entry.from_percentage,
+            entry.to_percentage,
+        )
 
     def _act(
         self,
