@@ -276,6 +276,37 @@ def test_a_step_written_by_a_tick_cut_off_before_its_outcome_is_adopted_not_take
     assert backend.load(ENV).flag(FLAG).percentage == 25.0
 
 
+@pytest.mark.parametrize("left", [Outcome.PENDING, Outcome.FAILED])
+def test_a_step_whose_key_an_unapplied_attempt_spent_is_taken_under_the_next_key(
+    engine: Engine,
+    backend: YamlFlagBackend,
+    audit: AuditLog,
+    controller: Controller,
+    left: Outcome,
+) -> None:
+    """PENDING: a tick cut off before it wrote the flag; FAILED: a write that failed.
+    Either way the flag is still at 10 %: the step must not wait for ever on its key."""
+    plan = a_plan(engine, backend, audit)
+    evaluations(engine, 0.10)
+    spent = cut_off_advance(plan, backend, audit, written=False)
+    if left is Outcome.FAILED:
+        audit.settle(spent, Outcome.FAILED, "flags unreadable: disk full")
+    outcome = controller.tick().outcome(FLAG)
+    assert outcome is not None and outcome.decision.move is Move.ADVANCE
+    assert outcome.applied is not None and outcome.applied.applied
+    assert backend.load(ENV).flag(FLAG).percentage == 25.0
+    applied = audit.entries(FLAG, environment=ENV, outcomes=(Outcome.APPLIED,))
+    assert [(e.from_percentage, e.to_percentage) for e in applied] == [(10.0, 25.0)]
+    assert applied[0].idempotency_key == f"autopilot-{plan.id}-2-advance-25"
+    first = audit.get(spent.id)
+    assert first is not None and first.outcome is Outcome.FAILED
+    if left is Outcome.PENDING:
+        assert "cut off before changing the flag" in first.detail
+    stored = PlanStore(engine).get(ENV, FLAG)
+    assert stored is not None and stored.status is PlanStatus.ACTIVE
+    assert (stored.expected_percentage, stored.actions_taken) == (25.0, 2)
+
+
 def test_no_data_never_advances_and_pauses_after_n_ticks(
     engine: Engine, backend: YamlFlagBackend, audit: AuditLog, controller: Controller
 ) -> None:
