@@ -156,6 +156,12 @@ class Controller:
             return TickReport(now, True, self.holder, notices=(f"{error}: no plan acted on",))
         outcomes: list[PlanOutcome] = []
         notices: list[str] = []
+        if self.audit.pending_in_journal():
+            # Actions journalled while the database was down (a tick cut off by it) are
+            # the autopilot's own: in the database, the plans below recognise them.
+            moved = self.audit.replay_journal()
+            if moved:
+                notices.append(f"{moved} audit record(s) journalled while the database was down")
         queries = 0
         for environment in sorted({p.environment for p in plans}):
             planned = [p for p in plans if p.environment == environment]
