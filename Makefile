@@ -34,3 +34,4 @@ bench: setup  ## benchmarks, each against a baseline measured in the same run
 	$(UV) run python -m tests.bench.bench_config
 	$(UV) run python -m tests.bench.bench_browser
 	$(UV) run python -m tests.bench.bench_unleash_sync
+	$(UV) run python -m tests.bench.bench_autopilot

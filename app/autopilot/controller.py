@@ -35,7 +35,7 @@ from app.rollout.actions import (
     Transition,
     execute_action,
 )
-from app.rollout.audit import AuditLog
+from app.rollout.audit import AuditLog, Outcome
 from app.rollout.guards import GuardPolicy, GuardResult
 from app.rollout.roles import Identity, Role
 from queries.canary import CanaryQueries
@@ -46,6 +46,10 @@ __all__ = ["LEASE", "Controller", "ControllerConfig", "PlanOutcome", "TickReport
 LEASE = "autopilot"
 _log = logging.getLogger(__name__)
 
+_FOUND_APPLIED = "found applied by the next tick: the tick that wrote it was cut off"
+_CUT_OFF_BEFORE = "not applied: the tick that wrote it was cut off before changing the flag"
+#: fresh keys one tick tries for a step whose key an unapplied attempt spent
+_FRESH_KEYS = 3
 _ACTIONS = {Move.ADVANCE: Action.ADVANCE, Move.ROLLBACK: Action.ROLLBACK, Move.KILL: Action.KILL}
 
 
@@ -245,6 +249,11 @@ class Controller:
         decision = decide(plan, seen, pause_after_ticks=self.config.pause_after_ticks)
         if decision.move is Move.RESYNC:
             return self._resync(plan, seen.state, seen.percentage, changes.get(plan.flag), now)
+        moved = (seen.state, seen.percentage) != (plan.expected_state, plan.expected_percentage)
+        if decision.move is Move.PAUSE and moved:
+            own = self._cut_off_after_applying(plan, seen.state, seen.percentage)
+            if own is not None:
+                return self._resync(plan, seen.state, seen.percentage, own, now)
         if decision.move is Move.PAUSE:
             return self._pause(plan, decision, now)
         if decision.move in _ACTIONS:
@@ -256,6 +265,29 @@ class Controller:
         if decision.move is Move.WAIT and seen.at_step_since is not None:
             next_at = max(now, seen.at_step_since + plan.soak)
         return self._keep(plan, decision, now, next_at)
+
+    def _cut_off_after_applying(
+        self, plan: RolloutPlan, state: FlagState, percentage: float
+    ) -> SeenChange | None:
+        """The plan's own action that moved the flag where it is, left pending by a tick
+        cut off between the write and its outcome (a leader killed mid-tick): settled
+        applied now, so the plan follows it instead of pausing on an unknown change."""
+        newest = self.audit.entries(plan.flag, environment=plan.environment, limit=1)
+        if not newest:
+            return None
+        entry = newest[0]
+        own = (entry.idempotency_key or "").startswith(f"autopilot-{plan.id}-")
+        there = (entry.to_state, entry.to_percentage) == (str(state), percentage)
+        if entry.outcome is not Outcome.PENDING or not own or not there:
+            return None
+        self.audit.settle(entry, Outcome.APPLIED, _FOUND_APPLIED)
+        return SeenChange(
+            entry.actor,
+            entry.at,
+            entry.idempotency_key or "",
+            entry.from_percentage,
+            entry.to_percentage,
+        )
 
     def _act(
         self,
@@ -281,8 +313,21 @@ class Controller:
             idempotency_key=plan.action_key(str(action), decision.to),
             expected_versions={plan.flag: snapshot.versions.get(plan.flag, "")},
             confirmed=(confirmed,),
+            judged=tuple(gates),
         )
+        stored = plan
         result = execute_action(request, self.backend, self.audit, lambda _s, _f: list(gates))
+        for _ in range(_FRESH_KEYS):
+            if not result.replayed or result.applied:
+                break
+            # The key was spent by an attempt that left the flag where the plan expects
+            # it (a tick cut off before writing, or a failed write): the step is taken
+            # under the plan's next key, never under none.
+            self._settle_unapplied(result)
+            plan = replace(plan, actions_taken=plan.actions_taken + 1)
+            key = plan.action_key(str(action), decision.to)
+            request = replace(request, idempotency_key=key)
+            result = execute_action(request, self.backend, self.audit, lambda _s, _f: list(gates))
         if result.applied:
             return self._applied(plan, decision, result, now)
         if result.exit_code is ExitCode.CONFLICT:
@@ -290,7 +335,14 @@ class Controller:
             return self._pause(plan, replace(decision, move=Move.PAUSE, reason=said), now)
         said = f"waited: {decision.move} {_pct(plan.expected_percentage)} → {_pct(decision.to)} "
         said += f"not applied ({result.error})"
-        return self._keep(plan, replace(decision, move=Move.WAIT, reason=said), now)
+        return self._keep(plan, replace(decision, move=Move.WAIT, reason=said), now, stored=stored)
+
+    def _settle_unapplied(self, result: ActionResult) -> None:
+        """A pending record of an attempt whose tick was cut off before it wrote the flag
+        (the flag is still at its `from`): failed, saying so."""
+        pending = [e for e in result.audit if e.outcome is Outcome.PENDING]
+        if pending:
+            self.audit.settle_many(pending, Outcome.FAILED, _CUT_OFF_BEFORE)
 
     def _applied(
         self, plan: RolloutPlan, decision: Decision, result: ActionResult, now: datetime
@@ -388,8 +440,11 @@ class Controller:
         decision: Decision,
         now: datetime,
         next_at: datetime | None = None,
+        stored: RolloutPlan | None = None,
     ) -> PlanOutcome:
-        """Record a wait or a hold: the words, the no-data count, when failing began."""
+        """Record a wait or a hold: the words, the no-data count, when failing began.
+        `stored` is the plan as read, when `plan` already differs from it (keys spent)."""
+        base = stored or plan
         failing_since = (plan.failing_since or now) if decision.failing else None
         kept = replace(
             plan,
@@ -400,10 +455,11 @@ class Controller:
             next_at=next_at,
         )
         unchanged = (
-            kept.last_decision == plan.last_decision
-            and kept.ticks_without_data == plan.ticks_without_data
-            and kept.failing_since == plan.failing_since
-            and kept.next_at == plan.next_at
+            kept.last_decision == base.last_decision
+            and kept.ticks_without_data == base.ticks_without_data
+            and kept.failing_since == base.failing_since
+            and kept.next_at == base.next_at
+            and kept.actions_taken == base.actions_taken
         )
         if unchanged:  # nothing new to say: no write (1,000 plans waiting cost nothing)
             return PlanOutcome(plan, decision, decision.reason)

@@ -149,6 +149,15 @@ def _decide(plan: RolloutPlan, seen: PlanEvidence, pause_after_ticks: int) -> De
         waiting.append(f"canary {verdict}" + _because(seen.canary_detail))
     if waiting:
         return Decision(Move.WAIT, "waited: " + "; ".join(waiting), to=step)
+    if not _full_window_at_step(seen):  # judged partly on the step before: not yet
+        assert seen.at_step_since is not None
+        at_step = (seen.now - seen.at_step_since).total_seconds()
+        return Decision(
+            Move.WAIT,
+            f"waited: a whole window at this step ({_minutes(at_step)} of "
+            f"{_minutes(seen.window.total_seconds())})",
+            to=step,
+        )
     if plan.allowed_hours is not None and not plan.allowed_hours.allows(seen.now):
         return Decision(
             Move.WAIT, f"waited: outside the allowed hours ({plan.allowed_hours.text})", to=step

@@ -248,6 +248,9 @@ class Workload:
         self.evaluators: Mapping[str, Evaluators] = evaluators
         self.rollups = RollupAccumulator()
         self.requests = RequestAccumulator()
+        #: flag -> extra error probability of its rollout variant in every environment,
+        #: set on demand by `fail_treatment` (a regression injected while running)
+        self.injected_treatment_failures: dict[str, float] = {}
         self._requests = Counter(
             "http_requests", "HTTP requests", ["track", "code", "environment"], registry=registry
         )
@@ -272,6 +275,11 @@ class Workload:
             self._serve_requests(env, seconds, export)
         return made
 
+    def fail_treatment(self, flag: str, probability: float) -> None:
+        """From the next evaluation on, `flag`'s rollout variant fails `probability` more
+        often in every environment (0 ends the regression)."""
+        self.injected_treatment_failures[flag] = probability
+
     def report_instances(self, engine: Engine, now: datetime) -> None:
         """Heartbeat of the simulated instances: the config version each has loaded."""
         for env, evaluator in self.evaluators.items():
@@ -288,11 +296,13 @@ class Workload:
         )
         result = self.evaluators[env].evaluate(flag, context, now)
         failing = ERROR_PROBABILITY.get(flag.key, {}).get(env, 0.002)
-        if result.variant == flag.rollout.variant and env == "production":
-            failing += TREATMENT_ERROR_PROBABILITY.get(flag.key, 0.0)
-            regression = self.failing.get(flag.key)
-            if regression is not None and flag.percentage >= regression.from_percentage:
-                failing += regression.probability
+        if result.variant == flag.rollout.variant:
+            if env == "production":
+                failing += TREATMENT_ERROR_PROBABILITY.get(flag.key, 0.0)
+                regression = self.failing.get(flag.key)
+                if regression is not None and flag.percentage >= regression.from_percentage:
+                    failing += regression.probability
+            failing += self.injected_treatment_failures.get(flag.key, 0.0)
         if rng.random() < failing:
             # The failure happened while serving this variant: it keeps the label, so a
             # treatment that fails more than its baseline shows up per variant.

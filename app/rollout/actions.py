@@ -102,7 +102,9 @@ class ActionRequest:
     `confirmed` are the transitions the person confirmed in a dialog: exactly these are
     applied, or the request is refused as a conflict. `restore_of` is the audit id a
     restore reverts. `approved_request` is the change request whose approval this
-    request applies (`app.approvals`)."""
+    request applies (`app.approvals`). `judged` are the gates the requester judged before
+    asking (the autopilot's evidence for a rollback or kill, which measures nothing
+    itself): recorded in the audit record, never a reason to refuse."""
 
     action: Action
     environment: str
@@ -117,6 +119,7 @@ class ActionRequest:
     confirmed: tuple[Transition, ...] | None = None
     restore_of: str | None = None
     approved_request: str | None = None
+    judged: tuple[GuardResult, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -728,7 +731,7 @@ def _record(audit: AuditLog, plan: Plan, outcome: Outcome, at: datetime) -> tupl
     carries the request's idempotency key and the others `<key>/<flag>`, so a replay of
     the key finds the first."""
     request = plan.request
-    guards = [g.as_json() for g in plan.guards]
+    guards = [g.as_json() for g in plan.guards or request.judged]
     return tuple(
         audit.record_many(
             [

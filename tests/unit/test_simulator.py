@@ -123,3 +123,25 @@ def test_a_failing_treatment_fails_only_from_its_percentage_up(tmp_path: Path):
 def test_a_failing_treatment_written_wrong_is_refused(text: str):
     with pytest.raises(ValueError, match="FLAG"):
         FailingTreatment.parse(text)
+
+
+def test_a_regression_injected_on_demand_fails_only_that_flags_treatment(tmp_path: Path):
+    flags = prepare_state_dir(tmp_path)
+    workload = Workload(flags, CollectorRegistry(), seed=11)
+    workload.fail_treatment("ab_testing", 1.0)
+    workload.tick(120.0, NOW)
+    rollups = workload.rollups.drain(NOW, 120.0)
+
+    def failed(flag: str, variant: str) -> tuple[int, int]:
+        cells = [r for r in rollups if r.flag == flag and r.variant == variant]
+        return sum(r.errors for r in cells), sum(r.evaluations for r in cells)
+
+    errors, total = failed("ab_testing", "treatment")
+    assert total > 50 and errors == total  # every treatment evaluation fails, both environments
+    control_errors, control_total = failed("ab_testing", "control")
+    assert control_total > 50 and control_errors == 0  # ab_testing is otherwise clean
+
+    workload.fail_treatment("ab_testing", 0.0)
+    workload.tick(120.0, NOW)
+    after = [r for r in workload.rollups.drain(NOW, 120.0) if r.flag == "ab_testing"]
+    assert sum(r.evaluations for r in after) > 100 and sum(r.errors for r in after) == 0

@@ -13,16 +13,17 @@ from sqlalchemy import Engine
 
 from app.autopilot.controller import Controller, ControllerConfig
 from app.autopilot.decide import Move
-from app.autopilot.model import PlanInvalid, PlanStatus
+from app.autopilot.model import PlanInvalid, PlanStatus, RolloutPlan
 from app.autopilot.service import SECOND_PERSON, pause_plan, resume_plan, set_plan
 from app.autopilot.store import PlanStore
+from app.flags.backend import FlagChange
 from app.flags.loader import BUNDLED_CONFIG
 from app.flags.model import FlagState
 from app.flags.yaml_backend import YamlFlagBackend
 from app.metrics_db.database import insert_rollups, open_database
 from app.metrics_db.records import EvaluationRollup
 from app.rollout.actions import Action, ActionRequest, execute_action
-from app.rollout.audit import AuditLog, Outcome
+from app.rollout.audit import AuditEntry, AuditLog, Outcome
 from app.rollout.roles import Identity, NotAuthorized, Role
 from queries.sql import SqlMetrics
 
@@ -151,6 +152,10 @@ def test_a_failing_treatment_is_rolled_back_and_the_plan_paused(
     assert event.seconds_to_mitigate is not None and event.seconds_to_mitigate >= 0
     record = audit.get(event.audit_id)
     assert record is not None and record.actor == "autopilot" and record.action == "rollback"
+    # the gates judged, the failed one with its value, in the rollback's own record
+    assert {g["name"] for g in record.guards} == GATES
+    failed = {g["name"]: g for g in record.guards if not g["passed"]}
+    assert failed["error_rate"]["value"] == pytest.approx(0.03)
 
     later = controller.tick().outcome(FLAG)  # paused: nothing more
     assert later is None
@@ -223,6 +228,83 @@ def test_an_applied_step_whose_plan_was_not_updated_is_adopted_not_repeated(
     assert stored is not None and stored.status is PlanStatus.ACTIVE
     assert (stored.expected_percentage, stored.actions_taken) == (25.0, 1)
     assert len(audit.entries(FLAG, environment=ENV, outcomes=(Outcome.APPLIED,))) == 1
+
+
+def cut_off_advance(
+    plan: RolloutPlan, backend: YamlFlagBackend, audit: AuditLog, *, written: bool
+) -> AuditEntry:
+    """What a leader killed mid-tick leaves: the pending record of the plan's advance
+    10 % → 25 %, and the flag written (`written`) or not yet."""
+    pending = audit.record(
+        AuditEntry(
+            at=datetime.now(UTC),
+            actor="autopilot",
+            action="advance",
+            flag=FLAG,
+            environment=ENV,
+            from_state="rollout",
+            from_percentage=10.0,
+            to_state="rollout",
+            to_percentage=25.0,
+            reason="autopilot: advance 10 % → 25 %",
+            outcome=Outcome.PENDING,
+            idempotency_key=plan.action_key("advance", 25),
+        )
+    )
+    if written:
+        snapshot = backend.load(ENV)
+        backend.apply(ENV, [FlagChange(FLAG, FlagState.ROLLOUT, 25.0)], snapshot.versions)
+    return pending
+
+
+def test_a_step_written_by_a_tick_cut_off_before_its_outcome_is_adopted_not_taken_for_a_person(
+    engine: Engine, backend: YamlFlagBackend, audit: AuditLog, controller: Controller
+) -> None:
+    plan = a_plan(engine, backend, audit)
+    evaluations(engine, 0.10)
+    pending = cut_off_advance(plan, backend, audit, written=True)
+    outcome = controller.tick().outcome(FLAG)
+    assert outcome is not None and outcome.decision.move is Move.RESYNC
+    stored = PlanStore(engine).get(ENV, FLAG)
+    assert stored is not None and stored.status is PlanStatus.ACTIVE
+    assert (stored.expected_percentage, stored.actions_taken) == (25.0, 1)
+    settled = audit.get(pending.id)
+    assert settled is not None and settled.outcome is Outcome.APPLIED
+    assert "cut off" in settled.detail
+    applied = audit.entries(FLAG, environment=ENV, outcomes=(Outcome.APPLIED,))
+    assert [(e.from_percentage, e.to_percentage) for e in applied] == [(10.0, 25.0)]
+    assert backend.load(ENV).flag(FLAG).percentage == 25.0
+
+
+@pytest.mark.parametrize("left", [Outcome.PENDING, Outcome.FAILED])
+def test_a_step_whose_key_an_unapplied_attempt_spent_is_taken_under_the_next_key(
+    engine: Engine,
+    backend: YamlFlagBackend,
+    audit: AuditLog,
+    controller: Controller,
+    left: Outcome,
+) -> None:
+    """PENDING: a tick cut off before it wrote the flag; FAILED: a write that failed.
+    Either way the flag is still at 10 %: the step must not wait for ever on its key."""
+    plan = a_plan(engine, backend, audit)
+    evaluations(engine, 0.10)
+    spent = cut_off_advance(plan, backend, audit, written=False)
+    if left is Outcome.FAILED:
+        audit.settle(spent, Outcome.FAILED, "flags unreadable: disk full")
+    outcome = controller.tick().outcome(FLAG)
+    assert outcome is not None and outcome.decision.move is Move.ADVANCE
+    assert outcome.applied is not None and outcome.applied.applied
+    assert backend.load(ENV).flag(FLAG).percentage == 25.0
+    applied = audit.entries(FLAG, environment=ENV, outcomes=(Outcome.APPLIED,))
+    assert [(e.from_percentage, e.to_percentage) for e in applied] == [(10.0, 25.0)]
+    assert applied[0].idempotency_key == f"autopilot-{plan.id}-2-advance-25"
+    first = audit.get(spent.id)
+    assert first is not None and first.outcome is Outcome.FAILED
+    if left is Outcome.PENDING:
+        assert "cut off before changing the flag" in first.detail
+    stored = PlanStore(engine).get(ENV, FLAG)
+    assert stored is not None and stored.status is PlanStatus.ACTIVE
+    assert (stored.expected_percentage, stored.actions_taken) == (25.0, 2)
 
 
 def test_no_data_never_advances_and_pauses_after_n_ticks(

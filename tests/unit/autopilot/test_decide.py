@@ -281,8 +281,15 @@ def test_paused_and_aborted_plans_do_nothing() -> None:
 
 def test_gates_left_out_of_the_plan_do_not_block() -> None:
     p = plan(gates=frozenset({"data_fresh", "error_rate"}))
-    decision = decide(p, seen(p, soaked=timedelta(minutes=1)))
+    decision = decide(p, seen(p, soaked=timedelta(minutes=10)))  # soak 30 min not gated
     assert decision.move is Move.ADVANCE
+
+
+def test_an_advance_waits_for_a_whole_window_at_the_step() -> None:
+    p = plan(soak=timedelta(seconds=30))
+    decision = decide(p, seen(p, soaked=timedelta(minutes=2)))  # window 5 min
+    assert (decision.move, decision.to) == (Move.WAIT, 25.0)
+    assert decision.reason == "waited: a whole window at this step (2 min of 5 min)"
 
 
 @pytest.mark.parametrize(
