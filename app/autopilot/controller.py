@@ -117,6 +117,7 @@ class Controller:
         self.on_event = on_event
         self.clock = clock
         self.identity = Identity(AUTOPILOT_ACTOR, Role.OPERATOR, "autopilot")
+        self._act_until = math.inf
 
     # the loop
 
@@ -140,6 +141,8 @@ class Controller:
     def tick(self) -> TickReport:
         """One pass over every active plan, if this process holds the lease."""
         started = time.monotonic()
+        #: no action after half the lease: a standby may lead once it has passed
+        self._act_until = started + self.config.lease_period.total_seconds() / 2
         now = self.clock()
         try:
             leader = self.store.take_lease(
@@ -204,8 +207,16 @@ class Controller:
             self.canary() if gated else None,
         )
         changes = self._last_changes(environment)
-        outcomes = [self._plan(p, snapshot, evidence, changes, now) for p in plans]
-        return outcomes, evidence.queries, list(evidence.notices)
+        outcomes, notices = [], list(evidence.notices)
+        for plan in plans:
+            if time.monotonic() > self._act_until:  # the lease may pass to a standby
+                said = "waited: this tick ran past half its lease; the next one goes on"
+                outcomes.append(PlanOutcome(plan, Decision(Move.WAIT, said), said))
+                continue
+            outcomes.append(self._plan(plan, snapshot, evidence, changes, now))
+        if any(o.said.startswith("waited: this tick ran past") for o in outcomes):
+            notices.append("the tick ran past half its lease: some plans wait for the next")
+        return outcomes, evidence.queries, notices
 
     def _last_changes(self, environment: str) -> Mapping[str, SeenChange]:
         if self.engine is None:

@@ -445,3 +445,26 @@ def test_a_step_journaled_while_the_database_was_down_is_adopted_not_paused(
     assert audit.pending_in_journal() == 0
     record = audit.latest_applied(ENV, FLAG)
     assert record is not None and record.actor == "autopilot" and not record.id.startswith("j-")
+
+
+def test_a_tick_past_half_its_lease_acts_no_more(
+    engine: Engine, backend: YamlFlagBackend, audit: AuditLog
+) -> None:
+    """A standby may lead once the lease has passed: a tick that ran long stops acting
+    at half of it, so two leaders never act at once."""
+    a_plan(engine, backend, audit)
+    evaluations(engine, 0.10)
+    slow = Controller(
+        engine=engine,
+        backend=backend,
+        audit=audit,
+        metrics=lambda: [SqlMetrics(engine)],
+        config=ControllerConfig(lease_period=timedelta(microseconds=2)),
+        holder="slow",
+    )
+    report = slow.tick()
+    outcome = report.outcome(FLAG)
+    assert outcome is not None and outcome.decision.move is Move.WAIT
+    assert outcome.said == "waited: this tick ran past half its lease; the next one goes on"
+    assert "the tick ran past half its lease: some plans wait for the next" in report.notices
+    assert backend.load(ENV).flag(FLAG).percentage == 10.0
