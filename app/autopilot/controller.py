@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Engine
 
@@ -381,16 +382,11 @@ class Controller:
                 status_by=AUTOPILOT_ACTOR,
                 status_at=now,
             )
-        event = AutopilotEvent(
-            plan_id=plan.id,
-            at=applied_at,
-            environment=plan.environment,
-            flag=plan.flag,
-            kind=str(decision.move),
-            from_percentage=plan.expected_percentage,
-            to_percentage=decision.to,
-            text=decision.reason,
-            gate=decision.gate.as_json() if decision.gate else None,
+        event = _event(
+            plan,
+            decision,
+            applied_at,
+            decision.to,
             audit_id=audit_id,
             failure_seen_at=(plan.failing_since or now) if lowered else None,
         )
@@ -408,17 +404,7 @@ class Controller:
             ticks_without_data=plan.ticks_without_data + (1 if decision.no_data else 0),
             next_at=None,
         )
-        event = AutopilotEvent(
-            plan_id=plan.id,
-            at=now,
-            environment=plan.environment,
-            flag=plan.flag,
-            kind=str(Move.PAUSE),
-            from_percentage=plan.expected_percentage,
-            to_percentage=plan.expected_percentage,
-            text=decision.reason,
-            gate=decision.gate.as_json() if decision.gate else None,
-        )
+        event = _event(plan, replace(decision, move=Move.PAUSE), now, plan.expected_percentage)
         return self._saved(paused, decision, decision.reason, now, event)
 
     def _resync(
@@ -504,6 +490,24 @@ class Controller:
                 except Exception:  # a notification must never stop a tick
                     _log.exception("autopilot event listener failed")
         return PlanOutcome(saved, decision, said, result)
+
+
+def _event(
+    plan: RolloutPlan, decision: Decision, at: datetime, to: float, **more: Any
+) -> AutopilotEvent:
+    """The event row of `decision` about `plan` (from where the plan left the flag)."""
+    return AutopilotEvent(
+        plan_id=plan.id,
+        at=at,
+        environment=plan.environment,
+        flag=plan.flag,
+        kind=str(decision.move),
+        from_percentage=plan.expected_percentage,
+        to_percentage=to,
+        text=decision.reason,
+        gate=decision.gate.as_json() if decision.gate else None,
+        **more,
+    )
 
 
 def _pct(value: float) -> str:
