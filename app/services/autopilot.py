@@ -360,11 +360,18 @@ def event_rows(events: Sequence[AutopilotEvent], now: datetime) -> list[dict[str
                 "When": f"{format_age((now - event.at).total_seconds())} ago",
                 "Event": what,
                 "Why": event.text,
-                "Time to mitigate": "–" if mitigate is None else format_age(mitigate),
+                "Failing → acted": _acted_after(mitigate),
                 "Audit record": event.audit_id or "–",
             }
         )
     return rows
+
+
+def _acted_after(seconds: float | None) -> str:
+    """How long after the first tick that saw the failure the change was applied."""
+    if seconds is None:
+        return "–"
+    return "in the same tick" if seconds < 1 else f"{format_age(seconds)} later"
 
 
 @dataclass(frozen=True)

@@ -209,8 +209,9 @@ def _plan_view(
             hide_index=True,
             width="stretch",
             column_config={
-                "Time to mitigate": st.column_config.TextColumn(
-                    help="From the first tick that saw the gate failing to the change applied"
+                "Failing → acted": st.column_config.TextColumn(
+                    help="From the first tick that saw the gate failing to the change applied; "
+                    "the time until the treatment stopped being served is under Metrics"
                 ),
                 "Audit record": st.column_config.TextColumn(
                     help="The change's record on the Audit page"

@@ -208,7 +208,7 @@ def test_the_timeline_after_an_advance_and_a_rollback(state, operator, parts):
         ("⏭️ 50 %", "next", "in 30 min if every gate passes"),
     ]
     [advance] = events(at)
-    assert advance["Event"] == "advance 10 → 25 %" and advance["Time to mitigate"] == "–"
+    assert advance["Event"] == "advance 10 → 25 %" and advance["Failing → acted"] == "–"
     assert advance["Audit record"] == parts.audit.latest_applied(ENV, FLAG).id  # type: ignore[union-attr]
     assert any(c.value.startswith("🤖 autopilot: leader `ticker:1`") for c in at.caption)
     overview = open_page("overview")
@@ -232,7 +232,7 @@ def test_the_timeline_after_an_advance_and_a_rollback(state, operator, parts):
     rollback, _ = events(at)
     assert rollback["Event"] == "rollback 25 → 10 %"
     assert rollback["Why"].startswith("rollback 25 % → 10 %: error_rate failed")
-    assert rollback["Time to mitigate"] == "0 s"  # seen failing and rolled back in one tick
+    assert rollback["Failing → acted"] == "in the same tick"
     assert "▶️ Resume the plan" in labels(at) and "⏸️ Pause the plan" not in labels(at)
     overview = open_page("overview")
     table = overview.dataframe[0].value.set_index("Flag")

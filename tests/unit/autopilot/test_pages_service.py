@@ -292,12 +292,12 @@ def test_a_rollback_event_shows_its_time_to_mitigate():
     )
     pause = event("pause", 5, 5, timedelta(minutes=1))
     rows = event_rows([pause, rollback], NOW)
-    assert rows[0]["Event"] == "pause at 5 %" and rows[0]["Time to mitigate"] == "–"
+    assert rows[0]["Event"] == "pause at 5 %" and rows[0]["Failing → acted"] == "–"
     assert rows[1] == {
         "When": "3 min ago",
         "Event": "rollback 25 → 5 %",
         "Why": "rollback 25 % → 5 %",
-        "Time to mitigate": "42 s",
+        "Failing → acted": "42 s later",
         "Audit record": "a1b2",
     }
 
