@@ -345,9 +345,9 @@ def heartbeat_summary(beat: Heartbeat | None, now: datetime) -> HeartbeatSummary
 
 
 def event_rows(events: Sequence[AutopilotEvent], now: datetime) -> list[dict[str, str]]:
-    """The recent events as table rows: When, Event ('rollback 25 → 5 %'), Why, Time to
-    mitigate (a rollback or kill: from the first failing tick to the change applied),
-    Audit record."""
+    """The recent events as table rows: When, Event ('rollback 25 → 5 %'), Why, Failing →
+    acted (a rollback or kill: from the first tick that saw the gate failing to the change
+    applied), Audit record."""
     rows = []
     for event in events:
         if event.kind == "pause":
