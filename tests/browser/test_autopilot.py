@@ -123,7 +123,9 @@ def test_set_see_pause_reload_resume_and_a_stale_tab(chromium: Browser, dashboar
         page.get_by_text("Plan paused. The autopilot leaves the flag at rollout 10 %")
     ).to_be_visible(timeout=30_000)
     page.reload()
-    expect(page.get_by_text("Paused by local-operator: lunch")).to_be_visible(timeout=45_000)
+    # the status line (the plan's audit record, in the history grid, says it too)
+    status = page.get_by_test_id("stAlertContentWarning")
+    expect(status.get_by_text("Paused by local-operator: lunch")).to_be_visible(timeout=45_000)
     expect(page.get_by_text("Plan paused.")).to_have_count(0)  # said once
     resume = page.get_by_role("button", name="Resume the plan")
     expect(resume).to_be_visible()
