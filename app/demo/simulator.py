@@ -80,12 +80,17 @@ INSTANCES = ("app-1", "app-2", "app-3")
 @dataclass(frozen=True)
 class FailingTreatment:
     """The treatment of `flag` fails `probability` (0..1) more of its evaluations in
-    production once the flag is at `from_percentage` or more: a regression that appears
-    with a step of the rollout."""
+    `environment` (None: every one) once the flag is at `from_percentage` or more: a
+    regression that appears with a step of the rollout (0: at once)."""
 
     flag: str
     probability: float
     from_percentage: float
+    environment: str | None = "production"
+
+    def applies(self, environment: str, percentage: float) -> bool:
+        """Whether the treatment fails in `environment` with the flag at `percentage`."""
+        return self.environment in (None, environment) and percentage >= self.from_percentage
 
     @classmethod
     def parse(cls, text: str) -> FailingTreatment:
@@ -248,9 +253,6 @@ class Workload:
         self.evaluators: Mapping[str, Evaluators] = evaluators
         self.rollups = RollupAccumulator()
         self.requests = RequestAccumulator()
-        #: flag -> extra error probability of its rollout variant in every environment,
-        #: set on demand by `fail_treatment` (a regression injected while running)
-        self.injected_treatment_failures: dict[str, float] = {}
         self._requests = Counter(
             "http_requests", "HTTP requests", ["track", "code", "environment"], registry=registry
         )
@@ -277,8 +279,8 @@ class Workload:
 
     def fail_treatment(self, flag: str, probability: float) -> None:
         """From the next evaluation on, `flag`'s rollout variant fails `probability` more
-        often in every environment (0 ends the regression)."""
-        self.injected_treatment_failures[flag] = probability
+        often (0 ends the regression): one injected while running."""
+        self.failing[flag] = FailingTreatment(flag, probability, 0.0, environment=None)
 
     def report_instances(self, engine: Engine, now: datetime) -> None:
         """Heartbeat of the simulated instances: the config version each has loaded."""
@@ -299,10 +301,9 @@ class Workload:
         if result.variant == flag.rollout.variant:
             if env == "production":
                 failing += TREATMENT_ERROR_PROBABILITY.get(flag.key, 0.0)
-                regression = self.failing.get(flag.key)
-                if regression is not None and flag.percentage >= regression.from_percentage:
-                    failing += regression.probability
-            failing += self.injected_treatment_failures.get(flag.key, 0.0)
+            regression = self.failing.get(flag.key)
+            if regression is not None and regression.applies(env, flag.percentage):
+                failing += regression.probability
         if rng.random() < failing:
             # The failure happened while serving this variant: it keeps the label, so a
             # treatment that fails more than its baseline shows up per variant.
