@@ -407,7 +407,10 @@ def _run_plan_show(args: argparse.Namespace, settings: Settings) -> int:
             }
         )
         return ExitCode.DONE
-    print(_heartbeat_text(beat, now))
+    from app.services.autopilot import heartbeat_summary
+
+    summary = heartbeat_summary(beat, now)  # the words the pages use
+    print(("WARNING: " if summary.dead else "") + summary.text.replace("`", ""))
     if not plans:
         print(f"no rollout plans in {environment}")
     for plan in plans:
@@ -459,7 +462,11 @@ def _print_plan(
         print(f"  decided    {at}{_shown(plan.last_decision)}")
     for event in events:
         mitigated = event.seconds_to_mitigate
-        took = f" (mitigated in {mitigated:.0f} s)" if mitigated is not None else ""
+        took = (
+            f" (applied {mitigated:.0f} s after the first failing tick)"
+            if mitigated is not None
+            else ""
+        )
         audit = f" [audit {event.audit_id}]" if event.audit_id else ""
         print(
             f"  {event.at:%Y-%m-%d %H:%M:%S} {event.kind:<8} {event.from_percentage:g} → "
@@ -470,20 +477,6 @@ def _print_plan(
 def _in(at: datetime, now: datetime) -> str:
     seconds = (at - now).total_seconds()
     return "due now" if seconds <= 0 else f"in {seconds:.0f} s"
-
-
-def _heartbeat_text(beat: Heartbeat | None, now: datetime) -> str:
-    if beat is None:
-        return "autopilot: no controller has ever run (start one: rollout-dashboard autopilot)"
-    if beat.last_tick_at is None:
-        last = "no tick yet"
-    else:
-        last = f"last tick {(now - beat.last_tick_at).total_seconds():.0f} s ago"
-    state = "DEAD: nobody is acting on the plans" if beat.is_dead(now) else "alive"
-    return (
-        f"autopilot: {state}; leader {printable(beat.holder)}, {last}, "
-        f"one tick every {beat.interval_seconds:g} s, {beat.ticks} ticks"
-    )
 
 
 def _heartbeat_json(beat: Heartbeat | None, now: datetime) -> dict[str, Any] | None:

@@ -201,7 +201,9 @@ def test_a_plan_round_trip_through_every_verb(state, capsys):
 
     code, out, _ = cli(capsys, "plan", "show", "--env", PROD)
     assert code == 0
-    assert out.splitlines()[0].startswith("autopilot: no controller has ever run")
+    assert out.splitlines()[0] == (  # the words the pages use
+        "WARNING: no autopilot is running: start rollout-dashboard autopilot"
+    )
     assert "alpha (production): active, at 25 %" in out
     assert "next step  50 %" in out
     assert "decided    " in out and "plan set: the next tick looks at it" in out
