@@ -21,7 +21,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -34,7 +34,9 @@ from sqlalchemy.orm import Session
 from app.autopilot.model import AUTOPILOT_ACTOR, RolloutPlan
 from app.autopilot.store import AutopilotEvent
 from app.metrics_db.schema import WebhookDeliveryRow
+from app.rollout.guards import GuardResult
 from app.settings import Settings, WebhookKind
+from app.ui.format import format_guard_values
 
 if TYPE_CHECKING:
     import requests
@@ -169,58 +171,12 @@ def webhook_body(kind: WebhookKind, notification: Notification) -> dict[str, Any
 
 
 def gate_in_words(gate: Mapping[str, Any]) -> str:
-    """A failed gate with its value against its threshold: 'error_rate 6.2 % > 1 %',
-    'soak_time 12 min < 30 min', 'error_rate no data (limit 1 %)',
-    'canary fail (wanted pass)'."""
-    name = str(gate.get("name", "?"))
-    kind = name.rsplit(": ", 1)[-1]  # a dependency's guard is named "dep: error_rate"
-    value, threshold = _number_or_text(gate.get("value")), _number_or_text(gate.get("threshold"))
-    if kind == "dependencies" and isinstance(threshold, float):
-        met = _number(value) if isinstance(value, float) else value
-        return f"{name} {met} of {gate.get('of', '?')} met (success ≥ {_share(threshold)})"
-    shown = _UNITS.get(kind, _number)
-    if value is None:
-        limit = shown(threshold) if isinstance(threshold, float) else threshold or "–"
-        return f"{name} no data (limit {limit})"
-    if isinstance(value, float) and isinstance(threshold, float):
-        sign = ">" if value > threshold else "<" if value < threshold else "="
-        return f"{name} {shown(value)} {sign} {shown(threshold)}"
-    return f"{name} {value} (wanted {threshold})"
-
-
-def _number_or_text(value: object) -> float | str | None:
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    return str(value)
-
-
-def _share(value: float) -> str:
-    return f"{100 * value:.3g} %"
-
-
-def _duration(seconds: float) -> str:
-    whole = int(max(0.0, seconds))
-    if whole < 60:
-        return f"{whole} s"
-    if whole < 3600:
-        return f"{whole // 60} min"
-    hours, minutes = divmod(whole // 60, 60)
-    return f"{hours} h" if minutes == 0 else f"{hours} h {minutes} min"
-
-
-def _number(value: float) -> str:
-    return f"{value:.4g}"
-
-
-#: how a gate's value and threshold read, by guard (`app.rollout.guards`)
-_UNITS: dict[str, Callable[[float], str]] = {
-    "error_rate": _share,
-    "exposure": _share,
-    "data_fresh": _duration,
-    "soak_time": _duration,
-}
+    """A failed gate with its value against its threshold, in the guard report's own
+    units (`format_guard_values`): 'error_rate 6.20 % (limit ≤ 1 %)', 'soak_time 12 min
+    (limit ≥ 30 min)', 'canary fail (limit pass)'; a dash when it was not measured."""
+    result = GuardResult.from_json(gate)
+    value, threshold = format_guard_values(result)
+    return f"{result.name} {value} (limit {threshold})"
 
 
 def _percent(value: float | None) -> str:

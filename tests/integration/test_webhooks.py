@@ -156,7 +156,7 @@ def test_each_webhook_receives_its_body_and_each_delivery_is_a_row(start, engine
     assert audit.bodies[0] == json_body(note)
     assert audit.bodies[1]["event"] == "pause" and audit.bodies[1]["gate"] is None
     assert [list(body) for body in oncall.bodies] == [["text"], ["text"]]
-    assert "error_rate 6.2 % > 1 %" in oncall.bodies[0]["text"]
+    assert "error_rate 6.20 % (limit ≤ 1 %)" in oncall.bodies[0]["text"]
     assert "25 % → 5 %" in oncall.bodies[0]["text"] and LINK in oncall.bodies[0]["text"]
     for name in names:
         rows = _rows(engine, name)

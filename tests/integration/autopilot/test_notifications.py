@@ -86,5 +86,5 @@ def test_a_rollback_is_applied_while_the_webhook_still_holds_its_answer(
     assert body["gate"]["threshold"] == 0.01
     assert body["link"] == (f"https://rollout.example.com/flag_detail?env={ENV}&flag={FLAG}")
     text = slack.bodies[0]["text"]
-    assert FLAG in text and "10 % → 5 %" in text and "error_rate 3" in text
+    assert FLAG in text and "10 % → 5 %" in text and "error_rate 3.00 % (limit ≤ 1 %)" in text
     notifier.close()

@@ -66,7 +66,7 @@ def test_the_slack_text_says_flag_environment_change_gate_and_link() -> None:
     text = body["text"]
     assert "new_checkout" in text and "production" in text
     assert "25 % → 5 %" in text
-    assert "error_rate 6.2 % > 1 %" in text
+    assert "error_rate 6.20 % (limit ≤ 1 %)" in text
     assert LINK in text
     assert "rolled back" in text
     assert 1 <= len(text.splitlines()) <= 2
@@ -108,22 +108,28 @@ def test_the_kind_picks_the_body() -> None:
 @pytest.mark.parametrize(
     ("gate", "words"),
     [
-        (ERROR_RATE_GATE, "error_rate 6.2 % > 1 %"),
+        (ERROR_RATE_GATE, "error_rate 6.20 % (limit ≤ 1 %)"),
         (
             {"name": "error_rate", "value": None, "threshold": 0.01},
-            "error_rate no data (limit 1 %)",
+            "error_rate – (limit ≤ 1 %)",
         ),
-        ({"name": "soak_time", "value": 720.0, "threshold": 1800.0}, "soak_time 12 min < 30 min"),
-        ({"name": "data_fresh", "value": 400.0, "threshold": 120}, "data_fresh 6 min > 2 min"),
-        ({"name": "exposure", "value": 0.2, "threshold": 0.25}, "exposure 20 % < 25 %"),
+        (
+            {"name": "soak_time", "value": 720.0, "threshold": 1800.0},
+            "soak_time 12 min (limit ≥ 30 min)",
+        ),
+        (
+            {"name": "data_fresh", "value": 400.0, "threshold": 120},
+            "data_fresh 6 min (limit ≤ 2 min)",
+        ),
+        ({"name": "exposure", "value": 0.2, "threshold": 0.25}, "exposure 20.00 % (limit 25 %)"),
         (
             {"name": "propagation", "value": "3/4", "threshold": "v12"},
-            "propagation 3/4 (wanted v12)",
+            "propagation 3 of 4 instances (limit config v12)",
         ),
-        ({"name": "canary", "value": "fail", "threshold": "pass"}, "canary fail (wanted pass)"),
+        ({"name": "canary", "value": "fail", "threshold": "pass"}, "canary fail (limit pass)"),
         (
             {"name": "dependencies", "value": 1, "threshold": 0.99, "of": 2},
-            "dependencies 1 of 2 met (success ≥ 99 %)",
+            "dependencies 1 of 2 dependencies (limit success ≥ 99 %)",
         ),
     ],
 )
