@@ -460,7 +460,7 @@ class Controller:
         )
         if unchanged:  # nothing new to say: no write (1,000 plans waiting cost nothing)
             return PlanOutcome(plan, decision, decision.reason)
-        return self._saved(kept, decision, decision.reason, now)
+        return self._saved(kept, decision, decision.reason, now, note=True)
 
     def _saved(
         self,
@@ -470,9 +470,13 @@ class Controller:
         now: datetime,
         event: AutopilotEvent | None = None,
         result: ActionResult | None = None,
+        *,
+        note: bool = False,
     ) -> PlanOutcome:
+        """Write `plan` (only the autopilot's own notes with `note`: the version a person
+        sees stays), record `event` and tell the listener."""
         try:
-            saved = self.store.save(plan)
+            saved = self.store.note(plan) if note else self.store.save(plan)
         except PlanChanged as changed:  # a person paused or edited it meanwhile: theirs wins
             saved = changed.current or plan
             said = f"{said} (plan changed meanwhile by {saved.status_by or 'someone'})"

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import Engine, case, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from app.autopilot.model import AllowedHours, OnFailure, PlanStatus, RolloutPlan
@@ -112,7 +112,9 @@ class PlanStore:
         try:
             with engine.begin() as connection:
                 existing = connection.execute(
-                    select(RolloutPlanRow.id, RolloutPlanRow.version).where(
+                    select(
+                        RolloutPlanRow.id, RolloutPlanRow.version, RolloutPlanRow.actions_taken
+                    ).where(
                         RolloutPlanRow.environment == plan.environment,
                         RolloutPlanRow.flag == plan.flag,
                     )
@@ -126,6 +128,10 @@ class PlanStore:
                     return replace(plan, id=int(new_id), version=1)
                 if existing.version != plan.version - 1:
                     raise PlanChanged(self.get(plan.environment, plan.flag))
+                # the plan's idempotency keys go on from where the replaced plan's ended:
+                # a key it spent is never the new plan's
+                plan = replace(plan, actions_taken=max(plan.actions_taken, existing.actions_taken))
+                values = _row(plan)
                 moved = connection.execute(
                     update(RolloutPlanRow)
                     .where(
@@ -145,20 +151,37 @@ class PlanStore:
     def save(self, plan: RolloutPlan) -> RolloutPlan:
         """Write `plan` over the stored version `plan.version`; returns it one version up.
         PlanChanged when the stored plan is no longer that version."""
-        engine = self._usable()
         plan = replace(plan, status_at=plan.status_at or plan.created_at)
+        self._write(plan, _row(plan) | {"version": plan.version + 1})
+        return replace(plan, version=plan.version + 1)
+
+    def note(self, plan: RolloutPlan) -> RolloutPlan:
+        """Write only what the autopilot keeps for itself (its last decision, the ticks
+        without data, when failing began, its next look, its action count) over version
+        `plan.version`, which stays: a tick that only waited never makes a person's Pause
+        or edit of the plan they see conflict. PlanChanged when the version moved."""
+        self._write(plan, {name: _row(plan)[name] for name in _BOOKKEEPING})
+        return plan
+
+    def _write(self, plan: RolloutPlan, values: dict[str, Any]) -> None:
+        """`values` over version `plan.version`. The action count only rises: a person's
+        write, from a copy read before the autopilot's last notes, never takes it back."""
+        counted = RolloutPlanRow.actions_taken
+        values["actions_taken"] = case(
+            (counted > plan.actions_taken, counted), else_=plan.actions_taken
+        )
+        engine = self._usable()
         try:
             with engine.begin() as connection:
                 moved = connection.execute(
                     update(RolloutPlanRow)
                     .where(RolloutPlanRow.id == plan.id, RolloutPlanRow.version == plan.version)
-                    .values(**_row(plan), version=plan.version + 1)
+                    .values(**values)
                 ).rowcount
         except SQLAlchemyError as error:
             raise PlansUnavailable(f"cannot be written ({type(error).__name__})") from None
         if moved != 1:
             raise PlanChanged(self.get(plan.environment, plan.flag))
-        return replace(plan, version=plan.version + 1)
 
     def remove(self, plan: RolloutPlan) -> None:
         """Delete `plan` at its version (tests, a flag that no longer exists)."""
@@ -348,6 +371,17 @@ class PlanStore:
                 return list(connection.execute(query).all())
         except SQLAlchemyError as error:
             raise PlansUnavailable(f"cannot be read ({type(error).__name__})") from None
+
+
+#: the columns only the autopilot writes between a person's versions (`PlanStore.note`)
+_BOOKKEEPING = (
+    "last_decision",
+    "last_decision_at",
+    "ticks_without_data",
+    "failing_since",
+    "next_at",
+    "actions_taken",
+)
 
 
 def _row(plan: RolloutPlan) -> dict[str, Any]:

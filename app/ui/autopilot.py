@@ -5,13 +5,13 @@ and the plan editor).
 Buttons and the editor are shown to operators only, but the decision is the service's
 (`app.autopilot.service` checks the role inside). Every button acts on the plan as the
 page showed it (its version): a plan changed meanwhile by someone is never overwritten,
-the person is told who changed what; a plan that only had the controller's bookkeeping
-rewritten (its last decision) is acted on as seen.
+the person is told who changed what. A tick that only waited writes its notes without
+moving the version (`PlanStore.note`), so it never stands in a person's way.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import pandas as pd
@@ -292,8 +292,7 @@ def _plan_buttons(
 
 def _act(rt: Runtime, identity: Identity, move: str, seen: RolloutPlan, reason_key: str) -> None:
     """Pause / resume / abort `seen` (a button's callback); what happened is kept for the
-    rerun. A plan that only had its bookkeeping rewritten by a tick is acted on as seen;
-    one changed by someone is left alone, naming them."""
+    rerun. A plan changed by someone meanwhile is left alone, naming them."""
     environment, flag = seen.environment, seen.flag
     st.session_state.pop(_confirm_key(environment, flag), None)
     reason = str(st.session_state.get(reason_key, ""))
@@ -318,7 +317,7 @@ def _act(rt: Runtime, identity: Identity, move: str, seen: RolloutPlan, reason_k
 
     verb = {"pause": "paused", "resume": "resumed", "abort": "aborted"}[move]
     try:
-        done = _as_seen(seen, apply)
+        done = apply(seen)
     except PlanChanged as changed:
         words = change_words(seen, changed.current) or "changed meanwhile"
         _say(environment, flag, "warning", f"Not {verb}: {words}. The page shows it now.")
@@ -334,17 +333,6 @@ def _act(rt: Runtime, identity: Identity, move: str, seen: RolloutPlan, reason_k
         "abort": f"The flag stays at {where}; the autopilot will not touch it again.",
     }[move]
     _say(environment, flag, "success", f"Plan {verb}. {after}")
-
-
-def _as_seen(seen: RolloutPlan, apply: Callable[[RolloutPlan], RolloutPlan]) -> RolloutPlan:
-    """`apply(seen)`; when a tick rewrote only its bookkeeping meanwhile, `apply` on the
-    plan as it is now (once: a second change is reported)."""
-    try:
-        return apply(seen)
-    except PlanChanged as changed:
-        if changed.current is None or change_words(seen, changed.current) is not None:
-            raise
-        return apply(changed.current)
 
 
 def _refusal(error: Exception) -> str:
@@ -477,7 +465,7 @@ def _save(
         allowed_hours=str(state[keys["hours"]]),
     )
 
-    def save(version: int) -> RolloutPlan:
+    def save(version: int) -> RolloutPlan:  # the version the person saw
         typed = read_plan_form(form)
         return rt.set_plan(
             identity,
@@ -493,13 +481,7 @@ def _save(
         )
 
     try:
-        try:
-            saved = save(seen.version if seen is not None else 0)
-        except PlanChanged as changed:
-            fresh = changed.current
-            if fresh is None or change_words(seen, fresh) is not None:
-                raise
-            saved = save(fresh.version)  # only a tick's bookkeeping moved: as seen
+        saved = save(seen.version if seen is not None else 0)
     except PlanInvalid as invalid:
         state[_problems_key(environment, flag)] = list(invalid.problems)
         return

@@ -98,3 +98,29 @@ def test_a_heartbeat_tells_a_dead_controller(store: PlanStore) -> None:
 def test_no_database_is_a_clear_error() -> None:
     with pytest.raises(PlansUnavailable, match="rollout plans need the metrics database"):
         PlanStore(None).plans()
+
+
+def test_the_autopilots_notes_keep_the_version_and_the_action_count_only_rises(
+    store: PlanStore,
+) -> None:
+    stored = store.add(new_plan())
+    noted = store.note(
+        replace(stored, last_decision="waited: soak 1 min of 30 min", actions_taken=3)
+    )
+    again = store.get("production", "new_checkout")
+    assert again is not None
+    assert (again.version, again.last_decision, again.actions_taken) == (
+        1,
+        "waited: soak 1 min of 30 min",
+        3,
+    )
+    # a person's pause from the copy read before the note: no conflict, count kept
+    paused = store.save(replace(stored, status=PlanStatus.PAUSED))
+    after = store.get("production", "new_checkout")
+    assert after is not None and (after.version, after.actions_taken) == (2, 3)
+    assert paused.version == 2
+    with pytest.raises(PlanChanged):
+        store.note(noted)  # at version 1: the person's change wins
+    # a replaced plan's keys go on after the old plan's
+    replaced = store.add(replace(new_plan(steps=(5.0,)), version=3))
+    assert replaced.actions_taken == 3
