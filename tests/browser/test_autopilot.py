@@ -189,6 +189,11 @@ def test_a_plan_after_a_real_rollback_on_flag_detail_and_the_overview(
         timeout=45_000
     )
     expect(page.get_by_text("autopilot: leader web-1:4242, last tick")).to_be_visible()
+    # the timeline is redrawn after the message above: wait for the resumed plan's words
+    resumed = "in 30 min if every gate passes; rolled back from here"
+    expect(page.locator('[role="gridcell"]').filter(has_text=resumed)).to_have_count(
+        1, timeout=45_000
+    )
     timeline = grid.cells(page, "▶️ 10 %", index=_grid_index(page, "Step"))
     assert any(
         c.startswith("in 30 min if every gate passes; rolled back from here") for c in timeline
