@@ -20,7 +20,7 @@ from app.services.requests import (
 )
 from app.ui.action_dialog import guard_table
 from app.ui.format import code_span, escape_markdown, format_duration
-from app.ui.widgets import current_identity, runtime
+from app.ui.widgets import button_only_form, current_identity, runtime
 
 _DECISION = "requests.last-decision"
 _DECISION_SHOWN = timedelta(minutes=5)
@@ -85,7 +85,7 @@ def decision_buttons(card: RequestCard, me: Identity) -> None:
     if allowed.why_not and me.role.rank >= Role.OPERATOR.rank:
         st.caption(allowed.why_not)
     if allowed.approve or allowed.reject:
-        with st.form(f"decide-{card.id}", border=False):
+        with button_only_form(f"decide-{card.id}", border=False):
             st.text_input(
                 "Comment (optional to approve, required to reject)",
                 key=f"comment-{card.id}",

@@ -38,6 +38,7 @@ from app.services.autopilot import (
 )
 from app.services.overview import FlagRow
 from app.ui.format import escape_markdown, format_age
+from app.ui.widgets import button_only_form
 
 __all__ = ["autopilot_cells", "autopilot_panel", "heartbeat_banner", "planned"]
 
@@ -395,7 +396,7 @@ def _plan_editor(
         ("hours", start.allowed_hours),
     ):
         st.session_state.setdefault(keys[name], value)
-    with st.form(_field(environment, flag, "form"), border=True):
+    with button_only_form(_field(environment, flag, "form")):
         st.markdown(f"**{label}**")
         steps_col, soak_col, stop_col = st.columns(3)
         steps_col.text_input(

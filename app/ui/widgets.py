@@ -37,6 +37,7 @@ from queries.source import SourceUnavailable
 
 __all__ = [
     "LinkedWidgets",
+    "button_only_form",
     "config_problem_page",
     "current_identity",
     "emitter_caption",
@@ -51,6 +52,13 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+
+def button_only_form(key: str, *, border: bool = True) -> DeltaGenerator:
+    """A form that submits only through a click on one of its buttons: Enter in one of its
+    text boxes never approves, rejects or saves anything (Streamlit's default submits the
+    form with its first button, so a rejection reason typed + Enter approved)."""
+    return st.form(key, border=border, enter_to_submit=False)
 
 
 @st.cache_resource

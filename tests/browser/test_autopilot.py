@@ -34,6 +34,9 @@ flags:
   search:
     state: rollout
     rollout: {percentage: 10}
+  billing:
+    state: rollout
+    rollout: {percentage: 10}
 """
 
 
@@ -151,6 +154,35 @@ def test_set_see_pause_reload_resume_and_a_stale_tab(chromium: Browser, dashboar
     _no_error(page)
     _no_error(stale)
     stale.close()
+    page.close()
+    parts.close()
+
+
+def test_enter_in_the_plan_editor_or_the_reason_box_saves_nothing(chromium: Browser, dashboard):
+    """Enter in any box of the plan editor never attaches the plan, and Enter in the
+    pause reason never pauses: only the buttons act."""
+    server, state = dashboard
+    parts = AutopilotParts(state, "billing")
+    page = _flag_page(chromium, server, "billing")
+    _type_plan(page, "10,25,50", "30m", "mon-fri 09-17 UTC")
+    for box in ("Steps (%)", "Soak at each step", "Allowed hours for advancing"):
+        page.get_by_role("textbox", name=box).press("Enter")
+        page.wait_for_timeout(1_500)  # time for a submit to run, had Enter sent one
+        expect(page.get_by_text("Plan saved")).to_have_count(0)
+        assert parts.plans.get("production", "billing") is None, box
+    page.get_by_role("button", name="Attach a rollout plan").click()
+    expect(page.get_by_text("Plan saved: 10 → 25 → 50 %, soak 30 min")).to_be_visible(
+        timeout=30_000
+    )
+    reason = page.get_by_role("textbox", name="Reason for pausing, resuming or aborting")
+    expect(reason).to_be_visible(timeout=30_000)
+    reason.fill("coffee")
+    reason.press("Enter")
+    page.wait_for_timeout(1_500)
+    saved = parts.plans.get("production", "billing")
+    assert saved is not None and saved.status is PlanStatus.ACTIVE
+    expect(page.get_by_role("button", name="Pause the plan")).to_be_visible()
+    _no_error(page)
     page.close()
     parts.close()
 

@@ -290,6 +290,33 @@ def test_bob_rejects_with_a_reason_and_alice_reads_it(people, dashboard):
     _no_error(bob)
 
 
+def test_enter_in_a_comment_box_never_approves_or_rejects(people, dashboard):
+    """bob types the reason he means to reject with and presses Enter, as the box used to
+    invite: nothing is decided until he clicks a button; then his click rejects it."""
+    alice, bob = people
+    number = _request_advance(alice, dashboard, "canary_deployment", "canary looks clean")
+    _open_requests(bob, dashboard, BOB)
+    expect(bob.get_by_role("button", name=f"Approve #{number}")).to_be_visible()
+    comment = bob.get_by_label("Comment")
+    comment.fill("not now: wait until metrics are wired")
+    comment.press("Enter")
+    bob.wait_for_timeout(2_000)  # time for a submit to run, had Enter sent one
+    expect(bob.get_by_text(f"#{number} approved")).to_have_count(0)
+    expect(bob.get_by_text("Press Enter to submit form")).to_have_count(0)
+    assert dashboard.requests().get(number).status is RequestStatus.PENDING
+    assert dashboard.percentage("canary_deployment") == 5.0
+    comment.press("Control+Enter")
+    bob.wait_for_timeout(1_000)
+    assert dashboard.requests().get(number).status is RequestStatus.PENDING
+
+    bob.get_by_role("button", name=f"Reject #{number}").click()
+    expect(bob.get_by_text(f"#{number} rejected")).to_be_visible(timeout=30_000)
+    decided = dashboard.requests().get(number)
+    assert decided.status is RequestStatus.REJECTED
+    assert dashboard.percentage("canary_deployment") == 5.0
+    _no_error(bob)
+
+
 def test_alice_cancels_her_request(people, dashboard):
     alice, bob = people
     number = _request_advance(alice, dashboard, "canary_deployment", "canary is clean now")
