@@ -385,9 +385,9 @@ def open_unleash_backend(settings: Settings) -> FlagBackend:
     """The `unleash` backend; SettingsInvalid naming ROLLOUT_UNLEASH_URL /
     ROLLOUT_UNLEASH_TOKEN when one is missing. Writers of one state directory queue on a
     file lock there between their version check and their write."""
-    from app.flags.unleash_api import UnleashApi
-    from app.flags.unleash_backend import UnleashFlagBackend, file_lock
     from app.settings import SettingsInvalid
+    from app.unleash.api import UnleashApi
+    from app.unleash.backend import UnleashFlagBackend, file_lock
 
     missing = [
         f"ROLLOUT_UNLEASH_{name.upper()}: required by ROLLOUT_FLAG_BACKEND=unleash"
