@@ -42,6 +42,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from app.flags.backend import (
+    FlagBackend,
     FlagChange,
     FlagSnapshot,
     PartiallyApplied,
@@ -110,7 +111,7 @@ class _Read:
     mapped: dict[str, MappedFlag]
 
 
-class UnleashFlagBackend:
+class UnleashFlagBackend(FlagBackend):
     """The features of Unleash project `project` behind `api`.
 
     Every method raises UnleashUnavailable (a SourceUnavailable) when Unleash is down,
