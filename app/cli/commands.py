@@ -30,9 +30,10 @@ from app.cli.arguments import (
 from app.cli.autopilot import add_autopilot_commands
 from app.cli.canary import add_canary_command
 from app.cli.output import print_json, print_result
-from app.cli.unleash_sync import add_sync_command, start_periodic_sync
+from app.cli.unleash_sync import add_sync_command
 from app.quoting import printable
 from app.rollout.exit_codes import ExitCode
+from app.unleash.periodic_sync import start_periodic_sync
 
 if TYPE_CHECKING:
     from app.approvals import ChangeRequest

@@ -26,11 +26,11 @@ from app.flags.backend import FlagBackend, FlagChange, UnknownFlag, VersionConfl
 from app.flags.loader import BUNDLED_CONFIG, check_config, load_config
 from app.flags.model import FlagConfig, FlagState
 from app.flags.sql_backend import SqlFlagBackend
-from app.flags.unleash_api import UnleashApi
-from app.flags.unleash_backend import UnleashFlagBackend, file_lock
 from app.flags.yaml_backend import YamlFlagBackend
 from app.metrics_db.database import open_database
 from app.metrics_db.schema import StoredConfig, StoredFlag
+from app.unleash.api import UnleashApi
+from app.unleash.backend import UnleashFlagBackend, file_lock
 from tests.support.unleash import (
     BUNDLED_AS_UNLEASH,
     UnleashSeed,
