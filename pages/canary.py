@@ -19,8 +19,8 @@ from app.services.canary import (
     parse_window,
     request_count_table,
 )
+from app.text import format_age, source_label
 from app.ui.action_dialog import action_buttons, show_last_outcome
-from app.ui.format import format_age, source_label
 from app.ui.widgets import LinkedWidgets, current_identity, environment_picker, runtime
 
 WINDOWS = ["15m", "30m", "1h", "3h"]

@@ -36,7 +36,7 @@ from app.autopilot.store import AutopilotEvent
 from app.metrics_db.schema import WebhookDeliveryRow
 from app.rollout.guards import GuardResult
 from app.settings import Settings, WebhookKind
-from app.ui.format import format_guard_values
+from app.text import format_guard_values
 
 if TYPE_CHECKING:
     import requests

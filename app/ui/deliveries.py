@@ -11,7 +11,7 @@ import streamlit as st
 
 from app.autopilot.notify import Delivery, failed_deliveries
 from app.runtime import Runtime
-from app.ui.format import escape_markdown, format_age
+from app.text import escape_markdown, format_age
 
 __all__ = ["FAILED_DELIVERIES_SPAN", "failed_deliveries_text", "render_failed_deliveries"]
 
