@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from app.autopilot.notify import NullNotifier, Webhook, WebhookNotifier, link_to_flag, open_notifier
+from app.notify import NullNotifier, Webhook, WebhookNotifier, link_to_flag, open_notifier
 from app.settings import WebhookKind, load_settings
 from app.text import flag_detail_url
 
