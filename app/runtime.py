@@ -50,8 +50,8 @@ if TYPE_CHECKING:
     from app.approvals import Approvals, Decision
     from app.autopilot.controller import Controller
     from app.autopilot.model import RolloutPlan
-    from app.autopilot.notify import Notifier
     from app.autopilot.store import AutopilotEvent, PlanStore
+    from app.notify import Notifier
     from app.rollout.roles import Identity
     from app.services.overview import Overview
     from app.services.overview_cache import SharedOverviewCache
@@ -158,7 +158,7 @@ class Runtime:
             request, self.backend, self.audit, self.guard_check(), approvals=self.approvals
         )
         if self.settings.notify_manual_actions:  # queued: a webhook never delays the action
-            from app.autopilot.notify import manual_notifications
+            from app.notify import manual_notifications
 
             for notification in manual_notifications(result, self.settings):
                 self.notifier.notify(notification)
@@ -166,8 +166,8 @@ class Runtime:
 
     @property
     def notifier(self) -> Notifier:
-        """The webhooks of ROLLOUT_WEBHOOKS (`app.autopilot.notify`), made once."""
-        from app.autopilot.notify import open_notifier
+        """The webhooks of ROLLOUT_WEBHOOKS (`app.notify`), made once."""
+        from app.notify import open_notifier
 
         return self._once("notifier", lambda: open_notifier(self.settings, self.engine))
 
@@ -256,7 +256,7 @@ class Runtime:
 
     def _notify_autopilot(self, event: AutopilotEvent, plan: RolloutPlan) -> None:
         """Every autopilot action and pause to the webhooks (in the background)."""
-        from app.autopilot.notify import autopilot_notification
+        from app.notify import autopilot_notification
 
         self.notifier.notify(autopilot_notification(event, plan, self.settings))
 

@@ -27,11 +27,11 @@ from app.services.flag_detail import (
     serving_text,
     variant_error_table,
 )
+from app.text import HEALTH_BADGES, escape_markdown, format_age, format_rate, source_label
 from app.ui.action_dialog import action_buttons, guard_table, show_last_outcome
 from app.ui.autopilot import autopilot_panel, heartbeat_banner, planned
 from app.ui.deliveries import render_failed_deliveries
 from app.ui.flag_charts import error_chart, latency_chart, mitigation_chart, rate_chart
-from app.ui.format import HEALTH_BADGES, escape_markdown, format_age, format_rate, source_label
 from app.ui.overview_table import why_text
 from app.ui.pending_requests import flag_request_notice
 from app.ui.widgets import (

@@ -16,7 +16,7 @@ from app.services.phases import (
     phase_table_csv,
     timeline_frame,
 )
-from app.ui.format import format_age
+from app.text import format_age
 from app.ui.widgets import LinkedWidgets, environment_picker, runtime
 
 

@@ -20,7 +20,7 @@ from app.cli.arguments import instant, runtime_for
 from app.rollout.exit_codes import ExitCode
 
 if TYPE_CHECKING:
-    from app.services.canary import CanaryAnalysis
+    from app.analysis.canary_analysis import CanaryAnalysis
     from app.settings import Settings
 
 __all__ = ["add_canary_command", "run_canary"]
@@ -55,7 +55,7 @@ def add_canary_command(subparsers: Any) -> argparse.ArgumentParser:
 def run_canary(args: argparse.Namespace, settings: Settings) -> int:
     """Print the verdict; exit 1 when it is fail, 4 when no source answered."""
     from app.analysis.canary import Verdict
-    from app.services.canary import load_canary
+    from app.analysis.canary_analysis import load_canary
 
     opened = runtime_for(settings, args.environment)
     if opened is None:

@@ -490,7 +490,7 @@ def _run_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _run_serve(args: argparse.Namespace, settings: Settings) -> int:
-    from app.demo.launcher import serve
+    from app.serve import serve
 
     start_periodic_sync(settings)
     return serve(args.port, args.address or settings.server_address)

@@ -32,7 +32,7 @@ from app.analysis.progress import PhaseProgress, phase_progress
 from app.flags.model import FlagConfig
 from app.rollout.audit import AuditEntry, AuditLog
 from app.services.overview import ExternalEdit, FlagRow
-from app.ui.format import format_age
+from app.text import format_age
 
 __all__ = [
     "HISTORY_LIMIT",

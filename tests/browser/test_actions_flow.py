@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from app.demo.launcher import streamlit_command
 from app.flags.loader import load_config
 from app.flags.model import FlagState
 from app.flags.yaml_backend import YamlFlagBackend
@@ -19,6 +18,7 @@ from app.rollout.actions import Action, ActionRequest, execute_action
 from app.rollout.audit import AuditLog, Outcome
 from app.rollout.guards import GuardResult
 from app.rollout.roles import Identity, Role
+from app.serve import streamlit_command
 from tests.support.servers import Process, free_port, start
 
 pytestmark = pytest.mark.browser

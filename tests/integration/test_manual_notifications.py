@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from app.autopilot.notify import NullNotifier, WebhookNotifier
 from app.flags.loader import BUNDLED_CONFIG
+from app.notify import NullNotifier, WebhookNotifier
 from app.rollout.actions import Action, ActionRequest
 from app.rollout.roles import Identity, Role
 from app.runtime import Runtime, open_runtime
