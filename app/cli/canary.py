@@ -1,8 +1,8 @@
 """`rollout-dashboard canary`: the canary verdict for scripts and on-call terminals.
 
 Exit codes: 0 pass, marginal or inconclusive; 1 fail (the canary is refused); 2 bad
-usage; 4 no metrics source answered. With `--json`, stdout carries DESIGN §6's canary
-document and nothing else; notices go to stderr.
+usage; 4 no metrics source answered. With `--json`, stdout carries the canary document of
+docs/design.md §6 and nothing else; notices go to stderr.
 
 The statistics and the queries (scipy, pandas) are imported when the command runs, not
 when the parser is built for another command.

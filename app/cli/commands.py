@@ -1,6 +1,6 @@
 """`rollout-dashboard`: the same core as the pages, for scripts and on-call terminals.
 
-Exit codes (DESIGN §6): 0 done; 1 refused or config invalid; 2 bad usage or input;
+Exit codes (docs/design.md §6): 0 done; 1 refused or config invalid; 2 bad usage or input;
 3 conflict; 4 a required source is unavailable; 5 not applied: a change request now
 waits for another operator's approval. With `--json`, stdout carries one JSON document
 and nothing else; diagnostics go to stderr, never a traceback for user errors.

@@ -1,4 +1,4 @@
-"""The `sql` flag backend: the same model stored in the metrics database (DESIGN §2).
+"""The `sql` flag backend: the same model stored in the metrics database (docs/design.md §2).
 
 Each flag of an environment is one `flag_definitions` row (its JSON definition and a
 version counter that rises by one per change); the rest of the config (version,

@@ -1,4 +1,4 @@
-"""The `yaml` flag backend: the config files themselves (DESIGN §2), written atomically.
+"""The `yaml` flag backend: the config files themselves (docs/design.md §2), written atomically.
 
 The dashboard writes only an environment's override file `feature_flags_<env>.yaml`,
 never the base file: a change in production must not leak into staging. An edit

@@ -95,7 +95,7 @@ class FlagRow:
         return " · ".join(self.reasons)
 
     def as_json(self) -> dict[str, Any]:
-        """The stable `status --json` fields (DESIGN §6)."""
+        """The stable `status --json` fields (docs/design.md §6)."""
         change = self.last_change
         return {
             "flag": self.flag,

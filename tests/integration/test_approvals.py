@@ -7,7 +7,6 @@ the flag as it is afterwards and the audit as the Audit page shows it.
 
 from __future__ import annotations
 
-import shutil
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from app.rollout.actions import Action, ActionRequest, ActionResult, ExitCode, e
 from app.rollout.audit import AuditLog, Outcome
 from app.rollout.guards import GuardResult
 from app.rollout.roles import Identity, Role
+from tests.support.bundled import copy_bundled_config
 
 ALICE = Identity("alice@example.com", Role.OPERATOR, "oidc")
 BOB = Identity("bob@example.com", Role.OPERATOR, "oidc")
@@ -89,9 +89,7 @@ def _world(backend: FlagBackend, engine: Engine | None, tmp_path: Path) -> World
 
 
 def _yaml_backend(tmp_path: Path) -> YamlFlagBackend:
-    for source in BUNDLED_CONFIG.parent.glob("feature_flags*.yaml"):
-        shutil.copy(source, tmp_path / source.name)
-    return YamlFlagBackend(tmp_path / BUNDLED_CONFIG.name)
+    return YamlFlagBackend(copy_bundled_config(tmp_path))
 
 
 def _sql_backend(engine: Engine) -> SqlFlagBackend:

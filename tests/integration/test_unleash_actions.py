@@ -18,15 +18,14 @@ from app.metrics_db.database import open_database
 from app.rollout.actions import Action, ActionRequest, ExitCode, execute_action
 from app.rollout.audit import AuditLog, Outcome
 from app.rollout.guards import GuardResult
-from app.rollout.roles import Identity, Role
 from app.unleash.api import UnleashApi
 from app.unleash.backend import UnleashFlagBackend, dashboard_event_ids
 from tests.conftest import fresh_postgres_database
+from tests.support.identities import OPERATOR
 from tests.support.unleash import UnleashSeed
 
 pytestmark = pytest.mark.unleash
 
-OPERATOR = Identity("olga", Role.OPERATOR, "test")
 ENV = "production"
 
 

@@ -20,13 +20,13 @@ from app.rollout.guards import GuardResult
 from app.rollout.roles import Identity, Role
 from app.unleash.api import UnleashApi
 from app.unleash.backend import UnleashFlagBackend, file_lock
+from tests.support.identities import OPERATOR
 from tests.support.unleash import UnleashSeed
 
 pytestmark = pytest.mark.unleash
 
 ENV = "production"
 USERS = [str(user) for user in range(10_000)]
-OPERATOR = Identity("olga", Role.OPERATOR, "test")
 
 
 def passing(_snapshot: object, _flag: str) -> list[GuardResult]:
