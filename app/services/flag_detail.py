@@ -30,6 +30,7 @@ from app.analysis.exposure import (
     time_to_mitigate,
     time_to_target_share,
 )
+from app.analysis.freshness import data_age_seconds
 from app.analysis.health import (
     HealthReport,
     HealthThresholds,
@@ -252,9 +253,7 @@ class FlagDetail:
 
     @property
     def data_age_seconds(self) -> float | None:
-        if self.newest_sample is None:
-            return None
-        return max(0.0, (self.end - self.newest_sample).total_seconds())
+        return data_age_seconds(self.newest_sample, self.end)
 
 
 def _floor(moment: datetime, step: timedelta) -> datetime:
