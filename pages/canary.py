@@ -3,6 +3,7 @@
 from datetime import UTC, datetime
 
 import plotly.express as px
+import plotly.graph_objects as go
 import streamlit as st
 
 from app.analysis.canary import CanaryPolicy, Verdict
@@ -78,6 +79,17 @@ elif snapshot is not None:
     )
 
 
+def _tolerance_line(figure: go.Figure, limit: float, text: str) -> None:
+    """The red dashed line beyond which a metric fails, labelled `text`."""
+    figure.add_hline(
+        y=limit,
+        line_dash="dash",
+        line_color="#CC0000",
+        annotation_text=text,
+        annotation_position="top left",
+    )
+
+
 @st.fragment(run_every=rt.settings.refresh_seconds)
 def canary_panel() -> None:
     analysis = load_canary(
@@ -137,13 +149,7 @@ def canary_panel() -> None:
         bars.update_layout(yaxis_tickformat=".2%", showlegend=False)
         limit = error_ratio_tolerance(analysis.counts, POLICY)
         if limit is not None:
-            bars.add_hline(
-                y=limit,
-                line_dash="dash",
-                line_color="#CC0000",
-                annotation_text=f"tolerance {100 * limit:.2f} %",
-                annotation_position="top left",
-            )
+            _tolerance_line(bars, limit, f"tolerance {100 * limit:.2f} %")
         ratio_col.plotly_chart(bars)
     if analysis.latency.empty:
         latency_col.info("No latency observations in this window.")
@@ -160,13 +166,11 @@ def canary_panel() -> None:
         )
         limit = latency_tolerance(analysis.latency, POLICY)
         if limit is not None:
-            lines.add_hline(
-                y=limit,
-                line_dash="dash",
-                line_color="#CC0000",
-                annotation_text=f"tolerance {1000 * limit:.0f} ms (stable median + "
+            _tolerance_line(
+                lines,
+                limit,
+                f"tolerance {1000 * limit:.0f} ms (stable median + "
                 f"{100 * POLICY.latency_tolerance:g} %)",
-                annotation_position="top left",
             )
         latency_col.plotly_chart(lines)
 

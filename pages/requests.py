@@ -20,7 +20,7 @@ from app.services.requests import (
 )
 from app.text import code_span, escape_markdown, format_duration
 from app.ui.action_dialog import guard_table
-from app.ui.widgets import button_only_form, current_identity, runtime
+from app.ui.widgets import button_only_form, current_identity, outcome_message, runtime
 
 _DECISION = "requests.last-decision"
 _DECISION_SHOWN = timedelta(minutes=5)
@@ -72,12 +72,7 @@ def show_decision() -> None:
         st.session_state.pop(_DECISION, None)
         return
     text = f"{text} ({at:%H:%M:%S} UTC)"
-    if kind == "success":
-        st.success(text, icon="✅")
-    elif kind == "warning":
-        st.warning(text, icon="🔁")
-    else:
-        st.error(text, icon="⛔")
+    outcome_message(kind, text)
 
 
 def decision_buttons(card: RequestCard, me: Identity) -> None:

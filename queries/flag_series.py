@@ -19,7 +19,7 @@ Every failure surfaces as `SourceUnavailable`.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -127,11 +127,14 @@ class PrometheusFlagSeries(PrometheusQuestions):
         """`sum by (variant) (rate(evaluations{flag}[step]))` at every step."""
         variant = label_name(self.names.variant_label)
         query = self.prometheus.evaluations_sum("rate", step, environment, flag, (variant,))
-        rows = [
-            (labels.get(variant, ""), stamp, value)
-            for labels, stamp, value in self.prometheus.range_points(query, start, end, step)
-        ]
-        return _series_frame(VARIANT_SERIES_COLUMNS, rows, keyed=True)
+        return self._range_frame(
+            VARIANT_SERIES_COLUMNS,
+            query,
+            start,
+            end,
+            step,
+            key=lambda labels: labels.get(variant, ""),
+        )
 
     def error_rates(
         self, environment: str, flag: str, start: datetime, end: datetime, step: timedelta
@@ -141,12 +144,7 @@ class PrometheusFlagSeries(PrometheusQuestions):
             return empty_frame(ERROR_SERIES_COLUMNS)
         metric = self.prometheus.series(self.names.errors, environment, flag)
         rate = self.prometheus.scoped(f"rate({metric}[{promql_duration(step)}])", environment)
-        query = f"sum({rate})"
-        rows = [
-            (stamp, value)
-            for _, stamp, value in self.prometheus.range_points(query, start, end, step)
-        ]
-        return _series_frame(ERROR_SERIES_COLUMNS, rows, keyed=False)
+        return self._range_frame(ERROR_SERIES_COLUMNS, f"sum({rate})", start, end, step)
 
     def latency_quantiles(
         self,
@@ -171,11 +169,14 @@ class PrometheusFlagSeries(PrometheusQuestions):
             f'"quantile", {promql_string(text)}, "", "")'
             for text in by_text
         )
-        rows = [
-            (by_text[labels["quantile"]], stamp, value)
-            for labels, stamp, value in self.prometheus.range_points(query, start, end, step)
-        ]
-        return _series_frame(LATENCY_SERIES_COLUMNS, rows, keyed=True)
+        return self._range_frame(
+            LATENCY_SERIES_COLUMNS,
+            query,
+            start,
+            end,
+            step,
+            key=lambda labels: by_text[labels["quantile"]],
+        )
 
     def variant_rate(
         self,
@@ -190,11 +191,7 @@ class PrometheusFlagSeries(PrometheusQuestions):
         query = self.prometheus.evaluations_sum(
             "rate", step, environment, flag, (), labels={self.names.variant_label: variant}
         )
-        rows = [
-            (stamp, value)
-            for _, stamp, value in self.prometheus.range_points(query, start, end, step)
-        ]
-        return _series_frame(RATE_SERIES_COLUMNS, rows, keyed=False)
+        return self._range_frame(RATE_SERIES_COLUMNS, query, start, end, step)
 
     def applied_percentages(self, environment: str, flag: str, at: datetime) -> pd.DataFrame:
         """The rollout percentage each instance reports in `rollout_percentage` at `at`."""
@@ -212,6 +209,24 @@ class PrometheusFlagSeries(PrometheusQuestions):
             return empty_frame(APPLIED_PERCENTAGE_COLUMNS)
         frame = pd.DataFrame(rows, columns=list(APPLIED_PERCENTAGE_COLUMNS))
         return frame.sort_values("instance", ignore_index=True)
+
+    def _range_frame(
+        self,
+        columns: tuple[str, ...],
+        query: str,
+        start: datetime,
+        end: datetime,
+        step: timedelta,
+        key: Callable[[dict[str, str]], Any] | None = None,
+    ) -> pd.DataFrame:
+        """`query` at every step as a `columns` frame; `key(labels)` fills the first
+        column of a keyed frame, no `key` makes a single series (timestamp, value)."""
+        points = self.prometheus.range_points(query, start, end, step)
+        if key is None:
+            series = [(stamp, value) for _, stamp, value in points]
+            return _series_frame(columns, series, keyed=False)
+        rows = [(key(labels), stamp, value) for labels, stamp, value in points]
+        return _series_frame(columns, rows, keyed=True)
 
 
 class SqlFlagSeries(SqlQuestions):
@@ -242,13 +257,10 @@ class SqlFlagSeries(SqlQuestions):
             .where(*self._in_range(environment, start, end, step), row.flag == flag)
             .group_by(row.interval_end)
         )
-        rows = [("", ended, count) for ended, count in self.fetch(query)]
-        sums = self._slot_sums(rows, start, end, step)
-        if not sums:
+        rates = self._single_rates(query, environment, start, end, step)
+        if rates is None:
             return empty_frame(ERROR_SERIES_COLUMNS)
-        keyed = self._keyed_rates(sums, environment, start, end, step, VARIANT_SERIES_COLUMNS)
-        frame = keyed[["timestamp", "evaluations_per_second"]]
-        return frame.rename(columns={"evaluations_per_second": "errors_per_second"})
+        return rates.rename(columns={"evaluations_per_second": "errors_per_second"})
 
     def latency_quantiles(
         self,
@@ -303,12 +315,8 @@ class SqlFlagSeries(SqlQuestions):
             )
             .group_by(row.interval_end)
         )
-        rows = [(variant, ended, count) for ended, count in self.fetch(query)]
-        sums = self._slot_sums(rows, start, end, step)
-        if not sums:
-            return empty_frame(RATE_SERIES_COLUMNS)
-        keyed = self._keyed_rates(sums, environment, start, end, step, VARIANT_SERIES_COLUMNS)
-        return keyed[list(RATE_SERIES_COLUMNS)].reset_index(drop=True)
+        rates = self._single_rates(query, environment, start, end, step)
+        return empty_frame(RATE_SERIES_COLUMNS) if rates is None else rates
 
     def applied_percentages(self, environment: str, flag: str, at: datetime) -> None:
         """None: the roll-ups do not record what each instance applies."""
@@ -356,6 +364,18 @@ class SqlFlagSeries(SqlQuestions):
             if seconds > 0
         ]
         return _series_frame(columns, rows, keyed=True)
+
+    def _single_rates(
+        self, query: Any, environment: str, start: datetime, end: datetime, step: timedelta
+    ) -> pd.DataFrame | None:
+        """One series from (interval_end, count) rows: (timestamp, evaluations_per_second)
+        per covered step, 0 where no row; None when no row at all."""
+        rows = [("", ended, count) for ended, count in self.fetch(query)]
+        sums = self._slot_sums(rows, start, end, step)
+        if not sums:
+            return None
+        keyed = self._keyed_rates(sums, environment, start, end, step, VARIANT_SERIES_COLUMNS)
+        return keyed[list(RATE_SERIES_COLUMNS)].reset_index(drop=True)
 
     def _covered(
         self, environment: str, start: datetime, end: datetime, step: timedelta

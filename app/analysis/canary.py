@@ -127,6 +127,28 @@ def _combine(above: bool, p_value: float, policy: CanaryPolicy) -> Verdict:
     return Verdict.PASS
 
 
+def _too_few(
+    name: str,
+    canary: float,
+    baseline: float,
+    what: str,
+    canary_count: float,
+    baseline_count: float,
+    need: int,
+) -> MetricVerdict:
+    """Inconclusive, no test run: a track has fewer `what` than the `need`ed."""
+    return MetricVerdict(
+        name,
+        Verdict.INCONCLUSIVE,
+        canary,
+        baseline,
+        None,
+        None,
+        f"too few {what}: canary {canary_count:.0f}, baseline {baseline_count:.0f} "
+        f"(need {need} each)",
+    )
+
+
 def judge_error_ratio(
     canary_requests: float,
     canary_errors: float,
@@ -141,15 +163,14 @@ def judge_error_ratio(
     baseline = _ratio(baseline_errors, baseline_requests)
     fewest = min(canary_requests, baseline_requests)
     if fewest < policy.min_requests:
-        return MetricVerdict(
+        return _too_few(
             name,
-            Verdict.INCONCLUSIVE,
             canary,
             baseline,
-            None,
-            None,
-            f"too few requests: canary {canary_requests:.0f}, baseline "
-            f"{baseline_requests:.0f} (need {policy.min_requests} each)",
+            "requests",
+            canary_requests,
+            baseline_requests,
+            policy.min_requests,
         )
     pooled = (canary_errors + baseline_errors) / (canary_requests + baseline_requests)
     spread = math.sqrt(pooled * (1 - pooled) * (1 / canary_requests + 1 / baseline_requests))
@@ -185,15 +206,14 @@ def judge_latency(
     baseline = statistics.median(baseline_points) if baseline_points else math.nan
     fewest = min(len(canary_points), len(baseline_points))
     if fewest < policy.min_intervals:
-        return MetricVerdict(
+        return _too_few(
             name,
-            Verdict.INCONCLUSIVE,
             canary,
             baseline,
-            None,
-            None,
-            f"too few intervals: canary {len(canary_points)}, baseline "
-            f"{len(baseline_points)} (need {policy.min_intervals} each)",
+            "intervals",
+            len(canary_points),
+            len(baseline_points),
+            policy.min_intervals,
         )
     result = mannwhitneyu(canary_points, baseline_points, alternative="greater")
     u = float(result.statistic)

@@ -23,6 +23,7 @@ from app.analysis.canary import (
     judge_latency,
     overall,
 )
+from app.analysis.freshness import data_age_seconds
 from queries.canary import (
     CANARY_COUNT_COLUMNS,
     CANARY_LATENCY_COLUMNS,
@@ -61,9 +62,7 @@ class CanaryAnalysis:
 
     @property
     def data_age_seconds(self) -> float | None:
-        if self.newest_sample is None:
-            return None
-        return max(0.0, (self.at - self.newest_sample).total_seconds())
+        return data_age_seconds(self.newest_sample, self.at)
 
 
 def latency_step(window: timedelta) -> timedelta:

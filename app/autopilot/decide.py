@@ -211,34 +211,29 @@ def _failed_on_data(plan: RolloutPlan, seen: PlanEvidence) -> tuple[GuardResult,
     that chance alone makes fail about once in a hundred windows (a treatment worse than
     its control below the threshold, a sample ratio mismatch), which acts only when the
     tick before saw a failure too."""
-    by_name = {g.name: g for g in seen.guards}
-    errors = by_name.get("error_rate")
-    if (
-        "error_rate" in plan.gates
-        and errors is not None
-        and not errors.passed
-        and errors.value is not None
-    ):
+    errors = _failed_gate(plan, seen, "error_rate")
+    if errors is not None:
         above = _above_threshold(errors, seen)
         if above is None:  # below it: only the significant comparison failed it
             return errors, False
         if above:
             return errors, True
-    exposure = by_name.get("exposure")
-    if (
-        "exposure" in plan.gates
-        and exposure is not None
-        and not exposure.passed
-        and exposure.value is not None
-        and _full_window_at_step(seen)
-        and _srm(seen)
-    ):
+    exposure = _failed_gate(plan, seen, "exposure")
+    if exposure is not None and _full_window_at_step(seen) and _srm(seen):
         return exposure, False
     if "canary" in plan.gates and seen.canary is Verdict.FAIL:
         canary = GuardResult(
             "canary", False, str(Verdict.FAIL), str(Verdict.PASS), seen.canary_detail
         )
         return canary, True
+    return None
+
+
+def _failed_gate(plan: RolloutPlan, seen: PlanEvidence, name: str) -> GuardResult | None:
+    """The guard `name` when it is one of the plan's gates and failed on a measured value."""
+    guard = {g.name: g for g in seen.guards}.get(name)
+    if name in plan.gates and guard is not None and not guard.passed and guard.value is not None:
+        return guard
     return None
 
 

@@ -1,4 +1,4 @@
-"""What every command parses the same way: instants, request ids, who acts, and the
+"""What every command parses the same way: instants, counts, request ids, who acts, and the
 environment it acts on.
 
 Imported while the parser is built (also for `--help`): the runtime is imported by
@@ -26,6 +26,7 @@ __all__ = [
     "record_count",
     "request_id",
     "runtime_for",
+    "whole_number",
 ]
 
 
@@ -47,15 +48,20 @@ def instant(text: str) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def record_count(text: str) -> int:
-    """A number of records, 1 to `MAX_RECORDS`; an argparse error (exit 2) otherwise."""
+def whole_number(text: str, most: int) -> int:
+    """A whole number from 1 to `most`; an argparse error (exit 2) otherwise."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a whole number: {text[:40]!r}") from None
-    if not 1 <= value <= MAX_RECORDS:
-        raise argparse.ArgumentTypeError(f"must be 1 to {MAX_RECORDS:,}, got {text[:40]}")
+    if not 1 <= value <= most:
+        raise argparse.ArgumentTypeError(f"must be 1 to {most:,}, got {text[:40]}")
     return value
+
+
+def record_count(text: str) -> int:
+    """A number of records, 1 to `MAX_RECORDS`; an argparse error (exit 2) otherwise."""
+    return whole_number(text, MAX_RECORDS)
 
 
 def runtime_for(settings: Settings, wanted: str | None) -> tuple[Runtime, str] | None:

@@ -31,7 +31,7 @@ from app.rollout.exit_codes import ExitCode
 if TYPE_CHECKING:
     from app.autopilot.controller import Controller
     from app.autopilot.model import RolloutPlan
-    from app.autopilot.store import AutopilotEvent, Heartbeat
+    from app.autopilot.store import AutopilotEvent, Heartbeat, PlanStore
     from app.runtime import Runtime
     from app.settings import Settings
 
@@ -184,16 +184,8 @@ def _run_plan_set(args: argparse.Namespace, settings: Settings) -> int:
         if args.if_version is not None and args.if_version != seen:
             return _changed(current, args.if_version)
         plan = runtime.set_plan(identity, environment, args.flag, seen_version=seen, **values)
-    except NotAuthorized as error:
-        print(f"refused: {error}", file=sys.stderr)
-        return ExitCode.REFUSED
-    except PlanInvalid as error:
-        return _invalid(error.problems)
-    except PlanChanged as changed:
-        return _changed(changed.current, args.if_version)
-    except PlansUnavailable as error:
-        print(f"error: {error}", file=sys.stderr)
-        return ExitCode.UNAVAILABLE
+    except (NotAuthorized, PlanInvalid, PlanChanged, PlansUnavailable) as error:
+        return _not_written(error, args.if_version)
     if args.json:
         print_json({"plan": _plan_json(plan, plan.expected_percentage, [])})
     else:
@@ -275,6 +267,24 @@ def _percentage(text: str) -> float:
         raise PlanInvalid([f"stop at {text[:40]!r}: a percentage such as 50"]) from None
 
 
+def _not_written(error: Exception, seen: int | None) -> int:
+    """The words on stderr and the exit code of a plan change that was refused (a role
+    missing, a bad value, a plan changed since version `seen`) or could not be stored."""
+    from app.autopilot.model import PlanInvalid
+    from app.autopilot.store import PlanChanged
+    from app.rollout.roles import NotAuthorized
+
+    if isinstance(error, NotAuthorized):
+        print(f"refused: {error}", file=sys.stderr)
+        return ExitCode.REFUSED
+    if isinstance(error, PlanInvalid):
+        return _invalid(error.problems)
+    if isinstance(error, PlanChanged):
+        return _changed(error.current, seen)
+    print(f"error: {error}", file=sys.stderr)  # PlansUnavailable
+    return ExitCode.UNAVAILABLE
+
+
 def _invalid(problems: Sequence[str]) -> int:
     for problem in problems:
         print(f"error: {_shown(problem)}", file=sys.stderr)
@@ -312,9 +322,7 @@ def _run_plan_move(args: argparse.Namespace, settings: Settings) -> int:
     now = datetime.now(UTC)
     seen = 0
     try:
-        plan = store.get(environment, args.flag)
-        if plan is None:
-            raise UsageError(f"no rollout plan for {quoted(args.flag)} in {environment}")
+        plan = _plan_of(store, environment, args.flag)
         seen = plan.version
         if plan.status is PlanStatus.ABORTED:
             print(
@@ -342,17 +350,17 @@ def _run_plan_move(args: argparse.Namespace, settings: Settings) -> int:
             )
         else:
             moved = abort_plan(store, runtime.audit, identity, plan, args.reason, now)
-    except NotAuthorized as error:
-        print(f"refused: {error}", file=sys.stderr)
-        return ExitCode.REFUSED
-    except PlanInvalid as error:
-        return _invalid(error.problems)
-    except PlanChanged as changed:
-        return _changed(changed.current, seen)
-    except PlansUnavailable as error:
-        print(f"error: {error}", file=sys.stderr)
-        return ExitCode.UNAVAILABLE
+    except (NotAuthorized, PlanInvalid, PlanChanged, PlansUnavailable) as error:
+        return _not_written(error, seen)
     return _report_plan(moved, moved.status_reason, args.json)
+
+
+def _plan_of(store: PlanStore, environment: str, flag: str) -> RolloutPlan:
+    """The plan of `flag`; UsageError when it has none."""
+    plan = store.get(environment, flag)
+    if plan is None:
+        raise UsageError(f"no rollout plan for {quoted(flag)} in {environment}")
+    return plan
 
 
 def _report_plan(plan: RolloutPlan, said: str, as_json: bool) -> int:
@@ -377,10 +385,7 @@ def _run_plan_show(args: argparse.Namespace, settings: Settings) -> int:
     store = runtime.plans
     try:
         if args.flag is not None:
-            one = store.get(environment, args.flag)
-            if one is None:
-                raise UsageError(f"no rollout plan for {quoted(args.flag)} in {environment}")
-            plans = [one]
+            plans = [_plan_of(store, environment, args.flag)]
         else:
             plans = store.plans(environment)
         events = {p.id: store.events(p.id, limit=RECENT_EVENTS) for p in plans}

@@ -11,6 +11,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
+from app.cli.arguments import whole_number
 from app.rollout.exit_codes import ExitCode
 from app.unleash.periodic_sync import MAX_HOURS, sync_once
 
@@ -29,13 +30,7 @@ AUTH = (401, 403)
 
 
 def _hours(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text[:40]!r}") from None
-    if not 1 <= value <= MAX_HOURS:
-        raise argparse.ArgumentTypeError(f"must be 1 to {MAX_HOURS}, got {text[:40]}")
-    return value
+    return whole_number(text, MAX_HOURS)
 
 
 def add_sync_command(subparsers: Any) -> argparse.ArgumentParser:

@@ -30,6 +30,7 @@ from app.analysis.exposure import (
     time_to_mitigate,
     time_to_target_share,
 )
+from app.analysis.freshness import data_age_seconds
 from app.analysis.health import (
     HealthReport,
     HealthThresholds,
@@ -84,23 +85,17 @@ __all__ = [
     "variant_error_table",
 ]
 
-#: the time range picker's choices, and the spacing of their points
-RANGES: dict[str, timedelta] = {
-    "15m": timedelta(minutes=15),
-    "1h": timedelta(hours=1),
-    "6h": timedelta(hours=6),
-    "24h": timedelta(hours=24),
-    "7d": timedelta(days=7),
-    "30d": timedelta(days=30),
+#: the time range picker's choices: (how far back a range looks, the spacing of its points)
+_RANGES_AND_STEPS: dict[str, tuple[timedelta, timedelta]] = {
+    "15m": (timedelta(minutes=15), timedelta(seconds=30)),
+    "1h": (timedelta(hours=1), timedelta(minutes=1)),
+    "6h": (timedelta(hours=6), timedelta(minutes=5)),
+    "24h": (timedelta(hours=24), timedelta(minutes=20)),
+    "7d": (timedelta(days=7), timedelta(hours=2)),
+    "30d": (timedelta(days=30), timedelta(hours=12)),
 }
-_STEPS: dict[str, timedelta] = {
-    "15m": timedelta(seconds=30),
-    "1h": timedelta(minutes=1),
-    "6h": timedelta(minutes=5),
-    "24h": timedelta(minutes=20),
-    "7d": timedelta(hours=2),
-    "30d": timedelta(hours=12),
-}
+#: the time range picker's choices and how far back each looks
+RANGES: dict[str, timedelta] = {name: span for name, (span, _) in _RANGES_AND_STEPS.items()}
 DEFAULT_RANGE = "1h"
 #: the refresh picker's choices (seconds between two refreshes of the panels; None: off)
 REFRESH: dict[str, int | None] = {"off": None, "10 s": 10, "30 s": 30, "1 min": 60, "5 min": 300}
@@ -119,7 +114,7 @@ MITIGATION_THRESHOLD = 0.01
 
 def range_step(range_name: str) -> timedelta:
     """The spacing of the points of a range (KeyError for an unknown one)."""
-    return _STEPS[range_name]
+    return _RANGES_AND_STEPS[range_name][1]
 
 
 @dataclass(frozen=True)
@@ -258,9 +253,7 @@ class FlagDetail:
 
     @property
     def data_age_seconds(self) -> float | None:
-        if self.newest_sample is None:
-            return None
-        return max(0.0, (self.end - self.newest_sample).total_seconds())
+        return data_age_seconds(self.newest_sample, self.end)
 
 
 def _floor(moment: datetime, step: timedelta) -> datetime:
@@ -288,7 +281,7 @@ def load_flag_detail(
     flag = snapshot.flag(flag_key)
     environment = snapshot.environment
     said = list(notices)
-    step = _STEPS[range_name]
+    step = range_step(range_name)
     end = _floor(now, MITIGATION_STEP)
     start = end - RANGES[range_name]
     beyond = start < now - retention

@@ -17,6 +17,7 @@ from typing import Any, cast
 
 import pandas as pd
 
+from app.analysis.freshness import data_age_seconds
 from app.analysis.health import (
     Health,
     HealthThresholds,
@@ -133,9 +134,7 @@ class Overview:
 
     @property
     def data_age_seconds(self) -> float | None:
-        if self.newest_sample is None:
-            return None
-        return max(0.0, (self.generated_at - self.newest_sample).total_seconds())
+        return data_age_seconds(self.newest_sample, self.generated_at)
 
 
 @dataclass(frozen=True)

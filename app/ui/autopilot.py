@@ -38,7 +38,7 @@ from app.services.autopilot import (
 )
 from app.services.overview import FlagRow
 from app.text import escape_markdown, format_age
-from app.ui.widgets import button_only_form
+from app.ui.widgets import button_only_form, outcome_message
 
 __all__ = ["autopilot_cells", "autopilot_panel", "heartbeat_banner", "planned"]
 
@@ -245,21 +245,16 @@ def _plan_buttons(
     )
     pause_col, abort_col, _ = st.columns([1, 1, 2])
     if plan.status is PlanStatus.ACTIVE:
-        pause_col.button(
-            "⏸️ Pause the plan",
-            key=_field(environment, flag, "pause"),
-            on_click=_act,
-            args=(rt, identity, "pause", plan, reason_key),
-            width="stretch",
-        )
+        move, label = "pause", "⏸️ Pause the plan"
     else:
-        pause_col.button(
-            "▶️ Resume the plan",
-            key=_field(environment, flag, "resume"),
-            on_click=_act,
-            args=(rt, identity, "resume", plan, reason_key),
-            width="stretch",
-        )
+        move, label = "resume", "▶️ Resume the plan"
+    pause_col.button(
+        label,
+        key=_field(environment, flag, move),
+        on_click=_act,
+        args=(rt, identity, move, plan, reason_key),
+        width="stretch",
+    )
     confirm_key = _confirm_key(environment, flag)
     abort_col.button(
         "⏹️ Abort the plan…",
@@ -353,12 +348,7 @@ def _show_said(environment: str, flag: str) -> None:
         return
     kind, text = said
     text = escape_markdown(text)
-    if kind == "success":
-        st.success(text, icon="✅")
-    elif kind == "warning":
-        st.warning(text, icon="🔁")
-    else:
-        st.error(text, icon="⛔")
+    outcome_message(kind, text)
 
 
 def _plan_editor(

@@ -3,8 +3,9 @@ on every chart, so a reader sees what a change did."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
+import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
@@ -38,51 +39,73 @@ def with_changes(figure: go.Figure, changes: Sequence[ChangeMark]) -> go.Figure:
     return figure
 
 
+def _over_time(
+    draw: Callable[..., go.Figure],
+    frame: pd.DataFrame,
+    y: str,
+    y_title: str,
+    title: str,
+    changes: Sequence[ChangeMark],
+    color: str | None = None,
+) -> go.Figure:
+    """`draw` (a Plotly Express function) of `y` over `timestamp`, a trace per `color`
+    value, with the changes marked."""
+    figure = draw(
+        frame,
+        x="timestamp",
+        y=y,
+        color=color,
+        title=title,
+        labels={y: y_title, "timestamp": ""},
+    )
+    return with_changes(figure, changes)
+
+
 def rate_chart(detail: FlagDetail) -> go.Figure:
     """Evaluations per second by variant, stacked."""
-    area = px.area(
+    return _over_time(
+        px.area,
         detail.variant_rates,
-        x="timestamp",
-        y="evaluations_per_second",
+        "evaluations_per_second",
+        "evaluations/s",
+        "Evaluations per second by variant",
+        detail.changes,
         color="variant",
-        title="Evaluations per second by variant",
-        labels={"evaluations_per_second": "evaluations/s", "timestamp": ""},
     )
-    return with_changes(area, detail.changes)
 
 
 def error_chart(detail: FlagDetail) -> go.Figure:
     """Failed evaluations per second."""
-    errors = px.line(
+    return _over_time(
+        px.line,
         detail.error_rates,
-        x="timestamp",
-        y="errors_per_second",
-        title="Failed evaluations per second",
-        labels={"errors_per_second": "errors/s", "timestamp": ""},
+        "errors_per_second",
+        "errors/s",
+        "Failed evaluations per second",
+        detail.changes,
     )
-    return with_changes(errors, detail.changes)
 
 
 def latency_chart(detail: FlagDetail) -> go.Figure:
     """One line per quantile (p50, p95, p99), in milliseconds."""
-    lines = px.line(
+    return _over_time(
+        px.line,
         latency_in_ms(detail.latency),
-        x="timestamp",
-        y="ms",
+        "ms",
+        "latency (ms)",
+        "Evaluation latency",
+        detail.changes,
         color="quantile",
-        title="Evaluation latency",
-        labels={"ms": "latency (ms)", "timestamp": ""},
     )
-    return with_changes(lines, detail.changes)
 
 
 def mitigation_chart(mitigation: Mitigation) -> go.Figure:
     """The rolled-back variant's rate around the rollback or kill."""
-    rate = px.line(
+    return _over_time(
+        px.line,
         mitigation.series,
-        x="timestamp",
-        y="evaluations_per_second",
-        title=f"Evaluations per second of {mitigation.variant!r} around the change",
-        labels={"evaluations_per_second": "evaluations/s", "timestamp": ""},
+        "evaluations_per_second",
+        "evaluations/s",
+        f"Evaluations per second of {mitigation.variant!r} around the change",
+        (mitigation.change,),
     )
-    return with_changes(rate, (mitigation.change,))

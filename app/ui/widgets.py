@@ -45,6 +45,7 @@ __all__ = [
     "flag_source_banner",
     "flag_source_label",
     "identity_label",
+    "outcome_message",
     "runtime",
     "settings_problem_page",
     "sign_in_controls",
@@ -59,6 +60,17 @@ def button_only_form(key: str, *, border: bool = True) -> DeltaGenerator:
     text boxes never approves, rejects or saves anything (Streamlit's default submits the
     form with its first button, so a rejection reason typed + Enter approved)."""
     return st.form(key, border=border, enter_to_submit=False)
+
+
+def outcome_message(kind: str, text: str) -> None:
+    """What a button did: "success" ✅, "warning" 🔁 (someone changed it meanwhile),
+    anything else an error ⛔."""
+    if kind == "success":
+        st.success(text, icon="✅")
+    elif kind == "warning":
+        st.warning(text, icon="🔁")
+    else:
+        st.error(text, icon="⛔")
 
 
 @st.cache_resource
