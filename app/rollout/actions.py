@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
+from app.errors import RolloutError
 from app.flags.backend import (
     FlagBackend,
     FlagChange,
@@ -77,7 +78,7 @@ class Action(StrEnum):
     RESTORE = "restore"
 
 
-class InvalidRequest(ValueError):
+class InvalidRequest(RolloutError, ValueError):
     """The request itself is wrong (unknown flag, bad percentage, empty reason...)."""
 
 

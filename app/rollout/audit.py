@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import Engine, func, insert, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from app.errors import RolloutError
 from app.metrics_db.schema import AuditOutcome, AuditRecord
 
 __all__ = [
@@ -94,7 +95,7 @@ class AuditEntry:
         }
 
 
-class DuplicateKey(RuntimeError):
+class DuplicateKey(RolloutError, RuntimeError):
     """An action with this idempotency key was already recorded: `existing` is it."""
 
     def __init__(self, existing: AuditEntry) -> None:
