@@ -22,6 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.analysis.health import HealthThresholds
 from app.analysis.progress import PhaseProgress, phase_progress
+from app.audit import AuditEntry, AuditLog
 from app.flags.backend import FlagBackend, FlagSnapshot
 from app.flags.loader import ConfigInvalid, environments, load_config
 from app.flags.model import FlagConfig
@@ -40,7 +41,6 @@ from app.rollout.actions import (
     plan_action,
     unavailable_result,
 )
-from app.rollout.audit import AuditEntry, AuditLog
 from app.rollout.evidence import guard_check
 from app.rollout.guards import GuardPolicy, GuardResult
 from app.settings import EvidencePolicy, FlagBackendKind, Settings

@@ -20,9 +20,9 @@ from typing import Any
 
 from app.approvals.model import ChangeRequest, RequestStatus, raises_exposure, same_person
 from app.approvals.store import ApprovalsUnavailable, DuplicateRequest, RequestStore
+from app.audit import AuditEntry, AuditLog, Outcome
 from app.quoting import quoted
 from app.rollout.actions import ActionRequest, ActionResult, Plan
-from app.rollout.audit import AuditEntry, AuditLog, Outcome
 from app.rollout.exit_codes import ExitCode
 from app.rollout.inputs import reason_problem
 from app.rollout.roles import Identity, NotAuthorized, Role, require

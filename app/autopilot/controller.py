@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from app.audit import AuditLog, Outcome
 from app.autopilot.decide import Decision, Move, SeenChange, decide
 from app.autopilot.evidence import EnvironmentEvidence, gather_environment, plan_evidence
 from app.autopilot.model import AUTOPILOT_ACTOR, PlanStatus, RolloutPlan
@@ -36,7 +37,6 @@ from app.rollout.actions import (
     Transition,
     execute_action,
 )
-from app.rollout.audit import AuditLog, Outcome
 from app.rollout.guards import GuardPolicy, GuardResult
 from app.rollout.roles import Identity, Role
 from queries.canary import CanaryQueries

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
+from app.audit import AuditEntry, AuditLog, DuplicateKey, Outcome, describe_change
 from app.errors import RolloutError
 from app.flags.backend import (
     FlagBackend,
@@ -30,7 +31,6 @@ from app.flags.backend import (
 )
 from app.flags.loader import ConfigInvalid
 from app.flags.model import FlagConfig, FlagDefinition, FlagState
-from app.rollout.audit import AuditEntry, AuditLog, DuplicateKey, Outcome, describe_change
 from app.rollout.exit_codes import ExitCode
 from app.rollout.guards import GuardResult
 from app.rollout.inputs import (

@@ -9,8 +9,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from app.analysis.health import error_ratio
+from app.audit import AuditLog, Outcome
 from app.flags.backend import FlagSnapshot
-from app.rollout.audit import AuditLog, Outcome
 from app.rollout.guards import (
     DependencyStatus,
     GuardInputs,

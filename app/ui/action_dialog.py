@@ -28,6 +28,7 @@ import pandas as pd
 import streamlit as st
 
 from app.approvals.store import ApprovalsUnavailable
+from app.audit import AuditEntry, Outcome, describe_change
 from app.flags.backend import FlagSnapshot
 from app.rollout import inputs as rules
 from app.rollout.actions import (
@@ -40,7 +41,6 @@ from app.rollout.actions import (
     Transition,
     target_of,
 )
-from app.rollout.audit import AuditEntry, Outcome, describe_change
 from app.rollout.guards import GuardResult
 from app.rollout.roles import Identity, Role
 from app.runtime import Runtime

@@ -37,6 +37,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from app.audit import Outcome
 from app.autopilot.controller import LEASE
 from app.autopilot.model import PlanStatus, RolloutPlan
 from app.autopilot.service import set_plan
@@ -44,7 +45,6 @@ from app.autopilot.store import PlanStore
 from app.demo import simulator
 from app.flags.loader import BUNDLED_CONFIG
 from app.rollout.actions import Action, ActionRequest
-from app.rollout.audit import Outcome
 from app.rollout.roles import Identity, Role
 from app.runtime import Runtime, open_runtime
 from app.settings import load_settings

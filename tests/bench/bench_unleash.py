@@ -30,12 +30,12 @@ from pathlib import Path
 import psycopg
 from UnleashClient import UnleashClient
 
+from app.audit import AuditLog
 from app.demo.unleash_server import LocalUnleash, start_unleash
 from app.flags.unleash_api import UnleashApi
 from app.flags.unleash_backend import UnleashFlagBackend
 from app.metrics_db.database import open_database
 from app.rollout.actions import Action, ActionRequest, execute_action
-from app.rollout.audit import AuditLog
 from app.rollout.guards import GuardResult
 from app.rollout.roles import Identity, Role
 

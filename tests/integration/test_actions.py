@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine
 
+from app.audit import AuditEntry, AuditLog, Outcome
 from app.flags.loader import BUNDLED_CONFIG, load_config
 from app.flags.model import FlagState
 from app.flags.yaml_backend import YamlFlagBackend
 from app.metrics_db.database import open_database
 from app.rollout.actions import Action, ActionRequest, ExitCode, execute_action, plan_action
-from app.rollout.audit import AuditEntry, AuditLog, Outcome
 from app.rollout.guards import GuardResult
 from app.rollout.roles import Identity, Role
 

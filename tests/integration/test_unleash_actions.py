@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from app.audit import AuditLog, Outcome
 from app.cli import main
 from app.demo.unleash_server import start_unleash
 from app.flags.model import FlagState
@@ -18,7 +19,6 @@ from app.flags.unleash_api import UnleashApi
 from app.flags.unleash_backend import UnleashFlagBackend, dashboard_event_ids
 from app.metrics_db.database import open_database
 from app.rollout.actions import Action, ActionRequest, ExitCode, execute_action
-from app.rollout.audit import AuditLog, Outcome
 from app.rollout.guards import GuardResult
 from app.rollout.roles import Identity, Role
 from tests.conftest import fresh_postgres_database

@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 from UnleashClient import UnleashClient
 
+from app.audit import AuditLog, Outcome
 from app.flags.unleash_api import UnleashApi
 from app.flags.unleash_backend import UnleashFlagBackend, file_lock
 from app.metrics_db.database import open_database
 from app.rollout.actions import Action, ActionRequest, ExitCode, execute_action, plan_action
-from app.rollout.audit import AuditLog, Outcome
 from app.rollout.guards import GuardResult
 from app.rollout.roles import Identity, Role
 from tests.support.unleash import UnleashSeed

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app.approvals.store import ApprovalsUnavailable, DuplicateRequest
+from app.audit import DuplicateKey
 from app.autopilot.model import PlanInvalid
 from app.autopilot.store import PlanChanged, PlansUnavailable
 from app.cli.arguments import UsageError
@@ -14,7 +15,6 @@ from app.flags.conditions import ConditionError
 from app.flags.loader import ConfigInvalid
 from app.flags.yaml_limits import YamlRejected
 from app.rollout.actions import InvalidRequest, PlanConflict, PlanRefused
-from app.rollout.audit import DuplicateKey
 from app.rollout.ladder import LadderEnd
 from app.rollout.roles import NotAuthorized
 from app.settings import SettingsInvalid

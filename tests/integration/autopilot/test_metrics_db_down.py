@@ -22,6 +22,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
+from app.audit import AuditLog, Outcome
 from app.autopilot.controller import Controller, ControllerConfig
 from app.autopilot.decide import Move
 from app.autopilot.model import PlanStatus
@@ -31,7 +32,6 @@ from app.flags.backend import FlagBackend, FlagSnapshot
 from app.flags.loader import BUNDLED_CONFIG
 from app.flags.yaml_backend import YamlFlagBackend
 from app.metrics_db.database import open_database
-from app.rollout.audit import AuditLog, Outcome
 from app.rollout.roles import Identity, Role
 from queries.sql import SqlMetrics
 from tests.conftest import POSTGRES_ADMIN, fresh_postgres_database
