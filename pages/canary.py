@@ -7,7 +7,7 @@ import streamlit as st
 
 from app.analysis.canary import CanaryPolicy, Verdict
 from app.flags.loader import ConfigInvalid
-from app.rollout.actions import Action
+from app.rollout.action_model import Action
 from app.services.canary import (
     TRACK_COLOURS,
     canary_failing_since,

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import streamlit as st
 
 from app.analysis.exposure import SRM_P_VALUE
-from app.rollout.actions import Action, ActionRequest
+from app.rollout.action_model import Action, ActionRequest
 from app.services.flag_detail import (
     DEFAULT_RANGE,
     DEFAULT_REFRESH,

@@ -22,7 +22,7 @@ from app.approvals.model import ChangeRequest, RequestStatus, raises_exposure, s
 from app.approvals.store import ApprovalsUnavailable, DuplicateRequest, RequestStore
 from app.audit import AuditEntry, AuditLog, Outcome
 from app.quoting import quoted
-from app.rollout.actions import ActionRequest, ActionResult, Plan
+from app.rollout.action_model import ActionRequest, ActionResult, Plan
 from app.rollout.exit_codes import ExitCode
 from app.rollout.inputs import reason_problem
 from app.rollout.roles import Identity, NotAuthorized, Role, require

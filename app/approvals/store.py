@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from app.approvals.model import ChangeRequest, RequestStatus, transition_from_json, transition_json
 from app.errors import RolloutError
 from app.metrics_db.schema import ChangeRequestRow
-from app.rollout.actions import Action
+from app.rollout.action_model import Action
 
 __all__ = ["ApprovalsUnavailable", "DuplicateRequest", "RequestStore"]
 

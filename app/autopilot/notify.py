@@ -41,7 +41,7 @@ from app.ui.format import format_guard_values
 if TYPE_CHECKING:
     import requests
 
-    from app.rollout.actions import ActionResult
+    from app.rollout.action_model import ActionResult
 
 __all__ = [
     "Delivery",

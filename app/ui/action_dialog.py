@@ -31,17 +31,17 @@ from app.approvals.store import ApprovalsUnavailable
 from app.audit import AuditEntry, Outcome, describe_change
 from app.flags.backend import FlagSnapshot
 from app.rollout import inputs as rules
-from app.rollout.actions import (
+from app.rollout.action_model import (
     Action,
     ActionRequest,
     ActionResult,
-    ExitCode,
     InvalidRequest,
     Plan,
     Transition,
-    target_of,
 )
+from app.rollout.exit_codes import ExitCode
 from app.rollout.guards import GuardResult
+from app.rollout.planning import target_of
 from app.rollout.roles import Identity, Role
 from app.runtime import Runtime
 from app.ui.format import escape_markdown, format_age, format_duration, format_guard_values

@@ -32,7 +32,8 @@ from app.flags.loader import load_config
 from app.flags.sql_backend import SqlFlagBackend
 from app.flags.yaml_backend import YamlFlagBackend
 from app.metrics_db.database import open_database
-from app.rollout.actions import Action, ActionRequest, execute_action
+from app.rollout.action_model import Action, ActionRequest
+from app.rollout.execution import execute_action
 from app.rollout.guards import GuardResult
 from app.rollout.roles import Identity, Role
 

@@ -44,7 +44,7 @@ from app.autopilot.service import set_plan
 from app.autopilot.store import PlanStore
 from app.demo import simulator
 from app.flags.loader import BUNDLED_CONFIG
-from app.rollout.actions import Action, ActionRequest
+from app.rollout.action_model import Action, ActionRequest
 from app.rollout.roles import Identity, Role
 from app.runtime import Runtime, open_runtime
 from app.settings import load_settings

@@ -35,7 +35,8 @@ from app.demo.unleash_server import LocalUnleash, start_unleash
 from app.flags.unleash_api import UnleashApi
 from app.flags.unleash_backend import UnleashFlagBackend
 from app.metrics_db.database import open_database
-from app.rollout.actions import Action, ActionRequest, execute_action
+from app.rollout.action_model import Action, ActionRequest
+from app.rollout.execution import execute_action
 from app.rollout.guards import GuardResult
 from app.rollout.roles import Identity, Role
 

@@ -27,7 +27,7 @@ from app.approvals import Approvals, RequestStatus, RequestStore
 from app.audit import AuditLog
 from app.flags.loader import load_config
 from app.metrics_db.database import open_database
-from app.rollout.actions import ExitCode
+from app.rollout.exit_codes import ExitCode
 from app.rollout.roles import Identity, Role
 from tests.support import grid
 from tests.support.approval_state import start_simulator

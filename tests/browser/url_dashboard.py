@@ -12,7 +12,7 @@ from playwright.sync_api import Locator, Page, expect
 
 from app.audit import Outcome
 from app.demo.launcher import streamlit_command
-from app.rollout.actions import Action, ActionRequest
+from app.rollout.action_model import Action, ActionRequest
 from app.rollout.roles import Identity, Role
 from app.runtime import open_runtime
 from app.settings import load_settings

@@ -16,8 +16,11 @@ from app.flags.loader import BUNDLED_CONFIG, load_config
 from app.flags.model import FlagState
 from app.flags.yaml_backend import YamlFlagBackend
 from app.metrics_db.database import open_database
-from app.rollout.actions import Action, ActionRequest, ExitCode, execute_action, plan_action
+from app.rollout.action_model import Action, ActionRequest
+from app.rollout.execution import execute_action
+from app.rollout.exit_codes import ExitCode
 from app.rollout.guards import GuardResult
+from app.rollout.planning import plan_action
 from app.rollout.roles import Identity, Role
 
 OPERATOR = Identity("olga", Role.OPERATOR, "test")

@@ -24,7 +24,9 @@ from app.flags.loader import BUNDLED_CONFIG, load_config
 from app.flags.sql_backend import SqlFlagBackend
 from app.flags.yaml_backend import YamlFlagBackend
 from app.metrics_db.database import open_database
-from app.rollout.actions import Action, ActionRequest, ActionResult, ExitCode, execute_action
+from app.rollout.action_model import Action, ActionRequest, ActionResult
+from app.rollout.execution import execute_action
+from app.rollout.exit_codes import ExitCode
 from app.rollout.guards import GuardResult
 from app.rollout.roles import Identity, Role
 

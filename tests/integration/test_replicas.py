@@ -22,7 +22,7 @@ import pytest
 from app.flags.loader import BUNDLED_CONFIG, environments, load_config
 from app.flags.sql_backend import SqlFlagBackend
 from app.metrics_db.database import open_database
-from app.rollout.actions import ExitCode
+from app.rollout.exit_codes import ExitCode
 from tests.conftest import POSTGRES_ADMIN
 
 pytestmark = pytest.mark.postgres

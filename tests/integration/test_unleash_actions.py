@@ -18,7 +18,9 @@ from app.flags.model import FlagState
 from app.flags.unleash_api import UnleashApi
 from app.flags.unleash_backend import UnleashFlagBackend, dashboard_event_ids
 from app.metrics_db.database import open_database
-from app.rollout.actions import Action, ActionRequest, ExitCode, execute_action
+from app.rollout.action_model import Action, ActionRequest
+from app.rollout.execution import execute_action
+from app.rollout.exit_codes import ExitCode
 from app.rollout.guards import GuardResult
 from app.rollout.roles import Identity, Role
 from tests.conftest import fresh_postgres_database

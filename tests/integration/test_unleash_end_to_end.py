@@ -17,8 +17,11 @@ from app.audit import AuditLog, Outcome
 from app.flags.unleash_api import UnleashApi
 from app.flags.unleash_backend import UnleashFlagBackend, file_lock
 from app.metrics_db.database import open_database
-from app.rollout.actions import Action, ActionRequest, ExitCode, execute_action, plan_action
+from app.rollout.action_model import Action, ActionRequest
+from app.rollout.execution import execute_action
+from app.rollout.exit_codes import ExitCode
 from app.rollout.guards import GuardResult
+from app.rollout.planning import plan_action
 from app.rollout.roles import Identity, Role
 from tests.support.unleash import UnleashSeed
 

@@ -23,7 +23,8 @@ from app.flags.model import FlagState
 from app.flags.yaml_backend import YamlFlagBackend
 from app.metrics_db.database import insert_rollups, open_database
 from app.metrics_db.records import EvaluationRollup
-from app.rollout.actions import Action, ActionRequest, execute_action
+from app.rollout.action_model import Action, ActionRequest
+from app.rollout.execution import execute_action
 from app.rollout.roles import Identity, NotAuthorized, Role
 from queries.sql import SqlMetrics
 

@@ -1,0 +1,157 @@
+"""A change written flag by flag (a backend that is not atomic, such as a flag server):
+each flag its own compare-and-set, one audit outcome per flag, and a result that says
+what was switched off, what conflicted and what failed."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from app.audit import AuditEntry, AuditLog, Outcome
+from app.flags.backend import (
+    FlagBackend,
+    FlagChange,
+    FlagSnapshot,
+    PartiallyApplied,
+    UnknownFlag,
+    VersionConflict,
+)
+from app.flags.loader import ConfigInvalid
+from app.rollout.action_audit import settle_applied
+from app.rollout.action_model import Action, ActionResult, Plan
+from app.rollout.exit_codes import ExitCode
+from app.rollout.planning import flag_now
+from queries.source import SourceUnavailable
+
+__all__ = ["apply_flag_by_flag", "partial_outcomes", "per_flag_result"]
+
+
+def apply_flag_by_flag(
+    plan: Plan,
+    backend: FlagBackend,
+    audit: AuditLog,
+    pending: Sequence[AuditEntry],
+    changes: Sequence[FlagChange],
+    versions: Mapping[str, str],
+) -> ActionResult:
+    """The changes on a backend that writes flag by flag, each its own compare-and-set:
+    a flag refused before any write (stale, gone, read-only) is set aside and the rest
+    sent again; the backend goes on after a conflict once writing. One audit outcome per
+    flag; a flag written but not read back stays pending (reconciliation settles it)."""
+    environment = plan.request.environment
+    outcomes: dict[str, str] = {}
+    remaining = list(changes)
+    fresh: FlagSnapshot | None = None
+    down: SourceUnavailable | None = None
+    while remaining:
+        try:
+            fresh = backend.apply(
+                environment, remaining, {c.flag: versions[c.flag] for c in remaining}
+            )
+        except VersionConflict as conflict:  # refused before any write
+            fresh = conflict.current
+            for flag in conflict.flags:
+                said = flag_now(audit, conflict.current, flag)
+                outcomes[flag] = f"conflicted: changed concurrently — {said}"
+            remaining = [c for c in remaining if c.flag not in conflict.flags]
+            continue
+        except UnknownFlag as unknown:
+            outcomes[unknown.flag] = f"failed: {unknown}"
+            remaining = [c for c in remaining if c.flag != unknown.flag]
+            continue
+        except ConfigInvalid as invalid:
+            named = {issue.flag for issue in invalid.issues if issue.flag}
+            if not named & {c.flag for c in remaining}:
+                outcomes |= {c.flag: f"failed: {invalid}" for c in remaining}
+                break
+            outcomes |= {i.flag: f"failed: {i.message}" for i in invalid.issues if i.flag}
+            remaining = [c for c in remaining if c.flag not in named]
+            continue
+        except PartiallyApplied as partial:
+            fresh = partial.current
+            outcomes |= partial_outcomes(partial, audit)
+            break
+        except SourceUnavailable as error:
+            down = error
+            outcomes |= {c.flag: f"failed: {error}" for c in remaining}
+            break
+        except (OSError, RuntimeError) as error:
+            outcomes |= {c.flag: f"failed: {error}" for c in remaining}
+            break
+        outcomes |= {c.flag: "applied" for c in remaining}
+        break
+    return per_flag_result(plan, audit, pending, outcomes, fresh, down=down)
+
+
+def partial_outcomes(partial: PartiallyApplied, audit: AuditLog) -> dict[str, str]:
+    """Each flag's outcome as a PartiallyApplied tells it."""
+    outcomes = {flag: "applied" for flag in partial.applied}
+    for flag in partial.conflicted:
+        said = flag_now(audit, partial.current, flag) if partial.current else flag
+        outcomes[flag] = f"conflicted: changed concurrently — {said}"
+    outcomes |= {flag: f"failed: {reason}" for flag, reason in partial.failed.items()}
+    outcomes |= {flag: f"unverified: {why}" for flag, why in partial.unverified.items()}
+    return outcomes
+
+
+def per_flag_result(
+    plan: Plan,
+    audit: AuditLog,
+    pending: Sequence[AuditEntry],
+    outcomes: Mapping[str, str],
+    fresh: FlagSnapshot | None,
+    receipts: Mapping[str, str] | None = None,
+    down: SourceUnavailable | None = None,
+) -> ActionResult:
+    """Settle each flag's record as its outcome says (a flag with none was not
+    attempted), and say what was switched off, what conflicted and what failed."""
+    receipts = dict(receipts or (fresh.receipts if fresh is not None else {}))
+    full = {
+        e.flag: outcomes.get(e.flag, "failed: not attempted after an earlier failure")
+        for e in pending
+    }
+    applied = [e for e in pending if full[e.flag] == "applied"]
+    settled = {e.id: e for e in settle_applied(audit, applied, receipts)}
+    for entry in pending:
+        if entry.id not in settled:
+            said = full[entry.flag]
+            if said.startswith("unverified"):
+                settled[entry.id] = entry  # stays pending: reconciliation compares later
+                continue
+            settled[entry.id] = audit.settle(entry, Outcome.FAILED, said.split(": ", 1)[1])
+    done = [flag for flag, said in full.items() if said == "applied"]
+    conflicted = [flag for flag, said in full.items() if said.startswith("conflicted")]
+    failed = [
+        f"{flag} ({said.split(': ', 1)[1]})"
+        for flag, said in full.items()
+        if said.startswith("failed")
+    ]
+    unverified = [flag for flag, said in full.items() if said.startswith("unverified")]
+    verb = "switched off" if plan.request.action is Action.EMERGENCY else "applied"
+    error = None
+    if conflicted or failed or unverified:
+        parts = [f"{verb}: {', '.join(done) or 'none'}"]
+        if conflicted:
+            parts.append(f"conflicted: {', '.join(conflicted)}")
+        if failed:
+            parts.append(f"failed: {'; '.join(failed)}")
+        if unverified:
+            parts.append(
+                f"written but not read back (pending until reconciled): {', '.join(unverified)}"
+            )
+        error = "; ".join(parts)
+    code = (
+        ExitCode.UNAVAILABLE
+        if down is not None or failed or unverified
+        else ExitCode.CONFLICT
+        if conflicted
+        else ExitCode.DONE
+    )
+    return ActionResult(
+        not (conflicted or failed or unverified),
+        code,
+        plan,
+        tuple(settled[e.id] for e in pending),
+        error,
+        fresh,
+        per_flag=full,
+    )
