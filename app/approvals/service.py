@@ -23,6 +23,7 @@ from app.approvals.store import ApprovalsUnavailable, DuplicateRequest, RequestS
 from app.audit import AuditEntry, AuditLog, Outcome
 from app.quoting import quoted
 from app.rollout.action_model import ActionRequest, ActionResult, Plan
+from app.rollout.approval_gate import ApprovalGate
 from app.rollout.exit_codes import ExitCode
 from app.rollout.inputs import reason_problem
 from app.rollout.roles import Identity, NotAuthorized, Role, require
@@ -52,7 +53,7 @@ class Decision:
 Execute = Callable[[ActionRequest], ActionResult]
 
 
-class Approvals:
+class Approvals(ApprovalGate):
     """The change requests of one process: the gate of `execute_action` and the
     decisions on requests."""
 

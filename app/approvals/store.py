@@ -19,11 +19,12 @@ from app.approvals.model import ChangeRequest, RequestStatus, transition_from_js
 from app.errors import RolloutError
 from app.metrics_db.schema import ChangeRequestRow
 from app.rollout.action_model import Action
+from app.rollout.approval_gate import GateUnavailable
 
 __all__ = ["ApprovalsUnavailable", "DuplicateRequest", "RequestStore"]
 
 
-class ApprovalsUnavailable(RolloutError, RuntimeError):
+class ApprovalsUnavailable(GateUnavailable, RuntimeError):
     """The metrics database, which holds the change requests, cannot be used."""
 
     def __init__(self, why: str) -> None:

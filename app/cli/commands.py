@@ -35,8 +35,7 @@ from app.quoting import printable
 from app.rollout.exit_codes import ExitCode
 
 if TYPE_CHECKING:
-    from app.approvals import ChangeRequest
-    from app.rollout.action_model import ActionResult
+    from app.rollout.action_model import ActionResult, RequestedChange
     from app.runtime import Runtime
     from app.settings import Settings
 
@@ -378,7 +377,7 @@ def _would_wait(result: ActionResult, runtime: Runtime) -> bool:
     return runtime.approvals.needs_approval(plan)
 
 
-def _print_requested(change: ChangeRequest, *, made: bool) -> None:
+def _print_requested(change: RequestedChange, *, made: bool) -> None:
     """The change request an action became instead of applying (exit 5)."""
     approver = "admin" if change.override else "operator"
     if made:

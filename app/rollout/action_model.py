@@ -6,8 +6,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from app.audit import AuditEntry
 from app.errors import RolloutError
@@ -17,19 +18,16 @@ from app.rollout.exit_codes import ExitCode
 from app.rollout.guards import GuardResult
 from app.rollout.roles import Identity
 
-if TYPE_CHECKING:
-    from app.approvals.model import ChangeRequest
-
 __all__ = [
     "Action",
     "ActionRequest",
     "ActionResult",
-    "ApprovalGate",
     "GuardCheck",
     "InvalidRequest",
     "Plan",
     "PlanConflict",
     "PlanRefused",
+    "RequestedChange",
     "Transition",
 ]
 
@@ -129,6 +127,21 @@ class Plan:
         return all(guard.passed for guard in self.guards)
 
 
+class RequestedChange(Protocol):
+    """A change request an action became instead of applying (exit 5): what the result,
+    the CLI and the pages say of it (`app.approvals.ChangeRequest` is one)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def override(self) -> bool: ...
+    @property
+    def expires_at(self) -> datetime: ...
+    def as_json(self) -> dict[str, Any]: ...
+
+
 @dataclass(frozen=True)
 class ActionResult:
     applied: bool
@@ -138,7 +151,7 @@ class ActionResult:
     error: str | None = None
     fresh: FlagSnapshot | None = None
     replayed: bool = False  # the idempotency key had been used: this is that result
-    change_request: ChangeRequest | None = None  # made instead of applying (exit 5)
+    change_request: RequestedChange | None = None  # made instead of applying (exit 5)
     #: per flag, what a flag-by-flag write (a non-atomic backend) did: "applied",
     #: "conflicted: …" or "failed: …"; None when the change was written all at once
     per_flag: Mapping[str, str] | None = None
@@ -180,17 +193,3 @@ class ActionResult:
                 for t in transitions
             ]
         return document
-
-
-class ApprovalGate(Protocol):
-    """Where a change waits for a second person (`app.approvals.Approvals`)."""
-
-    def needs_approval(self, plan: Plan) -> bool:
-        """Whether `plan` may only be applied through an approved change request."""
-
-    def ticket_problem(self, request: ActionRequest) -> str | None:
-        """Why `request.approved_request` does not allow `request` (None: it does)."""
-
-    def open(self, plan: Plan) -> tuple[ChangeRequest, tuple[AuditEntry, ...]]:
-        """Store `plan` as a change request (the same one again for a reused idempotency
-        key) and audit it; ApprovalsUnavailable when it cannot be stored."""

@@ -28,13 +28,13 @@ from app.rollout.action_audit import record_plan, recorded_reason, replay, settl
 from app.rollout.action_model import (
     ActionRequest,
     ActionResult,
-    ApprovalGate,
     GuardCheck,
     InvalidRequest,
     Plan,
     PlanConflict,
     PlanRefused,
 )
+from app.rollout.approval_gate import ApprovalGate, GateUnavailable
 from app.rollout.exit_codes import ExitCode
 from app.rollout.flag_writes import apply_flag_by_flag, partial_outcomes, per_flag_result
 from app.rollout.planning import changed_since, flag_now, plan_action, validate_request
@@ -190,12 +190,10 @@ def _through_approval(
 ) -> ActionResult | None:
     """A change request instead of `plan` (exit 5), a refusal of an approval that does not
     allow it, or None when `request` applies an approval that does."""
-    from app.approvals.store import ApprovalsUnavailable
-
     if request.approved_request is None:
         try:
             change, steps = approvals.open(plan)
-        except ApprovalsUnavailable as error:
+        except GateUnavailable as error:
             return ActionResult(
                 False, ExitCode.UNAVAILABLE, plan, error=f"{error}: nothing requested or applied"
             )
