@@ -30,7 +30,13 @@ from app.flags.sql_backend import SqlFlagBackend
 from app.flags.yaml_backend import YamlFlagBackend
 from app.metrics_db.database import open_database
 from app.quoting import quoted
-from app.rollout.action_model import ActionRequest, ActionResult, GuardCheck, InvalidRequest, Plan
+from app.rollout.action_model import (
+    ActionPlan,
+    ActionRequest,
+    ActionResult,
+    GuardCheck,
+    InvalidRequest,
+)
 from app.rollout.evidence import guard_check
 from app.rollout.execution import execute_action, unavailable_result
 from app.rollout.exit_codes import ExitCode
@@ -128,7 +134,7 @@ class Runtime:
 
         return check
 
-    def plan(self, request: ActionRequest) -> Plan:
+    def preview(self, request: ActionRequest) -> ActionPlan:
         """The exact change and guard report of `request`; writes nothing. InvalidRequest
         for an environment that is not configured."""
         unknown = self._unknown_environment(request.environment)

@@ -92,7 +92,9 @@ action_buttons(rt, identity, environment, key, snapshot.versions, snapshot=snaps
 
 st.markdown("#### Guard report for the next step")
 try:
-    preview = rt.plan(ActionRequest(Action.ADVANCE, environment, "(preview)", identity, flag=key))
+    preview = rt.preview(
+        ActionRequest(Action.ADVANCE, environment, "(preview)", identity, flag=key)
+    )
 except ValueError as error:
     st.info(f"No next step: {error}")
 else:

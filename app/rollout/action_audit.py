@@ -9,14 +9,14 @@ from datetime import datetime
 from app.audit import AuditEntry, AuditLog, Outcome
 from app.flags.backend import FlagSnapshot
 from app.flags.model import FlagConfig, FlagState
-from app.rollout.action_model import Action, ActionRequest, ActionResult, Plan, Transition
+from app.rollout.action_model import Action, ActionPlan, ActionRequest, ActionResult, Transition
 from app.rollout.exit_codes import ExitCode
 
 __all__ = ["record_plan", "recorded_reason", "replay", "settle_applied"]
 
 
 def record_plan(
-    audit: AuditLog, plan: Plan, outcome: Outcome, at: datetime
+    audit: AuditLog, plan: ActionPlan, outcome: Outcome, at: datetime
 ) -> tuple[AuditEntry, ...]:
     """One audit entry per flag. With several flags (emergency rollback) the first
     carries the request's idempotency key and the others `<key>/<flag>`, so a replay of
@@ -89,7 +89,7 @@ def replay(request: ActionRequest, previous: AuditEntry, audit: AuditLog) -> Act
     return ActionResult(
         applied,
         ExitCode.DONE if applied or previous.outcome is Outcome.PENDING else ExitCode.REFUSED,
-        Plan(request, FlagSnapshot(request.environment, FlagConfig(version="")), transitions),
+        ActionPlan(request, FlagSnapshot(request.environment, FlagConfig(version="")), transitions),
         tuple(group),
         error=None if applied else f"already recorded as {previous.outcome}",
         replayed=True,

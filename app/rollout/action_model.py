@@ -1,5 +1,5 @@
 """The values of an action: what someone asked for (`ActionRequest`), the exact change
-it makes (`Transition`, `Plan`), what it did (`ActionResult`), and its refusals."""
+it makes (`Transition`, `ActionPlan`), what it did (`ActionResult`), and its refusals."""
 
 from __future__ import annotations
 
@@ -20,13 +20,13 @@ from app.rollout.roles import Identity
 
 __all__ = [
     "Action",
+    "ActionConflict",
+    "ActionPlan",
+    "ActionRefused",
     "ActionRequest",
     "ActionResult",
     "GuardCheck",
     "InvalidRequest",
-    "Plan",
-    "PlanConflict",
-    "PlanRefused",
     "RequestedChange",
     "Transition",
 ]
@@ -48,12 +48,12 @@ class InvalidRequest(RolloutError, ValueError):
     """The request itself is wrong (unknown flag, bad percentage, empty reason...)."""
 
 
-class PlanRefused(InvalidRequest):
+class ActionRefused(InvalidRequest):
     """The request is well formed but cannot be done (a restore of a record that was
     not applied): exit 1."""
 
 
-class PlanConflict(InvalidRequest):
+class ActionConflict(InvalidRequest):
     """A flag is no longer where the request expects it (a restore after a later
     change): exit 3, with the fresh snapshot."""
 
@@ -111,7 +111,7 @@ class Transition:
 
 
 @dataclass(frozen=True)
-class Plan:
+class ActionPlan:
     """The exact change an action would make, with the guard report (advance only)."""
 
     request: ActionRequest
@@ -146,7 +146,7 @@ class RequestedChange(Protocol):
 class ActionResult:
     applied: bool
     exit_code: ExitCode
-    plan: Plan | None
+    plan: ActionPlan | None
     audit: tuple[AuditEntry, ...] = ()
     error: str | None = None
     fresh: FlagSnapshot | None = None

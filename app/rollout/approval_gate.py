@@ -11,7 +11,7 @@ from typing import Protocol
 
 from app.audit import AuditEntry
 from app.errors import RolloutError
-from app.rollout.action_model import ActionRequest, Plan, RequestedChange
+from app.rollout.action_model import ActionPlan, ActionRequest, RequestedChange
 
 __all__ = ["ApprovalGate", "GateUnavailable"]
 
@@ -24,12 +24,12 @@ class GateUnavailable(RolloutError):
 class ApprovalGate(Protocol):
     """Where a change waits for a second person (`app.approvals.Approvals`)."""
 
-    def needs_approval(self, plan: Plan) -> bool:
+    def needs_approval(self, plan: ActionPlan) -> bool:
         """Whether `plan` may only be applied through an approved change request."""
 
     def ticket_problem(self, request: ActionRequest) -> str | None:
         """Why `request.approved_request` does not allow `request` (None: it does)."""
 
-    def open(self, plan: Plan) -> tuple[RequestedChange, tuple[AuditEntry, ...]]:
+    def open(self, plan: ActionPlan) -> tuple[RequestedChange, tuple[AuditEntry, ...]]:
         """Store `plan` as a change request (the same one again for a reused idempotency
         key) and audit it; GateUnavailable when it cannot be stored."""

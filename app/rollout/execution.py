@@ -26,13 +26,13 @@ from app.flags.backend import (
 from app.flags.loader import ConfigInvalid
 from app.rollout.action_audit import record_plan, recorded_reason, replay, settle_applied
 from app.rollout.action_model import (
+    ActionConflict,
+    ActionPlan,
+    ActionRefused,
     ActionRequest,
     ActionResult,
     GuardCheck,
     InvalidRequest,
-    Plan,
-    PlanConflict,
-    PlanRefused,
 )
 from app.rollout.approval_gate import ApprovalGate, GateUnavailable
 from app.rollout.exit_codes import ExitCode
@@ -68,9 +68,9 @@ def execute_action(
         plan = plan_action(request, backend, check_guards, audit)
     except NotAuthorized as error:
         return ActionResult(False, ExitCode.REFUSED, None, error=str(error))
-    except PlanConflict as error:
+    except ActionConflict as error:
         return ActionResult(False, ExitCode.CONFLICT, None, error=str(error), fresh=error.fresh)
-    except PlanRefused as error:
+    except ActionRefused as error:
         return ActionResult(False, ExitCode.REFUSED, None, error=str(error))
     except InvalidRequest as error:
         return ActionResult(False, ExitCode.USAGE, None, error=str(error))
@@ -186,7 +186,7 @@ def _audit_unavailable(
 
 
 def _through_approval(
-    request: ActionRequest, plan: Plan, approvals: ApprovalGate
+    request: ActionRequest, plan: ActionPlan, approvals: ApprovalGate
 ) -> ActionResult | None:
     """A change request instead of `plan` (exit 5), a refusal of an approval that does not
     allow it, or None when `request` applies an approval that does."""
@@ -205,12 +205,12 @@ def _through_approval(
 
 
 def _refuse_stale(
-    request: ActionRequest, fresh: Plan, audit: AuditLog, at: datetime, stale: list[str]
+    request: ActionRequest, fresh: ActionPlan, audit: AuditLog, at: datetime, stale: list[str]
 ) -> ActionResult:
     """Record what the person confirmed as failed, with the fresh state in its detail."""
     assert request.confirmed is not None
     detail = "changed since you looked: " + "; ".join(stale)
-    confirmed = Plan(request, fresh.snapshot, request.confirmed, fresh.guards)
+    confirmed = ActionPlan(request, fresh.snapshot, request.confirmed, fresh.guards)
     try:
         pending = record_plan(audit, confirmed, Outcome.PENDING, at)
     except DuplicateKey as duplicate:

@@ -17,7 +17,7 @@ from app.flags.backend import (
 )
 from app.flags.loader import ConfigInvalid
 from app.rollout.action_audit import settle_applied
-from app.rollout.action_model import Action, ActionResult, Plan
+from app.rollout.action_model import Action, ActionPlan, ActionResult
 from app.rollout.exit_codes import ExitCode
 from app.rollout.planning import flag_now
 from queries.source import SourceUnavailable
@@ -26,7 +26,7 @@ __all__ = ["apply_flag_by_flag", "partial_outcomes", "per_flag_result"]
 
 
 def apply_flag_by_flag(
-    plan: Plan,
+    plan: ActionPlan,
     backend: FlagBackend,
     audit: AuditLog,
     pending: Sequence[AuditEntry],
@@ -94,7 +94,7 @@ def partial_outcomes(partial: PartiallyApplied, audit: AuditLog) -> dict[str, st
 
 
 def per_flag_result(
-    plan: Plan,
+    plan: ActionPlan,
     audit: AuditLog,
     pending: Sequence[AuditEntry],
     outcomes: Mapping[str, str],

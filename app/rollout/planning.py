@@ -16,12 +16,12 @@ from app.flags.backend import FlagBackend, FlagSnapshot, UnknownFlag
 from app.flags.model import FlagDefinition, FlagState
 from app.rollout.action_model import (
     Action,
+    ActionConflict,
+    ActionPlan,
+    ActionRefused,
     ActionRequest,
     GuardCheck,
     InvalidRequest,
-    Plan,
-    PlanConflict,
-    PlanRefused,
     Transition,
 )
 from app.rollout.guards import GuardResult
@@ -36,11 +36,11 @@ def plan_action(
     backend: FlagBackend,
     check_guards: GuardCheck,
     audit: AuditLog | None = None,
-) -> Plan:
+) -> ActionPlan:
     """The change `request` would make, read from the backend now; writes nothing.
 
-    Raises InvalidRequest (bad input, unknown flag, end of the ladder), PlanRefused /
-    PlanConflict (a restore that cannot be done), and lets the backend's ConfigInvalid /
+    Raises InvalidRequest (bad input, unknown flag, end of the ladder), ActionRefused /
+    ActionConflict (a restore that cannot be done), and lets the backend's ConfigInvalid /
     SourceUnavailable through. A restore needs `audit`.
     """
     validate_request(request)
@@ -60,7 +60,7 @@ def plan_action(
         skipped = {
             key: snapshot.read_only[key] for key, _ in candidates if key in snapshot.read_only
         }
-        return Plan(request, snapshot, transitions, skipped=skipped)
+        return ActionPlan(request, snapshot, transitions, skipped=skipped)
     if request.action is Action.RESTORE:
         if audit is None:
             raise InvalidRequest("a restore needs the audit log")
@@ -78,14 +78,14 @@ def plan_action(
         request.action, flag, snapshot.config.global_.rollout_steps, request.to_percentage
     )
     guards = tuple(check_guards(snapshot, flag.key)) if request.action is Action.ADVANCE else ()
-    return Plan(request, snapshot, (transition,), guards)
+    return ActionPlan(request, snapshot, (transition,), guards)
 
 
 def _refuse_read_only(snapshot: FlagSnapshot, key: str) -> None:
-    """PlanRefused when the backend shows `key` read-only (with its reason)."""
+    """ActionRefused when the backend shows `key` read-only (with its reason)."""
     reason = snapshot.read_only.get(key)
     if reason is not None:
-        raise PlanRefused(f"{key} is read-only in {snapshot.environment}: {reason}")
+        raise ActionRefused(f"{key} is read-only in {snapshot.environment}: {reason}")
 
 
 def target_of(
@@ -139,7 +139,7 @@ def flag_now(audit: AuditLog, snapshot: FlagSnapshot, key: str) -> str:
 
 def _plan_restore(
     request: ActionRequest, snapshot: FlagSnapshot, audit: AuditLog, check_guards: GuardCheck
-) -> Plan:
+) -> ActionPlan:
     """Every flag the recorded action touched, back to its exact prior state."""
     assert request.restore_of is not None
     record = audit.get(request.restore_of)
@@ -152,7 +152,7 @@ def _plan_restore(
     group = audit.action_group(record)
     for entry in group:
         if entry.outcome is not Outcome.APPLIED:
-            raise PlanRefused(
+            raise ActionRefused(
                 f"audit record #{entry.id} ({entry.flag}) was not applied ({entry.outcome}): "
                 "there is nothing to restore"
             )
@@ -168,7 +168,7 @@ def _plan_restore(
     )
     changed = changed_since(audit, snapshot, recorded)
     if changed:
-        raise PlanConflict(
+        raise ActionConflict(
             f"cannot restore #{record.id}: changed since — {'; '.join(changed)}", snapshot
         )
     up = [t for t in recorded if t.to_percentage > t.from_percentage]
@@ -178,7 +178,7 @@ def _plan_restore(
         guards.extend(
             found if len(up) == 1 else [replace(g, name=f"{t.flag}: {g.name}") for g in found]
         )
-    return Plan(request, snapshot, recorded, tuple(guards))
+    return ActionPlan(request, snapshot, recorded, tuple(guards))
 
 
 def validate_request(request: ActionRequest) -> None:

@@ -33,10 +33,10 @@ from app.flags.backend import FlagSnapshot
 from app.rollout import inputs as rules
 from app.rollout.action_model import (
     Action,
+    ActionPlan,
     ActionRequest,
     ActionResult,
     InvalidRequest,
-    Plan,
     Transition,
 )
 from app.rollout.exit_codes import ExitCode
@@ -271,11 +271,11 @@ def _open(rt: Runtime, identity: Identity, request: ActionRequest, seen: str | N
     """Plan `request` now, once, and open the dialog on that plan."""
     key = uuid.uuid4().hex
     request = replace(request, idempotency_key=key)
-    plan: Plan | None = None
+    plan: ActionPlan | None = None
     error = ""
     note = ""
     try:
-        plan = rt.plan(request)
+        plan = rt.preview(request)
     except ValueError as refused:
         error = str(refused)
     except OSError as unreadable:
@@ -299,7 +299,7 @@ def _open(rt: Runtime, identity: Identity, request: ActionRequest, seen: str | N
     st.dialog(title, width="large")(_confirm)(rt, identity, request, key)
 
 
-def _title(request: ActionRequest, plan: Plan | None) -> str:
+def _title(request: ActionRequest, plan: ActionPlan | None) -> str:
     name = _NAMES[request.action]
     if request.action is Action.RESTORE:
         name = f"Restore #{request.restore_of}"
@@ -318,7 +318,7 @@ def _confirm(rt: Runtime, identity: Identity, request: ActionRequest, key: str) 
         return
     if state["note"]:
         st.warning(state["note"], icon="🔁")
-    plan: Plan | None = state["plan"]
+    plan: ActionPlan | None = state["plan"]
     if plan is None:
         st.error(state["error"])
         return
@@ -383,7 +383,7 @@ def _confirm(rt: Runtime, identity: Identity, request: ActionRequest, key: str) 
         st.rerun()
 
 
-def _approval_notice(rt: Runtime, plan: Plan) -> None:
+def _approval_notice(rt: Runtime, plan: ActionPlan) -> None:
     """Before confirming: this change waits for another operator, and what is pending
     for its flags already."""
     environment = plan.request.environment
@@ -409,7 +409,7 @@ def _approval_notice(rt: Runtime, plan: Plan) -> None:
         )
 
 
-def _show_plan(plan: Plan) -> None:
+def _show_plan(plan: ActionPlan) -> None:
     if not plan.transitions:
         st.info("Nothing to change: no flag is in state rollout.")
         return

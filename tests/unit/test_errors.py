@@ -14,7 +14,7 @@ from app.errors import RolloutError
 from app.flags.conditions import ConditionError
 from app.flags.loader import ConfigInvalid
 from app.flags.yaml_limits import YamlRejected
-from app.rollout.action_model import InvalidRequest, PlanConflict, PlanRefused
+from app.rollout.action_model import ActionConflict, ActionRefused, InvalidRequest
 from app.rollout.ladder import LadderEnd
 from app.rollout.roles import NotAuthorized
 from app.settings import SettingsInvalid
@@ -32,8 +32,8 @@ KEPT_BASES = [
     (ConfigInvalid, ValueError),
     (YamlRejected, ValueError),
     (InvalidRequest, ValueError),
-    (PlanConflict, ValueError),
-    (PlanRefused, ValueError),
+    (ActionConflict, ValueError),
+    (ActionRefused, ValueError),
     (DuplicateKey, RuntimeError),
     (LadderEnd, ValueError),
     (NotAuthorized, PermissionError),
