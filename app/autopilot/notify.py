@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 from app.autopilot.model import AUTOPILOT_ACTOR, RolloutPlan
 from app.autopilot.store import AutopilotEvent
 from app.metrics_db.schema import WebhookDeliveryRow
+from app.rollout.action_model import FlagOutcomeStatus
 from app.rollout.guards import GuardResult
 from app.settings import Settings, WebhookKind
 from app.ui.format import format_guard_values
@@ -558,7 +559,10 @@ def manual_notifications(
     if action not in _MANUAL_ACTIONS or actor == AUTOPILOT_ACTOR:
         return []
     if result.per_flag is not None:  # written flag by flag: only those that were
-        changed = [t for t in plan.transitions if result.per_flag.get(t.flag) == "applied"]
+        applied = {
+            f for f, said in result.per_flag.items() if said.status is FlagOutcomeStatus.APPLIED
+        }
+        changed = [t for t in plan.transitions if t.flag in applied]
     else:
         changed = list(plan.transitions) if result.applied else []
     at = at or datetime.now(UTC)

@@ -25,6 +25,8 @@ __all__ = [
     "ActionRefused",
     "ActionRequest",
     "ActionResult",
+    "FlagOutcome",
+    "FlagOutcomeStatus",
     "GuardCheck",
     "InvalidRequest",
     "RequestedChange",
@@ -121,10 +123,36 @@ class ActionPlan:
     #: flags an emergency rollback leaves alone because the backend shows them read-only,
     #: each with the reason
     skipped: Mapping[str, str] = field(default_factory=dict)
+    #: no metrics source answered the guards (their freshness measured nothing): a
+    #: refusal is then "unavailable" (exit 4), not "refused"
+    metrics_unavailable: bool = False
 
     @property
     def guards_passed(self) -> bool:
         return all(guard.passed for guard in self.guards)
+
+
+class FlagOutcomeStatus(StrEnum):
+    """What a flag-by-flag write did to one flag."""
+
+    APPLIED = "applied"
+    CONFLICTED = "conflicted"  # changed since it was read: nothing written
+    FAILED = "failed"
+    UNVERIFIED = "unverified"  # written but not read back: pending until reconciled
+
+
+@dataclass(frozen=True)
+class FlagOutcome:
+    """What a flag-by-flag write did to one flag, and why (`detail`: empty when applied)."""
+
+    status: FlagOutcomeStatus
+    detail: str = ""
+
+    def __str__(self) -> str:
+        """`applied`, `conflicted: changed concurrently — …`, `failed: …`."""
+        if self.status is FlagOutcomeStatus.APPLIED:
+            return str(self.status)
+        return f"{self.status}: {self.detail}"
 
 
 class RequestedChange(Protocol):
@@ -152,9 +180,9 @@ class ActionResult:
     fresh: FlagSnapshot | None = None
     replayed: bool = False  # the idempotency key had been used: this is that result
     change_request: RequestedChange | None = None  # made instead of applying (exit 5)
-    #: per flag, what a flag-by-flag write (a non-atomic backend) did: "applied",
-    #: "conflicted: …" or "failed: …"; None when the change was written all at once
-    per_flag: Mapping[str, str] | None = None
+    #: per flag, what a flag-by-flag write (a non-atomic backend) did; None when the
+    #: change was written all at once
+    per_flag: Mapping[str, FlagOutcome] | None = None
 
     def as_json(self) -> dict[str, Any]:
         """DESIGN §6's advance / rollback document."""
@@ -175,7 +203,7 @@ class ActionResult:
         if self.plan is not None and self.plan.skipped:
             document["skipped_read_only"] = dict(self.plan.skipped)
         if self.per_flag is not None:
-            document["per_flag"] = dict(self.per_flag)
+            document["per_flag"] = {flag: str(said) for flag, said in self.per_flag.items()}
         if len(transitions) == 1:
             t = transitions[0]
             document |= {

@@ -100,10 +100,7 @@ def execute_action(
     if not plan.guards_passed and not request.override_guards:
         failed = ", ".join(g.name for g in plan.guards if not g.passed)
         entries = record_plan(audit, plan, Outcome.REFUSED, now())
-        no_source = any(
-            g.name.rsplit(": ", 1)[-1] == "data_fresh" and g.value is None for g in plan.guards
-        )
-        code = ExitCode.UNAVAILABLE if no_source else ExitCode.REFUSED
+        code = ExitCode.UNAVAILABLE if plan.metrics_unavailable else ExitCode.REFUSED
         return ActionResult(False, code, plan, entries, error=f"guards failed: {failed}")
 
     if approvals is not None and approvals.needs_approval(plan):
@@ -210,7 +207,13 @@ def _refuse_stale(
     """Record what the person confirmed as failed, with the fresh state in its detail."""
     assert request.confirmed is not None
     detail = "changed since you looked: " + "; ".join(stale)
-    confirmed = ActionPlan(request, fresh.snapshot, request.confirmed, fresh.guards)
+    confirmed = ActionPlan(
+        request,
+        fresh.snapshot,
+        request.confirmed,
+        fresh.guards,
+        metrics_unavailable=fresh.metrics_unavailable,
+    )
     try:
         pending = record_plan(audit, confirmed, Outcome.PENDING, at)
     except DuplicateKey as duplicate:

@@ -17,7 +17,13 @@ from app.flags.backend import (
 )
 from app.flags.loader import ConfigInvalid
 from app.rollout.action_audit import settle_applied
-from app.rollout.action_model import Action, ActionPlan, ActionResult
+from app.rollout.action_model import (
+    Action,
+    ActionPlan,
+    ActionResult,
+    FlagOutcome,
+    FlagOutcomeStatus,
+)
 from app.rollout.exit_codes import ExitCode
 from app.rollout.planning import flag_now
 from queries.source import SourceUnavailable
@@ -38,7 +44,7 @@ def apply_flag_by_flag(
     sent again; the backend goes on after a conflict once writing. One audit outcome per
     flag; a flag written but not read back stays pending (reconciliation settles it)."""
     environment = plan.request.environment
-    outcomes: dict[str, str] = {}
+    outcomes: dict[str, FlagOutcome] = {}
     remaining = list(changes)
     fresh: FlagSnapshot | None = None
     down: SourceUnavailable | None = None
@@ -51,19 +57,19 @@ def apply_flag_by_flag(
             fresh = conflict.current
             for flag in conflict.flags:
                 said = flag_now(audit, conflict.current, flag)
-                outcomes[flag] = f"conflicted: changed concurrently — {said}"
+                outcomes[flag] = _conflicted(said)
             remaining = [c for c in remaining if c.flag not in conflict.flags]
             continue
         except UnknownFlag as unknown:
-            outcomes[unknown.flag] = f"failed: {unknown}"
+            outcomes[unknown.flag] = _failed(str(unknown))
             remaining = [c for c in remaining if c.flag != unknown.flag]
             continue
         except ConfigInvalid as invalid:
             named = {issue.flag for issue in invalid.issues if issue.flag}
             if not named & {c.flag for c in remaining}:
-                outcomes |= {c.flag: f"failed: {invalid}" for c in remaining}
+                outcomes |= {c.flag: _failed(str(invalid)) for c in remaining}
                 break
-            outcomes |= {i.flag: f"failed: {i.message}" for i in invalid.issues if i.flag}
+            outcomes |= {i.flag: _failed(i.message) for i in invalid.issues if i.flag}
             remaining = [c for c in remaining if c.flag not in named]
             continue
         except PartiallyApplied as partial:
@@ -72,24 +78,27 @@ def apply_flag_by_flag(
             break
         except SourceUnavailable as error:
             down = error
-            outcomes |= {c.flag: f"failed: {error}" for c in remaining}
+            outcomes |= {c.flag: _failed(str(error)) for c in remaining}
             break
         except (OSError, RuntimeError) as error:
-            outcomes |= {c.flag: f"failed: {error}" for c in remaining}
+            outcomes |= {c.flag: _failed(str(error)) for c in remaining}
             break
-        outcomes |= {c.flag: "applied" for c in remaining}
+        outcomes |= {c.flag: _APPLIED for c in remaining}
         break
     return per_flag_result(plan, audit, pending, outcomes, fresh, down=down)
 
 
-def partial_outcomes(partial: PartiallyApplied, audit: AuditLog) -> dict[str, str]:
+def partial_outcomes(partial: PartiallyApplied, audit: AuditLog) -> dict[str, FlagOutcome]:
     """Each flag's outcome as a PartiallyApplied tells it."""
-    outcomes = {flag: "applied" for flag in partial.applied}
+    outcomes = {flag: _APPLIED for flag in partial.applied}
     for flag in partial.conflicted:
         said = flag_now(audit, partial.current, flag) if partial.current else flag
-        outcomes[flag] = f"conflicted: changed concurrently — {said}"
-    outcomes |= {flag: f"failed: {reason}" for flag, reason in partial.failed.items()}
-    outcomes |= {flag: f"unverified: {why}" for flag, why in partial.unverified.items()}
+        outcomes[flag] = _conflicted(said)
+    outcomes |= {flag: _failed(reason) for flag, reason in partial.failed.items()}
+    outcomes |= {
+        flag: FlagOutcome(FlagOutcomeStatus.UNVERIFIED, why)
+        for flag, why in partial.unverified.items()
+    }
     return outcomes
 
 
@@ -97,7 +106,7 @@ def per_flag_result(
     plan: ActionPlan,
     audit: AuditLog,
     pending: Sequence[AuditEntry],
-    outcomes: Mapping[str, str],
+    outcomes: Mapping[str, FlagOutcome],
     fresh: FlagSnapshot | None,
     receipts: Mapping[str, str] | None = None,
     down: SourceUnavailable | None = None,
@@ -106,26 +115,25 @@ def per_flag_result(
     attempted), and say what was switched off, what conflicted and what failed."""
     receipts = dict(receipts or (fresh.receipts if fresh is not None else {}))
     full = {
-        e.flag: outcomes.get(e.flag, "failed: not attempted after an earlier failure")
+        e.flag: outcomes.get(e.flag, _failed("not attempted after an earlier failure"))
         for e in pending
     }
-    applied = [e for e in pending if full[e.flag] == "applied"]
+    applied = [e for e in pending if full[e.flag].status is FlagOutcomeStatus.APPLIED]
     settled = {e.id: e for e in settle_applied(audit, applied, receipts)}
     for entry in pending:
         if entry.id not in settled:
             said = full[entry.flag]
-            if said.startswith("unverified"):
+            if said.status is FlagOutcomeStatus.UNVERIFIED:
                 settled[entry.id] = entry  # stays pending: reconciliation compares later
                 continue
-            settled[entry.id] = audit.settle(entry, Outcome.FAILED, said.split(": ", 1)[1])
-    done = [flag for flag, said in full.items() if said == "applied"]
-    conflicted = [flag for flag, said in full.items() if said.startswith("conflicted")]
-    failed = [
-        f"{flag} ({said.split(': ', 1)[1]})"
-        for flag, said in full.items()
-        if said.startswith("failed")
-    ]
-    unverified = [flag for flag, said in full.items() if said.startswith("unverified")]
+            settled[entry.id] = audit.settle(entry, Outcome.FAILED, said.detail)
+    by_status: dict[FlagOutcomeStatus, list[str]] = {status: [] for status in FlagOutcomeStatus}
+    for flag, said in full.items():
+        by_status[said.status].append(flag)
+    done = by_status[FlagOutcomeStatus.APPLIED]
+    conflicted = by_status[FlagOutcomeStatus.CONFLICTED]
+    failed = [f"{flag} ({full[flag].detail})" for flag in by_status[FlagOutcomeStatus.FAILED]]
+    unverified = by_status[FlagOutcomeStatus.UNVERIFIED]
     verb = "switched off" if plan.request.action is Action.EMERGENCY else "applied"
     error = None
     if conflicted or failed or unverified:
@@ -155,3 +163,15 @@ def per_flag_result(
         fresh,
         per_flag=full,
     )
+
+
+_APPLIED = FlagOutcome(FlagOutcomeStatus.APPLIED)
+
+
+def _conflicted(said: str) -> FlagOutcome:
+    """Refused before any write: `said` is what the flag is now and who changed it."""
+    return FlagOutcome(FlagOutcomeStatus.CONFLICTED, f"changed concurrently — {said}")
+
+
+def _failed(why: str) -> FlagOutcome:
+    return FlagOutcome(FlagOutcomeStatus.FAILED, why)

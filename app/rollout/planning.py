@@ -78,7 +78,9 @@ def plan_action(
         request.action, flag, snapshot.config.global_.rollout_steps, request.to_percentage
     )
     guards = tuple(check_guards(snapshot, flag.key)) if request.action is Action.ADVANCE else ()
-    return ActionPlan(request, snapshot, (transition,), guards)
+    return ActionPlan(
+        request, snapshot, (transition,), guards, metrics_unavailable=_metrics_unavailable(guards)
+    )
 
 
 def _refuse_read_only(snapshot: FlagSnapshot, key: str) -> None:
@@ -173,12 +175,19 @@ def _plan_restore(
         )
     up = [t for t in recorded if t.to_percentage > t.from_percentage]
     guards: list[GuardResult] = []
+    unavailable = False
     for t in up:
         found = check_guards(snapshot, t.flag)
+        unavailable = unavailable or _metrics_unavailable(found)
         guards.extend(
             found if len(up) == 1 else [replace(g, name=f"{t.flag}: {g.name}") for g in found]
         )
-    return ActionPlan(request, snapshot, recorded, tuple(guards))
+    return ActionPlan(request, snapshot, recorded, tuple(guards), metrics_unavailable=unavailable)
+
+
+def _metrics_unavailable(guards: Sequence[GuardResult]) -> bool:
+    """Whether no metrics source answered the guards: their freshness measured nothing."""
+    return any(g.name == "data_fresh" and g.value is None for g in guards)
 
 
 def validate_request(request: ActionRequest) -> None:

@@ -35,7 +35,7 @@ from app.demo.unleash_server import LocalUnleash, start_unleash
 from app.flags.unleash_api import UnleashApi
 from app.flags.unleash_backend import UnleashFlagBackend
 from app.metrics_db.database import open_database
-from app.rollout.action_model import Action, ActionRequest
+from app.rollout.action_model import Action, ActionRequest, FlagOutcome, FlagOutcomeStatus
 from app.rollout.execution import execute_action
 from app.rollout.guards import GuardResult
 from app.rollout.roles import Identity, Role
@@ -43,6 +43,7 @@ from app.rollout.roles import Identity, Role
 ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 OPERATOR = Identity("bench", Role.OPERATOR, "bench")
 ENV = "production"
+APPLIED = FlagOutcome(FlagOutcomeStatus.APPLIED)
 
 
 def passing(_snapshot: object, _flag: str) -> list[GuardResult]:
@@ -160,7 +161,7 @@ def main() -> None:
         started = time.perf_counter()
         result = execute_action(request, backend, audit, passing)
         took = time.perf_counter() - started
-        assert result.per_flag is not None and set(result.per_flag.values()) == {"applied"}
+        assert result.per_flag is not None and set(result.per_flag.values()) == {APPLIED}
         print(
             f"emergency rollback of {len(result.per_flag)} flags, each its own "
             f"compare-and-set: {took:.2f} s ({1000 * took / len(result.per_flag):.0f} ms a flag)"
@@ -190,7 +191,7 @@ def main() -> None:
         started = time.perf_counter()
         result = execute_action(request, backend, audit, passing)
         took = time.perf_counter() - started
-        assert result.per_flag is not None and set(result.per_flag.values()) == {"applied"}
+        assert result.per_flag is not None and set(result.per_flag.values()) == {APPLIED}
         print(
             f"emergency rollback of {len(result.per_flag)} flags in a project of "
             f"{len(snapshot.config.flags)}: {took:.2f} s "

@@ -18,7 +18,7 @@ from app.flags.model import FlagState
 from app.flags.unleash_api import UnleashApi
 from app.flags.unleash_backend import UnleashFlagBackend, dashboard_event_ids
 from app.metrics_db.database import open_database
-from app.rollout.action_model import Action, ActionRequest
+from app.rollout.action_model import Action, ActionRequest, FlagOutcome, FlagOutcomeStatus
 from app.rollout.execution import execute_action
 from app.rollout.exit_codes import ExitCode
 from app.rollout.guards import GuardResult
@@ -154,9 +154,12 @@ def test_an_emergency_rollback_reports_flag_by_flag(
 
     assert result.exit_code is ExitCode.UNAVAILABLE  # a failure outranks the conflict
     assert result.per_flag is not None
-    assert result.per_flag["alpha"] == "applied" and result.per_flag["delta"] == "applied"
-    assert result.per_flag["beta"].startswith("conflicted: changed concurrently")
-    assert result.per_flag["gamma"].startswith("failed: unknown flag 'gamma'")
+    said = result.per_flag
+    assert said["alpha"] == said["delta"] == FlagOutcome(FlagOutcomeStatus.APPLIED)
+    assert said["beta"].status is FlagOutcomeStatus.CONFLICTED
+    assert said["beta"].detail.startswith("changed concurrently")
+    assert said["gamma"].status is FlagOutcomeStatus.FAILED
+    assert said["gamma"].detail.startswith("unknown flag 'gamma'")
     assert result.plan is not None and set(result.plan.skipped) == {"narrow"}
     assert "switched off: alpha, delta" in (result.error or "")
     assert "conflicted: beta" in (result.error or "")
