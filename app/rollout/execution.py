@@ -115,7 +115,7 @@ def execute_action(
     changes = [FlagChange(t.flag, t.to_state, t.to_percentage) for t in plan.transitions]
     expected = request.expected_versions or plan.snapshot.versions
     versions = {t.flag: expected.get(t.flag, "") for t in plan.transitions}
-    if not getattr(backend, "atomic", True) and len(changes) > 1:
+    if not backend.atomic and len(changes) > 1:
         return apply_flag_by_flag(plan, backend, audit, pending, changes, versions)
     try:
         fresh = backend.apply(request.environment, changes, versions)
