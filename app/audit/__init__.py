@@ -4,10 +4,20 @@ history alike.
 
 - `model`: an audit record (`AuditEntry`), its `Outcome`, and `describe_change`;
 - `log`: `AuditLog`, the records in the metrics database with a local journal when the
-  database cannot be written.
+  database cannot be written;
+- `changes`: `who_changed`, who made a flag's newest change, in words.
 """
 
+from app.audit.changes import OutsideEdit, who_changed
 from app.audit.log import AuditLog
 from app.audit.model import AuditEntry, DuplicateKey, Outcome, describe_change
 
-__all__ = ["AuditEntry", "AuditLog", "DuplicateKey", "Outcome", "describe_change"]
+__all__ = [
+    "AuditEntry",
+    "AuditLog",
+    "DuplicateKey",
+    "Outcome",
+    "OutsideEdit",
+    "describe_change",
+    "who_changed",
+]

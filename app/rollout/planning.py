@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from app.audit import AuditLog, Outcome, describe_change
+from app.audit import AuditLog, Outcome, who_changed
 from app.flags.backend import FlagBackend, FlagSnapshot, UnknownFlag
 from app.flags.model import FlagDefinition, FlagState
 from app.rollout.action_model import (
@@ -131,12 +131,14 @@ def changed_since(
 
 
 def flag_now(audit: AuditLog, snapshot: FlagSnapshot, key: str) -> str:
+    """What `key` is now in `snapshot` and who changed it last ("ab_testing is now
+    rollout 10 %: olga … 25 % → 10 %")."""
     flag = snapshot.config.flags.get(key)
     if flag is None:
         return f"{key} no longer exists in {snapshot.environment}"
-    last = audit.latest_applied(snapshot.environment, key)
-    who = f": {describe_change(last)}" if last is not None else " (by an edit outside the log)"
-    return f"{key} is now {flag.state} {flag.percentage:g} %{who}"
+    who = who_changed(audit, snapshot.environment, key)
+    said = f": {who}" if who is not None else " (by an edit outside the log)"
+    return f"{key} is now {flag.state} {flag.percentage:g} %{said}"
 
 
 def _plan_restore(

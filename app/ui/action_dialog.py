@@ -21,14 +21,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 import pandas as pd
 import streamlit as st
 
 from app.approvals.store import ApprovalsUnavailable
-from app.audit import AuditEntry, Outcome, describe_change
+from app.audit import AuditEntry, Outcome, who_changed
 from app.flags.backend import FlagSnapshot
 from app.rollout import inputs as rules
 from app.rollout.action_model import (
@@ -282,19 +281,20 @@ def _open(rt: Runtime, identity: Identity, request: ActionRequest, seen: str | N
         error = f"flags unreadable: {unreadable}"
     stale = plan is not None and request.flag and plan.snapshot.versions.get(request.flag) != seen
     if stale and request.flag and seen is not None:
-        last = rt.audit.latest_applied(request.environment, request.flag)
         outside = rt.latest_outside_change(request.environment, request.flag)
-        if outside is not None and (last is None or outside.at > last.at):
-            age = format_age((datetime.now(UTC) - outside.at).total_seconds())
-            who = f"{outside.label} ({age} ago)"
-        elif last is not None:
-            who = describe_change(last)
-        else:
-            who = "an edit outside the audit log"
+        who = who_changed(rt.audit, request.environment, request.flag, outside, format_age)
+        who = who or "an edit outside the audit log"
         note = f"Changed since you looked: {who}. The dialog shows the flag as it is now."
-    st.session_state[f"{_DIALOG}{key}"] = {"plan": plan, "error": error, "note": note}
+    # asked once per dialog: the title and the body say the same
+    waits = plan is not None and bool(plan.transitions) and rt.approvals.needs_approval(plan)
+    st.session_state[f"{_DIALOG}{key}"] = {
+        "plan": plan,
+        "error": error,
+        "note": note,
+        "waits": waits,
+    }
     title = _title(request, plan)
-    if plan is not None and plan.transitions and rt.approvals.needs_approval(plan):
+    if waits:
         title += " (needs approval)"
     st.dialog(title, width="large")(_confirm)(rt, identity, request, key)
 
@@ -322,7 +322,7 @@ def _confirm(rt: Runtime, identity: Identity, request: ActionRequest, key: str) 
     if plan is None:
         st.error(state["error"])
         return
-    waits = bool(plan.transitions) and rt.approvals.needs_approval(plan)
+    waits: bool = state["waits"]
     if waits:  # first: what confirming does here
         _approval_notice(rt, plan)
     _show_plan(plan)
