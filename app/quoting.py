@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import unicodedata
 
-__all__ = ["printable", "quoted"]
+__all__ = ["LONG_TEXT", "printable", "quoted"]
 
 #: the most characters of a value a message quotes
 SHOWN_LENGTH = 40
+#: the most characters of a reason or a decision a terminal prints (on one line)
+LONG_TEXT = 2000
 
 
 def printable(text: str, *, ascii_only: bool = False, limit: int = SHOWN_LENGTH) -> str:

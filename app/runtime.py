@@ -23,7 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.analysis.health import HealthThresholds
 from app.analysis.progress import PhaseProgress, phase_progress
 from app.audit import AuditEntry, AuditLog
-from app.flags.backend import FlagBackend, FlagSnapshot
+from app.flags.backend import ExternalEdit, FlagBackend, FlagSnapshot
 from app.flags.loader import ConfigInvalid, environments, load_config
 from app.flags.model import FlagConfig
 from app.flags.sql_backend import SqlFlagBackend
@@ -49,10 +49,10 @@ if TYPE_CHECKING:
     from app.approvals import Approvals, Decision
     from app.autopilot.controller import Controller
     from app.autopilot.model import RolloutPlan
-    from app.autopilot.notify import Notifier
     from app.autopilot.store import AutopilotEvent, PlanStore
+    from app.notify import Notifier
     from app.rollout.roles import Identity
-    from app.services.overview import ExternalEdit, Overview
+    from app.services.overview import Overview
     from app.services.overview_cache import SharedOverviewCache
     from queries.prometheus import PrometheusMetrics
     from queries.sources import Sources
@@ -157,7 +157,7 @@ class Runtime:
             request, self.backend, self.audit, self.guard_check(), approvals=self.approvals
         )
         if self.settings.notify_manual_actions:  # queued: a webhook never delays the action
-            from app.autopilot.notify import manual_notifications
+            from app.notify import manual_notifications
 
             for notification in manual_notifications(result, self.settings):
                 self.notifier.notify(notification)
@@ -165,8 +165,8 @@ class Runtime:
 
     @property
     def notifier(self) -> Notifier:
-        """The webhooks of ROLLOUT_WEBHOOKS (`app.autopilot.notify`), made once."""
-        from app.autopilot.notify import open_notifier
+        """The webhooks of ROLLOUT_WEBHOOKS (`app.notify`), made once."""
+        from app.notify import open_notifier
 
         return self._once("notifier", lambda: open_notifier(self.settings, self.engine))
 
@@ -255,7 +255,7 @@ class Runtime:
 
     def _notify_autopilot(self, event: AutopilotEvent, plan: RolloutPlan) -> None:
         """Every autopilot action and pause to the webhooks (in the background)."""
-        from app.autopilot.notify import autopilot_notification
+        from app.notify import autopilot_notification
 
         self.notifier.notify(autopilot_notification(event, plan, self.settings))
 
@@ -320,12 +320,10 @@ class Runtime:
                 changes = last_changes(self.engine, environment)
             except SourceUnavailable as error:
                 notices.append(f"{error}: last changes are not shown.")
-        outside = getattr(self.backend, "external_changes", None)
-        if outside is not None:  # a flag server: changes made in its own UI count too
-            try:
-                changes = with_external_changes(changes, outside(environment))
-            except (SourceUnavailable, RuntimeError) as error:
-                notices.append(f"{error}: changes made in the flag server are not shown.")
+        try:  # a flag server: changes made in its own UI count too
+            changes = with_external_changes(changes, self.backend.external_changes(environment))
+        except (SourceUnavailable, RuntimeError) as error:
+            notices.append(f"{error}: changes made in the flag server are not shown.")
         s = self.settings
         return load_overview(
             config=snapshot.config,
@@ -344,11 +342,8 @@ class Runtime:
     def outside_changes(self, environment: str) -> list[ExternalEdit] | None:
         """The changes made in the flag server itself (not by the dashboard), newest
         first: [] for a backend without such a log, None when the log does not answer."""
-        outside = getattr(self.backend, "external_changes", None)
-        if outside is None:
-            return []
         try:
-            return list(outside(environment))
+            return list(self.backend.external_changes(environment))
         except (SourceUnavailable, RuntimeError):
             return None
 
@@ -384,9 +379,9 @@ def open_unleash_backend(settings: Settings) -> FlagBackend:
     """The `unleash` backend; SettingsInvalid naming ROLLOUT_UNLEASH_URL /
     ROLLOUT_UNLEASH_TOKEN when one is missing. Writers of one state directory queue on a
     file lock there between their version check and their write."""
-    from app.flags.unleash_api import UnleashApi
-    from app.flags.unleash_backend import UnleashFlagBackend, file_lock
     from app.settings import SettingsInvalid
+    from app.unleash.api import UnleashApi
+    from app.unleash.backend import UnleashFlagBackend, file_lock
 
     missing = [
         f"ROLLOUT_UNLEASH_{name.upper()}: required by ROLLOUT_FLAG_BACKEND=unleash"

@@ -80,7 +80,7 @@ class EvidencePolicy(StrEnum):
 
 
 class WebhookKind(StrEnum):
-    """The body a webhook is sent (`app.autopilot.notify`): the generic JSON document, or
+    """The body a webhook is sent (`app.notify`): the generic JSON document, or
     Slack's `{"text": ...}` (also read by Mattermost, Rocket.Chat, Teams workflows...)."""
 
     JSON = "json"

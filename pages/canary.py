@@ -6,6 +6,7 @@ import plotly.express as px
 import streamlit as st
 
 from app.analysis.canary import CanaryPolicy, Verdict
+from app.analysis.canary_analysis import load_canary
 from app.flags.loader import ConfigInvalid
 from app.rollout.action_model import Action
 from app.services.canary import (
@@ -14,13 +15,12 @@ from app.services.canary import (
     error_ratio_frame,
     error_ratio_tolerance,
     latency_tolerance,
-    load_canary,
     metric_table,
     parse_window,
     request_count_table,
 )
+from app.text import format_age, source_label
 from app.ui.action_dialog import action_buttons, show_last_outcome
-from app.ui.format import format_age, source_label
 from app.ui.widgets import LinkedWidgets, current_identity, environment_picker, runtime
 
 WINDOWS = ["15m", "30m", "1h", "3h"]

@@ -3,30 +3,18 @@ them, a burn-up and a timeline, from the flag configuration and the audit histor
 
 from datetime import UTC, datetime
 
-import plotly.express as px
 import streamlit as st
 
-from app.analysis.phase_history import StartSource
 from app.services.phases import (
-    SOURCE,
-    burn_up_frame,
+    blocked_lines,
     load_phases,
     outside_changes_table,
     phase_table,
     phase_table_csv,
-    timeline_frame,
+    source_line,
 )
-from app.ui.format import format_age
+from app.ui.phase_charts import burn_up_chart, export_config, timeline_chart
 from app.ui.widgets import LinkedWidgets, environment_picker, runtime
-
-
-def _chart_config(name: str) -> dict[str, object]:
-    """Plotly's own toolbar exports the chart as PNG under a useful file name."""
-    return {
-        "displaylogo": False,
-        "toImageButtonOptions": {"format": "png", "filename": name, "scale": 2},
-    }
-
 
 rt = runtime()
 st.title("🧭 Technical-debt phases")
@@ -57,30 +45,7 @@ def phases_panel() -> None:
     )
     for notice in view.notices:
         st.warning(notice, icon="⚠️")
-    newest = (
-        f"newest change {format_age(view.history_age_seconds)} ago"
-        if view.newest_change is not None
-        else "no applied change yet"
-    )
-    history = (
-        f"{view.applied_changes} applied change(s) in {environment} · {newest}"
-        if view.history_available
-        else "history unavailable"
-    )
-    start_from = {
-        StartSource.CONFIG: "from the config",
-        StartSource.HISTORY: "first applied change",
-        StartSource.TODAY: "today",
-    }[view.project_start_source]
-    plan_note = (
-        ""
-        if view.project_start_source is StartSource.CONFIG
-        else " · the config has no `phases.start` date"
-    )
-    st.caption(
-        f"Source: **{SOURCE}** · {history} · project start "
-        f"**{view.project_start:%Y-%m-%d}** ({start_from}){plan_note}"
-    )
+    st.caption(source_line(view))
     if view.history_available and view.newest_change is None:
         st.info(
             f"The history has no applied change in {environment} yet: no actual dates, and "
@@ -122,43 +87,16 @@ def phases_panel() -> None:
     )
     if not view.reasons:
         st.success("Nothing blocks an unfinished phase.", icon="✅")
-    for p in view.progress:
-        for reason in view.reasons.get(p.phase, ()):
-            st.markdown(f"- **Phase {p.phase} · {p.name}** — {reason}")
+    for line in blocked_lines(view):
+        st.markdown(line)
 
     burn_col, timeline_col = st.columns(2)
-    burn = px.line(
-        burn_up_frame(view),
-        x="at",
-        y="Progress",
-        color="Phase",
-        line_shape="hv",
-        markers=True,
-        hover_data=["At 100 %"],
-        title="Burn-up: progress of each phase over time",
-        labels={"at": "", "Progress": "progress (%)"},
+    burn_col.plotly_chart(
+        burn_up_chart(view), config=export_config(f"phases-burn-up-{environment}")
     )
-    burn.update_layout(yaxis_range=[0, 105])
-    burn_col.plotly_chart(burn, config=_chart_config(f"phases-burn-up-{environment}"))
-
-    timeline = px.timeline(
-        timeline_frame(view),
-        x_start="Start",
-        x_end="Finish",
-        y="Phase",
-        color="Kind",
-        hover_data=["Schedule"],
-        title="Planned week vs actual",
-        color_discrete_map={
-            "planned": "#9ecae1",
-            "actual": "#31a354",
-            "actual (open)": "#fd8d3c",
-        },
+    timeline_col.plotly_chart(
+        timeline_chart(view), config=export_config(f"phases-timeline-{environment}")
     )
-    timeline.update_yaxes(autorange="reversed", title="")
-    timeline.update_layout(barmode="group")
-    timeline.add_vline(x=now.timestamp() * 1000, line_dash="dot", line_color="grey")
-    timeline_col.plotly_chart(timeline, config=_chart_config(f"phases-timeline-{environment}"))
 
     outside = rt.outside_changes(environment)
     if outside is None:

@@ -18,8 +18,8 @@ from app.services.requests import (
     guards_at_request,
     requests_board,
 )
+from app.text import code_span, escape_markdown, format_duration
 from app.ui.action_dialog import guard_table
-from app.ui.format import code_span, escape_markdown, format_duration
 from app.ui.widgets import button_only_form, current_identity, runtime
 
 _DECISION = "requests.last-decision"

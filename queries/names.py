@@ -1,4 +1,4 @@
-"""Metric and label names (DESIGN §3), with presets for other emitters.
+"""Metric and label names (docs/design.md §3), with presets for other emitters.
 
 Every query reads names from a `MetricNames` value, never from literals, so a team whose
 services emit other names changes settings, not code. Each preset holds the names

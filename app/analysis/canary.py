@@ -85,7 +85,7 @@ class MetricVerdict:
     detail: str
 
     def as_json(self) -> dict[str, Any]:
-        """DESIGN §6 fields (+ detail); non-finite numbers become null."""
+        """docs/design.md §6 fields (+ detail); non-finite numbers become null."""
         return {
             "name": self.name,
             "verdict": str(self.verdict),
@@ -103,7 +103,7 @@ class CanaryReport:
     metrics: tuple[MetricVerdict, ...]
 
     def as_json(self) -> dict[str, Any]:
-        """DESIGN §6's canary document: `{"verdict", "metrics": [...]}`."""
+        """docs/design.md §6's canary document: `{"verdict", "metrics": [...]}`."""
         return {"verdict": str(self.verdict), "metrics": [m.as_json() for m in self.metrics]}
 
 

@@ -85,7 +85,7 @@ def gather_environment(
                 unavailable=unavailable_evidence(source),
             )
         if canary_sources is not None:
-            from app.services.canary import load_canary
+            from app.analysis.canary_analysis import load_canary
 
             analysis = load_canary(canary_sources, environment, window, at)
             words = "; ".join(

@@ -17,33 +17,28 @@ rollback never loads it.
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import threading
-import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from app.cli.arguments import UsageError, cli_identity, runtime_for
 from app.cli.output import print_json
-from app.quoting import printable, quoted
+from app.quoting import LONG_TEXT, printable, quoted
 from app.rollout.exit_codes import ExitCode
 
 if TYPE_CHECKING:
-    from app.autopilot.controller import Controller, PlanOutcome, TickReport
+    from app.autopilot.controller import Controller
     from app.autopilot.model import RolloutPlan
     from app.autopilot.store import AutopilotEvent, Heartbeat
     from app.runtime import Runtime
     from app.settings import Settings
 
-__all__ = ["add_autopilot_commands", "run_controller"]
+__all__ = ["add_autopilot_commands"]
 
 #: the events `plan show` lists per plan, newest first
 RECENT_EVENTS = 5
-#: the most characters of a reason or a decision printed
-LONG_TEXT = 2000
 #: the shortest and longest `--interval` (the setting's bounds)
 MIN_INTERVAL, MAX_INTERVAL = 0.2, 3600.0
 
@@ -573,6 +568,8 @@ def _run_autopilot(args: argparse.Namespace, settings: Settings) -> int:
         controller.config = replace(controller.config, interval=timedelta(seconds=args.interval))
     if args.once:
         return _once(controller)
+    from app.autopilot.runner import run_controller
+
     stop = threading.Event()
     return run_controller(controller, stop, verbose=args.verbose, on_signals=True)
 
@@ -581,13 +578,14 @@ def _once(controller: Controller) -> int:
     """One tick; every plan's decision. The lease is let go after it (a running
     controller takes over at once)."""
     from app.autopilot.controller import LEASE
+    from app.autopilot.runner import database_unavailable, decision_line, tick_summary
 
     report = controller.tick()
     if report.leader:
         controller.store.release_lease(LEASE, controller.holder, controller.clock())
     for notice in report.notices:
         print(f"warning: {notice}", file=sys.stderr)
-    if _unavailable(report):
+    if database_unavailable(report):
         print("error: the metrics database is unavailable: no plan acted on", file=sys.stderr)
         return ExitCode.UNAVAILABLE
     if not report.leader:
@@ -599,121 +597,11 @@ def _once(controller: Controller) -> int:
     if not report.outcomes:
         print(f"tick as {printable(report.holder)}: no active plan")
     for outcome in report.outcomes:
-        print(_decision_line(outcome))
-    print(_summary(report))
+        print(decision_line(outcome))
+    print(tick_summary(report))
     return ExitCode.DONE
-
-
-def _unavailable(report: TickReport) -> bool:
-    if not report.leader:
-        return not report.holder  # the lease could not even be read
-    return not report.outcomes and any("no plan acted on" in n for n in report.notices)
-
-
-#: the moves that changed a flag or a plan: printed as they happen
-CHANGING = frozenset({"advance", "rollback", "kill", "pause"})
-
-
-def run_controller(
-    controller: Controller,
-    stop: threading.Event,
-    *,
-    verbose: bool = False,
-    on_signals: bool = False,
-    out: Callable[[str], None] | None = None,
-) -> int:
-    """Tick every interval until `stop` is set (with `on_signals`: by SIGTERM or SIGINT
-    too), printing each advance, rollback, kill and pause, a change of leader, and with
-    `verbose` a summary of every tick; the lease is released on the way out. Exit 0."""
-    from app.autopilot.controller import LEASE
-
-    say = out or _say
-    if on_signals:
-
-        def stopping(_signum: int, _frame: FrameType | None) -> None:
-            stop.set()
-
-        signal.signal(signal.SIGTERM, stopping)
-        signal.signal(signal.SIGINT, stopping)
-    interval = controller.config.interval.total_seconds()
-    say(
-        f"autopilot {controller.holder}: one tick every {interval:g} s "
-        f"(lease {controller.config.lease_period.total_seconds():g} s); stop with Ctrl-C"
-    )
-    leading: bool | None = None
-    try:
-        while not stop.is_set():
-            started = time.monotonic()
-            try:
-                report = controller.tick()
-            except Exception as error:  # a tick's failure must not end the controller
-                say(f"tick failed: {type(error).__name__}: {error}")
-            else:
-                leading = _say_tick(report, leading, verbose, say)
-            spent = time.monotonic() - started
-            stop.wait(max(0.0, interval - spent))
-    finally:
-        controller.store.release_lease(LEASE, controller.holder, controller.clock())
-    say(f"autopilot {controller.holder}: stopped, lease released")
-    return ExitCode.DONE
-
-
-def _say_tick(
-    report: TickReport, leading: bool | None, verbose: bool, say: Callable[[str], None]
-) -> bool:
-    """Print what changed in one tick; returns whether this process leads now."""
-    if report.leader != leading:
-        if report.leader:
-            say(f"{_clock(report.at)} leading: this process acts on the plans")
-        elif report.holder:
-            say(f"{_clock(report.at)} standing by: {printable(report.holder)} leads")
-    for outcome in report.outcomes:
-        if str(outcome.decision.move) in CHANGING:
-            say(_decision_line(outcome, report.at))
-    if verbose:
-        say(_summary(report))
-        for notice in report.notices:
-            say(f"  notice: {_shown(notice)}")
-    elif _unavailable(report):
-        say(f"{_clock(report.at)} metrics database unavailable: no plan acted on")
-    return report.leader
-
-
-def _decision_line(outcome: PlanOutcome, at: datetime | None = None) -> str:
-    plan = outcome.plan
-    audit = ""
-    if outcome.applied is not None and outcome.applied.audit:
-        audit = f" [audit {outcome.applied.audit[0].id}]"
-    when = f"{_clock(at)} " if at is not None else ""
-    return (
-        f"{when}{plan.environment} {plan.flag}: {outcome.decision.move}{audit} — "
-        f"{_shown(outcome.said)}"
-    )
-
-
-def _summary(report: TickReport) -> str:
-    if not report.leader:
-        who = printable(report.holder) if report.holder else "nobody (database unavailable)"
-        return f"{_clock(report.at)} tick: standby, {who} leads"
-    counts: dict[str, int] = {}
-    for outcome in report.outcomes:
-        move = str(outcome.decision.move)
-        counts[move] = counts.get(move, 0) + 1
-    moves = ", ".join(f"{n} {move}" for move, n in sorted(counts.items())) or "no active plan"
-    return (
-        f"{_clock(report.at)} tick: {len(report.outcomes)} plan(s): {moves}; "
-        f"{report.queries} metric queries, {report.seconds:.2f} s"
-    )
-
-
-def _clock(at: datetime | None) -> str:
-    return f"{at:%H:%M:%S}" if at is not None else ""
 
 
 def _shown(text: str) -> str:
     """A reason, a decision or a problem in full (they can be long), on one line."""
     return printable(text, limit=LONG_TEXT)
-
-
-def _say(line: str) -> None:
-    print(line, flush=True)

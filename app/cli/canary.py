@@ -1,8 +1,8 @@
 """`rollout-dashboard canary`: the canary verdict for scripts and on-call terminals.
 
 Exit codes: 0 pass, marginal or inconclusive; 1 fail (the canary is refused); 2 bad
-usage; 4 no metrics source answered. With `--json`, stdout carries DESIGN §6's canary
-document and nothing else; notices go to stderr.
+usage; 4 no metrics source answered. With `--json`, stdout carries the canary document of
+docs/design.md §6 and nothing else; notices go to stderr.
 
 The statistics and the queries (scipy, pandas) are imported when the command runs, not
 when the parser is built for another command.
@@ -20,7 +20,7 @@ from app.cli.arguments import instant, runtime_for
 from app.rollout.exit_codes import ExitCode
 
 if TYPE_CHECKING:
-    from app.services.canary import CanaryAnalysis
+    from app.analysis.canary_analysis import CanaryAnalysis
     from app.settings import Settings
 
 __all__ = ["add_canary_command", "run_canary"]
@@ -55,7 +55,7 @@ def add_canary_command(subparsers: Any) -> argparse.ArgumentParser:
 def run_canary(args: argparse.Namespace, settings: Settings) -> int:
     """Print the verdict; exit 1 when it is fail, 4 when no source answered."""
     from app.analysis.canary import Verdict
-    from app.services.canary import load_canary
+    from app.analysis.canary_analysis import load_canary
 
     opened = runtime_for(settings, args.environment)
     if opened is None:

@@ -1,6 +1,6 @@
 """`rollout-dashboard`: the same core as the pages, for scripts and on-call terminals.
 
-Exit codes (DESIGN §6): 0 done; 1 refused or config invalid; 2 bad usage or input;
+Exit codes (docs/design.md §6): 0 done; 1 refused or config invalid; 2 bad usage or input;
 3 conflict; 4 a required source is unavailable; 5 not applied: a change request now
 waits for another operator's approval. With `--json`, stdout carries one JSON document
 and nothing else; diagnostics go to stderr, never a traceback for user errors.
@@ -30,9 +30,10 @@ from app.cli.arguments import (
 from app.cli.autopilot import add_autopilot_commands
 from app.cli.canary import add_canary_command
 from app.cli.output import print_json, print_result
-from app.cli.unleash_sync import add_sync_command, start_periodic_sync
+from app.cli.unleash_sync import add_sync_command
 from app.quoting import printable
 from app.rollout.exit_codes import ExitCode
+from app.unleash.periodic_sync import start_periodic_sync
 
 if TYPE_CHECKING:
     from app.rollout.action_model import ActionResult, RequestedChange
@@ -488,7 +489,7 @@ def _run_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _run_serve(args: argparse.Namespace, settings: Settings) -> int:
-    from app.demo.launcher import serve
+    from app.serve import serve
 
     start_periodic_sync(settings)
     return serve(args.port, args.address or settings.server_address)

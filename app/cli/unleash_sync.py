@@ -1,32 +1,23 @@
-"""`sync-unleash`: copy Unleash's hourly client metrics into the metrics database, and
-the periodic copy `serve` runs (`ROLLOUT_UNLEASH_SYNC_MINUTES`).
+"""`sync-unleash`: the command's arguments, messages and exit codes; the sync itself
+is `app.unleash` (`periodic_sync.sync_once`, imported with the standard library only).
 
 Exit codes: 0 synced; 2 Unleash not configured, or a token Unleash refuses (the
-message never shows the token); 4 Unleash or the metrics database unavailable. The
-sync itself (`app.metrics_db.unleash_sync`) is imported when the command runs.
+message never shows the token); 4 Unleash or the metrics database unavailable.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import threading
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from app.rollout.exit_codes import ExitCode
+from app.unleash.periodic_sync import MAX_HOURS, sync_once
 
 if TYPE_CHECKING:
-    from app.metrics_db.unleash_sync import SyncReport
     from app.settings import Settings
 
-__all__ = [
-    "add_sync_command",
-    "recent_hours",
-    "run_sync_unleash",
-    "start_periodic_sync",
-    "sync_once",
-]
+__all__ = ["add_sync_command", "run_sync_unleash"]
 
 NOT_CONFIGURED = (
     "Unleash is not configured: set ROLLOUT_UNLEASH_URL (the server's root URL) and "
@@ -35,8 +26,6 @@ NOT_CONFIGURED = (
 )
 #: Unleash's answers to a missing, unknown or too weak token
 AUTH = (401, 403)
-#: `--hours` accepts 1 to this (Unleash keeps its client metrics 48 h)
-MAX_HOURS = 48
 
 
 def _hours(text: str) -> int:
@@ -70,8 +59,8 @@ def run_sync_unleash(args: argparse.Namespace, settings: Settings) -> int:
     Unleash or database exit 4 (`main` turns SourceUnavailable into 4)."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from app.flags.unleash_api import UnleashRefused
-    from app.metrics_db.unleash_sync import failure_line
+    from app.unleash.api import UnleashRefused
+    from app.unleash.metrics_sync import failure_line
 
     if not settings.unleash_url or settings.unleash_token is None:
         print(f"error: {NOT_CONFIGURED}", file=sys.stderr)
@@ -93,64 +82,3 @@ def run_sync_unleash(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
     return ExitCode.DONE
-
-
-def sync_once(settings: Settings, hours: int = MAX_HOURS) -> SyncReport:
-    """One sync with the settings' Unleash, project and metrics database."""
-    from app.flags.unleash_api import UnleashApi
-    from app.metrics_db.database import open_database
-    from app.metrics_db.unleash_sync import sync_unleash
-
-    assert settings.unleash_url and settings.unleash_token is not None
-    api = UnleashApi(settings.unleash_url, settings.unleash_token, settings.unleash_timeout_seconds)
-    engine = open_database(settings.resolved_database_url)
-    try:
-        return sync_unleash(api, engine, settings.unleash_project, hours)
-    finally:
-        engine.dispose()
-
-
-def recent_hours(minutes: int) -> int:
-    """Hours a periodic run re-reads once a whole 48 h run has succeeded: the hours
-    since the last run, the still-filling one and one more for metrics an SDK sends
-    late (every 60 s by default). Older hours no longer change in Unleash."""
-    return min(MAX_HOURS, -(-minutes // 60) + 2)
-
-
-def start_periodic_sync(settings: Settings) -> threading.Event | None:
-    """For `serve`: migrates the metrics database, then starts a daemon thread syncing
-    every `unleash_sync_minutes` (the first at once, over 48 h; once one succeeded,
-    over `recent_hours`), logging each failure on one line of stderr. None when off (0
-    minutes) or when Unleash is not configured. Setting the returned event stops it."""
-    if not settings.unleash_sync_minutes or not settings.unleash_url:
-        return None
-    if settings.unleash_token is None:
-        return None
-    from app.metrics_db.database import open_database
-    from app.metrics_db.unleash_sync import failure_line, sync_periodically
-
-    stop = threading.Event()
-
-    def log(line: str) -> None:
-        print(line, file=sys.stderr, flush=True)
-
-    try:  # migrate here, once: Alembic is not thread-safe, nor two migrations at once
-        open_database(settings.resolved_database_url).dispose()
-    except Exception as error:  # the thread's runs will say it again, one line each
-        log(f"unleash sync: metrics database: {failure_line(error)}")
-
-    synced = threading.Event()  # a first whole-48 h run succeeded
-
-    def run() -> None:
-        hours = recent_hours(settings.unleash_sync_minutes) if synced.is_set() else MAX_HOURS
-        sync_once(settings, hours)
-        synced.set()
-
-    thread = threading.Thread(
-        target=sync_periodically,
-        args=(run, timedelta(minutes=settings.unleash_sync_minutes), stop, log),
-        name="unleash-sync",
-        daemon=True,
-    )
-    thread.start()
-    return stop

@@ -94,8 +94,8 @@ def seed_demo_plans(runtime: Runtime, now: datetime) -> list[RolloutPlan]:
 def main() -> int:
     """Seed the plans, then run the controller until SIGTERM / SIGINT or until the demo
     that started this process is gone."""
+    from app.autopilot.runner import run_controller
     from app.autopilot.store import PlansUnavailable
-    from app.cli.autopilot import run_controller
     from app.runtime import open_runtime
     from app.settings import load_settings
 

@@ -1,10 +1,9 @@
-"""Starting the dashboard: `demo` (embedded defaults + simulated workload + the
-autopilot on two seeded plans) and `serve` (the dashboard only: the autopilot runs as
-its own process, `rollout-dashboard autopilot`).
+"""`rollout-dashboard demo`: the dashboard on embedded defaults, with the simulated
+workload and the autopilot on two seeded plans (`serve`, the dashboard alone, is
+`app.serve`).
 
 The demo binds to 127.0.0.1 only: it acts as a local operator without sign-in, so it
-must not be reachable from other machines. `serve` binds the address it is given
-(`--address` or `ROLLOUT_SERVER_ADDRESS`, 127.0.0.1 by default).
+must not be reachable from other machines.
 """
 
 from __future__ import annotations
@@ -12,43 +11,18 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
-from types import FrameType
 
 from app.demo.autopilot_demo import autopilot_environment, simulator_options
 from app.flags.loader import BUNDLED_CONFIG
 from app.metrics_db.database import open_database
+from app.serve import interrupt_on_sigterm, streamlit_command
 
-__all__ = ["prepare_state_dir", "run_demo", "serve", "streamlit_command"]
-
-ENTRY_POINT = Path(__file__).parent.parent / "main.py"
-
-
-def streamlit_command(port: int, address: str = "127.0.0.1") -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        str(ENTRY_POINT),
-        "--server.headless",
-        "true",
-        "--server.port",
-        str(port),
-        "--server.address",
-        address,
-        "--browser.gatherUsageStats",
-        "false",
-        "--server.fileWatcherType",
-        "none",
-        "--client.toolbarMode",
-        "viewer",
-    ]
+__all__ = ["prepare_state_dir", "run_demo"]
 
 
 def prepare_state_dir(state_dir: Path) -> Path:
@@ -122,8 +96,7 @@ def run_demo(
     # the autopilot on the demo's two plans; SIGTERM stops it and lets its lease go
     children.append(subprocess.Popen([sys.executable, "-m", "app.demo.autopilot_demo"], env=env))
     print(f"Rollout Dashboard demo: http://localhost:{port}  (state in {state_dir})", flush=True)
-    # SIGTERM (a CI runner, `timeout`, a container stop) must clean up like Ctrl-C does.
-    signal.signal(signal.SIGTERM, _interrupt)
+    interrupt_on_sigterm()  # a CI runner, `timeout`, a container stop: clean up as Ctrl-C
     try:
         return subprocess.call(streamlit_command(port), env=env)
     except KeyboardInterrupt:
@@ -138,21 +111,6 @@ def run_demo(
                 child.kill()
         if unleash is not None:
             unleash.stop()
-
-
-def _interrupt(_signum: int, _frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
-def serve(port: int, address: str = "127.0.0.1") -> int:
-    """Streamlit on the configured sources, bound to `address` (0.0.0.0: every interface,
-    so put TLS and sign-in in front)."""
-    print(f"Rollout Dashboard: serving on {address}:{port}", flush=True)
-    signal.signal(signal.SIGTERM, _interrupt)  # a container stop ends Streamlit too
-    try:
-        return subprocess.call(streamlit_command(port, address))
-    except KeyboardInterrupt:  # `call` has killed Streamlit already
-        return 0
 
 
 def _start_prometheus(state_dir: Path, target_port: int, port: int) -> subprocess.Popen[bytes]:

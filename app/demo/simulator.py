@@ -1,7 +1,7 @@
 """The demo workload: synthetic users evaluating every flag, continuously.
 
 It runs the reference evaluator (sticky SHA-256 bucketing, targeting rules, hot reload)
-for two environments, exposes the DESIGN §3 metrics on `/metrics`, and writes one
+for two environments, exposes the docs/design.md §3 metrics on `/metrics`, and writes one
 roll-up per flag/variant/reason every interval into the metrics database, so the
 dashboard has real, moving numbers with or without Prometheus.
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from app.demo.unleash_server import LocalUnleash, start_unleash
 from app.flags.loader import load_config
 from app.flags.model import FlagConfig, FlagState, RolloutStrategy
-from app.flags.unleash_api import UnleashApi, UnleashRefused
+from app.unleash.api import UnleashApi, UnleashRefused
 
 __all__ = [
     "DEMO_ENVIRONMENTS",

@@ -1,21 +1,24 @@
-"""Where flags are read from and written to: the flag backend protocol.
+"""Where flags are read from and written to: the flag backend interface.
 
-Every backend (`yaml`, `sql`, later a flag server) implements `FlagBackend`, and one
-contract test suite runs against each. Writes are atomic and guarded by optimistic
-concurrency: a change carries the version of each flag it was decided on, and is refused
-whole, writing nothing, if any of them changed since.
+Every backend (`yaml`, `sql`, `unleash` in `app.unleash`) subclasses `FlagBackend`, and
+one contract test suite runs against each. Writes are guarded by optimistic concurrency:
+a change carries the version of each flag it was decided on, and is refused whole,
+writing nothing, if any of them changed since.
 """
 
 from __future__ import annotations
 
 import hashlib
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from datetime import datetime
+from typing import ClassVar, Protocol
 
 from app.flags.model import FlagConfig, FlagDefinition, FlagState
 
 __all__ = [
+    "ExternalEdit",
     "FlagBackend",
     "FlagChange",
     "FlagSnapshot",
@@ -112,26 +115,45 @@ class PartiallyApplied(RuntimeError):
         self.current = current
 
 
-class FlagBackend(Protocol):
+class ExternalEdit(Protocol):
+    """A change made in the flag server itself, not by the dashboard (the Unleash
+    backend's `ExternalChange`)."""
+
+    @property
+    def flag(self) -> str: ...
+    @property
+    def at(self) -> datetime: ...
+    @property
+    def actor(self) -> str: ...
+    @property
+    def label(self) -> str: ...
+
+
+class FlagBackend(ABC):
     """Reads and writes flags. Implementations are safe to use from several threads
     and several processes at once.
 
+    Required: `name`, `environments`, `load`, `apply`. Optional capabilities have a
+    default that does nothing (as OpenFeature's `AbstractProvider`): `atomic` True, and
+    `external_changes` none.
+
     `atomic` says whether `apply` writes several changes all at once or none (yaml, sql);
-    a backend that cannot (a flag server's API) writes them one by one, refusing the
-    whole request before the first write if any version is stale, and raises
+    a backend that cannot (a flag server's API) sets it False: it writes them one by one,
+    refusing the whole request before the first write if any version is stale, and raises
     PartiallyApplied if it stops after a first write."""
 
-    name: str
-    atomic: bool
+    name: ClassVar[str]
+    atomic: ClassVar[bool] = True
 
+    @abstractmethod
     def environments(self) -> list[str]:
         """The environments this backend holds, sorted."""
-        ...
 
+    @abstractmethod
     def load(self, environment: str) -> FlagSnapshot:
         """The environment's merged config and per-flag versions; ConfigInvalid if bad."""
-        ...
 
+    @abstractmethod
     def apply(
         self,
         environment: str,
@@ -143,7 +165,12 @@ class FlagBackend(Protocol):
         flag the environment lacks, ConfigInvalid if the result would not validate.
         Returns the snapshot after the write. (A backend that is not `atomic` raises
         PartiallyApplied when it stops after a first write.)"""
-        ...
+
+    def external_changes(self, environment: str) -> Sequence[ExternalEdit]:
+        """The changes made in the flag server itself (not by the dashboard), newest
+        first; none for a backend without such a log. SourceUnavailable or a
+        RuntimeError when the log does not answer."""
+        return []
 
 
 def definition_version(flag: FlagDefinition) -> str:

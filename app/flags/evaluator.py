@@ -1,4 +1,4 @@
-"""The seed's reference flag evaluation, with the DESIGN §3 Prometheus metrics.
+"""The seed's reference flag evaluation, with the docs/design.md §3 Prometheus metrics.
 
 `evaluate` is pure (flag, context, time in; result out). `FlagEvaluator` wraps it for
 a service or simulator: it owns a loaded config, hot-reloads it when the files
@@ -226,7 +226,7 @@ def _counter_name(name: str) -> str:
 
 
 class _EvaluationTally(Collector):
-    """The evaluation counter and latency histogram of DESIGN §3, counted in plain dicts.
+    """The evaluation counter and latency histogram of docs/design.md §3, counted in plain dicts.
 
     Exposes exactly what a prometheus_client `Counter` and `Histogram` with the same
     names, labels and buckets would (`_total`, `_bucket`, `_count`, `_sum`, `_created`).
@@ -325,7 +325,7 @@ def _add_created(family: Metric, labels: dict[str, str], created: float) -> None
 
 
 class EvaluationMetrics:
-    """The DESIGN §3 metrics of one evaluator, registered in `registry`.
+    """The docs/design.md §3 metrics of one evaluator, registered in `registry`.
 
     An empty `names.errors` or `names.duration` means that metric is not emitted.
     """

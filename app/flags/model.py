@@ -1,4 +1,4 @@
-"""Typed model of the flag configuration (the seed's YAML format, DESIGN §2).
+"""Typed model of the flag configuration (the seed's YAML format, docs/design.md §2).
 
 Every class is frozen: a loaded configuration is a value, never mutated in place.
 Validation happens here (ranges, closed sets, condition syntax); the loader maps

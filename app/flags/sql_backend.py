@@ -1,4 +1,4 @@
-"""The `sql` flag backend: the same model stored in the metrics database (DESIGN §2).
+"""The `sql` flag backend: the same model stored in the metrics database (docs/design.md §2).
 
 Each flag of an environment is one `flag_definitions` row (its JSON definition and a
 version counter that rises by one per change); the rest of the config (version,
@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from sqlalchemy import Connection, Engine, bindparam, delete, insert, select, union, update
 from sqlalchemy.exc import OperationalError
 
-from app.flags.backend import FlagChange, FlagSnapshot, UnknownFlag, VersionConflict
+from app.flags.backend import FlagBackend, FlagChange, FlagSnapshot, UnknownFlag, VersionConflict
 from app.flags.loader import ConfigInvalid, ConfigIssue
 from app.flags.model import FlagConfig, FlagDefinition, FlagState
 from app.metrics_db.schema import StoredConfig, StoredFlag
@@ -42,14 +42,13 @@ class _Stale(Exception):
         self.flags = list(dict.fromkeys(flags))
 
 
-class SqlFlagBackend:
+class SqlFlagBackend(FlagBackend):
     """Flags in the metrics database behind `engine` (SQLite or PostgreSQL).
 
     Every method raises SourceUnavailable when the database cannot be reached.
     """
 
     name = "sql"
-    atomic = True
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine

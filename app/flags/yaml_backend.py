@@ -1,4 +1,4 @@
-"""The `yaml` flag backend: the config files themselves (DESIGN §2), written atomically.
+"""The `yaml` flag backend: the config files themselves (docs/design.md §2), written atomically.
 
 The dashboard writes only an environment's override file `feature_flags_<env>.yaml`,
 never the base file: a change in production must not leak into staging. An edit
@@ -39,6 +39,7 @@ from ruamel.yaml.scalarstring import ScalarString
 from ruamel.yaml.tokens import CommentToken
 
 from app.flags.backend import (
+    FlagBackend,
     FlagChange,
     FlagSnapshot,
     VersionConflict,
@@ -65,7 +66,7 @@ _THREAD_LOCKS: dict[Path, threading.Lock] = {}
 _THREAD_LOCKS_GUARD = threading.Lock()
 
 
-class YamlFlagBackend:
+class YamlFlagBackend(FlagBackend):
     """Flags in `path` (the base feature_flags.yaml) and its override files.
 
     Safe across threads and processes: every write holds an exclusive `flock` on
@@ -74,7 +75,6 @@ class YamlFlagBackend:
     """
 
     name = "yaml"
-    atomic = True
 
     def __init__(self, path: Path, keep_versions: int = 50) -> None:
         if keep_versions < 1:

@@ -148,6 +148,10 @@ class FlagOutcome:
     status: FlagOutcomeStatus
     detail: str = ""
 
+    @property
+    def applied(self) -> bool:
+        return self.status is FlagOutcomeStatus.APPLIED
+
     def __str__(self) -> str:
         """`applied`, `conflicted: changed concurrently — …`, `failed: …`."""
         if self.status is FlagOutcomeStatus.APPLIED:

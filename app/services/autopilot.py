@@ -30,7 +30,7 @@ from app.autopilot.model import (
 )
 from app.autopilot.store import AutopilotEvent, Heartbeat
 from app.flags.model import FlagState
-from app.ui.format import code_span, format_age
+from app.text import code_span, format_age
 
 __all__ = [
     "START_AUTOPILOT",

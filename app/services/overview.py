@@ -13,7 +13,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 import pandas as pd
 
@@ -25,6 +25,7 @@ from app.analysis.health import (
     error_ratio,
     health_report,
 )
+from app.flags.backend import ExternalEdit
 from app.flags.model import FlagConfig, FlagDefinition, FlagState
 from app.rollout.evidence import variant_counts_by_flag
 from app.rollout.guards import VariantCounts
@@ -94,7 +95,7 @@ class FlagRow:
         return " · ".join(self.reasons)
 
     def as_json(self) -> dict[str, Any]:
-        """The stable `status --json` fields (DESIGN §6)."""
+        """The stable `status --json` fields (docs/design.md §6)."""
         change = self.last_change
         return {
             "flag": self.flag,
@@ -272,19 +273,6 @@ def with_external_changes(changes: pd.DataFrame, external: Sequence[ExternalEdit
         }
     )
     return pd.concat([kept, added], ignore_index=True) if len(kept) else added
-
-
-class ExternalEdit(Protocol):
-    """A change made outside the dashboard (the Unleash backend's `ExternalChange`)."""
-
-    @property
-    def flag(self) -> str: ...
-    @property
-    def at(self) -> datetime: ...
-    @property
-    def actor(self) -> str: ...
-    @property
-    def label(self) -> str: ...
 
 
 def _columns(frame: pd.DataFrame, *names: str) -> Iterator[tuple[Any, ...]]:

@@ -32,7 +32,7 @@ from app.analysis.progress import PhaseProgress, phase_progress
 from app.audit import AuditEntry, AuditLog
 from app.flags.model import FlagConfig
 from app.services.overview import ExternalEdit, FlagRow
-from app.ui.format import format_age
+from app.text import format_age
 
 __all__ = [
     "HISTORY_LIMIT",
@@ -40,6 +40,7 @@ __all__ = [
     "SOURCE",
     "PhasesView",
     "actual_start_text",
+    "blocked_lines",
     "build_phases",
     "burn_up_frame",
     "flag_conditions",
@@ -48,6 +49,7 @@ __all__ = [
     "phase_table",
     "phase_table_csv",
     "schedule_text",
+    "source_line",
     "timeline_frame",
 ]
 
@@ -158,6 +160,47 @@ def load_phases(
     else:
         said.append(HISTORY_DOWN)
     return build_phases(config, entries, environment, now, available, said, rows, max_error_rate)
+
+
+_START_FROM = {
+    StartSource.CONFIG: "from the config",
+    StartSource.HISTORY: "first applied change",
+    StartSource.TODAY: "today",
+}
+
+
+def source_line(view: PhasesView) -> str:
+    """The page's source line: where the numbers come from, how much history there is
+    and how new it is, and where the project start (week 1) comes from."""
+    newest = (
+        f"newest change {format_age(view.history_age_seconds)} ago"
+        if view.newest_change is not None
+        else "no applied change yet"
+    )
+    history = (
+        f"{view.applied_changes} applied change(s) in {view.environment} · {newest}"
+        if view.history_available
+        else "history unavailable"
+    )
+    start_from = _START_FROM[view.project_start_source]
+    plan_note = (
+        ""
+        if view.project_start_source is StartSource.CONFIG
+        else " · the config has no `phases.start` date"
+    )
+    return (
+        f"Source: **{SOURCE}** · {history} · project start "
+        f"**{view.project_start:%Y-%m-%d}** ({start_from}){plan_note}"
+    )
+
+
+def blocked_lines(view: PhasesView) -> list[str]:
+    """One markdown list item per reason an unfinished phase is blocked, in phase order."""
+    return [
+        f"- **Phase {p.phase} · {p.name}** — {reason}"
+        for p in view.progress
+        for reason in view.reasons.get(p.phase, ())
+    ]
 
 
 def flag_conditions(rows: Sequence[FlagRow]) -> dict[str, FlagCondition]:

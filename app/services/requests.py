@@ -20,7 +20,7 @@ from app.approvals.service import EXPIRY_ACTOR, Decision
 from app.rollout.exit_codes import ExitCode
 from app.rollout.guards import GuardResult
 from app.rollout.roles import Identity, Role
-from app.ui.format import format_duration
+from app.text import format_duration
 
 __all__ = [
     "APPROVAL_SETTING",

@@ -1,23 +1,6 @@
-"""Shared UI: pure formatting (format, overview_table) and Streamlit widgets (widgets)."""
+"""Shared Streamlit widgets and the screens' display frames (`widgets`, `action_dialog`,
+`overview_table`, ...). Import the module you need: this package exports nothing, so
+importing one light module never loads pandas or the page services. Pure text
+formatting lives below the pages, in `app.text`."""
 
-from app.ui.format import (
-    HEALTH_BADGES,
-    format_age,
-    format_change,
-    format_error_rate,
-    format_latency,
-    format_rate,
-    format_split,
-)
-from app.ui.overview_table import overview_display_frame
-
-__all__ = [
-    "HEALTH_BADGES",
-    "format_age",
-    "format_change",
-    "format_error_rate",
-    "format_latency",
-    "format_rate",
-    "format_split",
-    "overview_display_frame",
-]
+__all__: list[str] = []

@@ -43,7 +43,7 @@ from app.rollout.guards import GuardResult
 from app.rollout.planning import target_of
 from app.rollout.roles import Identity, Role
 from app.runtime import Runtime
-from app.ui.format import escape_markdown, format_age, format_duration, format_guard_values
+from app.text import escape_markdown, format_age, format_duration, format_guard_values
 from app.ui.pending_requests import REQUESTS_PAGE
 
 __all__ = [

@@ -37,7 +37,7 @@ from app.services.autopilot import (
     status_text,
 )
 from app.services.overview import FlagRow
-from app.ui.format import escape_markdown, format_age
+from app.text import escape_markdown, format_age
 from app.ui.widgets import button_only_form
 
 __all__ = ["autopilot_cells", "autopilot_panel", "heartbeat_banner", "planned"]

@@ -1,4 +1,4 @@
-"""Webhook notifications that could not be delivered (`app.autopilot.notify`), as a
+"""Webhook notifications that could not be delivered (`app.notify`), as a
 warning any page can show: which webhook, what about, when, and why. Nothing when every
 recent delivery went out; never the webhook's URL, which no row holds."""
 
@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 
 import streamlit as st
 
-from app.autopilot.notify import Delivery, failed_deliveries
+from app.notify import Delivery, failed_deliveries
 from app.runtime import Runtime
-from app.ui.format import escape_markdown, format_age
+from app.text import escape_markdown, format_age
 
 __all__ = ["FAILED_DELIVERIES_SPAN", "failed_deliveries_text", "render_failed_deliveries"]
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from urllib.parse import urlencode
 
 import pandas as pd
 
 from app.services.overview import FlagRow
-from app.ui.format import (
+from app.text import (
     HEALTH_BADGES,
+    flag_detail_url,
     format_age,
     format_change,
     format_error_rate,
@@ -19,16 +19,10 @@ from app.ui.format import (
     format_split,
 )
 
-__all__ = ["FLAG_LINK_TEXT", "flag_detail_url", "overview_display_frame", "why_text"]
+__all__ = ["FLAG_LINK_TEXT", "overview_display_frame", "why_text"]
 
 #: `display_text` of the Flag link column: the key, read back from the link's URL
 FLAG_LINK_TEXT = r"flag=([^&]*)$"
-
-
-def flag_detail_url(environment: str, flag: str) -> str:
-    """The Flag detail page of `flag` in `environment`: '/flag_detail?env=…&flag=…'
-    (the flag last, so `FLAG_LINK_TEXT` shows its key)."""
-    return "/flag_detail?" + urlencode({"env": environment, "flag": flag})
 
 
 def why_text(row: FlagRow, now: datetime) -> str:

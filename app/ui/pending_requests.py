@@ -9,7 +9,7 @@ import streamlit as st
 from app.approvals import ApprovalsUnavailable, ChangeRequest
 from app.runtime import Runtime
 from app.services.requests import pending_summary
-from app.ui.format import escape_markdown
+from app.text import escape_markdown
 
 __all__ = ["REQUESTS_PAGE", "flag_request_notice", "pending_banner", "pending_in"]
 

@@ -25,7 +25,7 @@ from app.settings import (
     redacted_url,
 )
 from app.sign_in import ProviderStatus, check_provider, missing_auth_settings, sign_in_origin
-from app.ui.format import code_span, escape_markdown, format_age, source_label
+from app.text import code_span, escape_markdown, format_age, source_label
 from app.ui.url_params import (
     MAX_TEXT,
     FromLink,

@@ -23,7 +23,6 @@ import argparse
 import os
 import platform
 import random
-import shutil
 import signal
 import statistics
 import subprocess
@@ -43,7 +42,6 @@ from app.autopilot.model import PlanStatus, RolloutPlan
 from app.autopilot.service import set_plan
 from app.autopilot.store import PlanStore
 from app.demo import simulator
-from app.flags.loader import BUNDLED_CONFIG
 from app.rollout.action_model import Action, ActionRequest
 from app.rollout.roles import Identity, Role
 from app.runtime import Runtime, open_runtime
@@ -51,6 +49,7 @@ from app.settings import load_settings
 from tests.bench.bench_overview import Tier
 from tests.bench.workloads import END, Workload
 from tests.conftest import fresh_postgres_database
+from tests.support.bundled import copy_bundled_config
 from tests.support.live_simulation import (
     ENVIRONMENT,
     LiveSimulation,
@@ -327,8 +326,7 @@ def controller_process(
 
 
 def failover(tmp: Path, rounds: int) -> None:
-    for source in BUNDLED_CONFIG.parent.glob("feature_flags*.yaml"):
-        shutil.copy(source, tmp / source.name)
+    copy_bundled_config(tmp)
     with fresh_postgres_database("rollout_bench_failover") as url:
         clean = {k: v for k, v in os.environ.items() if not k.startswith("ROLLOUT_")}
         environment = {

@@ -35,8 +35,8 @@ from pathlib import Path
 
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from app.demo.launcher import streamlit_command
 from app.runtime import open_runtime
+from app.serve import streamlit_command
 from app.settings import Settings
 from tests.bench.workloads import Workload, write_config
 from tests.support.chromium import CHROMIUM_ARGS

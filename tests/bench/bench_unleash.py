@@ -32,13 +32,13 @@ from UnleashClient import UnleashClient
 
 from app.audit import AuditLog
 from app.demo.unleash_server import LocalUnleash, start_unleash
-from app.flags.unleash_api import UnleashApi
-from app.flags.unleash_backend import UnleashFlagBackend
 from app.metrics_db.database import open_database
 from app.rollout.action_model import Action, ActionRequest, FlagOutcome, FlagOutcomeStatus
 from app.rollout.execution import execute_action
 from app.rollout.guards import GuardResult
 from app.rollout.roles import Identity, Role
+from app.unleash.api import UnleashApi
+from app.unleash.backend import UnleashFlagBackend
 
 ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 OPERATOR = Identity("bench", Role.OPERATOR, "bench")

@@ -30,9 +30,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from app.demo.unleash_server import LocalUnleash, start_unleash
-from app.flags.unleash_api import UnleashApi
 from app.metrics_db.database import open_database
-from app.metrics_db.unleash_sync import MAX_HOURS, fetch_usage, replace_unleash_hours, sync_unleash
+from app.unleash.api import UnleashApi
+from app.unleash.metrics_sync import MAX_HOURS, fetch_usage, replace_unleash_hours, sync_unleash
 from tests.conftest import fresh_postgres_database
 
 PROJECT = "default"

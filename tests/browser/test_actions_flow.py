@@ -11,7 +11,6 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from app.audit import AuditLog, Outcome
-from app.demo.launcher import streamlit_command
 from app.flags.loader import load_config
 from app.flags.model import FlagState
 from app.flags.yaml_backend import YamlFlagBackend
@@ -20,6 +19,7 @@ from app.rollout.action_model import Action, ActionRequest
 from app.rollout.execution import execute_action
 from app.rollout.guards import GuardResult
 from app.rollout.roles import Identity, Role
+from app.serve import streamlit_command
 from tests.support.servers import Process, free_port, start
 
 pytestmark = pytest.mark.browser

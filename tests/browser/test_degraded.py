@@ -22,8 +22,8 @@ import streamlit as st
 from playwright.sync_api import Browser, Page, expect
 from streamlit.testing.v1 import AppTest
 
-from app.demo.launcher import streamlit_command
 from app.metrics_db.database import insert_rollups, open_database
+from app.serve import streamlit_command
 from tests.support import grid
 from tests.support.prometheus import PrometheusProcess, openmetrics_from_rollups, start_prometheus
 from tests.support.servers import Process, free_port, start

@@ -4,7 +4,6 @@ back through the dialog. The screenshots in docs/screenshots are taken here."""
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,10 +14,11 @@ from playwright.sync_api import Browser, Page, expect
 from app.audit import AuditLog, Outcome
 from app.autopilot.store import PlanStore
 from app.demo.autopilot_demo import DEMO_PLANS
-from app.demo.launcher import streamlit_command
 from app.flags.loader import BUNDLED_CONFIG, load_config
 from app.metrics_db.database import open_database
+from app.serve import streamlit_command
 from tests.support import grid
+from tests.support.bundled import copy_bundled_config
 from tests.support.servers import Process, free_port, python_command, start
 
 pytestmark = pytest.mark.browser
@@ -190,8 +190,7 @@ def test_the_demo_runs_the_autopilot_on_two_seeded_plans(demo):
 
 def test_a_viewer_sees_no_action_buttons(chromium, tmp_path):
     """Without demo mode and without sign-in the dashboard is read-only."""
-    for source in BUNDLED_CONFIG.parent.glob("feature_flags*.yaml"):
-        shutil.copy(source, tmp_path / source.name)
+    copy_bundled_config(tmp_path)
     port = free_port()
     server = start(
         streamlit_command(port), {"ROLLOUT_STATE_DIR": str(tmp_path)}, port, tmp_path / "s.log"

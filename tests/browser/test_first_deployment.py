@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from app.demo.launcher import streamlit_command
+from app.serve import streamlit_command
 from tests.browser.url_dashboard import FLAGS, no_exception
 from tests.support.servers import Process, free_port, start
 

@@ -12,10 +12,10 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from app.audit import AuditLog, Outcome
-from app.demo.launcher import streamlit_command
 from app.demo.unleash_server import LocalUnleash, start_unleash
-from app.flags.unleash_api import UnleashApi
 from app.metrics_db.database import open_database
+from app.serve import streamlit_command
+from app.unleash.api import UnleashApi
 from tests.conftest import fresh_postgres_database
 from tests.support.grid import cells
 from tests.support.servers import Process, free_port, start

@@ -18,7 +18,7 @@ from app.rollout.action_model import Action, ActionRequest
 from app.rollout.roles import Identity, Role
 from app.runtime import open_runtime
 from app.settings import Settings
-from app.ui.overview_table import flag_detail_url
+from app.text import flag_detail_url
 from tests.support import grid
 from tests.support.dashboards import seeded_dashboard
 from tests.support.servers import Process

@@ -11,10 +11,10 @@ from urllib.parse import parse_qs, urlparse
 from playwright.sync_api import Locator, Page, expect
 
 from app.audit import Outcome
-from app.demo.launcher import streamlit_command
 from app.rollout.action_model import Action, ActionRequest
 from app.rollout.roles import Identity, Role
 from app.runtime import open_runtime
+from app.serve import streamlit_command
 from app.settings import load_settings
 from tests.support.grid import as_displayed
 from tests.support.servers import Process, free_port, start

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import threading
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -12,7 +11,7 @@ import pytest
 from sqlalchemy import create_engine
 
 from app.audit import AuditEntry, AuditLog, Outcome
-from app.flags.loader import BUNDLED_CONFIG, load_config
+from app.flags.loader import load_config
 from app.flags.model import FlagState
 from app.flags.yaml_backend import YamlFlagBackend
 from app.metrics_db.database import open_database
@@ -22,8 +21,9 @@ from app.rollout.exit_codes import ExitCode
 from app.rollout.guards import GuardResult
 from app.rollout.planning import plan_action
 from app.rollout.roles import Identity, Role
+from tests.support.bundled import copy_bundled_config
+from tests.support.identities import OPERATOR
 
-OPERATOR = Identity("olga", Role.OPERATOR, "test")
 ADMIN = Identity("ada", Role.ADMIN, "test")
 VIEWER = Identity("vic", Role.VIEWER, "test")
 ENV = "production"
@@ -46,9 +46,7 @@ def no_source(_snapshot, _flag):
 
 @pytest.fixture
 def flags(tmp_path: Path) -> Path:
-    for source in BUNDLED_CONFIG.parent.glob("feature_flags*.yaml"):
-        shutil.copy(source, tmp_path / source.name)
-    return tmp_path / "feature_flags.yaml"
+    return copy_bundled_config(tmp_path)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ the flag as it is afterwards and the audit as the Audit page shows it.
 
 from __future__ import annotations
 
-import shutil
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from app.rollout.execution import execute_action
 from app.rollout.exit_codes import ExitCode
 from app.rollout.guards import GuardResult
 from app.rollout.roles import Identity, Role
+from tests.support.bundled import copy_bundled_config
 
 ALICE = Identity("alice@example.com", Role.OPERATOR, "oidc")
 BOB = Identity("bob@example.com", Role.OPERATOR, "oidc")
@@ -91,9 +91,7 @@ def _world(backend: FlagBackend, engine: Engine | None, tmp_path: Path) -> World
 
 
 def _yaml_backend(tmp_path: Path) -> YamlFlagBackend:
-    for source in BUNDLED_CONFIG.parent.glob("feature_flags*.yaml"):
-        shutil.copy(source, tmp_path / source.name)
-    return YamlFlagBackend(tmp_path / BUNDLED_CONFIG.name)
+    return YamlFlagBackend(copy_bundled_config(tmp_path))
 
 
 def _sql_backend(engine: Engine) -> SqlFlagBackend:

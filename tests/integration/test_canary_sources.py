@@ -14,9 +14,9 @@ import pytest
 from sqlalchemy import Engine
 
 from app.analysis.canary import Verdict
+from app.analysis.canary_analysis import latency_step, load_canary
 from app.cli.canary import add_canary_command, run_canary
 from app.metrics_db.database import open_database
-from app.services.canary import latency_step, load_canary
 from app.settings import Settings
 from queries.canary import (
     CanaryQueries,

@@ -9,27 +9,26 @@ Each test asserts the flag as `status` shows it and the audit as `audit` prints 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import pwd
 import subprocess
 import sys
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from unittest import mock
 
 import pytest
-from sqlalchemy import create_engine, select, update
+from sqlalchemy import create_engine, update
 
 from app.cli import main
 from app.metrics_db.database import insert_rollups, report_instance
 from app.metrics_db.records import EvaluationRollup
-from app.metrics_db.schema import Base, ChangeRequestRow
+from app.metrics_db.schema import ChangeRequestRow
 from app.runtime import open_runtime
 from app.settings import load_settings
+from tests.support.state_files import writes_nothing
 
 #: whoever runs the tests: the CLI acts as this OS user where `--actor` is not allowed
 ME = pwd.getpwuid(os.getuid()).pw_name
@@ -144,35 +143,6 @@ def ask(capsys: pytest.CaptureFixture[str], *args: str) -> str:
     change_id = out.split("change request #", 1)[1].split(" ", 1)[0]
     assert CREATED.format(id=change_id) + APPROVE_HINT.format(id=change_id) in out
     return change_id
-
-
-def snapshot(state: Path) -> dict[str, Any]:
-    """Every file of the state directory (hashed) and every row of every table: equal
-    before and after means nothing was written."""
-    files = {
-        str(p.relative_to(state)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(state.rglob("*"))
-        if p.is_file() and not p.name.startswith("metrics.db")
-    }
-    engine = create_engine(f"sqlite:///{state / 'metrics.db'}")
-    try:
-        with engine.connect() as connection:
-            tables = {
-                table.name: [tuple(row) for row in connection.execute(select(table))]
-                for table in Base.metadata.sorted_tables
-            }
-    finally:
-        engine.dispose()
-    return {"files": files, "tables": tables}
-
-
-def writes_nothing(state: Path) -> Callable[[], None]:
-    before = snapshot(state)
-
-    def check() -> None:
-        assert snapshot(state) == before, "something was written"
-
-    return check
 
 
 # -- asking and approving ---------------------------------------------------------------

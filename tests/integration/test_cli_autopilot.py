@@ -5,14 +5,12 @@ current config). Each test asserts what the commands print and what they wrote."
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import pwd
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,16 +18,15 @@ from unittest import mock
 
 import pytest
 import yaml
-from sqlalchemy import create_engine, select
 
 from app.autopilot.model import PlanStatus
 from app.cli import main
 from app.metrics_db.database import insert_rollups, report_instance
 from app.metrics_db.records import EvaluationRollup
-from app.metrics_db.schema import Base
 from app.runtime import open_runtime
 from app.settings import load_settings
 from tests.support.servers import free_port
+from tests.support.state_files import writes_nothing
 
 ME = pwd.getpwuid(os.getuid()).pw_name
 PROD = "production"
@@ -103,34 +100,6 @@ def healthy() -> None:
     insert_rollups(runtime.engine, rollups)
     report_instance(runtime.engine, PROD, "web-1", config.loaded_version, now)
     runtime.engine.dispose()
-
-
-def snapshot(state: Path) -> dict[str, Any]:
-    """Every file of the state directory (hashed) and every row of every table."""
-    files = {
-        str(p.relative_to(state)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(state.rglob("*"))
-        if p.is_file() and not p.name.startswith("metrics.db")
-    }
-    engine = create_engine(f"sqlite:///{state / 'metrics.db'}")
-    try:
-        with engine.connect() as connection:
-            tables = {
-                table.name: [tuple(row) for row in connection.execute(select(table))]
-                for table in Base.metadata.sorted_tables
-            }
-    finally:
-        engine.dispose()
-    return {"files": files, "tables": tables}
-
-
-def writes_nothing(state: Path) -> Callable[[], None]:
-    before = snapshot(state)
-
-    def check() -> None:
-        assert snapshot(state) == before, "something was written"
-
-    return check
 
 
 def percentage(state: Path, flag: str) -> float:

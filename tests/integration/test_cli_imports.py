@@ -19,6 +19,7 @@ import yaml
 
 from app.metrics_db.database import open_database
 from tests.support.servers import free_port
+from tests.support.webhook_receiver import Receiver
 
 #: what a rollback never uses: each costs from 0.1 to 2 s of import time
 HEAVY = ("pandas", "scipy", "alembic", "matplotlib", "prometheus_api_client", "streamlit")
@@ -113,6 +114,38 @@ def test_rollback_with_every_source_down(tmp_path: Path, clean_env: dict[str, st
         ("outcome", "applied"),
     ]
     assert journal[0]["actor"] == "olga" and journal[0]["to_percentage"] == 10.0
+
+
+def test_rollback_that_notifies_a_webhook(tmp_path: Path, clean_env: dict[str, str]) -> None:
+    """With a webhook and manual notifications on, the rollback still loads no heavy
+    library (the notifier and the message bodies are light), and the webhook hears it."""
+    url = f"sqlite:///{tmp_path / 'metrics.db'}"
+    open_database(url).dispose()
+    receiver = Receiver()
+    try:
+        env = {
+            **clean_env,
+            "ROLLOUT_DATABASE_URL": url,
+            "ROLLOUT_WEBHOOKS": "oncall=json",
+            "ROLLOUT_WEBHOOK_URL_ONCALL": receiver.url,
+            "ROLLOUT_NOTIFY_MANUAL_ACTIONS": "true",
+        }
+        code, modules, stdout = _run(
+            tmp_path, env, "rollback", "checkout_v2", "--reason", "errors up", "--actor", "olga"
+        )
+        assert code == 0
+        assert "checkout_v2: rollout 25 % → rollout 10 %" in stdout
+        assert modules.isdisjoint(HEAVY), sorted(modules & set(HEAVY))
+        assert receiver.wait_for(1)
+        [body] = receiver.bodies
+        assert (body["event"], body["flag"], body["from"], body["to"]) == (
+            "manual:rollback",
+            "checkout_v2",
+            25.0,
+            10.0,
+        )
+    finally:
+        receiver.stop()
 
 
 def test_rollback_on_a_migrated_database(tmp_path: Path, clean_env: dict[str, str]) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import random
-import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,11 +25,12 @@ from app.flags.backend import FlagBackend, FlagChange, UnknownFlag, VersionConfl
 from app.flags.loader import BUNDLED_CONFIG, check_config, load_config
 from app.flags.model import FlagConfig, FlagState
 from app.flags.sql_backend import SqlFlagBackend
-from app.flags.unleash_api import UnleashApi
-from app.flags.unleash_backend import UnleashFlagBackend, file_lock
 from app.flags.yaml_backend import YamlFlagBackend
 from app.metrics_db.database import open_database
 from app.metrics_db.schema import StoredConfig, StoredFlag
+from app.unleash.api import UnleashApi
+from app.unleash.backend import UnleashFlagBackend, file_lock
+from tests.support.bundled import copy_bundled_config
 from tests.support.unleash import (
     BUNDLED_AS_UNLEASH,
     UnleashSeed,
@@ -55,13 +55,6 @@ class Subject:
     expected: Callable[[str], FlagConfig] = lambda environment: load_config(
         BUNDLED_CONFIG, environment
     )
-
-
-def copy_bundled_config(directory: Path) -> Path:
-    """The bundled base and override files copied into `directory`; the base's path."""
-    for source in BUNDLED_CONFIG.parent.glob("feature_flags*.yaml"):
-        shutil.copy2(source, directory / source.name)
-    return directory / BUNDLED_CONFIG.name
 
 
 def _yaml_subject(directory: Path) -> Subject:

@@ -4,18 +4,18 @@ in YAML, SQLite, an HTTP receiver on 127.0.0.1 (tests/integration/test_webhooks.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from app.autopilot.notify import NullNotifier, WebhookNotifier
 from app.flags.loader import BUNDLED_CONFIG
+from app.notify import NullNotifier, WebhookNotifier
 from app.rollout.action_model import Action, ActionRequest
 from app.rollout.roles import Identity, Role
 from app.runtime import Runtime, open_runtime
 from app.settings import load_settings
+from tests.support.bundled import copy_bundled_config
 from tests.support.webhook_receiver import TOKEN, Receiver
 
 CAROL = Identity("carol", Role.OPERATOR, "test")
@@ -33,13 +33,14 @@ def receiver() -> Iterator[Receiver]:
 def runtime_for(tmp_path: Path, receiver: Receiver, no_rollout_environment):
     """runtime_for(notify_manual_actions) -> a runtime on a copy of the bundled flags whose
     one webhook (json) is the receiver; its notifier is closed after the test."""
-    shutil.copytree(BUNDLED_CONFIG.parent, tmp_path / "flags")
+    (tmp_path / "flags").mkdir()
+    flags_file = copy_bundled_config(tmp_path / "flags")
     made: list[Runtime] = []
 
     def make(notify_manual_actions: bool) -> Runtime:
         settings = load_settings(
             state_dir=tmp_path,
-            flags_file=tmp_path / "flags" / BUNDLED_CONFIG.name,
+            flags_file=flags_file,
             webhooks={"audit": "json"},
             webhook_urls={"audit": receiver.url},
             public_url="https://rollout.example.com/",

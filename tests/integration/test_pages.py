@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from app.metrics_db.database import insert_rollups, open_database
 from app.metrics_db.schema import AuditRecord
-from app.ui.overview_table import flag_detail_url
+from app.text import flag_detail_url
 from tests.support.workload import reference_rollups
 
 ENTRY_POINT = Path(__file__).resolve().parents[2] / "app" / "main.py"

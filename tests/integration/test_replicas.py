@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -19,11 +18,12 @@ from typing import Any
 import psycopg
 import pytest
 
-from app.flags.loader import BUNDLED_CONFIG, environments, load_config
+from app.flags.loader import environments, load_config
 from app.flags.sql_backend import SqlFlagBackend
 from app.metrics_db.database import open_database
 from app.rollout.exit_codes import ExitCode
 from tests.conftest import POSTGRES_ADMIN
+from tests.support.bundled import copy_bundled_config
 
 pytestmark = pytest.mark.postgres
 
@@ -72,8 +72,7 @@ def replica_database_url() -> Iterator[str]:
 
 def _flags_file(directory: Path) -> Path:
     """A copy of the bundled flag files with the raced flag at 100 % in production."""
-    for source in BUNDLED_CONFIG.parent.glob("feature_flags*.yaml"):
-        shutil.copy(source, directory / source.name)
+    copy_bundled_config(directory)
     production = directory / "feature_flags_production.yaml"
     text = production.read_text()
     assert "rollout: {percentage: 25.0}" in text

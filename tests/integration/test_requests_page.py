@@ -27,7 +27,7 @@ from app.rollout.exit_codes import ExitCode
 from app.rollout.roles import Identity, Role
 from app.runtime import open_runtime
 from app.settings import load_settings
-from app.ui.format import escape_markdown
+from app.text import escape_markdown
 from tests.support.approval_state import copy_state, fresh_heartbeats, simulated_state
 
 ENTRY_POINT = Path(__file__).resolve().parents[2] / "app" / "main.py"

@@ -3,13 +3,11 @@ them even when called directly (a forged call from a page): nothing written, no 
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
 from app.audit import AuditLog
-from app.flags.loader import BUNDLED_CONFIG
 from app.flags.yaml_backend import YamlFlagBackend
 from app.metrics_db.database import open_database
 from app.rollout.action_model import Action, ActionRequest
@@ -17,6 +15,7 @@ from app.rollout.execution import execute_action
 from app.rollout.exit_codes import ExitCode
 from app.rollout.guards import GuardResult
 from app.rollout.roles import Identity, Role, role_for
+from tests.support.bundled import copy_bundled_config
 
 ROLES = {"alice@example.com": Role.OPERATOR, "group:admins": Role.ADMIN}
 
@@ -32,9 +31,7 @@ def signed_in(email: str, groups: list[str]) -> Identity:
 
 @pytest.fixture
 def flags(tmp_path: Path) -> Path:
-    for source in BUNDLED_CONFIG.parent.glob("feature_flags*.yaml"):
-        shutil.copy(source, tmp_path / source.name)
-    return tmp_path / "feature_flags.yaml"
+    return copy_bundled_config(tmp_path)
 
 
 def _files(flags: Path) -> dict[str, bytes]:

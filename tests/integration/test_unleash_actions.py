@@ -15,20 +15,19 @@ from app.audit import AuditLog, Outcome
 from app.cli import main
 from app.demo.unleash_server import start_unleash
 from app.flags.model import FlagState
-from app.flags.unleash_api import UnleashApi
-from app.flags.unleash_backend import UnleashFlagBackend, dashboard_event_ids
 from app.metrics_db.database import open_database
 from app.rollout.action_model import Action, ActionRequest, FlagOutcome, FlagOutcomeStatus
 from app.rollout.execution import execute_action
 from app.rollout.exit_codes import ExitCode
 from app.rollout.guards import GuardResult
-from app.rollout.roles import Identity, Role
+from app.unleash.api import UnleashApi
+from app.unleash.backend import UnleashFlagBackend, dashboard_event_ids
 from tests.conftest import fresh_postgres_database
+from tests.support.identities import OPERATOR
 from tests.support.unleash import UnleashSeed
 
 pytestmark = pytest.mark.unleash
 
-OPERATOR = Identity("olga", Role.OPERATOR, "test")
 ENV = "production"
 
 
@@ -356,9 +355,9 @@ def test_a_write_unleash_cannot_read_back_stays_pending_until_reconciled(
 ) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from app.flags.unleash_api import UnleashUnavailable
     from app.runtime import Runtime
     from app.settings import Settings
+    from app.unleash.api import UnleashUnavailable
 
     class GoneAfterTheWrite(UnleashFlagBackend):
         """Unleash stops answering right after the patch: the write landed, its read-back

@@ -10,8 +10,8 @@ import pytest
 from app.demo.unleash_server import LocalUnleash
 from app.flags.backend import FlagChange, PartiallyApplied, VersionConflict
 from app.flags.model import FlagState
-from app.flags.unleash_api import UnleashApi
-from app.flags.unleash_backend import UnleashFlagBackend
+from app.unleash.api import UnleashApi
+from app.unleash.backend import UnleashFlagBackend
 from tests.support.unleash import UnleashSeed
 
 pytestmark = pytest.mark.unleash

@@ -6,7 +6,7 @@ import pytest
 
 from app.demo.unleash_demo import DEMO_ENVIRONMENTS, seed_unleash
 from app.flags.loader import BUNDLED_CONFIG, load_config
-from app.flags.unleash_api import UnleashApi
+from app.unleash.api import UnleashApi
 from tests.support.unleash import UnleashSeed
 
 pytestmark = pytest.mark.unleash

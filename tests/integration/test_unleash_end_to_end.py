@@ -14,8 +14,6 @@ import pytest
 from UnleashClient import UnleashClient
 
 from app.audit import AuditLog, Outcome
-from app.flags.unleash_api import UnleashApi
-from app.flags.unleash_backend import UnleashFlagBackend, file_lock
 from app.metrics_db.database import open_database
 from app.rollout.action_model import Action, ActionRequest
 from app.rollout.execution import execute_action
@@ -23,13 +21,15 @@ from app.rollout.exit_codes import ExitCode
 from app.rollout.guards import GuardResult
 from app.rollout.planning import plan_action
 from app.rollout.roles import Identity, Role
+from app.unleash.api import UnleashApi
+from app.unleash.backend import UnleashFlagBackend, file_lock
+from tests.support.identities import OPERATOR
 from tests.support.unleash import UnleashSeed
 
 pytestmark = pytest.mark.unleash
 
 ENV = "production"
 USERS = [str(user) for user in range(10_000)]
-OPERATOR = Identity("olga", Role.OPERATOR, "test")
 
 
 def passing(_snapshot: object, _flag: str) -> list[GuardResult]:

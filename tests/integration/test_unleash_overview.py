@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from app.flags.unleash_api import UnleashApi
 from app.runtime import open_runtime
 from app.settings import load_settings
 from app.ui.overview_table import last_change_text, overview_display_frame
+from app.unleash.api import UnleashApi
 from tests.support.unleash import SOMEONE_ELSE, UnleashSeed
 
 pytestmark = pytest.mark.unleash

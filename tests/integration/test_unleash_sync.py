@@ -23,11 +23,11 @@ from UnleashClient import UnleashClient
 
 from app.cli import main
 from app.demo.unleash_server import LocalUnleash
-from app.flags.unleash_api import UnleashApi
 from app.metrics_db.database import insert_rollups, open_database
 from app.metrics_db.records import EvaluationRollup
 from app.metrics_db.schema import RollupRow
-from app.metrics_db.unleash_sync import sync_unleash
+from app.unleash.api import UnleashApi
+from app.unleash.metrics_sync import sync_unleash
 from queries.sql import SqlMetrics
 from tests.conftest import fresh_postgres_database
 from tests.support.servers import free_port
@@ -318,8 +318,8 @@ def test_the_command_says_what_it_synced_and_never_shows_the_token(
 def test_serve_s_periodic_sync_copies_at_once(
     pair: Pair, unleash_server: LocalUnleash, tmp_path: Path
 ) -> None:
-    from app.cli.unleash_sync import start_periodic_sync
     from app.settings import Settings
+    from app.unleash.periodic_sync import start_periodic_sync
 
     plain, variants, app = pair.plain, pair.variants, pair.app
     counted = _evaluate(unleash_server, tmp_path, app, plain, variants, range(0, 100))

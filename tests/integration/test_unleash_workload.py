@@ -44,8 +44,8 @@ def test_the_workload_serves_on_to_the_rollout_share_the_sdk_fetched(unleash: Un
 def test_with_the_dashboards_backend_instances_report_the_version_it_shows(
     unleash: UnleashSeed,
 ) -> None:
-    from app.flags.unleash_api import UnleashApi
-    from app.flags.unleash_backend import UnleashFlagBackend
+    from app.unleash.api import UnleashApi
+    from app.unleash.backend import UnleashFlagBackend
 
     unleash.create("checkout_v2", rollout=30)
     server = unleash.server

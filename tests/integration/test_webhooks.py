@@ -18,7 +18,9 @@ import pytest
 from sqlalchemy import Engine, create_engine, select
 from sqlalchemy.orm import Session
 
-from app.autopilot.notify import (
+from app.metrics_db.database import open_database
+from app.metrics_db.schema import WebhookDeliveryRow
+from app.notify import (
     DeliveryStatus,
     Notification,
     Webhook,
@@ -26,8 +28,6 @@ from app.autopilot.notify import (
     failed_deliveries,
     json_body,
 )
-from app.metrics_db.database import open_database
-from app.metrics_db.schema import WebhookDeliveryRow
 from app.settings import WebhookKind
 from tests.support.webhook_receiver import TOKEN, Receiver
 
@@ -223,7 +223,7 @@ def _assert_failed_in_the_background(
 def test_a_closed_port_fails_after_the_retries_without_quoting_the_url(
     start, engine, caplog
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="app.autopilot.notify")
+    caplog.set_level(logging.DEBUG, logger="app.notify")
     name = _name()
     url = f"http://127.0.0.1:{_closed_port()}/services/T000/{TOKEN}"
     notifier = start.notifier([Webhook(name, WebhookKind.SLACK, url)], engine)
@@ -239,7 +239,7 @@ def test_a_closed_port_fails_after_the_retries_without_quoting_the_url(
 
 
 def test_a_receiver_that_never_answers_times_out_and_fails(start, sqlite_engine, caplog) -> None:
-    caplog.set_level(logging.DEBUG, logger="app.autopilot.notify")
+    caplog.set_level(logging.DEBUG, logger="app.notify")
     name = _name()
     with socket.socket() as silent:  # accepts connections (the kernel does), never answers
         silent.bind(("127.0.0.1", 0))

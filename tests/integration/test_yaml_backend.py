@@ -21,7 +21,7 @@ from app.flags.backend import FlagChange, FlagSnapshot, definition_version
 from app.flags.loader import ConfigInvalid, load_config, load_derived
 from app.flags.model import FlagConfig, FlagState
 from app.flags.yaml_backend import YamlFlagBackend
-from tests.integration.test_flag_backends import copy_bundled_config
+from tests.support.bundled import copy_bundled_config
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = "production"

@@ -21,9 +21,9 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import func, select
 
 from app.demo.simulator import Workload, backfill
-from app.flags.loader import BUNDLED_CONFIG
 from app.metrics_db.database import open_database
 from app.metrics_db.schema import InstanceReport
+from tests.support.bundled import copy_bundled_config
 
 __all__ = ["copy_state", "fresh_heartbeats", "simulated_state", "start_simulator"]
 
@@ -35,8 +35,7 @@ def simulated_state(state: Path, *, minutes_ahead: int = 60) -> Path:
     """Fill `state` with the bundled config and 30 minutes of simulated traffic plus
     `minutes_ahead` beyond now; returns `state`."""
     state.mkdir(parents=True, exist_ok=True)
-    for source in BUNDLED_CONFIG.parent.glob("feature_flags*.yaml"):
-        shutil.copy(source, state / source.name)
+    copy_bundled_config(state)
     engine = open_database(f"sqlite:///{state / 'metrics.db'}")
     now = datetime.now(UTC).replace(microsecond=0)
     workload = Workload(state / "feature_flags.yaml", CollectorRegistry())
@@ -69,9 +68,7 @@ def start_simulator(state: Path) -> subprocess.Popen[bytes]:
     as `rollout-dashboard demo` runs it: 30 minutes of history, then live traffic and
     heartbeats every second, reloading the flags when they change. Returns once its
     instances have reported; the caller terminates it."""
-    for source in BUNDLED_CONFIG.parent.glob("feature_flags*.yaml"):
-        if not (state / source.name).exists():
-            shutil.copy(source, state / source.name)
+    copy_bundled_config(state, keep_existing=True)
     url = f"sqlite:///{state / 'metrics.db'}"
     engine = open_database(url)  # migrated before two processes race to
     log = (state / "simulator.log").open("wb")

@@ -14,10 +14,10 @@ from app.autopilot.store import PlanStore
 from app.flags.yaml_backend import YamlFlagBackend
 from app.metrics_db.database import insert_rollups, open_database
 from app.metrics_db.records import EvaluationRollup
-from app.rollout.roles import Identity, Role
+from app.rollout.roles import Identity
 from queries.sql import SqlMetrics
+from tests.support.identities import OPERATOR
 
-OLGA = Identity("olga", Role.OPERATOR, "test")
 #: every guard but propagation: no instance reports a config version in these tests
 GATES = ("data_fresh", "error_rate", "soak_time", "dependencies", "exposure")
 
@@ -60,7 +60,7 @@ class AutopilotParts:
             rows.append(EvaluationRollup(start, 60, env, flag, "on", "error", errors_on, errors_on))
         insert_rollups(self.engine, rows)
 
-    def set_plan(self, who: Identity = OLGA, **changes: object) -> RolloutPlan:
+    def set_plan(self, who: Identity = OPERATOR, **changes: object) -> RolloutPlan:
         """`who` sets a plan (10, 25, 50, 100 %, soak 30 min, `GATES`; `changes` override)."""
         options: dict[str, object] = {
             "steps": (10.0, 25.0, 50.0, 100.0),

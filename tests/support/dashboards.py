@@ -8,8 +8,8 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from app.demo.launcher import streamlit_command
 from app.metrics_db.database import insert_rollups, open_database
+from app.serve import streamlit_command
 from tests.support.servers import Process, free_port, start
 from tests.support.workload import reference_rollups
 

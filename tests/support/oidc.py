@@ -286,7 +286,7 @@ def serve_signing_in(
     """The dashboard on `state` as it is (flags and database already there: nothing seeded)
     signing in at `provider`, served at `http://localhost:<port>`; `env` holds the
     settings. Call `stop()` yourself."""
-    from app.demo.launcher import streamlit_command
+    from app.serve import streamlit_command
     from tests.support.servers import start
 
     port = free_port()

@@ -8,7 +8,7 @@ from app.rollout.guards import (
     VariantCounts,
     evaluate_guards,
 )
-from app.ui.format import (
+from app.text import (
     format_age,
     format_change,
     format_duration,

@@ -10,7 +10,8 @@ from app.flags.loader import load_config
 from app.flags.model import FlagState
 from app.rollout.guards import VariantCounts
 from app.services.overview import OverviewFilter, build_overview_rows, filter_rows, pending_first
-from app.ui.overview_table import FLAG_LINK_TEXT, flag_detail_url, overview_display_frame
+from app.text import flag_detail_url
+from app.ui.overview_table import FLAG_LINK_TEXT, overview_display_frame
 from queries.audit import LAST_CHANGE_COLUMNS
 from queries.frames import (
     ERROR_RATE_COLUMNS,

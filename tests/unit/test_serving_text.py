@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from app.flags.model import FlagDefinition, FlagState, Rollout
-from app.flags.unleash_mapping import ExportedFeature, map_feature
 from app.services.flag_detail import serving_text
+from app.unleash.mapping import ExportedFeature, map_feature
 
 
 def test_a_yaml_flag() -> None:

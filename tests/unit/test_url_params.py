@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 from app.quoting import printable
-from app.ui.format import SOURCE_LABELS, escape_markdown, source_label
+from app.text import SOURCE_LABELS, escape_markdown, source_label
 from app.ui.url_params import (
     MAX_TEXT,
     choice_from_link,

@@ -4,7 +4,6 @@ the real controller ticking on them. What is asserted is what the page shows."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,10 +14,10 @@ from streamlit.testing.v1 import AppTest
 
 from app.autopilot.model import PlanStatus
 from app.autopilot.service import pause_plan
-from app.flags.loader import BUNDLED_CONFIG
 from app.metrics_db.database import open_database
 from app.rollout.roles import Identity, NotAuthorized, Role
 from tests.support.autopilot import GATES, AutopilotParts
+from tests.support.bundled import copy_bundled_config
 
 ENTRY_POINT = Path(__file__).resolve().parents[3] / "app" / "main.py"
 ENV = "production"
@@ -34,8 +33,7 @@ def field(name: str) -> str:
 def state(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_rollout_environment
 ) -> Iterator[Path]:
-    for source in BUNDLED_CONFIG.parent.glob("feature_flags*.yaml"):
-        shutil.copy(source, tmp_path / source.name)
+    copy_bundled_config(tmp_path)
     open_database(f"sqlite:///{tmp_path / 'metrics.db'}").dispose()
     monkeypatch.setenv("ROLLOUT_STATE_DIR", str(tmp_path))
     st.cache_resource.clear()

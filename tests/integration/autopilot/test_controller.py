@@ -3,7 +3,6 @@ source, the audit log and the plans in the same database."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,7 +17,6 @@ from app.autopilot.model import PlanInvalid, PlanStatus, RolloutPlan
 from app.autopilot.service import SECOND_PERSON, pause_plan, resume_plan, set_plan
 from app.autopilot.store import PlanStore
 from app.flags.backend import FlagChange
-from app.flags.loader import BUNDLED_CONFIG
 from app.flags.model import FlagState
 from app.flags.yaml_backend import YamlFlagBackend
 from app.metrics_db.database import insert_rollups, open_database
@@ -27,8 +25,9 @@ from app.rollout.action_model import Action, ActionRequest
 from app.rollout.execution import execute_action
 from app.rollout.roles import Identity, NotAuthorized, Role
 from queries.sql import SqlMetrics
+from tests.support.bundled import copy_bundled_config
+from tests.support.identities import OPERATOR
 
-OLGA = Identity("olga", Role.OPERATOR, "test")
 VIC = Identity("vic", Role.VIEWER, "test")
 ENV = "production"
 FLAG = "phase1_config_externalization"  # rollout 10 %, no dependencies
@@ -42,9 +41,7 @@ def engine(tmp_path: Path) -> Engine:
 
 @pytest.fixture
 def backend(tmp_path: Path) -> YamlFlagBackend:
-    for source in BUNDLED_CONFIG.parent.glob("feature_flags*.yaml"):
-        shutil.copy(source, tmp_path / source.name)
-    return YamlFlagBackend(tmp_path / "feature_flags.yaml")
+    return YamlFlagBackend(copy_bundled_config(tmp_path))
 
 
 @pytest.fixture
@@ -96,7 +93,7 @@ def a_plan(store_engine: Engine, backend: YamlFlagBackend, audit: AuditLog, **ch
     return set_plan(
         PlanStore(store_engine),
         audit,
-        OLGA,
+        OPERATOR,
         backend.load(ENV),
         FLAG,
         now=datetime.now(UTC),
@@ -169,7 +166,7 @@ def test_a_person_changing_the_flag_pauses_the_plan_and_is_named(
     a_plan(engine, backend, audit)
     evaluations(engine, 0.10)
     by_hand = execute_action(
-        ActionRequest(Action.ROLLBACK, ENV, "not today", OLGA, flag=FLAG, to_percentage=5),
+        ActionRequest(Action.ROLLBACK, ENV, "not today", OPERATOR, flag=FLAG, to_percentage=5),
         backend,
         audit,
         lambda _s, _f: [],
@@ -183,7 +180,13 @@ def test_a_person_changing_the_flag_pauses_the_plan_and_is_named(
     assert backend.load(ENV).flag(FLAG).percentage == 5.0  # not fought
 
     resumed = resume_plan(
-        PlanStore(engine), audit, OLGA, stored, backend.load(ENV), "go on from 5", datetime.now(UTC)
+        PlanStore(engine),
+        audit,
+        OPERATOR,
+        stored,
+        backend.load(ENV),
+        "go on from 5",
+        datetime.now(UTC),
     )
     assert resumed.status is PlanStatus.ACTIVE
     assert (resumed.expected_state, resumed.expected_percentage) == (FlagState.ROLLOUT, 5.0)
@@ -345,7 +348,7 @@ def test_plan_changes_are_audited_and_bad_plans_named(
     engine: Engine, backend: YamlFlagBackend, audit: AuditLog
 ) -> None:
     plan = a_plan(engine, backend, audit)
-    pause_plan(PlanStore(engine), audit, OLGA, plan, "lunch", datetime.now(UTC))
+    pause_plan(PlanStore(engine), audit, OPERATOR, plan, "lunch", datetime.now(UTC))
     actions = [e.action for e in audit.entries(FLAG, environment=ENV)]
     assert actions == ["plan_pause", "plan_set"]
     assert all(e.outcome is Outcome.RECORDED for e in audit.entries(FLAG, environment=ENV))
@@ -353,7 +356,7 @@ def test_plan_changes_are_audited_and_bad_plans_named(
         set_plan(
             PlanStore(engine),
             audit,
-            OLGA,
+            OPERATOR,
             backend.load(ENV),
             "no_such_flag",
             steps=(50.0, 25.0),
@@ -371,7 +374,7 @@ def test_where_changes_need_a_second_person_another_operator_starts_the_plan(
     plan = set_plan(
         PlanStore(engine),
         audit,
-        OLGA,
+        OPERATOR,
         backend.load(ENV),
         FLAG,
         steps=(10.0, 25.0),
@@ -388,7 +391,7 @@ def test_where_changes_need_a_second_person_another_operator_starts_the_plan(
         resume_plan(
             PlanStore(engine),
             audit,
-            OLGA,
+            OPERATOR,
             plan,
             backend.load(ENV),
             "",

@@ -23,9 +23,9 @@ from app.autopilot.model import PlanStatus, RolloutPlan
 from app.autopilot.service import set_plan
 from app.demo import simulator
 from app.flags.model import FlagState
-from app.rollout.roles import Identity, Role
 from app.runtime import Runtime, open_runtime
 from app.settings import load_settings
+from tests.support.identities import OPERATOR
 from tests.support.live_simulation import (
     ENVIRONMENT,
     LiveSimulation,
@@ -38,7 +38,6 @@ from tests.support.prometheus import PrometheusProcess
 
 pytestmark = pytest.mark.prometheus
 
-OLGA = Identity("olga", Role.OPERATOR, "test")
 RAMP = "checkout_ramp"  # about 250 evaluations/s in the simulated production
 REGRESS = "search_regress"  # about 340/s
 WINDOW_SECONDS = 10
@@ -98,7 +97,7 @@ def a_plan(runtime: Runtime, flag: str, steps: tuple[float, ...], stop_at: float
     return set_plan(
         runtime.plans,
         runtime.audit,
-        OLGA,
+        OPERATOR,
         runtime.backend.load(ENVIRONMENT),
         flag,
         steps=steps,

@@ -8,7 +8,6 @@ connections; the evidence lives in a SQLite file of its own, so it stays readabl
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -29,17 +28,16 @@ from app.autopilot.model import PlanStatus
 from app.autopilot.service import set_plan
 from app.autopilot.store import PlanStore
 from app.flags.backend import FlagBackend, FlagSnapshot
-from app.flags.loader import BUNDLED_CONFIG
 from app.flags.yaml_backend import YamlFlagBackend
 from app.metrics_db.database import open_database
-from app.rollout.roles import Identity, Role
 from queries.sql import SqlMetrics
 from tests.conftest import POSTGRES_ADMIN, fresh_postgres_database
+from tests.support.bundled import copy_bundled_config
+from tests.support.identities import OPERATOR
 from tests.support.rollup_feeder import RollupFeeder
 
 pytestmark = pytest.mark.postgres
 
-OLGA = Identity("olga", Role.OPERATOR, "test")
 ENV = "production"
 FLAG = "phase1_config_externalization"  # rollout 10 %, no dependencies
 GATES = frozenset({"data_fresh", "error_rate", "soak_time", "dependencies", "exposure"})
@@ -94,8 +92,7 @@ class Stack:
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
-    for source in BUNDLED_CONFIG.parent.glob("feature_flags*.yaml"):
-        shutil.copy(source, tmp_path / source.name)
+    copy_bundled_config(tmp_path)
     with fresh_postgres_database("rollout_db_down") as url:
         database = str(make_url(url).database)
         engine = open_database(url)
@@ -129,7 +126,7 @@ def test_the_database_stopping_mid_tick_journals_the_action_and_the_plan_goes_on
     set_plan(
         PlanStore(stack.engine),
         stack.audit,
-        OLGA,
+        OPERATOR,
         stack.backend.load(ENV),
         FLAG,
         steps=(10.0, 25.0, 50.0),

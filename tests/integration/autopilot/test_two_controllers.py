@@ -5,7 +5,6 @@ lost. Evidence: roll-ups following the flags, written into the same database."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -22,17 +21,16 @@ from app.audit import AuditEntry, Outcome
 from app.autopilot.controller import LEASE, Controller, TickReport
 from app.autopilot.model import PlanStatus, RolloutPlan
 from app.autopilot.service import set_plan
-from app.flags.loader import BUNDLED_CONFIG
-from app.rollout.roles import Identity, Role
 from app.runtime import Runtime, open_runtime
 from app.settings import load_settings
 from tests.conftest import fresh_postgres_database
 from tests.support.autopilot_process import STALL_POINTS
+from tests.support.bundled import copy_bundled_config
+from tests.support.identities import OPERATOR
 from tests.support.rollup_feeder import RollupFeeder
 
 pytestmark = pytest.mark.postgres
 
-OLGA = Identity("olga", Role.OPERATOR, "test")
 ENV = "production"
 #: flag -> the plan's steps (each flag starts at its first step: 10 % and 25 %)
 PLANS = {"phase1_config_externalization": (10.0, 25.0, 50.0), "ab_testing": (25.0, 50.0)}
@@ -70,8 +68,7 @@ class Shared:
 
 @pytest.fixture
 def shared(tmp_path: Path, no_rollout_environment: None) -> Iterator[Shared]:
-    for source in BUNDLED_CONFIG.parent.glob("feature_flags*.yaml"):
-        shutil.copy(source, tmp_path / source.name)
+    copy_bundled_config(tmp_path)
     with fresh_postgres_database("rollout_autopilot") as url:
         yield Shared(
             {
@@ -89,7 +86,7 @@ def plans(runtime: Runtime) -> dict[str, RolloutPlan]:
         flag: set_plan(
             runtime.plans,
             runtime.audit,
-            OLGA,
+            OPERATOR,
             runtime.backend.load(ENV),
             flag,
             steps=steps,

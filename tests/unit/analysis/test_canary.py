@@ -17,7 +17,8 @@ from app.analysis.canary import (
     judge_latency,
     overall,
 )
-from app.services.canary import error_ratio_frame, judge_canary, metric_table, parse_window
+from app.analysis.canary_analysis import judge_canary
+from app.services.canary import error_ratio_frame, metric_table, parse_window
 
 POLICY = CanaryPolicy()
 

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from app.analysis.canary import CanaryPolicy, CanaryReport, MetricVerdict, Verdict
+from app.analysis.canary_analysis import CanaryAnalysis
 from app.analysis.canary_tolerance import (
     FailingSince,
     error_ratio_limit,
@@ -15,7 +16,6 @@ from app.analysis.canary_tolerance import (
 )
 from app.services.canary import (
     TRACK_COLOURS,
-    CanaryAnalysis,
     canary_failing_since,
     error_ratio_tolerance,
     latency_tolerance,

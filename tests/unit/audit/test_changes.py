@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from app.audit import AuditEntry, AuditLog, Outcome, who_changed
-from app.ui.format import format_age
+from app.text import format_age
 
 ENV = "production"
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from app.autopilot.notify import Notification, gate_in_words, json_body, slack_body, webhook_body
+from app.notify import Notification, gate_in_words, json_body, slack_body, webhook_body
 from app.settings import WebhookKind
 
 LINK = "https://rollout.example.com/flag_detail?env=production&flag=new_checkout"

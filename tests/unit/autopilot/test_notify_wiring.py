@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from app.autopilot.notify import NullNotifier, Webhook, WebhookNotifier, link_to_flag, open_notifier
+from app.notify import NullNotifier, Webhook, WebhookNotifier, link_to_flag, open_notifier
 from app.settings import WebhookKind, load_settings
-from app.ui.overview_table import flag_detail_url
+from app.text import flag_detail_url
 
 SECRET_URL = "https://hooks.slack.example/services/T000/B000/sEcReTtOkEn"
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from app.flags.evaluator import (
 from app.flags.loader import BUNDLED_CONFIG, ConfigInvalid
 from app.flags.model import FlagDefinition
 from queries.names import MetricNames
+from tests.support.bundled import copy_bundled_config
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 ADMIN_RULE = {"name": "admins", "condition": "user_type == 'admin'", "variant": "on"}
@@ -179,12 +179,6 @@ def test_invalid_config_at_start_raises(tmp_path: Path) -> None:
         FlagEvaluator(path, "staging")
 
 
-def _copy_bundled(directory: Path) -> Path:
-    for source in BUNDLED_CONFIG.parent.glob("feature_flags*.yaml"):
-        shutil.copy(source, directory / source.name)
-    return directory / BUNDLED_CONFIG.name
-
-
 def _edit(path: Path, old: str, new: str, *, tick: int) -> None:
     text = path.read_text(encoding="utf-8")
     assert old in text
@@ -197,7 +191,7 @@ def _edit(path: Path, old: str, new: str, *, tick: int) -> None:
 def test_hot_reload_picks_up_edits_and_keeps_the_old_config_when_invalid(
     tmp_path: Path,
 ) -> None:
-    path = _copy_bundled(tmp_path)
+    path = copy_bundled_config(tmp_path)
     registry = CollectorRegistry()
     evaluator = FlagEvaluator(path, "staging", EvaluationMetrics(registry))
     assert evaluator.maybe_reload() is False
@@ -315,7 +309,7 @@ def test_metrics_follow_configured_names() -> None:
 def test_removed_flag_loses_its_percentage_series(tmp_path: Path) -> None:
     registry = CollectorRegistry()
     metrics = EvaluationMetrics(registry)
-    path = _copy_bundled(tmp_path)
+    path = copy_bundled_config(tmp_path)
     evaluator = FlagEvaluator(path, "production", metrics)
     labels = {"flag": "ab_testing", "environment": "production"}
     assert registry.get_sample_value("feature_flag_rollout_percentage", labels) == 25.0

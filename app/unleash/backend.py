@@ -1,7 +1,7 @@
 """The `unleash` flag backend: an Unleash project's features, through its Admin API.
 
 Reading is one call per environment (`POST /api/admin/features-batch/export`: features,
-strategies, switches, tags and dependencies at once); the mapping is `unleash_mapping`.
+strategies, switches, tags and dependencies at once); the mapping is `app.unleash.mapping`.
 
 Unleash keeps no versions and ignores `If-Match`: the last writer wins. So every write
 here is a compare-and-set:
@@ -42,6 +42,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from app.flags.backend import (
+    FlagBackend,
     FlagChange,
     FlagSnapshot,
     PartiallyApplied,
@@ -50,8 +51,8 @@ from app.flags.backend import (
 )
 from app.flags.loader import ConfigInvalid, ConfigIssue
 from app.flags.model import FLAG_KEY, FlagConfig, FlagState
-from app.flags.unleash_api import TestFailed, UnleashApi, UnleashRefused, UnleashUnavailable
-from app.flags.unleash_mapping import (
+from app.unleash.api import TestFailed, UnleashApi, UnleashRefused, UnleashUnavailable
+from app.unleash.mapping import (
     ExportedFeature,
     MappedFlag,
     admin_feature,
@@ -59,7 +60,7 @@ from app.flags.unleash_mapping import (
     map_feature,
     parse_version,
 )
-from app.flags.unleash_metadata import load_metadata
+from app.unleash.metadata import load_metadata
 
 __all__ = [
     "ExternalChange",
@@ -110,7 +111,7 @@ class _Read:
     mapped: dict[str, MappedFlag]
 
 
-class UnleashFlagBackend:
+class UnleashFlagBackend(FlagBackend):
     """The features of Unleash project `project` behind `api`.
 
     Every method raises UnleashUnavailable (a SourceUnavailable) when Unleash is down,

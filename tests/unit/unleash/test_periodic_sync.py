@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from app.cli.unleash_sync import recent_hours, start_periodic_sync
-from app.flags.unleash_api import UnleashApi
 from app.metrics_db.database import open_database
-from app.metrics_db.unleash_sync import sync_periodically, sync_unleash
 from app.settings import Settings, SettingsInvalid, load_settings
+from app.unleash.api import UnleashApi
+from app.unleash.metrics_sync import sync_periodically, sync_unleash
+from app.unleash.periodic_sync import recent_hours, start_periodic_sync
 from tests.support.servers import free_port
 
 TOKEN = "*:*.periodic-secret-1234"  # made up; checked to stay unseen

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from app.flags.loader import ConfigInvalid
-from app.flags.unleash_metadata import load_metadata
+from app.unleash.metadata import load_metadata
 
 GOOD = """\
 phases:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from app.metrics_db.unleash_sync import (
+from app.unleash.metrics_sync import (
     HourlyUsage,
     UnleashMetricsInvalid,
     evaluations_by_variant,

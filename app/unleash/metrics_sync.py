@@ -31,10 +31,10 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, insert, select, text
 
-from app.flags.unleash_api import UnleashApi, UnleashUnavailable
 from app.metrics_db.database import rollup_values
 from app.metrics_db.records import EvaluationRollup
 from app.metrics_db.schema import RollupRow
+from app.unleash.api import UnleashApi, UnleashUnavailable
 
 __all__ = [
     "MAX_HOURS",

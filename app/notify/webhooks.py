@@ -1,4 +1,5 @@
-"""Webhook notifications of what the autopilot did (and, when set, what a person did).
+"""Webhook delivery of notifications (what the autopilot did and, when set, what a person
+did; the bodies are `app.notify.messages`).
 
 `notify()` only queues: one background daemon thread per webhook posts the body with
 `requests`, retries a non-2xx answer or a connection error after each `backoff` delay,
@@ -21,73 +22,39 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import urlencode
+from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.orm import Session
 
-from app.autopilot.model import AUTOPILOT_ACTOR, RolloutPlan
-from app.autopilot.store import AutopilotEvent
 from app.metrics_db.schema import WebhookDeliveryRow
-from app.rollout.action_model import FlagOutcomeStatus
-from app.rollout.guards import GuardResult
+from app.notify.messages import Notification, delivery_summary, webhook_body
 from app.settings import Settings, WebhookKind
-from app.ui.format import format_guard_values
 
 if TYPE_CHECKING:
     import requests
 
-    from app.rollout.action_model import ActionResult
-
 __all__ = [
     "Delivery",
     "DeliveryStatus",
-    "Notification",
     "Notifier",
     "NullNotifier",
     "Webhook",
     "WebhookNotifier",
-    "autopilot_notification",
     "failed_deliveries",
-    "gate_in_words",
-    "json_body",
-    "link_to_flag",
-    "manual_notifications",
     "open_notifier",
-    "slack_body",
-    "webhook_body",
 ]
 
 log = logging.getLogger(__name__)
 
-#: a person's actions that notify when ROLLOUT_NOTIFY_MANUAL_ACTIONS is on
-_MANUAL_ACTIONS = ("advance", "rollback", "kill", "emergency_rollback")
 #: how long a process exiting waits for deliveries still under way (then records them failed)
 _EXIT_WAIT_SECONDS = 5.0
 #: deliveries queued and not settled, per notifier; more are dropped (and logged)
 _MAX_UNSETTLED = 1000
-_SUMMARY_CHARS = 500
-
-
-@dataclass(frozen=True)
-class Notification:
-    """Something to tell people: an autopilot action or pause, or a person's action."""
-
-    event: str  # "advance", "rollback", "kill", "pause", or "manual:<action>"
-    flag: str
-    environment: str
-    actor: str
-    from_percentage: float | None
-    to_percentage: float | None
-    text: str  # one sentence, what happened and why
-    gate: Mapping[str, Any] | None  # the failed gate as GuardResult.as_json()
-    link: str  # the flag's page ('' when no ROLLOUT_PUBLIC_URL is set)
-    at: datetime
 
 
 class Notifier(Protocol):
@@ -126,91 +93,6 @@ class Delivery:
     attempts: int
     last_error: str
     updated_at: datetime
-
-
-# -- bodies -------------------------------------------------------------------------------
-
-
-def json_body(notification: Notification) -> dict[str, Any]:
-    """The generic document: event, flag, environment, actor, from, to, text, gate (or
-    null), link, at (ISO 8601)."""
-    n = notification
-    return {
-        "event": n.event,
-        "flag": n.flag,
-        "environment": n.environment,
-        "actor": n.actor,
-        "from": n.from_percentage,
-        "to": n.to_percentage,
-        "text": n.text,
-        "gate": None if n.gate is None else dict(n.gate),
-        "link": n.link,
-        "at": n.at.isoformat(),
-    }
-
-
-def slack_body(notification: Notification) -> dict[str, Any]:
-    """Slack's `{"text": ...}`: who did what to which flag where, from → to; then why,
-    the failed gate in words and the link."""
-    n = notification
-    headline = f"{_slack(n.actor)} {_verb(n.event)} {_slack(n.flag)} in {_slack(n.environment)}"
-    if n.event == "pause":
-        at = n.to_percentage if n.to_percentage is not None else n.from_percentage
-        headline += "" if at is None else f" at {at:g} %"
-    elif n.from_percentage is not None or n.to_percentage is not None:
-        headline += f": {_percent(n.from_percentage)} → {_percent(n.to_percentage)}"
-    details = [_slack(n.text)] if n.text else []
-    if n.gate is not None:
-        details.append(f"failed gate: {_slack(gate_in_words(n.gate))}")
-    if n.link:
-        details.append(n.link)
-    return {"text": "\n".join([headline, " — ".join(details)] if details else [headline])}
-
-
-def webhook_body(kind: WebhookKind, notification: Notification) -> dict[str, Any]:
-    return slack_body(notification) if kind is WebhookKind.SLACK else json_body(notification)
-
-
-def gate_in_words(gate: Mapping[str, Any]) -> str:
-    """A failed gate with its value against its threshold, in the guard report's own
-    units (`format_guard_values`): 'error_rate 6.20 % (limit ≤ 1 %)', 'soak_time 12 min
-    (limit ≥ 30 min)', 'canary fail (limit pass)'; a dash when it was not measured."""
-    result = GuardResult.from_json(gate)
-    value, threshold = format_guard_values(result)
-    return f"{result.name} {value} (limit {threshold})"
-
-
-def _percent(value: float | None) -> str:
-    return "–" if value is None else f"{value:g} %"
-
-
-_VERBS = {
-    "advance": "advanced",
-    "rollback": "rolled back",
-    "kill": "killed",
-    "pause": "paused",
-    "emergency_rollback": "switched off (emergency rollback)",
-    "restore": "restored",
-}
-
-
-def _verb(event: str) -> str:
-    action = event.removeprefix("manual:")
-    return _VERBS.get(action, action)
-
-
-def _slack(text: str) -> str:
-    """Slack reads `<…>` as links and mentions (`<!channel>`) and `&…;` as entities:
-    escape them in what is not ours (a `>` without its `<` is plain text, kept readable
-    in 'error_rate 6.2 % > 1 %')."""
-    return text.replace("&", "&amp;").replace("<", "&lt;")
-
-
-def _summary(notification: Notification) -> str:
-    """What a delivery row says about its notification (no link, no URL)."""
-    n = notification
-    change = f"{_percent(n.from_percentage)} → {_percent(n.to_percentage)}"
-    return f"{change}: {n.text}"[:_SUMMARY_CHARS]
 
 
 # -- delivery -------------------------------------------------------------------------------
@@ -426,7 +308,7 @@ class WebhookNotifier:
                             event=n.event[:64],
                             flag=n.flag[:200],
                             environment=n.environment[:200],
-                            summary=_summary(n),
+                            summary=delivery_summary(n),
                             **values,
                         )
                         .returning(WebhookDeliveryRow.id)
@@ -516,68 +398,3 @@ def open_notifier(settings: Settings, engine: Engine | None) -> Notifier:
         for name, kind in settings.webhooks.items()
     ]
     return WebhookNotifier(webhooks, engine) if webhooks else NullNotifier()
-
-
-def link_to_flag(settings: Settings, environment: str, flag: str) -> str:
-    """The Flag detail page of `flag` under ROLLOUT_PUBLIC_URL ('' when it is not set);
-    the same path as `app.ui.overview_table.flag_detail_url`."""
-    if settings.public_url is None:
-        return ""
-    return f"{settings.public_url}/flag_detail?" + urlencode({"env": environment, "flag": flag})
-
-
-def autopilot_notification(
-    event: AutopilotEvent, plan: RolloutPlan, settings: Settings
-) -> Notification:
-    """What the webhooks hear of an autopilot action or pause."""
-    moved = event.kind != "pause"
-    return Notification(
-        event=event.kind,
-        flag=event.flag,
-        environment=event.environment,
-        actor=AUTOPILOT_ACTOR,
-        from_percentage=event.from_percentage,
-        to_percentage=event.to_percentage if moved else None,
-        text=event.text if moved or plan.status_reason == event.text else plan.status_reason,
-        gate=event.gate,
-        link=link_to_flag(settings, event.environment, event.flag),
-        at=event.at,
-    )
-
-
-def manual_notifications(
-    result: ActionResult, settings: Settings, at: datetime | None = None
-) -> list[Notification]:
-    """One notification per flag a person's action changed (advance, rollback, kill,
-    emergency rollback): none for a refusal, a dry run, a replay of an earlier click, or
-    the autopilot's own changes (it notifies them itself)."""
-    plan = result.plan
-    if plan is None or result.replayed or plan.request.dry_run:
-        return []
-    request = plan.request
-    action, actor = str(request.action), request.identity.name
-    if action not in _MANUAL_ACTIONS or actor == AUTOPILOT_ACTOR:
-        return []
-    if result.per_flag is not None:  # written flag by flag: only those that were
-        applied = {
-            f for f, said in result.per_flag.items() if said.status is FlagOutcomeStatus.APPLIED
-        }
-        changed = [t for t in plan.transitions if t.flag in applied]
-    else:
-        changed = list(plan.transitions) if result.applied else []
-    at = at or datetime.now(UTC)
-    return [
-        Notification(
-            event=f"manual:{action}",
-            flag=t.flag,
-            environment=request.environment,
-            actor=actor,
-            from_percentage=t.from_percentage,
-            to_percentage=t.to_percentage,
-            text=f"{actor} {_verb(action)} {t.flag} by hand: {request.reason}",
-            gate=None,
-            link=link_to_flag(settings, request.environment, t.flag),
-            at=at,
-        )
-        for t in changed
-    ]

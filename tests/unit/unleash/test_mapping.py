@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from app.flags.model import FlagMetadata, FlagState
-from app.flags.unleash_mapping import (
+from app.unleash.mapping import (
     ExportedFeature,
     admin_feature,
     exported_features,
@@ -225,7 +225,7 @@ def test_a_feature_read_on_its_own_has_the_version_the_export_gives() -> None:
 
 
 def test_receipts_name_the_events_and_the_audit_details_give_their_ids_back() -> None:
-    from app.flags.unleash_backend import dashboard_event_ids, receipt_text
+    from app.unleash.backend import dashboard_event_ids, receipt_text
 
     one = receipt_text([15], "rollout-dashboard")
     two = receipt_text([16, 17], "rollout-dashboard")

@@ -1,9 +1,11 @@
-"""How numbers and states read on screen (pure, shared by every page and the CLI)."""
+"""How numbers and states read on screen and in messages (pure text, shared by the pages,
+the page services, the autopilot, the notifications and the CLI)."""
 
 from __future__ import annotations
 
 import re
 from datetime import datetime
+from urllib.parse import urlencode
 
 from app.analysis.health import Health
 from app.rollout.guards import GuardResult
@@ -11,7 +13,9 @@ from app.rollout.guards import GuardResult
 __all__ = [
     "HEALTH_BADGES",
     "SOURCE_LABELS",
+    "code_span",
     "escape_markdown",
+    "flag_detail_url",
     "format_age",
     "format_change",
     "format_duration",
@@ -40,6 +44,12 @@ SOURCE_LABELS: dict[str, str] = {
 def source_label(source: str | None) -> str:
     """'prometheus' → 'Prometheus (live)'; an unknown or missing source → 'no source'."""
     return SOURCE_LABELS.get(source or "", "no source")
+
+
+def flag_detail_url(environment: str, flag: str) -> str:
+    """The Flag detail page of `flag` in `environment`: '/flag_detail?env=…&flag=…'
+    (the flag last, so the overview's `FLAG_LINK_TEXT` shows its key)."""
+    return "/flag_detail?" + urlencode({"env": environment, "flag": flag})
 
 
 _MARKDOWN_SPECIALS = frozenset("\\`*_{}[]()<>#+-.!|~$:=\"'")
