@@ -22,6 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.analysis.health import HealthThresholds
 from app.analysis.progress import PhaseProgress, phase_progress
+from app.audit import AuditEntry, AuditLog
 from app.flags.backend import ExternalEdit, FlagBackend, FlagSnapshot
 from app.flags.loader import ConfigInvalid, environments, load_config
 from app.flags.model import FlagConfig
@@ -29,20 +30,18 @@ from app.flags.sql_backend import SqlFlagBackend
 from app.flags.yaml_backend import YamlFlagBackend
 from app.metrics_db.database import open_database
 from app.quoting import quoted
-from app.rollout.actions import (
+from app.rollout.action_model import (
+    ActionPlan,
     ActionRequest,
     ActionResult,
-    ExitCode,
     GuardCheck,
     InvalidRequest,
-    Plan,
-    execute_action,
-    plan_action,
-    unavailable_result,
 )
-from app.rollout.audit import AuditEntry, AuditLog
 from app.rollout.evidence import guard_check
+from app.rollout.execution import execute_action, unavailable_result
+from app.rollout.exit_codes import ExitCode
 from app.rollout.guards import GuardPolicy, GuardResult
+from app.rollout.planning import plan_action
 from app.settings import EvidencePolicy, FlagBackendKind, Settings
 from queries.source import SourceUnavailable
 
@@ -135,7 +134,7 @@ class Runtime:
 
         return check
 
-    def plan(self, request: ActionRequest) -> Plan:
+    def preview(self, request: ActionRequest) -> ActionPlan:
         """The exact change and guard report of `request`; writes nothing. InvalidRequest
         for an environment that is not configured."""
         unknown = self._unknown_environment(request.environment)
@@ -144,7 +143,7 @@ class Runtime:
         return plan_action(request, self.backend, self.guard_check(), self.audit)
 
     def execute(self, request: ActionRequest) -> ActionResult:
-        """Authorise, audit and apply `request` (see `app.rollout.actions`); an
+        """Authorise, audit and apply `request` (see `app.rollout.execution`); an
         environment that is not configured is refused (exit 2) before anything is written,
         so no override file is ever created for it. Where a second person must approve,
         the result carries the change request made instead (exit 5)."""

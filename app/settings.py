@@ -26,6 +26,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from app.errors import RolloutError
 from app.quoting import quoted
 from app.rollout.roles import Role
 from queries.names import OVERRIDABLE, PRESETS, MetricNames, MetricPreset, name_problem
@@ -489,7 +490,7 @@ class Settings(BaseSettings):
         return timedelta(seconds=self.rate_window_seconds)
 
 
-class SettingsInvalid(ValueError):
+class SettingsInvalid(RolloutError, ValueError):
     """Settings that cannot be used; `problems` name each `ROLLOUT_*` variable and why,
     never quoting a secret (a URL's credentials are replaced by `***`)."""
 

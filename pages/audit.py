@@ -4,8 +4,8 @@ import pandas as pd
 import streamlit as st
 
 from app.approvals.service import request_of_reason
+from app.audit import Outcome
 from app.quoting import printable
-from app.rollout.audit import Outcome
 from app.text import escape_markdown
 from app.ui.action_dialog import restore_button, show_last_outcome
 from app.ui.pending_requests import REQUESTS_PAGE

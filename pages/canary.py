@@ -9,7 +9,7 @@ import streamlit as st
 from app.analysis.canary import CanaryPolicy, Verdict
 from app.analysis.canary_analysis import load_canary
 from app.flags.loader import ConfigInvalid
-from app.rollout.actions import Action
+from app.rollout.action_model import Action
 from app.services.canary import (
     TRACK_COLOURS,
     canary_failing_since,

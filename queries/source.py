@@ -13,6 +13,8 @@ from contextvars import ContextVar
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
+from app.errors import RolloutError
+
 if TYPE_CHECKING:  # the protocol only names frames: importing it must not cost pandas
     import pandas as pd
 
@@ -29,7 +31,7 @@ S = TypeVar("S")
 T = TypeVar("T")
 
 
-class SourceUnavailable(RuntimeError):
+class SourceUnavailable(RolloutError, RuntimeError):
     """The source could not answer (down, slow past its timeout, or an error reply).
 
     The message is safe to show a user: it never carries credentials or a traceback.

@@ -32,8 +32,8 @@ from enum import StrEnum
 
 from app.analysis.health import Health
 from app.analysis.progress import PhaseStatus, phase_progress
+from app.audit import AuditEntry, Outcome
 from app.flags.model import FlagConfig, FlagState
-from app.rollout.audit import AuditEntry, Outcome
 
 __all__ = [
     "AppliedChange",

@@ -11,7 +11,7 @@ from enum import StrEnum
 from typing import Any
 
 from app.flags.model import FlagState
-from app.rollout.actions import Action, Transition
+from app.rollout.action_model import Action, Transition
 
 __all__ = ["ChangeRequest", "RequestStatus", "exposure", "raises_exposure", "same_person"]
 

@@ -20,9 +20,10 @@ from typing import Any
 
 from app.approvals.model import ChangeRequest, RequestStatus, raises_exposure, same_person
 from app.approvals.store import ApprovalsUnavailable, DuplicateRequest, RequestStore
+from app.audit import AuditEntry, AuditLog, Outcome
 from app.quoting import quoted
-from app.rollout.actions import ActionRequest, ActionResult, Plan
-from app.rollout.audit import AuditEntry, AuditLog, Outcome
+from app.rollout.action_model import ActionPlan, ActionRequest, ActionResult
+from app.rollout.approval_gate import ApprovalGate
 from app.rollout.exit_codes import ExitCode
 from app.rollout.inputs import reason_problem
 from app.rollout.roles import Identity, NotAuthorized, Role, require
@@ -52,7 +53,7 @@ class Decision:
 Execute = Callable[[ActionRequest], ActionResult]
 
 
-class Approvals:
+class Approvals(ApprovalGate):
     """The change requests of one process: the gate of `execute_action` and the
     decisions on requests."""
 
@@ -75,14 +76,14 @@ class Approvals:
     def needed_in(self, environment: str) -> bool:
         return environment in self.environments
 
-    def needs_approval(self, plan: Plan) -> bool:
+    def needs_approval(self, plan: ActionPlan) -> bool:
         """An advance, a restore that goes up, or any guard override, in an environment
         that needs a second person; never a rollback, kill or emergency rollback."""
         if not self.needed_in(plan.request.environment):
             return False
         return plan.request.override_guards or any(raises_exposure(t) for t in plan.transitions)
 
-    def open(self, plan: Plan) -> tuple[ChangeRequest, tuple[AuditEntry, ...]]:
+    def open(self, plan: ActionPlan) -> tuple[ChangeRequest, tuple[AuditEntry, ...]]:
         request = plan.request
         at = self._now()
         versions = {t.flag: plan.snapshot.versions.get(t.flag, "") for t in plan.transitions}

@@ -16,20 +16,22 @@ from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from app.approvals.model import ChangeRequest, RequestStatus, transition_from_json, transition_json
+from app.errors import RolloutError
 from app.metrics_db.schema import ChangeRequestRow
-from app.rollout.actions import Action
+from app.rollout.action_model import Action
+from app.rollout.approval_gate import GateUnavailable
 
 __all__ = ["ApprovalsUnavailable", "DuplicateRequest", "RequestStore"]
 
 
-class ApprovalsUnavailable(RuntimeError):
+class ApprovalsUnavailable(GateUnavailable, RuntimeError):
     """The metrics database, which holds the change requests, cannot be used."""
 
     def __init__(self, why: str) -> None:
         super().__init__(f"change requests need the metrics database, which {why}")
 
 
-class DuplicateRequest(RuntimeError):
+class DuplicateRequest(RolloutError, RuntimeError):
     """A request with this idempotency key exists (a double click): `existing` is it."""
 
     def __init__(self, existing: ChangeRequest) -> None:

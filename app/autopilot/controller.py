@@ -21,23 +21,18 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from app.audit import AuditLog, Outcome
 from app.autopilot.decide import Decision, Move, SeenChange, decide
 from app.autopilot.evidence import EnvironmentEvidence, gather_environment, plan_evidence
 from app.autopilot.model import AUTOPILOT_ACTOR, PlanStatus, RolloutPlan
 from app.autopilot.store import AutopilotEvent, PlanChanged, PlanStore, PlansUnavailable
 from app.flags.backend import FlagBackend, FlagSnapshot
 from app.flags.model import FlagState
-from app.rollout.actions import (
-    MAX_REASON_LENGTH,
-    Action,
-    ActionRequest,
-    ActionResult,
-    ExitCode,
-    Transition,
-    execute_action,
-)
-from app.rollout.audit import AuditLog, Outcome
+from app.rollout.action_model import Action, ActionRequest, ActionResult, Transition
+from app.rollout.execution import execute_action
+from app.rollout.exit_codes import ExitCode
 from app.rollout.guards import GuardPolicy, GuardResult
+from app.rollout.inputs import MAX_REASON_LENGTH
 from app.rollout.roles import Identity, Role
 from queries.canary import CanaryQueries
 from queries.source import MetricsSource, SourceUnavailable

@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from app.errors import RolloutError
 from app.flags.model import FlagState
 
 __all__ = [
@@ -59,7 +60,7 @@ class PlanStatus(StrEnum):
     ABORTED = "aborted"
 
 
-class PlanInvalid(ValueError):
+class PlanInvalid(RolloutError, ValueError):
     """A plan as typed cannot be kept: `problems` says each thing wrong."""
 
     def __init__(self, problems: Sequence[str]) -> None:

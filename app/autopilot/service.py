@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime, timedelta
 
+from app.audit import AuditEntry, AuditLog, Outcome
 from app.autopilot.model import (
     DEFAULT_GATES,
     AllowedHours,
@@ -20,7 +21,6 @@ from app.autopilot.model import (
 )
 from app.autopilot.store import PlanStore
 from app.flags.backend import FlagSnapshot, UnknownFlag
-from app.rollout.audit import AuditEntry, AuditLog, Outcome
 from app.rollout.inputs import actor_problem
 from app.rollout.roles import Identity, NotAuthorized, Role, require
 

@@ -16,6 +16,7 @@ from sqlalchemy import Engine, case, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from app.autopilot.model import AllowedHours, OnFailure, PlanStatus, RolloutPlan
+from app.errors import RolloutError
 from app.flags.model import FlagState
 from app.metrics_db.schema import AutopilotEventRow, AutopilotLeaseRow, RolloutPlanRow
 
@@ -28,14 +29,14 @@ __all__ = [
 ]
 
 
-class PlansUnavailable(RuntimeError):
+class PlansUnavailable(RolloutError, RuntimeError):
     """The metrics database, which holds the plans, cannot be used."""
 
     def __init__(self, why: str) -> None:
         super().__init__(f"rollout plans need the metrics database, which {why}")
 
 
-class PlanChanged(RuntimeError):
+class PlanChanged(RolloutError, RuntimeError):
     """The plan was changed since it was read (another controller or a person):
     `current` is it now (None: it was removed)."""
 

@@ -12,6 +12,7 @@ import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from app.errors import RolloutError
 from app.quoting import quoted
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ __all__ = [
 ]
 
 
-class UsageError(ValueError):
+class UsageError(RolloutError, ValueError):
     """What was typed cannot be used: `main` prints it on one line and exits 2, having
     written nothing."""
 

@@ -36,8 +36,7 @@ from app.rollout.exit_codes import ExitCode
 from app.unleash.periodic_sync import start_periodic_sync
 
 if TYPE_CHECKING:
-    from app.approvals import ChangeRequest
-    from app.rollout.actions import ActionResult
+    from app.rollout.action_model import ActionResult, RequestedChange
     from app.runtime import Runtime
     from app.settings import Settings
 
@@ -306,7 +305,7 @@ def _run_request(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _act(runtime: Runtime, environment: str, args: argparse.Namespace, settings: Settings) -> int:
-    from app.rollout.actions import Action, ActionRequest
+    from app.rollout.action_model import Action, ActionRequest
 
     action = Action(args.action)
     if action is Action.ROLLBACK and getattr(args, "all_experimental", False):
@@ -329,7 +328,7 @@ def _act(runtime: Runtime, environment: str, args: argparse.Namespace, settings:
 
 def _run_restore(args: argparse.Namespace, settings: Settings) -> int:
     """`restore AUDIT_ID`: the environment is the record's."""
-    from app.rollout.actions import Action, ActionRequest
+    from app.rollout.action_model import Action, ActionRequest
     from app.runtime import open_runtime
 
     runtime = open_runtime(settings)
@@ -379,7 +378,7 @@ def _would_wait(result: ActionResult, runtime: Runtime) -> bool:
     return runtime.approvals.needs_approval(plan)
 
 
-def _print_requested(change: ChangeRequest, *, made: bool) -> None:
+def _print_requested(change: RequestedChange, *, made: bool) -> None:
     """The change request an action became instead of applying (exit 5)."""
     approver = "admin" if change.override else "operator"
     if made:

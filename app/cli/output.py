@@ -7,7 +7,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from app.rollout.actions import ActionResult
+    from app.rollout.action_model import ActionResult
 
 __all__ = ["print_json", "print_result"]
 

@@ -22,6 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from app.errors import RolloutError
+
 __all__ = [
     "LocalUnleash",
     "UnleashNotInstalled",
@@ -37,7 +39,7 @@ ENVIRONMENTS = ("development", "production")
 ADMIN_TOKEN_NAME = "rollout-dashboard"  # noqa: S105 (a name, not a secret)
 
 
-class UnleashNotInstalled(RuntimeError):
+class UnleashNotInstalled(RolloutError, RuntimeError):
     """Node.js / npm missing, or the install failed: the message says what to run."""
 
 

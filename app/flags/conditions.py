@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any
 
+from app.errors import RolloutError
+
 __all__ = ["MAX_CONDITION_LENGTH", "Condition", "ConditionError", "parse_condition"]
 
 MAX_CONDITION_LENGTH = 1_000
@@ -24,7 +26,7 @@ Condition = Callable[[Mapping[str, Any]], bool]
 _Expr = Callable[[Mapping[str, Any]], Any]
 
 
-class ConditionError(ValueError):
+class ConditionError(RolloutError, ValueError):
     """The condition is not valid syntax or uses something not on the allow-list."""
 
 

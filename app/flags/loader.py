@@ -16,6 +16,7 @@ from typing import Any, NamedTuple, TypeVar
 import yaml
 from pydantic import ValidationError
 
+from app.errors import RolloutError
 from app.flags.model import FlagConfig, FlagDefinition
 from app.flags.yaml_limits import YamlRejected, check_text, read_text
 from app.quoting import quoted
@@ -69,7 +70,7 @@ def _quoted(value: object) -> str:
     return quoted(value, ascii_only=True)
 
 
-class ConfigInvalid(ValueError):
+class ConfigInvalid(RolloutError, ValueError):
     """A config could not be loaded; `issues` lists every problem found."""
 
     def __init__(self, issues: Iterable[ConfigIssue]) -> None:

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import yaml
 
+from app.errors import RolloutError
+
 __all__ = [
     "MAX_BYTES",
     "MAX_DEPTH",
@@ -50,7 +52,7 @@ _CONTROL_NAMES = {"\x00": "a NUL byte", "\x1b": "an escape character"}
 _SafeParser: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class YamlRejected(ValueError):
+class YamlRejected(RolloutError, ValueError):
     """A text that breaks a limit: the message names the limit and its value."""
 
     def __init__(self, message: str, line: int | None = None) -> None:

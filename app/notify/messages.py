@@ -16,7 +16,7 @@ from app.settings import Settings, WebhookKind
 from app.text import flag_detail_url, format_guard_values
 
 if TYPE_CHECKING:
-    from app.rollout.actions import ActionResult
+    from app.rollout.action_model import ActionResult
 
 __all__ = [
     "Notification",
@@ -174,7 +174,8 @@ def manual_notifications(
     if action not in _MANUAL_ACTIONS or actor == AUTOPILOT_ACTOR:
         return []
     if result.per_flag is not None:  # written flag by flag: only those that were
-        changed = [t for t in plan.transitions if result.per_flag.get(t.flag) == "applied"]
+        applied = {flag for flag, said in result.per_flag.items() if said.applied}
+        changed = [t for t in plan.transitions if t.flag in applied]
     else:
         changed = list(plan.transitions) if result.applied else []
     at = at or datetime.now(UTC)

@@ -9,8 +9,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from app.analysis.health import error_ratio
+from app.audit import AuditLog, Outcome
 from app.flags.backend import FlagSnapshot
-from app.rollout.audit import AuditLog, Outcome
 from app.rollout.guards import (
     DependencyStatus,
     GuardInputs,
@@ -42,7 +42,7 @@ def guard_check(
     policy: GuardPolicy,
     now: Callable[[], datetime],
 ) -> Callable[[FlagSnapshot, str], list[GuardResult]]:
-    """A `GuardCheck` for `app.rollout.actions`: measure now, then judge."""
+    """A `GuardCheck` for `app.rollout.planning`: measure now, then judge."""
 
     def check(snapshot: FlagSnapshot, flag: str) -> list[GuardResult]:
         inputs = gather_guard_inputs(sources, audit, snapshot, flag, policy, now())

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from app.errors import RolloutError
+
 __all__ = ["LadderEnd", "next_step", "previous_step"]
 
 
-class LadderEnd(ValueError):
+class LadderEnd(RolloutError, ValueError):
     """There is no step in that direction (already at 100 %, or already at 0 %)."""
 
 

@@ -10,6 +10,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
+from app.errors import RolloutError
+
 __all__ = ["Identity", "NotAuthorized", "Role", "require", "role_for"]
 
 
@@ -39,7 +41,7 @@ class Identity:
         return f"{self.name} ({self.role}, {self.via})"
 
 
-class NotAuthorized(PermissionError):
+class NotAuthorized(RolloutError, PermissionError):
     """The identity's role does not allow the action."""
 
 

@@ -38,9 +38,9 @@ from app.analysis.health import (
     error_ratio,
     health_report,
 )
+from app.audit import AuditEntry, Outcome
 from app.flags.backend import FlagSnapshot
 from app.flags.model import FlagConfig, FlagDefinition, GradualStep, RolloutStrategy
-from app.rollout.audit import AuditEntry, Outcome
 from app.rollout.evidence import variant_counts
 from app.rollout.guards import VariantCounts
 from app.services.overview import FlagRow, treatment_vs_control

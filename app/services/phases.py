@@ -29,8 +29,8 @@ from app.analysis.phase_history import (
     resolve_project_start,
 )
 from app.analysis.progress import PhaseProgress, phase_progress
+from app.audit import AuditEntry, AuditLog
 from app.flags.model import FlagConfig
-from app.rollout.audit import AuditEntry, AuditLog
 from app.services.overview import ExternalEdit, FlagRow
 from app.text import format_age
 

@@ -21,27 +21,26 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 import pandas as pd
 import streamlit as st
 
 from app.approvals.store import ApprovalsUnavailable
+from app.audit import AuditEntry, Outcome, who_changed
 from app.flags.backend import FlagSnapshot
 from app.rollout import inputs as rules
-from app.rollout.actions import (
+from app.rollout.action_model import (
     Action,
+    ActionPlan,
     ActionRequest,
     ActionResult,
-    ExitCode,
     InvalidRequest,
-    Plan,
     Transition,
-    target_of,
 )
-from app.rollout.audit import AuditEntry, Outcome, describe_change
+from app.rollout.exit_codes import ExitCode
 from app.rollout.guards import GuardResult
+from app.rollout.planning import target_of
 from app.rollout.roles import Identity, Role
 from app.runtime import Runtime
 from app.text import escape_markdown, format_age, format_duration, format_guard_values
@@ -271,35 +270,36 @@ def _open(rt: Runtime, identity: Identity, request: ActionRequest, seen: str | N
     """Plan `request` now, once, and open the dialog on that plan."""
     key = uuid.uuid4().hex
     request = replace(request, idempotency_key=key)
-    plan: Plan | None = None
+    plan: ActionPlan | None = None
     error = ""
     note = ""
     try:
-        plan = rt.plan(request)
+        plan = rt.preview(request)
     except ValueError as refused:
         error = str(refused)
     except OSError as unreadable:
         error = f"flags unreadable: {unreadable}"
     stale = plan is not None and request.flag and plan.snapshot.versions.get(request.flag) != seen
     if stale and request.flag and seen is not None:
-        last = rt.audit.latest_applied(request.environment, request.flag)
         outside = rt.latest_outside_change(request.environment, request.flag)
-        if outside is not None and (last is None or outside.at > last.at):
-            age = format_age((datetime.now(UTC) - outside.at).total_seconds())
-            who = f"{outside.label} ({age} ago)"
-        elif last is not None:
-            who = describe_change(last)
-        else:
-            who = "an edit outside the audit log"
+        who = who_changed(rt.audit, request.environment, request.flag, outside, format_age)
+        who = who or "an edit outside the audit log"
         note = f"Changed since you looked: {who}. The dialog shows the flag as it is now."
-    st.session_state[f"{_DIALOG}{key}"] = {"plan": plan, "error": error, "note": note}
+    # asked once per dialog: the title and the body say the same
+    waits = plan is not None and bool(plan.transitions) and rt.approvals.needs_approval(plan)
+    st.session_state[f"{_DIALOG}{key}"] = {
+        "plan": plan,
+        "error": error,
+        "note": note,
+        "waits": waits,
+    }
     title = _title(request, plan)
-    if plan is not None and plan.transitions and rt.approvals.needs_approval(plan):
+    if waits:
         title += " (needs approval)"
     st.dialog(title, width="large")(_confirm)(rt, identity, request, key)
 
 
-def _title(request: ActionRequest, plan: Plan | None) -> str:
+def _title(request: ActionRequest, plan: ActionPlan | None) -> str:
     name = _NAMES[request.action]
     if request.action is Action.RESTORE:
         name = f"Restore #{request.restore_of}"
@@ -318,11 +318,11 @@ def _confirm(rt: Runtime, identity: Identity, request: ActionRequest, key: str) 
         return
     if state["note"]:
         st.warning(state["note"], icon="🔁")
-    plan: Plan | None = state["plan"]
+    plan: ActionPlan | None = state["plan"]
     if plan is None:
         st.error(state["error"])
         return
-    waits = bool(plan.transitions) and rt.approvals.needs_approval(plan)
+    waits: bool = state["waits"]
     if waits:  # first: what confirming does here
         _approval_notice(rt, plan)
     _show_plan(plan)
@@ -383,7 +383,7 @@ def _confirm(rt: Runtime, identity: Identity, request: ActionRequest, key: str) 
         st.rerun()
 
 
-def _approval_notice(rt: Runtime, plan: Plan) -> None:
+def _approval_notice(rt: Runtime, plan: ActionPlan) -> None:
     """Before confirming: this change waits for another operator, and what is pending
     for its flags already."""
     environment = plan.request.environment
@@ -409,7 +409,7 @@ def _approval_notice(rt: Runtime, plan: Plan) -> None:
         )
 
 
-def _show_plan(plan: Plan) -> None:
+def _show_plan(plan: ActionPlan) -> None:
     if not plan.transitions:
         st.info("Nothing to change: no flag is in state rollout.")
         return

@@ -13,7 +13,7 @@ import streamlit as st
 from app.analysis.exposure import SRM_P_VALUE
 from app.flags.backend import FlagSnapshot
 from app.flags.model import FlagConfig, FlagDefinition
-from app.rollout.actions import Action, ActionRequest
+from app.rollout.action_model import Action, ActionRequest
 from app.rollout.roles import Identity
 from app.runtime import Runtime
 from app.services.flag_detail import (
@@ -75,7 +75,7 @@ def guard_report_panel(rt: Runtime, identity: Identity, environment: str, key: s
     """The guards an advance to the next step would meet, measured now; or why there is
     no next step."""
     try:
-        preview = rt.plan(
+        preview = rt.preview(
             ActionRequest(Action.ADVANCE, environment, "(preview)", identity, flag=key)
         )
     except ValueError as error:

@@ -25,14 +25,15 @@ from pathlib import Path
 
 from ruamel.yaml import YAML
 
+from app.audit import AuditLog
 from app.flags import yaml_backend
 from app.flags.backend import FlagBackend, FlagChange
 from app.flags.loader import load_config
 from app.flags.sql_backend import SqlFlagBackend
 from app.flags.yaml_backend import YamlFlagBackend
 from app.metrics_db.database import open_database
-from app.rollout.actions import Action, ActionRequest, execute_action
-from app.rollout.audit import AuditLog
+from app.rollout.action_model import Action, ActionRequest
+from app.rollout.execution import execute_action
 from app.rollout.guards import GuardResult
 from app.rollout.roles import Identity, Role
 

@@ -36,13 +36,13 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from app.audit import Outcome
 from app.autopilot.controller import LEASE
 from app.autopilot.model import PlanStatus, RolloutPlan
 from app.autopilot.service import set_plan
 from app.autopilot.store import PlanStore
 from app.demo import simulator
-from app.rollout.actions import Action, ActionRequest
-from app.rollout.audit import Outcome
+from app.rollout.action_model import Action, ActionRequest
 from app.rollout.roles import Identity, Role
 from app.runtime import Runtime, open_runtime
 from app.settings import load_settings

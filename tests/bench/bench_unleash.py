@@ -30,10 +30,11 @@ from pathlib import Path
 import psycopg
 from UnleashClient import UnleashClient
 
+from app.audit import AuditLog
 from app.demo.unleash_server import LocalUnleash, start_unleash
 from app.metrics_db.database import open_database
-from app.rollout.actions import Action, ActionRequest, execute_action
-from app.rollout.audit import AuditLog
+from app.rollout.action_model import Action, ActionRequest, FlagOutcome, FlagOutcomeStatus
+from app.rollout.execution import execute_action
 from app.rollout.guards import GuardResult
 from app.rollout.roles import Identity, Role
 from app.unleash.api import UnleashApi
@@ -42,6 +43,7 @@ from app.unleash.backend import UnleashFlagBackend
 ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 OPERATOR = Identity("bench", Role.OPERATOR, "bench")
 ENV = "production"
+APPLIED = FlagOutcome(FlagOutcomeStatus.APPLIED)
 
 
 def passing(_snapshot: object, _flag: str) -> list[GuardResult]:
@@ -159,7 +161,7 @@ def main() -> None:
         started = time.perf_counter()
         result = execute_action(request, backend, audit, passing)
         took = time.perf_counter() - started
-        assert result.per_flag is not None and set(result.per_flag.values()) == {"applied"}
+        assert result.per_flag is not None and set(result.per_flag.values()) == {APPLIED}
         print(
             f"emergency rollback of {len(result.per_flag)} flags, each its own "
             f"compare-and-set: {took:.2f} s ({1000 * took / len(result.per_flag):.0f} ms a flag)"
@@ -189,7 +191,7 @@ def main() -> None:
         started = time.perf_counter()
         result = execute_action(request, backend, audit, passing)
         took = time.perf_counter() - started
-        assert result.per_flag is not None and set(result.per_flag.values()) == {"applied"}
+        assert result.per_flag is not None and set(result.per_flag.values()) == {APPLIED}
         print(
             f"emergency rollback of {len(result.per_flag)} flags in a project of "
             f"{len(snapshot.config.flags)}: {took:.2f} s "

@@ -10,12 +10,13 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
+from app.audit import AuditLog, Outcome
 from app.flags.loader import load_config
 from app.flags.model import FlagState
 from app.flags.yaml_backend import YamlFlagBackend
 from app.metrics_db.database import open_database
-from app.rollout.actions import Action, ActionRequest, execute_action
-from app.rollout.audit import AuditLog, Outcome
+from app.rollout.action_model import Action, ActionRequest
+from app.rollout.execution import execute_action
 from app.rollout.guards import GuardResult
 from app.rollout.roles import Identity, Role
 from app.serve import streamlit_command

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
+from app.audit import AuditLog, Outcome
 from app.autopilot.store import PlanStore
 from app.demo.autopilot_demo import DEMO_PLANS
 from app.flags.loader import BUNDLED_CONFIG, load_config
 from app.metrics_db.database import open_database
-from app.rollout.audit import AuditLog, Outcome
 from app.serve import streamlit_command
 from tests.support import grid
 from tests.support.bundled import copy_bundled_config

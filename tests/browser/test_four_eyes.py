@@ -24,10 +24,10 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from app.approvals import Approvals, RequestStatus, RequestStore
+from app.audit import AuditLog
 from app.flags.loader import load_config
 from app.metrics_db.database import open_database
-from app.rollout.actions import ExitCode
-from app.rollout.audit import AuditLog
+from app.rollout.exit_codes import ExitCode
 from app.rollout.roles import Identity, Role
 from tests.support import grid
 from tests.support.approval_state import start_simulator

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
+from app.audit import AuditLog, Outcome
 from app.demo.unleash_server import LocalUnleash, start_unleash
 from app.metrics_db.database import open_database
-from app.rollout.audit import AuditLog, Outcome
 from app.serve import streamlit_command
 from app.unleash.api import UnleashApi
 from tests.conftest import fresh_postgres_database

@@ -14,7 +14,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from app.metrics_db.database import insert_rollups
 from app.metrics_db.records import EvaluationRollup
-from app.rollout.actions import Action, ActionRequest
+from app.rollout.action_model import Action, ActionRequest
 from app.rollout.roles import Identity, Role
 from app.runtime import open_runtime
 from app.settings import Settings

@@ -10,8 +10,8 @@ from urllib.parse import parse_qs, urlparse
 
 from playwright.sync_api import Locator, Page, expect
 
-from app.rollout.actions import Action, ActionRequest
-from app.rollout.audit import Outcome
+from app.audit import Outcome
+from app.rollout.action_model import Action, ActionRequest
 from app.rollout.roles import Identity, Role
 from app.runtime import open_runtime
 from app.serve import streamlit_command

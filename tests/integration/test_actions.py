@@ -10,13 +10,16 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine
 
+from app.audit import AuditEntry, AuditLog, Outcome
 from app.flags.loader import load_config
 from app.flags.model import FlagState
 from app.flags.yaml_backend import YamlFlagBackend
 from app.metrics_db.database import open_database
-from app.rollout.actions import Action, ActionRequest, ExitCode, execute_action, plan_action
-from app.rollout.audit import AuditEntry, AuditLog, Outcome
+from app.rollout.action_model import Action, ActionRequest
+from app.rollout.execution import execute_action
+from app.rollout.exit_codes import ExitCode
 from app.rollout.guards import GuardResult
+from app.rollout.planning import plan_action
 from app.rollout.roles import Identity, Role
 from tests.support.bundled import copy_bundled_config
 from tests.support.identities import OPERATOR

@@ -17,13 +17,15 @@ import pytest
 from sqlalchemy import Engine
 
 from app.approvals import Approvals, ChangeRequest, RequestStatus, RequestStore
+from app.audit import AuditLog, Outcome
 from app.flags.backend import FlagBackend
 from app.flags.loader import BUNDLED_CONFIG, load_config
 from app.flags.sql_backend import SqlFlagBackend
 from app.flags.yaml_backend import YamlFlagBackend
 from app.metrics_db.database import open_database
-from app.rollout.actions import Action, ActionRequest, ActionResult, ExitCode, execute_action
-from app.rollout.audit import AuditLog, Outcome
+from app.rollout.action_model import Action, ActionRequest, ActionResult
+from app.rollout.execution import execute_action
+from app.rollout.exit_codes import ExitCode
 from app.rollout.guards import GuardResult
 from app.rollout.roles import Identity, Role
 from tests.support.bundled import copy_bundled_config

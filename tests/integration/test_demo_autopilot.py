@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
+from app.audit import AuditLog
 from app.autopilot.model import PlanStatus
 from app.autopilot.store import PlanStore
 from app.demo.autopilot_demo import (
@@ -30,7 +31,6 @@ from app.demo.autopilot_demo import (
 from app.demo.launcher import prepare_state_dir
 from app.demo.simulator import FailingTreatment, Workload, backfill
 from app.metrics_db.database import open_database
-from app.rollout.audit import AuditLog
 from app.runtime import open_runtime
 from app.settings import load_settings
 

@@ -13,11 +13,11 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from app.analysis.exposure import SRM_P_VALUE
+from app.audit import AuditEntry, AuditLog, Outcome
 from app.flags.loader import load_config
 from app.flags.yaml_backend import YamlFlagBackend
 from app.metrics_db.database import insert_rollups, open_database, report_instance
 from app.metrics_db.records import EvaluationRollup
-from app.rollout.audit import AuditEntry, AuditLog, Outcome
 from app.services.flag_detail import (
     FlagDetail,
     flag_detail_sources,

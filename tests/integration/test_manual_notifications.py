@@ -11,7 +11,7 @@ import pytest
 
 from app.flags.loader import BUNDLED_CONFIG
 from app.notify import NullNotifier, WebhookNotifier
-from app.rollout.actions import Action, ActionRequest
+from app.rollout.action_model import Action, ActionRequest
 from app.rollout.roles import Identity, Role
 from app.runtime import Runtime, open_runtime
 from app.settings import load_settings

@@ -16,9 +16,9 @@ import pandas as pd
 import pytest
 
 from app.analysis.health import Health, HealthThresholds
+from app.audit import AuditLog
 from app.flags.backend import FlagSnapshot
 from app.flags.loader import load_config
-from app.rollout.audit import AuditLog
 from app.rollout.evidence import gather_guard_inputs
 from app.rollout.guards import GuardPolicy, GuardResult, evaluate_guards
 from app.services.overview import load_overview

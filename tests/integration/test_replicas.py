@@ -21,7 +21,7 @@ import pytest
 from app.flags.loader import environments, load_config
 from app.flags.sql_backend import SqlFlagBackend
 from app.metrics_db.database import open_database
-from app.rollout.actions import ExitCode
+from app.rollout.exit_codes import ExitCode
 from tests.conftest import POSTGRES_ADMIN
 from tests.support.bundled import copy_bundled_config
 

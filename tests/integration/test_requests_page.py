@@ -18,11 +18,12 @@ import streamlit as st
 from sqlalchemy import update
 from streamlit.testing.v1 import AppTest
 
+from app.audit import AuditLog, Outcome
 from app.flags.loader import load_config
 from app.metrics_db.database import open_database
 from app.metrics_db.schema import ChangeRequestRow
-from app.rollout.actions import Action, ActionRequest, ActionResult, ExitCode
-from app.rollout.audit import AuditLog, Outcome
+from app.rollout.action_model import Action, ActionRequest, ActionResult
+from app.rollout.exit_codes import ExitCode
 from app.rollout.roles import Identity, Role
 from app.runtime import open_runtime
 from app.settings import load_settings

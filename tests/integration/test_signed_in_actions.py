@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from app.audit import AuditLog
 from app.flags.yaml_backend import YamlFlagBackend
 from app.metrics_db.database import open_database
-from app.rollout.actions import Action, ActionRequest, ExitCode, execute_action
-from app.rollout.audit import AuditLog
+from app.rollout.action_model import Action, ActionRequest
+from app.rollout.execution import execute_action
+from app.rollout.exit_codes import ExitCode
 from app.rollout.guards import GuardResult
 from app.rollout.roles import Identity, Role, role_for
 from tests.support.bundled import copy_bundled_config

@@ -11,12 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from app.audit import AuditLog, Outcome
 from app.cli import main
 from app.demo.unleash_server import start_unleash
 from app.flags.model import FlagState
 from app.metrics_db.database import open_database
-from app.rollout.actions import Action, ActionRequest, ExitCode, execute_action
-from app.rollout.audit import AuditLog, Outcome
+from app.rollout.action_model import Action, ActionRequest, FlagOutcome, FlagOutcomeStatus
+from app.rollout.execution import execute_action
+from app.rollout.exit_codes import ExitCode
 from app.rollout.guards import GuardResult
 from app.unleash.api import UnleashApi
 from app.unleash.backend import UnleashFlagBackend, dashboard_event_ids
@@ -151,9 +153,12 @@ def test_an_emergency_rollback_reports_flag_by_flag(
 
     assert result.exit_code is ExitCode.UNAVAILABLE  # a failure outranks the conflict
     assert result.per_flag is not None
-    assert result.per_flag["alpha"] == "applied" and result.per_flag["delta"] == "applied"
-    assert result.per_flag["beta"].startswith("conflicted: changed concurrently")
-    assert result.per_flag["gamma"].startswith("failed: unknown flag 'gamma'")
+    said = result.per_flag
+    assert said["alpha"] == said["delta"] == FlagOutcome(FlagOutcomeStatus.APPLIED)
+    assert said["beta"].status is FlagOutcomeStatus.CONFLICTED
+    assert said["beta"].detail.startswith("changed concurrently")
+    assert said["gamma"].status is FlagOutcomeStatus.FAILED
+    assert said["gamma"].detail.startswith("unknown flag 'gamma'")
     assert result.plan is not None and set(result.plan.skipped) == {"narrow"}
     assert "switched off: alpha, delta" in (result.error or "")
     assert "conflicted: beta" in (result.error or "")

@@ -13,10 +13,13 @@ from typing import Any
 import pytest
 from UnleashClient import UnleashClient
 
+from app.audit import AuditLog, Outcome
 from app.metrics_db.database import open_database
-from app.rollout.actions import Action, ActionRequest, ExitCode, execute_action, plan_action
-from app.rollout.audit import AuditLog, Outcome
+from app.rollout.action_model import Action, ActionRequest
+from app.rollout.execution import execute_action
+from app.rollout.exit_codes import ExitCode
 from app.rollout.guards import GuardResult
+from app.rollout.planning import plan_action
 from app.rollout.roles import Identity, Role
 from app.unleash.api import UnleashApi
 from app.unleash.backend import UnleashFlagBackend, file_lock

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 import streamlit as st
 
+from app.audit import Outcome
 from app.cli import main
-from app.rollout.actions import Action, ActionRequest, ExitCode
-from app.rollout.audit import Outcome
+from app.rollout.action_model import Action, ActionRequest
+from app.rollout.exit_codes import ExitCode
 from app.rollout.roles import Identity, Role
 from app.runtime import Runtime, open_runtime
 from app.settings import load_settings

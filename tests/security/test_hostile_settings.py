@@ -14,7 +14,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from app.cli import main
-from app.rollout.actions import ExitCode
+from app.rollout.exit_codes import ExitCode
 from tests.security.untouched import fingerprint, make_state, unchanged
 from tests.support.servers import free_port
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, select
 
 from app.metrics_db.schema import AuditOutcome, AuditRecord
-from app.rollout.actions import Action, ActionRequest
+from app.rollout.action_model import Action, ActionRequest
 from app.rollout.roles import Identity, Role
 from app.runtime import open_runtime
 from app.settings import load_settings

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from app.audit import AuditLog
 from app.autopilot.controller import Controller, ControllerConfig
 from app.autopilot.model import RolloutPlan
 from app.autopilot.service import set_plan
@@ -13,7 +14,6 @@ from app.autopilot.store import PlanStore
 from app.flags.yaml_backend import YamlFlagBackend
 from app.metrics_db.database import insert_rollups, open_database
 from app.metrics_db.records import EvaluationRollup
-from app.rollout.audit import AuditLog
 from app.rollout.roles import Identity
 from queries.sql import SqlMetrics
 from tests.support.identities import OPERATOR

@@ -15,7 +15,9 @@ UPPER = ("app.ui", "app.services")
 BELOW_PAGES = (
     "app.analysis",
     "app.approvals",
+    "app.audit",
     "app.autopilot",
+    "app.errors",
     "app.flags",
     "app.metrics_db",
     "app.notify",

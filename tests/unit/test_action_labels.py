@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from app.flags.model import FlagState
-from app.rollout.actions import MAX_REASON_LENGTH, Action, Transition
+from app.rollout.action_model import Action, Transition
+from app.rollout.inputs import MAX_REASON_LENGTH
 from app.ui.action_dialog import button_label, reason_problem
 
 

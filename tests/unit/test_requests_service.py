@@ -11,7 +11,7 @@ import pytest
 from app.approvals.model import ChangeRequest, RequestStatus
 from app.approvals.service import EXPIRY_ACTOR, Decision, request_of_reason
 from app.flags.model import FlagState
-from app.rollout.actions import Action, Transition
+from app.rollout.action_model import Action, Transition
 from app.rollout.exit_codes import ExitCode
 from app.rollout.guards import GuardResult
 from app.rollout.roles import Identity, Role

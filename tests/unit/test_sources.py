@@ -15,9 +15,9 @@ import pytest
 from sqlalchemy import create_engine
 
 from app.analysis.health import Health, HealthThresholds
+from app.audit import AuditLog
 from app.flags.backend import FlagSnapshot
 from app.flags.loader import load_config
-from app.rollout.audit import AuditLog
 from app.rollout.evidence import gather_guard_inputs
 from app.rollout.guards import GuardPolicy, evaluate_guards
 from app.services.overview import load_overview

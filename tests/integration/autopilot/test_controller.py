@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
+from app.audit import AuditEntry, AuditLog, Outcome
 from app.autopilot.controller import Controller, ControllerConfig
 from app.autopilot.decide import Move
 from app.autopilot.model import PlanInvalid, PlanStatus, RolloutPlan
@@ -20,8 +21,8 @@ from app.flags.model import FlagState
 from app.flags.yaml_backend import YamlFlagBackend
 from app.metrics_db.database import insert_rollups, open_database
 from app.metrics_db.records import EvaluationRollup
-from app.rollout.actions import Action, ActionRequest, execute_action
-from app.rollout.audit import AuditEntry, AuditLog, Outcome
+from app.rollout.action_model import Action, ActionRequest
+from app.rollout.execution import execute_action
 from app.rollout.roles import Identity, NotAuthorized, Role
 from queries.sql import SqlMetrics
 from tests.support.bundled import copy_bundled_config

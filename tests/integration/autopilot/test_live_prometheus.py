@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 
+from app.audit import Outcome
 from app.autopilot.controller import Controller
 from app.autopilot.decide import Move
 from app.autopilot.model import PlanStatus, RolloutPlan
 from app.autopilot.service import set_plan
 from app.demo import simulator
 from app.flags.model import FlagState
-from app.rollout.audit import Outcome
 from app.runtime import Runtime, open_runtime
 from app.settings import load_settings
 from tests.support.identities import OPERATOR

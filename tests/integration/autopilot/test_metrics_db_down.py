@@ -21,6 +21,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
+from app.audit import AuditLog, Outcome
 from app.autopilot.controller import Controller, ControllerConfig
 from app.autopilot.decide import Move
 from app.autopilot.model import PlanStatus
@@ -29,7 +30,6 @@ from app.autopilot.store import PlanStore
 from app.flags.backend import FlagBackend, FlagSnapshot
 from app.flags.yaml_backend import YamlFlagBackend
 from app.metrics_db.database import open_database
-from app.rollout.audit import AuditLog, Outcome
 from queries.sql import SqlMetrics
 from tests.conftest import POSTGRES_ADMIN, fresh_postgres_database
 from tests.support.bundled import copy_bundled_config

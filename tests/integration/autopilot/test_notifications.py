@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
+from app.audit import AuditLog
 from app.autopilot.controller import Controller, ControllerConfig
 from app.autopilot.decide import Move
 from app.autopilot.model import RolloutPlan
 from app.autopilot.store import AutopilotEvent
 from app.flags.yaml_backend import YamlFlagBackend
 from app.notify import Webhook, WebhookNotifier, autopilot_notification
-from app.rollout.audit import AuditLog
 from app.settings import Settings, WebhookKind
 from queries.sql import SqlMetrics
 from tests.integration.autopilot.test_controller import (  # the same real parts

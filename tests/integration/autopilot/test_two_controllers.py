@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from app.audit import AuditEntry, Outcome
 from app.autopilot.controller import LEASE, Controller, TickReport
 from app.autopilot.model import PlanStatus, RolloutPlan
 from app.autopilot.service import set_plan
-from app.rollout.audit import AuditEntry, Outcome
 from app.runtime import Runtime, open_runtime
 from app.settings import load_settings
 from tests.conftest import fresh_postgres_database

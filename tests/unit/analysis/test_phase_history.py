@@ -16,8 +16,8 @@ from app.analysis.phase_history import (
     phase_schedule,
     project_start,
 )
+from app.audit import AuditEntry, Outcome
 from app.flags.loader import load_config
-from app.rollout.audit import AuditEntry, Outcome
 
 CONFIG = """
 version: "1"

@@ -6,7 +6,7 @@ import pytest
 
 from app.approvals.model import raises_exposure
 from app.flags.model import FlagState
-from app.rollout.actions import Transition
+from app.rollout.action_model import Transition
 
 R, D, E = FlagState.ROLLOUT, FlagState.DISABLED, FlagState.ENABLED
 

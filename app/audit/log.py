@@ -16,90 +16,18 @@ import re
 import threading
 import uuid
 from collections.abc import Callable, Collection, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, func, insert, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from app.audit.model import AuditEntry, DuplicateKey, Outcome
 from app.metrics_db.schema import AuditOutcome, AuditRecord
 
-__all__ = [
-    "AuditEntry",
-    "AuditLog",
-    "DuplicateKey",
-    "Outcome",
-    "describe_change",
-]
-
-
-class Outcome(StrEnum):
-    """What became of an action; `requested` … `expired` are the steps of a change
-    request (`app.approvals`) and `recorded` a change to a rollout plan
-    (`app.autopilot`): none of these changes a flag itself."""
-
-    PENDING = "pending"
-    APPLIED = "applied"
-    FAILED = "failed"
-    REFUSED = "refused"
-    REQUESTED = "requested"
-    APPROVED = "approved"
-    REJECTED = "rejected"
-    CANCELLED = "cancelled"
-    EXPIRED = "expired"
-    RECORDED = "recorded"
-
-
-@dataclass(frozen=True)
-class AuditEntry:
-    """One action on one flag. `id` is the database id, or `j-…` while it lives only in
-    the journal; `outcome` is the newest known outcome."""
-
-    at: datetime
-    actor: str
-    action: str
-    flag: str
-    environment: str
-    from_state: str
-    from_percentage: float
-    to_state: str
-    to_percentage: float
-    reason: str
-    outcome: Outcome
-    override: bool = False
-    idempotency_key: str | None = None
-    guards: list[dict[str, Any]] = field(default_factory=list)
-    id: str = ""
-    detail: str = ""
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "at": self.at.isoformat(),
-            "actor": self.actor,
-            "action": self.action,
-            "flag": self.flag,
-            "environment": self.environment,
-            "from": {"state": self.from_state, "percentage": self.from_percentage},
-            "to": {"state": self.to_state, "percentage": self.to_percentage},
-            "reason": self.reason,
-            "outcome": str(self.outcome),
-            "override": self.override,
-            "guards": self.guards,
-            "idempotency_key": self.idempotency_key,
-            "detail": self.detail,
-        }
-
-
-class DuplicateKey(RuntimeError):
-    """An action with this idempotency key was already recorded: `existing` is it."""
-
-    def __init__(self, existing: AuditEntry) -> None:
-        super().__init__(f"idempotency key {existing.idempotency_key} already used")
-        self.existing = existing
+__all__ = ["AuditLog"]
 
 
 _RECORD_FIELDS = (
@@ -510,15 +438,6 @@ class AuditLog:
 
 
 _DATABASE_ID = re.compile(r"[0-9]{1,18}")
-
-
-def describe_change(entry: AuditEntry) -> str:
-    """`olga 2026-12-02 00:58:12 UTC rollout 25 % → rollout 10 %`: who changed what, when."""
-    return (
-        f"{entry.actor} {entry.at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC "
-        f"{entry.from_state} {entry.from_percentage:g} % → {entry.to_state} "
-        f"{entry.to_percentage:g} %"
-    )
 
 
 def _group_key(key: str) -> str:

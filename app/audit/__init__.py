@@ -1,0 +1,23 @@
+"""The audit log: every action, change request and plan change, append-only and never
+lost. Used by the actions (`app.rollout`), the approvals, the autopilot and the phase
+history alike.
+
+- `model`: an audit record (`AuditEntry`), its `Outcome`, and `describe_change`;
+- `log`: `AuditLog`, the records in the metrics database with a local journal when the
+  database cannot be written;
+- `changes`: `who_changed`, who made a flag's newest change, in words.
+"""
+
+from app.audit.changes import OutsideEdit, who_changed
+from app.audit.log import AuditLog
+from app.audit.model import AuditEntry, DuplicateKey, Outcome, describe_change
+
+__all__ = [
+    "AuditEntry",
+    "AuditLog",
+    "DuplicateKey",
+    "Outcome",
+    "OutsideEdit",
+    "describe_change",
+    "who_changed",
+]

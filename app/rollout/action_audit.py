@@ -1,0 +1,96 @@
+"""The audit records of an action: one per flag, written before the change and settled
+after; and the result of an idempotency key already used (`replay`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+from app.audit import AuditEntry, AuditLog, Outcome
+from app.flags.backend import FlagSnapshot
+from app.flags.model import FlagConfig, FlagState
+from app.rollout.action_model import Action, ActionPlan, ActionRequest, ActionResult, Transition
+from app.rollout.exit_codes import ExitCode
+
+__all__ = ["record_plan", "recorded_reason", "replay", "settle_applied"]
+
+
+def record_plan(
+    audit: AuditLog, plan: ActionPlan, outcome: Outcome, at: datetime
+) -> tuple[AuditEntry, ...]:
+    """One audit entry per flag. With several flags (emergency rollback) the first
+    carries the request's idempotency key and the others `<key>/<flag>`, so a replay of
+    the key finds the first."""
+    request = plan.request
+    guards = [g.as_json() for g in plan.guards or request.judged]
+    return tuple(
+        audit.record_many(
+            [
+                AuditEntry(
+                    at=at,
+                    actor=request.identity.name,
+                    action=str(request.action),
+                    flag=t.flag,
+                    environment=request.environment,
+                    from_state=str(t.from_state),
+                    from_percentage=t.from_percentage,
+                    to_state=str(t.to_state),
+                    to_percentage=t.to_percentage,
+                    reason=recorded_reason(request),
+                    outcome=outcome,
+                    override=request.override_guards and not plan.guards_passed,
+                    idempotency_key=request.idempotency_key
+                    if index == 0
+                    else f"{request.idempotency_key[:40]}/{t.flag}"[:64],
+                    guards=guards,
+                )
+                for index, t in enumerate(plan.transitions)
+            ]
+        )
+    )
+
+
+def recorded_reason(request: ActionRequest) -> str:
+    reason = request.reason.strip()
+    if request.action is Action.RESTORE:
+        return f"restore of #{(request.restore_of or '').strip().lstrip('#')}: {reason}"
+    return reason
+
+
+def settle_applied(
+    audit: AuditLog, pending: Sequence[AuditEntry], receipts: Mapping[str, str]
+) -> tuple[AuditEntry, ...]:
+    """Settle `pending` as applied, each with its backend receipt (the flag server's
+    event) as detail; those without one in one transaction."""
+    plain = [e for e in pending if not receipts.get(e.flag)]
+    settled = {e.id: e for e in audit.settle_many(plain, Outcome.APPLIED)} if plain else {}
+    for entry in pending:
+        if receipts.get(entry.flag):
+            settled[entry.id] = audit.settle(entry, Outcome.APPLIED, receipts[entry.flag])
+    return tuple(settled[e.id] for e in pending)
+
+
+def replay(request: ActionRequest, previous: AuditEntry, audit: AuditLog) -> ActionResult:
+    """The result of the action already recorded under this key (all its records)."""
+    group = audit.action_group(previous)
+    states = set(FlagState)
+    transitions = tuple(
+        Transition(
+            e.flag,
+            FlagState(e.from_state),
+            e.from_percentage,
+            FlagState(e.to_state),
+            e.to_percentage,
+        )
+        for e in group
+        if e.from_state in states and e.to_state in states  # not an unreadable attempt
+    )
+    applied = previous.outcome is Outcome.APPLIED
+    return ActionResult(
+        applied,
+        ExitCode.DONE if applied or previous.outcome is Outcome.PENDING else ExitCode.REFUSED,
+        ActionPlan(request, FlagSnapshot(request.environment, FlagConfig(version="")), transitions),
+        tuple(group),
+        error=None if applied else f"already recorded as {previous.outcome}",
+        replayed=True,
+    )
