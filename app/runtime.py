@@ -23,6 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.analysis.health import HealthThresholds
 from app.analysis.progress import PhaseProgress, phase_progress
 from app.audit import AuditEntry, AuditLog
+from app.errors import RolloutError
 from app.flags.backend import ExternalEdit, FlagBackend, FlagSnapshot
 from app.flags.loader import ConfigInvalid, environments, load_config
 from app.flags.model import FlagConfig
@@ -322,7 +323,7 @@ class Runtime:
                 notices.append(f"{error}: last changes are not shown.")
         try:  # a flag server: changes made in its own UI count too
             changes = with_external_changes(changes, self.backend.external_changes(environment))
-        except (SourceUnavailable, RuntimeError) as error:
+        except RolloutError as error:  # the flag server's log did not answer
             notices.append(f"{error}: changes made in the flag server are not shown.")
         s = self.settings
         return load_overview(
@@ -344,7 +345,7 @@ class Runtime:
         first: [] for a backend without such a log, None when the log does not answer."""
         try:
             return list(self.backend.external_changes(environment))
-        except (SourceUnavailable, RuntimeError):
+        except RolloutError:  # the flag server's log did not answer
             return None
 
     def latest_outside_change(self, environment: str, flag: str) -> ExternalEdit | None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import ClassVar, Protocol
 
+from app.errors import RolloutError
 from app.flags.model import FlagConfig, FlagDefinition, FlagState
 
 __all__ = [
@@ -66,7 +67,7 @@ class FlagSnapshot:
             raise UnknownFlag(key) from None
 
 
-class UnknownFlag(KeyError):
+class UnknownFlag(RolloutError, KeyError):
     """The flag does not exist in this environment's configuration."""
 
     def __init__(self, flag: str) -> None:
@@ -77,7 +78,7 @@ class UnknownFlag(KeyError):
         return f"unknown flag {self.flag!r}"
 
 
-class VersionConflict(RuntimeError):
+class VersionConflict(RolloutError, RuntimeError):
     """A flag changed since the caller read it; nothing was written. `current` is the
     fresh snapshot to show the user."""
 
@@ -87,7 +88,7 @@ class VersionConflict(RuntimeError):
         self.current = current
 
 
-class PartiallyApplied(RuntimeError):
+class PartiallyApplied(RolloutError, RuntimeError):
     """A backend without transactions (`atomic` False) wrote some changes of a request
     but not all: `applied` were written and verified, `conflicted` had changed since they
     were read (nothing written for them), `failed` maps each flag that was not written

@@ -189,7 +189,7 @@ class ActionResult:
     per_flag: Mapping[str, FlagOutcome] | None = None
 
     def as_json(self) -> dict[str, Any]:
-        """DESIGN §6's advance / rollback document."""
+        """docs/design.md §6's advance / rollback document."""
         request = self.plan.request if self.plan else None
         transitions = self.plan.transitions if self.plan else ()
         document: dict[str, Any] = {

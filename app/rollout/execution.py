@@ -16,11 +16,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from app.audit import AuditEntry, AuditLog, DuplicateKey, Outcome
+from app.errors import RolloutError
 from app.flags.backend import (
     FlagBackend,
     FlagChange,
     PartiallyApplied,
-    UnknownFlag,
     VersionConflict,
 )
 from app.flags.loader import ConfigInvalid
@@ -130,7 +130,7 @@ def execute_action(
     except ConfigInvalid as error:
         settled = tuple(audit.settle_many(pending, Outcome.FAILED, str(error)))
         return ActionResult(False, ExitCode.REFUSED, plan, settled, str(error))
-    except (UnknownFlag, OSError, RuntimeError) as error:
+    except (OSError, RolloutError) as error:  # the backend could not write (UnknownFlag too)
         settled = tuple(audit.settle_many(pending, Outcome.FAILED, str(error)))
         return ActionResult(False, ExitCode.UNAVAILABLE, plan, settled, str(error))
     settled = settle_applied(audit, pending, fresh.receipts)

@@ -1,4 +1,4 @@
-"""DESIGN §6 exit codes, in a module of their own so that the CLI can name them without
+"""docs/design.md §6 exit codes, in a module of their own so that the CLI can name them without
 loading the action machinery (`rollout-dashboard --help` stays instant)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ __all__ = ["ExitCode"]
 
 
 class ExitCode(IntEnum):
-    """DESIGN §6 exit codes, shared by the CLI and the JSON results."""
+    """docs/design.md §6 exit codes, shared by the CLI and the JSON results."""
 
     DONE = 0
     REFUSED = 1

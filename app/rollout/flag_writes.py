@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from app.audit import AuditEntry, AuditLog, Outcome
+from app.errors import RolloutError
 from app.flags.backend import (
     FlagBackend,
     FlagChange,
@@ -80,7 +81,7 @@ def apply_flag_by_flag(
             down = error
             outcomes |= {c.flag: _failed(str(error)) for c in remaining}
             break
-        except (OSError, RuntimeError) as error:
+        except (OSError, RolloutError) as error:
             outcomes |= {c.flag: _failed(str(error)) for c in remaining}
             break
         outcomes |= {c.flag: _APPLIED for c in remaining}

@@ -118,7 +118,7 @@ class GuardInputs:
 
 
 def evaluate_guards(inputs: GuardInputs, policy: GuardPolicy) -> list[GuardResult]:
-    """The six guards of DESIGN §5, in order: fresh data, error rate, soak time,
+    """The six guards of docs/design.md §5, in order: fresh data, error rate, soak time,
     dependencies, exposure, propagation."""
     return [
         _data_fresh(inputs, policy),

@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from app.errors import RolloutError
 from queries.source import SourceUnavailable
 
 __all__ = ["TestFailed", "UnleashApi", "UnleashRefused", "UnleashUnavailable"]
@@ -29,7 +30,7 @@ class UnleashUnavailable(SourceUnavailable):
         super().__init__(SOURCE, detail)
 
 
-class UnleashRefused(RuntimeError):
+class UnleashRefused(RolloutError, RuntimeError):
     """Unleash answered 4xx: a bad token (401), a token without the right (403), an
     unknown feature or environment (404), a request it would not take (400, 409)."""
 
@@ -39,7 +40,7 @@ class UnleashRefused(RuntimeError):
         self.message = message
 
 
-class TestFailed(RuntimeError):
+class TestFailed(RolloutError, RuntimeError):
     """A JSON Patch `test` op did not match: the value changed since it was read, and
     Unleash wrote nothing (it answers HTTP 500 "Test operation failed")."""
 

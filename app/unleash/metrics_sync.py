@@ -31,6 +31,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, insert, select, text
 
+from app.errors import RolloutError
 from app.metrics_db.database import rollup_values
 from app.metrics_db.records import EvaluationRollup
 from app.metrics_db.schema import RollupRow
@@ -68,7 +69,7 @@ WORKERS = 4
 _LOCK_KEY = 0x756E6C6561736831
 
 
-class UnleashMetricsInvalid(ValueError):
+class UnleashMetricsInvalid(RolloutError, ValueError):
     """An answer of the raw metrics API that is not of the shape Unleash 8 gives."""
 
 
