@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from app.analysis.failures import is_error_reason
 from app.analysis.health import error_ratio
 from app.audit import AuditLog, Outcome
 from app.flags.backend import FlagSnapshot
@@ -168,11 +169,10 @@ def _tally(
             continue
         number = float(value)  # type: ignore[arg-type]
         total[0] += number
-        # OpenFeature's reasons are upper case (SPLIT, DEFAULT, ERROR), the seed's lower
-        folded = str(reason).lower()
-        if folded == "error":
+        if is_error_reason(reason):
             total[1] += number
-        if folded in SPLIT_REASONS:
+        # OpenFeature's reasons are upper case (SPLIT, DEFAULT, ERROR), the seed's lower
+        if str(reason).lower() in SPLIT_REASONS:
             total[2] += number
     return {
         flag: {variant: VariantCounts(*total) for variant, total in sorted(per.items())}
