@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # frames arrive from the sources; this module never builds on
 
 __all__ = [
     "Measured",
+    "error_counts_by_flag",
     "gather_guard_inputs",
     "guard_check",
     "guard_inputs",
@@ -86,11 +87,7 @@ def measure_environment(
     counts = variant_counts_by_flag(source.variant_counts(environment, window, at))
     counter: dict[str, float] = {}
     if source.errors_in is not ErrorsIn.REASON:
-        counted = source.error_counts(environment, window, at)
-        counter = {
-            str(flag): float(errors)
-            for flag, errors in zip(counted["flag"], counted["errors"], strict=True)
-        }
+        counter = error_counts_by_flag(source.error_counts(environment, window, at))
     unavailable = unavailable_evidence(source)
     versions = None
     if "config_version" not in unavailable:
@@ -179,6 +176,16 @@ def gather_guard_inputs(
         at_step_since=changes[0].at if changes else None,
         notices=notices,
     )
+
+
+def error_counts_by_flag(counted: pd.DataFrame) -> dict[str, float]:
+    """Flag → failures the error counter counted, from a `frames.ERROR_COUNT_COLUMNS`
+    frame (a missing flag or count is left out)."""
+    return {
+        str(flag): float(errors)
+        for flag, errors in zip(counted["flag"], counted["errors"], strict=True)
+        if not _missing(flag) and not _missing(errors)
+    }
 
 
 def variant_counts(counts: pd.DataFrame) -> dict[str, VariantCounts]:
