@@ -22,6 +22,7 @@ __all__ = [
     "FlagErrors",
     "VariantTally",
     "errors_by_flag",
+    "failures_carry_variants",
     "flag_errors",
     "is_error_reason",
     "reason_errors",
@@ -66,7 +67,14 @@ class FlagErrors:
     def per_variant(self) -> bool:
         """Whether each variant's reason-`error` evaluations are its failures: not when the
         emitter counts them only in its counter, which carries no variant."""
-        return self.read_from is not ErrorsIn.COUNTER
+        return failures_carry_variants(self.read_from)
+
+
+def failures_carry_variants(errors_in: ErrorsIn) -> bool:
+    """Whether an emitter counting failures `errors_in` gives the variant on each: its
+    reason-`error` evaluations are then each variant's failures. Not so for COUNTER (the
+    error counter has no variant label): no treatment-against-control error test."""
+    return errors_in is not ErrorsIn.COUNTER
 
 
 def flag_errors(
