@@ -4,6 +4,8 @@ counts them (`ErrorsIn`), each failure once, whichever preset or source gave the
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -15,9 +17,12 @@ from app.analysis.failures import (
     is_error_reason,
     reason_errors,
 )
-from app.rollout.evidence import variant_counts, variant_counts_by_flag
+from app.metrics_db.database import insert_rollups, open_database
+from app.rollout.evidence import measure_environment, variant_counts, variant_counts_by_flag
 from app.rollout.guards import VariantCounts
 from queries.names import FAILED_VARIANT, PRESETS, ErrorsIn, MetricNames, MetricPreset
+from queries.sql import SqlMetrics
+from tests.support.workload import reference_rollups
 
 SEED = PRESETS[MetricPreset.SEED]
 OPENFEATURE = PRESETS[MetricPreset.OPENFEATURE]
@@ -126,6 +131,21 @@ def test_sql_rollups_read_their_errors_column_once() -> None:
         counter[r.flag] = counter.get(r.flag, 0.0) + r.errors
     errors = errors_by_flag(ErrorsIn.BOTH, counts, counter)
     assert {flag: e.rate for flag, e in errors.items()} == {"both": 0.2, "column": 0.2}
+
+
+def test_the_rollup_source_reads_its_errors_column(tmp_path: Path) -> None:
+    # the reference workload counts production alpha's one failure per 15 s in the
+    # errors column of an evaluation with reason default: 1 of 15, no reason says error
+    end = datetime(2026, 5, 1, 12, tzinfo=UTC)
+    engine = open_database(f"sqlite:///{tmp_path / 'metrics.db'}")
+    insert_rollups(engine, reference_rollups(end, hours=0.25))
+    source = SqlMetrics(engine)
+    assert source.errors_in is ErrorsIn.BOTH
+    measured = measure_environment(source, "production", timedelta(minutes=5), end)
+    assert measured.errors is not None
+    assert measured.errors["alpha"] == FlagErrors(20.0, 300.0, ErrorsIn.BOTH)
+    assert measured.errors["beta"].rate == 0.0
+    engine.dispose()
 
 
 def test_every_flag_with_evaluations_or_failures_gets_its_errors() -> None:
