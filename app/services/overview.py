@@ -296,7 +296,7 @@ def treatment_vs_control(
     treated, base = counts.get(flag.rollout.variant), counts.get(flag.default_variant)
     if treated is None or base is None or flag.rollout.variant == flag.default_variant:
         return None
-    if not per_variant:
+    if not per_variant:  # each variant's reason-error evaluations are not its failures
         return None
     return compare_variants(
         flag.rollout.variant,
