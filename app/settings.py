@@ -29,7 +29,7 @@ from pydantic_settings import (
 from app.errors import RolloutError
 from app.quoting import quoted
 from app.rollout.roles import Role
-from queries.names import OVERRIDABLE, PRESETS, MetricNames, MetricPreset, name_problem
+from queries.names import OVERRIDABLE, PRESETS, ErrorsIn, MetricNames, MetricPreset, name_problem
 
 __all__ = [
     "EvidencePolicy",
@@ -94,7 +94,7 @@ _WEBHOOK_URL_PREFIX = "ROLLOUT_WEBHOOK_URL_"
 
 #: MetricNames fields that are not a single name: a list of labels, or a flag
 _NON_NAME_FIELDS = frozenset(
-    {"environment_join", "errors_counted_in_evaluations", "variants_are_on_off"}
+    {"environment_join", "errors_counted_in_evaluations", "errors_in", "variants_are_on_off"}
 )
 
 
@@ -212,6 +212,10 @@ class Settings(BaseSettings):
     )
     metric_errors_counted_in_evaluations: bool | None = Field(
         None, description="A failed evaluation also counts in the evaluations counter."
+    )
+    metric_errors_in: ErrorsIn | None = Field(
+        None,
+        description="Where a failed evaluation is counted: counter, reason (reason error) or both.",
     )
     metric_variants_are_on_off: bool | None = Field(
         None, description="The variant label only says on/off (no real variant label)."

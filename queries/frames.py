@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = [
+    "ERROR_COUNT_COLUMNS",
     "ERROR_RATE_COLUMNS",
     "EVALUATION_RATE_COLUMNS",
     "FLAG_COUNT_COLUMNS",
@@ -31,6 +32,8 @@ __all__ = [
 EVALUATION_RATE_COLUMNS = ("flag", "variant", "evaluations_per_second")
 #: flag, failed evaluations per second over the window
 ERROR_RATE_COLUMNS = ("flag", "errors_per_second")
+#: flag, failed evaluations the error counter counted over the window (a count)
+ERROR_COUNT_COLUMNS = ("flag", "errors")
 #: flag, quantile (0..1), latency in seconds at that quantile
 LATENCY_COLUMNS = ("flag", "quantile", "seconds")
 #: flag, timestamp (UTC, tz-aware), evaluations per second (all variants) at that step

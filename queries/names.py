@@ -15,6 +15,7 @@ from enum import StrEnum
 __all__ = [
     "FAILED_VARIANT",
     "PRESETS",
+    "ErrorsIn",
     "Evidence",
     "MetricNames",
     "MetricPreset",
@@ -34,6 +35,14 @@ class MetricPreset(StrEnum):
     USAGE = "usage"
     OPENFEATURE = "openfeature"
     UNLEASH = "unleash"
+
+
+class ErrorsIn(StrEnum):
+    """Where an emitter counts a failed evaluation (docs/design.md §8)."""
+
+    COUNTER = "counter"  # only in the error counter (OpenFeature's error_total)
+    REASON = "reason"  # only as an evaluation with reason `error` (any case)
+    BOTH = "both"  # in both (the seed's record_flag_evaluation, app/flags/evaluator.py)
 
 
 class Evidence(StrEnum):
@@ -63,8 +72,10 @@ class MetricNames:
 
     `errors_counted_in_evaluations`: whether a failed evaluation also increments
     `evaluations` (the seed, with reason `error`), or only `errors` (OpenFeature: then
-    evaluations are successes + errors). `variants_are_on_off`: the "variant" label only
-    says whether the flag was on (Unleash's `active`): there is no variant label.
+    evaluations are successes + errors). `errors_in`: where a failed evaluation is
+    counted, so that each counts once (`failures_in`). `variants_are_on_off`: the
+    "variant" label only says whether the flag was on (Unleash's `active`): there is no
+    variant label.
     """
 
     evaluations: str = "feature_flag_evaluations_total"
@@ -83,6 +94,7 @@ class MetricNames:
     environment_info: str = ""
     environment_join: tuple[str, ...] = ("job", "instance")
     errors_counted_in_evaluations: bool = True
+    errors_in: ErrorsIn = ErrorsIn.BOTH
     variants_are_on_off: bool = False
 
     @property
@@ -94,6 +106,12 @@ class MetricNames:
     def environment_joined(self) -> bool:
         """The environment is a label of `environment_info`, joined to every series."""
         return bool(self.environment_label and self.environment_info)
+
+    @property
+    def failures_in(self) -> ErrorsIn:
+        """Where a flag's failed evaluations are read: `errors_in`, except that without an
+        error counter only evaluations with reason `error` can hold them."""
+        return self.errors_in if self.errors else ErrorsIn.REASON
 
     @property
     def missing(self) -> frozenset[Evidence]:
@@ -172,6 +190,7 @@ PRESETS: dict[MetricPreset, MetricNames] = {
         duration="",
         flag_label="flag_name",
         variant_label="enabled",
+        errors_in=ErrorsIn.REASON,  # no error counter
     ),
     # OpenFeature's OpenTelemetry MetricsHook (JS @openfeature/open-telemetry-hooks 1.0),
     # as @opentelemetry/exporter-prometheus serves it: a failed evaluation counts only in
@@ -190,6 +209,7 @@ PRESETS: dict[MetricPreset, MetricNames] = {
         error_type_label="exception",
         environment_info="target_info",
         errors_counted_in_evaluations=False,
+        errors_in=ErrorsIn.COUNTER,  # failed evaluations carry no variant
     ),
     # Unleash's own /internal-backstage/prometheus: feature_toggle_usage_total{toggle,
     # active, appName}, from its clients' metrics: no variant, reason or environment
@@ -204,6 +224,7 @@ PRESETS: dict[MetricPreset, MetricNames] = {
         variant_label="active",
         reason_label="",
         environment_label="",
+        errors_in=ErrorsIn.REASON,  # no error counter (and no reason label: no errors)
         variants_are_on_off=True,
     ),
 }

@@ -25,6 +25,7 @@ from urllib3.exceptions import TimeoutError as Urllib3Timeout
 from urllib3.util.retry import Retry
 
 from queries.frames import (
+    ERROR_COUNT_COLUMNS,
     ERROR_RATE_COLUMNS,
     EVALUATION_RATE_COLUMNS,
     INSTANCE_VERSION_COLUMNS,
@@ -35,7 +36,7 @@ from queries.frames import (
     sparkline_frame,
 )
 from queries.histogram import check_quantiles
-from queries.names import FAILED_VARIANT, Evidence, MetricNames
+from queries.names import FAILED_VARIANT, ErrorsIn, Evidence, MetricNames
 from queries.promql import label_name, promql_duration, promql_string, selector
 from queries.series_math import as_utc
 from queries.source import QueryLog, SourceUnavailable
@@ -182,6 +183,29 @@ class PrometheusMetrics(CountQuestions):
             ]
         return self._frame(rows, ERROR_RATE_COLUMNS)
 
+    def error_counts(self, environment: str, window: timedelta, at: datetime) -> pd.DataFrame:
+        """Failed evaluations by flag over `window`, counted by the error counter (its
+        `increase`, as `variant_counts` counts evaluations); empty when `names.errors` is
+        unset."""
+        if not self.names.errors:
+            return empty_frame(ERROR_COUNT_COLUMNS)
+        flag_label = label_name(self.names.flag_label)
+        failed = self.series(self.names.errors, environment)
+        raw = self.scoped(f"increase({failed}[{promql_duration(window)}])", environment)
+        queries = [f"sum by ({flag_label}) ({raw})"]
+        if self._recording_usable(window):
+            # increase over the window = its rate x its seconds, exactly as PromQL has it
+            seconds = promql_duration(window).removesuffix("s")
+            recorded = self.series(RECORDED_ERRORS, environment)
+            queries.insert(0, f"sum by ({flag_label}) ({recorded}) * {seconds}")
+        result = self._first_answer(queries, at)
+        with self.reading_reply():
+            rows = [
+                (series["metric"].get(flag_label, ""), float(series["value"][1]))
+                for series in result
+            ]
+        return self._frame(rows, ERROR_COUNT_COLUMNS)
+
     def latency_quantiles(
         self,
         environment: str,
@@ -324,6 +348,11 @@ class PrometheusMetrics(CountQuestions):
 
     # -- the transport every question goes through, here and in `queries.canary` and
     # `queries.flag_series` -------------------------------------------------------------
+
+    @property
+    def errors_in(self) -> ErrorsIn:
+        """Where the emitter counts a failed evaluation (`MetricNames.failures_in`)."""
+        return self.names.failures_in
 
     @property
     def unavailable_evidence(self) -> frozenset[Evidence]:

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from app.errors import RolloutError
+from queries.names import ErrorsIn
 
 if TYPE_CHECKING:  # the protocol only names frames: importing it must not cost pandas
     import pandas as pd
@@ -93,6 +94,12 @@ class MetricsSource(Protocol):
         """Every query text sent, in order (a "queries per page load" figure reads it)."""
         ...
 
+    @property
+    def errors_in(self) -> ErrorsIn:
+        """Where the emitter behind this source counts a failed evaluation: what
+        `app.analysis.failures.flag_errors` reads."""
+        ...
+
     def evaluation_rates(
         self, environment: str, window: timedelta, at: datetime, flag: str | None = None
     ) -> pd.DataFrame:
@@ -103,6 +110,12 @@ class MetricsSource(Protocol):
         self, environment: str, window: timedelta, at: datetime, flag: str | None = None
     ) -> pd.DataFrame:
         """Failed evaluations per second by flag (`frames.ERROR_RATE_COLUMNS`)."""
+        ...
+
+    def error_counts(self, environment: str, window: timedelta, at: datetime) -> pd.DataFrame:
+        """Failed evaluations the error counter counted by flag over the window, as counts
+        (`frames.ERROR_COUNT_COLUMNS`): `error_rates`' question in the units of
+        `variant_counts`. Empty when the emitter has no error counter."""
         ...
 
     def latency_quantiles(

@@ -18,6 +18,7 @@ from app.metrics_db.records import LATENCY_BUCKETS
 from app.metrics_db.schema import InstanceReport, RollupRow
 from queries.database import SqlQuestions, held_by
 from queries.frames import (
+    ERROR_COUNT_COLUMNS,
     ERROR_RATE_COLUMNS,
     EVALUATION_RATE_COLUMNS,
     INSTANCE_VERSION_COLUMNS,
@@ -28,6 +29,7 @@ from queries.frames import (
     empty_frame,
 )
 from queries.histogram import histogram_quantile
+from queries.names import ErrorsIn
 from queries.series_math import as_utc, covered_seconds, step_slot, sum_buckets
 
 __all__ = ["SqlMetrics"]
@@ -36,6 +38,10 @@ __all__ = ["SqlMetrics"]
 class SqlMetrics(SqlQuestions, CountQuestions):
     """`MetricsSource` over the `evaluation_rollups` table; one SQL query per question
     (plus one for the covered time, shared by the rate questions)."""
+
+    #: a roll-up keeps a failed evaluation both in its `errors` column, the counter, and
+    #: under reason `error` (app/demo/simulator.py, as the reference evaluator counts it)
+    errors_in = ErrorsIn.BOTH
 
     def __init__(self, engine: Engine, buckets: tuple[float, ...] = LATENCY_BUCKETS) -> None:
         super().__init__(engine, buckets)
@@ -63,6 +69,19 @@ class SqlMetrics(SqlQuestions, CountQuestions):
             .group_by(RollupRow.flag)
         )
         return self._per_second(query, environment, window, at, ERROR_RATE_COLUMNS)
+
+    def error_counts(self, environment: str, window: timedelta, at: datetime) -> pd.DataFrame:
+        """The `errors` column summed by flag over the roll-ups of the window (the roll-ups
+        `variant_counts` sums)."""
+        query = (
+            select(RollupRow.flag, func.sum(RollupRow.errors))
+            .where(*_in_window(environment, window, at, None))
+            .group_by(RollupRow.flag)
+        )
+        rows = [(flag, float(count)) for flag, count in self.fetch(query)]
+        if not rows:
+            return empty_frame(ERROR_COUNT_COLUMNS)
+        return pd.DataFrame(rows, columns=list(ERROR_COUNT_COLUMNS))
 
     def latency_quantiles(
         self,

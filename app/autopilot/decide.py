@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from app.analysis.canary import Verdict
+from app.analysis.failures import FlagErrors, reason_errors
 from app.analysis.health import normal_upper_tail
 from app.autopilot.model import AUTOPILOT_ACTOR, OnFailure, PlanStatus, RolloutPlan
 from app.flags.model import FlagState
@@ -74,6 +75,9 @@ class PlanEvidence:
     last_change: SeenChange | None = None
     canary: Verdict | None = None
     canary_detail: str = ""
+    #: the flag's failed evaluations over the window, as the guards judged them (None:
+    #: no error counter answered, `variants`' reason-`error` evaluations are the failures)
+    errors: FlagErrors | None = None
 
 
 @dataclass(frozen=True)
@@ -240,9 +244,9 @@ def _failed_gate(plan: RolloutPlan, seen: PlanEvidence, name: str) -> GuardResul
 def _above_threshold(guard: GuardResult, seen: PlanEvidence) -> bool | None:
     """Whether the error ratio is above the threshold by more than chance; None when it
     is not above it at all (the guard failed on the treatment-vs-control test)."""
-    counts = seen.variants or {}
-    total = sum(v.evaluations for v in counts.values())
-    errors = sum(v.errors for v in counts.values())
+    flagged = seen.errors or reason_errors((seen.variants or {}).values())
+    # the guard's ratio (at most 1: a counter scraped a moment ahead), as a count
+    total, errors = flagged.evaluations, (flagged.rate or 0.0) * flagged.evaluations
     threshold = float(guard.threshold) if isinstance(guard.threshold, int | float) else 0.0
     if total > 0 and errors / total > threshold:
         return significantly_above(errors, total, threshold, seen.significance)

@@ -1,26 +1,21 @@
 """The evidence of one tick, asked in bulk: per environment, the same few questions
-whatever the number of planned flags (three metric queries, and the canary's three when
-a plan gates on it), then judged per plan with the plan's own soak."""
+whatever the number of planned flags (`app.rollout.evidence.measure_environment`: four
+metric queries, three where the emitter counts failures only as reasons, and the
+canary's three when a plan gates on it), then judged per plan with the plan's own soak,
+on the guard inputs an advance builds (`guard_inputs`)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from app.analysis.canary import Verdict
-from app.analysis.health import error_ratio
 from app.autopilot.decide import PlanEvidence, SeenChange
 from app.autopilot.model import RolloutPlan
 from app.flags.backend import FlagSnapshot
-from app.rollout.evidence import unavailable_evidence, variant_counts_by_flag
-from app.rollout.guards import (
-    DependencyStatus,
-    GuardInputs,
-    GuardPolicy,
-    VariantCounts,
-    evaluate_guards,
-)
+from app.rollout.evidence import Measured, guard_inputs, measure_environment
+from app.rollout.guards import GuardPolicy, evaluate_guards
 from queries.canary import CanaryQueries
 from queries.source import MetricsSource, counting_queries, first_answer
 
@@ -34,11 +29,7 @@ class EnvironmentEvidence:
     environment: str
     at: datetime
     window: timedelta
-    source: str = ""
-    newest: datetime | None = None
-    counts: Mapping[str, Mapping[str, VariantCounts]] | None = None
-    versions: Mapping[str, str] | None = None
-    unavailable: frozenset[str] = frozenset()
+    measured: Measured = field(default_factory=Measured)
     notices: tuple[str, ...] = ()
     canary: Verdict | None = None
     canary_detail: str = ""
@@ -52,38 +43,20 @@ def gather_environment(
     at: datetime,
     canary_sources: Sequence[CanaryQueries] | None = None,
 ) -> EnvironmentEvidence:
-    """Three questions to the first metrics source that answers them all (newest sample,
-    counts by flag, variant and reason, instance config versions), and the canary verdict
-    when `canary_sources` is given. Never raises: what did not answer is in `notices`."""
+    """The questions of `measure_environment` to the first metrics source that answers
+    them all, and the canary verdict when `canary_sources` is given. Never raises: what
+    did not answer is in `notices`."""
     notices: list[str] = []
     with counting_queries() as sent:
-
-        def ask(
-            source: MetricsSource,
-        ) -> tuple[datetime | None, dict[str, dict[str, VariantCounts]], dict[str, str] | None]:
-            newest = source.newest_sample_time(environment, at)
-            counts = variant_counts_by_flag(source.variant_counts(environment, window, at))
-            if "config_version" in unavailable_evidence(source):
-                return newest, counts, None
-            frame = source.instance_versions(environment, at)
-            return (
-                newest,
-                counts,
-                dict(zip(frame["instance"], frame["config_version"], strict=True)),
-            )
-
-        answer = first_answer(sources, ask, notices, "trying the next source.")
+        answer = first_answer(
+            sources,
+            lambda source: measure_environment(source, environment, window, at),
+            notices,
+            "trying the next source.",
+        )
         evidence = EnvironmentEvidence(environment, at, window, notices=tuple(notices))
         if answer is not None:
-            source, (newest, counts, versions) = answer
-            evidence = replace(
-                evidence,
-                source=source.name,
-                newest=newest,
-                counts=counts,
-                versions=versions,
-                unavailable=unavailable_evidence(source),
-            )
+            evidence = replace(evidence, measured=answer[1])
         if canary_sources is not None:
             from app.analysis.canary_analysis import load_canary
 
@@ -105,25 +78,14 @@ def plan_evidence(
     """The six guards of `plan`'s flag judged on the environment's evidence with the
     plan's soak (and the tick's window), ready for `decide`."""
     flag = snapshot.flag(plan.flag)
-    counts = seen.counts or {}
-    variants = dict(counts.get(plan.flag, {})) if seen.counts is not None else None
     at_step_since = last_change.at if last_change is not None else None
-    inputs = GuardInputs(
-        now=seen.at,
-        configured_percentage=flag.percentage,
-        treatment=flag.rollout.variant,
-        baseline=flag.default_variant,
-        source=seen.source,
-        newest_sample=seen.newest,
-        variants=variants,
+    inputs = guard_inputs(
+        seen.measured,
+        snapshot,
+        plan.flag,
+        at=seen.at,
         at_step_since=at_step_since,
-        dependencies=tuple(
-            _dependency(snapshot, key, counts) for key in flag.metadata.dependencies
-        ),
-        instance_versions=seen.versions,
-        current_config_version=snapshot.config.loaded_version,
         notices=seen.notices,
-        unavailable=seen.unavailable,
     )
     judged = replace(policy, min_soak=plan.soak, soak_window=seen.window)
     return PlanEvidence(
@@ -131,7 +93,8 @@ def plan_evidence(
         state=flag.state,
         percentage=flag.percentage,
         guards=evaluate_guards(inputs, judged),
-        variants=variants,
+        variants=inputs.variants,
+        errors=inputs.errors,
         treatment=flag.rollout.variant,
         baseline=flag.default_variant,
         window=seen.window,
@@ -142,14 +105,3 @@ def plan_evidence(
         canary=seen.canary if "canary" in plan.gates else None,
         canary_detail=seen.canary_detail,
     )
-
-
-def _dependency(
-    snapshot: FlagSnapshot, key: str, counts: Mapping[str, Mapping[str, VariantCounts]]
-) -> DependencyStatus:
-    variants = counts.get(key, {})
-    ratio = error_ratio(
-        sum(v.evaluations for v in variants.values()), sum(v.errors for v in variants.values())
-    )
-    percentage = snapshot.config.flags[key].percentage if key in snapshot.config.flags else 0.0
-    return DependencyStatus(key, percentage, None if ratio is None else 1.0 - ratio)

@@ -1,14 +1,19 @@
-"""Gathering what the advance guards look at, from whichever metrics source answers."""
+"""Gathering what the advance guards look at, from whichever metrics source answers.
+
+The advance guard and the autopilot ask the same questions (`measure_environment`) and
+build their guard inputs the same way (`guard_inputs`): for one window they see the same
+numbers, the flag-level errors from `app.analysis.failures` among them.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from app.analysis.health import error_ratio
+from app.analysis.failures import FlagErrors, errors_by_flag, is_error_reason
 from app.audit import AuditLog, Outcome
 from app.flags.backend import FlagSnapshot
 from app.rollout.guards import (
@@ -19,14 +24,19 @@ from app.rollout.guards import (
     VariantCounts,
     evaluate_guards,
 )
+from queries.names import ErrorsIn
 from queries.source import MetricsSource, first_answer
 
 if TYPE_CHECKING:  # frames arrive from the sources; this module never builds one
     import pandas as pd
 
 __all__ = [
+    "Measured",
+    "error_counts_by_flag",
     "gather_guard_inputs",
     "guard_check",
+    "guard_inputs",
+    "measure_environment",
     "unavailable_evidence",
     "variant_counts",
     "variant_counts_by_flag",
@@ -52,37 +62,43 @@ def guard_check(
 
 
 @dataclass(frozen=True)
-class _Measured:
-    """One source's answers to the guards' questions; all None when none answered."""
+class Measured:
+    """One source's answers about every flag of one environment over one window; all
+    None when no source answered. `counts`: flag → variant → counts; `errors`: flag →
+    its failed evaluations (`app.analysis.failures.flag_errors`)."""
 
     source: str = ""
     newest: datetime | None = None
-    variants: dict[str, VariantCounts] | None = None
-    rates: pd.DataFrame | None = None
-    errors: pd.DataFrame | None = None
-    versions: dict[str, str] | None = None
+    counts: Mapping[str, Mapping[str, VariantCounts]] | None = None
+    errors: Mapping[str, FlagErrors] | None = None
+    versions: Mapping[str, str] | None = None
     unavailable: frozenset[str] = frozenset()
 
 
-def _measure(
-    source: MetricsSource, environment: str, flag_key: str, policy: GuardPolicy, at: datetime
-) -> _Measured:
-    window = policy.soak_window
+def measure_environment(
+    source: MetricsSource, environment: str, window: timedelta, at: datetime
+) -> Measured:
+    """Every flag of `environment` over `window` ending at `at`, whatever their number:
+    the newest sample, the evaluations by flag, variant and reason, the error counter's
+    counts (not asked where the emitter counts failures only as reasons) and the
+    instances' config versions (not asked where it has no such gauge). Lets
+    `SourceUnavailable` through."""
     newest = source.newest_sample_time(environment, at)
-    counts = source.flag_counts(environment, flag_key, window, at)
-    rates = source.evaluation_rates(environment, window, at)
-    errors = source.error_rates(environment, window, at)
-    versions = source.instance_versions(environment, at)
+    counts = variant_counts_by_flag(source.variant_counts(environment, window, at))
+    counter: dict[str, float] = {}
+    if source.errors_in is not ErrorsIn.REASON:
+        counter = error_counts_by_flag(source.error_counts(environment, window, at))
     unavailable = unavailable_evidence(source)
-    return _Measured(
+    versions = None
+    if "config_version" not in unavailable:
+        frame = source.instance_versions(environment, at)
+        versions = dict(zip(frame["instance"], frame["config_version"], strict=True))
+    return Measured(
         source=source.name,
         newest=newest,
-        variants=variant_counts(counts),
-        rates=rates,
-        errors=errors,
-        versions=None
-        if "config_version" in unavailable
-        else dict(zip(versions["instance"], versions["config_version"], strict=True)),
+        counts=counts,
+        errors=errors_by_flag(source.errors_in, counts, counter),
+        versions=versions,
         unavailable=unavailable,
     )
 
@@ -96,6 +112,39 @@ def unavailable_evidence(source: object) -> frozenset[str]:
     return frozenset(str(gap) for gap in gaps)
 
 
+def guard_inputs(
+    measured: Measured,
+    snapshot: FlagSnapshot,
+    flag_key: str,
+    *,
+    at: datetime,
+    at_step_since: datetime | None,
+    notices: Sequence[str] = (),
+) -> GuardInputs:
+    """What the guards of `flag_key` look at in `measured` (its window is the guards'):
+    its counts and errors, its dependencies' success from their errors."""
+    flag = snapshot.flag(flag_key)
+    counts, errors = measured.counts, measured.errors
+    return GuardInputs(
+        now=at,
+        configured_percentage=flag.percentage,
+        treatment=flag.rollout.variant,
+        baseline=flag.default_variant,
+        source=measured.source,
+        newest_sample=measured.newest,
+        variants=None if counts is None else dict(counts.get(flag_key, {})),
+        errors=None if errors is None else errors.get(flag_key),
+        at_step_since=at_step_since,
+        dependencies=tuple(
+            _dependency(snapshot, key, errors) for key in flag.metadata.dependencies
+        ),
+        instance_versions=measured.versions,
+        current_config_version=snapshot.config.loaded_version,
+        notices=tuple(notices),
+        unavailable=measured.unavailable,
+    )
+
+
 def gather_guard_inputs(
     sources: Sequence[MetricsSource],
     audit: AuditLog,
@@ -104,38 +153,39 @@ def gather_guard_inputs(
     policy: GuardPolicy,
     at: datetime,
 ) -> GuardInputs:
-    """Everything the guards need, from the first source that answers every question;
-    a source that fails is named in `notices` and its numbers are not used."""
+    """Everything the guards need over the soak window, from the first source that
+    answers every question; a source that fails is named in `notices` and its numbers
+    are not used."""
     environment = snapshot.environment
-    flag = snapshot.flag(flag_key)
+    snapshot.flag(flag_key)  # an unknown flag is refused before any source is asked
     notices: list[str] = []
     answer = first_answer(
         sources,
-        lambda source: _measure(source, environment, flag_key, policy, at),
+        lambda source: measure_environment(source, environment, policy.soak_window, at),
         notices,
         "trying the next source.",
     )
-    measured = _Measured() if answer is None else answer[1]
     changes = audit.entries(
         flag=flag_key, environment=environment, outcomes=(Outcome.APPLIED,), limit=1
     )
-    return GuardInputs(
-        now=at,
-        configured_percentage=flag.percentage,
-        treatment=flag.rollout.variant,
-        baseline=flag.default_variant,
-        source=measured.source,
-        newest_sample=measured.newest,
-        variants=measured.variants,
+    return guard_inputs(
+        Measured() if answer is None else answer[1],
+        snapshot,
+        flag_key,
+        at=at,
         at_step_since=changes[0].at if changes else None,
-        dependencies=_dependencies(
-            snapshot, flag.metadata.dependencies, measured.rates, measured.errors
-        ),
-        instance_versions=measured.versions,
-        current_config_version=snapshot.config.loaded_version,
-        notices=tuple(notices),
-        unavailable=measured.unavailable,
+        notices=notices,
     )
+
+
+def error_counts_by_flag(counted: pd.DataFrame) -> dict[str, float]:
+    """Flag → failures the error counter counted, from a `frames.ERROR_COUNT_COLUMNS`
+    frame (a missing flag or count is left out)."""
+    return {
+        str(flag): float(errors)
+        for flag, errors in zip(counted["flag"], counted["errors"], strict=True)
+        if not _missing(flag) and not _missing(errors)
+    }
 
 
 def variant_counts(counts: pd.DataFrame) -> dict[str, VariantCounts]:
@@ -168,11 +218,10 @@ def _tally(
             continue
         number = float(value)  # type: ignore[arg-type]
         total[0] += number
-        # OpenFeature's reasons are upper case (SPLIT, DEFAULT, ERROR), the seed's lower
-        folded = str(reason).lower()
-        if folded == "error":
+        if is_error_reason(reason):
             total[1] += number
-        if folded in SPLIT_REASONS:
+        # OpenFeature's reasons are upper case (SPLIT, DEFAULT, ERROR), the seed's lower
+        if str(reason).lower() in SPLIT_REASONS:
             total[2] += number
     return {
         flag: {variant: VariantCounts(*total) for variant, total in sorted(per.items())}
@@ -184,25 +233,11 @@ def _missing(value: object) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def _dependencies(
-    snapshot: FlagSnapshot,
-    keys: Sequence[str],
-    rates: pd.DataFrame | None,
-    errors: pd.DataFrame | None,
-) -> tuple[DependencyStatus, ...]:
-    totals: dict[str, float] = {}
-    if rates is not None:
-        totals = {
-            str(k): float(v)
-            for k, v in rates.groupby("flag")["evaluations_per_second"].sum().items()
-        }
-    failed: dict[str, float] = {}
-    if errors is not None:
-        failed = dict(zip(errors["flag"], errors["errors_per_second"], strict=True))
-    statuses = []
-    for key in keys:
-        total = float(totals.get(key, 0.0))
-        ratio = error_ratio(total, float(failed.get(key, 0.0)))
-        success = None if ratio is None else 1.0 - ratio
-        statuses.append(DependencyStatus(key, snapshot.config.flags[key].percentage, success))
-    return tuple(statuses)
+def _dependency(
+    snapshot: FlagSnapshot, key: str, errors: Mapping[str, FlagErrors] | None
+) -> DependencyStatus:
+    """A dependency's step and success (1 - its error rate); success None when it was
+    not evaluated in the window or no source answered."""
+    percentage = snapshot.config.flags[key].percentage if key in snapshot.config.flags else 0.0
+    rate = None if errors is None or key not in errors else errors[key].rate
+    return DependencyStatus(key, percentage, None if rate is None else 1.0 - rate)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from app.analysis.failures import FlagErrors, reason_errors
 from app.analysis.health import VariantComparison
 from app.analysis.health import two_proportion_greater as _two_proportion_greater
 
@@ -115,6 +116,9 @@ class GuardInputs:
     notices: Sequence[str] = field(default=())  # the sources that could not answer
     #: evidence the answering source's emitter cannot provide (`queries.names.Evidence`)
     unavailable: frozenset[str] = frozenset()
+    #: the flag's failed evaluations over the window (`app.analysis.failures`); None:
+    #: no error counter answered, `variants`' reason-`error` evaluations are the failures
+    errors: FlagErrors | None = None
 
 
 def evaluate_guards(inputs: GuardInputs, policy: GuardPolicy) -> list[GuardResult]:
@@ -142,6 +146,8 @@ EXPOSURE_EVIDENCE = {
     "variant": "no variant label, only on/off",
 }
 PROPAGATION_EVIDENCE = {"config_version": "no config-version metric"}
+#: the treatment-against-control error test where failed evaluations carry no variant
+NO_VARIANT_ERRORS = "not available from this emitter (its failed evaluations carry no variant)"
 
 
 def _unavailable(
@@ -192,13 +198,12 @@ def _error_rate(inputs: GuardInputs, policy: GuardPolicy) -> GuardResult:
         return GuardResult(
             name, False, None, policy.max_error_rate, "no evaluations in the window", window
         )
-    total = sum(v.evaluations for v in inputs.variants.values())
-    errors = sum(v.errors for v in inputs.variants.values())
-    if total <= 0:
+    errors = inputs.errors or reason_errors(inputs.variants.values())
+    total, ratio = errors.evaluations, errors.rate
+    if ratio is None:
         return GuardResult(
             name, False, None, policy.max_error_rate, "no evaluations in the window", window
         )
-    ratio = errors / total
     if ratio > policy.max_error_rate:
         return GuardResult(
             name,
@@ -211,7 +216,11 @@ def _error_rate(inputs: GuardInputs, policy: GuardPolicy) -> GuardResult:
     treated = inputs.variants.get(inputs.treatment)
     base = inputs.variants.get(inputs.baseline)
     test = ""
-    if treated and base and treated.evaluations > 0 and base.evaluations > 0:
+    if not errors.per_variant:
+        test = (
+            f"; two-proportion z-test {inputs.treatment} > {inputs.baseline}: {NO_VARIANT_ERRORS}"
+        )
+    elif treated and base and treated.evaluations > 0 and base.evaluations > 0:
         z, p = _two_proportion_greater(
             treated.errors, treated.evaluations, base.errors, base.evaluations
         )

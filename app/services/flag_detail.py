@@ -30,6 +30,7 @@ from app.analysis.exposure import (
     time_to_mitigate,
     time_to_target_share,
 )
+from app.analysis.failures import failures_carry_variants
 from app.analysis.freshness import data_age_seconds
 from app.analysis.health import (
     HealthReport,
@@ -242,6 +243,9 @@ class FlagDetail:
     exposure_settling: bool = False
     variant_errors: tuple[VariantErrors, ...] = ()
     comparison: VariantComparison | None = None
+    #: whether the answering source's failed evaluations carry their variant: without,
+    #: the treatment-against-control error test is not available from this emitter
+    variant_failures: bool = True
 
     @property
     def latest_rate(self) -> float | None:
@@ -317,6 +321,7 @@ def load_flag_detail(
     split = measured.since_change
     treated = split[flag.rollout.variant].split if flag.rollout.variant in split else 0.0
     base = split[flag.default_variant].split if flag.default_variant in split else 0.0
+    by_variant = answer is None or failures_carry_variants(answer[0].metrics.errors_in)
 
     return FlagDetail(
         flag=flag_key,
@@ -352,7 +357,8 @@ def load_flag_detail(
             VariantErrors(variant, counts.evaluations, counts.errors)
             for variant, counts in sorted(measured.over_range.items())
         ),
-        comparison=treatment_vs_control(flag, measured.over_range),
+        comparison=treatment_vs_control(flag, measured.over_range, per_variant=by_variant),
+        variant_failures=by_variant,
     )
 
 
@@ -400,7 +406,11 @@ def flag_health_report(
         notices,
         "trying the next source for the errors by variant.",
     )
-    comparison = None if answer is None else treatment_vs_control(flag, answer[1])
+    comparison = None
+    if answer is not None:
+        source, counts = answer
+        by_variant = failures_carry_variants(source.metrics.errors_in)
+        comparison = treatment_vs_control(flag, counts, per_variant=by_variant)
     return health_report(
         row.evaluations_per_second, row.error_rate, row.p99_seconds, thresholds, comparison
     )

@@ -17,6 +17,7 @@ from typing import Any, cast
 
 import pandas as pd
 
+from app.analysis.failures import FlagErrors, errors_by_flag
 from app.analysis.freshness import data_age_seconds
 from app.analysis.health import (
     Health,
@@ -28,16 +29,17 @@ from app.analysis.health import (
 )
 from app.flags.backend import ExternalEdit
 from app.flags.model import FlagConfig, FlagDefinition, FlagState
-from app.rollout.evidence import variant_counts_by_flag
+from app.rollout.evidence import error_counts_by_flag, variant_counts_by_flag
 from app.rollout.guards import VariantCounts
 from queries.frames import (
-    ERROR_RATE_COLUMNS,
+    ERROR_COUNT_COLUMNS,
     EVALUATION_RATE_COLUMNS,
     LATENCY_COLUMNS,
     SPARKLINE_COLUMNS,
     VARIANT_COUNT_COLUMNS,
     empty_frame,
 )
+from queries.names import ErrorsIn
 from queries.source import MetricsSource, counting_queries, first_answer, no_series_notice
 
 __all__ = [
@@ -150,7 +152,7 @@ class OverviewFilter:
 def build_overview_rows(
     config: FlagConfig,
     rates: pd.DataFrame,
-    errors: pd.DataFrame,
+    errors: Mapping[str, FlagErrors],
     latency: pd.DataFrame,
     sparklines: pd.DataFrame,
     changes: pd.DataFrame,
@@ -162,15 +164,16 @@ def build_overview_rows(
 ) -> list[FlagRow]:
     """One row per configured flag, sorted: unhealthy first, then degraded, then
     recently changed, then by phase and key. Metrics of unconfigured flags are ignored.
-    `counts` (flag -> variant -> counts over the window, where a source gave them)
-    lets the health catch a treatment failing significantly more than its control. A
+    `errors` (flag -> its failed evaluations over the window, `app.analysis.failures`)
+    gives the error rate, 0 for a flag it lacks. `counts` (flag -> variant -> counts over
+    the window, where a source gave them) lets the health catch a treatment failing
+    significantly more than its control, where failures carry their variant. A
     flag killed or rolled back to 0 % whose rollout variant is no longer evaluated is
     mitigated (`mitigated_at`): never red; the page says since when. `read_only` (flag →
     reason) marks the flags the dashboard shows but cannot change."""
     per_variant: dict[str, dict[str, float]] = {}
     for flag, variant, rate in _columns(rates, "flag", "variant", "evaluations_per_second"):
         per_variant.setdefault(str(flag), {})[str(variant)] = float(rate)
-    error_rates = dict(_columns(errors, "flag", "errors_per_second"))
     quantiles = {
         (str(f), float(q)): float(s) for f, q, s in _columns(latency, "flag", "quantile", "seconds")
     }
@@ -194,11 +197,15 @@ def build_overview_rows(
     for key, flag in config.flags.items():
         variants = per_variant.get(key, {})
         total = sum(variants.values())
-        ratio = error_ratio(total, float(error_rates.get(key, 0.0)))
+        failures = errors.get(key)
+        ratio = error_ratio(total, 0.0) if failures is None else failures.rate
         p99 = quantiles.get((key, 0.99))
-        report = health_report(
-            total, ratio, p99, thresholds, treatment_vs_control(flag, (counts or {}).get(key, {}))
+        comparison = treatment_vs_control(
+            flag,
+            (counts or {}).get(key, {}),
+            per_variant=failures is None or failures.per_variant,
         )
+        report = health_report(total, ratio, p99, thresholds, comparison)
         mitigated_at = _mitigated_at(flag, last.get(key), variants)
         health = report.health
         if mitigated_at is not None and health is Health.UNHEALTHY:
@@ -281,12 +288,15 @@ def _columns(frame: pd.DataFrame, *names: str) -> Iterator[tuple[Any, ...]]:
 
 
 def treatment_vs_control(
-    flag: FlagDefinition, counts: Mapping[str, VariantCounts]
+    flag: FlagDefinition, counts: Mapping[str, VariantCounts], *, per_variant: bool = True
 ) -> VariantComparison | None:
     """The rollout variant's error ratio against the default's (one-sided test); None
-    when either has no counts or they are the same variant."""
+    when either has no counts, they are the same variant, or the emitter's failed
+    evaluations carry no variant (`per_variant` false: `FlagErrors.per_variant`)."""
     treated, base = counts.get(flag.rollout.variant), counts.get(flag.default_variant)
     if treated is None or base is None or flag.rollout.variant == flag.default_variant:
+        return None
+    if not per_variant:  # each variant's reason-error evaluations are not its failures
         return None
     return compare_variants(
         flag.rollout.variant,
@@ -356,11 +366,16 @@ def load_overview(
 
     def ask(source: MetricsSource) -> tuple[tuple[pd.DataFrame, ...], datetime | None, int]:
         """The five frames, the newest sample time, and how many queries they took."""
+        counter = source.errors_in is not ErrorsIn.REASON
         with counting_queries() as sent:
             *frames, newest = _all_at_once(
                 (
                     lambda: source.evaluation_rates(environment, window, at),
-                    lambda: source.error_rates(environment, window, at),
+                    lambda: (
+                        source.error_counts(environment, window, at)
+                        if counter
+                        else empty_frame(ERROR_COUNT_COLUMNS)
+                    ),
                     lambda: source.latency_quantiles(environment, window, at),
                     lambda: source.evaluation_sparklines(
                         environment, at - sparkline_span, at, step
@@ -377,22 +392,23 @@ def load_overview(
             empty_frame(columns)
             for columns in (
                 EVALUATION_RATE_COLUMNS,
-                ERROR_RATE_COLUMNS,
+                ERROR_COUNT_COLUMNS,
                 LATENCY_COLUMNS,
                 SPARKLINE_COLUMNS,
                 VARIANT_COUNT_COLUMNS,
             )
         )
         notices.append("No metrics source answered: numbers are unavailable.")
-        name, newest, queries = "none", None, 0
+        name, newest, queries, errors_in = "none", None, 0, ErrorsIn.BOTH
     else:
         source, (frames, newest, queries) = answer
-        name = source.name
+        name, errors_in = source.name, source.errors_in
         missing = no_series_notice(source, environment) if newest is None else None
         if missing:
             notices.append(missing)
-    rates, errors, latency, sparklines, counts = frames
+    rates, counted, latency, sparklines, counts = frames
     per_flag = variant_counts_by_flag(counts)
+    errors = errors_by_flag(errors_in, per_flag, error_counts_by_flag(counted))
     rows = build_overview_rows(
         config,
         rates,

@@ -14,6 +14,7 @@ from app.analysis.exposure import SRM_P_VALUE
 from app.flags.backend import FlagSnapshot
 from app.flags.model import FlagConfig, FlagDefinition
 from app.rollout.action_model import Action, ActionRequest
+from app.rollout.guards import NO_VARIANT_ERRORS
 from app.rollout.roles import Identity
 from app.runtime import Runtime
 from app.services.flag_detail import (
@@ -129,7 +130,9 @@ def variant_errors_panel(detail: FlagDetail) -> None:
         st.caption("No evaluations in this range.")
         return
     st.dataframe(variant_error_table(detail.variant_errors), hide_index=True)
-    if detail.comparison is not None:
+    if not detail.variant_failures:
+        st.caption(f"Treatment against control: {NO_VARIANT_ERRORS}.")
+    elif detail.comparison is not None:
         words = detail.comparison.words
         if detail.comparison.worse:
             st.warning(f"{words}: a rollback should help.", icon="⚠️")

@@ -267,7 +267,7 @@ def queries_per_tick(tmp: Path, runs: int) -> None:
             queries = sorted({r.queries for r in (first, *steady)})
             print(
                 f"  {count:>5} planned flags: {queries} PromQL queries per tick "
-                f"(one query per plan and question would be {3 * count:,}); decisions {moves}; "
+                f"(one query per plan and question would be {4 * count:,}); decisions {moves}; "
                 f"first tick {first.seconds * 1000:.0f} ms (writes every plan's decision), "
                 f"steady {spread([r.seconds * 1000 for r in steady], ' ms', 0)}"
                 f"  [plans set in {setting:.1f} s]"

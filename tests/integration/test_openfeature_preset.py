@@ -20,7 +20,7 @@ from app.audit import AuditLog
 from app.flags.backend import FlagSnapshot
 from app.flags.loader import load_config
 from app.rollout.evidence import gather_guard_inputs
-from app.rollout.guards import GuardPolicy, GuardResult, evaluate_guards
+from app.rollout.guards import NO_VARIANT_ERRORS, GuardPolicy, GuardResult, evaluate_guards
 from app.services.overview import load_overview
 from queries.audit import LAST_CHANGE_COLUMNS
 from queries.frames import empty_frame
@@ -206,6 +206,8 @@ def test_exposure_guard_reads_upper_case_reasons_and_skips_targeted_users(
 ) -> None:
     guards = _guards(openfeature_scrape, "dark_mode", tmp_path, POLICY)
     assert guards["error_rate"].passed and guards["error_rate"].value == 0
+    # failed evaluations carry no variant here: no treatment-against-control test
+    assert guards["error_rate"].detail.endswith(f"on > off: {NO_VARIANT_ERRORS}")
     exposure = guards["exposure"]
     # 55 % of evaluations are "on", but the targeted 10 % are not the split's doing
     assert exposure.passed and exposure.value == pytest.approx(0.5, abs=0.005)
@@ -244,6 +246,7 @@ def test_flag_detail_charts_the_failures_and_names_the_join_when_empty(
     assert not detail.error_rates.empty and detail.latency.empty
     assert detail.exposure is not None
     assert detail.exposure.observed == pytest.approx(0.25, abs=0.005)
+    assert not detail.variant_failures and detail.comparison is None
     empty = load_flag_detail(
         sources, FlagSnapshot("qa", load_config(config)), "new_checkout", [], "15m", at
     )

@@ -89,6 +89,14 @@ def test_error_rates(source, environment):
 
 
 @pytest.mark.parametrize("environment", ["production", "staging"])
+def test_error_counts_over_the_window_add_up_to_the_rates(source, environment):
+    frame = source.error_counts(environment, WINDOW, REFERENCE_END)
+    seconds = WINDOW.total_seconds()
+    got = {key: errors / seconds for key, errors in _flat(frame, "flag", "errors").items()}
+    assert got == pytest.approx(_flatten(EXPECTED_ERROR_RATES[environment]), rel=1e-9)
+
+
+@pytest.mark.parametrize("environment", ["production", "staging"])
 def test_variant_counts_over_the_window_add_up_to_the_rates(source, environment):
     frame = source.variant_counts(environment, WINDOW, REFERENCE_END)
     assert set(frame["reason"]) <= {str(reason) for reason in Reason}

@@ -11,13 +11,14 @@ from datetime import timedelta
 import pandas as pd
 import pytest
 
-from app.analysis.emitter import emitter_notes, single_environment_note
+from app.analysis.emitter import emitter_notes, errors_note, single_environment_note
 from app.rollout.evidence import unavailable_evidence, variant_counts
 from app.settings import EvidencePolicy, SettingsInvalid, load_settings
 from queries.names import (
     FAILED_VARIANT,
     OVERRIDABLE,
     PRESETS,
+    ErrorsIn,
     Evidence,
     MetricNames,
     MetricPreset,
@@ -34,6 +35,8 @@ def _override_value(name: str) -> str:
         return "cluster, pod"
     if name in ("errors_counted_in_evaluations", "variants_are_on_off"):
         return "true" if not getattr(OPENFEATURE, name) else "false"
+    if name == "errors_in":
+        return "both"  # openfeature's is counter
     return f"custom_{name}"
 
 
@@ -117,6 +120,61 @@ def test_the_cli_refuses_a_bad_name_without_a_traceback(tmp_path: object) -> Non
     assert done.returncode == 2
     assert "ROLLOUT_METRIC_FLAG_LABEL: not a Prometheus label name" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_each_preset_says_where_a_failed_evaluation_is_counted(
+    no_rollout_environment: None,
+) -> None:
+    counted = {preset: names.errors_in for preset, names in PRESETS.items()}
+    assert counted == {
+        MetricPreset.SEED: ErrorsIn.BOTH,  # as app/flags/evaluator.py records it
+        MetricPreset.USAGE: ErrorsIn.REASON,  # no error counter
+        MetricPreset.OPENFEATURE: ErrorsIn.COUNTER,  # errors_counted_in_evaluations=False
+        MetricPreset.UNLEASH: ErrorsIn.REASON,  # no error counter
+    }
+    assert not OPENFEATURE.errors_counted_in_evaluations
+    assert load_settings(metric_errors_in="counter").metric_names.errors_in is ErrorsIn.COUNTER
+    # without an error counter, only evaluations with reason error can hold the failures
+    assert MetricNames().failures_in is ErrorsIn.BOTH
+    assert replace(OPENFEATURE, errors="").failures_in is ErrorsIn.REASON
+    assert OPENFEATURE.failures_in is ErrorsIn.COUNTER
+
+
+def test_a_bad_errors_in_is_a_clear_settings_error(no_rollout_environment: None) -> None:
+    with pytest.raises(SettingsInvalid) as raised:
+        load_settings(metric_errors_in="twice")
+    assert raised.value.problems == [
+        "ROLLOUT_METRIC_ERRORS_IN: Input should be 'counter', 'reason' or 'both' (got 'twice')"
+    ]
+
+
+def test_the_emitter_says_in_words_where_errors_are_counted() -> None:
+    assert errors_note(MetricNames()) == (
+        "Errors: a failed evaluation counts both in `feature_flag_evaluation_errors_total` and "
+        "as `feature_flag_evaluations_total` with reason `error`: the error rate reads the "
+        "counter, each failure once."
+    )
+    assert errors_note(replace(MetricNames(), errors_in=ErrorsIn.REASON)) == (
+        "Errors: a failed evaluation counts only as `feature_flag_evaluations_total` with reason "
+        "`error` (in any case): the error rate reads those, not "
+        "`feature_flag_evaluation_errors_total`."
+    )
+    assert errors_note(OPENFEATURE) == (
+        "Errors: a failed evaluation counts only in `feature_flag_evaluation_error_total`, with "
+        "no variant: the error rate reads that counter; the treatment-against-control error "
+        "test is not available from this emitter."
+    )
+    assert errors_note(PRESETS[MetricPreset.USAGE]) == (
+        "No error counter: the failed evaluations are `feature_flag_usage_total` with reason "
+        "`error` (in any case)."
+    )
+    assert errors_note(PRESETS[MetricPreset.UNLEASH]) == (
+        "No error counter and no reason label: error rates read 0."
+    )
+    # the seed's way is the default: no note; any other way is one line of the caption
+    assert emitter_notes(replace(MetricNames(), errors_in=ErrorsIn.COUNTER)) == [
+        errors_note(replace(MetricNames(), errors_in=ErrorsIn.COUNTER))
+    ]
 
 
 def test_name_problem_knows_metric_and_label_fields() -> None:
@@ -213,6 +271,7 @@ def test_notes_name_what_the_emitter_cannot_tell() -> None:
         "Evaluations are `feature_flag_evaluation_success_total` plus "
         "`feature_flag_evaluation_error_total`; failed evaluations show as variant "
         f"`{FAILED_VARIANT}`.",
+        errors_note(OPENFEATURE),
         "Latency: not available from this emitter (no duration histogram).",
         "Propagation: not available from this emitter (no config-version metric); the "
         "advance guard fails closed by policy (ROLLOUT_GUARD_WITHOUT_EVIDENCE).",

@@ -5,6 +5,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from app.analysis.failures import FlagErrors
 from app.analysis.health import Health, HealthThresholds
 from app.flags.loader import load_config
 from app.flags.model import FlagState
@@ -14,12 +15,12 @@ from app.text import flag_detail_url
 from app.ui.overview_table import FLAG_LINK_TEXT, overview_display_frame
 from queries.audit import LAST_CHANGE_COLUMNS
 from queries.frames import (
-    ERROR_RATE_COLUMNS,
     EVALUATION_RATE_COLUMNS,
     LATENCY_COLUMNS,
     SPARKLINE_COLUMNS,
     empty_frame,
 )
+from queries.names import ErrorsIn
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 CONFIG = """
@@ -60,7 +61,11 @@ def rows(tmp_path: Path):
         ],
         columns=["flag", "variant", "evaluations_per_second"],
     )
-    errors = pd.DataFrame([("calm", 1 / 15), ("noisy", 0.2)], columns=["flag", "errors_per_second"])
+    # over a 5-minute window: calm 20 of its 300 evaluations failed, noisy 60 of 300
+    errors = {
+        "calm": FlagErrors(failed=20, evaluations=300, read_from=ErrorsIn.BOTH),
+        "noisy": FlagErrors(failed=60, evaluations=300, read_from=ErrorsIn.BOTH),
+    }
     latency = pd.DataFrame(
         [("calm", 0.5, 0.0006), ("calm", 0.99, 0.0009), ("slow", 0.99, 0.3)],
         columns=["flag", "quantile", "seconds"],
@@ -190,7 +195,7 @@ def test_no_data_anywhere_gives_every_flag_no_data(tmp_path):
     rows = build_overview_rows(
         load_config(path),
         empty_frame(EVALUATION_RATE_COLUMNS),
-        empty_frame(ERROR_RATE_COLUMNS),
+        {},
         empty_frame(LATENCY_COLUMNS),
         empty_frame(SPARKLINE_COLUMNS),
         empty_frame(LAST_CHANGE_COLUMNS),
@@ -217,15 +222,13 @@ def test_the_flag_link_opens_its_detail_and_reads_as_the_key():
     assert match is not None and match.group(1) == "new_checkout"
 
 
-def _rows_with(tmp_path, config, rates, changes=None, counts=None):
+def _rows_with(tmp_path, config, rates, changes=None, counts=None, errors=None):
     path = tmp_path / "feature_flags.yaml"
     path.write_text(config)
     return build_overview_rows(
         load_config(path),
         pd.DataFrame(rates, columns=list(EVALUATION_RATE_COLUMNS)),
-        pd.DataFrame(
-            [(f, 0.0) for f, _v, _r in rates], columns=list(ERROR_RATE_COLUMNS)
-        ).drop_duplicates(),
+        errors or {},
         empty_frame(LATENCY_COLUMNS),
         empty_frame(SPARKLINE_COLUMNS),
         changes if changes is not None else empty_frame(LAST_CHANGE_COLUMNS),
@@ -259,6 +262,31 @@ def test_a_treatment_significantly_worse_than_control_is_not_healthy(tmp_path):
     assert row.why == "treatment worse than control, p < 0.01"
     (calm,) = _rows_with(tmp_path, SPLIT, rates)  # no per-variant counts: judged as before
     assert calm.health is Health.HEALTHY
+
+
+def test_the_error_rate_is_the_flags_failures_from_the_one_definition(tmp_path):
+    # failures counted only by the error counter (every reason split): still 20 %
+    split = {"checkout": {"on": VariantCounts(500, 0, 500), "off": VariantCounts(500, 0, 500)}}
+    counted = {"checkout": FlagErrors(failed=200, evaluations=1000, read_from=ErrorsIn.BOTH)}
+    rates = [("checkout", "on", 10.0), ("checkout", "off", 10.0)]
+    (row,) = _rows_with(tmp_path, SPLIT, rates, counts=split, errors=counted)
+    assert row.error_rate == pytest.approx(0.2)
+    assert (row.health, row.why) == (Health.UNHEALTHY, "errors 20.00 % > 5 %")
+
+
+def test_no_treatment_against_control_where_failures_carry_no_variant(tmp_path):
+    # the counts that make the treatment worse, from an emitter counting failures only
+    # in its counter: they are not failures by variant, so no comparison is made
+    counts = {
+        "checkout": {
+            "on": VariantCounts(10_000, 90, 10_000),
+            "off": VariantCounts(10_000, 20, 10_000),
+        }
+    }
+    counter = {"checkout": FlagErrors(failed=0, evaluations=20_000, read_from=ErrorsIn.COUNTER)}
+    rates = [("checkout", "on", 10.0), ("checkout", "off", 10.0)]
+    (row,) = _rows_with(tmp_path, SPLIT, rates, counts=counts, errors=counter)
+    assert (row.health, row.why) == (Health.HEALTHY, "")
 
 
 KILLED = """

@@ -25,6 +25,7 @@ from queries import frames
 from queries.audit import LAST_CHANGE_COLUMNS
 from queries.frames import empty_frame
 from queries.histogram import check_quantiles
+from queries.names import ErrorsIn
 from queries.prometheus import PrometheusMetrics
 from queries.series_math import covered_seconds, newest_time
 from queries.source import QueryLog, SourceUnavailable, counting_queries
@@ -62,6 +63,7 @@ class Rollups:
     """Roll-ups answering with one flag's numbers, one statement per question."""
 
     name = "sql"
+    errors_in = ErrorsIn.BOTH
 
     def __init__(self) -> None:
         self.issued: QueryLog = QueryLog()
@@ -76,6 +78,9 @@ class Rollups:
 
     def error_rates(self, *_: object, **__: object) -> pd.DataFrame:
         return self._sent("errors", empty_frame(frames.ERROR_RATE_COLUMNS))
+
+    def error_counts(self, *_: object, **__: object) -> pd.DataFrame:
+        return self._sent("error counts", empty_frame(frames.ERROR_COUNT_COLUMNS))
 
     def latency_quantiles(self, *_: object, **__: object) -> pd.DataFrame:
         return self._sent("latency", empty_frame(frames.LATENCY_COLUMNS))
@@ -92,7 +97,10 @@ class Rollups:
         return self._sent("counts", pd.DataFrame(rows, columns=list(frames.FLAG_COUNT_COLUMNS)))
 
     def variant_counts(self, *_: object, **__: object) -> pd.DataFrame:
-        return self._sent("variant counts", empty_frame(frames.VARIANT_COUNT_COLUMNS))
+        rows = [("checkout", "on", "split", 200.0), ("checkout", "off", "split", 800.0)]
+        return self._sent(
+            "variant counts", pd.DataFrame(rows, columns=list(frames.VARIANT_COUNT_COLUMNS))
+        )
 
     def instance_versions(self, *_: object, **__: object) -> pd.DataFrame:
         return self._sent("versions", empty_frame(frames.INSTANCE_VERSION_COLUMNS))
@@ -168,6 +176,28 @@ def test_guard_evidence_comes_from_the_first_source_that_answers(
     assert inputs.newest_sample == NOW - timedelta(seconds=30)
     assert inputs.variants is not None and inputs.variants["on"].evaluations == 200.0
     assert inputs.instance_versions == {}
+
+
+class CounterOnly(Rollups):
+    """Roll-ups whose failures are in the error counter only: 250 of checkout's 1,000."""
+
+    def error_counts(self, *_: object, **__: object) -> pd.DataFrame:
+        rows = [("checkout", 250.0)]
+        return self._sent(
+            "error counts", pd.DataFrame(rows, columns=list(frames.ERROR_COUNT_COLUMNS))
+        )
+
+
+def test_guard_evidence_asks_four_questions_and_reads_the_flags_errors_from_the_counter(
+    config_path: Path, tmp_path: Path
+) -> None:
+    source = CounterOnly()
+    inputs = _guard_inputs(config_path, tmp_path, [source])
+    assert source.issued == ["newest", "variant counts", "error counts", "versions"]
+    assert inputs.errors is not None and inputs.errors.rate == 0.25
+    guard = {g.name: g for g in evaluate_guards(inputs, GuardPolicy())}["error_rate"]
+    assert (guard.passed, guard.value) == (False, 0.25)
+    assert guard.detail == "25.00 % of 1000 evaluations failed"
 
 
 def test_guard_evidence_with_no_source_fails_closed_naming_why(

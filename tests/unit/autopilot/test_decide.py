@@ -9,10 +9,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from app.analysis.canary import Verdict
+from app.analysis.failures import FlagErrors
 from app.autopilot.decide import Move, PlanEvidence, SeenChange, decide, significantly_above
 from app.autopilot.model import AllowedHours, OnFailure, PlanStatus, RolloutPlan
 from app.flags.model import FlagState
 from app.rollout.guards import GuardInputs, GuardPolicy, VariantCounts, evaluate_guards
+from queries.names import ErrorsIn
 
 NOW = datetime(2026, 12, 2, 10, 0, tzinfo=UTC)  # a Wednesday
 WINDOW = timedelta(minutes=5)
@@ -53,6 +55,7 @@ def seen(
     last_change: SeenChange | None = None,
     canary: Verdict | None = None,
     now: datetime = NOW,
+    errors: FlagErrors | None = None,
 ) -> PlanEvidence:
     """What a tick sees: the guards judged by the real `evaluate_guards` with the plan's
     soak, as the controller judges them."""
@@ -70,6 +73,7 @@ def seen(
         at_step_since=now - soaked,
         instance_versions={"a": "v1"},
         current_config_version="v1",
+        errors=errors,
     )
     return PlanEvidence(
         now=now,
@@ -84,6 +88,7 @@ def seen(
         last_change=last_change,
         canary=canary,
         canary_detail="canary fails 4 % vs 0.5 %" if canary is Verdict.FAIL else "",
+        errors=errors,
     )
 
 
@@ -118,6 +123,21 @@ def test_error_rate_significantly_above_threshold_rolls_back_one_step() -> None:
     assert decision.gate is not None and decision.gate.name == "error_rate"
     assert decision.failing
     assert "rollback 25 % → 5 %" in decision.reason
+
+
+def test_failures_counted_only_by_the_error_counter_roll_back_too() -> None:
+    # issue 21: every evaluation's reason is split; the counter counted 4 % failed
+    p = plan(expected_percentage=25.0)
+    split = counts(2500, 0, 7500, 0)
+    counted = FlagErrors(failed=400, evaluations=10_000, read_from=ErrorsIn.BOTH)
+    decision = decide(p, seen(p, percentage=25.0, variants=split, errors=counted))
+    assert (decision.move, decision.to) == (Move.ROLLBACK, 5.0)
+    assert decision.gate is not None and decision.gate.value == pytest.approx(0.04)
+    assert "4.00 % of 10000 evaluations failed" in decision.reason
+    # the same failures counted in both places are not counted twice: 4 %, not 8 %
+    both = FlagErrors(failed=400, evaluations=10_000, read_from=ErrorsIn.BOTH)
+    twice = decide(p, seen(p, percentage=25.0, variants=counts(2500, 400, 7500, 0), errors=both))
+    assert twice.gate is not None and twice.gate.value == pytest.approx(0.04)
 
 
 def test_a_rollback_ignores_the_allowed_hours() -> None:

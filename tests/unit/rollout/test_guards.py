@@ -3,6 +3,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from app.analysis.failures import FlagErrors
 from app.rollout.guards import (
     DependencyStatus,
     GuardInputs,
@@ -10,6 +11,7 @@ from app.rollout.guards import (
     VariantCounts,
     evaluate_guards,
 )
+from queries.names import ErrorsIn
 
 NOW = datetime(2026, 5, 1, 12, tzinfo=UTC)
 POLICY = GuardPolicy()
@@ -93,6 +95,47 @@ def test_treatment_significantly_worse_than_baseline_fails_under_the_threshold()
     assert guard.value == pytest.approx(0.003)
     assert not guard.passed
     assert "fails significantly more often" in guard.detail
+
+
+def test_the_flags_errors_from_the_counter_fail_the_guard_though_no_reason_says_error():
+    # issue 21: 20 % fail, counted in the error counter only; every reason is split
+    errors = FlagErrors(failed=822.2, evaluations=4111, read_from=ErrorsIn.BOTH)
+    split = {"on": VariantCounts(1028, 0, 1028), "off": VariantCounts(3083, 0, 3083)}
+    guard = report(replace(HEALTHY, variants=split, errors=errors))["error_rate"]
+    assert not guard.passed
+    assert guard.value == pytest.approx(0.2)
+    assert guard.detail == "20.00 % of 4111 evaluations failed"
+
+
+def test_failures_counted_in_both_places_count_once():
+    # 20 reason-error evaluations that the counter counted too: 0.2 %, not 0.4 %
+    errors = FlagErrors(failed=20, evaluations=10_000, read_from=ErrorsIn.BOTH)
+    guard = report(replace(HEALTHY, errors=errors))["error_rate"]
+    assert guard.passed and guard.value == pytest.approx(0.002)
+    assert guard.detail.startswith("0.20 % of 10000 evaluations failed; two-proportion z-test")
+
+
+def test_without_a_variant_on_failures_the_per_variant_test_is_not_available():
+    # the counter only (OpenFeature): the flag-level rate still gates
+    calm = FlagErrors(failed=20, evaluations=10_000, read_from=ErrorsIn.COUNTER)
+    guard = report(replace(HEALTHY, errors=calm))["error_rate"]
+    assert guard.passed and guard.value == pytest.approx(0.002)
+    assert guard.detail == (
+        "0.20 % of 10000 evaluations failed; two-proportion z-test on > off: not available "
+        "from this emitter (its failed evaluations carry no variant)"
+    )
+    failing = replace(calm, failed=300)
+    guard = report(replace(HEALTHY, errors=failing))["error_rate"]
+    assert not guard.passed and guard.detail == "3.00 % of 10000 evaluations failed"
+    # per-variant counts that would fail the test are not read as failures by variant
+    skewed = {"on": VariantCounts(2500, 22, 2500), "off": VariantCounts(7500, 8, 7500)}
+    assert report(replace(HEALTHY, variants=skewed, errors=calm))["error_rate"].passed
+
+
+def test_without_a_counter_answer_the_reasons_are_the_failures():
+    assert HEALTHY.errors is None
+    guard = report(HEALTHY)["error_rate"]
+    assert guard.value == pytest.approx(20 / 10000)
 
 
 def test_soak_time():
