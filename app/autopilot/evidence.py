@@ -17,6 +17,7 @@ from app.rollout.evidence import unavailable_evidence, variant_counts_by_flag
 from app.rollout.guards import (
     DependencyStatus,
     GuardInputs,
+    GuardName,
     GuardPolicy,
     VariantCounts,
     evaluate_guards,
@@ -139,7 +140,7 @@ def plan_evidence(
         srm_p_value=policy.srm_p_value,
         at_step_since=at_step_since,
         last_change=last_change,
-        canary=seen.canary if "canary" in plan.gates else None,
+        canary=seen.canary if GuardName.CANARY in plan.gates else None,
         canary_detail=seen.canary_detail,
     )
 

@@ -21,6 +21,7 @@ from app.autopilot.model import (
 )
 from app.autopilot.store import PlanStore
 from app.flags.backend import FlagSnapshot, UnknownFlag
+from app.rollout.guards import GuardName
 from app.rollout.inputs import actor_problem
 from app.rollout.roles import Identity, NotAuthorized, Role, require
 
@@ -30,9 +31,9 @@ SECOND_PERSON = "waits for a second operator to start it: changes here need a se
 __all__ = ["SECOND_PERSON", "abort_plan", "default_gates", "pause_plan", "resume_plan", "set_plan"]
 
 
-def default_gates(flag: str, canary_flag: str | None) -> frozenset[str]:
+def default_gates(flag: str, canary_flag: str | None) -> frozenset[GuardName]:
     """All six guards, and the canary verdict for the flag the canary analysis is about."""
-    return DEFAULT_GATES | ({"canary"} if flag == canary_flag else set())
+    return DEFAULT_GATES | ({GuardName.CANARY} if flag == canary_flag else set())
 
 
 def set_plan(
@@ -45,7 +46,7 @@ def set_plan(
     steps: tuple[float, ...],
     soak: timedelta,
     now: datetime,
-    gates: Iterable[str] | None = None,
+    gates: Iterable[GuardName] | None = None,
     on_failure: OnFailure = OnFailure.ROLLBACK,
     stop_at: float = 50.0,
     allowed_hours: AllowedHours | None = None,

@@ -17,6 +17,8 @@ import threading
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from app.rollout.guards import ADVANCE_GUARDS, GuardName
+
 if TYPE_CHECKING:
     from app.autopilot.model import RolloutPlan
     from app.runtime import Runtime
@@ -38,7 +40,7 @@ FAILING_PERCENT = 40
 FAILING_FROM = 25.0
 STEPS = (5.0, 10.0, 25.0, 50.0)
 SOAK = timedelta(seconds=45)
-GATES = frozenset({"data_fresh", "error_rate", "soak_time", "exposure", "propagation"})
+GATES = frozenset(ADVANCE_GUARDS) - {GuardName.DEPENDENCIES}
 DEMO_PLANS = (HEALTHY_FLAG, FAILING_FLAG)
 #: who sets the demo's plans (the audit names it)
 SEEDED_BY = "demo-seed"

@@ -98,7 +98,7 @@ def execute_action(
         return ActionResult(False, code, plan)
 
     if not plan.guards_passed and not request.override_guards:
-        failed = ", ".join(g.name for g in plan.guards if not g.passed)
+        failed = ", ".join(g.label for g in plan.guards if not g.passed)
         entries = record_plan(audit, plan, Outcome.REFUSED, now())
         code = ExitCode.UNAVAILABLE if plan.metrics_unavailable else ExitCode.REFUSED
         return ActionResult(False, code, plan, entries, error=f"guards failed: {failed}")

@@ -24,7 +24,7 @@ from app.rollout.action_model import (
     InvalidRequest,
     Transition,
 )
-from app.rollout.guards import GuardResult
+from app.rollout.guards import GuardName, GuardResult
 from app.rollout.inputs import actor_problem, environment_problem, flag_key_problem, reason_problem
 from app.rollout.ladder import LadderEnd, next_step, previous_step
 
@@ -181,15 +181,13 @@ def _plan_restore(
     for t in up:
         found = check_guards(snapshot, t.flag)
         unavailable = unavailable or _metrics_unavailable(found)
-        guards.extend(
-            found if len(up) == 1 else [replace(g, name=f"{t.flag}: {g.name}") for g in found]
-        )
+        guards.extend(found if len(up) == 1 else [replace(g, flag=t.flag) for g in found])
     return ActionPlan(request, snapshot, recorded, tuple(guards), metrics_unavailable=unavailable)
 
 
 def _metrics_unavailable(guards: Sequence[GuardResult]) -> bool:
     """Whether no metrics source answered the guards: their freshness measured nothing."""
-    return any(g.name == "data_fresh" and g.value is None for g in guards)
+    return any(g.name == GuardName.DATA_FRESH and g.value is None for g in guards)
 
 
 def validate_request(request: ActionRequest) -> None:

@@ -116,7 +116,7 @@ def guard_table(guards: Sequence[GuardResult]) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "": ["✅" if g.passed else "❌" for g in guards],
-            "Guard": [g.name.replace("_", " ") for g in guards],
+            "Guard": [g.label.replace("_", " ") for g in guards],
             "Value": [format_guard_values(g)[0] for g in guards],
             "Threshold": [format_guard_values(g)[1] for g in guards],
             "Detail": [g.detail for g in guards],

@@ -18,7 +18,14 @@ import pandas as pd
 import streamlit as st
 
 from app.autopilot.controller import LEASE
-from app.autopilot.model import ALL_GATES, OnFailure, PlanInvalid, PlanStatus, RolloutPlan
+from app.autopilot.model import (
+    ALL_GATES,
+    OnFailure,
+    PlanInvalid,
+    PlanStatus,
+    RolloutPlan,
+    parse_gates,
+)
 from app.autopilot.service import abort_plan, default_gates, pause_plan, resume_plan
 from app.autopilot.store import PlanChanged, PlansUnavailable
 from app.flags.backend import FlagSnapshot
@@ -464,7 +471,7 @@ def _save(
             flag,
             steps=typed.steps,
             soak=typed.soak,
-            gates=form.gates,
+            gates=parse_gates(form.gates),
             on_failure=form.on_failure,
             stop_at=form.stop_at,
             allowed_hours=typed.allowed_hours,
