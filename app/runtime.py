@@ -26,7 +26,7 @@ from app.audit import AuditEntry, AuditLog
 from app.errors import RolloutError
 from app.flags.backend import ExternalEdit, FlagBackend, FlagSnapshot
 from app.flags.loader import ConfigInvalid, environments, load_config
-from app.flags.model import FlagConfig
+from app.flags.model import FlagConfig, FlagState
 from app.flags.sql_backend import SqlFlagBackend
 from app.flags.yaml_backend import YamlFlagBackend
 from app.metrics_db.database import open_database
@@ -271,8 +271,8 @@ class Runtime:
         flag = self.backend.load(entry.environment).config.flags.get(entry.flag)
         if flag is None or flag.percentage != entry.to_percentage:
             return False
-        full = {str(flag.state), entry.to_state} == {"rollout", "enabled"}
-        return str(flag.state) == entry.to_state or (full and flag.percentage == 100)
+        full = {flag.state, entry.to_state} == {FlagState.ROLLOUT, FlagState.ENABLED}
+        return flag.state == entry.to_state or (full and flag.percentage == 100)
 
     @property
     def thresholds(self) -> HealthThresholds:

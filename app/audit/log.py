@@ -24,8 +24,16 @@ from typing import Any
 from sqlalchemy import Engine, func, insert, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from app.audit.model import AuditEntry, DuplicateKey, Outcome
+from app.audit.model import (
+    AuditEntry,
+    DuplicateKey,
+    Outcome,
+    RecordedAction,
+    read_state,
+    state_text,
+)
 from app.metrics_db.schema import AuditOutcome, AuditRecord
+from app.recorded import recognised
 
 __all__ = ["AuditLog"]
 
@@ -396,7 +404,7 @@ class AuditLog:
         result = []
         for row in rows:
             record = row._mapping
-            values = {name: record[name] for name in _RECORD_FIELDS}
+            values = _typed({name: record[name] for name in _RECORD_FIELDS})
             values["outcome"] = Outcome(record["latest_outcome"] or record["outcome"])
             detail = record["latest_detail"] or ""
             result.append(AuditEntry(**values, id=str(record["id"]), detail=detail))
@@ -425,7 +433,7 @@ class AuditLog:
         records: dict[str, AuditEntry] = {}
         for line in self._journal_lines():
             if line["type"] == "record":
-                values = _from_json(line)
+                values = _typed(_from_json(line))
                 values["outcome"] = Outcome(values["outcome"])
                 records[line["id"]] = AuditEntry(**values, id=line["id"])
             elif line["id"] in records:
@@ -452,7 +460,22 @@ def _row(entry: AuditEntry) -> dict[str, Any]:
     # Not `asdict`: its deep copy of the guards was most of the audit's time in an
     # emergency rollback (500 entries); the row is only read.
     values = {name: getattr(entry, name) for name in _RECORD_FIELDS}
-    return values | {"outcome": str(entry.outcome)}
+    return values | {
+        "action": str(entry.action),
+        "from_state": state_text(entry.from_state),
+        "to_state": state_text(entry.to_state),
+        "outcome": str(entry.outcome),
+    }
+
+
+def _typed(values: dict[str, Any]) -> dict[str, Any]:
+    """A stored record's words as the entry's types; an action or a state this version
+    does not know is kept readable, never refused."""
+    return values | {
+        "action": recognised(RecordedAction, values["action"]),
+        "from_state": read_state(values["from_state"]),
+        "to_state": read_state(values["to_state"]),
+    }
 
 
 def _from_json(line: dict[str, Any]) -> dict[str, Any]:

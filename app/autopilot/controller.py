@@ -284,7 +284,7 @@ class Controller:
             return None
         entry = newest[0]
         own = (entry.idempotency_key or "").startswith(f"autopilot-{plan.id}-")
-        there = (entry.to_state, entry.to_percentage) == (str(state), percentage)
+        there = (entry.to_state, entry.to_percentage) == (state, percentage)
         if entry.outcome is not Outcome.PENDING or not own or not there:
             return None
         self.audit.settle(entry, Outcome.APPLIED, _FOUND_APPLIED)

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from app.audit import AuditEntry, AuditLog, Outcome
+from app.audit import AuditEntry, AuditLog, Outcome, RecordedAction
 from app.autopilot.model import (
     DEFAULT_GATES,
     AllowedHours,
@@ -96,7 +96,7 @@ def set_plan(
         version=seen_version + 1,
     )
     stored = store.add(plan)
-    _audit(audit, stored, identity, "plan_set", f"plan set: {stored.text}", now)
+    _audit(audit, stored, identity, RecordedAction.PLAN_SET, f"plan set: {stored.text}", now)
     return stored
 
 
@@ -109,7 +109,9 @@ def pause_plan(
     now: datetime,
 ) -> RolloutPlan:
     """Hold `plan` where the flag is; the autopilot changes nothing until resumed."""
-    return _move(store, audit, identity, plan, PlanStatus.PAUSED, "plan_pause", reason, now)
+    return _move(
+        store, audit, identity, plan, PlanStatus.PAUSED, RecordedAction.PLAN_PAUSE, reason, now
+    )
 
 
 def resume_plan(
@@ -150,7 +152,9 @@ def resume_plan(
         ticks_without_data=0,
         failing_since=None,
     )
-    return _move(store, audit, identity, moved, PlanStatus.ACTIVE, "plan_resume", reason, now)
+    return _move(
+        store, audit, identity, moved, PlanStatus.ACTIVE, RecordedAction.PLAN_RESUME, reason, now
+    )
 
 
 def abort_plan(
@@ -162,7 +166,9 @@ def abort_plan(
     now: datetime,
 ) -> RolloutPlan:
     """End `plan` for good; the flag stays where it is."""
-    return _move(store, audit, identity, plan, PlanStatus.ABORTED, "plan_abort", reason, now)
+    return _move(
+        store, audit, identity, plan, PlanStatus.ABORTED, RecordedAction.PLAN_ABORT, reason, now
+    )
 
 
 def _move(
@@ -171,7 +177,7 @@ def _move(
     identity: Identity,
     plan: RolloutPlan,
     status: PlanStatus,
-    action: str,
+    action: RecordedAction,
     reason: str,
     now: datetime,
 ) -> RolloutPlan:
@@ -183,7 +189,7 @@ def _move(
         raise PlanInvalid(problems)
     if plan.status is PlanStatus.ABORTED:
         raise PlanInvalid(["the plan was aborted: nothing to change"])
-    words = {"plan_pause": "paused", "plan_resume": "resumed", "plan_abort": "aborted"}[action]
+    words = _PLAN_MOVES[action]
     said = f"{words} by {identity.name}" + (f": {reason.strip()}" if reason.strip() else "")
     changed = replace(
         plan,
@@ -199,17 +205,30 @@ def _move(
     return saved
 
 
+#: what each move does to a plan, as its audit record and the plan's status say it
+_PLAN_MOVES = {
+    RecordedAction.PLAN_PAUSE: "paused",
+    RecordedAction.PLAN_RESUME: "resumed",
+    RecordedAction.PLAN_ABORT: "aborted",
+}
+
+
 def _actor_problems(identity: Identity) -> list[str]:
     problem = actor_problem(identity.name)
     return [problem] if problem else []
 
 
 def _audit(
-    audit: AuditLog, plan: RolloutPlan, identity: Identity, action: str, reason: str, at: datetime
+    audit: AuditLog,
+    plan: RolloutPlan,
+    identity: Identity,
+    action: RecordedAction,
+    reason: str,
+    at: datetime,
 ) -> AuditEntry:
     """The plan change as an audit record: the flag's state before and after is the same,
     and `recorded` keeps it out of the applied changes (soak, last change)."""
-    state, percentage = str(plan.expected_state), plan.expected_percentage
+    state, percentage = plan.expected_state, plan.expected_percentage
     return audit.record(
         AuditEntry(
             at=at,

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from app.audit import AuditEntry, AuditLog, DuplicateKey, Outcome
+from app.audit import AuditEntry, AuditLog, DuplicateKey, Outcome, RecordedAction
 from app.errors import RolloutError
 from app.flags.backend import (
     FlagBackend,
@@ -162,12 +162,12 @@ def _audit_unavailable(
     entry = AuditEntry(
         at=at,
         actor=request.identity.name,
-        action=str(request.action),
+        action=RecordedAction(request.action),
         flag=request.flag or "*",
         environment=request.environment,
-        from_state="unknown",
+        from_state=None,  # unknown: the flags could not be read
         from_percentage=0.0,
-        to_state="unknown",
+        to_state=None,
         to_percentage=request.to_percentage or 0.0,
         reason=recorded_reason(request),
         outcome=Outcome.PENDING,

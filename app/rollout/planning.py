@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from app.audit import AuditLog, Outcome, who_changed
+from app.audit import AuditEntry, AuditLog, Outcome, who_changed
 from app.flags.backend import FlagBackend, FlagSnapshot, UnknownFlag
 from app.flags.model import FlagDefinition, FlagState
 from app.rollout.action_model import (
@@ -160,16 +160,7 @@ def _plan_restore(
                 f"audit record #{entry.id} ({entry.flag}) was not applied ({entry.outcome}): "
                 "there is nothing to restore"
             )
-    recorded = tuple(
-        Transition(
-            e.flag,
-            FlagState(e.to_state),
-            e.to_percentage,
-            FlagState(e.from_state),
-            e.from_percentage,
-        )
-        for e in group
-    )
+    recorded = tuple(_reverted(entry) for entry in group)
     changed = changed_since(audit, snapshot, recorded)
     if changed:
         raise ActionConflict(
@@ -183,6 +174,18 @@ def _plan_restore(
         unavailable = unavailable or _metrics_unavailable(found)
         guards.extend(found if len(up) == 1 else [replace(g, flag=t.flag) for g in found])
     return ActionPlan(request, snapshot, recorded, tuple(guards), metrics_unavailable=unavailable)
+
+
+def _reverted(entry: AuditEntry) -> Transition:
+    """The way back from what `entry` applied; ActionRefused when it does not know a state."""
+    if entry.from_state is None or entry.to_state is None:
+        raise ActionRefused(
+            f"audit record #{entry.id} ({entry.flag}) does not know the flag's state: "
+            "there is nothing to restore"
+        )
+    return Transition(
+        entry.flag, entry.to_state, entry.to_percentage, entry.from_state, entry.from_percentage
+    )
 
 
 def _metrics_unavailable(guards: Sequence[GuardResult]) -> bool:
