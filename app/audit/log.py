@@ -15,7 +15,7 @@ import os
 import re
 import threading
 import uuid
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -404,10 +404,9 @@ class AuditLog:
         result = []
         for row in rows:
             record = row._mapping
-            values = _typed({name: record[name] for name in _RECORD_FIELDS})
-            values["outcome"] = Outcome(record["latest_outcome"] or record["outcome"])
+            outcome = Outcome(record["latest_outcome"] or record["outcome"])
             detail = record["latest_detail"] or ""
-            result.append(AuditEntry(**values, id=str(record["id"]), detail=detail))
+            result.append(_entry(record, str(record["id"]), outcome, detail))
         return result
 
     def _append(self, document: dict[str, Any]) -> None:
@@ -433,9 +432,9 @@ class AuditLog:
         records: dict[str, AuditEntry] = {}
         for line in self._journal_lines():
             if line["type"] == "record":
-                values = _typed(_from_json(line))
-                values["outcome"] = Outcome(values["outcome"])
-                records[line["id"]] = AuditEntry(**values, id=line["id"])
+                values = _from_json(line)
+                outcome = Outcome(values["outcome"])
+                records[line["id"]] = _entry(values, line["id"], outcome)
             elif line["id"] in records:
                 records[line["id"]] = replace(
                     records[line["id"]],
@@ -468,14 +467,29 @@ def _row(entry: AuditEntry) -> dict[str, Any]:
     }
 
 
-def _typed(values: dict[str, Any]) -> dict[str, Any]:
-    """A stored record's words as the entry's types; an action or a state this version
-    does not know is kept readable, never refused."""
-    return values | {
-        "action": recognised(RecordedAction, values["action"]),
-        "from_state": read_state(values["from_state"]),
-        "to_state": read_state(values["to_state"]),
-    }
+def _entry(
+    stored: Mapping[Any, Any], audit_id: str, outcome: Outcome, detail: str = ""
+) -> AuditEntry:
+    """A stored record (a database row, a journal line) as an entry; an action or a state
+    this version does not know is kept readable, never refused."""
+    return AuditEntry(
+        at=stored["at"],
+        actor=stored["actor"],
+        action=recognised(RecordedAction, stored["action"]),
+        flag=stored["flag"],
+        environment=stored["environment"],
+        from_state=read_state(stored["from_state"]),
+        from_percentage=stored["from_percentage"],
+        to_state=read_state(stored["to_state"]),
+        to_percentage=stored["to_percentage"],
+        reason=stored["reason"],
+        outcome=outcome,
+        override=stored["override"],
+        idempotency_key=stored["idempotency_key"],
+        guards=stored["guards"],
+        id=audit_id,
+        detail=detail,
+    )
 
 
 def _from_json(line: dict[str, Any]) -> dict[str, Any]:
