@@ -24,6 +24,7 @@ __all__ = [
     "AllowedHours",
     "OnFailure",
     "PlanInvalid",
+    "PlanOptions",
     "PlanStatus",
     "RolloutPlan",
     "parse_duration",
@@ -168,6 +169,21 @@ def _clock(text: str) -> time | None:
     if not (0 <= h < 24 and 0 <= m < 60):
         return None
     return time(h, m)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlanOptions:
+    """What a person chooses for a plan, as `plan set` and the plan form read it: the
+    steps, the soak at each, the gates (None: the flag's `default_gates`), what a failure
+    the data proves does, the highest step the autopilot takes alone, and when it may
+    advance."""
+
+    steps: tuple[float, ...]
+    soak: timedelta
+    gates: frozenset[GuardName] | None = None
+    on_failure: OnFailure = OnFailure.ROLLBACK
+    stop_at: float = 50.0
+    allowed_hours: AllowedHours | None = None
 
 
 @dataclass(frozen=True)

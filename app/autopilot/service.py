@@ -5,16 +5,14 @@ person saw, and records an audit entry (outcome `recorded`: the flag does not mo
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from app.audit import AuditEntry, AuditLog, Outcome, RecordedAction
 from app.autopilot.model import (
     DEFAULT_GATES,
-    AllowedHours,
-    OnFailure,
     PlanInvalid,
+    PlanOptions,
     PlanStatus,
     RolloutPlan,
     plan_problems,
@@ -42,27 +40,23 @@ def set_plan(
     identity: Identity,
     snapshot: FlagSnapshot,
     flag: str,
+    options: PlanOptions,
     *,
-    steps: tuple[float, ...],
-    soak: timedelta,
     now: datetime,
-    gates: Iterable[GuardName] | None = None,
-    on_failure: OnFailure = OnFailure.ROLLBACK,
-    stop_at: float = 50.0,
-    allowed_hours: AllowedHours | None = None,
     seen_version: int = 0,
     canary_flag: str | None = None,
     approval_required: bool = False,
 ) -> RolloutPlan:
-    """Attach (or replace) `flag`'s plan in `snapshot`'s environment, active from where the
-    flag is now. `seen_version` is the version of the plan the person edited (0: none).
-    Where a change needs a second person (`approval_required`), the plan is set paused:
-    another operator starts it by resuming it (the four eyes on all its steps at once).
+    """Attach (or replace) `flag`'s plan as `options` say in `snapshot`'s environment,
+    active from where the flag is now. `seen_version` is the version of the plan the
+    person edited (0: none). Where a change needs a second person (`approval_required`),
+    the plan is set paused: another operator starts it by resuming it (the four eyes on
+    all its steps at once).
     NotAuthorized below operator; PlanInvalid naming each problem (unknown or read-only
     flag too); PlanChanged when the plan changed since it was seen; PlansUnavailable."""
     require(identity, Role.OPERATOR, "set a rollout plan")
-    chosen = frozenset(default_gates(flag, canary_flag) if gates is None else gates)
-    problems = plan_problems(steps, soak, chosen, stop_at)
+    chosen = default_gates(flag, canary_flag) if options.gates is None else options.gates
+    problems = plan_problems(options.steps, options.soak, chosen, options.stop_at)
     problems += _actor_problems(identity)
     try:
         current = snapshot.flag(flag)
@@ -76,17 +70,17 @@ def set_plan(
     plan = RolloutPlan(
         flag=flag,
         environment=snapshot.environment,
-        steps=steps,
-        soak=soak,
+        steps=options.steps,
+        soak=options.soak,
         created_by=identity.name,
         created_account=identity.account or "",
         created_at=now,
         expected_state=current.state,
         expected_percentage=current.percentage,
         gates=chosen,
-        on_failure=on_failure,
-        stop_at=stop_at,
-        allowed_hours=allowed_hours,
+        on_failure=options.on_failure,
+        stop_at=options.stop_at,
+        allowed_hours=options.allowed_hours,
         status=PlanStatus.PAUSED if approval_required else PlanStatus.ACTIVE,
         status_reason=f"{SECOND_PERSON} (set by {identity.name})" if approval_required else "",
         status_by=identity.name,

@@ -69,6 +69,7 @@ def simulator_options() -> list[str]:
 def seed_demo_plans(runtime: Runtime, now: datetime) -> list[RolloutPlan]:
     """The two demo plans, when the metrics database holds no plan yet (a restarted demo
     keeps what happened); the plans set, or [] when there were plans already."""
+    from app.autopilot.model import PlanOptions
     from app.autopilot.service import set_plan
     from app.rollout.roles import Identity, Role
 
@@ -77,18 +78,9 @@ def seed_demo_plans(runtime: Runtime, now: datetime) -> list[RolloutPlan]:
         return []
     identity = Identity(SEEDED_BY, Role.OPERATOR, "demo")
     snapshot = runtime.backend.load(ENVIRONMENT)
+    options = PlanOptions(steps=STEPS, soak=SOAK, gates=GATES)
     return [
-        set_plan(
-            store,
-            runtime.audit,
-            identity,
-            snapshot,
-            flag,
-            steps=STEPS,
-            soak=SOAK,
-            now=now,
-            gates=GATES,
-        )
+        set_plan(store, runtime.audit, identity, snapshot, flag, options, now=now)
         for flag in DEMO_PLANS
     ]
 
