@@ -18,13 +18,7 @@ import pandas as pd
 import streamlit as st
 
 from app.autopilot.controller import LEASE
-from app.autopilot.model import (
-    ALL_GATES,
-    OnFailure,
-    PlanInvalid,
-    PlanStatus,
-    RolloutPlan,
-)
+from app.autopilot.model import ALL_GATES, OnFailure, PlanInvalid, PlanStatus, RolloutPlan
 from app.autopilot.service import abort_plan, default_gates, pause_plan, resume_plan
 from app.autopilot.store import PlanChanged, PlansUnavailable
 from app.flags.backend import FlagSnapshot
