@@ -26,7 +26,7 @@ from app.audit import AuditEntry, AuditLog
 from app.errors import RolloutError
 from app.flags.backend import ExternalEdit, FlagBackend, FlagSnapshot
 from app.flags.loader import ConfigInvalid, environments, load_config
-from app.flags.model import FlagConfig
+from app.flags.model import FlagConfig, FlagState
 from app.flags.sql_backend import SqlFlagBackend
 from app.flags.yaml_backend import YamlFlagBackend
 from app.metrics_db.database import open_database
@@ -49,7 +49,7 @@ from queries.source import SourceUnavailable
 if TYPE_CHECKING:
     from app.approvals import Approvals, Decision
     from app.autopilot.controller import Controller
-    from app.autopilot.model import RolloutPlan
+    from app.autopilot.model import PlanOptions, RolloutPlan
     from app.autopilot.store import AutopilotEvent, PlanStore
     from app.notify import Notifier
     from app.rollout.roles import Identity
@@ -207,7 +207,13 @@ class Runtime:
         return PlanStore(self.engine)
 
     def set_plan(
-        self, identity: Identity, environment: str, flag: str, **options: Any
+        self,
+        identity: Identity,
+        environment: str,
+        flag: str,
+        options: PlanOptions,
+        *,
+        seen_version: int = 0,
     ) -> RolloutPlan:
         """`app.autopilot.service.set_plan` on this process's plans, audit and flags, now,
         with the canary flag and the environment's approval rule from the settings."""
@@ -219,10 +225,11 @@ class Runtime:
             identity,
             self.backend.load(environment),
             flag,
+            options,
             now=datetime.now(UTC),
+            seen_version=seen_version,
             canary_flag=self.settings.canary_flag,
             approval_required=environment in self.settings.approval_required_in,
-            **options,
         )
 
     def autopilot(
@@ -271,8 +278,8 @@ class Runtime:
         flag = self.backend.load(entry.environment).config.flags.get(entry.flag)
         if flag is None or flag.percentage != entry.to_percentage:
             return False
-        full = {str(flag.state), entry.to_state} == {"rollout", "enabled"}
-        return str(flag.state) == entry.to_state or (full and flag.percentage == 100)
+        full = {flag.state, entry.to_state} == {FlagState.ROLLOUT, FlagState.ENABLED}
+        return flag.state == entry.to_state or (full and flag.percentage == 100)
 
     @property
     def thresholds(self) -> HealthThresholds:

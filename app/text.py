@@ -8,7 +8,7 @@ from datetime import datetime
 from urllib.parse import urlencode
 
 from app.analysis.health import Health
-from app.rollout.guards import GuardResult
+from app.rollout.guards import GuardName, GuardResult
 
 __all__ = [
     "HEALTH_BADGES",
@@ -136,21 +136,22 @@ def format_guard_values(guard: GuardResult) -> tuple[str, str]:
     percent ('0.30 %', '≤ 1 %'), durations as minutes ('12 min', '≥ 15 min'), counts
     of a whole ('0 of 0 dependencies', '3 of 4 instances'); a dash when unmeasured."""
     value, threshold = guard.value, guard.threshold
-    if guard.name == "data_fresh" and isinstance(threshold, float | int):
+    if guard.name == GuardName.DATA_FRESH and isinstance(threshold, float | int):
         shown = "–" if not isinstance(value, float | int) else format_duration(value)
         return shown, f"≤ {format_duration(threshold)}"
-    if guard.name == "soak_time" and isinstance(threshold, float | int):
+    if guard.name == GuardName.SOAK_TIME and isinstance(threshold, float | int):
         shown = "–" if not isinstance(value, float | int) else format_duration(value)
         return shown, f"≥ {format_duration(threshold)}"
-    if guard.name in ("error_rate", "exposure") and isinstance(threshold, float | int):
+    shares = (GuardName.ERROR_RATE, GuardName.EXPOSURE)
+    if guard.name in shares and isinstance(threshold, float | int):
         shown = "–" if not isinstance(value, float | int) else _percent_of(value, 2)
         limit = _percent_of(threshold, 0)
-        return shown, f"≤ {limit}" if guard.name == "error_rate" else limit
-    if guard.name == "dependencies" and isinstance(threshold, float | int):
+        return shown, f"≤ {limit}" if guard.name == GuardName.ERROR_RATE else limit
+    if guard.name == GuardName.DEPENDENCIES and isinstance(threshold, float | int):
         total = "?" if guard.of is None else str(guard.of)
         noun = "dependency" if guard.of == 1 else "dependencies"
         return f"{value} of {total} {noun}", f"success ≥ {_percent_of(threshold, 0)}"
-    if guard.name == "propagation":
+    if guard.name == GuardName.PROPAGATION:
         if isinstance(value, str) and "/" in value:
             loaded, total = value.split("/", 1)
             return f"{loaded} of {total} instances", f"config {threshold}"

@@ -34,11 +34,11 @@ frame = pd.DataFrame(
         "Id": [e.id for e in rows],
         "At (UTC)": [e.at for e in rows],
         "Actor": [e.actor for e in rows],
-        "Action": [e.action for e in rows],
+        "Action": [str(e.action) for e in rows],
         "Environment": [e.environment for e in rows],
         "Flag": [e.flag for e in rows],
-        "From": [f"{e.from_state} {e.from_percentage:g} %" for e in rows],
-        "To": [f"{e.to_state} {e.to_percentage:g} %" for e in rows],
+        "From": [e.from_text for e in rows],
+        "To": [e.to_text for e in rows],
         "Outcome": [str(e.outcome) for e in rows],
         "Override": [e.override for e in rows],
         "Reason": [e.reason for e in rows],
@@ -56,8 +56,7 @@ if wanted_id:
     else:
         st.success(
             f"Record {record.id}: {record.action} {record.flag} in {record.environment}, "
-            f"{record.from_state} {record.from_percentage:g} % → {record.to_state} "
-            f"{record.to_percentage:g} % → {record.outcome}"
+            f"{record.from_text} → {record.to_text} → {record.outcome}"
         )
         if record.detail:
             st.caption(record.detail)

@@ -123,10 +123,10 @@ class BurnUpPoint:
     flags_total: int
 
 
-def _effective(state: str, percentage: float) -> float:
-    if state == "enabled":
+def _effective(state: FlagState | None, percentage: float) -> float:
+    if state == FlagState.ENABLED:
         return 100.0
-    if state == "disabled":
+    if state == FlagState.DISABLED:
         return 0.0
     return float(percentage)
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from app.approvals.model import ChangeRequest, RequestStatus, raises_exposure, same_person
 from app.approvals.store import ApprovalsUnavailable, DuplicateRequest, RequestStore
-from app.audit import AuditEntry, AuditLog, Outcome
+from app.audit import AuditEntry, AuditLog, Outcome, RecordedAction
 from app.quoting import quoted
 from app.rollout.action_model import ActionPlan, ActionRequest, ActionResult
 from app.rollout.approval_gate import ApprovalGate
@@ -387,12 +387,12 @@ class Approvals(ApprovalGate):
             AuditEntry(
                 at=at,
                 actor=actor,
-                action=str(change.action),
+                action=RecordedAction(change.action),
                 flag=t.flag,
                 environment=change.environment,
-                from_state=str(t.from_state),
+                from_state=t.from_state,
                 from_percentage=t.from_percentage,
-                to_state=str(t.to_state),
+                to_state=t.to_state,
                 to_percentage=t.to_percentage,
                 reason=_step_reason(change, text),
                 outcome=outcome,

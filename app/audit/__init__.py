@@ -2,7 +2,8 @@
 lost. Used by the actions (`app.rollout`), the approvals, the autopilot and the phase
 history alike.
 
-- `model`: an audit record (`AuditEntry`), its `Outcome`, and `describe_change`;
+- `model`: an audit record (`AuditEntry`), what it records (`RecordedAction`), its
+  `Outcome`, and `describe_change`;
 - `log`: `AuditLog`, the records in the metrics database with a local journal when the
   database cannot be written;
 - `changes`: `who_changed`, who made a flag's newest change, in words.
@@ -10,7 +11,14 @@ history alike.
 
 from app.audit.changes import OutsideEdit, who_changed
 from app.audit.log import AuditLog
-from app.audit.model import AuditEntry, DuplicateKey, Outcome, describe_change
+from app.audit.model import (
+    AuditEntry,
+    DuplicateKey,
+    Outcome,
+    RecordedAction,
+    describe_change,
+    state_text,
+)
 
 __all__ = [
     "AuditEntry",
@@ -18,6 +26,8 @@ __all__ = [
     "DuplicateKey",
     "Outcome",
     "OutsideEdit",
+    "RecordedAction",
     "describe_change",
+    "state_text",
     "who_changed",
 ]

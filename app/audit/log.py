@@ -15,7 +15,7 @@ import os
 import re
 import threading
 import uuid
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,8 +24,16 @@ from typing import Any
 from sqlalchemy import Engine, func, insert, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from app.audit.model import AuditEntry, DuplicateKey, Outcome
+from app.audit.model import (
+    AuditEntry,
+    DuplicateKey,
+    Outcome,
+    RecordedAction,
+    read_state,
+    state_text,
+)
 from app.metrics_db.schema import AuditOutcome, AuditRecord
+from app.recorded import recognised
 
 __all__ = ["AuditLog"]
 
@@ -396,10 +404,9 @@ class AuditLog:
         result = []
         for row in rows:
             record = row._mapping
-            values = {name: record[name] for name in _RECORD_FIELDS}
-            values["outcome"] = Outcome(record["latest_outcome"] or record["outcome"])
+            outcome = Outcome(record["latest_outcome"] or record["outcome"])
             detail = record["latest_detail"] or ""
-            result.append(AuditEntry(**values, id=str(record["id"]), detail=detail))
+            result.append(_entry(record, str(record["id"]), outcome, detail))
         return result
 
     def _append(self, document: dict[str, Any]) -> None:
@@ -426,8 +433,8 @@ class AuditLog:
         for line in self._journal_lines():
             if line["type"] == "record":
                 values = _from_json(line)
-                values["outcome"] = Outcome(values["outcome"])
-                records[line["id"]] = AuditEntry(**values, id=line["id"])
+                outcome = Outcome(values["outcome"])
+                records[line["id"]] = _entry(values, line["id"], outcome)
             elif line["id"] in records:
                 records[line["id"]] = replace(
                     records[line["id"]],
@@ -452,7 +459,37 @@ def _row(entry: AuditEntry) -> dict[str, Any]:
     # Not `asdict`: its deep copy of the guards was most of the audit's time in an
     # emergency rollback (500 entries); the row is only read.
     values = {name: getattr(entry, name) for name in _RECORD_FIELDS}
-    return values | {"outcome": str(entry.outcome)}
+    return values | {
+        "action": str(entry.action),
+        "from_state": state_text(entry.from_state),
+        "to_state": state_text(entry.to_state),
+        "outcome": str(entry.outcome),
+    }
+
+
+def _entry(
+    stored: Mapping[Any, Any], audit_id: str, outcome: Outcome, detail: str = ""
+) -> AuditEntry:
+    """A stored record (a database row, a journal line) as an entry; an action or a state
+    this version does not know is kept readable, never refused."""
+    return AuditEntry(
+        at=stored["at"],
+        actor=stored["actor"],
+        action=recognised(RecordedAction, stored["action"]),
+        flag=stored["flag"],
+        environment=stored["environment"],
+        from_state=read_state(stored["from_state"]),
+        from_percentage=stored["from_percentage"],
+        to_state=read_state(stored["to_state"]),
+        to_percentage=stored["to_percentage"],
+        reason=stored["reason"],
+        outcome=outcome,
+        override=stored["override"],
+        idempotency_key=stored["idempotency_key"],
+        guards=stored["guards"],
+        id=audit_id,
+        detail=detail,
+    )
 
 
 def _from_json(line: dict[str, Any]) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from app.flags.model import FlagState
 from app.rollout.action_model import Action, ActionRequest, ActionResult, Transition
 from app.rollout.execution import execute_action
 from app.rollout.exit_codes import ExitCode
-from app.rollout.guards import GuardPolicy, GuardResult
+from app.rollout.guards import GuardName, GuardPolicy, GuardResult
 from app.rollout.inputs import MAX_REASON_LENGTH
 from app.rollout.roles import Identity, Role
 from queries.canary import CanaryQueries
@@ -194,7 +194,7 @@ class Controller:
             said = f"waited: the flags of {environment} cannot be read ({error})"
             waiting = Decision(Move.WAIT, said, no_data=True)
             return [self._keep(p, waiting, now) for p in plans], 0, [said]
-        gated = any("canary" in p.gates for p in plans)
+        gated = any(GuardName.CANARY in p.gates for p in plans)
         evidence = gather_environment(
             self.metrics(),
             environment,
@@ -265,7 +265,7 @@ class Controller:
             return self._pause(plan, decision, now)
         if decision.move in _ACTIONS:
             gates = [g for g in seen.guards if g.name in plan.gates]
-            if decision.gate is not None and decision.gate.name == "canary":
+            if decision.gate is not None and decision.gate.name == GuardName.CANARY:
                 gates.append(decision.gate)
             return self._act(plan, snapshot, decision, gates, now)
         next_at = None
@@ -284,7 +284,7 @@ class Controller:
             return None
         entry = newest[0]
         own = (entry.idempotency_key or "").startswith(f"autopilot-{plan.id}-")
-        there = (entry.to_state, entry.to_percentage) == (str(state), percentage)
+        there = (entry.to_state, entry.to_percentage) == (state, percentage)
         if entry.outcome is not Outcome.PENDING or not own or not there:
             return None
         self.audit.settle(entry, Outcome.APPLIED, _FOUND_APPLIED)

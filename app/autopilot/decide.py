@@ -21,7 +21,8 @@ from app.analysis.failures import FlagErrors, reason_errors
 from app.analysis.health import normal_upper_tail
 from app.autopilot.model import AUTOPILOT_ACTOR, OnFailure, PlanStatus, RolloutPlan
 from app.flags.model import FlagState
-from app.rollout.guards import GuardResult, VariantCounts, sample_ratio_mismatch
+from app.recorded import Unrecognised
+from app.rollout.guards import GuardName, GuardResult, VariantCounts, sample_ratio_mismatch
 
 __all__ = [
     "Decision",
@@ -96,13 +97,13 @@ def decide(plan: RolloutPlan, seen: PlanEvidence, *, pause_after_ticks: int = 10
     row without data pause the plan. `failing` is set from the first tick a gated error
     rate fails on numbers, significant yet or not: where the time to mitigate starts."""
     decision = _decide(plan, seen, pause_after_ticks)
-    errors = next((g for g in seen.guards if g.name == "error_rate"), None)
+    errors = next((g for g in seen.guards if g.name == GuardName.ERROR_RATE), None)
     suspect = (
-        "error_rate" in plan.gates
+        GuardName.ERROR_RATE in plan.gates
         and errors is not None
         and not errors.passed
         and errors.value is not None
-    ) or ("canary" in plan.gates and seen.canary is Verdict.FAIL)
+    ) or (GuardName.CANARY in plan.gates and seen.canary is Verdict.FAIL)
     suspect = suspect or (decision.gate is not None and decision.move is not Move.NONE)
     if suspect and not decision.failing and plan.is_active:
         return replace(decision, failing=True)
@@ -148,7 +149,7 @@ def _decide(plan: RolloutPlan, seen: PlanEvidence, pause_after_ticks: int) -> De
             f"{plan.stop_at:g} %): watching for failures",
         )
     waiting = [_wait_words(g, seen) for g in by_name.values() if not g.passed]
-    if "canary" in plan.gates and seen.canary is not Verdict.PASS:
+    if GuardName.CANARY in plan.gates and seen.canary is not Verdict.PASS:
         verdict = seen.canary or Verdict.INCONCLUSIVE
         waiting.append(f"canary {verdict}" + _because(seen.canary_detail))
     if waiting:
@@ -215,25 +216,25 @@ def _failed_on_data(plan: RolloutPlan, seen: PlanEvidence) -> tuple[GuardResult,
     that chance alone makes fail about once in a hundred windows (a treatment worse than
     its control below the threshold, a sample ratio mismatch), which acts only when the
     tick before saw a failure too."""
-    errors = _failed_gate(plan, seen, "error_rate")
+    errors = _failed_gate(plan, seen, GuardName.ERROR_RATE)
     if errors is not None:
         above = _above_threshold(errors, seen)
         if above is None:  # below it: only the significant comparison failed it
             return errors, False
         if above:
             return errors, True
-    exposure = _failed_gate(plan, seen, "exposure")
+    exposure = _failed_gate(plan, seen, GuardName.EXPOSURE)
     if exposure is not None and _full_window_at_step(seen) and _srm(seen):
         return exposure, False
-    if "canary" in plan.gates and seen.canary is Verdict.FAIL:
+    if GuardName.CANARY in plan.gates and seen.canary is Verdict.FAIL:
         canary = GuardResult(
-            "canary", False, str(Verdict.FAIL), str(Verdict.PASS), seen.canary_detail
+            GuardName.CANARY, False, str(Verdict.FAIL), str(Verdict.PASS), seen.canary_detail
         )
         return canary, True
     return None
 
 
-def _failed_gate(plan: RolloutPlan, seen: PlanEvidence, name: str) -> GuardResult | None:
+def _failed_gate(plan: RolloutPlan, seen: PlanEvidence, name: GuardName) -> GuardResult | None:
     """The guard `name` when it is one of the plan's gates and failed on a measured value."""
     guard = {g.name: g for g in seen.guards}.get(name)
     if name in plan.gates and guard is not None and not guard.passed and guard.value is not None:
@@ -288,12 +289,12 @@ def _on_failure(plan: RolloutPlan, seen: PlanEvidence, gate: GuardResult) -> Dec
     )
 
 
-def _missing_data(gates: Mapping[str, GuardResult]) -> str | None:
+def _missing_data(gates: Mapping[GuardName | Unrecognised, GuardResult]) -> str | None:
     """Why the gated guards cannot be judged (no fresh data, no evaluations), or None."""
-    fresh = gates.get("data_fresh")
+    fresh = gates.get(GuardName.DATA_FRESH)
     if fresh is not None and not fresh.passed:
         return fresh.detail
-    errors = gates.get("error_rate")
+    errors = gates.get(GuardName.ERROR_RATE)
     if errors is not None and errors.value is None:
         return errors.detail
     return None
@@ -301,15 +302,15 @@ def _missing_data(gates: Mapping[str, GuardResult]) -> str | None:
 
 def _wait_words(guard: GuardResult, seen: PlanEvidence) -> str:
     """'soak 12 of 30 min', 'error_rate 1.40 % > 1 %, not yet significant', …"""
-    if guard.name == "soak_time" and isinstance(guard.value, int | float):
+    if guard.name == GuardName.SOAK_TIME and isinstance(guard.value, int | float):
         minimum = float(guard.threshold) if isinstance(guard.threshold, int | float) else 0.0
         return f"soak {_minutes(float(guard.value))} of {_minutes(minimum)}"
-    if guard.name == "error_rate" and isinstance(guard.value, float):
+    if guard.name == GuardName.ERROR_RATE and isinstance(guard.value, float):
         return (
             f"error_rate {100 * guard.value:.2f} % > {100 * float(guard.threshold or 0):g} %, "
             "not yet significant"
         )
-    if guard.name == "exposure" and not _full_window_at_step(seen):
+    if guard.name == GuardName.EXPOSURE and not _full_window_at_step(seen):
         return "exposure: waiting for a full window at this step"
     return f"{guard.name}: {guard.detail}"
 

@@ -15,7 +15,7 @@ from app.autopilot.decide import PlanEvidence, SeenChange
 from app.autopilot.model import RolloutPlan
 from app.flags.backend import FlagSnapshot
 from app.rollout.evidence import Measured, guard_inputs, measure_environment
-from app.rollout.guards import GuardPolicy, evaluate_guards
+from app.rollout.guards import GuardName, GuardPolicy, evaluate_guards
 from queries.canary import CanaryQueries
 from queries.source import MetricsSource, counting_queries, first_answer
 
@@ -102,6 +102,6 @@ def plan_evidence(
         srm_p_value=policy.srm_p_value,
         at_step_since=at_step_since,
         last_change=last_change,
-        canary=seen.canary if "canary" in plan.gates else None,
+        canary=seen.canary if GuardName.CANARY in plan.gates else None,
         canary_detail=seen.canary_detail,
     )

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from app.errors import RolloutError
 from app.flags.model import FlagState
+from app.rollout.guards import ADVANCE_GUARDS, GuardName
 
 __all__ = [
     "ALL_GATES",
@@ -23,9 +24,11 @@ __all__ = [
     "AllowedHours",
     "OnFailure",
     "PlanInvalid",
+    "PlanOptions",
     "PlanStatus",
     "RolloutPlan",
     "parse_duration",
+    "parse_gates",
     "parse_steps",
     "plan_problems",
 ]
@@ -34,11 +37,10 @@ __all__ = [
 AUTOPILOT_ACTOR = "autopilot"
 
 #: the six advance guards (`app.rollout.guards`), in their order, then the canary verdict
-GUARD_GATES = ("data_fresh", "error_rate", "soak_time", "dependencies", "exposure", "propagation")
-ALL_GATES = (*GUARD_GATES, "canary")
-DEFAULT_GATES = frozenset(GUARD_GATES)
+ALL_GATES = (*ADVANCE_GUARDS, GuardName.CANARY)
+DEFAULT_GATES = frozenset(ADVANCE_GUARDS)
 #: gates every plan has: without them the autopilot would advance blind or unsoaked
-REQUIRED_GATES = ("data_fresh", "error_rate", "soak_time")
+REQUIRED_GATES = (GuardName.DATA_FRESH, GuardName.ERROR_RATE, GuardName.SOAK_TIME)
 
 _MAX_SOAK = timedelta(days=7)
 _MAX_STEPS = 20
@@ -169,6 +171,21 @@ def _clock(text: str) -> time | None:
     return time(h, m)
 
 
+@dataclass(frozen=True, kw_only=True)
+class PlanOptions:
+    """What a person chooses for a plan, as `plan set` and the plan form read it: the
+    steps, the soak at each, the gates (None: the flag's `default_gates`), what a failure
+    the data proves does, the highest step the autopilot takes alone, and when it may
+    advance."""
+
+    steps: tuple[float, ...]
+    soak: timedelta
+    gates: frozenset[GuardName] | None = None
+    on_failure: OnFailure = OnFailure.ROLLBACK
+    stop_at: float = 50.0
+    allowed_hours: AllowedHours | None = None
+
+
 @dataclass(frozen=True)
 class RolloutPlan:
     """A flag's plan in one environment, and where the autopilot is with it.
@@ -187,7 +204,7 @@ class RolloutPlan:
     created_at: datetime
     expected_state: FlagState
     expected_percentage: float
-    gates: frozenset[str] = DEFAULT_GATES
+    gates: frozenset[GuardName] = DEFAULT_GATES
     on_failure: OnFailure = OnFailure.ROLLBACK
     stop_at: float = 50.0
     allowed_hours: AllowedHours | None = None
@@ -272,13 +289,29 @@ def parse_steps(text: str | Iterable[float]) -> tuple[float, ...]:
     return tuple(float(item) for item in text)
 
 
+def parse_gates(names: Iterable[str]) -> frozenset[GuardName]:
+    """Gate names as typed ('data_fresh', …) as gates; PlanInvalid naming the unknown
+    ones (`plan_problems` names them too, with everything else wrong)."""
+    chosen = set(names)
+    unknown = _unknown_gates(chosen)
+    if unknown:
+        raise PlanInvalid([unknown])
+    return frozenset(GuardName(name) for name in chosen)
+
+
+def _unknown_gates(chosen: set[str]) -> str:
+    unknown = sorted(chosen - set(ALL_GATES))
+    return f"unknown gates {', '.join(unknown)} (known: {', '.join(ALL_GATES)})" if unknown else ""
+
+
 def plan_problems(
     steps: Sequence[float],
     soak: timedelta,
     gates: Iterable[str],
     stop_at: float,
 ) -> list[str]:
-    """Everything wrong with a plan's numbers, each in words (empty: it can be kept)."""
+    """Everything wrong with a plan's numbers, each in words (empty: it can be kept);
+    `gates` as typed, known or not."""
     problems = []
     if not steps:
         problems.append("a plan needs at least one step")
@@ -297,9 +330,9 @@ def plan_problems(
             f"{', '.join(REQUIRED_GATES)} are always gates: without them the autopilot "
             f"would advance blind or unsoaked (missing: {', '.join(missing)})"
         )
-    unknown = sorted(chosen - set(ALL_GATES))
+    unknown = _unknown_gates(chosen)
     if unknown:
-        problems.append(f"unknown gates {', '.join(unknown)} (known: {', '.join(ALL_GATES)})")
+        problems.append(unknown)
     if not (0 < stop_at <= 100) or stop_at != stop_at:
         problems.append("the highest step the autopilot may take alone must be within 0..100 %")
     return problems

@@ -5,22 +5,21 @@ person saw, and records an audit entry (outcome `recorded`: the flag does not mo
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from app.audit import AuditEntry, AuditLog, Outcome
+from app.audit import AuditEntry, AuditLog, Outcome, RecordedAction
 from app.autopilot.model import (
     DEFAULT_GATES,
-    AllowedHours,
-    OnFailure,
     PlanInvalid,
+    PlanOptions,
     PlanStatus,
     RolloutPlan,
     plan_problems,
 )
 from app.autopilot.store import PlanStore
 from app.flags.backend import FlagSnapshot, UnknownFlag
+from app.rollout.guards import GuardName
 from app.rollout.inputs import actor_problem
 from app.rollout.roles import Identity, NotAuthorized, Role, require
 
@@ -30,9 +29,9 @@ SECOND_PERSON = "waits for a second operator to start it: changes here need a se
 __all__ = ["SECOND_PERSON", "abort_plan", "default_gates", "pause_plan", "resume_plan", "set_plan"]
 
 
-def default_gates(flag: str, canary_flag: str | None) -> frozenset[str]:
+def default_gates(flag: str, canary_flag: str | None) -> frozenset[GuardName]:
     """All six guards, and the canary verdict for the flag the canary analysis is about."""
-    return DEFAULT_GATES | ({"canary"} if flag == canary_flag else set())
+    return DEFAULT_GATES | ({GuardName.CANARY} if flag == canary_flag else set())
 
 
 def set_plan(
@@ -41,27 +40,23 @@ def set_plan(
     identity: Identity,
     snapshot: FlagSnapshot,
     flag: str,
+    options: PlanOptions,
     *,
-    steps: tuple[float, ...],
-    soak: timedelta,
     now: datetime,
-    gates: Iterable[str] | None = None,
-    on_failure: OnFailure = OnFailure.ROLLBACK,
-    stop_at: float = 50.0,
-    allowed_hours: AllowedHours | None = None,
     seen_version: int = 0,
     canary_flag: str | None = None,
     approval_required: bool = False,
 ) -> RolloutPlan:
-    """Attach (or replace) `flag`'s plan in `snapshot`'s environment, active from where the
-    flag is now. `seen_version` is the version of the plan the person edited (0: none).
-    Where a change needs a second person (`approval_required`), the plan is set paused:
-    another operator starts it by resuming it (the four eyes on all its steps at once).
+    """Attach (or replace) `flag`'s plan as `options` say in `snapshot`'s environment,
+    active from where the flag is now. `seen_version` is the version of the plan the
+    person edited (0: none). Where a change needs a second person (`approval_required`),
+    the plan is set paused: another operator starts it by resuming it (the four eyes on
+    all its steps at once).
     NotAuthorized below operator; PlanInvalid naming each problem (unknown or read-only
     flag too); PlanChanged when the plan changed since it was seen; PlansUnavailable."""
     require(identity, Role.OPERATOR, "set a rollout plan")
-    chosen = frozenset(default_gates(flag, canary_flag) if gates is None else gates)
-    problems = plan_problems(steps, soak, chosen, stop_at)
+    chosen = default_gates(flag, canary_flag) if options.gates is None else options.gates
+    problems = plan_problems(options.steps, options.soak, chosen, options.stop_at)
     problems += _actor_problems(identity)
     try:
         current = snapshot.flag(flag)
@@ -75,17 +70,17 @@ def set_plan(
     plan = RolloutPlan(
         flag=flag,
         environment=snapshot.environment,
-        steps=steps,
-        soak=soak,
+        steps=options.steps,
+        soak=options.soak,
         created_by=identity.name,
         created_account=identity.account or "",
         created_at=now,
         expected_state=current.state,
         expected_percentage=current.percentage,
         gates=chosen,
-        on_failure=on_failure,
-        stop_at=stop_at,
-        allowed_hours=allowed_hours,
+        on_failure=options.on_failure,
+        stop_at=options.stop_at,
+        allowed_hours=options.allowed_hours,
         status=PlanStatus.PAUSED if approval_required else PlanStatus.ACTIVE,
         status_reason=f"{SECOND_PERSON} (set by {identity.name})" if approval_required else "",
         status_by=identity.name,
@@ -95,7 +90,7 @@ def set_plan(
         version=seen_version + 1,
     )
     stored = store.add(plan)
-    _audit(audit, stored, identity, "plan_set", f"plan set: {stored.text}", now)
+    _audit(audit, stored, identity, RecordedAction.PLAN_SET, f"plan set: {stored.text}", now)
     return stored
 
 
@@ -108,7 +103,9 @@ def pause_plan(
     now: datetime,
 ) -> RolloutPlan:
     """Hold `plan` where the flag is; the autopilot changes nothing until resumed."""
-    return _move(store, audit, identity, plan, PlanStatus.PAUSED, "plan_pause", reason, now)
+    return _move(
+        store, audit, identity, plan, PlanStatus.PAUSED, RecordedAction.PLAN_PAUSE, reason, now
+    )
 
 
 def resume_plan(
@@ -149,7 +146,9 @@ def resume_plan(
         ticks_without_data=0,
         failing_since=None,
     )
-    return _move(store, audit, identity, moved, PlanStatus.ACTIVE, "plan_resume", reason, now)
+    return _move(
+        store, audit, identity, moved, PlanStatus.ACTIVE, RecordedAction.PLAN_RESUME, reason, now
+    )
 
 
 def abort_plan(
@@ -161,7 +160,9 @@ def abort_plan(
     now: datetime,
 ) -> RolloutPlan:
     """End `plan` for good; the flag stays where it is."""
-    return _move(store, audit, identity, plan, PlanStatus.ABORTED, "plan_abort", reason, now)
+    return _move(
+        store, audit, identity, plan, PlanStatus.ABORTED, RecordedAction.PLAN_ABORT, reason, now
+    )
 
 
 def _move(
@@ -170,7 +171,7 @@ def _move(
     identity: Identity,
     plan: RolloutPlan,
     status: PlanStatus,
-    action: str,
+    action: RecordedAction,
     reason: str,
     now: datetime,
 ) -> RolloutPlan:
@@ -182,7 +183,7 @@ def _move(
         raise PlanInvalid(problems)
     if plan.status is PlanStatus.ABORTED:
         raise PlanInvalid(["the plan was aborted: nothing to change"])
-    words = {"plan_pause": "paused", "plan_resume": "resumed", "plan_abort": "aborted"}[action]
+    words = _PLAN_MOVES[action]
     said = f"{words} by {identity.name}" + (f": {reason.strip()}" if reason.strip() else "")
     changed = replace(
         plan,
@@ -198,17 +199,30 @@ def _move(
     return saved
 
 
+#: what each move does to a plan, as its audit record and the plan's status say it
+_PLAN_MOVES = {
+    RecordedAction.PLAN_PAUSE: "paused",
+    RecordedAction.PLAN_RESUME: "resumed",
+    RecordedAction.PLAN_ABORT: "aborted",
+}
+
+
 def _actor_problems(identity: Identity) -> list[str]:
     problem = actor_problem(identity.name)
     return [problem] if problem else []
 
 
 def _audit(
-    audit: AuditLog, plan: RolloutPlan, identity: Identity, action: str, reason: str, at: datetime
+    audit: AuditLog,
+    plan: RolloutPlan,
+    identity: Identity,
+    action: RecordedAction,
+    reason: str,
+    at: datetime,
 ) -> AuditEntry:
     """The plan change as an audit record: the flag's state before and after is the same,
     and `recorded` keeps it out of the applied changes (soak, last change)."""
-    state, percentage = str(plan.expected_state), plan.expected_percentage
+    state, percentage = plan.expected_state, plan.expected_percentage
     return audit.record(
         AuditEntry(
             at=at,

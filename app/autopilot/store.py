@@ -19,6 +19,7 @@ from app.autopilot.model import AllowedHours, OnFailure, PlanStatus, RolloutPlan
 from app.errors import RolloutError
 from app.flags.model import FlagState
 from app.metrics_db.schema import AutopilotEventRow, AutopilotLeaseRow, RolloutPlanRow
+from app.rollout.guards import GuardName
 
 __all__ = [
     "AutopilotEvent",
@@ -424,7 +425,7 @@ def _plan(row: Any) -> RolloutPlan:
         created_at=row.created_at,
         expected_state=FlagState(row.expected_state),
         expected_percentage=row.expected_percentage,
-        gates=frozenset(row.gates),
+        gates=frozenset(GuardName(gate) for gate in row.gates),
         on_failure=OnFailure(row.on_failure),
         stop_at=row.stop_at,
         allowed_hours=AllowedHours.from_json(hours) if hours else None,

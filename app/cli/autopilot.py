@@ -21,7 +21,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from app.cli.arguments import UsageError, cli_identity, runtime_for
 from app.cli.output import print_json
@@ -30,12 +30,14 @@ from app.rollout.exit_codes import ExitCode
 
 if TYPE_CHECKING:
     from app.autopilot.controller import Controller
-    from app.autopilot.model import RolloutPlan
+    from app.autopilot.model import PlanOptions, RolloutPlan
     from app.autopilot.store import AutopilotEvent, Heartbeat, PlanStore
     from app.runtime import Runtime
     from app.settings import Settings
 
 __all__ = ["add_autopilot_commands"]
+
+_Value = TypeVar("_Value")
 
 #: the events `plan show` lists per plan, newest first
 RECENT_EVENTS = 5
@@ -172,10 +174,10 @@ def _run_plan_set(args: argparse.Namespace, settings: Settings) -> int:
     runtime, environment = opened
     identity = cli_identity(settings, args.actor)
     snapshot = runtime.backend.load(environment)
-    values, problems = _plan_values(args)
+    options, problems = _plan_options(args)
     if args.flag not in snapshot.config.flags:
         problems.append(f"unknown flag {quoted(args.flag)} in {environment}")
-    if problems:
+    if options is None or problems:
         return _invalid(problems)
     store = runtime.plans
     try:
@@ -183,7 +185,7 @@ def _run_plan_set(args: argparse.Namespace, settings: Settings) -> int:
         seen = current.version if current is not None else 0
         if args.if_version is not None and args.if_version != seen:
             return _changed(current, args.if_version)
-        plan = runtime.set_plan(identity, environment, args.flag, seen_version=seen, **values)
+        plan = runtime.set_plan(identity, environment, args.flag, options, seen_version=seen)
     except (NotAuthorized, PlanInvalid, PlanChanged, PlansUnavailable) as error:
         return _not_written(error, args.if_version)
     if args.json:
@@ -202,22 +204,23 @@ def _run_plan_set(args: argparse.Namespace, settings: Settings) -> int:
     return ExitCode.DONE
 
 
-def _plan_values(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
+def _plan_options(args: argparse.Namespace) -> tuple[PlanOptions | None, list[str]]:
     """`plan set`'s values, each checked on its own so that every problem is named at
-    once: (keyword arguments of `set_plan`, problems)."""
+    once: (the plan options, None when a value cannot be read; problems)."""
     from app.autopilot.model import (
         ALL_GATES,
         REQUIRED_GATES,
         AllowedHours,
         OnFailure,
         PlanInvalid,
+        PlanOptions,
         parse_duration,
+        parse_gates,
         parse_steps,
         plan_problems,
     )
 
     problems: list[str] = []
-    values: dict[str, Any] = {}
     neutral: dict[str, Any] = {
         "steps": (50.0,),
         "soak": timedelta(0),
@@ -225,37 +228,50 @@ def _plan_values(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
         "stop_at": 50.0,
     }
 
-    def checked(name: str, parse: Callable[[], Any]) -> None:
+    def checked(name: str, parse: Callable[[], _Value]) -> _Value | None:
         try:
             value = parse()
         except PlanInvalid as error:
             problems.extend(error.problems)
-            return
+            return None
         found = plan_problems(**(neutral | {name: value}))
         problems.extend(found)
-        if not found:
-            values[name] = value
+        return None if found else value
 
-    checked("steps", lambda: parse_steps(args.steps))
-    checked("soak", lambda: parse_duration(args.soak))
-    checked("stop_at", lambda: _percentage(args.stop_at))
+    steps = checked("steps", lambda: parse_steps(args.steps))
+    soak = checked("soak", lambda: parse_duration(args.soak))
+    stop_at = checked("stop_at", lambda: _percentage(args.stop_at))
+    gates = None
     if args.gates is not None:
         named = [g.strip() for g in args.gates.split(",") if g.strip()]
         if not named:
             problems.append(f"--gates names no gate (known: {', '.join(ALL_GATES)})")
-        checked("gates", lambda: frozenset(named))
+        known = checked("gates", lambda: frozenset(named))
+        gates = parse_gates(known) if known is not None else None
+    on_failure = None
     try:
-        values["on_failure"] = OnFailure(args.on_failure.strip().lower())
+        on_failure = OnFailure(args.on_failure.strip().lower())
     except ValueError:
         problems.append(
             f"on failure {args.on_failure[:40]!r}: one of {', '.join(str(o) for o in OnFailure)}"
         )
+    hours = None
     if args.hours is not None:
         try:
-            values["allowed_hours"] = AllowedHours.parse(args.hours)
+            hours = AllowedHours.parse(args.hours)
         except PlanInvalid as error:
             problems.extend(error.problems)
-    return values, problems
+    if problems or steps is None or soak is None or stop_at is None or on_failure is None:
+        return None, problems
+    options = PlanOptions(
+        steps=steps,
+        soak=soak,
+        gates=gates,
+        on_failure=on_failure,
+        stop_at=stop_at,
+        allowed_hours=hours,
+    )
+    return options, problems
 
 
 def _percentage(text: str) -> float:

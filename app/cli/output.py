@@ -26,7 +26,7 @@ def print_result(result: ActionResult) -> None:
             print(transition.diff)
         for guard in plan.guards:
             mark = "PASS" if guard.passed else "FAIL"
-            print(f"  {mark} {guard.name:<13} {guard.detail}")
+            print(f"  {mark} {guard.label:<13} {guard.detail}")
         for flag, reason in plan.skipped.items():
             print(f"skipped (read-only): {flag}: {reason}")
     if result.per_flag is not None and not result.applied:

@@ -17,6 +17,8 @@ import threading
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from app.rollout.guards import ADVANCE_GUARDS, GuardName
+
 if TYPE_CHECKING:
     from app.autopilot.model import RolloutPlan
     from app.runtime import Runtime
@@ -38,7 +40,7 @@ FAILING_PERCENT = 40
 FAILING_FROM = 25.0
 STEPS = (5.0, 10.0, 25.0, 50.0)
 SOAK = timedelta(seconds=45)
-GATES = frozenset({"data_fresh", "error_rate", "soak_time", "exposure", "propagation"})
+GATES = frozenset(ADVANCE_GUARDS) - {GuardName.DEPENDENCIES}
 DEMO_PLANS = (HEALTHY_FLAG, FAILING_FLAG)
 #: who sets the demo's plans (the audit names it)
 SEEDED_BY = "demo-seed"
@@ -67,6 +69,7 @@ def simulator_options() -> list[str]:
 def seed_demo_plans(runtime: Runtime, now: datetime) -> list[RolloutPlan]:
     """The two demo plans, when the metrics database holds no plan yet (a restarted demo
     keeps what happened); the plans set, or [] when there were plans already."""
+    from app.autopilot.model import PlanOptions
     from app.autopilot.service import set_plan
     from app.rollout.roles import Identity, Role
 
@@ -75,18 +78,9 @@ def seed_demo_plans(runtime: Runtime, now: datetime) -> list[RolloutPlan]:
         return []
     identity = Identity(SEEDED_BY, Role.OPERATOR, "demo")
     snapshot = runtime.backend.load(ENVIRONMENT)
+    options = PlanOptions(steps=STEPS, soak=SOAK, gates=GATES)
     return [
-        set_plan(
-            store,
-            runtime.audit,
-            identity,
-            snapshot,
-            flag,
-            steps=STEPS,
-            soak=SOAK,
-            now=now,
-            gates=GATES,
-        )
+        set_plan(store, runtime.audit, identity, snapshot, flag, options, now=now)
         for flag in DEMO_PLANS
     ]
 

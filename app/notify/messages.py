@@ -97,7 +97,7 @@ def gate_in_words(gate: Mapping[str, Any]) -> str:
     (limit ≥ 30 min)', 'canary fail (limit pass)'; a dash when it was not measured."""
     result = GuardResult.from_json(gate)
     value, threshold = format_guard_values(result)
-    return f"{result.name} {value} (limit {threshold})"
+    return f"{result.label} {value} (limit {threshold})"
 
 
 def _percent(value: float | None) -> str:

@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
-from app.audit import AuditEntry, AuditLog, Outcome
+from app.audit import AuditEntry, AuditLog, Outcome, RecordedAction
 from app.flags.backend import FlagSnapshot
-from app.flags.model import FlagConfig, FlagState
+from app.flags.model import FlagConfig
 from app.rollout.action_model import Action, ActionPlan, ActionRequest, ActionResult, Transition
 from app.rollout.exit_codes import ExitCode
 
@@ -29,12 +29,12 @@ def record_plan(
                 AuditEntry(
                     at=at,
                     actor=request.identity.name,
-                    action=str(request.action),
+                    action=RecordedAction(request.action),
                     flag=t.flag,
                     environment=request.environment,
-                    from_state=str(t.from_state),
+                    from_state=t.from_state,
                     from_percentage=t.from_percentage,
-                    to_state=str(t.to_state),
+                    to_state=t.to_state,
                     to_percentage=t.to_percentage,
                     reason=recorded_reason(request),
                     outcome=outcome,
@@ -73,17 +73,10 @@ def settle_applied(
 def replay(request: ActionRequest, previous: AuditEntry, audit: AuditLog) -> ActionResult:
     """The result of the action already recorded under this key (all its records)."""
     group = audit.action_group(previous)
-    states = set(FlagState)
     transitions = tuple(
-        Transition(
-            e.flag,
-            FlagState(e.from_state),
-            e.from_percentage,
-            FlagState(e.to_state),
-            e.to_percentage,
-        )
+        Transition(e.flag, e.from_state, e.from_percentage, e.to_state, e.to_percentage)
         for e in group
-        if e.from_state in states and e.to_state in states  # not an unreadable attempt
+        if e.from_state is not None and e.to_state is not None  # not an unreadable attempt
     )
     applied = previous.outcome is Outcome.APPLIED
     return ActionResult(

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from app.audit import AuditEntry, AuditLog, DuplicateKey, Outcome
+from app.audit import AuditEntry, AuditLog, DuplicateKey, Outcome, RecordedAction
 from app.errors import RolloutError
 from app.flags.backend import (
     FlagBackend,
@@ -98,7 +98,7 @@ def execute_action(
         return ActionResult(False, code, plan)
 
     if not plan.guards_passed and not request.override_guards:
-        failed = ", ".join(g.name for g in plan.guards if not g.passed)
+        failed = ", ".join(g.label for g in plan.guards if not g.passed)
         entries = record_plan(audit, plan, Outcome.REFUSED, now())
         code = ExitCode.UNAVAILABLE if plan.metrics_unavailable else ExitCode.REFUSED
         return ActionResult(False, code, plan, entries, error=f"guards failed: {failed}")
@@ -162,12 +162,12 @@ def _audit_unavailable(
     entry = AuditEntry(
         at=at,
         actor=request.identity.name,
-        action=str(request.action),
+        action=RecordedAction(request.action),
         flag=request.flag or "*",
         environment=request.environment,
-        from_state="unknown",
+        from_state=None,  # unknown: the flags could not be read
         from_percentage=0.0,
-        to_state="unknown",
+        to_state=None,
         to_percentage=request.to_percentage or 0.0,
         reason=recorded_reason(request),
         outcome=Outcome.PENDING,

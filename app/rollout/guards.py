@@ -11,15 +11,19 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from app.analysis.failures import FlagErrors, reason_errors
 from app.analysis.health import VariantComparison
 from app.analysis.health import two_proportion_greater as _two_proportion_greater
+from app.recorded import Unrecognised, recognised
 
 __all__ = [
+    "ADVANCE_GUARDS",
     "DependencyStatus",
     "GuardInputs",
+    "GuardName",
     "GuardPolicy",
     "GuardResult",
     "VariantCounts",
@@ -28,21 +32,53 @@ __all__ = [
 ]
 
 
+class GuardName(StrEnum):
+    """What a guard or a gate is called: the six advance guards in their order, then the
+    canary verdict, which is no advance guard but a gate the autopilot may wait for."""
+
+    DATA_FRESH = "data_fresh"
+    ERROR_RATE = "error_rate"
+    SOAK_TIME = "soak_time"
+    DEPENDENCIES = "dependencies"
+    EXPOSURE = "exposure"
+    PROPAGATION = "propagation"
+    CANARY = "canary"
+
+
+#: the guards `evaluate_guards` reports, in its order
+ADVANCE_GUARDS = (
+    GuardName.DATA_FRESH,
+    GuardName.ERROR_RATE,
+    GuardName.SOAK_TIME,
+    GuardName.DEPENDENCIES,
+    GuardName.EXPOSURE,
+    GuardName.PROPAGATION,
+)
+
+
 @dataclass(frozen=True)
 class GuardResult:
-    """One guard's verdict with what it measured (`value`) against what (`threshold`)."""
+    """One guard's verdict with what it measured (`value`) against what (`threshold`).
+    `flag` names the flag judged when one report covers several (a restore); a name read
+    back from a record that no guard has any more stays `Unrecognised`."""
 
-    name: str
+    name: GuardName | Unrecognised
     passed: bool
     value: float | str | None
     threshold: float | str | None
     detail: str
     window: str = ""
     of: int | None = None  # counted guards: out of how many (dependencies)
+    flag: str = ""
+
+    @property
+    def label(self) -> str:
+        """'error_rate'; 'checkout: error_rate' in a report on several flags."""
+        return f"{self.flag}: {self.name}" if self.flag else str(self.name)
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "name": self.name,
+            "name": self.label,
             "passed": self.passed,
             "value": self.value,
             "threshold": self.threshold,
@@ -54,14 +90,20 @@ class GuardResult:
     @classmethod
     def from_json(cls, document: Mapping[str, Any]) -> GuardResult:
         """A guard result as `as_json` wrote it (a stored guard report)."""
+        label = str(document.get("name", "?"))
+        flag, _, named = label.rpartition(": ")
+        name = recognised(GuardName, named)
+        if not flag or isinstance(name, Unrecognised):
+            flag, name = "", recognised(GuardName, label)
         return cls(
-            name=str(document.get("name", "?")),
+            name=name,
             passed=bool(document.get("passed")),
             value=document.get("value"),
             threshold=document.get("threshold"),
             detail=str(document.get("detail", "")),
             window=str(document.get("window", "")),
             of=document.get("of"),
+            flag=flag,
         )
 
 
@@ -130,11 +172,19 @@ def evaluate_guards(inputs: GuardInputs, policy: GuardPolicy) -> list[GuardResul
         _soak_time(inputs, policy),
         _dependencies(inputs, policy),
         _unavailable(
-            "exposure", inputs, policy, EXPOSURE_EVIDENCE, inputs.configured_percentage / 100
+            GuardName.EXPOSURE,
+            inputs,
+            policy,
+            EXPOSURE_EVIDENCE,
+            inputs.configured_percentage / 100,
         )
         or _exposure(inputs, policy),
         _unavailable(
-            "propagation", inputs, policy, PROPAGATION_EVIDENCE, inputs.current_config_version
+            GuardName.PROPAGATION,
+            inputs,
+            policy,
+            PROPAGATION_EVIDENCE,
+            inputs.current_config_version,
         )
         or _propagation(inputs),
     ]
@@ -151,7 +201,7 @@ NO_VARIANT_ERRORS = "not available from this emitter (its failed evaluations car
 
 
 def _unavailable(
-    name: str,
+    name: GuardName,
     inputs: GuardInputs,
     policy: GuardPolicy,
     needs: Mapping[str, str],
@@ -177,7 +227,7 @@ def _window(policy: GuardPolicy) -> str:
 
 
 def _data_fresh(inputs: GuardInputs, policy: GuardPolicy) -> GuardResult:
-    name, limit = "data_fresh", policy.max_data_age_seconds
+    name, limit = GuardName.DATA_FRESH, policy.max_data_age_seconds
     if not inputs.source or inputs.newest_sample is None:
         why = "; ".join(inputs.notices) or "no metrics source answered"
         return GuardResult(name, False, None, limit, f"no data: {why}")
@@ -193,7 +243,7 @@ def _data_fresh(inputs: GuardInputs, policy: GuardPolicy) -> GuardResult:
 
 
 def _error_rate(inputs: GuardInputs, policy: GuardPolicy) -> GuardResult:
-    name, window = "error_rate", _window(policy)
+    name, window = GuardName.ERROR_RATE, _window(policy)
     if not inputs.variants:
         return GuardResult(
             name, False, None, policy.max_error_rate, "no evaluations in the window", window
@@ -257,7 +307,7 @@ def _error_rate(inputs: GuardInputs, policy: GuardPolicy) -> GuardResult:
 
 
 def _soak_time(inputs: GuardInputs, policy: GuardPolicy) -> GuardResult:
-    name, minimum = "soak_time", policy.min_soak.total_seconds()
+    name, minimum = GuardName.SOAK_TIME, policy.min_soak.total_seconds()
     if inputs.at_step_since is None:
         return GuardResult(
             name,
@@ -278,7 +328,7 @@ def _soak_time(inputs: GuardInputs, policy: GuardPolicy) -> GuardResult:
 
 
 def _dependencies(inputs: GuardInputs, policy: GuardPolicy) -> GuardResult:
-    name = "dependencies"
+    name = GuardName.DEPENDENCIES
     unmet = []
     for dep in inputs.dependencies:
         if dep.percentage < 100:
@@ -301,7 +351,7 @@ def _dependencies(inputs: GuardInputs, policy: GuardPolicy) -> GuardResult:
 
 
 def _exposure(inputs: GuardInputs, policy: GuardPolicy) -> GuardResult:
-    name, window = "exposure", _window(policy)
+    name, window = GuardName.EXPOSURE, _window(policy)
     expected = inputs.configured_percentage / 100
     counts = inputs.variants or {}
     treated = counts.get(inputs.treatment, VariantCounts(0, 0, 0)).split
@@ -340,7 +390,7 @@ def sample_ratio_mismatch(
 
 
 def _propagation(inputs: GuardInputs) -> GuardResult:
-    name, wanted = "propagation", inputs.current_config_version
+    name, wanted = GuardName.PROPAGATION, inputs.current_config_version
     if inputs.instance_versions is None:
         return GuardResult(name, False, None, wanted, "no instance reports its config version")
     if not inputs.instance_versions:

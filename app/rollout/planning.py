@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from app.audit import AuditLog, Outcome, who_changed
+from app.audit import AuditEntry, AuditLog, Outcome, who_changed
 from app.flags.backend import FlagBackend, FlagSnapshot, UnknownFlag
 from app.flags.model import FlagDefinition, FlagState
 from app.rollout.action_model import (
@@ -24,7 +24,7 @@ from app.rollout.action_model import (
     InvalidRequest,
     Transition,
 )
-from app.rollout.guards import GuardResult
+from app.rollout.guards import GuardName, GuardResult
 from app.rollout.inputs import actor_problem, environment_problem, flag_key_problem, reason_problem
 from app.rollout.ladder import LadderEnd, next_step, previous_step
 
@@ -160,16 +160,7 @@ def _plan_restore(
                 f"audit record #{entry.id} ({entry.flag}) was not applied ({entry.outcome}): "
                 "there is nothing to restore"
             )
-    recorded = tuple(
-        Transition(
-            e.flag,
-            FlagState(e.to_state),
-            e.to_percentage,
-            FlagState(e.from_state),
-            e.from_percentage,
-        )
-        for e in group
-    )
+    recorded = tuple(_reverted(entry) for entry in group)
     changed = changed_since(audit, snapshot, recorded)
     if changed:
         raise ActionConflict(
@@ -181,15 +172,25 @@ def _plan_restore(
     for t in up:
         found = check_guards(snapshot, t.flag)
         unavailable = unavailable or _metrics_unavailable(found)
-        guards.extend(
-            found if len(up) == 1 else [replace(g, name=f"{t.flag}: {g.name}") for g in found]
-        )
+        guards.extend(found if len(up) == 1 else [replace(g, flag=t.flag) for g in found])
     return ActionPlan(request, snapshot, recorded, tuple(guards), metrics_unavailable=unavailable)
+
+
+def _reverted(entry: AuditEntry) -> Transition:
+    """The way back from what `entry` applied; ActionRefused when it does not know a state."""
+    if entry.from_state is None or entry.to_state is None:
+        raise ActionRefused(
+            f"audit record #{entry.id} ({entry.flag}) does not know the flag's state: "
+            "there is nothing to restore"
+        )
+    return Transition(
+        entry.flag, entry.to_state, entry.to_percentage, entry.from_state, entry.from_percentage
+    )
 
 
 def _metrics_unavailable(guards: Sequence[GuardResult]) -> bool:
     """Whether no metrics source answered the guards: their freshness measured nothing."""
-    return any(g.name == "data_fresh" and g.value is None for g in guards)
+    return any(g.name == GuardName.DATA_FRESH and g.value is None for g in guards)
 
 
 def validate_request(request: ActionRequest) -> None:

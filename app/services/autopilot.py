@@ -21,10 +21,12 @@ from app.autopilot.model import (
     AllowedHours,
     OnFailure,
     PlanInvalid,
+    PlanOptions,
     PlanStatus,
     RolloutPlan,
     duration_text,
     parse_duration,
+    parse_gates,
     parse_steps,
     plan_problems,
 )
@@ -407,15 +409,8 @@ def _soak_words(soak: timedelta) -> str:
     return text + (f"{seconds}s" if seconds or not text else "")
 
 
-@dataclass(frozen=True)
-class ReadPlan:
-    steps: tuple[float, ...]
-    soak: timedelta
-    allowed_hours: AllowedHours | None
-
-
-def read_plan_form(form: PlanForm) -> ReadPlan:
-    """The typed plan as values; PlanInvalid naming every problem at once (each field
+def read_plan_form(form: PlanForm) -> PlanOptions:
+    """The typed plan as plan options; PlanInvalid naming every problem at once (each field
     that cannot be read, and what is wrong with those that can), so a person fixes them
     in one go. An empty set of gates is refused here: the autopilot would advance on
     nothing at all."""
@@ -446,7 +441,14 @@ def read_plan_form(form: PlanForm) -> ReadPlan:
     if problems:
         raise PlanInvalid(problems)
     assert steps is not None and soak is not None
-    return ReadPlan(steps, soak, hours)
+    return PlanOptions(
+        steps=steps,
+        soak=soak,
+        gates=parse_gates(form.gates),
+        on_failure=form.on_failure,
+        stop_at=form.stop_at,
+        allowed_hours=hours,
+    )
 
 
 def change_words(seen: RolloutPlan | None, fresh: RolloutPlan | None) -> str | None:

@@ -159,7 +159,9 @@ def change_marks(
 
 def _mark(entry: AuditEntry) -> ChangeMark:
     label = f"{entry.from_percentage:g} → {entry.to_percentage:g} % · {entry.actor}"
-    return ChangeMark(entry.at, label, entry.action, entry.from_percentage, entry.to_percentage)
+    return ChangeMark(
+        entry.at, label, str(entry.action), entry.from_percentage, entry.to_percentage
+    )
 
 
 @dataclass(frozen=True)
@@ -548,7 +550,7 @@ def history_table(entries: Sequence[AuditEntry]) -> pd.DataFrame:
                 e.id,
                 e.at,
                 e.actor,
-                e.action,
+                str(e.action),
                 f"{e.from_percentage:g} → {e.to_percentage:g} %",
                 str(e.outcome),
                 e.reason,

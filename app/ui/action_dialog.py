@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
-from typing import Any, Literal
+from dataclasses import dataclass, replace
+from typing import Literal
 
 import pandas as pd
 import streamlit as st
@@ -47,6 +47,7 @@ from app.text import escape_markdown, format_age, format_duration, format_guard_
 from app.ui.pending_requests import REQUESTS_PAGE
 
 __all__ = [
+    "ActionOutcome",
     "action_buttons",
     "approval_label",
     "button_label",
@@ -74,6 +75,35 @@ _ICONS = {
     Action.EMERGENCY: "🚨",
     Action.RESTORE: "↩️",
 }
+
+
+@dataclass(frozen=True)
+class ActionOutcome:
+    """What the last action did, kept in the session for the page's next run: the words,
+    its audit record, the change request it became. An action on several flags that was
+    no change request lists each flag's change in `environment`; an applied emergency
+    rollback is `restorable` (offered Restore until dismissed)."""
+
+    applied: bool
+    code: ExitCode
+    text: str
+    audit_id: str | None
+    request_id: str | None
+    environment: str = ""
+    flags: tuple[tuple[str, str], ...] = ()  # (flag, its diff)
+    restorable: bool = False
+
+
+@dataclass(frozen=True)
+class _Dialog:
+    """What a dialog planned when it opened: the plan (None, with `error`, when it could
+    not be made), a note when the flag changed since the page was drawn, and whether
+    confirming makes a change request."""
+
+    plan: ActionPlan | None
+    error: str
+    note: str
+    waits: bool
 
 
 def button_label(action: Action, transitions: Sequence[Transition], environment: str = "") -> str:
@@ -116,7 +146,7 @@ def guard_table(guards: Sequence[GuardResult]) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "": ["✅" if g.passed else "❌" for g in guards],
-            "Guard": [g.name.replace("_", " ") for g in guards],
+            "Guard": [g.label.replace("_", " ") for g in guards],
             "Value": [format_guard_values(g)[0] for g in guards],
             "Threshold": [format_guard_values(g)[1] for g in guards],
             "Detail": [g.detail for g in guards],
@@ -210,55 +240,53 @@ def show_last_outcome() -> None:
     """What the last action did, with a link to its audit record. An emergency rollback's
     outcome lists every flag it changed, each linked to its detail, and offers Restore
     until dismissed; other outcomes are shown once."""
-    outcome: dict[str, Any] | None = st.session_state.get(_OUTCOME)
+    outcome: ActionOutcome | None = st.session_state.get(_OUTCOME)
     if outcome is None:
         return
-    if not outcome.get("restorable"):
+    if not outcome.restorable:
         st.session_state.pop(_OUTCOME, None)
-    text = outcome["text"]
-    if outcome["applied"]:
+    text = outcome.text
+    if outcome.applied:
         st.success(text, icon="✅")
-    elif outcome.get("request_id"):
+    elif outcome.request_id:
         st.info(text, icon="⏳")
         st.page_link(
             REQUESTS_PAGE,
-            label=f"Change request #{outcome['request_id']} on the Requests page",
+            label=f"Change request #{outcome.request_id} on the Requests page",
             icon="✋",
-            query_params={"id": outcome["request_id"]},
+            query_params={"id": outcome.request_id},
         )
-    elif outcome["code"] == ExitCode.CONFLICT:
+    elif outcome.code is ExitCode.CONFLICT:
         st.warning(text, icon="🔁")
     else:
         st.error(text, icon="⛔")
-    for flag, diff in outcome.get("flags", ()):
+    for flag, diff in outcome.flags:
         st.page_link(
             "../pages/flag_detail.py",
             label=diff,
             icon="🔎",
-            query_params={"env": outcome["environment"], "flag": flag},
+            query_params={"env": outcome.environment, "flag": flag},
         )
-    if outcome["audit_id"]:
+    if outcome.audit_id:
         st.page_link(
             "../pages/audit.py",
-            label=f"Audit record {outcome['audit_id']}",
+            label=f"Audit record {outcome.audit_id}",
             icon="📜",
-            query_params={"id": outcome["audit_id"]},
+            query_params={"id": outcome.audit_id},
         )
-    if outcome.get("restorable"):
+    if outcome.restorable:
         from app.ui.widgets import current_identity, runtime
 
         rt = runtime()
         identity = current_identity(rt)
         restore_col, dismiss_col = st.columns([3, 1])
-        if restore_col.button(
-            f"↩️ Restore these {len(outcome['flags'])} flags", key="outcome-restore"
-        ):
+        if restore_col.button(f"↩️ Restore these {len(outcome.flags)} flags", key="outcome-restore"):
             request = ActionRequest(
                 Action.RESTORE,
-                outcome["environment"],
+                outcome.environment,
                 "(preview)",
                 identity,
-                restore_of=outcome["audit_id"],
+                restore_of=outcome.audit_id,
             )
             _open(rt, identity, request)
         if dismiss_col.button("Dismiss", key="outcome-dismiss"):
@@ -287,12 +315,7 @@ def _open(rt: Runtime, identity: Identity, request: ActionRequest, seen: str | N
         note = f"Changed since you looked: {who}. The dialog shows the flag as it is now."
     # asked once per dialog: the title and the body say the same
     waits = plan is not None and bool(plan.transitions) and rt.approvals.needs_approval(plan)
-    st.session_state[f"{_DIALOG}{key}"] = {
-        "plan": plan,
-        "error": error,
-        "note": note,
-        "waits": waits,
-    }
+    st.session_state[f"{_DIALOG}{key}"] = _Dialog(plan, error, note, waits)
     title = _title(request, plan)
     if waits:
         title += " (needs approval)"
@@ -313,16 +336,16 @@ def _title(request: ActionRequest, plan: ActionPlan | None) -> str:
 
 
 def _confirm(rt: Runtime, identity: Identity, request: ActionRequest, key: str) -> None:
-    state = st.session_state.get(f"{_DIALOG}{key}")
-    if state is None:  # already confirmed in this session
+    opened: _Dialog | None = st.session_state.get(f"{_DIALOG}{key}")
+    if opened is None:  # already confirmed in this session
         return
-    if state["note"]:
-        st.warning(state["note"], icon="🔁")
-    plan: ActionPlan | None = state["plan"]
+    if opened.note:
+        st.warning(opened.note, icon="🔁")
+    plan = opened.plan
     if plan is None:
-        st.error(state["error"])
+        st.error(opened.error)
         return
-    waits: bool = state["waits"]
+    waits = opened.waits
     if waits:  # first: what confirming does here
         _approval_notice(rt, plan)
     _show_plan(plan)
@@ -421,7 +444,7 @@ def _show_plan(plan: ActionPlan) -> None:
         st.dataframe(guard_table(plan.guards), hide_index=True, width="stretch")
 
 
-def _summary(result: ActionResult) -> dict[str, Any]:
+def _summary(result: ActionResult) -> ActionOutcome:
     transitions = result.plan.transitions if result.plan else ()
     diff = "; ".join(t.diff for t in transitions)
     request = result.plan.request if result.plan else None
@@ -442,17 +465,19 @@ def _summary(result: ActionResult) -> dict[str, Any]:
         )
     else:
         text = f"Not applied: {result.error}"
-    summary: dict[str, Any] = {
-        "applied": result.applied,
-        "code": result.exit_code,
-        "text": text,
-        "audit_id": result.audit[0].id if result.audit else None,
-        "request_id": result.change_request.id if result.change_request else None,
-    }
-    if request is not None and len(transitions) > 1 and summary["request_id"] is None:
-        summary["environment"] = request.environment
-        summary["flags"] = [(t.flag, t.diff) for t in transitions]
-        summary["restorable"] = result.applied and request.action is Action.EMERGENCY
-        if result.applied:
-            summary["text"] = f"Applied: {len(transitions)} flags changed in {request.environment}:"
-    return summary
+    audit_id = result.audit[0].id if result.audit else None
+    request_id = result.change_request.id if result.change_request else None
+    if request is None or len(transitions) < 2 or request_id is not None:
+        return ActionOutcome(result.applied, result.exit_code, text, audit_id, request_id)
+    if result.applied:
+        text = f"Applied: {len(transitions)} flags changed in {request.environment}:"
+    return ActionOutcome(
+        result.applied,
+        result.exit_code,
+        text,
+        audit_id,
+        request_id,
+        environment=request.environment,
+        flags=tuple((t.flag, t.diff) for t in transitions),
+        restorable=result.applied and request.action is Action.EMERGENCY,
+    )

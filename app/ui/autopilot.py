@@ -457,19 +457,7 @@ def _save(
     )
 
     def save(version: int) -> RolloutPlan:  # the version the person saw
-        typed = read_plan_form(form)
-        return rt.set_plan(
-            identity,
-            environment,
-            flag,
-            steps=typed.steps,
-            soak=typed.soak,
-            gates=form.gates,
-            on_failure=form.on_failure,
-            stop_at=form.stop_at,
-            allowed_hours=typed.allowed_hours,
-            seen_version=version,
-        )
+        return rt.set_plan(identity, environment, flag, read_plan_form(form), seen_version=version)
 
     try:
         saved = save(seen.version if seen is not None else 0)

@@ -38,7 +38,7 @@ from pathlib import Path
 
 from app.audit import Outcome
 from app.autopilot.controller import LEASE
-from app.autopilot.model import PlanStatus, RolloutPlan
+from app.autopilot.model import PlanOptions, PlanStatus, RolloutPlan
 from app.autopilot.service import set_plan
 from app.autopilot.store import PlanStore
 from app.demo import simulator
@@ -125,9 +125,7 @@ def time_to_mitigate(tmp: Path, regressions: int) -> None:
                 OLGA,
                 runtime.backend.load(ENVIRONMENT),
                 flag,
-                steps=(25.0, 50.0),
-                soak=timedelta(seconds=3),
-                stop_at=25,
+                PlanOptions(steps=(25.0, 50.0), soak=timedelta(seconds=3), stop_at=25),
                 now=datetime.now(UTC),
             )
         oracle = [_oracle(runtime, prometheus.url, simulation, flag) for flag in ORACLES]
@@ -254,8 +252,7 @@ def queries_per_tick(tmp: Path, runs: int) -> None:
                     OLGA,
                     runtime.backend.load(ENVIRONMENT),
                     flag,
-                    steps=(40.0, 50.0),
-                    soak=timedelta(0),
+                    PlanOptions(steps=(40.0, 50.0), soak=timedelta(0)),
                     now=datetime.now(UTC),
                 )
             planned = count

@@ -93,3 +93,18 @@ def test_a_viewer_is_offered_no_restore(state):
     at = _audit_page("1")
     assert not [b for b in _buttons(at) if "Restore" in b]
     assert "No audit record #77." in [w.value for w in _audit_page("77").warning]
+
+
+def test_a_record_of_an_older_version_shows_as_stored(state):
+    engine = open_database(f"sqlite:///{state / 'metrics.db'}")
+    older = _record(datetime.now(UTC), "production", "applied")
+    older |= {"action": "promote", "from_state": "unknown", "to_state": "archived"}
+    with engine.begin() as connection:
+        connection.execute(insert(AuditRecord), [older])
+    at = _audit_page("3")
+    assert "Record 3: promote alpha in production, unknown 25 % → unknown 10 %" in (
+        at.success[0].value
+    )
+    table = at.dataframe[0].value
+    assert list(table["Action"]) == ["promote", "rollback", "rollback"]
+    assert table["From"].iloc[0] == "unknown 25 %"

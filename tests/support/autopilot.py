@@ -8,7 +8,7 @@ from pathlib import Path
 
 from app.audit import AuditLog
 from app.autopilot.controller import Controller, ControllerConfig
-from app.autopilot.model import RolloutPlan
+from app.autopilot.model import PlanOptions, RolloutPlan
 from app.autopilot.service import set_plan
 from app.autopilot.store import PlanStore
 from app.flags.yaml_backend import YamlFlagBackend
@@ -60,7 +60,9 @@ class AutopilotParts:
             rows.append(EvaluationRollup(start, 60, env, flag, "on", "error", errors_on, errors_on))
         insert_rollups(self.engine, rows)
 
-    def set_plan(self, who: Identity = OPERATOR, **changes: object) -> RolloutPlan:
+    def set_plan(
+        self, who: Identity = OPERATOR, seen_version: int = 0, **changes: object
+    ) -> RolloutPlan:
         """`who` sets a plan (10, 25, 50, 100 %, soak 30 min, `GATES`; `changes` override)."""
         options: dict[str, object] = {
             "steps": (10.0, 25.0, 50.0, 100.0),
@@ -73,8 +75,9 @@ class AutopilotParts:
             who,
             self.backend.load(self.environment),
             self.flag,
+            PlanOptions(**(options | changes)),  # type: ignore[arg-type]
             now=datetime.now(UTC),
-            **(options | changes),  # type: ignore[arg-type]
+            seen_version=seen_version,
         )
 
     def close(self) -> None:

@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 from app.audit import AuditEntry, AuditLog, Outcome
 from app.autopilot.controller import Controller, ControllerConfig
 from app.autopilot.decide import Move
-from app.autopilot.model import PlanInvalid, PlanStatus, RolloutPlan
+from app.autopilot.model import PlanInvalid, PlanOptions, PlanStatus, RolloutPlan
 from app.autopilot.service import SECOND_PERSON, pause_plan, resume_plan, set_plan
 from app.autopilot.store import PlanStore
 from app.flags.backend import FlagChange
@@ -96,8 +96,8 @@ def a_plan(store_engine: Engine, backend: YamlFlagBackend, audit: AuditLog, **ch
         OPERATOR,
         backend.load(ENV),
         FLAG,
+        PlanOptions(**options),  # type: ignore[arg-type]
         now=datetime.now(UTC),
-        **options,  # type: ignore[arg-type]
     )
 
 
@@ -334,8 +334,7 @@ def test_a_viewer_cannot_set_or_pause_a_plan(
             VIC,
             backend.load(ENV),
             FLAG,
-            steps=(25.0,),
-            soak=timedelta(0),
+            PlanOptions(steps=(25.0,), soak=timedelta(0)),
             now=datetime.now(UTC),
         )
     plan = a_plan(engine, backend, audit)
@@ -359,8 +358,7 @@ def test_plan_changes_are_audited_and_bad_plans_named(
             OPERATOR,
             backend.load(ENV),
             "no_such_flag",
-            steps=(50.0, 25.0),
-            soak=timedelta(0),
+            PlanOptions(steps=(50.0, 25.0), soak=timedelta(0)),
             now=datetime.now(UTC),
         )
     assert "steps must rise, each once (1,5,25,50)" in invalid.value.problems
@@ -377,9 +375,7 @@ def test_where_changes_need_a_second_person_another_operator_starts_the_plan(
         OPERATOR,
         backend.load(ENV),
         FLAG,
-        steps=(10.0, 25.0),
-        soak=timedelta(0),
-        gates=GATES,
+        PlanOptions(steps=(10.0, 25.0), soak=timedelta(0), gates=GATES),
         now=datetime.now(UTC),
         approval_required=True,
     )

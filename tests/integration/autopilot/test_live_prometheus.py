@@ -19,7 +19,7 @@ import pytest
 from app.audit import Outcome
 from app.autopilot.controller import Controller
 from app.autopilot.decide import Move
-from app.autopilot.model import PlanStatus, RolloutPlan
+from app.autopilot.model import PlanOptions, PlanStatus, RolloutPlan
 from app.autopilot.service import set_plan
 from app.demo import simulator
 from app.flags.model import FlagState
@@ -100,9 +100,7 @@ def a_plan(runtime: Runtime, flag: str, steps: tuple[float, ...], stop_at: float
         OPERATOR,
         runtime.backend.load(ENVIRONMENT),
         flag,
-        steps=steps,
-        soak=SOAK,
-        stop_at=stop_at,
+        PlanOptions(steps=steps, soak=SOAK, stop_at=stop_at),
         now=datetime.now(UTC),
     )
 

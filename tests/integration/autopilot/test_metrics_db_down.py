@@ -24,7 +24,7 @@ from sqlalchemy.engine import make_url
 from app.audit import AuditLog, Outcome
 from app.autopilot.controller import Controller, ControllerConfig
 from app.autopilot.decide import Move
-from app.autopilot.model import PlanStatus
+from app.autopilot.model import PlanOptions, PlanStatus
 from app.autopilot.service import set_plan
 from app.autopilot.store import PlanStore
 from app.flags.backend import FlagBackend, FlagSnapshot
@@ -129,10 +129,7 @@ def test_the_database_stopping_mid_tick_journals_the_action_and_the_plan_goes_on
         OPERATOR,
         stack.backend.load(ENV),
         FLAG,
-        steps=(10.0, 25.0, 50.0),
-        soak=timedelta(0),
-        gates=GATES,
-        stop_at=50,
+        PlanOptions(steps=(10.0, 25.0, 50.0), soak=timedelta(0), gates=GATES, stop_at=50),
         now=datetime.now(UTC),
     )
     with RollupFeeder(stack.evidence, stack.backend, ENV, [FLAG]):

@@ -19,7 +19,7 @@ import pytest
 
 from app.audit import AuditEntry, Outcome
 from app.autopilot.controller import LEASE, Controller, TickReport
-from app.autopilot.model import PlanStatus, RolloutPlan
+from app.autopilot.model import PlanOptions, PlanStatus, RolloutPlan
 from app.autopilot.service import set_plan
 from app.runtime import Runtime, open_runtime
 from app.settings import load_settings
@@ -89,10 +89,7 @@ def plans(runtime: Runtime) -> dict[str, RolloutPlan]:
             OPERATOR,
             runtime.backend.load(ENV),
             flag,
-            steps=steps,
-            soak=timedelta(0),
-            gates=GATES,
-            stop_at=50,
+            PlanOptions(steps=steps, soak=timedelta(0), gates=GATES, stop_at=50),
             now=datetime.now(UTC),
         )
         for flag, steps in PLANS.items()

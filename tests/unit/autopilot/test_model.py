@@ -14,10 +14,12 @@ from app.autopilot.model import (
     RolloutPlan,
     duration_text,
     parse_duration,
+    parse_gates,
     parse_steps,
     plan_problems,
 )
 from app.flags.model import FlagState
+from app.rollout.guards import GuardName
 
 
 @pytest.mark.parametrize(
@@ -51,6 +53,18 @@ def test_steps_and_their_problems() -> None:
     assert any("unknown gates latency" in p for p in problems)
     assert any("within 0..100 %" in p for p in problems)
     assert plan_problems((), timedelta(0), required, 50) == ["a plan needs at least one step"]
+
+
+def test_gates_as_typed_are_read_as_members() -> None:
+    gates = parse_gates(["data_fresh", "canary", "data_fresh"])
+    assert gates == {GuardName.DATA_FRESH, GuardName.CANARY}
+    assert all(type(gate) is GuardName for gate in gates)
+    with pytest.raises(PlanInvalid) as invalid:
+        parse_gates(["error_rate", "vibes", "latency"])
+    assert invalid.value.problems == (
+        "unknown gates latency, vibes (known: data_fresh, error_rate, soak_time, "
+        "dependencies, exposure, propagation, canary)",
+    )
 
 
 def test_allowed_hours_in_a_named_zone() -> None:

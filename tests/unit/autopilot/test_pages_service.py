@@ -8,9 +8,17 @@ from datetime import UTC, datetime, time, timedelta
 
 import pytest
 
-from app.autopilot.model import AllowedHours, OnFailure, PlanInvalid, PlanStatus, RolloutPlan
+from app.autopilot.model import (
+    AllowedHours,
+    OnFailure,
+    PlanInvalid,
+    PlanOptions,
+    PlanStatus,
+    RolloutPlan,
+)
 from app.autopilot.store import AutopilotEvent, Heartbeat
 from app.flags.model import FlagState
+from app.rollout.guards import GuardName
 from app.services.autopilot import (
     FlagAt,
     PlanForm,
@@ -321,6 +329,21 @@ def test_a_typed_plan_is_read():
     assert read.steps == (1.0, 5.0, 25.0)
     assert read.soak == timedelta(minutes=90)
     assert read.allowed_hours == AllowedHours(frozenset(range(5)), time(9), time(17), "UTC")
+
+
+def test_a_typed_plan_is_read_as_the_options_of_set_plan():
+    typed = form(gates=("soak_time", "data_fresh", "error_rate", "canary"), stop_at=25.0)
+    assert read_plan_form(replace(typed, on_failure=OnFailure.KILL)) == PlanOptions(
+        steps=(1.0, 5.0, 25.0, 50.0),
+        soak=timedelta(minutes=30),
+        gates=frozenset(
+            {GuardName.DATA_FRESH, GuardName.ERROR_RATE, GuardName.SOAK_TIME, GuardName.CANARY}
+        ),
+        on_failure=OnFailure.KILL,
+        stop_at=25.0,
+    )
+    gates = read_plan_form(typed).gates
+    assert gates is not None and all(type(gate) is GuardName for gate in gates)
 
 
 def test_every_bad_value_is_named_at_once():

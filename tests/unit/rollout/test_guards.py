@@ -4,10 +4,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from app.analysis.failures import FlagErrors
+from app.recorded import Unrecognised
 from app.rollout.guards import (
+    ADVANCE_GUARDS,
     DependencyStatus,
     GuardInputs,
+    GuardName,
     GuardPolicy,
+    GuardResult,
     VariantCounts,
     evaluate_guards,
 )
@@ -187,3 +191,36 @@ def test_a_significance_failure_below_the_threshold_says_so_in_words():
         "treatment on 0.88 % vs control off 0.11 %: significantly worse, p = "
     )
     assert "although below the threshold" in guard.detail
+
+
+def test_guard_names_are_members_and_serialise_as_their_words():
+    results = evaluate_guards(HEALTHY, POLICY)
+    assert tuple(g.name for g in results) == ADVANCE_GUARDS
+    assert all(type(g.name) is GuardName for g in results)
+    documents = [g.as_json() for g in results]
+    assert [d["name"] for d in documents] == [
+        "data_fresh",
+        "error_rate",
+        "soak_time",
+        "dependencies",
+        "exposure",
+        "propagation",
+    ]
+    assert all(type(d["name"]) is str for d in documents)
+    assert [GuardResult.from_json(d) for d in documents] == results
+
+
+def test_a_report_on_several_flags_names_each_flag_and_reads_back():
+    guard = GuardResult(GuardName.SOAK_TIME, False, 60, 900.0, "at 25 % for 1.0 min", flag="a_b")
+    document = guard.as_json()
+    assert document["name"] == "a_b: soak_time" == guard.label
+    read = GuardResult.from_json(document)
+    assert (read.name, read.flag) == (GuardName.SOAK_TIME, "a_b") and read == guard
+
+
+def test_a_stored_guard_name_no_guard_has_any_more_stays_readable():
+    for stored in ("sample_ratio", "alpha: sample_ratio", "?"):
+        read = GuardResult.from_json({"name": stored, "passed": False, "detail": "old"})
+        assert isinstance(read.name, Unrecognised) and read.name == stored
+        assert (read.flag, read.label, read.as_json()["name"]) == ("", stored, stored)
+    assert GuardResult.from_json({"passed": True}).label == "?"
