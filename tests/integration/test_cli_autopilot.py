@@ -361,7 +361,8 @@ def test_autopilot_once_advances_a_healthy_flag_as_autopilot(state, capsys):
     assert lines[0].endswith(
         "— advance 25 % → 50 %: every gate passed, soaked since before the history began"
     )
-    assert "tick: 1 plan(s): 1 advance; 3 metric queries" in lines[1]
+    # evaluations by reason, the error counter, instance versions, newest sample
+    assert "tick: 1 plan(s): 1 advance; 4 metric queries" in lines[1]
     assert percentage(state, "alpha") == 50.0
 
     records = audit_records(capsys, "alpha")

@@ -22,7 +22,7 @@ from prometheus_client.registry import Collector
 
 from app.audit import Outcome
 from app.autopilot.decide import Move
-from app.autopilot.model import PlanStatus
+from app.autopilot.model import PlanOptions, PlanStatus
 from app.autopilot.service import set_plan
 from app.cli import main
 from app.flags.model import FlagState
@@ -188,9 +188,7 @@ def test_every_view_says_20_percent_fail_and_the_autopilot_rolls_the_flag_back(
             OPERATOR,
             runtime.backend.load(ENVIRONMENT),
             FLAG,
-            steps=(PERCENTAGE, 50.0),
-            soak=timedelta(seconds=3),
-            stop_at=50.0,
+            PlanOptions(steps=(PERCENTAGE, 50.0), soak=timedelta(seconds=3), stop_at=50.0),
             now=datetime.now(UTC),
         )
         outcome = runtime.autopilot("counter-only").tick().outcome(FLAG)
