@@ -20,8 +20,9 @@ from typing import Any
 
 from app.approvals.model import ChangeRequest, RequestStatus, raises_exposure, same_person
 from app.approvals.store import ApprovalsUnavailable, DuplicateRequest, RequestStore
-from app.audit import AuditEntry, AuditLog, Outcome, RecordedAction
+from app.audit import AuditEntry, AuditLog, Outcome
 from app.quoting import quoted
+from app.rollout.action_audit import transition_entry
 from app.rollout.action_model import ActionPlan, ActionRequest, ActionResult
 from app.rollout.approval_gate import ApprovalGate
 from app.rollout.exit_codes import ExitCode
@@ -384,16 +385,12 @@ class Approvals(ApprovalGate):
         """One audit record per flag of `change` for this step."""
         guards = [dict(g) for g in change.guards] if outcome is Outcome.REQUESTED else []
         entries = [
-            AuditEntry(
+            transition_entry(
+                t,
                 at=at,
                 actor=actor,
-                action=RecordedAction(change.action),
-                flag=t.flag,
+                action=change.action,
                 environment=change.environment,
-                from_state=t.from_state,
-                from_percentage=t.from_percentage,
-                to_state=t.to_state,
-                to_percentage=t.to_percentage,
                 reason=_step_reason(change, text),
                 outcome=outcome,
                 override=change.override,

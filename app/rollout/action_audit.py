@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 from app.audit import AuditEntry, AuditLog, Outcome, RecordedAction
 from app.flags.backend import FlagSnapshot
@@ -12,7 +13,39 @@ from app.flags.model import FlagConfig
 from app.rollout.action_model import Action, ActionPlan, ActionRequest, ActionResult, Transition
 from app.rollout.exit_codes import ExitCode
 
-__all__ = ["record_plan", "recorded_reason", "replay", "settle_applied"]
+__all__ = ["record_plan", "recorded_reason", "replay", "settle_applied", "transition_entry"]
+
+
+def transition_entry(
+    transition: Transition,
+    *,
+    at: datetime,
+    actor: str,
+    action: Action,
+    environment: str,
+    reason: str,
+    outcome: Outcome,
+    override: bool,
+    guards: list[dict[str, Any]],
+    idempotency_key: str | None = None,
+) -> AuditEntry:
+    """The audit record of one flag's transition (an action's, or a change request's step)."""
+    return AuditEntry(
+        at=at,
+        actor=actor,
+        action=RecordedAction(action),
+        flag=transition.flag,
+        environment=environment,
+        from_state=transition.from_state,
+        from_percentage=transition.from_percentage,
+        to_state=transition.to_state,
+        to_percentage=transition.to_percentage,
+        reason=reason,
+        outcome=outcome,
+        override=override,
+        idempotency_key=idempotency_key,
+        guards=guards,
+    )
 
 
 def record_plan(
@@ -26,16 +59,12 @@ def record_plan(
     return tuple(
         audit.record_many(
             [
-                AuditEntry(
+                transition_entry(
+                    t,
                     at=at,
                     actor=request.identity.name,
-                    action=RecordedAction(request.action),
-                    flag=t.flag,
+                    action=request.action,
                     environment=request.environment,
-                    from_state=t.from_state,
-                    from_percentage=t.from_percentage,
-                    to_state=t.to_state,
-                    to_percentage=t.to_percentage,
                     reason=recorded_reason(request),
                     outcome=outcome,
                     override=request.override_guards and not plan.guards_passed,
