@@ -11,7 +11,7 @@ A gate looks at several windows at once (`gate_windows`):
   `restarts_kept`): a regression that starts hours into a step is judged on counts
   that are not diluted by the healthy hours before it;
 - the last `recent_slots` slots: a gross failure is seen at once.
-Each window is an e-process of its own (`app.analysis.sequential`).
+Each window is an e-process of its own (`app.evidence.sequential`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import accumulate
 
-from app.analysis.sequential import Arm, WindowKind
+from app.evidence.sequential import Arm, WindowKind
 
 __all__ = [
     "Window",

@@ -2,8 +2,8 @@
 
 import pytest
 
-from app.analysis.sequential import Arm, WindowKind
-from app.analysis.windows import WindowPlan, gate_windows, slot_end_at_or_before, window_counts
+from app.evidence.sequential import Arm, WindowKind
+from app.evidence.windows import WindowPlan, gate_windows, slot_end_at_or_before, window_counts
 
 PLAN = WindowPlan(slot=30, restart_every=600, restarts_kept=2, recent_slots=2)
 

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from app.analysis.sequential import (
+from app.evidence.sequential import (
     Arm,
     Detector,
     Hypothesis,
