@@ -13,6 +13,7 @@ from app.evidence.sequential import (
     WindowKind,
     _null_loglik_two,
     difference_interval,
+    difference_intervals,
     log_evalue,
     thresholds,
 )
@@ -197,3 +198,80 @@ def test_the_detector_names_the_window_that_fired():
     assert found.start == 10_800.0 and found.kind is WindowKind.STEP
     assert found.treatment == recent_restart
     assert detector.strongest([], [], []) is None
+
+
+def _bisected_null(t_bad, t_total, c_bad, c_total, limit):
+    """The difference null's boundary maximum by bisection on the concave score."""
+    low, high = max(0.0, -limit) + 1e-12, min(1.0, 1.0 - limit) - 1e-12
+    for _ in range(80):
+        middle = (low + high) / 2
+        treated = middle + limit
+        with np.errstate(divide="ignore", invalid="ignore"):
+            score = (
+                t_bad / treated
+                - (t_total - t_bad) / (1 - treated)
+                + c_bad / middle
+                - (c_total - c_bad) / (1 - middle)
+            )
+        low, high = (middle, high) if score > 0 else (low, middle)
+    control = (low + high) / 2
+    treated = control + limit
+    value = 0.0
+    for bad, total, rate in ((t_bad, t_total, treated), (c_bad, c_total, control)):
+        value += (bad * math.log(rate) if bad else 0.0) + (
+            (total - bad) * math.log1p(-rate) if total - bad else 0.0
+        )
+    return value
+
+
+def test_the_difference_boundary_in_closed_form_is_the_bisected_maximum():
+    rng = np.random.default_rng(RNG_SEED + 4)
+    cases = 400
+    t_total = rng.integers(1, 20_000, cases).astype(float)
+    c_total = rng.integers(1, 20_000, cases).astype(float)
+    t_bad = rng.binomial(t_total.astype(int), rng.uniform(0, 0.5, cases)).astype(float)
+    c_bad = rng.binomial(c_total.astype(int), rng.uniform(0, 0.5, cases)).astype(float)
+    t_bad[:40], c_bad[40:80] = 0.0, 0.0  # no failures on one side
+    t_bad[80:100] = t_total[80:100]  # all failed
+    limit = rng.choice([-0.2, -0.01, 0.0, 0.005, 0.05, 0.3], cases)
+    found = _null_loglik_two(t_bad, t_total, c_bad, c_total, limit, False)
+    t_rate, c_rate = t_bad / t_total, c_bad / c_total
+    for i in np.flatnonzero(t_rate - c_rate > limit):  # outside the null: on its boundary
+        expected = _bisected_null(t_bad[i], t_total[i], c_bad[i], c_total[i], limit[i])
+        assert found[i] == pytest.approx(expected, abs=1e-6), (i, limit[i])
+
+
+def test_an_arm_without_events_leaves_the_difference_at_the_other_arms_estimate():
+    # no control yet: the null allows any control rate, so it explains the treatment
+    nothing = log_evalue(Hypothesis.DIFFERENCE_AT_MOST, (30, 100), 0.0, (0, 0))
+    assert float(nothing) <= 0.0
+    empty = log_evalue(Hypothesis.DIFFERENCE_AT_MOST, (0, 0), -0.1, (5, 100))
+    assert float(empty) <= 0.0
+
+
+def test_intervals_of_many_pairs_at_once_are_each_pairs_interval():
+    pairs = [((6, 200), (2, 200)), ((600, 20_000), (200, 20_000)), ((0, 50), (3, 900))]
+    low, high = difference_intervals(
+        ([t[0] for t, _ in pairs] + [1], [t[1] for t, _ in pairs] + [10]),
+        ([c[0] for _, c in pairs] + [0], [c[1] for _, c in pairs] + [0]),
+        0.01,
+    )
+    for i, (t, c) in enumerate(pairs):
+        one = difference_interval(Arm(*t), Arm(*c), 0.01)
+        assert one == (pytest.approx(low[i], abs=1e-12), pytest.approx(high[i], abs=1e-12))
+    assert math.isnan(low[3]) and math.isnan(high[3])  # no control yet: no interval
+
+
+def test_an_interval_edge_is_found_to_about_1e_5():
+    treatment, control, alpha = Arm(60, 1200), Arm(18, 3600), 1e-4
+    low, high = difference_interval(treatment, control, alpha)
+    threshold = math.log(1 / alpha)
+
+    def evidence_above(d):  # against "treatment − control ≤ d"
+        return float(log_evalue(Hypothesis.DIFFERENCE_AT_MOST, (60, 1200), d, (18, 3600)))
+
+    def evidence_below(d):  # against "treatment − control ≥ d"
+        return float(log_evalue(Hypothesis.DIFFERENCE_AT_MOST, (18, 3600), -d, (60, 1200)))
+
+    assert evidence_above(low) < threshold <= evidence_above(low - 1e-5)
+    assert evidence_below(high) < threshold <= evidence_below(high + 1e-5)

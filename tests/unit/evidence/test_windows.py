@@ -1,9 +1,22 @@
 """The windows a gate judges, cut from slots on one grid."""
 
+from datetime import UTC, datetime
+
+import numpy as np
 import pytest
 
 from app.evidence.sequential import Arm, WindowKind
-from app.evidence.windows import WindowPlan, gate_windows, slot_end_at_or_before, window_counts
+from app.evidence.windows import (
+    WindowPlan,
+    gate_windows,
+    judged_since,
+    slot_end_at_or_before,
+    span_words,
+    sum_windows,
+    window_counts,
+    window_starts,
+    window_words,
+)
 
 PLAN = WindowPlan(slot=30, restart_every=600, restarts_kept=2, recent_slots=2)
 
@@ -66,3 +79,56 @@ def test_windows_per_day_feed_the_thresholds():
 def test_a_window_plan_refuses_values_that_cut_no_grid(bad):
     with pytest.raises(ValueError):
         WindowPlan(**bad)
+
+
+def test_the_array_form_sums_the_same_windows_for_many_rows_at_once():
+    began, now = 1_000_045.0, 1_002_417.0
+    series = _slots(999_000, 1_003_000)
+    windows = gate_windows({"on": series}, began, now, PLAN)
+    cut = window_starts(began, now, PLAN)
+    assert cut is not None and list(cut.starts) == [w.start for w in windows]
+    assert list(cut.kinds) == [w.kind for w in windows] and cut.end == 1_002_390.0
+    ends = np.array([end for end, _ in series])
+    counts = np.array([[arm.total for _, arm in series], [arm.bad for _, arm in series]])
+    summed = sum_windows(ends, counts, cut.starts, cut.end)
+    assert summed.shape == (2, len(windows))
+    assert summed[0].tolist() == [w.counts["on"].total for w in windows]
+    assert summed[1].tolist() == [w.counts["on"].bad for w in windows]
+    assert window_starts(95.0, 149.0, PLAN) is None
+
+
+def test_a_gate_judges_since_the_step_or_the_last_window_or_the_newest_day():
+    plan = WindowPlan()
+    now = datetime(2026, 5, 1, 14, 52, tzinfo=UTC).timestamp()
+    assert judged_since(now - 2520, now, plan, 900) == (
+        now - 2520,
+        "since the step began 42 min ago",
+    )
+    assert judged_since(None, now, plan, 900) == (now - 900, "over the last 15 min")
+    start, words = judged_since(now - 3 * 86_400, now, plan, 900)
+    assert start == datetime(2026, 4, 30, 15, tzinfo=UTC).timestamp()  # on the 10-min grid
+    assert words == "since 15:00 UTC (the newest 23 h 52 min of a step that began 3 d ago)"
+    # short slots: at most 10,000 of them (what one Prometheus query returns)
+    short = WindowPlan(slot=2, restart_every=600)
+    assert judged_since(now - 86_000, now, short, 900)[0] >= now - 20_000
+
+
+def test_windows_in_words():
+    now = datetime(2026, 5, 1, 14, 52, 10, tzinfo=UTC).timestamp()
+    cut = window_starts(now - 2520, now, WindowPlan())
+    assert cut is not None
+    said = [
+        window_words(s, k, cut, "since the step began 42 min ago")
+        for s, k in zip(cut.starts, cut.kinds, strict=True)
+    ]
+    assert said[0] == "since the step began 42 min ago"
+    assert said[1:3] == ["since 14:20 UTC", "since 14:30 UTC"]
+    assert said[-1] == "last minute"
+    assert [span_words(s) for s in (45, 119, 2520, 7200, 11_100, 190_000)] == [
+        "45 s",
+        "119 s",
+        "42 min",
+        "2 h",
+        "3 h 5 min",
+        "2 d 4 h",
+    ]
