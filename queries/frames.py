@@ -21,10 +21,14 @@ __all__ = [
     "FLAG_COUNT_COLUMNS",
     "INSTANCE_VERSION_COLUMNS",
     "LATENCY_COLUMNS",
+    "SLOT_COUNT_COLUMNS",
+    "SLOT_ERROR_COLUMNS",
     "SPARKLINE_COLUMNS",
     "VARIANT_COUNT_COLUMNS",
     "CountQuestions",
+    "check_slot_span",
     "empty_frame",
+    "slot_frame",
     "sparkline_frame",
 ]
 
@@ -46,6 +50,11 @@ FLAG_COUNT_COLUMNS = ("variant", "reason", "evaluations")
 VARIANT_COUNT_COLUMNS = ("flag", "variant", "reason", "evaluations")
 #: instance, config_version (the version each instance reports having loaded)
 INSTANCE_VERSION_COLUMNS = ("instance", "config_version")
+#: every flag's evaluations by variant and reason per slot: the increase over the slot
+#: that ends at `slot_end` (epoch seconds, a multiple of the slot length; docs/design.md §8)
+SLOT_COUNT_COLUMNS = ("flag", "variant", "reason", "slot_end", "evaluations")
+#: every flag's failures the error counter counted per slot (`SLOT_COUNT_COLUMNS`' grid)
+SLOT_ERROR_COLUMNS = ("flag", "slot_end", "errors")
 
 
 def empty_frame(columns: tuple[str, ...]) -> pd.DataFrame:
@@ -73,6 +82,41 @@ class CountQuestions:
     def variant_counts(self, environment: str, window: timedelta, at: datetime) -> pd.DataFrame:
         """Every flag's evaluations by variant and reason over `window`, in one query."""
         return self._counts(environment, window, at, None)
+
+
+def check_slot_span(start: datetime, end: datetime, slot: timedelta) -> None:
+    """Refuse (ValueError) a span whose ends are off the slot grid (multiples of `slot`
+    since the epoch) or reversed: every reader must cut time on the same grid."""
+    seconds = slot.total_seconds()
+    if seconds <= 0:
+        raise ValueError("a slot must be longer than zero")
+    for moment in (start, end):
+        position = moment.timestamp() / seconds
+        if abs(position - round(position)) > 1e-6:
+            raise ValueError(f"{moment.isoformat()} is not on the {seconds:g} s slot grid")
+    if end < start:
+        raise ValueError("a span of slots must not end before it starts")
+
+
+def slot_frame(
+    result: list[dict[str, Any]], labels: tuple[str, ...], columns: tuple[str, ...]
+) -> pd.DataFrame:
+    """`columns` (the `labels`' values, then slot end and count) from a Prometheus range
+    result, a row per point; an absent label reads "". Raises KeyError, IndexError,
+    TypeError or ValueError for a reply of the wrong shape."""
+    counts = [len(series["values"]) for series in result]
+    points = list(chain.from_iterable(series["values"] for series in result))
+    if not points:
+        return empty_frame(columns)
+    rows = np.repeat(np.arange(len(result)), counts)
+    frame: dict[str, Any] = {}
+    for column, label in zip(columns, labels, strict=False):
+        values = np.array([str(series["metric"].get(label, "")) for series in result], object)
+        frame[column] = values[rows]
+    seconds = np.fromiter(map(itemgetter(0), points), dtype=np.float64, count=len(points))
+    frame[columns[-2]] = np.round(seconds, 3)
+    frame[columns[-1]] = _parse_floats(list(map(itemgetter(1), points)))
+    return pd.DataFrame(frame, columns=list(columns))
 
 
 def sparkline_frame(result: list[dict[str, Any]], flag_label: str) -> pd.DataFrame:

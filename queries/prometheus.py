@@ -30,9 +30,13 @@ from queries.frames import (
     EVALUATION_RATE_COLUMNS,
     INSTANCE_VERSION_COLUMNS,
     LATENCY_COLUMNS,
+    SLOT_COUNT_COLUMNS,
+    SLOT_ERROR_COLUMNS,
     VARIANT_COUNT_COLUMNS,
     CountQuestions,
+    check_slot_span,
     empty_frame,
+    slot_frame,
     sparkline_frame,
 )
 from queries.histogram import check_quantiles
@@ -304,6 +308,50 @@ class PrometheusMetrics(CountQuestions):
                 for series in result
             ]
         return self._frame(rows, VARIANT_COUNT_COLUMNS)
+
+    def slot_counts(
+        self, environment: str, start: datetime, end: datetime, slot: timedelta
+    ) -> pd.DataFrame:
+        """Evaluations by flag, variant and reason per slot: one range query, a point at
+        every slot end in (start, end], each the `increase` over its slot (failed
+        evaluations counted apart added as `evaluations_sum` adds them). A slot must
+        span two scrapes at least (30 s slots: scrape every 15 s or faster); the sum of
+        consecutive slots is then the increase over them, within PromQL's extrapolation
+        at the edges of the counters' series."""
+        check_slot_span(start, end, slot)
+        names = (self.names.flag_label, self.names.variant_label, self.names.reason_label)
+        present = tuple(name for name in names if name)  # no reason label: reason ""
+        query = self.evaluations_sum(
+            "increase", slot, environment, None, tuple(label_name(n) for n in present)
+        )
+        result = self._slots(query, start, end, slot)
+        with self.reading_reply():
+            return slot_frame(result, names, SLOT_COUNT_COLUMNS)
+
+    def slot_error_counts(
+        self, environment: str, start: datetime, end: datetime, slot: timedelta
+    ) -> pd.DataFrame:
+        """Failures by flag per slot as the error counter counts them (its `increase`
+        over each slot, as `slot_counts` counts evaluations); empty when `names.errors`
+        is unset."""
+        check_slot_span(start, end, slot)
+        if not self.names.errors:
+            return empty_frame(SLOT_ERROR_COLUMNS)
+        flag_label = label_name(self.names.flag_label)
+        failed = self.series(self.names.errors, environment)
+        raw = self.scoped(f"increase({failed}[{promql_duration(slot)}])", environment)
+        result = self._slots(f"sum by ({flag_label}) ({raw})", start, end, slot)
+        with self.reading_reply():
+            return slot_frame(result, (self.names.flag_label,), SLOT_ERROR_COLUMNS)
+
+    def _slots(
+        self, query: str, start: datetime, end: datetime, slot: timedelta
+    ) -> list[dict[str, Any]]:
+        """The range result of `query` at every slot end in (start, end]; none asked for
+        an empty span."""
+        if end <= start:
+            return []
+        return self.range(query, start + slot, end, slot)
 
     def instance_versions(self, environment: str, at: datetime) -> pd.DataFrame:
         """The `config_version` each scraped instance reports in `config_info`; empty

@@ -151,6 +151,22 @@ class MetricsSource(Protocol):
         (`frames.VARIANT_COUNT_COLUMNS`): one question for all flags."""
         ...
 
+    def slot_counts(
+        self, environment: str, start: datetime, end: datetime, slot: timedelta
+    ) -> pd.DataFrame:
+        """Every flag's evaluations by variant and reason in each slot ending in
+        (start, end], as counts (`frames.SLOT_COUNT_COLUMNS`): one question for all
+        flags. ValueError for a span off the slot grid (`frames.check_slot_span`)."""
+        ...
+
+    def slot_error_counts(
+        self, environment: str, start: datetime, end: datetime, slot: timedelta
+    ) -> pd.DataFrame:
+        """Every flag's failures the error counter counted in each slot ending in
+        (start, end] (`frames.SLOT_ERROR_COLUMNS`): `slot_counts`' grid, `error_counts`'
+        question. Empty when the emitter has no error counter."""
+        ...
+
     def instance_versions(self, environment: str, at: datetime) -> pd.DataFrame:
         """The config version each live instance reports (`frames.INSTANCE_VERSION_COLUMNS`)."""
         ...

@@ -9,8 +9,11 @@ freshly started workload is not under-reported.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import ColumnElement, Engine, Executable, func, select
 
@@ -23,9 +26,12 @@ from queries.frames import (
     EVALUATION_RATE_COLUMNS,
     INSTANCE_VERSION_COLUMNS,
     LATENCY_COLUMNS,
+    SLOT_COUNT_COLUMNS,
+    SLOT_ERROR_COLUMNS,
     SPARKLINE_COLUMNS,
     VARIANT_COUNT_COLUMNS,
     CountQuestions,
+    check_slot_span,
     empty_frame,
 )
 from queries.histogram import histogram_quantile
@@ -163,6 +169,37 @@ class SqlMetrics(SqlQuestions, CountQuestions):
             return empty_frame(VARIANT_COUNT_COLUMNS)
         return pd.DataFrame(rows, columns=list(VARIANT_COUNT_COLUMNS))
 
+    def slot_counts(
+        self, environment: str, start: datetime, end: datetime, slot: timedelta
+    ) -> pd.DataFrame:
+        """Evaluations by flag, variant and reason per slot: each roll-up summed into the
+        slot its `interval_end` falls in (a roll-up longer than a slot, an hour copied
+        from Unleash, lands whole in the slot it ends in)."""
+        check_slot_span(start, end, slot)
+        if end <= start:
+            return empty_frame(SLOT_COUNT_COLUMNS)
+        keys = (RollupRow.flag, RollupRow.variant, RollupRow.reason)
+        query = (
+            select(*keys, RollupRow.interval_end, func.sum(RollupRow.evaluations))
+            .where(*_in_span(environment, start, end))
+            .group_by(*keys, RollupRow.interval_end)
+        )
+        return _into_slots(self.fetch(query), slot, SLOT_COUNT_COLUMNS)
+
+    def slot_error_counts(
+        self, environment: str, start: datetime, end: datetime, slot: timedelta
+    ) -> pd.DataFrame:
+        """The `errors` column by flag per slot, over the roll-ups `slot_counts` sums."""
+        check_slot_span(start, end, slot)
+        if end <= start:
+            return empty_frame(SLOT_ERROR_COLUMNS)
+        query = (
+            select(RollupRow.flag, RollupRow.interval_end, func.sum(RollupRow.errors))
+            .where(*_in_span(environment, start, end))
+            .group_by(RollupRow.flag, RollupRow.interval_end)
+        )
+        return _into_slots(self.fetch(query), slot, SLOT_ERROR_COLUMNS)
+
     def instance_versions(
         self, environment: str, at: datetime, live: timedelta = timedelta(minutes=2)
     ) -> pd.DataFrame:
@@ -202,6 +239,32 @@ class SqlMetrics(SqlQuestions, CountQuestions):
         # one step, the window, ending at `at`: every roll-up of the query falls in it
         covered = covered_seconds(self.fetch(query), at, at, window)
         return covered.get(as_utc(at), 0.0)
+
+
+def _in_span(environment: str, start: datetime, end: datetime) -> list[ColumnElement[bool]]:
+    return [
+        RollupRow.environment == environment,
+        RollupRow.interval_end > start,
+        RollupRow.interval_end <= end,
+    ]
+
+
+def _into_slots(
+    rows: Sequence[Sequence[Any]], slot: timedelta, columns: tuple[str, ...]
+) -> pd.DataFrame:
+    """`columns` from rows of (keys…, interval end, count): each count summed into the
+    slot (end − slot, end] its interval end falls in, the end a multiple of `slot`."""
+    if not rows:
+        return empty_frame(columns)
+    keys = columns[:-2]
+    frame = pd.DataFrame([tuple(row) for row in rows], columns=[*keys, "ended", "count"])
+    seconds = slot.total_seconds()
+    ended = np.array([as_utc(moment).timestamp() for moment in frame["ended"]])
+    # rounded to the millisecond: a roll-up ending on a slot end belongs to that slot
+    frame[columns[-2]] = np.ceil(np.round(ended, 3) / seconds - 1e-9) * seconds
+    frame[columns[-1]] = frame["count"].astype(float)
+    summed = frame.groupby([*keys, columns[-2]], sort=True)[columns[-1]].sum()
+    return summed.reset_index()[list(columns)]
 
 
 def _in_window(

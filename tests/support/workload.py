@@ -55,6 +55,25 @@ EXPECTED_ERROR_RATES: dict[str, dict[str, float]] = {
     "staging": {"alpha": 0.0, "gamma": 2 / 15},
 }
 
+#: environment -> (flag, variant, reason) -> evaluations in every 15 s interval
+EXPECTED_COUNTS_PER_INTERVAL: dict[str, dict[tuple[str, str, str], int]] = {
+    environment: {
+        (r.flag, r.variant, r.reason): r.evaluations
+        for r in _WORKLOAD
+        if r.environment == environment
+    }
+    for environment in ("production", "staging")
+}
+
+#: environment -> flag -> failures the error counter counts in every 15 s interval
+EXPECTED_ERRORS_PER_INTERVAL: dict[str, dict[str, int]] = {
+    environment: {
+        flag: sum(r.errors for r in _WORKLOAD if (r.environment, r.flag) == (environment, flag))
+        for flag in {r.flag for r in _WORKLOAD if r.environment == environment}
+    }
+    for environment in ("production", "staging")
+}
+
 #: environment -> flag -> evaluations per second, all variants (what sparklines show)
 EXPECTED_FLAG_RATES: dict[str, dict[str, float]] = {
     environment: {flag: sum(variants.values()) for flag, variants in flags.items()}
