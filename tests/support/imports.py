@@ -18,6 +18,7 @@ BELOW_PAGES = (
     "app.audit",
     "app.autopilot",
     "app.errors",
+    "app.evidence",
     "app.flags",
     "app.metrics_db",
     "app.notify",
