@@ -34,7 +34,7 @@ shape and answers element-wise.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -44,8 +44,6 @@ from scipy.special import betaln
 
 __all__ = [
     "Arm",
-    "Detection",
-    "Detector",
     "Hypothesis",
     "Thresholds",
     "WindowKind",
@@ -392,65 +390,3 @@ def thresholds(
         step=math.log(restarts_per_day / (per_gate * (1 - recent_share))),
         recent=math.log(recent_windows_per_day / (per_gate * recent_share)),
     )
-
-
-@dataclass(frozen=True)
-class Detection:
-    """The strongest window of one look: its start, its log e-value, its threshold."""
-
-    start: float  # seconds (epoch) the window began
-    kind: WindowKind
-    log_evalue: float
-    threshold: float
-    treatment: Arm
-    control: Arm | None
-
-    @property
-    def fired(self) -> bool:
-        return self.log_evalue >= self.threshold
-
-    @property
-    def strength(self) -> float:
-        """How far past (> 0) or short of (< 0) its threshold, in nats."""
-        return self.log_evalue - self.threshold
-
-
-@dataclass(frozen=True)
-class Detector:
-    """One gate's e-detector: the hypothesis, its limit, and its thresholds."""
-
-    hypothesis: Hypothesis
-    limit: float
-    thresholds: Thresholds
-    share: float = 0.0
-
-    def strongest(
-        self,
-        starts: Sequence[float],
-        kinds: Sequence[WindowKind],
-        treatment: Sequence[Arm],
-        control: Sequence[Arm] | None = None,
-    ) -> Detection | None:
-        """The window closest to (or furthest past) its threshold, from the counts of
-        each window (parallel sequences); None when there is no window."""
-        if not starts:
-            return None
-        t = np.array([[a.bad, a.total] for a in treatment], dtype=np.float64)
-        c = None if control is None else np.array([[a.bad, a.total] for a in control])
-        values = log_evalue(
-            self.hypothesis,
-            (t[:, 0], t[:, 1]),
-            self.limit,
-            None if c is None else (c[:, 0], c[:, 1]),
-            self.share,
-        )
-        limits = np.array([self.thresholds.of(k) for k in kinds])
-        best = int(np.argmax(values - limits))
-        return Detection(
-            start=starts[best],
-            kind=kinds[best],
-            log_evalue=float(values[best]),
-            threshold=float(limits[best]),
-            treatment=treatment[best],
-            control=None if control is None else control[best],
-        )

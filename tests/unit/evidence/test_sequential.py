@@ -8,9 +8,7 @@ import pytest
 
 from app.evidence.sequential import (
     Arm,
-    Detector,
     Hypothesis,
-    WindowKind,
     _null_loglik_two,
     difference_interval,
     difference_intervals,
@@ -181,23 +179,6 @@ def test_counts_out_of_range_are_refused_with_what_was_wrong():
         log_evalue(Hypothesis.DIFFERENCE_AT_MOST, (1, 4), 0.0)
     with pytest.raises(ValueError, match="0 ≤ bad ≤ total"):
         Arm(3, 2)
-
-
-def test_the_detector_names_the_window_that_fired():
-    detector = Detector(Hypothesis.RATE_AT_MOST, 0.01, thresholds(0.01, 3, 150, 2880))
-    # since the step began: 3 h healthy then 10 min bad; since 10 min ago: all bad
-    since_step = Arm(0.005 * 54_000 + 0.05 * 3000, 57_000)
-    recent_restart = Arm(0.05 * 3000, 3000)
-    last_ticks = Arm(0.05 * 300, 300)
-    found = detector.strongest(
-        [0.0, 10_800.0, 11_340.0],
-        [WindowKind.STEP, WindowKind.STEP, WindowKind.RECENT],
-        [since_step, recent_restart, last_ticks],
-    )
-    assert found is not None and found.fired
-    assert found.start == 10_800.0 and found.kind is WindowKind.STEP
-    assert found.treatment == recent_restart
-    assert detector.strongest([], [], []) is None
 
 
 def _bisected_null(t_bad, t_total, c_bad, c_total, limit):
