@@ -16,7 +16,7 @@ approximation), depends on the cumulative counts only, and handles composite nul
 control's rate) without a nuisance parameter to plug in.
 
 A regression that starts hours into a step is diluted in the counts since the step
-began, so a gate also watches windows that restart at later points (`Detector`): each
+began, so a gate also watches windows that restart at later points (`app.evidence.gates`): each
 window is an e-process of its own, and a window crossing its threshold is a detection.
 By the union bound, the expected number of false detections per day is at most the sum
 of 1/threshold over the windows opened per day; the thresholds share a budget of false
