@@ -24,6 +24,7 @@ from app.analysis.health import HealthThresholds
 from app.analysis.progress import PhaseProgress, phase_progress
 from app.audit import AuditEntry, AuditLog
 from app.errors import RolloutError
+from app.evidence.windows import WindowPlan
 from app.flags.backend import ExternalEdit, FlagBackend, FlagSnapshot
 from app.flags.loader import ConfigInvalid, environments, load_config
 from app.flags.model import FlagConfig, FlagState
@@ -119,6 +120,9 @@ class Runtime:
             max_error_rate=s.max_error_rate,
             min_soak=timedelta(minutes=s.min_soak_minutes),
             exposure_tolerance=s.exposure_tolerance,
+            max_error_difference=s.max_error_difference,
+            false_action_budget=s.false_action_budget,
+            slots=WindowPlan(slot=s.evidence_slot_seconds),
             soak_window=timedelta(minutes=max(s.min_soak_minutes, 5)),
             pass_without_evidence=s.guard_without_evidence is EvidencePolicy.PASS,
         )

@@ -8,6 +8,7 @@ Sources, highest first: keyword arguments, `ROLLOUT_*` environment variables, th
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import re
 import tomllib
@@ -300,6 +301,31 @@ class Settings(BaseSettings):
     exposure_tolerance: float = Field(
         0.02, ge=0, le=1, allow_inf_nan=False, description="Advance: share drift."
     )
+    max_error_difference: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        allow_inf_nan=False,
+        description="Guards: how much more often (0.01 = 1 point) the treatment may fail than "
+        "the control before it is worse.",
+    )
+    evidence_slot_seconds: float = Field(
+        30,
+        ge=1,
+        le=600,
+        allow_inf_nan=False,
+        description="Guards: the counts are judged per slot of this many seconds on one "
+        "epoch-aligned grid (a step is judged once its first whole slot has ended); a "
+        "divisor of 600.",
+    )
+    false_action_budget: float = Field(
+        0.01,
+        gt=0,
+        lt=1,
+        allow_inf_nan=False,
+        description="Guards: the chance per plan-day that the data gates act on a healthy "
+        "flag (always-valid tests: looking every tick does not raise it).",
+    )
     simulator_port: int = Field(9464, ge=1, le=65535, description="Demo /metrics port.")
     server_address: str = Field(
         "127.0.0.1",
@@ -344,6 +370,14 @@ class Settings(BaseSettings):
     notify_manual_actions: bool = Field(
         False, description="A person's applied advance / rollback / kill notifies too."
     )
+
+    @field_validator("evidence_slot_seconds", mode="after")
+    @classmethod
+    def _divides_ten_minutes(cls, value: float) -> float:
+        """The gates restart every 10 minutes on the slot grid: a slot must divide it."""
+        if not math.isclose(600 / value, round(600 / value)):
+            raise ValueError("must divide 600 (10 minutes): 1, 2, 5, 10, 15, 30, 60 …")
+        return value
 
     @field_validator("webhook_urls", mode="before")
     @classmethod

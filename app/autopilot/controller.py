@@ -23,7 +23,12 @@ from sqlalchemy import Engine
 
 from app.audit import AuditLog, Outcome
 from app.autopilot.decide import Decision, Move, SeenChange, decide
-from app.autopilot.evidence import EnvironmentEvidence, gather_environment, plan_evidence
+from app.autopilot.evidence import (
+    EnvironmentEvidence,
+    gather_environment,
+    plan_evidence,
+    tick_start,
+)
 from app.autopilot.model import AUTOPILOT_ACTOR, PlanStatus, RolloutPlan
 from app.autopilot.store import AutopilotEvent, PlanChanged, PlanStore, PlansUnavailable
 from app.flags.backend import FlagBackend, FlagSnapshot
@@ -195,14 +200,18 @@ class Controller:
             waiting = Decision(Move.WAIT, said, no_data=True)
             return [self._keep(p, waiting, now) for p in plans], 0, [said]
         gated = any(GuardName.CANARY in p.gates for p in plans)
+        changes = self._last_changes(environment)
+        policy = self.config.policy
+        began = [changes[p.flag].at if p.flag in changes else None for p in plans]
         evidence = gather_environment(
             self.metrics(),
             environment,
             self.config.window,
             now,
             self.canary() if gated else None,
+            start=tick_start(began, now, policy),
+            slot=policy.slots.slot,
         )
-        changes = self._last_changes(environment)
         outcomes, notices = [], list(evidence.notices)
         for plan in plans:
             if time.monotonic() > self._act_until:  # the lease may pass to a standby
