@@ -283,13 +283,21 @@ def _error_rate(inputs: GuardInputs, policy: GuardPolicy) -> GuardResult:
     compared = _comparison_words(inputs, gates)
     for proof in (gates.error_rate, gates.treatment_rate):
         if proof is not None and proof.fired:
-            whose = "" if proof is gates.error_rate else f" ({inputs.treatment})"
+            # the value is the rate of the window that proved it (since the step began,
+            # since a restart, or the last minute), named with it
+            evidence = proof.evidence
+            seen = float(evidence.estimate or 0.0)
+            whose = "" if proof is gates.error_rate else f" of {inputs.treatment}"
+            where = "" if evidence.words == window else f" {evidence.words}"
+            since = "" if evidence.words == window else f"; {counted} {window}"
             return GuardResult(
                 name,
                 False,
-                rate,
+                seen,
                 limit,
-                f"{counted}: proven above {100 * limit:g} %{whose} ({_proof_words(proof)})"
+                f"{100 * seen:.2f} % of {evidence.counts.total:.0f} evaluations{whose} failed"
+                f"{where}: proven above {100 * limit:g} % ({_proof_words(proof)})"
+                + since
                 + compared,
                 window,
                 on_data=True,
@@ -334,13 +342,12 @@ def _comparison_words(inputs: GuardInputs, gates: FlagGates) -> str:
 
 
 def _proof_words(judged: Judgement) -> str:
-    """'e-value 1.2e+05 ≥ 4.1e+03 last minute: 12 of 40'."""
+    """'e-value 1.2e+05 ≥ 4.1e+03': the evidence against the limit and the threshold
+    that proves it at the plan's false-action budget."""
     evidence = judged.evidence
-    counts = evidence.counts
     return (
         f"e-value {math.exp(min(evidence.log_evalue, 700)):.3g} ≥ "
-        f"{math.exp(evidence.threshold):.3g} {evidence.words}: "
-        f"{counts.bad:.0f} of {counts.total:.0f}"
+        f"{math.exp(evidence.threshold):.3g}"
     )
 
 

@@ -386,9 +386,10 @@ def test_autopilot_once_advances_a_healthy_flag_as_autopilot(state, capsys):
     assert controller["holder"] == "cron" and controller["ticks"] == 1
     assert datetime.fromisoformat(controller["expires_at"]) < datetime.now(UTC)
 
-    code, out, _ = cli(capsys, "autopilot", "--once")  # the window still holds 25 % minutes
+    code, out, _ = cli(capsys, "autopilot", "--once")  # the 25 % minutes are before the step
     assert code == 0
-    assert "production alpha: wait — waited: exposure: waiting for a full window" in out
+    assert "production alpha: wait — waited: no evaluations yet: the step began" in out
+    assert "and its first whole 30 s slot has not ended" in out
     assert percentage(state, "alpha") == 50.0
 
 
