@@ -133,6 +133,8 @@ def _probe(dependency: Dependency, check: Callable[[], None]) -> ProbeResult:
         return ProbeResult(dependency, type(error).__name__)
     except OSError as error:
         return ProbeResult(dependency, f"{type(error).__name__}: {error.strerror or error}")
+    except Exception as error:  # a probe answers in one line, whatever broke
+        return ProbeResult(dependency, f"unexpected {type(error).__name__}")
     return ProbeResult(dependency)
 
 
