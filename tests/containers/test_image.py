@@ -4,10 +4,14 @@ who it runs as, what it carries, `serve` healthy by its own HEALTHCHECK, the CLI
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import uuid
 from importlib.metadata import version
 
 import pytest
+from packaging.markers import Marker
+from packaging.utils import canonicalize_name
 
 from app.flags.loader import BUNDLED_CONFIG, load_config
 from tests.support.podman import IMAGE_UID, ROOT, podman, remove_containers, wait_for_health
@@ -40,6 +44,43 @@ def test_the_image_declares_its_healthcheck(project_image: str, podman_env: dict
 def test_version_inside_is_the_package_version(project_image: str, podman_env: dict[str, str]):
     ran = podman(podman_env, "run", "--rm", project_image, "--version")
     assert ran.stdout == f"rollout-dashboard {version('rollout-dashboard')}\n"
+
+
+def locked_runtime_packages() -> dict[str, str]:
+    """{normalised name: version} of uv.lock's runtime dependencies on Linux/CPython."""
+    uv = [found] if (found := shutil.which("uv")) else ["python3", "-m", "uv"]  # as the Makefile
+    export = ["export", "--frozen", "--no-dev", "--no-emit-project", "--no-hashes"]
+    exported = subprocess.run(
+        [*uv, *export, "--format", "requirements-txt"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    locked = {}
+    for line in exported.splitlines():
+        requirement, _, marker = line.partition(";")
+        if "==" not in requirement or line.startswith((" ", "#")):
+            continue
+        if marker.strip() and not Marker(marker.strip()).evaluate():
+            continue
+        name, version_text = requirement.strip().split("==")
+        locked[canonicalize_name(name)] = version_text
+    return locked
+
+
+def test_the_image_holds_the_locked_dependencies_only(
+    project_image: str, podman_env: dict[str, str]
+):
+    listing = (
+        "import importlib.metadata as m; "
+        "print('\\n'.join(f\"{d.metadata['Name']}=={d.version}\" for d in m.distributions()))"
+    )
+    ran = podman(podman_env, "run", "--rm", "--entrypoint", "python", project_image, "-c", listing)
+    installed = dict(line.split("==") for line in ran.stdout.split())
+    installed = {canonicalize_name(name): version_text for name, version_text in installed.items()}
+    assert installed.pop("rollout-dashboard") == version("rollout-dashboard")
+    assert installed == locked_runtime_packages()
 
 
 def test_the_prometheus_rules_are_inside(project_image: str, podman_env: dict[str, str]):
