@@ -1,7 +1,8 @@
 """deploy/compose.yaml brought up for real with podman-compose (the stand-in PostgreSQL
 and Prometheus images in place of the official ones): the dashboard becomes healthy, a
 flag is killed through the dashboard's CLI in its container, the other containers see
-it, and the stack goes down with its volumes."""
+it, the dashboard turns unhealthy while PostgreSQL is stopped and healthy once it is
+back, and the stack goes down with its volumes."""
 
 from __future__ import annotations
 
@@ -165,6 +166,17 @@ def test_the_stack_comes_up_acts_on_a_flag_and_goes_down(
             ("oncall", "applied", "compose stack test")
         ]
         assert records[0]["id"] == result["audit_id"]
+
+        # PostgreSQL stopped: the dashboard's probe fails naming it, never its password
+        podman(env, "stop", container(project, "postgres"))
+        probe = podman(env, "exec", dashboard, "rollout-dashboard", "healthcheck", check=False)
+        assert probe.returncode == 4
+        assert probe.stderr.startswith("unhealthy: metrics database unavailable: OperationalError")
+        assert len(probe.stderr.splitlines()) == 1
+        assert password not in probe.stderr
+        assert podman(env, "healthcheck", "run", dashboard, check=False).returncode != 0
+        podman(env, "start", container(project, "postgres"))
+        wait_until_healthy(env, dashboard, timeout=120)
     finally:
         down = subprocess.run(
             [*compose, "down", "--volumes"], env=env, capture_output=True, text=True, timeout=300
