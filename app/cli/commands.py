@@ -29,11 +29,13 @@ from app.cli.arguments import (
 )
 from app.cli.autopilot import add_autopilot_commands
 from app.cli.canary import add_canary_command
+from app.cli.healthcheck import add_healthcheck_command
 from app.cli.output import print_json, print_result
 from app.cli.unleash_sync import add_sync_command
 from app.quoting import printable
 from app.rollout.exit_codes import ExitCode
 from app.unleash.periodic_sync import start_periodic_sync
+from app.version import package_version
 
 if TYPE_CHECKING:
     from app.rollout.action_model import ActionResult, RequestedChange
@@ -74,6 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rollout-dashboard", description=__doc__.split("\n")[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = commands.add_parser("demo", help="start the dashboard on embedded defaults")
@@ -175,6 +178,7 @@ def _parser() -> argparse.ArgumentParser:
     add_canary_command(commands)
     add_sync_command(commands)
     add_autopilot_commands(commands)
+    add_healthcheck_command(commands)
 
     check = commands.add_parser("check-config", help="validate a flag configuration")
     check.add_argument("path", nargs="?", type=Path)
