@@ -508,8 +508,11 @@ def _run_serve(args: argparse.Namespace, settings: Settings) -> int:
     """Migrate (unless ROLLOUT_AUTO_MIGRATE=false: then refuse a database at another
     revision, exit 4) and seed an empty sql flag backend once, before Streamlit starts,
     saying on stderr what the pages will say (e.g. the database is unavailable)."""
-    from app.serve import serve
+    import os
 
+    from app.serve import serve, streamlit_env
+
+    streamlit_env(os.environ)  # an unusable cookie secret file stops it first (exit 2)
     runtime = open_cli_runtime(settings)
     for notice in runtime.notices:
         print(f"warning: {notice}", file=sys.stderr, flush=True)

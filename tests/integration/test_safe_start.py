@@ -315,3 +315,12 @@ def _tables(url: str) -> set[str]:
             return set(inspect(connection).get_table_names())
     finally:
         engine.dispose()
+
+
+def test_serve_with_a_missing_cookie_secret_file_stops_before_starting(workspace):
+    missing = workspace.root / "cookie-secret"
+    done = workspace.run("serve", "--port", "1", STREAMLIT_SERVER_COOKIE_SECRET_FILE=str(missing))
+    assert done.returncode == 2
+    assert f"STREAMLIT_SERVER_COOKIE_SECRET_FILE: no such file: {missing}" in done.stderr
+    assert "serving on" not in done.stdout
+    assert workspace.revisions() == []  # stopped before migrating anything
