@@ -324,3 +324,35 @@ def test_serve_with_a_missing_cookie_secret_file_stops_before_starting(workspace
     assert f"STREAMLIT_SERVER_COOKIE_SECRET_FILE: no such file: {missing}" in done.stderr
     assert "serving on" not in done.stdout
     assert workspace.revisions() == []  # stopped before migrating anything
+
+
+def test_the_pages_say_what_to_run_when_they_may_not_migrate(
+    tmp_path, monkeypatch, no_rollout_environment
+):
+    """`serve` with ROLLOUT_AUTO_MIGRATE=false on a database one revision behind: every
+    page says so and what to run, and the database stays where it was."""
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    from app.metrics_db.database import database_engine
+    from app.metrics_db.revisions import downgrade, upgrade
+
+    url = f"sqlite:///{tmp_path / 'metrics.db'}"
+    engine = database_engine(url)
+    upgrade(engine)
+    downgrade(engine, "0004")
+    engine.dispose()
+    (tmp_path / "feature_flags.yaml").write_text(FLAGS)
+    monkeypatch.setenv("ROLLOUT_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("ROLLOUT_AUTO_MIGRATE", "false")
+    st.cache_resource.clear()
+    entry = Path(__file__).resolve().parents[2] / "app" / "main.py"
+    try:
+        at = AppTest.from_file(str(entry), default_timeout=30).run()
+    finally:
+        st.cache_resource.clear()
+    assert not at.exception
+    assert at.title[0].value == "🚦 Rollout Dashboard cannot start: the database schema"
+    shown = at.error[0].value
+    assert "is at revision 0004" in shown and f"run `{UPGRADE_COMMAND}`" in shown
+    assert Workspace(tmp_path, url, {}).revisions() == ["0004"]
