@@ -139,6 +139,61 @@ def test_processes_starting_at_once_on_an_empty_database_all_succeed(workspace):
     assert workspace.count("SELECT count(*) FROM audit_log") == 3
 
 
+def test_a_process_waits_for_the_migration_lock_and_finds_the_work_done(workspace):
+    """Deterministic, where the race above depends on timing: while this test holds the
+    migration lock, `db upgrade` is seen waiting for it (PostgreSQL's pg_locks, or the
+    kernel's /proc/locks for the SQLite lock file); the test migrates meanwhile, lets go,
+    and the waiting process finds the schema at head and changes nothing."""
+    from app.metrics_db.database import database_engine
+    from app.metrics_db.revisions import _run, migration_lock
+
+    engine = database_engine(workspace.url)
+    try:
+        with migration_lock(engine) as connection:
+            waiting = workspace.start("db", "upgrade")
+            _wait_until(lambda: _lock_waiters(engine) == 1, waiting)
+            _run(connection, "upgrade", "head")
+        out, err = waiting.communicate(timeout=120)
+    finally:
+        engine.dispose()
+    assert waiting.returncode == 0, err
+    assert out.strip() == f"metrics database: already at {HEAD_REVISION}"
+    assert workspace.revisions() == [HEAD_REVISION]
+
+
+def _lock_waiters(engine) -> int:
+    """Processes waiting for the migration lock of `engine`'s database."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as connection:
+            return int(
+                connection.execute(
+                    text(
+                        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                        "AND NOT granted AND database = "
+                        "(SELECT oid FROM pg_database WHERE datname = current_database())"
+                    )
+                ).scalar_one()
+            )
+    lock_file = Path(str(engine.url.database) + ".migrate.lock")
+    inode = os.stat(lock_file).st_ino
+    lines = Path("/proc/locks").read_text().splitlines()
+    return sum(1 for line in lines if "-> FLOCK" in line and f":{inode} " in line)
+
+
+def _wait_until(condition, process: subprocess.Popen[str], attempts: int = 1200) -> None:
+    """Poll `condition` every 0.1 s while `process` runs; fail if it ends first."""
+    import time
+
+    for _ in range(attempts):
+        if condition():
+            return
+        if process.poll() is not None:
+            pytest.fail(f"ended before waiting for the lock: {process.communicate()}")
+        time.sleep(0.1)
+    process.kill()
+    pytest.fail("never seen waiting for the migration lock")
+
+
 def test_db_current_names_head_after_upgrade(workspace):
     before = workspace.run("db", "current")
     assert before.returncode == 0
@@ -356,3 +411,70 @@ def test_the_pages_say_what_to_run_when_they_may_not_migrate(
     shown = at.error[0].value
     assert "is at revision 0004" in shown and f"run `{UPGRADE_COMMAND}`" in shown
     assert Workspace(tmp_path, url, {}).revisions() == ["0004"]
+
+
+@pytest.mark.postgres
+def test_a_seed_racing_another_seeds_nothing_and_raises_nothing(tmp_path):
+    """Where the first start died with UniqueViolation on flag_configs_pkey: a seed that
+    finds another process's uncommitted import of the same environment waits for it,
+    then writes nothing and returns False."""
+    import threading
+    from datetime import UTC, datetime
+
+    from app.flags.loader import load_config
+    from app.flags.sql_backend import SqlFlagBackend
+    from app.metrics_db.database import open_database
+    from app.metrics_db.schema import StoredConfig
+
+    with fresh_postgres_database("rollout_seed_race") as url:
+        engine = open_database(url)
+        other = open_database(url)
+        flags = tmp_path / "feature_flags.yaml"
+        flags.write_text(FLAGS)
+        config = load_config(flags, "production")
+        outcome: list[object] = []
+        try:
+            with other.begin() as first:  # the other process: imported, not yet committed
+                first.execute(
+                    StoredConfig.__table__.insert().values(
+                        environment="production",
+                        document={"version": "9"},
+                        updated_at=datetime.now(UTC),
+                    )
+                )
+                racing = threading.Thread(
+                    target=lambda: outcome.append(
+                        SqlFlagBackend(engine).seed({"production": config})
+                    )
+                )
+                racing.start()
+                for _ in range(1200):
+                    if _transaction_waiters(engine) >= 1 or not racing.is_alive():
+                        break
+                    racing.join(0.1)
+                assert racing.is_alive(), f"did not wait for the other import: {outcome}"
+            racing.join(60)
+            assert outcome == [False]
+            with engine.connect() as connection:
+                rows = connection.execute(text("SELECT document FROM flag_configs")).all()
+                flags_stored = connection.execute(
+                    text("SELECT count(*) FROM flag_definitions")
+                ).scalar_one()
+            assert [r[0] for r in rows] == [{"version": "9"}]  # the other's, alone
+            assert flags_stored == 0
+        finally:
+            engine.dispose()
+            other.dispose()
+
+
+def _transaction_waiters(engine) -> int:
+    with engine.connect() as connection:
+        return int(
+            connection.execute(
+                text(
+                    "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                    "WHERE l.locktype = 'transactionid' AND NOT l.granted "
+                    "AND a.datname = current_database()"
+                )
+            ).scalar_one()
+        )
