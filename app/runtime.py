@@ -447,6 +447,10 @@ def open_runtime(
     `read_only`. `on_migrated` hears of a schema this process moved."""
     notices: list[str] = []
     engine: Engine | None = None
+    # a flag server without its URL or token is said before the database's schema
+    unleash = (
+        open_unleash_backend(settings) if settings.flag_backend is FlagBackendKind.UNLEASH else None
+    )
     try:
         engine = open_database(
             settings.resolved_database_url,
@@ -455,7 +459,7 @@ def open_runtime(
         )
     except SQLAlchemyError as error:
         notices.append(f"metrics database unavailable: {type(error).__name__}")
-    backend = open_backend(settings, engine, seed=not read_only)
+    backend = unleash or open_backend(settings, engine, seed=not read_only)
     if settings.flag_backend is FlagBackendKind.SQL:
         with contextlib.suppress(SourceUnavailable):
             if not backend.environments():
