@@ -212,24 +212,42 @@ def test_db_current_names_head_after_upgrade(workspace):
     assert workspace.revisions() == [HEAD_REVISION]
 
 
-def test_read_only_commands_never_migrate_an_empty_database(workspace):
-    for command in (
-        ["status"],
-        ["audit"],
-        ["phases"],
-        ["requests"],
-        ["plan", "show"],
-        ["canary"],
-    ):
-        refused = workspace.run(*command)
-        assert refused.returncode == 4, (command, refused.stdout, refused.stderr)
-        assert "has no schema yet" in refused.stderr
-        assert f"run `{UPGRADE_COMMAND}`" in refused.stderr
-        assert "Traceback" not in refused.stderr
+READERS = (["status"], ["audit"], ["phases"], ["requests"], ["plan", "show"], ["canary"])
+
+
+def _in_process(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch, capsys, *args: str
+) -> tuple[int, str]:
+    """`main(args)` in this process (no interpreter start) with the workspace's settings."""
+    from app.cli import main
+
+    with monkeypatch.context() as patch:
+        patch.chdir(workspace.root)
+        for name in [n for n in os.environ if n.startswith("ROLLOUT_")]:
+            patch.delenv(name)
+        for name, value in workspace.env.items():
+            if name.startswith("ROLLOUT_"):
+                patch.setenv(name, value)
+        code = main(list(args))
+    return code, capsys.readouterr().err
+
+
+def test_read_only_commands_never_migrate_an_empty_database(workspace, monkeypatch, capsys):
+    for command in READERS:
+        code, err = _in_process(workspace, monkeypatch, capsys, *command)
+        assert code == 4, (command, err)
+        assert "has no schema yet" in err
+        assert f"run `{UPGRADE_COMMAND}`" in err
+    assert workspace.revisions() == []
+    refused = workspace.run("status")  # and as a process, as a person runs it
+    assert refused.returncode == 4
+    assert "has no schema yet" in refused.stderr and "Traceback" not in refused.stderr
     assert workspace.revisions() == []
 
 
-def test_a_downgrade_is_refused_by_readers_and_not_silently_upgraded(workspace):
+def test_a_downgrade_is_refused_by_readers_and_not_silently_upgraded(
+    workspace, monkeypatch, capsys
+):
     assert workspace.run("db", "upgrade").returncode == 0
     previous = "0004"
     down = workspace.run("db", "downgrade", previous)
@@ -238,12 +256,12 @@ def test_a_downgrade_is_refused_by_readers_and_not_silently_upgraded(workspace):
     assert workspace.revisions() == [previous]
     assert "rollout_plans" not in _tables(workspace.url)  # 0005's tables are gone
 
-    for command in (["status"], ["audit"], ["plan", "show"]):
-        refused = workspace.run(*command)
-        assert refused.returncode == 4, (command, refused.stderr)
-        assert f"is at revision {previous}" in refused.stderr
-        assert f"needs revision {HEAD_REVISION}" in refused.stderr
-        assert f"run `{UPGRADE_COMMAND}`" in refused.stderr
+    for command in READERS:
+        code, err = _in_process(workspace, monkeypatch, capsys, *command)
+        assert code == 4, (command, err)
+        assert f"is at revision {previous}" in err
+        assert f"needs revision {HEAD_REVISION}" in err
+        assert f"run `{UPGRADE_COMMAND}`" in err
     assert workspace.revisions() == [previous]
 
     # with auto-migration off, a command that writes refuses too, and writes nothing
