@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from app.autopilot.controller import Controller
     from app.autopilot.model import PlanOptions, RolloutPlan
     from app.autopilot.store import AutopilotEvent, PlanStore
+    from app.metrics_db.revisions import Migration
     from app.notify import Notifier
     from app.rollout.roles import Identity
     from app.services.overview import Overview
@@ -59,7 +60,7 @@ if TYPE_CHECKING:
     from queries.prometheus import PrometheusMetrics
     from queries.sources import Sources
 
-__all__ = ["Runtime", "open_runtime"]
+__all__ = ["EMPTY_SQL_BACKEND", "Runtime", "open_backend", "open_runtime", "seed_sql_flags"]
 
 T = TypeVar("T")
 
@@ -370,9 +371,9 @@ class Runtime:
         return self.overview_cache.get(environment, lambda: self.overview(environment))
 
 
-def open_backend(settings: Settings, engine: Engine | None) -> FlagBackend:
-    """The flag backend the settings name. The `sql` backend starts from the YAML files
-    (every environment they define) the first time, when the database holds no flags."""
+def open_backend(settings: Settings, engine: Engine | None, *, seed: bool = True) -> FlagBackend:
+    """The flag backend the settings name. With `seed`, an empty `sql` backend is filled
+    from the flag files once (`seed_sql_flags`)."""
     if settings.flag_backend is FlagBackendKind.YAML:
         return YamlFlagBackend(settings.resolved_flags_file)
     if settings.flag_backend is FlagBackendKind.UNLEASH:
@@ -380,11 +381,30 @@ def open_backend(settings: Settings, engine: Engine | None) -> FlagBackend:
     if engine is None:
         raise SourceUnavailable("metrics database", "the sql flag backend needs it")
     backend = SqlFlagBackend(engine)
-    if not backend.environments():
-        path = settings.resolved_flags_file
-        for environment in dict.fromkeys([settings.environment, *environments(path)]):
-            backend.import_config(environment, load_config(path, environment))
+    if seed:
+        seed_sql_flags(backend, settings)
     return backend
+
+
+def seed_sql_flags(backend: SqlFlagBackend, settings: Settings) -> bool:
+    """On a first start (the database holds no flags), import `ROLLOUT_FLAGS_FILE` (or
+    `<state_dir>/feature_flags.yaml` when present) with every environment it has an
+    override file for, in one transaction; True if this process did. Without a file the
+    backend stays empty (see `EMPTY_SQL_BACKEND`). ConfigInvalid for a named file that is
+    missing or invalid. Safe when processes start at once: one of them seeds."""
+    path = settings.resolved_flags_file
+    if backend.environments() or (settings.flags_file is None and not path.is_file()):
+        return False
+    names = dict.fromkeys([settings.environment, *environments(path)])
+    return backend.seed({name: load_config(path, name) for name in names})
+
+
+#: what an empty `sql` flag backend is said to be, on every start until it holds flags
+EMPTY_SQL_BACKEND = (
+    "the sql flag backend holds no flags yet: set ROLLOUT_FLAGS_FILE to a flag file and "
+    "start `rollout-dashboard serve` or `autopilot` (or any command that writes) to import it "
+    "once"
+)
 
 
 def open_unleash_backend(settings: Settings) -> FlagBackend:
@@ -418,16 +438,36 @@ def open_unleash_backend(settings: Settings) -> FlagBackend:
     )
 
 
-def open_runtime(settings: Settings) -> Runtime:
-    """Open the database (migrating it) and the flag backend named by `settings`; the
-    Prometheus client is made on first use."""
+def open_runtime(
+    settings: Settings,
+    *,
+    read_only: bool = False,
+    on_migrated: Callable[[Migration], None] | None = None,
+) -> Runtime:
+    """Open the database and the flag backend named by `settings`; the Prometheus client
+    is made on first use. The database is upgraded to this release's schema when
+    `ROLLOUT_AUTO_MIGRATE` allows and the process is not `read_only`; otherwise one at
+    another revision raises SchemaNotCurrent. An empty sql backend is seeded unless
+    `read_only`. `on_migrated` hears of a schema this process moved."""
     notices: list[str] = []
     engine: Engine | None = None
+    # a flag server without its URL or token is said before the database's schema
+    unleash = (
+        open_unleash_backend(settings) if settings.flag_backend is FlagBackendKind.UNLEASH else None
+    )
     try:
-        engine = open_database(settings.resolved_database_url)
+        engine = open_database(
+            settings.resolved_database_url,
+            migrate_schema=settings.auto_migrate and not read_only,
+            on_migrated=on_migrated,
+        )
     except SQLAlchemyError as error:
         notices.append(f"metrics database unavailable: {type(error).__name__}")
-    backend = open_backend(settings, engine)
+    backend = unleash or open_backend(settings, engine, seed=not read_only)
+    if settings.flag_backend is FlagBackendKind.SQL:
+        with contextlib.suppress(SourceUnavailable):
+            if not backend.environments():
+                notices.append(EMPTY_SQL_BACKEND)
     audit = AuditLog(engine, settings.journal_file)
     runtime = Runtime(settings, engine, backend, audit, notices)
     if engine is not None:

@@ -3,6 +3,12 @@
 Sources, highest first: keyword arguments, `ROLLOUT_*` environment variables, the
 `[rollout]` table of `.streamlit/secrets.toml`, then the embedded defaults (SQLite in
 `.rollout/`, the bundled demo config, no Prometheus).
+
+Every secret may instead come from a file named by `<NAME>_FILE` (a mounted Kubernetes or
+compose secret): `ROLLOUT_DATABASE_URL_FILE`, `ROLLOUT_PROMETHEUS_URL_FILE`,
+`ROLLOUT_UNLEASH_TOKEN_FILE`, `ROLLOUT_WEBHOOK_URLS_FILE`, `ROLLOUT_WEBHOOK_URL_<NAME>_FILE`.
+The file's content, without its trailing newline, is the value. Both set, or a file that
+cannot be read, is an invalid setting named without its content.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import (
     BaseSettings,
+    EnvSettingsSource,
     NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
@@ -121,18 +128,110 @@ class _SecretsTomlSource(PydanticBaseSettingsSource):
         return {k: v for k, v in self._values.items() if k in self.settings_cls.model_fields}
 
 
+#: the settings whose value is a secret, each also read from `ROLLOUT_<NAME>_FILE`
+SECRET_FILE_SETTINGS = ("database_url", "prometheus_url", "unleash_token", "webhook_urls")
+_FILE_SUFFIX = "_FILE"
+
+
+def read_secret_file(variable: str, path_text: str) -> tuple[str | None, str | None]:
+    """The content of the file `<variable>` names, its trailing newline stripped, or why
+    it cannot be used: (value, None) or (None, problem). A problem names the variable and
+    the path, never a byte of the content."""
+    path = Path(path_text)
+    try:
+        content = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None, f"{variable}: no such file: {path}"
+    except IsADirectoryError:
+        return None, f"{variable}: {path} is a directory, not a file"
+    except PermissionError:
+        return None, f"{variable}: cannot read {path}: permission denied"
+    except UnicodeDecodeError:
+        return None, f"{variable}: {path} is not UTF-8 text"
+    except OSError as error:
+        return None, f"{variable}: cannot read {path}: {error.strerror or type(error).__name__}"
+    value = content.rstrip("\r\n")
+    if not value.strip():
+        return None, f"{variable}: {path} is empty"
+    return value, None
+
+
+def _set(value: str | None) -> bool:
+    return value is not None and value != ""
+
+
+class _EnvSource(EnvSettingsSource):
+    """`ROLLOUT_*` environment variables; each secret may instead be `ROLLOUT_<NAME>_FILE`,
+    read here. SettingsInvalid when a secret is set both ways, its file cannot be read,
+    or a setting that is not a secret is given as a file (it would be ignored)."""
+
+    def _load_env_vars(self) -> dict[str, str | None]:
+        variables = dict(super()._load_env_vars())
+        prefix = self.env_prefix.lower()
+        problems = []
+        for key in sorted(variables):
+            if not (key.startswith(prefix) and key.endswith(_FILE_SUFFIX.lower())):
+                continue
+            field = key[len(prefix) : -len(_FILE_SUFFIX)]
+            if field in self.settings_cls.model_fields and field not in SECRET_FILE_SETTINGS:
+                problems.append(
+                    f"{key.upper()}: only secrets are read from a file "
+                    f"({', '.join(f'ROLLOUT_{name.upper()}_FILE' for name in SECRET_FILE_SETTINGS)}"
+                    f"); set ROLLOUT_{field.upper()} itself"
+                )
+        for field in SECRET_FILE_SETTINGS:
+            name = f"{prefix}{field}"
+            path = variables.pop(f"{name}{_FILE_SUFFIX.lower()}", None)
+            if not _set(path):
+                continue
+            assert path is not None
+            variable = f"ROLLOUT_{field.upper()}"
+            if _set(variables.get(name)):
+                problems.append(f"{variable}: set both it and {variable}_FILE; keep one")
+                continue
+            value, problem = read_secret_file(f"{variable}_FILE", path)
+            if problem:
+                problems.append(problem)
+            else:
+                variables[name] = value
+        if problems:
+            raise SettingsInvalid(problems)
+        return variables
+
+
 class _WebhookUrlsSource(PydanticBaseSettingsSource):
-    """`ROLLOUT_WEBHOOK_URL_<NAME>` environment variables, one per webhook's URL."""
+    """`ROLLOUT_WEBHOOK_URL_<NAME>` environment variables, one per webhook's URL, or
+    `ROLLOUT_WEBHOOK_URL_<NAME>_FILE` naming a file that holds it (so no webhook's name
+    ends in `_file`). SettingsInvalid as for the other secrets' files."""
 
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
         return None, field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        urls = {
-            name[len(_WEBHOOK_URL_PREFIX) :].lower(): value
+        given = {
+            name.upper(): value
             for name, value in os.environ.items()
             if name.upper().startswith(_WEBHOOK_URL_PREFIX) and len(name) > len(_WEBHOOK_URL_PREFIX)
         }
+        urls: dict[str, str] = {}
+        problems = []
+        for variable, value in sorted(given.items()):
+            if not variable.endswith(_FILE_SUFFIX):
+                urls[variable[len(_WEBHOOK_URL_PREFIX) :].lower()] = value
+                continue
+            if not _set(value):
+                continue
+            plain = variable.removesuffix(_FILE_SUFFIX)
+            if _set(given.get(plain)):
+                problems.append(f"{plain}: set both it and {variable}; keep one")
+                continue
+            url, problem = read_secret_file(variable, value)
+            if problem:
+                problems.append(problem)
+            else:
+                urls[plain[len(_WEBHOOK_URL_PREFIX) :].lower()] = str(url)
+        if problems:
+            raise SettingsInvalid(problems)
         return {"webhook_urls": urls} if urls else {}
 
 
@@ -150,7 +249,9 @@ class Settings(BaseSettings):
         None, description="The Unleash server's root URL (the unleash backend and sync)."
     )
     unleash_token: SecretStr | None = Field(
-        None, description="An Unleash admin API token; better in secrets.toml. Never shown."
+        None,
+        description="An Unleash admin API token; better in secrets.toml or a file "
+        "(ROLLOUT_UNLEASH_TOKEN_FILE). Never shown.",
     )
     unleash_project: str = Field(
         "default", pattern=r"^[A-Za-z0-9_.-]{1,100}$", description="The Unleash project."
@@ -171,10 +272,20 @@ class Settings(BaseSettings):
     )
     environment: str = Field("production", description="Environment shown first.")
     database_url: SecretStr | None = Field(
-        None, description="SQLAlchemy URL; default: SQLite at <state_dir>/metrics.db."
+        None,
+        description="SQLAlchemy URL (or a file holding it: ROLLOUT_DATABASE_URL_FILE); "
+        "default: SQLite at <state_dir>/metrics.db.",
+    )
+    auto_migrate: bool = Field(
+        True,
+        description="serve, autopilot and the commands that write migrate the metrics "
+        "database at start; false: they refuse one not at this release's revision (run "
+        "`rollout-dashboard db upgrade`). Commands that only read never migrate.",
     )
     prometheus_url: SecretStr | None = Field(
-        None, description="PromQL endpoint; unset: metrics come from the database roll-ups."
+        None,
+        description="PromQL endpoint (or a file holding it: ROLLOUT_PROMETHEUS_URL_FILE); "
+        "unset: metrics come from the database roll-ups.",
     )
     prometheus_timeout_seconds: float = Field(
         5.0, gt=0, le=300, allow_inf_nan=False, description="Per PromQL request."
@@ -360,8 +471,8 @@ class Settings(BaseSettings):
     # before `webhooks`, whose check reads it
     webhook_urls: dict[str, SecretStr] = Field(
         default_factory=dict,
-        description="Each webhook's URL (a secret): [rollout.webhooks] in secrets.toml or "
-        "ROLLOUT_WEBHOOK_URL_<NAME>.",
+        description="Each webhook's URL (a secret): [rollout.webhooks] in secrets.toml, "
+        "ROLLOUT_WEBHOOK_URL_<NAME> or a file named by ROLLOUT_WEBHOOK_URL_<NAME>_FILE.",
     )
     webhooks: Annotated[dict[str, WebhookKind], NoDecode] = Field(
         default_factory=dict,
@@ -485,7 +596,7 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (
             init_settings,
-            env_settings,
+            _EnvSource(settings_cls),
             _WebhookUrlsSource(settings_cls),
             _SecretsTomlSource(settings_cls, SECRETS_FILE),
         )

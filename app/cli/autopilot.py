@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from app.cli.arguments import UsageError, cli_identity, runtime_for
+from app.cli.arguments import UsageError, cli_identity, open_cli_runtime, runtime_for
 from app.cli.output import print_json
 from app.quoting import LONG_TEXT, printable, quoted
 from app.rollout.exit_codes import ExitCode
@@ -394,7 +394,7 @@ def _run_plan_show(args: argparse.Namespace, settings: Settings) -> int:
     from app.autopilot.controller import LEASE
     from app.autopilot.store import PlansUnavailable
 
-    opened = runtime_for(settings, args.environment)
+    opened = runtime_for(settings, args.environment, read_only=True)
     if opened is None:
         return ExitCode.USAGE
     runtime, environment = opened
@@ -570,9 +570,7 @@ def _where(state: object, percentage: float) -> str:
 
 
 def _run_autopilot(args: argparse.Namespace, settings: Settings) -> int:
-    from app.runtime import open_runtime
-
-    runtime = open_runtime(settings)
+    runtime = open_cli_runtime(settings)
     for notice in runtime.notices:
         print(f"warning: {notice}", file=sys.stderr)
     if runtime.engine is None:

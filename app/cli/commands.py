@@ -24,14 +24,17 @@ from app.cli.arguments import (
     UsageError,
     cli_identity,
     instant,
+    open_cli_runtime,
     record_count,
     runtime_for,
 )
 from app.cli.autopilot import add_autopilot_commands
 from app.cli.canary import add_canary_command
+from app.cli.database import add_db_commands
 from app.cli.healthcheck import add_healthcheck_command
 from app.cli.output import print_json, print_result
 from app.cli.unleash_sync import add_sync_command
+from app.errors import RolloutError
 from app.quoting import printable
 from app.rollout.exit_codes import ExitCode
 from app.unleash.periodic_sync import start_periodic_sync
@@ -71,7 +74,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsInvalid as error:  # found when a command opens what they name
         print(f"invalid settings: {error}", file=sys.stderr)
         return ExitCode.USAGE
+    except RolloutError as error:
+        return _schema_error(error)
     return code
+
+
+def _schema_error(error: RolloutError) -> int:
+    """A schema this process may not use (exit 4, saying what to run) or a downgrade
+    target it cannot reach (exit 2); anything else is raised again. The migration
+    module is loaded already whenever one of its errors was raised."""
+    from app.metrics_db.revisions import MigrationRefused, SchemaNotCurrent
+
+    if isinstance(error, SchemaNotCurrent):
+        print(f"error: {error}", file=sys.stderr)
+        return ExitCode.UNAVAILABLE
+    if isinstance(error, MigrationRefused):
+        print(f"error: {error}", file=sys.stderr)
+        return ExitCode.USAGE
+    raise error
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -179,6 +199,7 @@ def _parser() -> argparse.ArgumentParser:
     add_sync_command(commands)
     add_autopilot_commands(commands)
     add_healthcheck_command(commands)
+    add_db_commands(commands)
 
     check = commands.add_parser("check-config", help="validate a flag configuration")
     check.add_argument("path", nargs="?", type=Path)
@@ -225,7 +246,7 @@ def _action_options(parser: argparse.ArgumentParser, *, environment: bool = True
 
 
 def _run_status(args: argparse.Namespace, settings: Settings) -> int:
-    opened = runtime_for(settings, args.environment)
+    opened = runtime_for(settings, args.environment, read_only=True)
     if opened is None:
         return ExitCode.USAGE
     runtime, environment = opened
@@ -285,9 +306,7 @@ def _run_action(args: argparse.Namespace, settings: Settings) -> int:
 def _act_unavailable(args: argparse.Namespace, settings: Settings) -> int:
     """The flag backend (a flag server) cannot be reached: the attempt still goes
     through the runtime, which audits it as failed (exit 4)."""
-    from app.runtime import open_runtime
-
-    runtime = open_runtime(settings)
+    runtime = open_cli_runtime(settings)
     return _act(runtime, args.environment or settings.environment, args, settings)
 
 
@@ -333,9 +352,8 @@ def _act(runtime: Runtime, environment: str, args: argparse.Namespace, settings:
 def _run_restore(args: argparse.Namespace, settings: Settings) -> int:
     """`restore AUDIT_ID`: the environment is the record's."""
     from app.rollout.action_model import Action, ActionRequest
-    from app.runtime import open_runtime
 
-    runtime = open_runtime(settings)
+    runtime = open_cli_runtime(settings)
     record = runtime.audit.get(args.audit_id)
     if record is None:
         print(f"error: no audit record #{printable(args.audit_id)}", file=sys.stderr)
@@ -399,9 +417,7 @@ def _print_requested(change: RequestedChange, *, made: bool) -> None:
 
 
 def _run_audit(args: argparse.Namespace, settings: Settings) -> int:
-    from app.runtime import open_runtime
-
-    runtime = open_runtime(settings)
+    runtime = open_cli_runtime(settings, read_only=True)
     entries = runtime.audit.entries(flag=args.flag, since=args.since, limit=args.limit)
     if not runtime.audit.database_ok():
         print(
@@ -429,7 +445,7 @@ AUDIT_REASON_WIDTH = 88
 
 
 def _run_phases(args: argparse.Namespace, settings: Settings) -> int:
-    opened = runtime_for(settings, args.environment)
+    opened = runtime_for(settings, args.environment, read_only=True)
     if opened is None:
         return ExitCode.USAGE
     runtime, environment = opened
@@ -493,7 +509,18 @@ def _run_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _run_serve(args: argparse.Namespace, settings: Settings) -> int:
-    from app.serve import serve
+    """Migrate (unless ROLLOUT_AUTO_MIGRATE=false: then refuse a database at another
+    revision, exit 4) and seed an empty sql flag backend once, before Streamlit starts,
+    saying on stderr what the pages will say (e.g. the database is unavailable)."""
+    import os
 
+    from app.serve import serve, streamlit_env
+
+    streamlit_env(os.environ)  # an unusable cookie secret file stops it first (exit 2)
+    runtime = open_cli_runtime(settings)
+    for notice in runtime.notices:
+        print(f"warning: {notice}", file=sys.stderr, flush=True)
+    if runtime.engine is not None:
+        runtime.engine.dispose()
     start_periodic_sync(settings)
     return serve(args.port, args.address or settings.server_address)

@@ -26,6 +26,7 @@ from app.autopilot.model import PlanOptions, PlanStatus
 from app.autopilot.service import set_plan
 from app.cli import main
 from app.flags.model import FlagState
+from app.metrics_db.database import open_database
 from app.notify import WebhookNotifier
 from app.runtime import open_runtime
 from app.settings import load_settings
@@ -123,9 +124,11 @@ def live(
             timedelta(seconds=WINDOW_SECONDS + 2),
         )
         flags = write_flags(tmp_path, {FLAG: PERCENTAGE})
+        database = f"sqlite:///{tmp_path / 'metrics.db'}"
+        open_database(database).dispose()  # `status` only reads: it never migrates
         for name, value in {
             "FLAGS_FILE": str(flags),
-            "DATABASE_URL": f"sqlite:///{tmp_path / 'metrics.db'}",
+            "DATABASE_URL": database,
             "PROMETHEUS_URL": prometheus.url,
             "ENVIRONMENT": ENVIRONMENT,
             "STATE_DIR": str(tmp_path),

@@ -15,6 +15,7 @@ from app.flags.backend import PartiallyApplied, UnknownFlag, VersionConflict
 from app.flags.conditions import ConditionError
 from app.flags.loader import ConfigInvalid
 from app.flags.yaml_limits import YamlRejected
+from app.metrics_db.revisions import MigrationRefused, SchemaNotCurrent
 from app.rollout.action_model import ActionConflict, ActionRefused, InvalidRequest
 from app.rollout.approval_gate import GateUnavailable
 from app.rollout.ladder import LadderEnd
@@ -51,6 +52,8 @@ KEPT_BASES = [
     (UnleashMetricsInvalid, ValueError),
     (UnleashUnavailable, SourceUnavailable),
     (GateUnavailable, RolloutError),
+    (SchemaNotCurrent, RuntimeError),
+    (MigrationRefused, ValueError),
 ]
 
 
