@@ -7,8 +7,9 @@ that follows the plans until SIGTERM or SIGINT, or for one tick with `--once`.
 Exit codes: 0 done; 1 refused (a role missing, an aborted plan); 2 bad input (every
 problem named, nothing written) or no such plan; 3 the plan changed meanwhile (`plan
 set --if-version`), or another process leads (`autopilot --once`); 4 the metrics
-database, which holds the plans, is unavailable. With `--json`, stdout carries one
-document.
+database, which holds the plans, is unavailable, or (`plan show`) no autopilot leads: the
+plans are shown but nobody acts on them, as a required source being down is for the other
+commands. With `--json`, stdout carries one document.
 
 The autopilot is imported when a command runs, not when the parser is built: a
 rollback never loads it.
@@ -108,7 +109,9 @@ def add_autopilot_commands(subparsers: Any) -> None:
     put.set_defaults(run=_run_plan_set)
 
     show = verbs.add_parser(
-        "show", help="the plans with where they are, the next step and the last decision"
+        "show",
+        help="the plans with where they are, the next step and the last decision (exit 4 "
+        "when no autopilot leads)",
     )
     show.add_argument("flag", nargs="?")
     show.add_argument("--env", dest="environment")
@@ -411,6 +414,11 @@ def _run_plan_show(args: argparse.Namespace, settings: Settings) -> int:
         return ExitCode.UNAVAILABLE
     now = datetime.now(UTC)
     where = _current_percentages(runtime, environment)
+    from app.services.autopilot import heartbeat_summary
+
+    summary = heartbeat_summary(beat, now)  # the words the pages use
+    # nobody acts on the plans: a script or a probe must not read this as all well
+    code = ExitCode.UNAVAILABLE if summary.dead else ExitCode.DONE
     if args.json:
         print_json(
             {
@@ -422,16 +430,15 @@ def _run_plan_show(args: argparse.Namespace, settings: Settings) -> int:
                 ],
             }
         )
-        return ExitCode.DONE
-    from app.services.autopilot import heartbeat_summary
-
-    summary = heartbeat_summary(beat, now)  # the words the pages use
+        if summary.dead:
+            print(f"warning: {summary.text.replace('`', '')}", file=sys.stderr)
+        return code
     print(("WARNING: " if summary.dead else "") + summary.text.replace("`", ""))
     if not plans:
         print(f"no rollout plans in {environment}")
     for plan in plans:
         _print_plan(plan, where.get(plan.flag, plan.expected_percentage), events[plan.id], now)
-    return ExitCode.DONE
+    return code
 
 
 def _current_percentages(runtime: Runtime, environment: str) -> dict[str, float]:
