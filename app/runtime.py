@@ -70,6 +70,9 @@ class Runtime:
     backend: FlagBackend
     audit: AuditLog
     notices: list[str]
+    #: a short-lived process (a terminal command): webhook deliveries are handed over to
+    #: the autopilot instead of sent, so that exiting never waits for a receiver
+    hand_over_notifications: bool = False
     _made: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
     _lock: threading.Lock = field(
         default_factory=threading.Lock, init=False, repr=False, compare=False
@@ -169,7 +172,12 @@ class Runtime:
         """The webhooks of ROLLOUT_WEBHOOKS (`app.notify`), made once."""
         from app.notify import open_notifier
 
-        return self._once("notifier", lambda: open_notifier(self.settings, self.engine))
+        return self._once(
+            "notifier",
+            lambda: open_notifier(
+                self.settings, self.engine, hand_over=self.hand_over_notifications
+            ),
+        )
 
     @property
     def approvals(self) -> Approvals:
@@ -414,9 +422,9 @@ def open_unleash_backend(settings: Settings) -> FlagBackend:
     )
 
 
-def open_runtime(settings: Settings) -> Runtime:
+def open_runtime(settings: Settings, *, hand_over_notifications: bool = False) -> Runtime:
     """Open the database (migrating it) and the flag backend named by `settings`; the
-    Prometheus client is made on first use."""
+    Prometheus client is made on first use. `hand_over_notifications`: see `Runtime`."""
     notices: list[str] = []
     engine: Engine | None = None
     try:
@@ -425,7 +433,7 @@ def open_runtime(settings: Settings) -> Runtime:
         notices.append(f"metrics database unavailable: {type(error).__name__}")
     backend = open_backend(settings, engine)
     audit = AuditLog(engine, settings.journal_file)
-    runtime = Runtime(settings, engine, backend, audit, notices)
+    runtime = Runtime(settings, engine, backend, audit, notices, hand_over_notifications)
     if engine is not None:
         moved = audit.replay_journal()
         if moved:

@@ -24,6 +24,7 @@ __all__ = [
     "UsageError",
     "cli_identity",
     "instant",
+    "open_cli_runtime",
     "record_count",
     "request_id",
     "runtime_for",
@@ -65,12 +66,18 @@ def record_count(text: str) -> int:
     return whole_number(text, MAX_RECORDS)
 
 
+def open_cli_runtime(settings: Settings) -> Runtime:
+    """The runtime of a command from the terminal: its webhook deliveries are handed
+    over to the autopilot, so that the command never waits for a receiver on exit."""
+    from app.runtime import open_runtime
+
+    return open_runtime(settings, hand_over_notifications=True)
+
+
 def runtime_for(settings: Settings, wanted: str | None) -> tuple[Runtime, str] | None:
     """The runtime and the environment a command acts on (`--env`, else the settings');
     None, said on stderr, when that environment is not configured."""
-    from app.runtime import open_runtime
-
-    runtime = open_runtime(settings)
+    runtime = open_cli_runtime(settings)
     environment = wanted or settings.environment
     if environment not in runtime.environments():
         print(f"unknown environment {quoted(environment)}", file=sys.stderr)
