@@ -577,16 +577,27 @@ def _where(state: object, percentage: float) -> str:
 
 
 def _run_autopilot(args: argparse.Namespace, settings: Settings) -> int:
+    from app.cli.output import print_configuration
     from app.runtime import open_runtime
 
+    if not args.once:
+        shown = settings
+        if args.interval is not None:
+            shown = settings.model_copy(update={"autopilot_interval_seconds": args.interval})
+        print_configuration(shown, "autopilot")
+    from app.logs import say
+
+    log_format = str(settings.log_format)
     runtime = open_runtime(settings)
     for notice in runtime.notices:
-        print(f"warning: {notice}", file=sys.stderr)
+        say(f"warning: {notice}", log_format=log_format, level="warning", out=sys.stderr)
     if runtime.engine is None:
-        print(
+        say(
             "error: the autopilot needs the metrics database (plans, lease, audit), which is "
             "unavailable",
-            file=sys.stderr,
+            log_format=log_format,
+            level="error",
+            out=sys.stderr,
         )
         return ExitCode.UNAVAILABLE
     controller = runtime.autopilot(holder=args.holder)
@@ -595,21 +606,41 @@ def _run_autopilot(args: argparse.Namespace, settings: Settings) -> int:
 
         controller.config = replace(controller.config, interval=timedelta(seconds=args.interval))
     if args.once:
-        return _once(controller)
+        return _once(controller, runtime)
     from app.autopilot.runner import run_controller
+    from app.autopilot.telemetry import AutopilotMetrics
 
+    metrics = AutopilotMetrics()
+    runtime.notifier.watch(metrics.delivery_settled)
     stop = threading.Event()
-    return run_controller(controller, stop, verbose=args.verbose, on_signals=True)
+    try:
+        return run_controller(
+            controller,
+            stop,
+            verbose=args.verbose,
+            on_signals=True,
+            metrics=metrics,
+            metrics_port=settings.autopilot_metrics_port,
+            metrics_address=settings.autopilot_metrics_address,
+            # what terminal commands handed over: sent by the leader
+            after_leading_tick=runtime.notifier.deliver_handed_over,
+            log_format=log_format,
+        )
+    except OSError as error:  # the metrics port is taken
+        say(f"error: metrics port: {error}", log_format=log_format, level="error", out=sys.stderr)
+        return ExitCode.USAGE
 
 
-def _once(controller: Controller) -> int:
-    """One tick; every plan's decision. The lease is let go after it (a running
-    controller takes over at once)."""
+def _once(controller: Controller, runtime: Runtime) -> int:
+    """One tick; every plan's decision; as leader, the notifications terminal commands
+    handed over are sent too. The lease is let go after it (a running controller takes
+    over at once)."""
     from app.autopilot.controller import LEASE
     from app.autopilot.runner import database_unavailable, decision_line, tick_summary
 
     report = controller.tick()
     if report.leader:
+        runtime.notifier.deliver_handed_over()
         controller.store.release_lease(LEASE, controller.holder, controller.clock())
     for notice in report.notices:
         print(f"warning: {notice}", file=sys.stderr)
