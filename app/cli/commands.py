@@ -13,6 +13,7 @@ Alembic or the PromQL client).
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import textwrap
 from collections.abc import Sequence
@@ -24,6 +25,7 @@ from app.cli.arguments import (
     UsageError,
     cli_identity,
     instant,
+    open_cli_runtime,
     record_count,
     runtime_for,
 )
@@ -55,6 +57,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:  # pydantic's ValidationError is a ValueError
         print(f"invalid settings: {error}", file=sys.stderr)
         return ExitCode.USAGE
+    from app.logs import configure_logging
+
+    # the services say how they work as they go; a command only what went wrong
+    services = args.command in ("serve", "autopilot")
+    configure_logging(settings.log_format, logging.INFO if services else logging.WARNING)
     try:
         code: int = args.run(args, settings)
     except ConfigInvalid as error:
@@ -281,9 +288,8 @@ def _run_action(args: argparse.Namespace, settings: Settings) -> int:
 def _act_unavailable(args: argparse.Namespace, settings: Settings) -> int:
     """The flag backend (a flag server) cannot be reached: the attempt still goes
     through the runtime, which audits it as failed (exit 4)."""
-    from app.runtime import open_runtime
 
-    runtime = open_runtime(settings)
+    runtime = open_cli_runtime(settings)
     return _act(runtime, args.environment or settings.environment, args, settings)
 
 
@@ -329,9 +335,8 @@ def _act(runtime: Runtime, environment: str, args: argparse.Namespace, settings:
 def _run_restore(args: argparse.Namespace, settings: Settings) -> int:
     """`restore AUDIT_ID`: the environment is the record's."""
     from app.rollout.action_model import Action, ActionRequest
-    from app.runtime import open_runtime
 
-    runtime = open_runtime(settings)
+    runtime = open_cli_runtime(settings)
     record = runtime.audit.get(args.audit_id)
     if record is None:
         print(f"error: no audit record #{printable(args.audit_id)}", file=sys.stderr)
@@ -395,9 +400,8 @@ def _print_requested(change: RequestedChange, *, made: bool) -> None:
 
 
 def _run_audit(args: argparse.Namespace, settings: Settings) -> int:
-    from app.runtime import open_runtime
 
-    runtime = open_runtime(settings)
+    runtime = open_cli_runtime(settings)
     entries = runtime.audit.entries(flag=args.flag, since=args.since, limit=args.limit)
     if not runtime.audit.database_ok():
         print(
@@ -489,7 +493,18 @@ def _run_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _run_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from app.cli.output import print_configuration
     from app.serve import serve
 
+    print_configuration(settings, "serve")
+    from app.metrics_db.availability import probe_forever
+    from app.metrics_db.database import open_database
+
+    # a database outage is said in serve's log even while nobody looks at a page; the
+    # pages' process migrates
+    engine = open_database(settings.resolved_database_url, migrate_schema=False)
+    probe_forever(engine, settings.refresh_seconds)
     start_periodic_sync(settings)
-    return serve(args.port, args.address or settings.server_address)
+    return serve(
+        args.port, args.address or settings.server_address, log_format=str(settings.log_format)
+    )

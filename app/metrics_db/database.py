@@ -27,14 +27,15 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 #: the newest revision under migrations/versions (a test holds it equal to Alembic's head):
 #: a database already there is opened without importing Alembic, which costs ~1 s
-HEAD_REVISION = "0005"
+HEAD_REVISION = "0006"
 
 
 def open_database(url: str, *, migrate_schema: bool = True) -> Engine:
     """An engine on `url`, migrated to the newest schema unless told not to.
 
     SQLite files get their folder created and WAL mode, so the simulator can write
-    while the dashboard reads.
+    while the dashboard reads. Once open, the engine logs when the database stops
+    answering and when it is back (`availability`).
     """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
@@ -45,6 +46,9 @@ def open_database(url: str, *, migrate_schema: bool = True) -> Engine:
         engine = create_engine(url, pool_pre_ping=True)
     if migrate_schema:
         migrate(engine)
+    from app.metrics_db.availability import watch_availability
+
+    watch_availability(engine)  # an outage from now on is said in the log
     return engine
 
 
