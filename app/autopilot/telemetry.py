@@ -11,6 +11,7 @@ The alert rules reading these names are `deploy/prometheus/autopilot.rules.yml`.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from prometheus_client import (
@@ -168,6 +169,13 @@ class AutopilotMetrics:
         self.ticks.labels(TickOutcome.ERROR).inc()
         self.tick_duration.observe(seconds)
         self.leader.set(0)
+
+    def know_webhooks(self, names: Iterable[str]) -> None:
+        """Make every delivery series of these webhooks exist at 0, so that a rule's
+        `increase()` sees the first failure too."""
+        for name in names:
+            for outcome in DELIVERY_OUTCOMES:
+                self.deliveries.labels(name, outcome)
 
     def delivery_settled(self, webhook: str, outcome: str) -> None:
         """One webhook delivery attempt's outcome (`DELIVERY_OUTCOMES`)."""

@@ -611,6 +611,7 @@ def _run_autopilot(args: argparse.Namespace, settings: Settings) -> int:
     from app.autopilot.telemetry import AutopilotMetrics
 
     metrics = AutopilotMetrics()
+    metrics.know_webhooks(settings.webhooks)
     runtime.notifier.watch(metrics.delivery_settled)
     stop = threading.Event()
     try:

@@ -104,6 +104,9 @@ def test_action_results() -> None:
 
 def test_deliveries_are_counted_by_webhook_and_outcome() -> None:
     metrics = AutopilotMetrics()
+    metrics.know_webhooks(["oncall", "audit"])
+    labels = {"webhook": "audit", "outcome": "failed"}
+    assert sample(metrics, "rollout_autopilot_webhook_deliveries_total", **labels) == 0
     for webhook, said in (("oncall", "retrying"), ("oncall", "delivered"), ("audit", "failed")):
         metrics.delivery_settled(webhook, said)
     labels = {"webhook": "oncall", "outcome": "delivered"}
