@@ -25,6 +25,7 @@ from prometheus_client import (
 )
 
 from app.autopilot.model import PlanStatus
+from app.errors import RolloutError
 from app.rollout.exit_codes import ExitCode
 
 if TYPE_CHECKING:
@@ -33,11 +34,15 @@ if TYPE_CHECKING:
     from app.autopilot.controller import PlanOutcome, TickReport
     from app.autopilot.store import PlanCensus
 
-__all__ = ["AutopilotMetrics", "TickOutcome", "action_result"]
+__all__ = ["AutopilotMetrics", "MetricsPortUnavailable", "TickOutcome", "action_result"]
 
 PREFIX = "rollout_autopilot"
 #: a tick takes milliseconds with few plans, seconds with thousands or a slow source
 TICK_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+
+class MetricsPortUnavailable(RolloutError, OSError):
+    """The metrics port cannot be bound (taken, or a privileged port)."""
 
 
 class TickOutcome:
@@ -182,11 +187,16 @@ class AutopilotMetrics:
         self.deliveries.labels(webhook, outcome).inc()
 
     def serve(self, port: int, address: str) -> None:
-        """Expose the metrics on http://address:port/metrics from a daemon thread
-        (OSError when the port is taken)."""
+        """Expose the metrics on http://address:port/metrics from a daemon thread;
+        MetricsPortUnavailable when the port cannot be bound."""
         with self._lock:
             if self._server is None:
-                self._server, _thread = start_http_server(port, address, registry=self.registry)
+                try:
+                    self._server, _ = start_http_server(port, address, registry=self.registry)
+                except OSError as error:
+                    raise MetricsPortUnavailable(
+                        f"metrics port {address}:{port}: {error.strerror or error}"
+                    ) from None
 
     def stop(self) -> None:
         with self._lock:

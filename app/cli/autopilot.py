@@ -608,7 +608,7 @@ def _run_autopilot(args: argparse.Namespace, settings: Settings) -> int:
     if args.once:
         return _once(controller, runtime)
     from app.autopilot.runner import run_controller
-    from app.autopilot.telemetry import AutopilotMetrics
+    from app.autopilot.telemetry import AutopilotMetrics, MetricsPortUnavailable
 
     metrics = AutopilotMetrics()
     metrics.know_webhooks(settings.webhooks)
@@ -627,8 +627,8 @@ def _run_autopilot(args: argparse.Namespace, settings: Settings) -> int:
             after_leading_tick=runtime.notifier.deliver_handed_over,
             log_format=log_format,
         )
-    except OSError as error:  # the metrics port is taken
-        say(f"error: metrics port: {error}", log_format=log_format, level="error", out=sys.stderr)
+    except MetricsPortUnavailable as error:  # taken by another process
+        say(f"error: {error}", log_format=log_format, level="error", out=sys.stderr)
         return ExitCode.USAGE
 
 

@@ -119,3 +119,28 @@ def test_two_instances_never_share_a_registry() -> None:
     one, two = AutopilotMetrics(), AutopilotMetrics()
     one.tick_done(TickReport(AT, True, "a:1"))
     assert sample(two, "rollout_autopilot_ticks_total", outcome="leader") == 0
+
+
+def test_the_metrics_are_served_and_a_taken_port_is_said() -> None:
+    import socket
+    import urllib.request
+
+    import pytest
+
+    from app.autopilot.telemetry import MetricsPortUnavailable
+
+    metrics = AutopilotMetrics()
+    metrics.tick_done(TickReport(AT, True, "a:1"))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    metrics.serve(port, "127.0.0.1")
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+            text = reply.read().decode()
+        assert 'rollout_autopilot_ticks_total{outcome="leader"} 1.0' in text
+        assert "rollout_autopilot_leader 1.0" in text
+        with pytest.raises(MetricsPortUnavailable, match=f"metrics port 127.0.0.1:{port}: "):
+            AutopilotMetrics().serve(port, "127.0.0.1")
+    finally:
+        metrics.stop()
