@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
@@ -66,6 +66,9 @@ log = logging.getLogger(__name__)
 
 #: how long a process exiting waits for deliveries still under way (then records them failed)
 _EXIT_WAIT_SECONDS = 5.0
+#: a handed-over delivery claimed but not written for this long was abandoned by its
+#: claimer (which writes the row at every attempt, at most ~21 s apart): claimable again
+_ABANDONED_AFTER = timedelta(minutes=10)
 #: deliveries queued and not settled, per notifier; more are dropped (and logged)
 _MAX_UNSETTLED = 1000
 
@@ -268,11 +271,18 @@ class WebhookNotifier:
     def deliver_handed_over(self, limit: int = 100) -> int:
         """Claim up to `limit` deliveries other processes handed over (oldest first), each
         by a conditional update, so that two callers never both send one, and queue them
-        as this notifier's own. A delivery to a webhook this process does not know is
-        recorded failed, saying so. The number queued; 0 when the database does not answer."""
+        as this notifier's own; so too one a claimer left pending or retrying untouched
+        for `_ABANDONED_AFTER` (it died: a live one writes the row at every attempt). A
+        delivery to a webhook this process does not know is recorded failed, saying so.
+        The number queued; 0 when the database does not answer."""
         if self._engine is None or self._closed:
             return 0
         handed = str(DeliveryStatus.HANDED_OVER)
+        stale = datetime.now(UTC) - _ABANDONED_AFTER
+        under_way = [str(DeliveryStatus.PENDING), str(DeliveryStatus.RETRYING)]
+        claimable = (WebhookDeliveryRow.status == handed) | (
+            WebhookDeliveryRow.status.in_(under_way) & (WebhookDeliveryRow.updated_at < stale)
+        )
         query = (
             select(
                 WebhookDeliveryRow.id,
@@ -280,7 +290,7 @@ class WebhookNotifier:
                 WebhookDeliveryRow.webhook,
                 WebhookDeliveryRow.notification,
             )
-            .where(WebhookDeliveryRow.status == handed)
+            .where(WebhookDeliveryRow.notification.is_not(None), claimable)
             .order_by(WebhookDeliveryRow.id)
             .limit(limit)
         )
@@ -301,7 +311,7 @@ class WebhookNotifier:
                 with self._engine.begin() as connection:
                     done = connection.execute(
                         update(WebhookDeliveryRow)
-                        .where(WebhookDeliveryRow.id == row_id, WebhookDeliveryRow.status == handed)
+                        .where(WebhookDeliveryRow.id == row_id, claimable)
                         .values(status=str(claimed), last_error=error, updated_at=datetime.now(UTC))
                     )
                 if done.rowcount != 1:  # another process took it

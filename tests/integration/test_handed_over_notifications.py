@@ -12,10 +12,11 @@ import pwd
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, select
+from sqlalchemy import create_engine, select, update
 
 from app.metrics_db.schema import WebhookDeliveryRow
 from tests.support.servers import free_port
@@ -178,3 +179,34 @@ def test_without_the_database_the_kill_says_its_notification_was_not_sent(
     assert (said["flag"], said["environment"], said["actor"]) == ("alpha", "production", ME)
     assert hung.connections == 0
     assert TOKEN not in killed.stdout + killed.stderr
+
+
+def test_a_delivery_its_claimer_abandoned_is_taken_again_one_under_way_is_not(
+    tmp_path: Path, hung: NeverAnswers, working: Receiver
+) -> None:
+    (tmp_path / "feature_flags.yaml").write_text(FLAGS)
+    for to, reason in (("10", "first"), ("5", "second")):
+        done = run_cli(
+            settings_env(tmp_path, hung.url),
+            *("rollback", "alpha", "--to", to, "--reason", reason, "--actor", ME),
+        )
+        assert done.returncode == 0, done.stderr
+    abandoned, under_way = deliveries(tmp_path)
+    engine = create_engine(f"sqlite:///{tmp_path / 'metrics.db'}")
+    now = datetime.now(UTC)
+    with engine.begin() as connection:  # an autopilot claimed both; one died an hour ago
+        for row_id, at in ((abandoned.id, now - timedelta(hours=1)), (under_way.id, now)):
+            connection.execute(
+                update(WebhookDeliveryRow)
+                .where(WebhookDeliveryRow.id == row_id)
+                .values(status="pending", updated_at=at)
+            )
+    engine.dispose()
+    ticked = run_cli(settings_env(tmp_path, working.url), "autopilot", "--once")
+    assert ticked.returncode == 0, ticked.stderr
+    assert working.wait_for(1)
+    assert [body["text"] for body in working.bodies] == [f"{ME} rolled back alpha by hand: first"]
+    assert [(r.id, r.status) for r in deliveries(tmp_path)] == [
+        (abandoned.id, "delivered"),
+        (under_way.id, "pending"),  # its claimer may still be at it
+    ]
