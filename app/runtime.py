@@ -72,6 +72,9 @@ class Runtime:
     backend: FlagBackend
     audit: AuditLog
     notices: list[str]
+    #: a short-lived process (a terminal command): webhook deliveries are handed over to
+    #: the autopilot instead of sent, so that exiting never waits for a receiver
+    hand_over_notifications: bool = False
     _made: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
     _lock: threading.Lock = field(
         default_factory=threading.Lock, init=False, repr=False, compare=False
@@ -174,7 +177,12 @@ class Runtime:
         """The webhooks of ROLLOUT_WEBHOOKS (`app.notify`), made once."""
         from app.notify import open_notifier
 
-        return self._once("notifier", lambda: open_notifier(self.settings, self.engine))
+        return self._once(
+            "notifier",
+            lambda: open_notifier(
+                self.settings, self.engine, hand_over=self.hand_over_notifications
+            ),
+        )
 
     @property
     def approvals(self) -> Approvals:
@@ -443,12 +451,14 @@ def open_runtime(
     *,
     read_only: bool = False,
     on_migrated: Callable[[Migration], None] | None = None,
+    hand_over_notifications: bool = False,
 ) -> Runtime:
     """Open the database and the flag backend named by `settings`; the Prometheus client
     is made on first use. The database is upgraded to this release's schema when
     `ROLLOUT_AUTO_MIGRATE` allows and the process is not `read_only`; otherwise one at
     another revision raises SchemaNotCurrent. An empty sql backend is seeded unless
-    `read_only`. `on_migrated` hears of a schema this process moved."""
+    `read_only`. `on_migrated` hears of a schema this process moved.
+    `hand_over_notifications`: see `Runtime`."""
     notices: list[str] = []
     engine: Engine | None = None
     # a flag server without its URL or token is said before the database's schema
@@ -469,7 +479,7 @@ def open_runtime(
             if not backend.environments():
                 notices.append(EMPTY_SQL_BACKEND)
     audit = AuditLog(engine, settings.journal_file)
-    runtime = Runtime(settings, engine, backend, audit, notices)
+    runtime = Runtime(settings, engine, backend, audit, notices, hand_over_notifications)
     if engine is not None:
         moved = audit.replay_journal()
         if moved:

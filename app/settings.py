@@ -42,10 +42,13 @@ from queries.names import OVERRIDABLE, PRESETS, ErrorsIn, MetricNames, MetricPre
 __all__ = [
     "EvidencePolicy",
     "FlagBackendKind",
+    "LogFormat",
     "Settings",
     "SettingsInvalid",
     "WebhookKind",
+    "effective_configuration",
     "load_settings",
+    "masked_url",
     "redacted_url",
     "server_address",
     "settings_problems",
@@ -85,6 +88,13 @@ class EvidencePolicy(StrEnum):
 
     FAIL = "fail"
     PASS = "pass"  # noqa: S105 - a verdict, not a password
+
+
+class LogFormat(StrEnum):
+    """How every process logs: plain lines, or one JSON object per line (`app.logs`)."""
+
+    TEXT = "text"
+    JSON = "json"
 
 
 class WebhookKind(StrEnum):
@@ -465,6 +475,19 @@ class Settings(BaseSettings):
     autopilot_pause_after_ticks: int = Field(
         10, ge=1, le=10_000, description="Autopilot: ticks without data before a plan pauses."
     )
+    autopilot_metrics_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="Autopilot: serve its own Prometheus metrics on this port (unset: none).",
+    )
+    autopilot_metrics_address: str = Field(
+        "127.0.0.1",
+        description="Autopilot: interface of the metrics port (0.0.0.0 in a container).",
+    )
+    log_format: LogFormat = Field(
+        LogFormat.TEXT, description="text, or json: one JSON object per line on every process."
+    )
     public_url: str | None = Field(
         None, description="The dashboard's address as people reach it, for links in webhooks."
     )
@@ -580,7 +603,7 @@ class Settings(BaseSettings):
             raise ValueError(problem)
         return url.strip().rstrip("/")
 
-    @field_validator("server_address")
+    @field_validator("server_address", "autopilot_metrics_address")
     @classmethod
     def _valid_server_address(cls, value: str) -> str:
         return server_address(value)
@@ -688,6 +711,79 @@ def settings_problems(error: ValidationError) -> list[str]:
             variable = f"{_WEBHOOK_URL_PREFIX}{str(item['loc'][1]).upper()}"
         problems.append(f"{variable}: {message}{got}")
     return problems
+
+
+def effective_configuration(settings: Settings) -> list[tuple[str, str]]:
+    """What a starting `serve` or `autopilot` says it runs on, as (name, value) pairs:
+    sources, the database, the flag backend, approvals, the autopilot and logging.
+    Credentials are masked; webhook URLs and tokens are never named, only counted."""
+    s = settings
+    prometheus = s.prometheus_url
+    metrics = (
+        f"prometheus {masked_url(prometheus.get_secret_value())}"
+        if prometheus is not None
+        else "the metrics database's roll-ups (no ROLLOUT_PROMETHEUS_URL)"
+    )
+    backend = str(s.flag_backend)
+    if s.flag_backend is FlagBackendKind.YAML:
+        backend += f" {s.resolved_flags_file}"
+    elif s.flag_backend is FlagBackendKind.UNLEASH:
+        backend += f" {masked_url(s.unleash_url or '')} project {s.unleash_project}"
+    else:
+        backend += " (the metrics database)"
+    approvals = ", ".join(sorted(s.approval_required_in)) or "none"
+    webhooks = ", ".join(f"{name} ({kind})" for name, kind in s.webhooks.items()) or "none"
+    port = s.autopilot_metrics_port
+    return [
+        ("environment", s.environment),
+        ("metrics source", f"{metrics}, preset {s.metric_preset}"),
+        ("database", masked_url(s.resolved_database_url)),
+        ("flag backend", backend),
+        ("approval environments", approvals),
+        ("webhooks", webhooks),
+        (
+            "autopilot",
+            f"one tick every {s.autopilot_interval_seconds:g} s, lease "
+            f"{s.autopilot_lease_seconds:g} s, metrics "
+            + (f"on {s.autopilot_metrics_address}:{port}" if port else "not served"),
+        ),
+        ("log format", str(s.log_format)),
+    ]
+
+
+def masked_url(url: str) -> str:
+    """`url` with its password (and any password-like query value) shown as `***`,
+    keeping the user name; `redacted_url` when it does not parse."""
+    from sqlalchemy.engine import make_url
+
+    if url.strip().lower().startswith(("http://", "https://")):
+        return _masked_http_url(url)
+    try:
+        parsed = make_url(url.strip())
+    except Exception:  # not an SQLAlchemy URL
+        return redacted_url(url)
+    query = {
+        key: ("***" if _SECRET_KEY.search(key) else value) for key, value in parsed.query.items()
+    }
+    return parsed.set(query=query).render_as_string(hide_password=True)
+
+
+_SECRET_KEY = re.compile(r"pass|secret|token|key", re.IGNORECASE)
+
+
+def _masked_http_url(url: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url.strip())
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return redacted_url(url)
+    # a user name alone may be a token (https://TOKEN@host): masked too
+    user = f"{parts.username}:***@" if parts.password else ("***@" if parts.username else "")
+    query = "***" if parts.query else ""
+    return urlunsplit((parts.scheme, f"{user}{host}{port}", parts.path, query, ""))
 
 
 def redacted_url(url: str) -> str:

@@ -74,6 +74,9 @@ class PlanOutcome:
     decision: Decision
     said: str  # what happened, in words (the plan's `last_decision`)
     applied: ActionResult | None = None
+    #: the action tried and not applied (refused, conflicting, failed): counted by
+    #: `app.autopilot.telemetry`
+    attempted: ActionResult | None = None
 
 
 @dataclass(frozen=True)
@@ -348,10 +351,12 @@ class Controller:
             return self._applied(plan, decision, result, now)
         if result.exit_code is ExitCode.CONFLICT:
             said = f"paused: the flag was changed meanwhile — {result.error}"
-            return self._pause(plan, replace(decision, move=Move.PAUSE, reason=said), now)
+            paused = self._pause(plan, replace(decision, move=Move.PAUSE, reason=said), now)
+            return replace(paused, attempted=result)
         said = f"waited: {decision.move} {_pct(plan.expected_percentage)} → {_pct(decision.to)} "
         said += f"not applied ({result.error})"
-        return self._keep(plan, replace(decision, move=Move.WAIT, reason=said), now, stored=stored)
+        kept = self._keep(plan, replace(decision, move=Move.WAIT, reason=said), now, stored=stored)
+        return replace(kept, attempted=result)
 
     def _settle_unapplied(self, result: ActionResult) -> None:
         """A pending record of an attempt whose tick was cut off before it wrote the flag

@@ -68,15 +68,23 @@ def record_count(text: str) -> int:
 
 
 def open_cli_runtime(settings: Settings, *, read_only: bool = False) -> Runtime:
-    """The runtime of one command. A command that only reads never migrates (a database
-    at another revision: SchemaNotCurrent, saying what to run); the others migrate as
-    `serve` does unless ROLLOUT_AUTO_MIGRATE=false, saying so on stderr when they do."""
+    """The runtime of one command from the terminal. A command that only reads never
+    migrates (a database at another revision: SchemaNotCurrent, saying what to run); the
+    others migrate as `serve` does unless ROLLOUT_AUTO_MIGRATE=false, saying so on stderr
+    when they do. Its webhook deliveries are handed over to the autopilot, so that the
+    command never waits for a receiver on exit."""
     from app.runtime import open_runtime
 
-    return open_runtime(settings, read_only=read_only, on_migrated=_say_migrated)
+    return open_runtime(
+        settings,
+        read_only=read_only,
+        on_migrated=say_migrated,
+        hand_over_notifications=True,
+    )
 
 
-def _say_migrated(migration: Migration) -> None:
+def say_migrated(migration: Migration) -> None:
+    """Say on stderr that this process moved the schema."""
     print(migration.describe(), file=sys.stderr, flush=True)
 
 

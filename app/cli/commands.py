@@ -13,6 +13,7 @@ Alembic or the PromQL client).
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import textwrap
 from collections.abc import Sequence
@@ -60,6 +61,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:  # pydantic's ValidationError is a ValueError
         print(f"invalid settings: {error}", file=sys.stderr)
         return ExitCode.USAGE
+    from app.logs import configure_logging
+
+    # the services say how they work as they go; a command only what went wrong
+    services = args.command in ("serve", "autopilot")
+    configure_logging(settings.log_format, logging.INFO if services else logging.WARNING)
     try:
         code: int = args.run(args, settings)
     except ConfigInvalid as error:
@@ -509,18 +515,25 @@ def _run_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _run_serve(args: argparse.Namespace, settings: Settings) -> int:
-    """Migrate (unless ROLLOUT_AUTO_MIGRATE=false: then refuse a database at another
-    revision, exit 4) and seed an empty sql flag backend once, before Streamlit starts,
-    saying on stderr what the pages will say (e.g. the database is unavailable)."""
+    """Print the effective configuration; migrate (unless ROLLOUT_AUTO_MIGRATE=false:
+    then refuse a database at another revision, exit 4) and seed an empty sql flag
+    backend once, before Streamlit starts, saying on stderr what the pages will say (e.g.
+    the database is unavailable); then watch the database so that an outage is said in
+    serve's log even while nobody looks at a page."""
     import os
 
+    from app.cli.output import print_configuration
+    from app.metrics_db.availability import probe_forever
     from app.serve import serve, streamlit_env
 
+    print_configuration(settings, "serve")
     streamlit_env(os.environ)  # an unusable cookie secret file stops it first (exit 2)
     runtime = open_cli_runtime(settings)
     for notice in runtime.notices:
         print(f"warning: {notice}", file=sys.stderr, flush=True)
     if runtime.engine is not None:
-        runtime.engine.dispose()
+        probe_forever(runtime.engine, settings.refresh_seconds)
     start_periodic_sync(settings)
-    return serve(args.port, args.address or settings.server_address)
+    return serve(
+        args.port, args.address or settings.server_address, log_format=str(settings.log_format)
+    )

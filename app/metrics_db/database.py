@@ -55,6 +55,9 @@ def open_database(
     except BaseException:
         engine.dispose()
         raise
+    from app.metrics_db.availability import watch_availability
+
+    watch_availability(engine)  # an outage from now on is said in the log
     return engine
 
 

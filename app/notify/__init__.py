@@ -13,12 +13,14 @@ from app.notify.messages import (
     json_body,
     link_to_flag,
     manual_notifications,
+    notification_from_json,
     slack_body,
     webhook_body,
 )
 from app.notify.webhooks import (
     Delivery,
     DeliveryStatus,
+    HandingOverNotifier,
     Notifier,
     NullNotifier,
     Webhook,
@@ -30,6 +32,7 @@ from app.notify.webhooks import (
 __all__ = [
     "Delivery",
     "DeliveryStatus",
+    "HandingOverNotifier",
     "Notification",
     "Notifier",
     "NullNotifier",
@@ -41,6 +44,7 @@ __all__ = [
     "json_body",
     "link_to_flag",
     "manual_notifications",
+    "notification_from_json",
     "open_notifier",
     "slack_body",
     "webhook_body",

@@ -8,6 +8,7 @@ from app.approvals.store import ApprovalsUnavailable, DuplicateRequest
 from app.audit import DuplicateKey
 from app.autopilot.model import PlanInvalid
 from app.autopilot.store import PlanChanged, PlansUnavailable
+from app.autopilot.telemetry import MetricsPortUnavailable
 from app.cli.arguments import UsageError
 from app.demo.unleash_server import UnleashNotInstalled
 from app.errors import RolloutError
@@ -54,6 +55,7 @@ KEPT_BASES = [
     (GateUnavailable, RolloutError),
     (SchemaNotCurrent, RuntimeError),
     (MigrationRefused, ValueError),
+    (MetricsPortUnavailable, OSError),
 ]
 
 
