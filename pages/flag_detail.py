@@ -16,7 +16,7 @@ from app.services.flag_detail import (
     flag_detail_sources,
     load_flag_detail,
 )
-from app.ui.action_dialog import action_buttons, show_last_outcome
+from app.ui.action_dialog import action_buttons, restore_history, show_last_outcome
 from app.ui.autopilot import autopilot_panel, heartbeat_banner, planned
 from app.ui.deliveries import render_failed_deliveries
 from app.ui.flag_panels import (
@@ -126,3 +126,4 @@ def detail_panels() -> None:
 
 
 detail_panels()
+restore_history(rt, identity, environment, key)

@@ -54,7 +54,9 @@ __all__ = [
     "emergency_button",
     "guard_table",
     "reason_problem",
+    "restorable",
     "restore_button",
+    "restore_history",
     "show_last_outcome",
 ]
 
@@ -234,10 +236,10 @@ def emergency_button(rt: Runtime, identity: Identity, environment: str) -> None:
 
 
 def restore_label(entry: AuditEntry, flags: int) -> str:
-    """ "↩️ Restore #8 (ab_testing)", "↩️ Restore #9: restores all 5 flags"."""
+    """ "↩️ Restore #8", or "↩️ Restore #9: restores all 5 flags" for one action on 5."""
     if flags > 1:
         return f"↩️ Restore #{entry.id}: restores all {flags} flags"
-    return f"↩️ Restore #{entry.id} ({entry.flag})"
+    return f"↩️ Restore #{entry.id}"
 
 
 def restorable(entry: AuditEntry) -> bool:
@@ -262,6 +264,36 @@ def restore_button(
             Action.RESTORE, entry.environment, "(preview)", identity, restore_of=entry.id
         )
         _open(rt, identity, request)
+
+
+def restore_history(rt: Runtime, identity: Identity, environment: str, flag: str) -> None:
+    """Under a flag's history: its newest applied changes, each with Restore (the whole
+    action for an emergency rollback), for operators."""
+    if identity.role.rank < Role.OPERATOR.rank:
+        return
+    changes = [
+        e
+        for e in rt.audit.entries(
+            flag=flag, environment=environment, outcomes=(Outcome.APPLIED,), limit=20
+        )
+        if restorable(e)
+    ][:5]
+    if not changes:
+        return
+    hours = format_duration(rt.settings.undo_window_hours * 3600)
+    st.caption(
+        f"Restore puts back what a change altered. Within {hours} of it, while the flag has "
+        "not moved since, an operator may restore it without an admin's override."
+    )
+    for entry in changes:
+        group = rt.audit.action_group(entry)
+        said, button = st.columns([3, 2])
+        said.markdown(
+            f"#{entry.id} · {entry.action} by {escape_markdown(entry.actor)} · "
+            f"{entry.at:%Y-%m-%d %H:%M} UTC · {entry.from_text} → {entry.to_text}"
+        )
+        with button:
+            restore_button(rt, identity, group[0], len(group), key=f"history-restore-{entry.id}")
 
 
 def show_last_outcome() -> None:
