@@ -161,7 +161,7 @@ def section(
     """`count`: how many the heading says, when a card just decided is kept in place."""
     st.subheader(f"{heading} ({len(cards) if count is None else count})")
     if not cards:
-        st.caption(empty)
+        st.caption(empty if not count else "Shown above, where it was decided, until dismissed.")
     for card in cards:
         request_card(card, identity, card.id == linked)
 

@@ -376,11 +376,18 @@ def _open(rt: Runtime, identity: Identity, request: ActionRequest, seen: str | N
         note = f"Changed since you looked: {who}. The dialog shows the flag as it is now."
     # asked once per dialog: the title and the body say the same
     waits = plan is not None and bool(plan.transitions) and rt.approvals.needs_approval(plan)
+    if plan is not None and _blocked(plan) and identity.role is not Role.ADMIN:
+        waits = False  # refused whatever else is true: never titled "needs approval"
     st.session_state[f"{_DIALOG}{key}"] = _Dialog(plan, error, note, waits)
     title = _title(request, plan)
     if waits:
         title += " (needs approval)"
     st.dialog(title, width="large")(_confirm)(rt, identity, request, key)
+
+
+def _blocked(plan: ActionPlan) -> bool:
+    """Whether guards fail and nothing else lets the plan proceed (only an override)."""
+    return bool(plan.guards) and not plan.may_proceed
 
 
 def _title(request: ActionRequest, plan: ActionPlan | None) -> str:
@@ -410,8 +417,8 @@ def _confirm(rt: Runtime, identity: Identity, request: ActionRequest, key: str) 
     admin = identity.role is Role.ADMIN
     # guards fail and nothing else allows it: an operator is refused whatever else is
     # true, so the dialog says only that (never "creates a change request" as well)
-    blocked = bool(plan.guards) and not plan.may_proceed
-    if waits and not (blocked and not admin):  # first: what confirming does here
+    blocked = _blocked(plan)
+    if waits:  # first: what confirming does here
         _approval_notice(rt, plan)
     _undo_notice(plan)
     _show_plan(plan)
@@ -431,7 +438,6 @@ def _confirm(rt: Runtime, identity: Identity, request: ActionRequest, key: str) 
                 "Override the failed guards (recorded as an override)", key="dialog-override"
             )
         else:
-            waits = False
             failed = ", ".join(_guard_name(g) for g in plan.guards if not g.passed)
             st.error(
                 f"Refused: guards failed ({failed}). Only an admin can override: "
