@@ -36,6 +36,7 @@ from app.rollout.action_model import (
     ActionPlan,
     ActionRequest,
     ActionResult,
+    EvidenceBefore,
     GuardCheck,
     InvalidRequest,
 )
@@ -44,6 +45,7 @@ from app.rollout.execution import execute_action, unavailable_result
 from app.rollout.exit_codes import ExitCode
 from app.rollout.guards import GuardPolicy, GuardResult
 from app.rollout.planning import plan_action
+from app.rollout.restore_evidence import evidence_before
 from app.settings import EvidencePolicy, FlagBackendKind, Settings
 from queries.source import SourceUnavailable
 
@@ -149,7 +151,29 @@ class Runtime:
         unknown = self._unknown_environment(request.environment)
         if unknown:
             raise InvalidRequest(unknown)
-        return plan_action(request, self.backend, self.guard_check(), self.audit)
+        return plan_action(
+            request,
+            self.backend,
+            self.guard_check(),
+            self.audit,
+            undo_window=self.undo_window,
+            evidence_before=self.evidence_before(),
+        )
+
+    @property
+    def undo_window(self) -> timedelta:
+        """How long after a change an operator may restore it without override."""
+        return timedelta(hours=self.settings.undo_window_hours)
+
+    def evidence_before(self) -> EvidenceBefore:
+        """The guards of the state a restore puts back, over the window before the
+        change it undoes; the sources are opened only when a restore is planned."""
+
+        def judge(snapshot: FlagSnapshot, entry: AuditEntry) -> list[GuardResult]:
+            measure = evidence_before(self.sources.metrics(), self.audit, self.guard_policy)
+            return measure(snapshot, entry)
+
+        return judge
 
     def execute(self, request: ActionRequest) -> ActionResult:
         """Authorise, audit and apply `request` (see `app.rollout.execution`); an
@@ -163,7 +187,13 @@ class Runtime:
         if unknown:
             return ActionResult(False, ExitCode.USAGE, None, error=unknown)
         result = execute_action(
-            request, self.backend, self.audit, self.guard_check(), approvals=self.approvals
+            request,
+            self.backend,
+            self.audit,
+            self.guard_check(),
+            approvals=self.approvals,
+            undo_window=self.undo_window,
+            evidence_before=self.evidence_before(),
         )
         if self.settings.notify_manual_actions:  # queued: a webhook never delays the action
             from app.notify import manual_notifications

@@ -413,6 +413,14 @@ class Settings(BaseSettings):
     request_expiry_hours: float = Field(
         24, gt=0, le=24 * 30, allow_inf_nan=False, description="A change request expires after."
     )
+    undo_window_hours: float = Field(
+        24,
+        gt=0,
+        le=24 * 30,
+        allow_inf_nan=False,
+        description="An operator may restore a change without an admin's override within "
+        "this time of it, while its flags have not moved since.",
+    )
     min_soak_minutes: float = Field(
         15, ge=0, le=_WEEK_SECONDS // 60, allow_inf_nan=False, description="Advance: soak time."
     )
