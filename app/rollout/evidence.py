@@ -46,6 +46,7 @@ __all__ = [
     "guard_inputs",
     "judged_start",
     "measure_environment",
+    "measured_inputs",
     "unavailable_evidence",
     "variant_counts",
     "variant_counts_by_flag",
@@ -274,12 +275,26 @@ def gather_guard_inputs(
     """Everything the guards need since the flag's step began, from the first source
     that answers every question; a source that fails is named in `notices` and its
     numbers are not used."""
-    environment = snapshot.environment
     snapshot.flag(flag_key)  # an unknown flag is refused before any source is asked
     changes = audit.entries(
-        flag=flag_key, environment=environment, outcomes=(Outcome.APPLIED,), limit=1
+        flag=flag_key, environment=snapshot.environment, outcomes=(Outcome.APPLIED,), limit=1
     )
-    at_step_since = changes[0].at if changes else None
+    return measured_inputs(
+        sources, snapshot, flag_key, policy, at, changes[0].at if changes else None
+    )
+
+
+def measured_inputs(
+    sources: Sequence[MetricsSource],
+    snapshot: FlagSnapshot,
+    flag_key: str,
+    policy: GuardPolicy,
+    at: datetime,
+    at_step_since: datetime | None,
+) -> GuardInputs:
+    """The guard inputs of `flag_key` at `at` for a step that began at `at_step_since`
+    (None: no change recorded), measured from the first source that answers."""
+    environment = snapshot.environment
     start, _ = judged_start(at_step_since, at, policy)
     start = min(start, at.timestamp() - policy.soak_window.total_seconds())
     start = math.floor(start / policy.slots.slot) * policy.slots.slot

@@ -11,9 +11,9 @@ from app.audit import AuditEntry, AuditLog, Outcome
 from app.flags.backend import FlagSnapshot
 from app.flags.model import FlagState
 from app.rollout.action_model import EvidenceBefore
-from app.rollout.evidence import Measured, guard_inputs, measure_environment
+from app.rollout.evidence import measured_inputs
 from app.rollout.guards import GuardPolicy, GuardResult, evaluate_guards
-from queries.source import MetricsSource, first_answer
+from queries.source import MetricsSource
 
 __all__ = ["as_found", "evidence_before"]
 
@@ -21,20 +21,11 @@ __all__ = ["as_found", "evidence_before"]
 def evidence_before(
     sources: Sequence[MetricsSource], audit: AuditLog, policy: GuardPolicy
 ) -> EvidenceBefore:
-    """An `EvidenceBefore`: measure the soak window that ended when the record's change
-    was made, then judge the flag as the change found it (its step, and since when)."""
+    """An `EvidenceBefore`: judge the flag as the record's change found it (its step,
+    and since when), on the evidence up to the moment the change was made."""
 
     def judge(snapshot: FlagSnapshot, entry: AuditEntry) -> list[GuardResult]:
         found = as_found(snapshot, entry)
-        notices: list[str] = []
-        answer = first_answer(
-            sources,
-            lambda source: measure_environment(
-                source, snapshot.environment, policy.soak_window, entry.at
-            ),
-            notices,
-            "trying the next source.",
-        )
         earlier = [
             e
             for e in audit.entries(
@@ -42,13 +33,8 @@ def evidence_before(
             )
             if e.at < entry.at
         ]
-        inputs = guard_inputs(
-            Measured() if answer is None else answer[1],
-            found,
-            entry.flag,
-            at=entry.at,
-            at_step_since=earlier[0].at if earlier else None,
-            notices=notices,
+        inputs = measured_inputs(
+            sources, found, entry.flag, policy, entry.at, earlier[0].at if earlier else None
         )
         return evaluate_guards(inputs, policy)
 
