@@ -52,13 +52,29 @@ class JsonFormatter(logging.Formatter):
         return json_line(record.levelname, record.getMessage(), record.name, **fields)
 
 
+class _CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """A handler on whatever `sys.stderr` is when a record is written (a test captures
+    and replaces it; a handler holding the old one would write to a closed stream)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> object:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: object) -> None:
+        pass
+
+
 def configure_logging(log_format: str, level: int = logging.INFO) -> None:
     """The root logger's one handler (stderr), plain (`LEVEL logger: message`) or JSON,
     at `level` for this project's loggers and at least WARNING for libraries'; called
     again alike, nothing changes."""
     if _configured and _configured[-1] == f"{log_format}:{level}":
         return
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _CurrentStderr()
     if str(log_format) == "json":
         handler.setFormatter(JsonFormatter())
     else:
@@ -68,7 +84,8 @@ def configure_logging(log_format: str, level: int = logging.INFO) -> None:
         root.removeHandler(old)
     handler._rollout = True  # type: ignore[attr-defined]
     root.addHandler(handler)
-    root.setLevel(max(level, logging.WARNING))  # libraries: only their warnings
+    # libraries: only their warnings, unless the host (a test run) already asked for more
+    root.setLevel(min(root.level or logging.WARNING, max(level, logging.WARNING)))
     for ours in ("app", "queries"):
         logging.getLogger(ours).setLevel(level)
     _configured.append(f"{log_format}:{level}")

@@ -40,7 +40,6 @@ from enum import StrEnum
 
 import numpy as np
 import numpy.typing as npt
-from scipy.special import betaln
 
 __all__ = [
     "Arm",
@@ -112,6 +111,8 @@ def _loglik(bad: Array, total: Array, rate: Array) -> Array:
 
 def _log_marginal(bad: Array, total: Array) -> Array:
     """Log of the binomial likelihood averaged over the Jeffreys prior."""
+    from scipy.special import betaln  # only a judgement needs it: a rollback never loads scipy
+
     marginal = betaln(PRIOR + bad, PRIOR + total - bad) - betaln(PRIOR, PRIOR)
     return np.asarray(marginal, dtype=np.float64)
 

@@ -263,6 +263,9 @@ def test_restore_puts_a_killed_flag_back_with_the_exit_codes_of_design_6(
     # One person restores here: a restore that goes up through a second person's
     # approval is tests/integration/test_cli_approvals.py's.
     monkeypatch.setenv("ROLLOUT_APPROVAL_ENVIRONMENTS", "[]")
+    # past the undo window (a fraction of a millisecond here) a restore is no undo within
+    # reason: its guards decide (the undo itself is tests/integration/test_actions.py's)
+    monkeypatch.setenv("ROLLOUT_UNDO_WINDOW_HOURS", "0.0000001")
     assert main(["rollback", "alpha", "--kill", "--reason", "x", "--actor", "olga", "--json"]) == 0
     kill_id = json.loads(capsys.readouterr().out)["audit_id"]
     killed = _yaml(workspace)
