@@ -18,7 +18,14 @@ import pandas as pd
 import streamlit as st
 
 from app.autopilot.controller import LEASE
-from app.autopilot.model import ALL_GATES, OnFailure, PlanInvalid, PlanStatus, RolloutPlan
+from app.autopilot.model import (
+    ALL_GATES,
+    OnFailure,
+    PlanInvalid,
+    PlanStatus,
+    RolloutPlan,
+    plan_warnings,
+)
 from app.autopilot.service import abort_plan, default_gates, pause_plan, resume_plan
 from app.autopilot.store import PlanChanged, PlansUnavailable
 from app.flags.backend import FlagSnapshot
@@ -321,7 +328,8 @@ def _act(rt: Runtime, identity: Identity, move: str, seen: RolloutPlan, reason_k
     except (PlanInvalid, NotAuthorized, PlansUnavailable, OSError, ValueError) as refused:
         _say(environment, flag, "error", f"Not {verb}: {_refusal(refused)}")
         return
-    st.session_state.pop(reason_key, None)
+    # cleared, so that the next button does not carry this reason into the audit log
+    st.session_state[reason_key] = ""
     where = f"{done.expected_state} {done.expected_percentage:g} %"
     after = {
         "pause": f"The autopilot leaves the flag at {where} until the plan is resumed.",
@@ -472,9 +480,9 @@ def _save(
     except (NotAuthorized, PlansUnavailable, OSError) as refused:
         _say(environment, flag, "error", f"Not saved: {refused}")
         return
-    _say(
-        environment,
-        flag,
-        "success",
-        f"Plan saved: {saved.text}. The autopilot looks at it at its next tick.",
-    )
+    words = f"Plan saved: {saved.text}. The autopilot looks at it at its next tick."
+    warnings = plan_warnings(read_plan_form(form))
+    if warnings:  # said with the outcome, where the person clicked
+        _say(environment, flag, "note", f"{words} Note: {'; '.join(warnings)}.")
+        return
+    _say(environment, flag, "success", words)

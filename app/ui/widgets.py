@@ -63,10 +63,12 @@ def button_only_form(key: str, *, border: bool = True) -> DeltaGenerator:
 
 
 def outcome_message(kind: str, text: str) -> None:
-    """What a button did: "success" ✅, "warning" 🔁 (someone changed it meanwhile),
-    anything else an error ⛔."""
+    """What a button did: "success" ✅, "note" ⚠️ (done, with something to know),
+    "warning" 🔁 (someone changed it meanwhile), anything else an error ⛔."""
     if kind == "success":
         st.success(text, icon="✅")
+    elif kind == "note":
+        st.warning(text, icon="⚠️")
     elif kind == "warning":
         st.warning(text, icon="🔁")
     else:
