@@ -27,6 +27,7 @@ from app.ui.flag_panels import (
     health_line,
     history_panel,
     metric_charts,
+    owner_line,
     propagation_panel,
     range_header,
     rules_panel,
@@ -74,6 +75,7 @@ st.caption(flag.metadata.description or "no description")
 emitter_caption(rt)
 health_line(rt, environment, snapshot, key)
 flag_summary(flag)
+owner_line(rt, flag)
 
 st.markdown("#### Actions")
 flag_request_notice(rt, environment, key)
