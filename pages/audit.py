@@ -8,6 +8,7 @@ from app.audit import Outcome
 from app.quoting import printable
 from app.text import escape_markdown
 from app.ui.action_dialog import restore_button, show_last_outcome
+from app.ui.deliveries import record_notifications
 from app.ui.pending_requests import REQUESTS_PAGE
 from app.ui.widgets import LinkedWidgets, current_identity, runtime
 
@@ -68,6 +69,7 @@ if wanted_id:
                 icon="✋",
                 query_params={"id": request_id},
             )
+        record_notifications(rt, record)
         restore_button(rt, identity, record)
         st.json(record.as_json(), expanded=False)
 st.dataframe(frame, hide_index=True, width="stretch")
