@@ -49,7 +49,7 @@ st.title("🔎 Flag detail")
 show_last_outcome()
 
 widgets = LinkedWidgets("flag_detail")
-env_col, flag_col = st.columns([1, 3])
+env_col, flag_col = st.columns([2, 3])  # "production" whole at 1024 px
 environment = environment_picker(widgets, rt, env_col)
 snapshot = rt.backend.load(environment)
 keys = sorted(snapshot.config.flags)

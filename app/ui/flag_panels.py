@@ -67,7 +67,8 @@ def health_line(rt: Runtime, environment: str, snapshot: FlagSnapshot, key: str)
 
 def flag_summary(flag: FlagDefinition) -> None:
     """State, rollout %, phase and strategy, then who is served what."""
-    state_col, pct_col, phase_col, strategy_col = st.columns(4)
+    # the strategy ("percentage", "user_list") gets the room a value needs at 1024 px
+    state_col, pct_col, phase_col, strategy_col = st.columns([2, 2, 1, 3])
     state_col.metric("State", str(flag.state))
     pct_col.metric("Rollout", f"{flag.percentage:g} %")
     phase_col.metric("Phase", str(flag.phase) if flag.phase else "–")

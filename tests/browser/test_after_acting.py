@@ -13,6 +13,7 @@ from playwright.sync_api import Browser, Page, expect
 from app.audit import AuditLog, Outcome
 from app.flags.loader import load_config
 from app.metrics_db.database import open_database
+from tests.support import grid
 from tests.support.servers import Process, free_port, python_command, start
 
 pytestmark = pytest.mark.browser
@@ -78,22 +79,52 @@ def test_the_canary_page_after_the_canary_flag_is_killed(chromium: Browser, demo
     expect(note).to_be_visible(timeout=45_000)
     expect(page.get_by_text("the verdict covers the window before the kill")).to_be_visible()
     # a killed flag is not offered another kill; the button says why
-    kill_button = page.get_by_role("button", name="Kill: already disabled (0 %): nothing to kill")
-    expect(kill_button).to_be_disabled()
+    expect(page.get_by_role("button", name="🛑 Kill", exact=True)).to_be_disabled()
     expect(page.get_by_role("button", name="Kill (0 %, disabled)")).to_have_count(0)
+    expect(page.get_by_text("Kill: already disabled (0 %): nothing to kill")).to_be_visible()
     # the p99 chart's axis is in ms, like its tolerance line
     expect(page.get_by_text("p99 (ms)")).to_be_visible()
 
     page.reload()  # still said after a reload, not only right after the click
     expect(note).to_be_visible(timeout=45_000)
+    assert "p99 latency" in grid.cells(page, "p99 latency", timeout_s=60)  # tables drawn
     _drawn(page)
     _no_error_element(page)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=SCREENSHOTS / "canary-after-kill.png", full_page=True)
 
     page.goto(f"{server.url}/flag_detail?env=production&flag={CANARY_FLAG}")
-    expect(
-        page.get_by_role("button", name="Kill: already disabled (0 %): nothing to kill")
-    ).to_be_disabled(timeout=45_000)
+    expect(page.get_by_role("button", name="🛑 Kill", exact=True)).to_be_disabled(timeout=45_000)
+    _no_error_element(page)
+    page.close()
+
+
+#: which of `texts` the page shows cut: the deepest element holding exactly that text, or one of
+#: its four nearest ancestors, clips what it holds (its content is wider than its box)
+_CUT = """(texts) => texts.map((text) => {
+  const holder = [...document.querySelectorAll('main *')].find(
+    (e) => e.textContent.trim() === text
+      && ![...e.children].some((c) => c.textContent.trim() === text));
+  if (!holder) return [text, 'missing'];
+  let node = holder;
+  for (let depth = 0; node && depth < 5; depth += 1, node = node.parentElement) {
+    const style = getComputedStyle(node);
+    if (style.overflow !== 'visible' && node.scrollWidth > node.clientWidth + 1) {
+      return [text, 'cut'];
+    }
+  }
+  return [text, 'whole'];
+})"""
+
+
+def test_flag_detail_at_1024_px_cuts_no_label(chromium: Browser, demo):
+    server, _ = demo
+    page = chromium.new_page(viewport={"width": 1024, "height": 800})
+    page.goto(f"{server.url}/flag_detail?env=production&flag=phase1_config_externalization")
+    expect(page.get_by_text("Guard report for the next step")).to_be_visible(timeout=90_000)
+    _drawn(page)
+    texts = ["percentage", "⏫ Advance to 25 %", "⏬ Roll back to 5 %"]
+    seen = dict(page.evaluate(_CUT, texts))
+    assert seen == dict.fromkeys(texts, "whole"), seen
     _no_error_element(page)
     page.close()
