@@ -250,6 +250,9 @@ def column_text(
         return "plan aborted"
     here = _where(state, percentage)
     moved = moved_words(plan, state, percentage)
+    known = [t for t in (plan.status_at, plan.last_decision_at) if t is not None]
+    if moved and known and reached_at is not None and reached_at <= max(known):
+        moved = ""  # the row is older than what the plan knows (a cached overview)
     if moved:  # a person's change since: the plan's own last move is no longer the news
         if plan.status is PlanStatus.PAUSED:
             return f"plan paused; {moved}"

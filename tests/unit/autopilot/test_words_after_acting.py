@@ -57,3 +57,22 @@ def test_a_plan_resumed_on_a_killed_flag_says_what_it_waits_for() -> None:
     assert "To keep it off, pause or abort the plan." in other.detail
     assert killed_flag_words(plan()) is None
     assert killed_flag_words(replace(resumed, status=PlanStatus.PAUSED)) is None
+
+
+def test_a_row_older_than_what_the_plan_knows_is_not_a_change() -> None:
+    """The overview's cached row may still show the step the autopilot just left."""
+    rolled_back = plan(
+        status=PlanStatus.PAUSED,
+        status_by="autopilot",
+        status_at=NOW - timedelta(minutes=1),
+        expected_percentage=10.0,
+    )
+    last = event("rollback", 25.0, 10.0, timedelta(minutes=1))
+    cached_row_reached = NOW - timedelta(minutes=30)  # the advance to 25 %, before
+    assert column_text(rolled_back, ROLLOUT, 25.0, cached_row_reached, NOW, last) == (
+        "rolled back 25 → 10 % 60 s ago (paused)"
+    )
+    killed_after = NOW - timedelta(seconds=10)  # a person's kill, newer than the pause
+    assert column_text(rolled_back, DISABLED, 0.0, killed_after, NOW, last).startswith(
+        "plan paused; the flag was changed since to disabled 0 %"
+    )
