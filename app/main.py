@@ -5,12 +5,15 @@ While the flag configuration cannot be read (a fresh state directory, an invalid
 every page is replaced by one that says which file was looked for, which setting points
 elsewhere, and each problem found, instead of a traceback. While the flag server (Unleash)
 does not answer, a page that needs the flags says so, and which server, instead; the
-Audit page, which needs only the metrics database, still works.
+Audit page, which needs only the metrics database, still works. While the metrics
+database is not at this release's schema and `ROLLOUT_AUTO_MIGRATE=false`, every page
+says so and what to run.
 """
 
 import streamlit as st
 
 from app.flags.loader import ConfigInvalid
+from app.metrics_db.revisions import SchemaNotCurrent
 from app.settings import SettingsInvalid, load_settings
 from app.ui.widgets import (
     config_problem_page,
@@ -41,6 +44,10 @@ except SettingsInvalid as error:
     st.stop()
 except SourceUnavailable as error:  # the sql flag backend without its database
     flag_source_banner(load_settings(), error, page_stopped=True)
+    st.stop()
+except SchemaNotCurrent as error:  # ROLLOUT_AUTO_MIGRATE=false: someone else migrates
+    st.title("🚦 Rollout Dashboard cannot start: the database schema")
+    st.error(f"{error}. Nothing was read or written; reload once it is done.", icon="🗄️")
     st.stop()
 flags_down = False
 try:

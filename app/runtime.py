@@ -24,6 +24,7 @@ from app.analysis.health import HealthThresholds
 from app.analysis.progress import PhaseProgress, phase_progress
 from app.audit import AuditEntry, AuditLog
 from app.errors import RolloutError
+from app.evidence.windows import WindowPlan
 from app.flags.backend import ExternalEdit, FlagBackend, FlagSnapshot
 from app.flags.loader import ConfigInvalid, environments, load_config
 from app.flags.model import FlagConfig, FlagState
@@ -35,6 +36,7 @@ from app.rollout.action_model import (
     ActionPlan,
     ActionRequest,
     ActionResult,
+    EvidenceBefore,
     GuardCheck,
     InvalidRequest,
 )
@@ -43,6 +45,7 @@ from app.rollout.execution import execute_action, unavailable_result
 from app.rollout.exit_codes import ExitCode
 from app.rollout.guards import GuardPolicy, GuardResult
 from app.rollout.planning import plan_action
+from app.rollout.restore_evidence import evidence_before
 from app.settings import EvidencePolicy, FlagBackendKind, Settings
 from queries.source import SourceUnavailable
 
@@ -51,6 +54,7 @@ if TYPE_CHECKING:
     from app.autopilot.controller import Controller
     from app.autopilot.model import PlanOptions, RolloutPlan
     from app.autopilot.store import AutopilotEvent, PlanStore
+    from app.metrics_db.revisions import Migration
     from app.notify import Notifier
     from app.rollout.roles import Identity
     from app.services.overview import Overview
@@ -58,7 +62,7 @@ if TYPE_CHECKING:
     from queries.prometheus import PrometheusMetrics
     from queries.sources import Sources
 
-__all__ = ["Runtime", "open_runtime"]
+__all__ = ["EMPTY_SQL_BACKEND", "Runtime", "open_backend", "open_runtime", "seed_sql_flags"]
 
 T = TypeVar("T")
 
@@ -70,6 +74,9 @@ class Runtime:
     backend: FlagBackend
     audit: AuditLog
     notices: list[str]
+    #: a short-lived process (a terminal command): webhook deliveries are handed over to
+    #: the autopilot instead of sent, so that exiting never waits for a receiver
+    hand_over_notifications: bool = False
     _made: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
     _lock: threading.Lock = field(
         default_factory=threading.Lock, init=False, repr=False, compare=False
@@ -119,6 +126,9 @@ class Runtime:
             max_error_rate=s.max_error_rate,
             min_soak=timedelta(minutes=s.min_soak_minutes),
             exposure_tolerance=s.exposure_tolerance,
+            max_error_difference=s.max_error_difference,
+            false_action_budget=s.false_action_budget,
+            slots=WindowPlan(slot=s.evidence_slot_seconds),
             soak_window=timedelta(minutes=max(s.min_soak_minutes, 5)),
             pass_without_evidence=s.guard_without_evidence is EvidencePolicy.PASS,
         )
@@ -141,7 +151,29 @@ class Runtime:
         unknown = self._unknown_environment(request.environment)
         if unknown:
             raise InvalidRequest(unknown)
-        return plan_action(request, self.backend, self.guard_check(), self.audit)
+        return plan_action(
+            request,
+            self.backend,
+            self.guard_check(),
+            self.audit,
+            undo_window=self.undo_window,
+            evidence_before=self.evidence_before(),
+        )
+
+    @property
+    def undo_window(self) -> timedelta:
+        """How long after a change an operator may restore it without override."""
+        return timedelta(hours=self.settings.undo_window_hours)
+
+    def evidence_before(self) -> EvidenceBefore:
+        """The guards of the state a restore puts back, over the window before the
+        change it undoes; the sources are opened only when a restore is planned."""
+
+        def judge(snapshot: FlagSnapshot, entry: AuditEntry) -> list[GuardResult]:
+            measure = evidence_before(self.sources.metrics(), self.audit, self.guard_policy)
+            return measure(snapshot, entry)
+
+        return judge
 
     def execute(self, request: ActionRequest) -> ActionResult:
         """Authorise, audit and apply `request` (see `app.rollout.execution`); an
@@ -155,7 +187,13 @@ class Runtime:
         if unknown:
             return ActionResult(False, ExitCode.USAGE, None, error=unknown)
         result = execute_action(
-            request, self.backend, self.audit, self.guard_check(), approvals=self.approvals
+            request,
+            self.backend,
+            self.audit,
+            self.guard_check(),
+            approvals=self.approvals,
+            undo_window=self.undo_window,
+            evidence_before=self.evidence_before(),
         )
         if self.settings.notify_manual_actions:  # queued: a webhook never delays the action
             from app.notify import manual_notifications
@@ -169,7 +207,12 @@ class Runtime:
         """The webhooks of ROLLOUT_WEBHOOKS (`app.notify`), made once."""
         from app.notify import open_notifier
 
-        return self._once("notifier", lambda: open_notifier(self.settings, self.engine))
+        return self._once(
+            "notifier",
+            lambda: open_notifier(
+                self.settings, self.engine, hand_over=self.hand_over_notifications
+            ),
+        )
 
     @property
     def approvals(self) -> Approvals:
@@ -366,9 +409,9 @@ class Runtime:
         return self.overview_cache.get(environment, lambda: self.overview(environment))
 
 
-def open_backend(settings: Settings, engine: Engine | None) -> FlagBackend:
-    """The flag backend the settings name. The `sql` backend starts from the YAML files
-    (every environment they define) the first time, when the database holds no flags."""
+def open_backend(settings: Settings, engine: Engine | None, *, seed: bool = True) -> FlagBackend:
+    """The flag backend the settings name. With `seed`, an empty `sql` backend is filled
+    from the flag files once (`seed_sql_flags`)."""
     if settings.flag_backend is FlagBackendKind.YAML:
         return YamlFlagBackend(settings.resolved_flags_file)
     if settings.flag_backend is FlagBackendKind.UNLEASH:
@@ -376,11 +419,30 @@ def open_backend(settings: Settings, engine: Engine | None) -> FlagBackend:
     if engine is None:
         raise SourceUnavailable("metrics database", "the sql flag backend needs it")
     backend = SqlFlagBackend(engine)
-    if not backend.environments():
-        path = settings.resolved_flags_file
-        for environment in dict.fromkeys([settings.environment, *environments(path)]):
-            backend.import_config(environment, load_config(path, environment))
+    if seed:
+        seed_sql_flags(backend, settings)
     return backend
+
+
+def seed_sql_flags(backend: SqlFlagBackend, settings: Settings) -> bool:
+    """On a first start (the database holds no flags), import `ROLLOUT_FLAGS_FILE` (or
+    `<state_dir>/feature_flags.yaml` when present) with every environment it has an
+    override file for, in one transaction; True if this process did. Without a file the
+    backend stays empty (see `EMPTY_SQL_BACKEND`). ConfigInvalid for a named file that is
+    missing or invalid. Safe when processes start at once: one of them seeds."""
+    path = settings.resolved_flags_file
+    if backend.environments() or (settings.flags_file is None and not path.is_file()):
+        return False
+    names = dict.fromkeys([settings.environment, *environments(path)])
+    return backend.seed({name: load_config(path, name) for name in names})
+
+
+#: what an empty `sql` flag backend is said to be, on every start until it holds flags
+EMPTY_SQL_BACKEND = (
+    "the sql flag backend holds no flags yet: set ROLLOUT_FLAGS_FILE to a flag file and "
+    "start `rollout-dashboard serve` or `autopilot` (or any command that writes) to import it "
+    "once"
+)
 
 
 def open_unleash_backend(settings: Settings) -> FlagBackend:
@@ -414,18 +476,40 @@ def open_unleash_backend(settings: Settings) -> FlagBackend:
     )
 
 
-def open_runtime(settings: Settings) -> Runtime:
-    """Open the database (migrating it) and the flag backend named by `settings`; the
-    Prometheus client is made on first use."""
+def open_runtime(
+    settings: Settings,
+    *,
+    read_only: bool = False,
+    on_migrated: Callable[[Migration], None] | None = None,
+    hand_over_notifications: bool = False,
+) -> Runtime:
+    """Open the database and the flag backend named by `settings`; the Prometheus client
+    is made on first use. The database is upgraded to this release's schema when
+    `ROLLOUT_AUTO_MIGRATE` allows and the process is not `read_only`; otherwise one at
+    another revision raises SchemaNotCurrent. An empty sql backend is seeded unless
+    `read_only`. `on_migrated` hears of a schema this process moved.
+    `hand_over_notifications`: see `Runtime`."""
     notices: list[str] = []
     engine: Engine | None = None
+    # a flag server without its URL or token is said before the database's schema
+    unleash = (
+        open_unleash_backend(settings) if settings.flag_backend is FlagBackendKind.UNLEASH else None
+    )
     try:
-        engine = open_database(settings.resolved_database_url)
+        engine = open_database(
+            settings.resolved_database_url,
+            migrate_schema=settings.auto_migrate and not read_only,
+            on_migrated=on_migrated,
+        )
     except SQLAlchemyError as error:
         notices.append(f"metrics database unavailable: {type(error).__name__}")
-    backend = open_backend(settings, engine)
+    backend = unleash or open_backend(settings, engine, seed=not read_only)
+    if settings.flag_backend is FlagBackendKind.SQL:
+        with contextlib.suppress(SourceUnavailable):
+            if not backend.environments():
+                notices.append(EMPTY_SQL_BACKEND)
     audit = AuditLog(engine, settings.journal_file)
-    runtime = Runtime(settings, engine, backend, audit, notices)
+    runtime = Runtime(settings, engine, backend, audit, notices, hand_over_notifications)
     if engine is not None:
         moved = audit.replay_journal()
         if moved:

@@ -3,11 +3,18 @@
 Sources, highest first: keyword arguments, `ROLLOUT_*` environment variables, the
 `[rollout]` table of `.streamlit/secrets.toml`, then the embedded defaults (SQLite in
 `.rollout/`, the bundled demo config, no Prometheus).
+
+Every secret may instead come from a file named by `<NAME>_FILE` (a mounted Kubernetes or
+compose secret): `ROLLOUT_DATABASE_URL_FILE`, `ROLLOUT_PROMETHEUS_URL_FILE`,
+`ROLLOUT_UNLEASH_TOKEN_FILE`, `ROLLOUT_WEBHOOK_URLS_FILE`, `ROLLOUT_WEBHOOK_URL_<NAME>_FILE`.
+The file's content, without its trailing newline, is the value. Both set, or a file that
+cannot be read, is an invalid setting named without its content.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import re
 import tomllib
@@ -20,6 +27,7 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import (
     BaseSettings,
+    EnvSettingsSource,
     NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
@@ -34,10 +42,13 @@ from queries.names import OVERRIDABLE, PRESETS, ErrorsIn, MetricNames, MetricPre
 __all__ = [
     "EvidencePolicy",
     "FlagBackendKind",
+    "LogFormat",
     "Settings",
     "SettingsInvalid",
     "WebhookKind",
+    "effective_configuration",
     "load_settings",
+    "masked_url",
     "redacted_url",
     "server_address",
     "settings_problems",
@@ -77,6 +88,13 @@ class EvidencePolicy(StrEnum):
 
     FAIL = "fail"
     PASS = "pass"  # noqa: S105 - a verdict, not a password
+
+
+class LogFormat(StrEnum):
+    """How every process logs: plain lines, or one JSON object per line (`app.logs`)."""
+
+    TEXT = "text"
+    JSON = "json"
 
 
 class WebhookKind(StrEnum):
@@ -120,18 +138,110 @@ class _SecretsTomlSource(PydanticBaseSettingsSource):
         return {k: v for k, v in self._values.items() if k in self.settings_cls.model_fields}
 
 
+#: the settings whose value is a secret, each also read from `ROLLOUT_<NAME>_FILE`
+SECRET_FILE_SETTINGS = ("database_url", "prometheus_url", "unleash_token", "webhook_urls")
+_FILE_SUFFIX = "_FILE"
+
+
+def read_secret_file(variable: str, path_text: str) -> tuple[str | None, str | None]:
+    """The content of the file `<variable>` names, its trailing newline stripped, or why
+    it cannot be used: (value, None) or (None, problem). A problem names the variable and
+    the path, never a byte of the content."""
+    path = Path(path_text)
+    try:
+        content = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None, f"{variable}: no such file: {path}"
+    except IsADirectoryError:
+        return None, f"{variable}: {path} is a directory, not a file"
+    except PermissionError:
+        return None, f"{variable}: cannot read {path}: permission denied"
+    except UnicodeDecodeError:
+        return None, f"{variable}: {path} is not UTF-8 text"
+    except OSError as error:
+        return None, f"{variable}: cannot read {path}: {error.strerror or type(error).__name__}"
+    value = content.rstrip("\r\n")
+    if not value.strip():
+        return None, f"{variable}: {path} is empty"
+    return value, None
+
+
+def _set(value: str | None) -> bool:
+    return value is not None and value != ""
+
+
+class _EnvSource(EnvSettingsSource):
+    """`ROLLOUT_*` environment variables; each secret may instead be `ROLLOUT_<NAME>_FILE`,
+    read here. SettingsInvalid when a secret is set both ways, its file cannot be read,
+    or a setting that is not a secret is given as a file (it would be ignored)."""
+
+    def _load_env_vars(self) -> dict[str, str | None]:
+        variables = dict(super()._load_env_vars())
+        prefix = self.env_prefix.lower()
+        problems = []
+        for key in sorted(variables):
+            if not (key.startswith(prefix) and key.endswith(_FILE_SUFFIX.lower())):
+                continue
+            field = key[len(prefix) : -len(_FILE_SUFFIX)]
+            if field in self.settings_cls.model_fields and field not in SECRET_FILE_SETTINGS:
+                problems.append(
+                    f"{key.upper()}: only secrets are read from a file "
+                    f"({', '.join(f'ROLLOUT_{name.upper()}_FILE' for name in SECRET_FILE_SETTINGS)}"
+                    f"); set ROLLOUT_{field.upper()} itself"
+                )
+        for field in SECRET_FILE_SETTINGS:
+            name = f"{prefix}{field}"
+            path = variables.pop(f"{name}{_FILE_SUFFIX.lower()}", None)
+            if not _set(path):
+                continue
+            assert path is not None
+            variable = f"ROLLOUT_{field.upper()}"
+            if _set(variables.get(name)):
+                problems.append(f"{variable}: set both it and {variable}_FILE; keep one")
+                continue
+            value, problem = read_secret_file(f"{variable}_FILE", path)
+            if problem:
+                problems.append(problem)
+            else:
+                variables[name] = value
+        if problems:
+            raise SettingsInvalid(problems)
+        return variables
+
+
 class _WebhookUrlsSource(PydanticBaseSettingsSource):
-    """`ROLLOUT_WEBHOOK_URL_<NAME>` environment variables, one per webhook's URL."""
+    """`ROLLOUT_WEBHOOK_URL_<NAME>` environment variables, one per webhook's URL, or
+    `ROLLOUT_WEBHOOK_URL_<NAME>_FILE` naming a file that holds it (so no webhook's name
+    ends in `_file`). SettingsInvalid as for the other secrets' files."""
 
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
         return None, field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        urls = {
-            name[len(_WEBHOOK_URL_PREFIX) :].lower(): value
+        given = {
+            name.upper(): value
             for name, value in os.environ.items()
             if name.upper().startswith(_WEBHOOK_URL_PREFIX) and len(name) > len(_WEBHOOK_URL_PREFIX)
         }
+        urls: dict[str, str] = {}
+        problems = []
+        for variable, value in sorted(given.items()):
+            if not variable.endswith(_FILE_SUFFIX):
+                urls[variable[len(_WEBHOOK_URL_PREFIX) :].lower()] = value
+                continue
+            if not _set(value):
+                continue
+            plain = variable.removesuffix(_FILE_SUFFIX)
+            if _set(given.get(plain)):
+                problems.append(f"{plain}: set both it and {variable}; keep one")
+                continue
+            url, problem = read_secret_file(variable, value)
+            if problem:
+                problems.append(problem)
+            else:
+                urls[plain[len(_WEBHOOK_URL_PREFIX) :].lower()] = str(url)
+        if problems:
+            raise SettingsInvalid(problems)
         return {"webhook_urls": urls} if urls else {}
 
 
@@ -149,7 +259,9 @@ class Settings(BaseSettings):
         None, description="The Unleash server's root URL (the unleash backend and sync)."
     )
     unleash_token: SecretStr | None = Field(
-        None, description="An Unleash admin API token; better in secrets.toml. Never shown."
+        None,
+        description="An Unleash admin API token; better in secrets.toml or a file "
+        "(ROLLOUT_UNLEASH_TOKEN_FILE). Never shown.",
     )
     unleash_project: str = Field(
         "default", pattern=r"^[A-Za-z0-9_.-]{1,100}$", description="The Unleash project."
@@ -170,10 +282,20 @@ class Settings(BaseSettings):
     )
     environment: str = Field("production", description="Environment shown first.")
     database_url: SecretStr | None = Field(
-        None, description="SQLAlchemy URL; default: SQLite at <state_dir>/metrics.db."
+        None,
+        description="SQLAlchemy URL (or a file holding it: ROLLOUT_DATABASE_URL_FILE); "
+        "default: SQLite at <state_dir>/metrics.db.",
+    )
+    auto_migrate: bool = Field(
+        True,
+        description="serve, autopilot and the commands that write migrate the metrics "
+        "database at start; false: they refuse one not at this release's revision (run "
+        "`rollout-dashboard db upgrade`). Commands that only read never migrate.",
     )
     prometheus_url: SecretStr | None = Field(
-        None, description="PromQL endpoint; unset: metrics come from the database roll-ups."
+        None,
+        description="PromQL endpoint (or a file holding it: ROLLOUT_PROMETHEUS_URL_FILE); "
+        "unset: metrics come from the database roll-ups.",
     )
     prometheus_timeout_seconds: float = Field(
         5.0, gt=0, le=300, allow_inf_nan=False, description="Per PromQL request."
@@ -291,6 +413,14 @@ class Settings(BaseSettings):
     request_expiry_hours: float = Field(
         24, gt=0, le=24 * 30, allow_inf_nan=False, description="A change request expires after."
     )
+    undo_window_hours: float = Field(
+        24,
+        gt=0,
+        le=24 * 30,
+        allow_inf_nan=False,
+        description="An operator may restore a change without an admin's override within "
+        "this time of it, while its flags have not moved since.",
+    )
     min_soak_minutes: float = Field(
         15, ge=0, le=_WEEK_SECONDS // 60, allow_inf_nan=False, description="Advance: soak time."
     )
@@ -299,6 +429,31 @@ class Settings(BaseSettings):
     )
     exposure_tolerance: float = Field(
         0.02, ge=0, le=1, allow_inf_nan=False, description="Advance: share drift."
+    )
+    max_error_difference: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        allow_inf_nan=False,
+        description="Guards: how much more often (0.01 = 1 point) the treatment may fail than "
+        "the control before it is worse.",
+    )
+    evidence_slot_seconds: float = Field(
+        30,
+        ge=1,
+        le=600,
+        allow_inf_nan=False,
+        description="Guards: the counts are judged per slot of this many seconds on one "
+        "epoch-aligned grid (a step is judged once its first whole slot has ended); a "
+        "divisor of 600.",
+    )
+    false_action_budget: float = Field(
+        0.01,
+        gt=0,
+        lt=1,
+        allow_inf_nan=False,
+        description="Guards: the chance per plan-day that the data gates act on a healthy "
+        "flag (always-valid tests: looking every tick does not raise it).",
     )
     simulator_port: int = Field(9464, ge=1, le=65535, description="Demo /metrics port.")
     server_address: str = Field(
@@ -328,14 +483,27 @@ class Settings(BaseSettings):
     autopilot_pause_after_ticks: int = Field(
         10, ge=1, le=10_000, description="Autopilot: ticks without data before a plan pauses."
     )
+    autopilot_metrics_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="Autopilot: serve its own Prometheus metrics on this port (unset: none).",
+    )
+    autopilot_metrics_address: str = Field(
+        "127.0.0.1",
+        description="Autopilot: interface of the metrics port (0.0.0.0 in a container).",
+    )
+    log_format: LogFormat = Field(
+        LogFormat.TEXT, description="text, or json: one JSON object per line on every process."
+    )
     public_url: str | None = Field(
         None, description="The dashboard's address as people reach it, for links in webhooks."
     )
     # before `webhooks`, whose check reads it
     webhook_urls: dict[str, SecretStr] = Field(
         default_factory=dict,
-        description="Each webhook's URL (a secret): [rollout.webhooks] in secrets.toml or "
-        "ROLLOUT_WEBHOOK_URL_<NAME>.",
+        description="Each webhook's URL (a secret): [rollout.webhooks] in secrets.toml, "
+        "ROLLOUT_WEBHOOK_URL_<NAME> or a file named by ROLLOUT_WEBHOOK_URL_<NAME>_FILE.",
     )
     webhooks: Annotated[dict[str, WebhookKind], NoDecode] = Field(
         default_factory=dict,
@@ -344,6 +512,14 @@ class Settings(BaseSettings):
     notify_manual_actions: bool = Field(
         False, description="A person's applied advance / rollback / kill notifies too."
     )
+
+    @field_validator("evidence_slot_seconds", mode="after")
+    @classmethod
+    def _divides_ten_minutes(cls, value: float) -> float:
+        """The gates restart every 10 minutes on the slot grid: a slot must divide it."""
+        if not math.isclose(600 / value, round(600 / value)):
+            raise ValueError("must divide 600 (10 minutes): 1, 2, 5, 10, 15, 30, 60 …")
+        return value
 
     @field_validator("webhook_urls", mode="before")
     @classmethod
@@ -435,7 +611,7 @@ class Settings(BaseSettings):
             raise ValueError(problem)
         return url.strip().rstrip("/")
 
-    @field_validator("server_address")
+    @field_validator("server_address", "autopilot_metrics_address")
     @classmethod
     def _valid_server_address(cls, value: str) -> str:
         return server_address(value)
@@ -451,7 +627,7 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (
             init_settings,
-            env_settings,
+            _EnvSource(settings_cls),
             _WebhookUrlsSource(settings_cls),
             _SecretsTomlSource(settings_cls, SECRETS_FILE),
         )
@@ -543,6 +719,79 @@ def settings_problems(error: ValidationError) -> list[str]:
             variable = f"{_WEBHOOK_URL_PREFIX}{str(item['loc'][1]).upper()}"
         problems.append(f"{variable}: {message}{got}")
     return problems
+
+
+def effective_configuration(settings: Settings) -> list[tuple[str, str]]:
+    """What a starting `serve` or `autopilot` says it runs on, as (name, value) pairs:
+    sources, the database, the flag backend, approvals, the autopilot and logging.
+    Credentials are masked; webhook URLs and tokens are never named, only counted."""
+    s = settings
+    prometheus = s.prometheus_url
+    metrics = (
+        f"prometheus {masked_url(prometheus.get_secret_value())}"
+        if prometheus is not None
+        else "the metrics database's roll-ups (no ROLLOUT_PROMETHEUS_URL)"
+    )
+    backend = str(s.flag_backend)
+    if s.flag_backend is FlagBackendKind.YAML:
+        backend += f" {s.resolved_flags_file}"
+    elif s.flag_backend is FlagBackendKind.UNLEASH:
+        backend += f" {masked_url(s.unleash_url or '')} project {s.unleash_project}"
+    else:
+        backend += " (the metrics database)"
+    approvals = ", ".join(sorted(s.approval_required_in)) or "none"
+    webhooks = ", ".join(f"{name} ({kind})" for name, kind in s.webhooks.items()) or "none"
+    port = s.autopilot_metrics_port
+    return [
+        ("environment", s.environment),
+        ("metrics source", f"{metrics}, preset {s.metric_preset}"),
+        ("database", masked_url(s.resolved_database_url)),
+        ("flag backend", backend),
+        ("approval environments", approvals),
+        ("webhooks", webhooks),
+        (
+            "autopilot",
+            f"one tick every {s.autopilot_interval_seconds:g} s, lease "
+            f"{s.autopilot_lease_seconds:g} s, metrics "
+            + (f"on {s.autopilot_metrics_address}:{port}" if port else "not served"),
+        ),
+        ("log format", str(s.log_format)),
+    ]
+
+
+def masked_url(url: str) -> str:
+    """`url` with its password (and any password-like query value) shown as `***`,
+    keeping the user name; `redacted_url` when it does not parse."""
+    from sqlalchemy.engine import make_url
+
+    if url.strip().lower().startswith(("http://", "https://")):
+        return _masked_http_url(url)
+    try:
+        parsed = make_url(url.strip())
+    except Exception:  # not an SQLAlchemy URL
+        return redacted_url(url)
+    query = {
+        key: ("***" if _SECRET_KEY.search(key) else value) for key, value in parsed.query.items()
+    }
+    return parsed.set(query=query).render_as_string(hide_password=True)
+
+
+_SECRET_KEY = re.compile(r"pass|secret|token|key", re.IGNORECASE)
+
+
+def _masked_http_url(url: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url.strip())
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return redacted_url(url)
+    # a user name alone may be a token (https://TOKEN@host): masked too
+    user = f"{parts.username}:***@" if parts.password else ("***@" if parts.username else "")
+    query = "***" if parts.query else ""
+    return urlunsplit((parts.scheme, f"{user}{host}{port}", parts.path, query, ""))
 
 
 def redacted_url(url: str) -> str:

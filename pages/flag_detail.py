@@ -16,7 +16,7 @@ from app.services.flag_detail import (
     flag_detail_sources,
     load_flag_detail,
 )
-from app.ui.action_dialog import action_buttons, show_last_outcome
+from app.ui.action_dialog import action_buttons, restore_history, show_last_outcome
 from app.ui.autopilot import autopilot_panel, heartbeat_banner, planned
 from app.ui.deliveries import render_failed_deliveries
 from app.ui.flag_panels import (
@@ -34,7 +34,7 @@ from app.ui.flag_panels import (
     step_panel,
     variant_errors_panel,
 )
-from app.ui.pending_requests import flag_request_notice
+from app.ui.pending_requests import flag_request_notice, rejection_notice
 from app.ui.widgets import (
     LinkedWidgets,
     current_identity,
@@ -78,7 +78,8 @@ flag_summary(flag)
 owner_line(rt, flag)
 
 st.markdown("#### Actions")
-flag_request_notice(rt, environment, key)
+flag_request_notice(rt, environment, key, snapshot.versions)
+rejection_notice(rt, identity, environment, key)
 action_buttons(rt, identity, environment, key, snapshot.versions, snapshot=snapshot)
 
 st.markdown("#### Guard report for the next step")
@@ -128,3 +129,4 @@ def detail_panels() -> None:
 
 
 detail_panels()
+restore_history(rt, identity, environment, key)

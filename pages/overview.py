@@ -12,7 +12,7 @@ from app.ui.action_dialog import emergency_button, show_last_outcome
 from app.ui.autopilot import autopilot_cells, heartbeat_banner, planned
 from app.ui.deliveries import render_failed_deliveries
 from app.ui.overview_table import FLAG_LINK_TEXT, overview_display_frame
-from app.ui.pending_requests import pending_banner, pending_in
+from app.ui.pending_requests import pending_banner, pending_in, rejection_notice
 from app.ui.widgets import (
     LinkedWidgets,
     current_identity,
@@ -64,6 +64,7 @@ def flag_table() -> None:
     rows = pending_first(filter_rows(overview.rows, wanted), pending or {})
     source_banner(overview, rt.settings.stale_after_seconds, len(rows))
     pending_banner(pending, environment)
+    rejection_notice(rt, identity, environment)
     if not rows:
         st.info("No flag matches these filters.")
         return

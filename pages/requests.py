@@ -3,7 +3,7 @@ requests, with Approve and Reject), asked by you (with Cancel), recently decided
 with its exact diff, reason, requester, age and expiry, and the guard report of request
 time. Refreshing on its own, so a tab left open shows a new request."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import streamlit as st
 
@@ -23,7 +23,8 @@ from app.ui.action_dialog import guard_table
 from app.ui.widgets import button_only_form, current_identity, outcome_message, runtime
 
 _DECISION = "requests.last-decision"
-_DECISION_SHOWN = timedelta(minutes=5)
+_ORDER = "requests.waiting-order"
+
 
 rt = runtime()
 identity = current_identity(rt)
@@ -48,7 +49,8 @@ if identity.role.rank < Role.OPERATOR.rank:
 
 
 def remember(request_id: str, decide: str, *args: object) -> None:
-    """Run one decision (a button's callback) and keep what it said for the next run."""
+    """Run one decision (a button's callback) and keep what it said, with the request it
+    was about, for the next runs: shown in that request's card until dismissed."""
     comment = str(st.session_state.get(f"comment-{request_id}", ""))
     if decide == "approve":
         (digest,) = args
@@ -58,21 +60,20 @@ def remember(request_id: str, decide: str, *args: object) -> None:
     else:
         decision = rt.cancel(request_id, identity)
     notice = decision_notice(decision)
-    st.session_state[_DECISION] = (notice.kind, notice.text, datetime.now(UTC))
+    st.session_state[_DECISION] = (request_id, notice.kind, notice.text, datetime.now(UTC))
 
 
-def show_decision() -> None:
-    """The last decision's outcome, kept through the page's own refreshes for a few
-    minutes (a person who looked away still reads it), until the next decision."""
+def show_decision(request_id: str) -> None:
+    """In request `request_id`'s card: the outcome of the decision just made on it, with
+    Dismiss."""
     said = st.session_state.get(_DECISION)
-    if said is None:
+    if said is None or said[0] != request_id:
         return
-    kind, text, at = said
-    if datetime.now(UTC) - at > _DECISION_SHOWN:
+    _, kind, text, at = said
+    outcome_message(kind, f"{text} ({at:%H:%M:%S} UTC)")
+    if st.button("Dismiss", key=f"dismiss-{request_id}"):
         st.session_state.pop(_DECISION, None)
-        return
-    text = f"{text} ({at:%H:%M:%S} UTC)"
-    outcome_message(kind, text)
+        st.rerun(scope="fragment")
 
 
 def decision_buttons(card: RequestCard, me: Identity) -> None:
@@ -126,6 +127,8 @@ def request_card(card: RequestCard, me: Identity, linked: bool) -> None:
             st.warning(card.detail, icon="⚠️")
         if card.stale:
             st.warning(card.stale, icon="🔁")
+        if change.override:
+            st.caption(f"An override: only another admin can approve it ({admins_text()}).")
         guards = guards_at_request(change)
         if guards:
             verdict = (
@@ -136,15 +139,47 @@ def request_card(card: RequestCard, me: Identity, linked: bool) -> None:
             pending = change.status is RequestStatus.PENDING
             with st.expander(f"Guard report at request time: {verdict}", expanded=pending):
                 st.dataframe(guard_table(guards), hide_index=True, width="stretch")
+        show_decision(card.id)
         decision_buttons(card, me)
 
 
-def section(heading: str, cards: tuple[RequestCard, ...], empty: str, linked: str) -> None:
-    st.subheader(f"{heading} ({len(cards)})")
+def admins_text() -> str:
+    """Who may approve an override: the admins of the role mapping, or that there is none."""
+    admins = sorted(n for n, r in settings.roles.items() if r is Role.ADMIN)
+    if not admins:
+        return "no admin is configured (ROLLOUT_ROLES): nobody can approve it here"
+    return "admins: " + ", ".join(escape_markdown(n) for n in admins)
+
+
+def section(
+    heading: str,
+    cards: tuple[RequestCard, ...],
+    empty: str,
+    linked: str,
+    count: int | None = None,
+) -> None:
+    """`count`: how many the heading says, when a card just decided is kept in place."""
+    st.subheader(f"{heading} ({len(cards) if count is None else count})")
     if not cards:
-        st.caption(empty)
+        st.caption(empty if not count else "Shown above, where it was decided, until dismissed.")
     for card in cards:
         request_card(card, identity, card.id == linked)
+
+
+def held_in_place(
+    waiting: tuple[RequestCard, ...], every: tuple[RequestCard, ...]
+) -> tuple[RequestCard, ...]:
+    """The waiting list with the request just decided kept where it was (its outcome in
+    its card until dismissed): the cards below do not move under the pointer."""
+    said = st.session_state.get(_DECISION)
+    before: list[str] = st.session_state.get(_ORDER, [])
+    cards = list(waiting)
+    if said is not None and said[0] in before and all(c.id != said[0] for c in cards):
+        decided = next((c for c in every if c.id == said[0]), None)
+        if decided is not None:
+            cards.insert(min(before.index(said[0]), len(cards)), decided)
+    st.session_state[_ORDER] = [c.id for c in cards]
+    return tuple(cards)
 
 
 def flag_versions(changes: list[ChangeRequest]) -> dict[str, dict[str, str]]:
@@ -160,7 +195,6 @@ def flag_versions(changes: list[ChangeRequest]) -> dict[str, dict[str, str]]:
 
 @st.fragment(run_every=settings.refresh_seconds)
 def board() -> None:
-    show_decision()
     try:
         changes = rt.approvals.requests()
     except ApprovalsUnavailable as error:
@@ -177,17 +211,28 @@ def board() -> None:
     if linked and not any(c.id == linked for c in changes):
         st.warning(f"No change request #{escape_markdown(printable(linked))}.")
     st.caption(f"{len(changes)} request(s) in the metrics database · as of {now:%H:%M:%S} UTC")
+    every = (*shown.waiting, *shown.mine, *shown.decided)
+    waiting = held_in_place(shown.waiting, every)
+    held = {c.id for c in waiting} - {c.id for c in shown.waiting}
     section(
         shown.waiting_heading,
-        shown.waiting,
+        waiting,
         "Nothing waits for a decision."
         if identity.role.rank < Role.OPERATOR.rank
         else "Nothing waits for you.",
         linked,
+        len(shown.waiting),
     )
     if identity.role.rank >= Role.OPERATOR.rank:
         section("Asked by you", shown.mine, "You have no pending request.", linked)
-    section("Recently decided", shown.decided, "Nothing decided in the last 7 days.", linked)
+    decided = tuple(c for c in shown.decided if c.id not in held)
+    section(
+        "Recently decided",
+        decided,
+        "Nothing decided in the last 7 days.",
+        linked,
+        len(shown.decided),
+    )
 
 
 board()

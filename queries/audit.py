@@ -17,8 +17,9 @@ LAST_CHANGE_COLUMNS = ("flag", "at", "actor", "action", "from_percentage", "to_p
 
 
 def last_changes(engine: Engine, environment: str, *, keys: bool = False) -> pd.DataFrame:
-    """The newest applied change of every flag in `environment` (one query); with `keys`,
-    an `idempotency_key` column too (whose action it was: the autopilot's own).
+    """The newest applied change of every flag in `environment` (one query), `at` when it
+    was applied; with `keys`, an `idempotency_key` column too (whose action it was: the
+    autopilot's own).
 
     A record's outcome is its newest `audit_outcomes` row, or its own `outcome` when it
     has none (records written already settled, such as refusals).
@@ -37,9 +38,17 @@ def last_changes(engine: Engine, environment: str, *, keys: bool = False) -> pd.
         .group_by(AuditRecord.flag)
         .subquery()
     )
+    settled = (
+        select(AuditOutcome.audit_id, func.min(AuditOutcome.at).label("at"))
+        .where(AuditOutcome.outcome == "applied")
+        .group_by(AuditOutcome.audit_id)
+        .subquery()
+    )
     columns = [
         AuditRecord.flag,
-        AuditRecord.at,
+        # when the change took effect: a record written pending and applied later (a
+        # tick cut off mid-action, finished by another) counts from its application
+        func.coalesce(settled.c.at, AuditRecord.at).label("at"),
         AuditRecord.actor,
         AuditRecord.action,
         AuditRecord.from_percentage,
@@ -49,7 +58,11 @@ def last_changes(engine: Engine, environment: str, *, keys: bool = False) -> pd.
     if keys:
         columns.append(AuditRecord.idempotency_key)
         names.append("idempotency_key")
-    query = select(*columns).join(newest, AuditRecord.id == newest.c.id)
+    query = (
+        select(*columns)
+        .join(newest, AuditRecord.id == newest.c.id)
+        .outerjoin(settled, settled.c.audit_id == AuditRecord.id)
+    )
     try:
         with engine.connect() as connection:
             rows = connection.execute(query).all()

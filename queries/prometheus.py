@@ -57,6 +57,13 @@ RECORDED_QUANTILES = "flag_quantile:feature_flag_evaluation_duration_seconds:rat
 RECORDED_REASONS = "flag_variant_reason:feature_flag_evaluations:rate5m"
 RECORDED_SPARKLINE = "flag:feature_flag_evaluations:rate1m"
 RECORDED_WINDOW = timedelta(minutes=5)
+#: a counter's growth over each slot: the difference of its values at the slot's two
+#: ends (the newest sample at or before each), per series, never negative. Unlike
+#: `increase` nothing is extrapolated, so consecutive slots add up exactly to the growth
+#: over them whatever the scrape interval (`increase` over 30 s slots scraped every 15 s
+#: sees one interval of two and doubles it: half the events, counted twice). A slot in
+#: which a series restarts or first appears counts nothing of it: never more than happened.
+SLOT_GROWTH = "slot growth"
 #: the quantiles RECORDED_QUANTILES holds, by their `quantile` label
 RECORDED_QUANTILE_LABELS = frozenset({"0.5", "0.99"})
 #: the step of RECORDED_SPARKLINE: its rule's rate window and evaluation interval
@@ -88,6 +95,13 @@ def _client_error_detail(message: str) -> str:
     if isinstance(reply, dict) and isinstance(reply.get("error"), str):
         return f"{status}: {reply['error']}"
     return status
+
+
+def _over(function: str, selector: str, duration: str) -> str:
+    """`function` (a PromQL range function, or `SLOT_GROWTH`) of `selector` over `duration`."""
+    if function == SLOT_GROWTH:
+        return f"(({selector} - {selector} offset {duration}) >= 0)"
+    return f"{function}({selector}[{duration}])"
 
 
 def _sum_by(labels: Sequence[str], expression: str) -> str:
@@ -313,16 +327,15 @@ class PrometheusMetrics(CountQuestions):
         self, environment: str, start: datetime, end: datetime, slot: timedelta
     ) -> pd.DataFrame:
         """Evaluations by flag, variant and reason per slot: one range query, a point at
-        every slot end in (start, end], each the `increase` over its slot (failed
-        evaluations counted apart added as `evaluations_sum` adds them). A slot must
-        span two scrapes at least (30 s slots: scrape every 15 s or faster); the sum of
-        consecutive slots is then the increase over them, within PromQL's extrapolation
-        at the edges of the counters' series."""
+        every slot end in (start, end], each the counters' growth over its slot
+        (`SLOT_GROWTH`; failed evaluations counted apart added as `evaluations_sum` adds
+        them). Consecutive slots add up exactly to the growth over them, whatever the
+        scrape interval."""
         check_slot_span(start, end, slot)
         names = (self.names.flag_label, self.names.variant_label, self.names.reason_label)
         present = tuple(name for name in names if name)  # no reason label: reason ""
         query = self.evaluations_sum(
-            "increase", slot, environment, None, tuple(label_name(n) for n in present)
+            SLOT_GROWTH, slot, environment, None, tuple(label_name(n) for n in present)
         )
         result = self._slots(query, start, end, slot)
         with self.reading_reply():
@@ -331,15 +344,15 @@ class PrometheusMetrics(CountQuestions):
     def slot_error_counts(
         self, environment: str, start: datetime, end: datetime, slot: timedelta
     ) -> pd.DataFrame:
-        """Failures by flag per slot as the error counter counts them (its `increase`
-        over each slot, as `slot_counts` counts evaluations); empty when `names.errors`
-        is unset."""
+        """Failures by flag per slot as the error counter counts them (its growth over
+        each slot, as `slot_counts` counts evaluations); empty when `names.errors` is
+        unset."""
         check_slot_span(start, end, slot)
         if not self.names.errors:
             return empty_frame(SLOT_ERROR_COLUMNS)
         flag_label = label_name(self.names.flag_label)
         failed = self.series(self.names.errors, environment)
-        raw = self.scoped(f"increase({failed}[{promql_duration(slot)}])", environment)
+        raw = self.scoped(_over(SLOT_GROWTH, failed, promql_duration(slot)), environment)
         result = self._slots(f"sum by ({flag_label}) ({raw})", start, end, slot)
         with self.reading_reply():
             return slot_frame(result, (self.names.flag_label,), SLOT_ERROR_COLUMNS)
@@ -447,14 +460,14 @@ class PrometheusMetrics(CountQuestions):
         narrow the evaluations (to one variant)."""
         names, duration = self.names, promql_duration(window)
         evaluated = self.series(names.evaluations, environment, flag, labels=labels)
-        text = _sum_by(by, self.scoped(f"{function}({evaluated}[{duration}])", environment))
+        text = _sum_by(by, self.scoped(_over(function, evaluated, duration), environment))
         if names.errors_counted_in_evaluations or not names.errors or labels:
             return text
         named = {names.variant_label: FAILED_VARIANT, names.reason_label: "ERROR"}
         failed = self.series(names.errors, environment, flag)
         errors = _sum_by(
             [label for label in by if label not in named],
-            self.scoped(f"{function}({failed}[{duration}])", environment),
+            self.scoped(_over(function, failed, duration), environment),
         )
         for label, value in named.items():
             if label in by:

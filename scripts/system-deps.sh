@@ -3,8 +3,10 @@
 # Chromium, an emoji font for faithful screenshots) when missing, the test OpenID Connect
 # provider's npm packages (tests/oidc, from its package-lock.json) and the OpenFeature test
 # service's (tests/openfeature) when missing, the pinned
-# unleash-server (deploy/unleash) into ~/.cache/rollout-dashboard when missing, and starts
-# the local PostgreSQL if it is installed but stopped. Idempotent; quiet when everything is there.
+# unleash-server (deploy/unleash) into ~/.cache/rollout-dashboard when missing, podman and
+# what the container tests need (scripts/container-base.sh makes their base image), and
+# starts the local PostgreSQL if it is installed but stopped. Idempotent; quiet when
+# everything is there.
 set -euo pipefail
 
 missing=()
@@ -14,6 +16,13 @@ command -v victoria-metrics >/dev/null || missing+=(victoria-metrics)
 command -v chromium >/dev/null || missing+=(chromium)
 [ -e /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || missing+=(fonts-noto-color-emoji)
 command -v npm >/dev/null || missing+=(nodejs npm)
+# the container tests: podman with runc (crun fails here), buildah, debootstrap for the
+# local base image, and CNI's dnsname plugin so that compose services find each other
+command -v podman >/dev/null || missing+=(podman)
+command -v buildah >/dev/null || missing+=(buildah)
+command -v runc >/dev/null || missing+=(runc)
+command -v debootstrap >/dev/null || missing+=(debootstrap)
+[ -e /usr/lib/cni/dnsname ] || missing+=(golang-github-containernetworking-plugin-dnsname)
 
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""

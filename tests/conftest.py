@@ -65,6 +65,7 @@ REAL_COMPONENT_MARKERS = (
     "browser",
     "oidc",
     "unleash",
+    "podman",
 )
 _skipped_real: list[str] = []
 

@@ -6,10 +6,12 @@ history alike.
   `Outcome`, and `describe_change`;
 - `log`: `AuditLog`, the records in the metrics database with a local journal when the
   database cannot be written;
-- `changes`: `who_changed`, who made a flag's newest change, in words.
+- `changes`: `who_changed`, who made a flag's newest change, in words;
+- `groups`: `action_groups`, the records one action wrote (an emergency rollback's).
 """
 
 from app.audit.changes import OutsideEdit, who_changed
+from app.audit.groups import action_groups
 from app.audit.log import AuditLog
 from app.audit.model import (
     AuditEntry,
@@ -27,6 +29,7 @@ __all__ = [
     "Outcome",
     "OutsideEdit",
     "RecordedAction",
+    "action_groups",
     "describe_change",
     "state_text",
     "who_changed",

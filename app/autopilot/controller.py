@@ -23,7 +23,12 @@ from sqlalchemy import Engine
 
 from app.audit import AuditLog, Outcome
 from app.autopilot.decide import Decision, Move, SeenChange, decide
-from app.autopilot.evidence import EnvironmentEvidence, gather_environment, plan_evidence
+from app.autopilot.evidence import (
+    EnvironmentEvidence,
+    gather_environment,
+    plan_evidence,
+    tick_start,
+)
 from app.autopilot.model import AUTOPILOT_ACTOR, PlanStatus, RolloutPlan
 from app.autopilot.store import AutopilotEvent, PlanChanged, PlanStore, PlansUnavailable
 from app.flags.backend import FlagBackend, FlagSnapshot
@@ -69,6 +74,9 @@ class PlanOutcome:
     decision: Decision
     said: str  # what happened, in words (the plan's `last_decision`)
     applied: ActionResult | None = None
+    #: the action tried and not applied (refused, conflicting, failed): counted by
+    #: `app.autopilot.telemetry`
+    attempted: ActionResult | None = None
 
 
 @dataclass(frozen=True)
@@ -195,14 +203,18 @@ class Controller:
             waiting = Decision(Move.WAIT, said, no_data=True)
             return [self._keep(p, waiting, now) for p in plans], 0, [said]
         gated = any(GuardName.CANARY in p.gates for p in plans)
+        changes = self._last_changes(environment)
+        policy = self.config.policy
+        began = [changes[p.flag].at if p.flag in changes else None for p in plans]
         evidence = gather_environment(
             self.metrics(),
             environment,
             self.config.window,
             now,
             self.canary() if gated else None,
+            start=tick_start(began, now, policy),
+            slot=policy.slots.slot,
         )
-        changes = self._last_changes(environment)
         outcomes, notices = [], list(evidence.notices)
         for plan in plans:
             if time.monotonic() > self._act_until:  # the lease may pass to a standby
@@ -339,10 +351,12 @@ class Controller:
             return self._applied(plan, decision, result, now)
         if result.exit_code is ExitCode.CONFLICT:
             said = f"paused: the flag was changed meanwhile — {result.error}"
-            return self._pause(plan, replace(decision, move=Move.PAUSE, reason=said), now)
+            paused = self._pause(plan, replace(decision, move=Move.PAUSE, reason=said), now)
+            return replace(paused, attempted=result)
         said = f"waited: {decision.move} {_pct(plan.expected_percentage)} → {_pct(decision.to)} "
         said += f"not applied ({result.error})"
-        return self._keep(plan, replace(decision, move=Move.WAIT, reason=said), now, stored=stored)
+        kept = self._keep(plan, replace(decision, move=Move.WAIT, reason=said), now, stored=stored)
+        return replace(kept, attempted=result)
 
     def _settle_unapplied(self, result: ActionResult) -> None:
         """A pending record of an attempt whose tick was cut off before it wrote the flag

@@ -3,26 +3,26 @@
 `decide` looks at the plan, where the flag is, the guard results measured for it and
 the canary verdict, and says one thing: advance, roll back, kill, pause, wait or hold,
 with the reason in words. It fails closed: missing data never advances; only a gate
-that failed *on data* (an error rate significantly above its threshold, a treatment
-failing significantly more than its control, a sample ratio mismatch over a full window
-at the step, a canary FAIL) triggers the plan's failure action.
+that failed *on data* triggers the plan's failure action, at once: a guard whose
+always-valid e-value proves its limit broken since the step began
+(`GuardResult.on_data`: an error rate above its limit, a treatment failing more than its
+control, a sample ratio mismatch), or a canary FAIL. Because the evidence stays valid
+however often it is looked at, no second tick is needed to confirm it.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
 from app.analysis.canary import Verdict
-from app.analysis.failures import FlagErrors, reason_errors
-from app.analysis.health import normal_upper_tail
+from app.analysis.failures import FlagErrors
 from app.autopilot.model import AUTOPILOT_ACTOR, OnFailure, PlanStatus, RolloutPlan
 from app.flags.model import FlagState
 from app.recorded import Unrecognised
-from app.rollout.guards import GuardName, GuardResult, VariantCounts, sample_ratio_mismatch
+from app.rollout.guards import GuardName, GuardResult, VariantCounts
 
 __all__ = [
     "Decision",
@@ -30,7 +30,6 @@ __all__ = [
     "PlanEvidence",
     "SeenChange",
     "decide",
-    "significantly_above",
 ]
 
 
@@ -70,8 +69,6 @@ class PlanEvidence:
     treatment: str
     baseline: str
     window: timedelta
-    significance: float = 0.01
-    srm_p_value: float = 0.001
     at_step_since: datetime | None = None
     last_change: SeenChange | None = None
     canary: Verdict | None = None
@@ -79,6 +76,9 @@ class PlanEvidence:
     #: the flag's failed evaluations over the window, as the guards judged them (None:
     #: no error counter answered, `variants`' reason-`error` evaluations are the failures)
     errors: FlagErrors | None = None
+    #: the step is younger than its first whole slot: nothing to judge yet, and that is
+    #: no missing data
+    first_slot_pending: bool = False
 
 
 @dataclass(frozen=True)
@@ -118,17 +118,11 @@ def _decide(plan: RolloutPlan, seen: PlanEvidence, pause_after_ticks: int) -> De
         return moved
     failed = _failed_on_data(plan, seen)
     if failed is not None:
-        gate, strong = failed
-        if not strong and plan.failing_since is None:
-            return Decision(
-                Move.WAIT,
-                f"waited: {gate.name} failed ({gate.detail}); acting if the next tick sees it too",
-                gate=gate,
-                failing=True,
-            )
-        return _on_failure(plan, seen, gate)
+        return _on_failure(plan, seen, failed)
     by_name = {g.name: g for g in seen.guards if g.name in plan.gates}
     missing = _missing_data(by_name)
+    if missing is not None and seen.first_slot_pending:
+        return Decision(Move.WAIT, f"waited: {missing}")
     if missing is not None:
         if plan.ticks_without_data + 1 >= pause_after_ticks:
             return Decision(
@@ -148,21 +142,12 @@ def _decide(plan: RolloutPlan, seen: PlanEvidence, pause_after_ticks: int) -> De
             f"next step {step:g} % waits for a person (the autopilot goes alone up to "
             f"{plan.stop_at:g} %): watching for failures",
         )
-    waiting = [_wait_words(g, seen) for g in by_name.values() if not g.passed]
+    waiting = [_wait_words(g) for g in by_name.values() if not g.passed]
     if GuardName.CANARY in plan.gates and seen.canary is not Verdict.PASS:
         verdict = seen.canary or Verdict.INCONCLUSIVE
         waiting.append(f"canary {verdict}" + _because(seen.canary_detail))
     if waiting:
         return Decision(Move.WAIT, "waited: " + "; ".join(waiting), to=step)
-    if not _full_window_at_step(seen):  # judged partly on the step before: not yet
-        assert seen.at_step_since is not None
-        at_step = (seen.now - seen.at_step_since).total_seconds()
-        return Decision(
-            Move.WAIT,
-            f"waited: a whole window at this step ({_minutes(at_step)} of "
-            f"{_minutes(seen.window.total_seconds())})",
-            to=step,
-        )
     if plan.allowed_hours is not None and not plan.allowed_hours.allows(seen.now):
         return Decision(
             Move.WAIT, f"waited: outside the allowed hours ({plan.allowed_hours.text})", to=step
@@ -172,15 +157,6 @@ def _decide(plan: RolloutPlan, seen: PlanEvidence, pause_after_ticks: int) -> De
         f"advance {seen.percentage:g} % → {step:g} %: every gate passed, soaked {_soaked(seen)}",
         to=step,
     )
-
-
-def significantly_above(errors: float, total: float, threshold: float, significance: float) -> bool:
-    """Whether `errors` of `total` is above `threshold` by more than chance: one-sided
-    binomial z-test against the threshold, p below `significance`."""
-    if total <= 0 or not 0 < threshold < 1:
-        return total > 0 and errors / total > threshold
-    z = (errors / total - threshold) / math.sqrt(threshold * (1 - threshold) / total)
-    return normal_upper_tail(z) < significance
 
 
 def _because(text: str) -> str:
@@ -210,64 +186,17 @@ def _moved_by_someone(plan: RolloutPlan, seen: PlanEvidence) -> Decision | None:
     )
 
 
-def _failed_on_data(plan: RolloutPlan, seen: PlanEvidence) -> tuple[GuardResult, bool] | None:
-    """The first gate whose failure the data shows beyond chance, and whether that is
-    strong evidence (an error rate above its threshold, a canary FAIL) or a comparison
-    that chance alone makes fail about once in a hundred windows (a treatment worse than
-    its control below the threshold, a sample ratio mismatch), which acts only when the
-    tick before saw a failure too."""
-    errors = _failed_gate(plan, seen, GuardName.ERROR_RATE)
-    if errors is not None:
-        above = _above_threshold(errors, seen)
-        if above is None:  # below it: only the significant comparison failed it
-            return errors, False
-        if above:
-            return errors, True
-    exposure = _failed_gate(plan, seen, GuardName.EXPOSURE)
-    if exposure is not None and _full_window_at_step(seen) and _srm(seen):
-        return exposure, False
+def _failed_on_data(plan: RolloutPlan, seen: PlanEvidence) -> GuardResult | None:
+    """The first of the plan's gates whose failure the data proves (`on_data`), or the
+    canary's FAIL when the plan gates on it."""
+    for guard in seen.guards:
+        if guard.name in plan.gates and not guard.passed and guard.on_data:
+            return guard
     if GuardName.CANARY in plan.gates and seen.canary is Verdict.FAIL:
-        canary = GuardResult(
+        return GuardResult(
             GuardName.CANARY, False, str(Verdict.FAIL), str(Verdict.PASS), seen.canary_detail
         )
-        return canary, True
     return None
-
-
-def _failed_gate(plan: RolloutPlan, seen: PlanEvidence, name: GuardName) -> GuardResult | None:
-    """The guard `name` when it is one of the plan's gates and failed on a measured value."""
-    guard = {g.name: g for g in seen.guards}.get(name)
-    if name in plan.gates and guard is not None and not guard.passed and guard.value is not None:
-        return guard
-    return None
-
-
-def _above_threshold(guard: GuardResult, seen: PlanEvidence) -> bool | None:
-    """Whether the error ratio is above the threshold by more than chance; None when it
-    is not above it at all (the guard failed on the treatment-vs-control test)."""
-    flagged = seen.errors or reason_errors((seen.variants or {}).values())
-    # the guard's ratio (at most 1: a counter scraped a moment ahead), as a count
-    total, errors = flagged.evaluations, (flagged.rate or 0.0) * flagged.evaluations
-    threshold = float(guard.threshold) if isinstance(guard.threshold, int | float) else 0.0
-    if total > 0 and errors / total > threshold:
-        return significantly_above(errors, total, threshold, seen.significance)
-    return None
-
-
-def _full_window_at_step(seen: PlanEvidence) -> bool:
-    """Whether the whole window was measured at this step (a window spanning the last
-    change mixes two shares: no mismatch can be read from it)."""
-    return seen.at_step_since is None or seen.now - seen.at_step_since >= seen.window
-
-
-def _srm(seen: PlanEvidence) -> bool:
-    counts = seen.variants or {}
-    treated = counts.get(seen.treatment, VariantCounts(0, 0, 0)).split
-    base = counts.get(seen.baseline, VariantCounts(0, 0, 0)).split
-    if treated + base <= 0:
-        return False
-    mismatch, _ = sample_ratio_mismatch(treated, base, seen.percentage / 100, seen.srm_p_value)
-    return mismatch
 
 
 def _on_failure(plan: RolloutPlan, seen: PlanEvidence, gate: GuardResult) -> Decision:
@@ -300,18 +229,12 @@ def _missing_data(gates: Mapping[GuardName | Unrecognised, GuardResult]) -> str 
     return None
 
 
-def _wait_words(guard: GuardResult, seen: PlanEvidence) -> str:
-    """'soak 12 of 30 min', 'error_rate 1.40 % > 1 %, not yet significant', …"""
+def _wait_words(guard: GuardResult) -> str:
+    """'soak 12 of 30 min', 'error_rate: 1.40 % of 900 evaluations failed: above 1 %,
+    not yet proven', …"""
     if guard.name == GuardName.SOAK_TIME and isinstance(guard.value, int | float):
         minimum = float(guard.threshold) if isinstance(guard.threshold, int | float) else 0.0
         return f"soak {_minutes(float(guard.value))} of {_minutes(minimum)}"
-    if guard.name == GuardName.ERROR_RATE and isinstance(guard.value, float):
-        return (
-            f"error_rate {100 * guard.value:.2f} % > {100 * float(guard.threshold or 0):g} %, "
-            "not yet significant"
-        )
-    if guard.name == GuardName.EXPOSURE and not _full_window_at_step(seen):
-        return "exposure: waiting for a full window at this step"
     return f"{guard.name}: {guard.detail}"
 
 

@@ -1,8 +1,9 @@
 """The evidence of one tick, asked in bulk: per environment, the same few questions
 whatever the number of planned flags (`app.rollout.evidence.measure_environment`: four
 metric queries, three where the emitter counts failures only as reasons, and the
-canary's three when a plan gates on it), then judged per plan with the plan's own soak,
-on the guard inputs an advance builds (`guard_inputs`)."""
+canary's three when a plan gates on it) over the slots since the oldest planned step
+began (`tick_start`), then judged per plan with the plan's own soak, on the guard
+inputs an advance builds (`guard_inputs`): since that plan's step began."""
 
 from __future__ import annotations
 
@@ -14,12 +15,18 @@ from app.analysis.canary import Verdict
 from app.autopilot.decide import PlanEvidence, SeenChange
 from app.autopilot.model import RolloutPlan
 from app.flags.backend import FlagSnapshot
-from app.rollout.evidence import Measured, guard_inputs, measure_environment
+from app.rollout.evidence import (
+    Measured,
+    gates_pending,
+    guard_inputs,
+    judged_start,
+    measure_environment,
+)
 from app.rollout.guards import GuardName, GuardPolicy, evaluate_guards
 from queries.canary import CanaryQueries
 from queries.source import MetricsSource, counting_queries, first_answer
 
-__all__ = ["EnvironmentEvidence", "gather_environment", "plan_evidence"]
+__all__ = ["EnvironmentEvidence", "gather_environment", "plan_evidence", "tick_start"]
 
 
 @dataclass(frozen=True)
@@ -36,21 +43,34 @@ class EnvironmentEvidence:
     queries: int = 0
 
 
+def tick_start(steps_began: Sequence[datetime | None], at: datetime, policy: GuardPolicy) -> float:
+    """Where one tick's slots begin (epoch seconds, on the grid): the earliest window any
+    of the planned flags is judged on (`judged_start`), and the soak window the
+    dependencies are judged on."""
+    starts = [judged_start(began, at, policy)[0] for began in steps_began]
+    slot = policy.slots.slot
+    fallback = (at.timestamp() - policy.soak_window.total_seconds()) // slot * slot
+    return min([*starts, fallback])
+
+
 def gather_environment(
     sources: Sequence[MetricsSource],
     environment: str,
     window: timedelta,
     at: datetime,
     canary_sources: Sequence[CanaryQueries] | None = None,
+    *,
+    start: float,
+    slot: float,
 ) -> EnvironmentEvidence:
-    """The questions of `measure_environment` to the first metrics source that answers
-    them all, and the canary verdict when `canary_sources` is given. Never raises: what
-    did not answer is in `notices`."""
+    """The questions of `measure_environment` from `start` (`tick_start`) to the first
+    metrics source that answers them all, and the canary verdict over `window` when
+    `canary_sources` is given. Never raises: what did not answer is in `notices`."""
     notices: list[str] = []
     with counting_queries() as sent:
         answer = first_answer(
             sources,
-            lambda source: measure_environment(source, environment, window, at),
+            lambda source: measure_environment(source, environment, start, at, slot),
             notices,
             "trying the next source.",
         )
@@ -75,20 +95,23 @@ def plan_evidence(
     policy: GuardPolicy,
     last_change: SeenChange | None,
 ) -> PlanEvidence:
-    """The six guards of `plan`'s flag judged on the environment's evidence with the
-    plan's soak (and the tick's window), ready for `decide`."""
+    """The six guards of `plan`'s flag judged on the environment's evidence since its
+    step began, with the plan's soak, ready for `decide`."""
     flag = snapshot.flag(plan.flag)
     at_step_since = last_change.at if last_change is not None else None
+    judged = replace(policy, min_soak=plan.soak)
     inputs = guard_inputs(
         seen.measured,
         snapshot,
         plan.flag,
+        judged,
         at=seen.at,
         at_step_since=at_step_since,
         notices=seen.notices,
     )
-    judged = replace(policy, min_soak=plan.soak, soak_window=seen.window)
+    pending = at_step_since is not None and gates_pending(at_step_since, seen.at, judged)
     return PlanEvidence(
+        first_slot_pending=pending and seen.measured.slots is not None,
         now=seen.at,
         state=flag.state,
         percentage=flag.percentage,
@@ -98,8 +121,6 @@ def plan_evidence(
         treatment=flag.rollout.variant,
         baseline=flag.default_variant,
         window=seen.window,
-        significance=policy.significance,
-        srm_p_value=policy.srm_p_value,
         at_step_since=at_step_since,
         last_change=last_change,
         canary=seen.canary if GuardName.CANARY in plan.gates else None,

@@ -15,7 +15,13 @@ from typing import Any
 from sqlalchemy import Engine, case, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from app.autopilot.model import AllowedHours, OnFailure, PlanStatus, RolloutPlan
+from app.autopilot.model import (
+    AUTOPILOT_ACTOR,
+    AllowedHours,
+    OnFailure,
+    PlanStatus,
+    RolloutPlan,
+)
 from app.errors import RolloutError
 from app.flags.model import FlagState
 from app.metrics_db.schema import AutopilotEventRow, AutopilotLeaseRow, RolloutPlanRow
@@ -24,6 +30,7 @@ from app.rollout.guards import GuardName
 __all__ = [
     "AutopilotEvent",
     "Heartbeat",
+    "PlanCensus",
     "PlanChanged",
     "PlanStore",
     "PlansUnavailable",
@@ -95,6 +102,14 @@ class Heartbeat:
         """No tick for three intervals, or the lease ran out: nobody is acting."""
         lag = self.lag_seconds(now)
         return now > self.expires_at or lag is None or lag > 2 * self.interval_seconds
+
+
+@dataclass(frozen=True)
+class PlanCensus:
+    """The plans by status, and the paused ones the autopilot paused for lack of data."""
+
+    by_status: dict[str, int]
+    paused_without_data: int
 
 
 class PlanStore:
@@ -208,6 +223,23 @@ class PlanStore:
         if statuses:
             conditions.append(RolloutPlanRow.status.in_([str(s) for s in statuses]))
         return self._plans(*conditions)
+
+    def census(self) -> PlanCensus:
+        """How many plans are in each status, and how many of the paused ones the
+        autopilot paused after ticks without data (one grouped query)."""
+        from sqlalchemy import func
+
+        without = RolloutPlanRow.ticks_without_data > 0
+        query = select(
+            RolloutPlanRow.status, RolloutPlanRow.status_by, without, func.count()
+        ).group_by(RolloutPlanRow.status, RolloutPlanRow.status_by, without)
+        by_status: dict[str, int] = dict.fromkeys((str(s) for s in PlanStatus), 0)
+        without_data = 0
+        for status, by, no_data, count in self._read(query):
+            by_status[str(status)] = by_status.get(str(status), 0) + int(count)
+            paused = str(status) == str(PlanStatus.PAUSED) and by == AUTOPILOT_ACTOR
+            without_data += int(count) if paused and no_data else 0
+        return PlanCensus(by_status, without_data)
 
     def _plans(self, *conditions: Any) -> list[RolloutPlan]:
         query = (

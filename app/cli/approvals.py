@@ -22,7 +22,13 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from app.cli.arguments import UsageError, cli_identity, record_count, request_id
+from app.cli.arguments import (
+    UsageError,
+    cli_identity,
+    open_cli_runtime,
+    record_count,
+    request_id,
+)
 from app.cli.output import print_json, print_result
 from app.quoting import printable, quoted
 from app.rollout.exit_codes import ExitCode
@@ -105,9 +111,8 @@ def _refuse_actor(parser: argparse.ArgumentParser) -> None:
 
 def _run_requests(args: argparse.Namespace, settings: Settings) -> int:
     from app.approvals import ApprovalsUnavailable, RequestStatus
-    from app.runtime import open_runtime
 
-    runtime = open_runtime(settings)
+    runtime = open_cli_runtime(settings, read_only=True)
     environment: str | None = args.environment
     if environment is not None and environment not in runtime.environments():
         raise UsageError(f"unknown environment {quoted(environment)}")
@@ -181,29 +186,23 @@ def _span(seconds: float) -> str:
 
 
 def _run_approve(args: argparse.Namespace, settings: Settings) -> int:
-    from app.runtime import open_runtime
-
     wanted = request_id(args.id)
     identity = cli_identity(settings, None)
-    runtime = open_runtime(settings)
+    runtime = open_cli_runtime(settings)
     return _report(runtime.approve(wanted, identity, args.comment), args.json)
 
 
 def _run_reject(args: argparse.Namespace, settings: Settings) -> int:
-    from app.runtime import open_runtime
-
     wanted = request_id(args.id)
     identity = cli_identity(settings, None)
-    runtime = open_runtime(settings)
+    runtime = open_cli_runtime(settings)
     return _report(runtime.reject(wanted, identity, args.reason), args.json)
 
 
 def _run_cancel(args: argparse.Namespace, settings: Settings) -> int:
-    from app.runtime import open_runtime
-
     wanted = request_id(args.id)
     identity = cli_identity(settings, args.actor)
-    runtime = open_runtime(settings)
+    runtime = open_cli_runtime(settings)
     return _report(runtime.cancel(wanted, identity), args.json)
 
 

@@ -16,6 +16,7 @@ from app.errors import RolloutError
 from app.quoting import quoted
 
 if TYPE_CHECKING:
+    from app.metrics_db.revisions import Migration
     from app.rollout.roles import Identity
     from app.runtime import Runtime
     from app.settings import Settings
@@ -24,6 +25,7 @@ __all__ = [
     "UsageError",
     "cli_identity",
     "instant",
+    "open_cli_runtime",
     "record_count",
     "request_id",
     "runtime_for",
@@ -65,12 +67,33 @@ def record_count(text: str) -> int:
     return whole_number(text, MAX_RECORDS)
 
 
-def runtime_for(settings: Settings, wanted: str | None) -> tuple[Runtime, str] | None:
-    """The runtime and the environment a command acts on (`--env`, else the settings');
-    None, said on stderr, when that environment is not configured."""
+def open_cli_runtime(settings: Settings, *, read_only: bool = False) -> Runtime:
+    """The runtime of one command from the terminal. A command that only reads never
+    migrates (a database at another revision: SchemaNotCurrent, saying what to run); the
+    others migrate as `serve` does unless ROLLOUT_AUTO_MIGRATE=false, saying so on stderr
+    when they do. Its webhook deliveries are handed over to the autopilot, so that the
+    command never waits for a receiver on exit."""
     from app.runtime import open_runtime
 
-    runtime = open_runtime(settings)
+    return open_runtime(
+        settings,
+        read_only=read_only,
+        on_migrated=say_migrated,
+        hand_over_notifications=True,
+    )
+
+
+def say_migrated(migration: Migration) -> None:
+    """Say on stderr that this process moved the schema."""
+    print(migration.describe(), file=sys.stderr, flush=True)
+
+
+def runtime_for(
+    settings: Settings, wanted: str | None, *, read_only: bool = False
+) -> tuple[Runtime, str] | None:
+    """The runtime (`open_cli_runtime`) and the environment a command acts on (`--env`,
+    else the settings'); None, said on stderr, when that environment is not configured."""
+    runtime = open_cli_runtime(settings, read_only=read_only)
     environment = wanted or settings.environment
     if environment not in runtime.environments():
         print(f"unknown environment {quoted(environment)}", file=sys.stderr)

@@ -7,8 +7,9 @@ that follows the plans until SIGTERM or SIGINT, or for one tick with `--once`.
 Exit codes: 0 done; 1 refused (a role missing, an aborted plan); 2 bad input (every
 problem named, nothing written) or no such plan; 3 the plan changed meanwhile (`plan
 set --if-version`), or another process leads (`autopilot --once`); 4 the metrics
-database, which holds the plans, is unavailable. With `--json`, stdout carries one
-document.
+database, which holds the plans, is unavailable, or (`plan show`) no autopilot leads: the
+plans are shown but nobody acts on them, as a required source being down is for the other
+commands. With `--json`, stdout carries one document.
 
 The autopilot is imported when a command runs, not when the parser is built: a
 rollback never loads it.
@@ -23,7 +24,12 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from app.cli.arguments import UsageError, cli_identity, runtime_for
+from app.cli.arguments import (
+    UsageError,
+    cli_identity,
+    runtime_for,
+    say_migrated,
+)
 from app.cli.output import print_json
 from app.quoting import LONG_TEXT, printable, quoted
 from app.rollout.exit_codes import ExitCode
@@ -108,7 +114,9 @@ def add_autopilot_commands(subparsers: Any) -> None:
     put.set_defaults(run=_run_plan_set)
 
     show = verbs.add_parser(
-        "show", help="the plans with where they are, the next step and the last decision"
+        "show",
+        help="the plans with where they are, the next step and the last decision (exit 4 "
+        "when no autopilot leads)",
     )
     show.add_argument("flag", nargs="?")
     show.add_argument("--env", dest="environment")
@@ -396,7 +404,7 @@ def _run_plan_show(args: argparse.Namespace, settings: Settings) -> int:
     from app.autopilot.controller import LEASE
     from app.autopilot.store import PlansUnavailable
 
-    opened = runtime_for(settings, args.environment)
+    opened = runtime_for(settings, args.environment, read_only=True)
     if opened is None:
         return ExitCode.USAGE
     runtime, environment = opened
@@ -413,6 +421,11 @@ def _run_plan_show(args: argparse.Namespace, settings: Settings) -> int:
         return ExitCode.UNAVAILABLE
     now = datetime.now(UTC)
     where = _current_percentages(runtime, environment)
+    from app.services.autopilot import heartbeat_summary
+
+    summary = heartbeat_summary(beat, now)  # the words the pages use
+    # nobody acts on the plans: a script or a probe must not read this as all well
+    code = ExitCode.UNAVAILABLE if summary.dead else ExitCode.DONE
     if args.json:
         print_json(
             {
@@ -424,16 +437,15 @@ def _run_plan_show(args: argparse.Namespace, settings: Settings) -> int:
                 ],
             }
         )
-        return ExitCode.DONE
-    from app.services.autopilot import heartbeat_summary
-
-    summary = heartbeat_summary(beat, now)  # the words the pages use
+        if summary.dead:
+            print(f"warning: {summary.text.replace('`', '')}", file=sys.stderr)
+        return code
     print(("WARNING: " if summary.dead else "") + summary.text.replace("`", ""))
     if not plans:
         print(f"no rollout plans in {environment}")
     for plan in plans:
         _print_plan(plan, where.get(plan.flag, plan.expected_percentage), events[plan.id], now)
-    return ExitCode.DONE
+    return code
 
 
 def _current_percentages(runtime: Runtime, environment: str) -> dict[str, float]:
@@ -572,16 +584,28 @@ def _where(state: object, percentage: float) -> str:
 
 
 def _run_autopilot(args: argparse.Namespace, settings: Settings) -> int:
+    from app.cli.output import print_configuration
     from app.runtime import open_runtime
 
-    runtime = open_runtime(settings)
+    if not args.once:
+        shown = settings
+        if args.interval is not None:
+            shown = settings.model_copy(update={"autopilot_interval_seconds": args.interval})
+        print_configuration(shown, "autopilot")
+    from app.logs import say
+
+    log_format = str(settings.log_format)
+    # the autopilot delivers its own notifications: none handed over
+    runtime = open_runtime(settings, on_migrated=say_migrated)
     for notice in runtime.notices:
-        print(f"warning: {notice}", file=sys.stderr)
+        say(f"warning: {notice}", log_format=log_format, level="warning", out=sys.stderr)
     if runtime.engine is None:
-        print(
+        say(
             "error: the autopilot needs the metrics database (plans, lease, audit), which is "
             "unavailable",
-            file=sys.stderr,
+            log_format=log_format,
+            level="error",
+            out=sys.stderr,
         )
         return ExitCode.UNAVAILABLE
     controller = runtime.autopilot(holder=args.holder)
@@ -590,21 +614,42 @@ def _run_autopilot(args: argparse.Namespace, settings: Settings) -> int:
 
         controller.config = replace(controller.config, interval=timedelta(seconds=args.interval))
     if args.once:
-        return _once(controller)
+        return _once(controller, runtime)
     from app.autopilot.runner import run_controller
+    from app.autopilot.telemetry import AutopilotMetrics, MetricsPortUnavailable
 
+    metrics = AutopilotMetrics()
+    metrics.know_webhooks(settings.webhooks)
+    runtime.notifier.watch(metrics.delivery_settled)
     stop = threading.Event()
-    return run_controller(controller, stop, verbose=args.verbose, on_signals=True)
+    try:
+        return run_controller(
+            controller,
+            stop,
+            verbose=args.verbose,
+            on_signals=True,
+            metrics=metrics,
+            metrics_port=settings.autopilot_metrics_port,
+            metrics_address=settings.autopilot_metrics_address,
+            # what terminal commands handed over: sent by the leader
+            after_leading_tick=runtime.notifier.deliver_handed_over,
+            log_format=log_format,
+        )
+    except MetricsPortUnavailable as error:  # taken by another process
+        say(f"error: {error}", log_format=log_format, level="error", out=sys.stderr)
+        return ExitCode.USAGE
 
 
-def _once(controller: Controller) -> int:
-    """One tick; every plan's decision. The lease is let go after it (a running
-    controller takes over at once)."""
+def _once(controller: Controller, runtime: Runtime) -> int:
+    """One tick; every plan's decision; as leader, the notifications terminal commands
+    handed over are sent too. The lease is let go after it (a running controller takes
+    over at once)."""
     from app.autopilot.controller import LEASE
     from app.autopilot.runner import database_unavailable, decision_line, tick_summary
 
     report = controller.tick()
     if report.leader:
+        runtime.notifier.deliver_handed_over()
         controller.store.release_lease(LEASE, controller.holder, controller.clock())
     for notice in report.notices:
         print(f"warning: {notice}", file=sys.stderr)

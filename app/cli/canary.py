@@ -57,7 +57,7 @@ def run_canary(args: argparse.Namespace, settings: Settings) -> int:
     from app.analysis.canary import Verdict
     from app.analysis.canary_analysis import load_canary
 
-    opened = runtime_for(settings, args.environment)
+    opened = runtime_for(settings, args.environment, read_only=True)
     if opened is None:
         return ExitCode.USAGE
     runtime, environment = opened

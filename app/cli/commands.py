@@ -14,6 +14,7 @@ Alembic or the PromQL client).
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import textwrap
@@ -26,16 +27,21 @@ from app.cli.arguments import (
     UsageError,
     cli_identity,
     instant,
+    open_cli_runtime,
     record_count,
     runtime_for,
 )
 from app.cli.autopilot import add_autopilot_commands
 from app.cli.canary import add_canary_command
+from app.cli.database import add_db_commands
+from app.cli.healthcheck import add_healthcheck_command
 from app.cli.output import print_json, print_result
 from app.cli.unleash_sync import add_sync_command
+from app.errors import RolloutError
 from app.quoting import printable
 from app.rollout.exit_codes import ExitCode
 from app.unleash.periodic_sync import start_periodic_sync
+from app.version import package_version
 
 if TYPE_CHECKING:
     from app.rollout.action_model import ActionResult, RequestedChange
@@ -69,6 +75,11 @@ def _main(argv: Sequence[str] | None) -> int:
     except ValueError as error:  # pydantic's ValidationError is a ValueError
         print(f"invalid settings: {error}", file=sys.stderr)
         return ExitCode.USAGE
+    from app.logs import configure_logging
+
+    # the services say how they work as they go; a command only what went wrong
+    services = args.command in ("serve", "autopilot")
+    configure_logging(settings.log_format, logging.INFO if services else logging.WARNING)
     try:
         code: int = args.run(args, settings)
     except ConfigInvalid as error:
@@ -83,11 +94,29 @@ def _main(argv: Sequence[str] | None) -> int:
     except SettingsInvalid as error:  # found when a command opens what they name
         print(f"invalid settings: {error}", file=sys.stderr)
         return ExitCode.USAGE
+    except RolloutError as error:
+        return _schema_error(error)
     return code
+
+
+def _schema_error(error: RolloutError) -> int:
+    """A schema this process may not use (exit 4, saying what to run) or a downgrade
+    target it cannot reach (exit 2); anything else is raised again. The migration
+    module is loaded already whenever one of its errors was raised."""
+    from app.metrics_db.revisions import MigrationRefused, SchemaNotCurrent
+
+    if isinstance(error, SchemaNotCurrent):
+        print(f"error: {error}", file=sys.stderr)
+        return ExitCode.UNAVAILABLE
+    if isinstance(error, MigrationRefused):
+        print(f"error: {error}", file=sys.stderr)
+        return ExitCode.USAGE
+    raise error
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rollout-dashboard", description=__doc__.split("\n")[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = commands.add_parser("demo", help="start the dashboard on embedded defaults")
@@ -189,6 +218,8 @@ def _parser() -> argparse.ArgumentParser:
     add_canary_command(commands)
     add_sync_command(commands)
     add_autopilot_commands(commands)
+    add_healthcheck_command(commands)
+    add_db_commands(commands)
 
     check = commands.add_parser("check-config", help="validate a flag configuration")
     check.add_argument("path", nargs="?", type=Path)
@@ -235,7 +266,7 @@ def _action_options(parser: argparse.ArgumentParser, *, environment: bool = True
 
 
 def _run_status(args: argparse.Namespace, settings: Settings) -> int:
-    opened = runtime_for(settings, args.environment)
+    opened = runtime_for(settings, args.environment, read_only=True)
     if opened is None:
         return ExitCode.USAGE
     runtime, environment = opened
@@ -295,9 +326,7 @@ def _run_action(args: argparse.Namespace, settings: Settings) -> int:
 def _act_unavailable(args: argparse.Namespace, settings: Settings) -> int:
     """The flag backend (a flag server) cannot be reached: the attempt still goes
     through the runtime, which audits it as failed (exit 4)."""
-    from app.runtime import open_runtime
-
-    runtime = open_runtime(settings)
+    runtime = open_cli_runtime(settings)
     return _act(runtime, args.environment or settings.environment, args, settings)
 
 
@@ -343,9 +372,8 @@ def _act(runtime: Runtime, environment: str, args: argparse.Namespace, settings:
 def _run_restore(args: argparse.Namespace, settings: Settings) -> int:
     """`restore AUDIT_ID`: the environment is the record's."""
     from app.rollout.action_model import Action, ActionRequest
-    from app.runtime import open_runtime
 
-    runtime = open_runtime(settings)
+    runtime = open_cli_runtime(settings)
     record = runtime.audit.get(args.audit_id)
     if record is None:
         print(f"error: no audit record #{printable(args.audit_id)}", file=sys.stderr)
@@ -409,9 +437,7 @@ def _print_requested(change: RequestedChange, *, made: bool) -> None:
 
 
 def _run_audit(args: argparse.Namespace, settings: Settings) -> int:
-    from app.runtime import open_runtime
-
-    runtime = open_runtime(settings)
+    runtime = open_cli_runtime(settings, read_only=True)
     entries = runtime.audit.entries(flag=args.flag, since=args.since, limit=args.limit)
     if not runtime.audit.database_ok():
         print(
@@ -439,7 +465,7 @@ AUDIT_REASON_WIDTH = 88
 
 
 def _run_phases(args: argparse.Namespace, settings: Settings) -> int:
-    opened = runtime_for(settings, args.environment)
+    opened = runtime_for(settings, args.environment, read_only=True)
     if opened is None:
         return ExitCode.USAGE
     runtime, environment = opened
@@ -503,7 +529,25 @@ def _run_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _run_serve(args: argparse.Namespace, settings: Settings) -> int:
-    from app.serve import serve
+    """Print the effective configuration; migrate (unless ROLLOUT_AUTO_MIGRATE=false:
+    then refuse a database at another revision, exit 4) and seed an empty sql flag
+    backend once, before Streamlit starts, saying on stderr what the pages will say (e.g.
+    the database is unavailable); then watch the database so that an outage is said in
+    serve's log even while nobody looks at a page."""
+    import os
 
+    from app.cli.output import print_configuration
+    from app.metrics_db.availability import probe_forever
+    from app.serve import serve, streamlit_env
+
+    print_configuration(settings, "serve")
+    streamlit_env(os.environ)  # an unusable cookie secret file stops it first (exit 2)
+    runtime = open_cli_runtime(settings)
+    for notice in runtime.notices:
+        print(f"warning: {notice}", file=sys.stderr, flush=True)
+    if runtime.engine is not None:
+        probe_forever(runtime.engine, settings.refresh_seconds)
     start_periodic_sync(settings)
-    return serve(args.port, args.address or settings.server_address)
+    return serve(
+        args.port, args.address or settings.server_address, log_format=str(settings.log_format)
+    )

@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from app.rollout.action_model import ActionResult
+    from app.settings import Settings
 
-__all__ = ["print_json", "print_result"]
+__all__ = ["print_configuration", "print_json", "print_result"]
 
 
 def print_json(document: Any) -> None:
@@ -42,3 +43,19 @@ def print_result(result: ActionResult) -> None:
         )
     elif plan is not None and plan.request.dry_run:
         print("dry run: nothing written")
+
+
+def print_configuration(settings: Settings, process: str) -> None:
+    """What a starting `serve` or `autopilot` runs on, one line per item on stdout (JSON
+    objects with ROLLOUT_LOG_FORMAT=json); credentials masked (`effective_configuration`)."""
+    from app.logs import say
+    from app.settings import effective_configuration
+
+    log_format = str(settings.log_format)
+    for name, value in effective_configuration(settings):
+        say(
+            f"{process} configuration: {name}: {value}",
+            log_format=log_format,
+            setting=name,
+            value=value,
+        )

@@ -108,7 +108,13 @@ def main() -> int:
                 stop.set()
 
     threading.Thread(target=orphaned, daemon=True).start()
-    return run_controller(runtime.autopilot(holder=f"demo:{os.getpid()}"), stop, on_signals=True)
+    return run_controller(
+        runtime.autopilot(holder=f"demo:{os.getpid()}"),
+        stop,
+        on_signals=True,
+        # what terminal commands handed over (their webhooks never delay them)
+        after_leading_tick=runtime.notifier.deliver_handed_over,
+    )
 
 
 if __name__ == "__main__":

@@ -366,8 +366,17 @@ def main(argv: list[str] | None = None) -> int:
         help="evaluate through the Unleash SDK at this URL (…/api); the SDK tokens, one per "
         "environment, come from ROLLOUT_DEMO_UNLEASH_SDK_TOKENS (JSON)",
     )
-    parser.add_argument("--database-url", required=True)
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="where roll-ups are written (default: the dashboard's, ROLLOUT_DATABASE_URL)",
+    )
     parser.add_argument("--port", type=int, default=9464, help="/metrics port (0: none)")
+    parser.add_argument(
+        "--address",
+        default="127.0.0.1",
+        help="interface /metrics binds (0.0.0.0 in a container, for Prometheus to scrape)",
+    )
     parser.add_argument("--interval", type=float, default=10.0, help="roll-up interval, s")
     parser.add_argument("--history-minutes", type=int, default=30)
     parser.add_argument(
@@ -396,7 +405,11 @@ def main(argv: list[str] | None = None) -> int:
     else:
         parser.error("--flags-file or --unleash-api-url is required")
     if args.port:
-        start_http_server(args.port, addr="127.0.0.1", registry=registry)
+        start_http_server(args.port, addr=args.address, registry=registry)
+    if args.database_url is None:
+        from app.settings import load_settings
+
+        args.database_url = load_settings().resolved_database_url
     engine = open_database(args.database_url)
     now = _aligned_now(args.interval)
     if args.history_minutes:

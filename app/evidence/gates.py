@@ -50,6 +50,7 @@ __all__ = [
     "GateSlots",
     "Judgement",
     "VariantSlots",
+    "fired_rows",
     "judge_flag",
     "judge_gates",
 ]
@@ -253,8 +254,61 @@ def judge_gates(
     if cut is None:
         return [None] * rows
     limits = settings.thresholds()
-    steps = np.array([limits.of(kind) for kind in cut.kinds])
     words = [window_words(s, k, cut, since) for s, k in zip(cut.starts, cut.kinds, strict=True)]
+    rate, treated, base, difference, exposure = _processes(slots, cut, share, settings)
+    alpha = math.exp(-limits.step)
+    intervals = None
+    if difference is not None and base is not None:
+        intervals = difference_intervals(
+            (difference.bad[:, 0], difference.total[:, 0]), (base[0][:, 0], base[1][:, 0]), alpha
+        )
+    judged: list[FlagGates | None] = []
+    limit = settings.max_error_rate
+    for row in range(rows):
+        context = _Row(row, cut, words)
+        compared = None
+        if difference is not None and base is not None and intervals is not None:
+            compared = context.difference(
+                difference, base, settings.max_difference, intervals, alpha
+            )
+        judged.append(
+            FlagGates(
+                window=since,
+                share=share,
+                error_rate=context.rate(rate, limit),
+                treatment_rate=None if treated is None else context.rate(treated, limit),
+                difference=compared,
+                exposure=context.share(exposure, share, settings.exposure_tolerance),
+            )
+        )
+    return judged
+
+
+def fired_rows(
+    slots: GateSlots, step_began: float, now: float, share: float, settings: GateSettings
+) -> npt.NDArray[np.bool_]:
+    """Per row, whether any gate fired at `now`: what `judge_gates` says of each row in
+    `FlagGates.errors_fired` or `exposure.fired`, without building its judgements (a
+    simulation of many plan-days looks every tick)."""
+    rows = slots.failed.shape[0]
+    cut = window_starts(step_began, now, settings.plan)
+    if cut is None:
+        return np.zeros(rows, dtype=bool)
+    processes = _processes(slots, cut, share, settings)
+    fired = np.zeros(rows, dtype=bool)
+    for process in (processes[0], processes[1], processes[3], processes[4]):
+        if process is not None:
+            fired |= (process.values >= process.thresholds).any(axis=1)
+    return fired
+
+
+def _processes(
+    slots: GateSlots, cut: WindowStarts, share: float, settings: GateSettings
+) -> tuple[_Process, _Process | None, tuple[Array, Array] | None, _Process | None, _Process]:
+    """The e-processes of every row over the windows of `cut`: the error rate, the
+    treatment's rate, the control's counts, treatment − control, and the exposure."""
+    limits = settings.thresholds()
+    steps = np.array([limits.of(kind) for kind in cut.kinds])
 
     def summed(counts: Array) -> Array:
         return sum_windows(slots.ends, counts, cut.starts, cut.end)
@@ -304,32 +358,7 @@ def judge_gates(
         split_treated,
         split_total,
     )
-    alpha = math.exp(-limits.step)
-    intervals = None
-    if difference is not None and base is not None:
-        intervals = difference_intervals(
-            (difference.bad[:, 0], difference.total[:, 0]), (base[0][:, 0], base[1][:, 0]), alpha
-        )
-    judged: list[FlagGates | None] = []
-    limit = settings.max_error_rate
-    for row in range(rows):
-        context = _Row(row, cut, words)
-        compared = None
-        if difference is not None and base is not None and intervals is not None:
-            compared = context.difference(
-                difference, base, settings.max_difference, intervals, alpha
-            )
-        judged.append(
-            FlagGates(
-                window=since,
-                share=share,
-                error_rate=context.rate(rate, limit),
-                treatment_rate=None if treated is None else context.rate(treated, limit),
-                difference=compared,
-                exposure=context.share(exposure, share, settings.exposure_tolerance),
-            )
-        )
-    return judged
+    return rate, treated, base, difference, exposure
 
 
 @dataclass(frozen=True)

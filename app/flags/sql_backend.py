@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import Connection, Engine, bindparam, delete, insert, select, union, update
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from app.flags.backend import FlagBackend, FlagChange, FlagSnapshot, UnknownFlag, VersionConflict
 from app.flags.loader import ConfigInvalid, ConfigIssue
@@ -72,7 +72,6 @@ class SqlFlagBackend(FlagBackend):
         replaced flags keep counting their versions, so no stale version matches again.
         """
         now = datetime.now(UTC)
-        document = config.model_dump(mode="json", by_alias=True, exclude={"flags", "environment"})
         with self._writing() as connection:
             versions = {
                 row.flag: row.version
@@ -91,23 +90,23 @@ class SqlFlagBackend(FlagBackend):
                 )
             connection.execute(delete(StoredFlag).where(StoredFlag.environment == environment))
             connection.execute(delete(StoredConfig).where(StoredConfig.environment == environment))
-            connection.execute(
-                insert(StoredConfig).values(
-                    environment=environment, document=document, updated_at=now
-                )
-            )
-            rows = [
-                {
-                    "environment": environment,
-                    "flag": key,
-                    "definition": _definition_json(flag),
-                    "version": versions.get(key, 0) + 1,
-                    "updated_at": now,
-                }
-                for key, flag in config.flags.items()
-            ]
-            if rows:
-                connection.execute(insert(StoredFlag), rows)
+            _insert_config(connection, environment, config, versions, now)
+
+    def seed(self, configs: Mapping[str, FlagConfig]) -> bool:
+        """Store every environment of `configs` in one transaction if the database holds
+        no flags at all (a first start); False, writing nothing, when it holds some, also
+        when another process seeded it meanwhile (safe for processes starting at once)."""
+        now = datetime.now(UTC)
+        try:
+            with self._writing() as connection:
+                held = union(select(StoredConfig.environment), select(StoredFlag.environment))
+                if connection.execute(held.limit(1)).first() is not None:
+                    return False
+                for environment, config in configs.items():
+                    _insert_config(connection, environment, config, {}, now)
+        except IntegrityError:  # a process starting with this one seeded first
+            return False
+        return True
 
     def apply(
         self,
@@ -191,6 +190,33 @@ class SqlFlagBackend(FlagBackend):
                 connection.exec_driver_sql("COMMIT")
         except OperationalError as error:
             raise _unavailable(error) from error
+
+
+def _insert_config(
+    connection: Connection,
+    environment: str,
+    config: FlagConfig,
+    versions: Mapping[str, int],
+    now: datetime,
+) -> None:
+    """Insert `environment`'s config document and one row per flag, each flag's version
+    counting on from `versions` (0 for a new one)."""
+    document = config.model_dump(mode="json", by_alias=True, exclude={"flags", "environment"})
+    connection.execute(
+        insert(StoredConfig).values(environment=environment, document=document, updated_at=now)
+    )
+    rows = [
+        {
+            "environment": environment,
+            "flag": key,
+            "definition": _definition_json(flag),
+            "version": versions.get(key, 0) + 1,
+            "updated_at": now,
+        }
+        for key, flag in config.flags.items()
+    ]
+    if rows:
+        connection.execute(insert(StoredFlag), rows)
 
 
 def _update_versions(

@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, insert, inspect, text, update
+from sqlalchemy import Engine, create_engine, event, insert, update
 from sqlalchemy.engine import make_url
 
 from app.metrics_db.records import EvaluationRollup
+from app.metrics_db.revisions import (
+    HEAD_REVISION,
+    MIGRATIONS,
+    Migration,
+    applied_revisions,
+    require_head,
+    upgrade,
+)
 from app.metrics_db.schema import InstanceReport, RollupRow
 
 __all__ = [
     "HEAD_REVISION",
+    "MIGRATIONS",
     "applied_revisions",
+    "database_engine",
     "insert_rollups",
     "migrate",
     "open_database",
@@ -23,29 +33,44 @@ __all__ = [
     "rollup_values",
 ]
 
-MIGRATIONS = Path(__file__).parent / "migrations"
 
-#: the newest revision under migrations/versions (a test holds it equal to Alembic's head):
-#: a database already there is opened without importing Alembic, which costs ~1 s
-HEAD_REVISION = "0005"
+def open_database(
+    url: str,
+    *,
+    migrate_schema: bool = True,
+    on_migrated: Callable[[Migration], None] | None = None,
+) -> Engine:
+    """An engine on `url`, migrated to the newest schema (under the migration lock;
+    `on_migrated` hears of a move); with `migrate_schema=False` the schema is only
+    checked: SchemaNotCurrent unless it is at this release's revision, so a process that
+    may not migrate never works on another schema. Lets SQLAlchemy's errors through."""
+    engine = database_engine(url)
+    try:
+        if migrate_schema:
+            moved = upgrade(engine)
+            if moved.changed and on_migrated is not None:
+                on_migrated(moved)
+        else:
+            require_head(engine)
+    except BaseException:
+        engine.dispose()
+        raise
+    from app.metrics_db.availability import watch_availability
+
+    watch_availability(engine)  # an outage from now on is said in the log
+    return engine
 
 
-def open_database(url: str, *, migrate_schema: bool = True) -> Engine:
-    """An engine on `url`, migrated to the newest schema unless told not to.
-
-    SQLite files get their folder created and WAL mode, so the simulator can write
-    while the dashboard reads.
-    """
+def database_engine(url: str) -> Engine:
+    """An engine on `url`, schema untouched. SQLite files get their folder created and WAL
+    mode, so the simulator can write while the dashboard reads."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
-    else:
-        engine = create_engine(url, pool_pre_ping=True)
-    if migrate_schema:
-        migrate(engine)
-    return engine
+        return engine
+    return create_engine(url, pool_pre_ping=True)
 
 
 def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
@@ -55,28 +80,9 @@ def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
     cursor.close()
 
 
-def migrate(engine: Engine) -> None:
-    """Apply every Alembic migration not yet applied (idempotent); Alembic is imported
-    only when the database is not at `HEAD_REVISION`. Lets SQLAlchemy's errors through."""
-    with engine.connect() as connection:
-        if applied_revisions(connection) == {HEAD_REVISION}:
-            return
-    from alembic import command
-    from alembic.config import Config
-
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
-
-
-def applied_revisions(connection: Connection) -> set[str]:
-    """The revisions recorded in `alembic_version`; empty for a database never migrated."""
-    if not inspect(connection).has_table("alembic_version"):
-        return set()
-    rows = connection.execute(text("SELECT version_num FROM alembic_version"))
-    return {str(version) for version in rows.scalars()}
+def migrate(engine: Engine) -> Migration:
+    """`upgrade(engine)`: apply every migration not yet applied, under the migration lock."""
+    return upgrade(engine)
 
 
 def insert_rollups(engine: Engine, rollups: Iterable[EvaluationRollup]) -> int:

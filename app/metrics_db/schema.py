@@ -316,8 +316,9 @@ class AutopilotLeaseRow(Base):
 
 
 class WebhookDeliveryRow(Base):
-    """One notification to one webhook and what became of it (delivered, retrying,
-    failed), so a page can show failed deliveries. Never holds the webhook's URL."""
+    """One notification to one webhook and what became of it (handed over, pending,
+    delivered, retrying, failed), so a page can show failed deliveries. Never holds the
+    webhook's URL."""
 
     __tablename__ = "webhook_deliveries"
     __table_args__ = (Index("ix_webhook_deliveries_at", "at"),)
@@ -333,3 +334,6 @@ class WebhookDeliveryRow(Base):
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     last_error: Mapped[str] = mapped_column(Text, nullable=False, default="")
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+    #: the notification (its generic JSON body) of a delivery handed over to the
+    #: autopilot by a process that does not wait for webhooks (None: sent by its maker)
+    notification: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)

@@ -13,12 +13,14 @@ from app.notify.messages import (
     json_body,
     link_to_flag,
     manual_notifications,
+    notification_from_json,
     slack_body,
     webhook_body,
 )
 from app.notify.webhooks import (
     Delivery,
     DeliveryStatus,
+    HandingOverNotifier,
     Notifier,
     NullNotifier,
     Webhook,
@@ -31,6 +33,7 @@ from app.notify.webhooks import (
 __all__ = [
     "Delivery",
     "DeliveryStatus",
+    "HandingOverNotifier",
     "Notification",
     "Notifier",
     "NullNotifier",
@@ -43,6 +46,7 @@ __all__ = [
     "json_body",
     "link_to_flag",
     "manual_notifications",
+    "notification_from_json",
     "open_notifier",
     "slack_body",
     "webhook_body",

@@ -26,6 +26,7 @@ __all__ = [
     "json_body",
     "link_to_flag",
     "manual_notifications",
+    "notification_from_json",
     "slack_body",
     "webhook_body",
 ]
@@ -67,6 +68,24 @@ def json_body(notification: Notification) -> dict[str, Any]:
         "link": n.link,
         "at": n.at.isoformat(),
     }
+
+
+def notification_from_json(document: Mapping[str, Any]) -> Notification:
+    """The `Notification` whose `json_body` is `document` (a delivery handed over through
+    the database); KeyError or ValueError when it is not one."""
+    d = document
+    return Notification(
+        event=str(d["event"]),
+        flag=str(d["flag"]),
+        environment=str(d["environment"]),
+        actor=str(d["actor"]),
+        from_percentage=None if d["from"] is None else float(d["from"]),
+        to_percentage=None if d["to"] is None else float(d["to"]),
+        text=str(d["text"]),
+        gate=None if d["gate"] is None else dict(d["gate"]),
+        link=str(d["link"]),
+        at=datetime.fromisoformat(str(d["at"])),
+    )
 
 
 def slack_body(notification: Notification) -> dict[str, Any]:

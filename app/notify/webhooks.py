@@ -7,6 +7,12 @@ and records every delivery as a `webhook_deliveries` row (pending → delivered,
 retrying → … → failed) when the metrics database answers. Nothing here ever waits for a
 webhook in the caller's thread, and nothing raises into it.
 
+A short-lived process (a command from the terminal) must not wait for webhooks when it
+exits either: its `HandingOverNotifier` only writes each delivery as a `handed_over` row
+holding the notification, and the autopilot's leader sends those after its next tick
+(`WebhookNotifier.deliver_handed_over`). Without the database, the delivery is logged as
+not sent.
+
 A webhook's URL is a secret (Slack's carries its token in the path): it is in no row,
 log line, error text or page. A failed attempt is recorded as the exception's class
 (`ConnectionError`, `ReadTimeout`) or `HTTP 500`, never as `requests`' message, which
@@ -22,9 +28,9 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
@@ -32,7 +38,13 @@ from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.orm import Session
 
 from app.metrics_db.schema import WebhookDeliveryRow
-from app.notify.messages import Notification, delivery_summary, webhook_body
+from app.notify.messages import (
+    Notification,
+    delivery_summary,
+    json_body,
+    notification_from_json,
+    webhook_body,
+)
 from app.settings import Settings, WebhookKind
 
 if TYPE_CHECKING:
@@ -41,6 +53,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Delivery",
     "DeliveryStatus",
+    "HandingOverNotifier",
     "Notifier",
     "NullNotifier",
     "Webhook",
@@ -54,13 +67,26 @@ log = logging.getLogger(__name__)
 
 #: how long a process exiting waits for deliveries still under way (then records them failed)
 _EXIT_WAIT_SECONDS = 5.0
+#: a handed-over delivery claimed but not written for this long was abandoned by its
+#: claimer (which writes the row at every attempt, at most ~21 s apart): claimable again
+_ABANDONED_AFTER = timedelta(minutes=10)
 #: deliveries queued and not settled, per notifier; more are dropped (and logged)
 _MAX_UNSETTLED = 1000
+
+
+#: hears each delivery attempt's outcome: (webhook name, delivered|retrying|failed|dropped)
+DeliveryListener = Callable[[str, str], None]
 
 
 class Notifier(Protocol):
     def notify(self, notification: Notification) -> None:
         """Queue `notification` for every webhook; never blocks, never raises."""
+
+    def watch(self, listener: DeliveryListener) -> None:
+        """Tell `listener` the outcome of every delivery attempt from now on."""
+
+    def deliver_handed_over(self, limit: int = 100) -> int:
+        """Take the deliveries other processes handed over and send them; how many."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +99,7 @@ class Webhook:
 
 
 class DeliveryStatus(StrEnum):
+    HANDED_OVER = "handed_over"  # kept for the autopilot to send (`HandingOverNotifier`)
     PENDING = "pending"
     RETRYING = "retrying"
     DELIVERED = "delivered"
@@ -105,11 +132,93 @@ class NullNotifier:
     def notify(self, notification: Notification) -> None:
         return None
 
+    def watch(self, listener: DeliveryListener) -> None:
+        return None
+
+    def deliver_handed_over(self, limit: int = 100) -> int:
+        return 0
+
     def flush(self, timeout: float) -> bool:
         return True
 
     def close(self) -> None:
         return None
+
+
+class HandingOverNotifier:
+    """For a process that must not wait for webhooks (a command from the terminal): each
+    delivery becomes a `handed_over` row holding the notification, written at once; the
+    autopilot's leader sends it after its next tick. Without the database the delivery
+    is logged as not sent (never silently lost). It never posts anything itself."""
+
+    def __init__(self, webhooks: Sequence[Webhook], engine: Engine | None) -> None:
+        self._webhooks = tuple(webhooks)
+        self._engine = engine
+
+    def notify(self, notification: Notification) -> None:
+        try:
+            self._hand_over(notification)
+        except Exception as failure:
+            log.warning(
+                "%s of %s not sent to %s: the metrics database did not keep it (%s)",
+                notification.event,
+                notification.flag,
+                ", ".join(w.name for w in self._webhooks),
+                type(failure).__name__,
+                extra=_fields(notification),
+            )
+
+    def _hand_over(self, notification: Notification) -> None:
+        if self._engine is None:
+            raise ConnectionError("metrics database unavailable")
+        now = datetime.now(UTC)
+        n = notification
+        rows = [
+            {
+                "at": now,
+                "webhook": webhook.name,
+                "event": n.event[:64],
+                "flag": n.flag[:200],
+                "environment": n.environment[:200],
+                "summary": delivery_summary(n),
+                "status": str(DeliveryStatus.HANDED_OVER),
+                "attempts": 0,
+                "last_error": "",
+                "updated_at": now,
+                "notification": json.loads(json.dumps(json_body(n), default=str)),
+            }
+            for webhook in self._webhooks
+        ]
+        with self._engine.begin() as connection:
+            connection.execute(insert(WebhookDeliveryRow), rows)
+        log.info(
+            "%s of %s handed over to the autopilot for %s",
+            n.event,
+            n.flag,
+            ", ".join(w.name for w in self._webhooks),
+            extra=_fields(n),
+        )
+
+    def watch(self, listener: DeliveryListener) -> None:
+        return None
+
+    def deliver_handed_over(self, limit: int = 100) -> int:
+        return 0
+
+    def flush(self, timeout: float) -> bool:
+        return True
+
+    def close(self) -> None:
+        return None
+
+
+def _fields(notification: Notification) -> dict[str, str]:
+    """The structured fields of a log line about `notification` (`app.logs`)."""
+    return {
+        "flag": notification.flag,
+        "environment": notification.environment,
+        "actor": notification.actor,
+    }
 
 
 @dataclass
@@ -146,7 +255,82 @@ class WebhookNotifier:
         self._unsettled = 0
         self._threads: dict[str, threading.Thread] = {}
         self._closed = False
+        self._listeners: list[DeliveryListener] = []
         atexit.register(self._at_exit)
+
+    def watch(self, listener: DeliveryListener) -> None:
+        """Tell `listener` (webhook name, outcome) after every attempt and every drop."""
+        self._listeners.append(listener)
+
+    def _tell(self, webhook: str, outcome: str) -> None:
+        for listener in self._listeners:
+            try:
+                listener(webhook, outcome)
+            except Exception:  # a counter must never stop a delivery
+                log.exception("delivery listener failed")
+
+    def deliver_handed_over(self, limit: int = 100) -> int:
+        """Claim up to `limit` deliveries other processes handed over (oldest first), each
+        by a conditional update, so that two callers never both send one, and queue them
+        as this notifier's own; so too one a claimer left pending or retrying untouched
+        for `_ABANDONED_AFTER` (it died: a live one writes the row at every attempt). A
+        delivery to a webhook this process does not know is recorded failed, saying so.
+        The number queued; 0 when the database does not answer."""
+        if self._engine is None or self._closed:
+            return 0
+        handed = str(DeliveryStatus.HANDED_OVER)
+        stale = datetime.now(UTC) - _ABANDONED_AFTER
+        under_way = [str(DeliveryStatus.PENDING), str(DeliveryStatus.RETRYING)]
+        claimable = (WebhookDeliveryRow.status == handed) | (
+            WebhookDeliveryRow.status.in_(under_way) & (WebhookDeliveryRow.updated_at < stale)
+        )
+        query = (
+            select(
+                WebhookDeliveryRow.id,
+                WebhookDeliveryRow.at,
+                WebhookDeliveryRow.webhook,
+                WebhookDeliveryRow.notification,
+            )
+            .where(WebhookDeliveryRow.notification.is_not(None), claimable)
+            .order_by(WebhookDeliveryRow.id)
+            .limit(limit)
+        )
+        known = {w.name: w for w in self._webhooks}
+        taken = 0
+        try:
+            with self._engine.connect() as connection:
+                rows = connection.execute(query).all()
+            for row_id, at, name, document in rows:
+                webhook, notification, error = known.get(name), None, ""
+                try:
+                    notification = notification_from_json(document or {})
+                except (KeyError, ValueError, TypeError):
+                    error = "not sent: the notification handed over cannot be read"
+                if webhook is None:
+                    error = "not sent: the autopilot has no webhook of this name"
+                claimed = DeliveryStatus.FAILED if error else DeliveryStatus.PENDING
+                with self._engine.begin() as connection:
+                    done = connection.execute(
+                        update(WebhookDeliveryRow)
+                        .where(WebhookDeliveryRow.id == row_id, claimable)
+                        .values(status=str(claimed), last_error=error, updated_at=datetime.now(UTC))
+                    )
+                if done.rowcount != 1:  # another process took it
+                    continue
+                if webhook is None or notification is None:
+                    log.warning("webhook %s: a handed-over delivery %s", name, error)
+                    self._tell(name, str(DeliveryStatus.FAILED))
+                    continue
+                job = _Job(webhook, notification, at, row_id=row_id)
+                with self._changed:
+                    heapq.heappush(self._due[name], (time.monotonic(), next(self._order), job))
+                    self._unsettled += 1
+                    self._start(webhook)
+                    self._changed.notify_all()
+                taken += 1
+        except Exception as failure:  # the database went away: the rest wait for next time
+            log.warning("handed-over deliveries not taken (%s)", type(failure).__name__)
+        return taken
 
     def notify(self, notification: Notification) -> None:
         """Queue `notification` for each webhook and return at once."""
@@ -160,6 +344,7 @@ class WebhookNotifier:
                     return
                 for webhook in self._webhooks:
                     if self._unsettled >= _MAX_UNSETTLED:
+                        self._tell(webhook.name, "dropped")
                         log.warning(
                             "webhook %s: %d deliveries queued, %s of %s dropped",
                             webhook.name,
@@ -229,6 +414,7 @@ class WebhookNotifier:
             self._attempt(session, job)
         for _, _, left in self._take_all(webhook):
             self._settle(left, DeliveryStatus.FAILED, "not delivered: the notifier stopped first")
+            self._tell(webhook.name, str(DeliveryStatus.FAILED))
         session.close()
 
     def _next_job(self, webhook: Webhook) -> _Job | None:
@@ -258,6 +444,7 @@ class WebhookNotifier:
             job.attempts = max(job.attempts, 1)
         if error is None:
             self._settle(job, DeliveryStatus.DELIVERED, "")
+            self._tell(job.webhook.name, str(DeliveryStatus.DELIVERED))
         elif job.attempts > len(self._backoff):
             log.warning(
                 "webhook %s: %s of %s not delivered after %d attempts (%s)",
@@ -268,8 +455,10 @@ class WebhookNotifier:
                 error,
             )
             self._settle(job, DeliveryStatus.FAILED, error)
+            self._tell(job.webhook.name, str(DeliveryStatus.FAILED))
         else:
             self._record(job, DeliveryStatus.RETRYING, error)
+            self._tell(job.webhook.name, str(DeliveryStatus.RETRYING))
             due = time.monotonic() + self._backoff[job.attempts - 1]
             with self._changed:
                 heapq.heappush(self._due[job.webhook.name], (due, next(self._order), job))
@@ -427,11 +616,16 @@ def _delivery(row: WebhookDeliveryRow) -> Delivery:
     )
 
 
-def open_notifier(settings: Settings, engine: Engine | None) -> Notifier:
+def open_notifier(
+    settings: Settings, engine: Engine | None, *, hand_over: bool = False
+) -> Notifier:
     """The webhooks `ROLLOUT_WEBHOOKS` names (settings checked each has a URL); a
-    NullNotifier when it names none."""
+    NullNotifier when it names none. `hand_over`: a process that must not wait for
+    webhooks (a terminal command) hands its deliveries to the autopilot instead."""
     webhooks = [
         Webhook(name, kind, settings.webhook_urls[name].get_secret_value().strip())
         for name, kind in settings.webhooks.items()
     ]
-    return WebhookNotifier(webhooks, engine) if webhooks else NullNotifier()
+    if not webhooks:
+        return NullNotifier()
+    return HandingOverNotifier(webhooks, engine) if hand_over else WebhookNotifier(webhooks, engine)

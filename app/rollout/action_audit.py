@@ -67,7 +67,7 @@ def record_plan(
                     environment=request.environment,
                     reason=recorded_reason(request),
                     outcome=outcome,
-                    override=request.override_guards and not plan.guards_passed,
+                    override=request.override_guards and not plan.may_proceed,
                     idempotency_key=request.idempotency_key
                     if index == 0
                     else f"{request.idempotency_key[:40]}/{t.flag}"[:64],

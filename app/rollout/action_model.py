@@ -17,6 +17,7 @@ from app.flags.model import FlagDefinition, FlagState
 from app.rollout.exit_codes import ExitCode
 from app.rollout.guards import GuardResult
 from app.rollout.roles import Identity
+from app.rollout.undo import UndoVerdict
 
 __all__ = [
     "Action",
@@ -25,6 +26,7 @@ __all__ = [
     "ActionRefused",
     "ActionRequest",
     "ActionResult",
+    "EvidenceBefore",
     "FlagOutcome",
     "FlagOutcomeStatus",
     "GuardCheck",
@@ -36,6 +38,9 @@ __all__ = [
 
 #: Evaluates the guards of advancing `flag` in `snapshot` (gathers metrics; never raises).
 GuardCheck = Callable[[FlagSnapshot, str], list[GuardResult]]
+#: The guards of the state a recorded change left, judged over the window before it:
+#: (the flags now, the record) → the guard report of the flag as the record found it.
+EvidenceBefore = Callable[[FlagSnapshot, AuditEntry], list[GuardResult]]
 
 
 class Action(StrEnum):
@@ -114,7 +119,10 @@ class Transition:
 
 @dataclass(frozen=True)
 class ActionPlan:
-    """The exact change an action would make, with the guard report (advance only)."""
+    """The exact change an action would make, with the guard report (an advance, or a
+    restore that goes up). `undo` is a restore's verdict on undoing within reason: when
+    allowed, its guards are the evidence from before the change it undoes, shown as
+    warnings, and failing ones do not refuse it."""
 
     request: ActionRequest
     snapshot: FlagSnapshot
@@ -126,10 +134,17 @@ class ActionPlan:
     #: no metrics source answered the guards (their freshness measured nothing): a
     #: refusal is then "unavailable" (exit 4), not "refused"
     metrics_unavailable: bool = False
+    undo: UndoVerdict | None = None
 
     @property
     def guards_passed(self) -> bool:
         return all(guard.passed for guard in self.guards)
+
+    @property
+    def may_proceed(self) -> bool:
+        """Whether the plan may be applied without an override: its guards pass, or it
+        is an undo within reason (`app.rollout.undo`)."""
+        return self.guards_passed or (self.undo is not None and self.undo.allowed)
 
 
 class FlagOutcomeStatus(StrEnum):

@@ -1,8 +1,10 @@
 """Gathering what the advance guards look at, from whichever metrics source answers.
 
-The advance guard and the autopilot ask the same questions (`measure_environment`) and
-build their guard inputs the same way (`guard_inputs`): for one window they see the same
-numbers, the flag-level errors from `app.analysis.failures` among them.
+The advance guard and the autopilot ask the same questions (`measure_environment`: the
+counts of every flag per slot on one grid, `app.evidence.windows`) and build their guard
+inputs the same way (`guard_inputs`): each flag is judged on the slots since its step
+began (`judged_since`), so for one flag at one moment they see the same numbers, the
+flag-level errors from `app.analysis.failures` among them.
 """
 
 from __future__ import annotations
@@ -10,11 +12,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from app.analysis.failures import FlagErrors, errors_by_flag, is_error_reason
+import numpy as np
+import numpy.typing as npt
+
+from app.analysis.failures import is_error_reason
 from app.audit import AuditLog, Outcome
+from app.evidence.gates import FlagSlots, VariantSlots, judge_flag
+from app.evidence.windows import judged_since, slot_end_at_or_before, span_words
 from app.flags.backend import FlagSnapshot
 from app.rollout.guards import (
     DependencyStatus,
@@ -33,10 +40,13 @@ if TYPE_CHECKING:  # frames arrive from the sources; this module never builds on
 __all__ = [
     "Measured",
     "error_counts_by_flag",
+    "flag_slots",
     "gather_guard_inputs",
     "guard_check",
     "guard_inputs",
+    "judged_start",
     "measure_environment",
+    "measured_inputs",
     "unavailable_evidence",
     "variant_counts",
     "variant_counts_by_flag",
@@ -63,31 +73,36 @@ def guard_check(
 
 @dataclass(frozen=True)
 class Measured:
-    """One source's answers about every flag of one environment over one window; all
-    None when no source answered. `counts`: flag → variant → counts; `errors`: flag →
-    its failed evaluations (`app.analysis.failures.flag_errors`)."""
+    """One source's answers about every flag of one environment, per slot of the grid
+    from `start` to `end` (epoch seconds); all None when no source answered. `slots`:
+    flag → its counts per slot (`app.evidence.gates.FlagSlots`)."""
 
     source: str = ""
     newest: datetime | None = None
-    counts: Mapping[str, Mapping[str, VariantCounts]] | None = None
-    errors: Mapping[str, FlagErrors] | None = None
+    slots: Mapping[str, FlagSlots] | None = None
+    errors_in: ErrorsIn = ErrorsIn.REASON
     versions: Mapping[str, str] | None = None
     unavailable: frozenset[str] = frozenset()
+    start: float = 0.0
+    end: float = 0.0
+    slot: float = 30.0
 
 
 def measure_environment(
-    source: MetricsSource, environment: str, window: timedelta, at: datetime
+    source: MetricsSource, environment: str, start: float, at: datetime, slot: float
 ) -> Measured:
-    """Every flag of `environment` over `window` ending at `at`, whatever their number:
-    the newest sample, the evaluations by flag, variant and reason, the error counter's
-    counts (not asked where the emitter counts failures only as reasons) and the
-    instances' config versions (not asked where it has no such gauge). Lets
-    `SourceUnavailable` through."""
+    """Every flag of `environment` per slot from `start` (a slot boundary, epoch
+    seconds) to the last whole slot before `at`, whatever their number: the newest
+    sample, the evaluations by flag, variant and reason, the error counter's counts (not
+    asked where the emitter counts failures only as reasons) and the instances' config
+    versions (not asked where it has no such gauge). Lets `SourceUnavailable` through."""
     newest = source.newest_sample_time(environment, at)
-    counts = variant_counts_by_flag(source.variant_counts(environment, window, at))
-    counter: dict[str, float] = {}
+    end = max(slot_end_at_or_before(at.timestamp(), slot), start)
+    span = (_utc(start), _utc(end), timedelta(seconds=slot))
+    counts = source.slot_counts(environment, *span)
+    counter = None
     if source.errors_in is not ErrorsIn.REASON:
-        counter = error_counts_by_flag(source.error_counts(environment, window, at))
+        counter = source.slot_error_counts(environment, *span)
     unavailable = unavailable_evidence(source)
     versions = None
     if "config_version" not in unavailable:
@@ -96,11 +111,95 @@ def measure_environment(
     return Measured(
         source=source.name,
         newest=newest,
-        counts=counts,
-        errors=errors_by_flag(source.errors_in, counts, counter),
+        slots=flag_slots(counts, counter, start, end, slot),
+        errors_in=source.errors_in,
         versions=versions,
         unavailable=unavailable,
+        start=start,
+        end=end,
+        slot=slot,
     )
+
+
+def judged_start(
+    at_step_since: datetime | None, at: datetime, policy: GuardPolicy
+) -> tuple[float, str]:
+    """Where the guards' counts of a flag begin (epoch seconds, on the slot grid) and the
+    words naming that window: since its step began, or over the policy's soak window
+    when no change is recorded (`app.evidence.windows.judged_since`)."""
+    began = None if at_step_since is None else at_step_since.timestamp()
+    start, words = judged_since(
+        began, at.timestamp(), policy.slots, policy.soak_window.total_seconds()
+    )
+    return math.floor(start / policy.slots.slot) * policy.slots.slot, words
+
+
+def gates_pending(at_step_since: datetime, at: datetime, policy: GuardPolicy) -> bool:
+    """Whether a step is too young to judge: its first whole slot has not ended (a tick
+    then waits without counting it as missing data)."""
+    slot = policy.slots.slot
+    first = math.ceil(at_step_since.timestamp() / slot) * slot
+    return slot_end_at_or_before(at.timestamp(), slot) <= first
+
+
+def flag_slots(
+    counts: pd.DataFrame, counter: pd.DataFrame | None, start: float, end: float, slot: float
+) -> dict[str, FlagSlots]:
+    """Per flag, its counts in each slot ending in (start, end]: per variant (all,
+    reason `error` in any case, split-decided), and the error counter's (zeros where
+    `counter` is None). Rows without a flag or variant, or off the grid, count nowhere."""
+    ends = _grid(start, end, slot)
+    n = len(ends)
+    per_flag: dict[str, dict[str, npt.NDArray[np.float64]]] = {}
+    for flag, variant, reason, slot_end, value in zip(
+        counts["flag"],
+        counts["variant"],
+        counts["reason"],
+        counts["slot_end"],
+        counts["evaluations"],
+        strict=True,
+    ):
+        index = _slot_index(slot_end, start, slot, n)
+        if index is None or _missing(flag) or _missing(variant) or _missing(value):
+            continue
+        arrays = per_flag.setdefault(str(flag), {}).setdefault(str(variant), np.zeros((3, n)))
+        number = float(value)
+        arrays[0, index] += number
+        if is_error_reason(reason):
+            arrays[1, index] += number
+        if str(reason).lower() in SPLIT_REASONS:
+            arrays[2, index] += number
+    failures: dict[str, npt.NDArray[np.float64]] = {}
+    if counter is not None:
+        for flag, slot_end, value in zip(
+            counter["flag"], counter["slot_end"], counter["errors"], strict=True
+        ):
+            index = _slot_index(slot_end, start, slot, n)
+            if index is None or _missing(flag) or _missing(value):
+                continue
+            failures.setdefault(str(flag), np.zeros(n))[index] += float(value)
+    return {
+        flag: FlagSlots(
+            ends,
+            {
+                variant: VariantSlots(arrays[0], arrays[1], arrays[2])
+                for variant, arrays in sorted(per_flag.get(flag, {}).items())
+            },
+            failures.get(flag, np.zeros(n)),
+        )
+        for flag in sorted(set(per_flag) | set(failures))
+    }
+
+
+def _slot_index(slot_end: object, start: float, slot: float, n: int) -> int | None:
+    if _missing(slot_end):
+        return None
+    index = round((float(slot_end) - start) / slot) - 1  # type: ignore[arg-type]
+    return index if 0 <= index < n else None
+
+
+def _utc(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, tz=UTC)
 
 
 def unavailable_evidence(source: object) -> frozenset[str]:
@@ -116,15 +215,33 @@ def guard_inputs(
     measured: Measured,
     snapshot: FlagSnapshot,
     flag_key: str,
+    policy: GuardPolicy,
     *,
     at: datetime,
     at_step_since: datetime | None,
     notices: Sequence[str] = (),
 ) -> GuardInputs:
-    """What the guards of `flag_key` look at in `measured` (its window is the guards'):
-    its counts and errors, its dependencies' success from their errors."""
+    """What the guards of `flag_key` look at in `measured`: its counts, errors and data
+    gates since its step began (`judged_start`), its dependencies' success over the
+    same window."""
     flag = snapshot.flag(flag_key)
-    counts, errors = measured.counts, measured.errors
+    start, words = judged_start(at_step_since, at, policy)
+    slots = None if measured.slots is None else measured.slots.get(flag_key, _no_slots(measured))
+    gates = None
+    if slots is not None and at_step_since is not None and gates_pending(at_step_since, at, policy):
+        words = (
+            f"yet: the step began {span_words(at.timestamp() - at_step_since.timestamp())} ago "
+            f"and its first whole {policy.slots.slot:g} s slot has not ended"
+        )
+    elif slots is not None:
+        gates = judge_flag(
+            slots.gate_slots(measured.errors_in, flag.rollout.variant, flag.default_variant),
+            start,
+            at.timestamp(),
+            flag.percentage / 100,
+            policy.gate_settings(),
+            words,
+        )
     return GuardInputs(
         now=at,
         configured_percentage=flag.percentage,
@@ -132,16 +249,18 @@ def guard_inputs(
         baseline=flag.default_variant,
         source=measured.source,
         newest_sample=measured.newest,
-        variants=None if counts is None else dict(counts.get(flag_key, {})),
-        errors=None if errors is None else errors.get(flag_key),
+        variants=None if slots is None else _variant_counts(slots, start),
+        errors=None if slots is None else slots.errors_since(start, measured.errors_in),
         at_step_since=at_step_since,
         dependencies=tuple(
-            _dependency(snapshot, key, errors) for key in flag.metadata.dependencies
+            _dependency(snapshot, key, measured, start) for key in flag.metadata.dependencies
         ),
         instance_versions=measured.versions,
         current_config_version=snapshot.config.loaded_version,
         notices=tuple(notices),
         unavailable=measured.unavailable,
+        gates=gates,
+        window=words,
     )
 
 
@@ -153,27 +272,46 @@ def gather_guard_inputs(
     policy: GuardPolicy,
     at: datetime,
 ) -> GuardInputs:
-    """Everything the guards need over the soak window, from the first source that
-    answers every question; a source that fails is named in `notices` and its numbers
-    are not used."""
-    environment = snapshot.environment
+    """Everything the guards need since the flag's step began, from the first source
+    that answers every question; a source that fails is named in `notices` and its
+    numbers are not used."""
     snapshot.flag(flag_key)  # an unknown flag is refused before any source is asked
+    changes = audit.entries(
+        flag=flag_key, environment=snapshot.environment, outcomes=(Outcome.APPLIED,), limit=1
+    )
+    return measured_inputs(
+        sources, snapshot, flag_key, policy, at, changes[0].at if changes else None
+    )
+
+
+def measured_inputs(
+    sources: Sequence[MetricsSource],
+    snapshot: FlagSnapshot,
+    flag_key: str,
+    policy: GuardPolicy,
+    at: datetime,
+    at_step_since: datetime | None,
+) -> GuardInputs:
+    """The guard inputs of `flag_key` at `at` for a step that began at `at_step_since`
+    (None: no change recorded), measured from the first source that answers."""
+    environment = snapshot.environment
+    start, _ = judged_start(at_step_since, at, policy)
+    start = min(start, at.timestamp() - policy.soak_window.total_seconds())
+    start = math.floor(start / policy.slots.slot) * policy.slots.slot
     notices: list[str] = []
     answer = first_answer(
         sources,
-        lambda source: measure_environment(source, environment, policy.soak_window, at),
+        lambda source: measure_environment(source, environment, start, at, policy.slots.slot),
         notices,
         "trying the next source.",
-    )
-    changes = audit.entries(
-        flag=flag_key, environment=environment, outcomes=(Outcome.APPLIED,), limit=1
     )
     return guard_inputs(
         Measured() if answer is None else answer[1],
         snapshot,
         flag_key,
+        policy,
         at=at,
-        at_step_since=changes[0].at if changes else None,
+        at_step_since=at_step_since,
         notices=notices,
     )
 
@@ -233,11 +371,36 @@ def _missing(value: object) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
+def _no_slots(measured: Measured) -> FlagSlots:
+    """A flag no slot mentions: zeros over the measured grid."""
+    ends = _grid(measured.start, measured.end, measured.slot)
+    return FlagSlots(ends, {}, np.zeros(len(ends)))
+
+
+def _grid(start: float, end: float, slot: float) -> npt.NDArray[np.float64]:
+    """The slot ends in (start, end]."""
+    return start + slot * np.arange(1, round((end - start) / slot) + 1, dtype=np.float64)
+
+
+def _variant_counts(slots: FlagSlots, start: float) -> dict[str, VariantCounts]:
+    """Per variant, its counts over the slots ending after `start`."""
+    after = slots.ends > start
+    return {
+        variant: VariantCounts(
+            float(counts.evaluations[after].sum()),
+            float(counts.errors[after].sum()),
+            float(counts.split[after].sum()),
+        )
+        for variant, counts in slots.variants.items()
+    }
+
+
 def _dependency(
-    snapshot: FlagSnapshot, key: str, errors: Mapping[str, FlagErrors] | None
+    snapshot: FlagSnapshot, key: str, measured: Measured, start: float
 ) -> DependencyStatus:
-    """A dependency's step and success (1 - its error rate); success None when it was
-    not evaluated in the window or no source answered."""
+    """A dependency's step and success (1 - its error rate over the slots after
+    `start`); success None when it was not evaluated then or no source answered."""
     percentage = snapshot.config.flags[key].percentage if key in snapshot.config.flags else 0.0
-    rate = None if errors is None or key not in errors else errors[key].rate
+    slots = None if measured.slots is None else measured.slots.get(key)
+    rate = None if slots is None else slots.errors_since(start, measured.errors_in).rate
     return DependencyStatus(key, percentage, None if rate is None else 1.0 - rate)

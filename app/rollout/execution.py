@@ -13,7 +13,7 @@ is down too.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from app.audit import AuditEntry, AuditLog, DuplicateKey, Outcome, RecordedAction
 from app.errors import RolloutError
@@ -31,6 +31,7 @@ from app.rollout.action_model import (
     ActionRefused,
     ActionRequest,
     ActionResult,
+    EvidenceBefore,
     GuardCheck,
     InvalidRequest,
 )
@@ -39,6 +40,7 @@ from app.rollout.exit_codes import ExitCode
 from app.rollout.flag_writes import apply_flag_by_flag, partial_outcomes, per_flag_result
 from app.rollout.planning import changed_since, flag_now, plan_action, validate_request
 from app.rollout.roles import NotAuthorized, Role, require
+from app.rollout.undo import DEFAULT_UNDO_WINDOW
 from queries.source import SourceUnavailable
 
 __all__ = ["execute_action", "unavailable_result"]
@@ -51,6 +53,9 @@ def execute_action(
     check_guards: GuardCheck,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
     approvals: ApprovalGate | None = None,
+    *,
+    undo_window: timedelta = DEFAULT_UNDO_WINDOW,
+    evidence_before: EvidenceBefore | None = None,
 ) -> ActionResult:
     """Plan, authorise, audit and apply `request`. Never raises for a user error: the
     result carries the exit code and the message. With `request.confirmed`, exactly the
@@ -58,14 +63,24 @@ def execute_action(
     version) is refused with exit 3, recorded as the confirmed change, refused, with the
     fresh state and who made it in its detail. Where `approvals` says the plan needs a
     second person, a request without an approval becomes a change request (exit 5)
-    instead, and one naming an approval is applied only if that approval allows it."""
+    instead, and one naming an approval is applied only if that approval allows it.
+    A restore within reason (`app.rollout.undo`, `undo_window`) needs no override: its
+    guards, `evidence_before` the change it undoes, are recorded as warnings."""
     try:
         validate_request(request)  # first: a refusal may quote the actor's name
         require(request.identity, needed_role(request), str(request.action))
         previous = audit.find_key(request.idempotency_key)
         if previous is not None and not request.dry_run:
             return replay(request, previous, audit)
-        plan = plan_action(request, backend, check_guards, audit)
+        plan = plan_action(
+            request,
+            backend,
+            check_guards,
+            audit,
+            now=now(),
+            undo_window=undo_window,
+            evidence_before=evidence_before,
+        )
     except NotAuthorized as error:
         return ActionResult(False, ExitCode.REFUSED, None, error=str(error))
     except ActionConflict as error:
@@ -94,11 +109,13 @@ def execute_action(
     if not plan.transitions:
         return ActionResult(False, ExitCode.DONE, plan, error="nothing to change")
     if request.dry_run:
-        code = ExitCode.DONE if plan.guards_passed or request.override_guards else ExitCode.REFUSED
+        code = ExitCode.DONE if plan.may_proceed or request.override_guards else ExitCode.REFUSED
         return ActionResult(False, code, plan)
 
-    if not plan.guards_passed and not request.override_guards:
+    if not plan.may_proceed and not request.override_guards:
         failed = ", ".join(g.label for g in plan.guards if not g.passed)
+        if plan.undo is not None:  # a restore that is no undo within reason: say why
+            failed += f" (no undo without override: {plan.undo.reason})"
         entries = record_plan(audit, plan, Outcome.REFUSED, now())
         code = ExitCode.UNAVAILABLE if plan.metrics_unavailable else ExitCode.REFUSED
         return ActionResult(False, code, plan, entries, error=f"guards failed: {failed}")

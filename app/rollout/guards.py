@@ -1,22 +1,26 @@
 """Guards of an advance: each one measures, compares with its threshold, and says why.
 
 Guards fail **closed**: a guard whose data is missing or whose source did not answer
-fails, with the reason in `detail`. Everything here is pure: `GuardInputs` carries the
-numbers seen at decision time (gathered by `app.rollout.service`), and the same inputs
-always give the same report.
+fails, with the reason in `detail`. The data guards (error rate, exposure) read the
+always-valid evidence since the step began (`app.evidence.gates`): they fail *on data*
+(`GuardResult.on_data`) only when an e-value proves a limit broken, the one failure a
+plan acts on; a limit broken by the estimate alone, not yet proven, makes an advance
+wait. Everything here is pure: `GuardInputs` carries the numbers seen at decision time
+(gathered by `app.rollout.evidence`), and the same inputs always give the same report.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from app.analysis.failures import FlagErrors, reason_errors
-from app.analysis.health import VariantComparison
-from app.analysis.health import two_proportion_greater as _two_proportion_greater
+from app.analysis.failures import FlagErrors
+from app.evidence.gates import FlagGates, GateSettings, Judgement
+from app.evidence.windows import WindowPlan
 from app.recorded import Unrecognised, recognised
 
 __all__ = [
@@ -28,7 +32,6 @@ __all__ = [
     "GuardResult",
     "VariantCounts",
     "evaluate_guards",
-    "sample_ratio_mismatch",
 ]
 
 
@@ -70,6 +73,8 @@ class GuardResult:
     window: str = ""
     of: int | None = None  # counted guards: out of how many (dependencies)
     flag: str = ""
+    #: an always-valid e-value proves the limit broken: the one failure a plan acts on
+    on_data: bool = False
 
     @property
     def label(self) -> str:
@@ -85,6 +90,7 @@ class GuardResult:
             "detail": self.detail,
             "window": self.window,
             "of": self.of,
+            "on_data": self.on_data,
         }
 
     @classmethod
@@ -104,21 +110,39 @@ class GuardResult:
             window=str(document.get("window", "")),
             of=document.get("of"),
             flag=flag,
+            on_data=bool(document.get("on_data", False)),
         )
 
 
 @dataclass(frozen=True)
 class GuardPolicy:
+    """The limits the guards judge against. The data guards share `false_action_budget`:
+    a healthy flag is acted on at most that often per plan-day (docs/design.md §8)."""
+
     max_data_age_seconds: float = 120.0
     max_error_rate: float = 0.01
-    significance: float = 0.01  # p below this: the treatment is worse than the baseline
     min_soak: timedelta = timedelta(minutes=15)
     min_dependency_success: float = 0.99
     exposure_tolerance: float = 0.02  # absolute share, 0..1
-    srm_p_value: float = 0.001
+    #: the window judged when no change of the flag is recorded (and dependencies' window)
     soak_window: timedelta = timedelta(minutes=15)
     #: a guard whose evidence the emitter cannot provide passes (else: fails closed)
     pass_without_evidence: bool = False
+    #: treatment − control error rates allowed before the treatment is worse (0.01 = 1 pt)
+    max_error_difference: float = 0.0
+    #: false actions per plan-day the data gates may take between them on a healthy flag
+    false_action_budget: float = 0.01
+    slots: WindowPlan = field(default_factory=WindowPlan)
+
+    def gate_settings(self) -> GateSettings:
+        """The data gates' settings (`app.evidence.gates`) of this policy."""
+        return GateSettings(
+            max_error_rate=self.max_error_rate,
+            max_difference=self.max_error_difference,
+            exposure_tolerance=self.exposure_tolerance,
+            budget=self.false_action_budget,
+            plan=self.slots,
+        )
 
 
 @dataclass(frozen=True)
@@ -158,9 +182,12 @@ class GuardInputs:
     notices: Sequence[str] = field(default=())  # the sources that could not answer
     #: evidence the answering source's emitter cannot provide (`queries.names.Evidence`)
     unavailable: frozenset[str] = frozenset()
-    #: the flag's failed evaluations over the window (`app.analysis.failures`); None:
-    #: no error counter answered, `variants`' reason-`error` evaluations are the failures
+    #: the flag's failed evaluations over the window (`app.analysis.failures`)
     errors: FlagErrors | None = None
+    #: the data gates judged since the step began; None: nothing to judge yet
+    gates: FlagGates | None = None
+    #: the window judged in words ("since the step began 42 min ago")
+    window: str = ""
 
 
 def evaluate_guards(inputs: GuardInputs, policy: GuardPolicy) -> list[GuardResult]:
@@ -222,10 +249,6 @@ def _unavailable(
     )
 
 
-def _window(policy: GuardPolicy) -> str:
-    return f"{policy.soak_window.total_seconds() / 60:g} min"
-
-
 def _data_fresh(inputs: GuardInputs, policy: GuardPolicy) -> GuardResult:
     name, limit = GuardName.DATA_FRESH, policy.max_data_age_seconds
     if not inputs.source or inputs.newest_sample is None:
@@ -243,67 +266,95 @@ def _data_fresh(inputs: GuardInputs, policy: GuardPolicy) -> GuardResult:
 
 
 def _error_rate(inputs: GuardInputs, policy: GuardPolicy) -> GuardResult:
-    name, window = GuardName.ERROR_RATE, _window(policy)
-    if not inputs.variants:
+    """The flag's error rate since the step began against the limit, and, where failed
+    evaluations carry a variant, the treatment's against the limit and against the
+    control's (`app.evidence.gates`). Failed *on data* when an always-valid e-value
+    proves a limit broken; failed without proof (an advance waits) when the estimate is
+    above the limit but not yet proven."""
+    name, limit = GuardName.ERROR_RATE, policy.max_error_rate
+    gates = inputs.gates
+    if gates is None or gates.error_rate.estimate is None:
         return GuardResult(
-            name, False, None, policy.max_error_rate, "no evaluations in the window", window
+            name, False, None, limit, f"no evaluations {inputs.window or 'in the window'}"
         )
-    errors = inputs.errors or reason_errors(inputs.variants.values())
-    total, ratio = errors.evaluations, errors.rate
-    if ratio is None:
-        return GuardResult(
-            name, False, None, policy.max_error_rate, "no evaluations in the window", window
-        )
-    if ratio > policy.max_error_rate:
-        return GuardResult(
-            name,
-            False,
-            ratio,
-            policy.max_error_rate,
-            f"{100 * ratio:.2f} % of {total:.0f} evaluations failed",
-            window,
-        )
-    treated = inputs.variants.get(inputs.treatment)
-    base = inputs.variants.get(inputs.baseline)
-    test = ""
-    if not errors.per_variant:
-        test = (
-            f"; two-proportion z-test {inputs.treatment} > {inputs.baseline}: {NO_VARIANT_ERRORS}"
-        )
-    elif treated and base and treated.evaluations > 0 and base.evaluations > 0:
-        z, p = _two_proportion_greater(
-            treated.errors, treated.evaluations, base.errors, base.evaluations
-        )
-        test = (
-            f"; two-proportion z-test {inputs.treatment} > {inputs.baseline}: z={z:.2f}, p={p:.4f}"
-        )
-        if p < policy.significance:
-            words = VariantComparison(
-                inputs.treatment,
-                inputs.baseline,
-                treated.errors / treated.evaluations,
-                base.errors / base.evaluations,
-                z,
-                p,
-                policy.significance,
-            ).words
+    judged, window = gates.error_rate, gates.window
+    rate = float(judged.estimate or 0.0)
+    counted = f"{100 * rate:.2f} % of {judged.counts.total:.0f} evaluations failed"
+    compared = _comparison_words(inputs, gates)
+    for proof in (gates.error_rate, gates.treatment_rate):
+        if proof is not None and proof.fired:
+            # the value is the rate of the window that proved it (since the step began,
+            # since a restart, or the last minute), named with it
+            evidence = proof.evidence
+            seen = float(evidence.estimate or 0.0)
+            whose = "" if proof is gates.error_rate else f" of {inputs.treatment}"
+            where = "" if evidence.words == window else f" {evidence.words}"
+            since = "" if evidence.words == window else f"; {counted} {window}"
             return GuardResult(
                 name,
                 False,
-                ratio,
-                policy.max_error_rate,
-                f"{words} ({inputs.treatment} fails significantly more often than "
-                f"{inputs.baseline} although below the threshold){test}",
+                seen,
+                limit,
+                f"{100 * seen:.2f} % of {evidence.counts.total:.0f} evaluations{whose} failed"
+                f"{where}: proven above {100 * limit:g} % ({_proof_words(proof)})"
+                + since
+                + compared,
                 window,
+                on_data=True,
             )
-    return GuardResult(
-        name,
-        True,
-        ratio,
-        policy.max_error_rate,
-        f"{100 * ratio:.2f} % of {total:.0f} evaluations failed{test}",
-        window,
+    if gates.difference is not None and gates.difference.fired:
+        return GuardResult(
+            name,
+            False,
+            rate,
+            limit,
+            f"{counted}; {inputs.treatment} proven to fail more often than "
+            f"{inputs.baseline} ({_proof_words(gates.difference)})" + compared,
+            window,
+            on_data=True,
+        )
+    if rate > limit:
+        return GuardResult(
+            name,
+            False,
+            rate,
+            limit,
+            f"{counted}: above {100 * limit:g} %, not yet proven" + compared,
+            window,
+        )
+    return GuardResult(name, True, rate, limit, counted + compared, window)
+
+
+def _comparison_words(inputs: GuardInputs, gates: FlagGates) -> str:
+    """'; on − off +0.10 pt (always-valid interval −0.52 pt…+0.71 pt)', or why there is
+    none: the interval holds at every look at once, at the gate's share of the budget."""
+    versus = f"{inputs.treatment} − {inputs.baseline}"
+    if gates.difference is None:
+        return f"; {versus}: {NO_VARIANT_ERRORS}"
+    judged = gates.difference
+    if judged.estimate is None:
+        return f"; {versus}: no evaluations of one of them yet"
+    words = f"; {versus} {_points(judged.estimate)}"
+    if judged.interval is not None:
+        low, high = judged.interval
+        words += f" (always-valid interval {_points(low)}…{_points(high)})"
+    return words
+
+
+def _proof_words(judged: Judgement) -> str:
+    """'e-value 1.2e+05 ≥ 4.1e+03': the evidence against the limit and the threshold
+    that proves it at the plan's false-action budget."""
+    evidence = judged.evidence
+    return (
+        f"e-value {math.exp(min(evidence.log_evalue, 700)):.3g} ≥ "
+        f"{math.exp(evidence.threshold):.3g}"
     )
+
+
+def _points(difference: float) -> str:
+    """'+0.10 pt', '−1.25 pt': a difference of rates in percentage points."""
+    sign = "+" if difference >= 0 else "−"
+    return f"{sign}{100 * abs(difference):.2f} pt"
 
 
 def _soak_time(inputs: GuardInputs, policy: GuardPolicy) -> GuardResult:
@@ -351,42 +402,42 @@ def _dependencies(inputs: GuardInputs, policy: GuardPolicy) -> GuardResult:
 
 
 def _exposure(inputs: GuardInputs, policy: GuardPolicy) -> GuardResult:
-    name, window = GuardName.EXPOSURE, _window(policy)
-    expected = inputs.configured_percentage / 100
-    counts = inputs.variants or {}
-    treated = counts.get(inputs.treatment, VariantCounts(0, 0, 0)).split
-    base = counts.get(inputs.baseline, VariantCounts(0, 0, 0)).split
-    total = treated + base
-    if total <= 0:
-        return GuardResult(
-            name, False, None, expected, "no split evaluations in the window", window
-        )
-    observed = treated / total
-    off_by = abs(observed - expected)
-    mismatch, srm = sample_ratio_mismatch(treated, base, expected, policy.srm_p_value)
-    passed = off_by <= policy.exposure_tolerance and not mismatch
+    """The treatment's share of the split-decided evaluations since the step began
+    against the configured share: failed on data when a sample ratio mismatch is proven
+    (`Hypothesis.SHARE_WITHIN`), failed without proof (an advance waits) when the
+    share is off by more than the tolerance but not yet proven."""
+    name, expected = GuardName.EXPOSURE, inputs.configured_percentage / 100
+    gates = inputs.gates
+    if gates is None or gates.exposure.estimate is None:
+        window = inputs.window or "in the window"
+        return GuardResult(name, False, None, expected, f"no split evaluations {window}")
+    judged, window = gates.exposure, gates.window
+    observed = float(judged.estimate or 0.0)
     detail = (
         f"observed {100 * observed:.2f} % on {inputs.treatment} vs configured "
-        f"{100 * expected:g} % ({total:.0f} split evaluations; {srm})"
-        + ("; sample ratio mismatch" if mismatch else "")
+        f"{100 * expected:g} % ({judged.counts.total:.0f} split evaluations)"
     )
-    return GuardResult(name, passed, observed, expected, detail, window)
-
-
-def sample_ratio_mismatch(
-    treated: float, base: float, expected: float, p_value: float
-) -> tuple[bool, str]:
-    """Whether `treated` of `treated + base` split evaluations is too far from the
-    configured share `expected` (0..1) to be chance (chi-square p below `p_value`), and
-    the test's words."""
-    total = treated + base
-    if 0 < expected < 1:
-        from scipy import stats  # only an advance measures exposure: rollbacks skip ~2 s
-
-        chi2, p = stats.chisquare([treated, base], [total * expected, total * (1 - expected)])
-        return float(p) < p_value, f"chi-square={float(chi2):.2f}, p={float(p):.4f}"
-    # 0 % or 100 %: any evaluation on the other side is a mismatch
-    return abs(treated / total - expected) > 0, "exact check at 0/100 %"
+    if judged.fired:
+        return GuardResult(
+            name,
+            False,
+            observed,
+            expected,
+            f"{detail}: sample ratio mismatch ({_proof_words(judged)})",
+            window,
+            on_data=True,
+        )
+    if not judged.within:
+        return GuardResult(
+            name,
+            False,
+            observed,
+            expected,
+            f"{detail}: off by more than {100 * policy.exposure_tolerance:g} points, not yet "
+            "proven a mismatch",
+            window,
+        )
+    return GuardResult(name, True, observed, expected, detail, window)
 
 
 def _propagation(inputs: GuardInputs) -> GuardResult:

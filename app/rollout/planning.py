@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 from app.audit import AuditEntry, AuditLog, Outcome, who_changed
 from app.flags.backend import FlagBackend, FlagSnapshot, UnknownFlag
@@ -20,6 +21,7 @@ from app.rollout.action_model import (
     ActionPlan,
     ActionRefused,
     ActionRequest,
+    EvidenceBefore,
     GuardCheck,
     InvalidRequest,
     Transition,
@@ -27,6 +29,7 @@ from app.rollout.action_model import (
 from app.rollout.guards import GuardName, GuardResult
 from app.rollout.inputs import actor_problem, environment_problem, flag_key_problem, reason_problem
 from app.rollout.ladder import LadderEnd, next_step, previous_step
+from app.rollout.undo import DEFAULT_UNDO_WINDOW, undo_verdict
 
 __all__ = ["changed_since", "flag_now", "plan_action", "target_of", "validate_request"]
 
@@ -36,12 +39,18 @@ def plan_action(
     backend: FlagBackend,
     check_guards: GuardCheck,
     audit: AuditLog | None = None,
+    *,
+    now: datetime | None = None,
+    undo_window: timedelta = DEFAULT_UNDO_WINDOW,
+    evidence_before: EvidenceBefore | None = None,
 ) -> ActionPlan:
     """The change `request` would make, read from the backend now; writes nothing.
 
     Raises InvalidRequest (bad input, unknown flag, end of the ladder), ActionRefused /
     ActionConflict (a restore that cannot be done), and lets the backend's ConfigInvalid /
-    SourceUnavailable through. A restore needs `audit`.
+    SourceUnavailable through. A restore needs `audit`; it is judged an undo within
+    reason at `now` against `undo_window`, and then reports `evidence_before` (when
+    given) instead of the guards of the flags as they are now.
     """
     validate_request(request)
     snapshot = backend.load(request.environment)
@@ -64,7 +73,10 @@ def plan_action(
     if request.action is Action.RESTORE:
         if audit is None:
             raise InvalidRequest("a restore needs the audit log")
-        plan = _plan_restore(request, snapshot, audit, check_guards)
+        at = now or datetime.now(UTC)
+        plan = _plan_restore(
+            request, snapshot, audit, check_guards, at, undo_window, evidence_before
+        )
         for transition in plan.transitions:
             _refuse_read_only(snapshot, transition.flag)
         return plan
@@ -145,9 +157,16 @@ def flag_now(audit: AuditLog, snapshot: FlagSnapshot, key: str) -> str:
 
 
 def _plan_restore(
-    request: ActionRequest, snapshot: FlagSnapshot, audit: AuditLog, check_guards: GuardCheck
+    request: ActionRequest,
+    snapshot: FlagSnapshot,
+    audit: AuditLog,
+    check_guards: GuardCheck,
+    now: datetime,
+    undo_window: timedelta,
+    evidence_before: EvidenceBefore | None,
 ) -> ActionPlan:
-    """Every flag the recorded action touched, back to its exact prior state."""
+    """Every flag the recorded action touched, back to its exact prior state, with the
+    verdict on undoing it within reason and the guards of the flags going up."""
     assert request.restore_of is not None
     record = audit.get(request.restore_of)
     if record is None:
@@ -169,14 +188,32 @@ def _plan_restore(
         raise ActionConflict(
             f"cannot restore #{record.id}: changed since — {'; '.join(changed)}", snapshot
         )
+    since = audit.entries(
+        environment=record.environment,
+        since=group[0].at,
+        outcomes=(Outcome.APPLIED,),
+        limit=100_000,
+    )
+    undo = undo_verdict(group, since, now, undo_window)
+    by_flag = {entry.flag: entry for entry in group}
     up = [t for t in recorded if t.to_percentage > t.from_percentage]
     guards: list[GuardResult] = []
     unavailable = False
     for t in up:
-        found = check_guards(snapshot, t.flag)
+        if undo.allowed and evidence_before is not None:
+            found = evidence_before(snapshot, by_flag[t.flag])
+        else:
+            found = check_guards(snapshot, t.flag)
         unavailable = unavailable or _metrics_unavailable(found)
         guards.extend(found if len(up) == 1 else [replace(g, flag=t.flag) for g in found])
-    return ActionPlan(request, snapshot, recorded, tuple(guards), metrics_unavailable=unavailable)
+    return ActionPlan(
+        request,
+        snapshot,
+        recorded,
+        tuple(guards),
+        metrics_unavailable=unavailable,
+        undo=undo if up else None,
+    )
 
 
 def _reverted(entry: AuditEntry) -> Transition:

@@ -54,7 +54,9 @@ __all__ = [
     "emergency_button",
     "guard_table",
     "reason_problem",
+    "restorable",
     "restore_button",
+    "restore_history",
     "show_last_outcome",
 ]
 
@@ -141,17 +143,26 @@ def reason_problem(reason: str) -> str | None:
     return problem[:1].upper() + problem[1:] if problem else None
 
 
-def guard_table(guards: Sequence[GuardResult]) -> pd.DataFrame:
-    """The guard report as rows a reader scans: verdict, guard, value, threshold, why."""
+def guard_table(guards: Sequence[GuardResult], *, warnings: bool = False) -> pd.DataFrame:
+    """The guard report as rows a reader scans: verdict, guard, value, threshold, why. A
+    failed guard is ❌, or ⚠️ where it only warns (`warnings`: an undo's evidence); a flag
+    name keeps its underscores ("ab_testing: soak time")."""
+    failed = "⚠️" if warnings else "❌"
     return pd.DataFrame(
         {
-            "": ["✅" if g.passed else "❌" for g in guards],
-            "Guard": [g.label.replace("_", " ") for g in guards],
+            "": ["✅" if g.passed else failed for g in guards],
+            "Guard": [_guard_name(g) for g in guards],
             "Value": [format_guard_values(g)[0] for g in guards],
             "Threshold": [format_guard_values(g)[1] for g in guards],
             "Detail": [g.detail for g in guards],
         }
     )
+
+
+def _guard_name(guard: GuardResult) -> str:
+    """'soak time'; 'ab_testing: soak time' in a report on several flags."""
+    name = str(guard.name).replace("_", " ")
+    return f"{guard.flag}: {name}" if guard.flag else name
 
 
 def action_buttons(
@@ -226,16 +237,65 @@ def emergency_button(rt: Runtime, identity: Identity, environment: str) -> None:
         _open(rt, identity, ActionRequest(Action.EMERGENCY, environment, "(preview)", identity))
 
 
-def restore_button(rt: Runtime, identity: Identity, entry: AuditEntry) -> None:
+def restore_label(entry: AuditEntry, flags: int) -> str:
+    """ "↩️ Restore #8", or "↩️ Restore #9: restores all 5 flags" for one action on 5."""
+    if flags > 1:
+        return f"↩️ Restore #{entry.id}: restores all {flags} flags"
+    return f"↩️ Restore #{entry.id}"
+
+
+def restorable(entry: AuditEntry) -> bool:
+    """Whether a Restore is offered for `entry`: an applied change of a flag."""
+    return (
+        entry.outcome is Outcome.APPLIED
+        and entry.from_state is not None
+        and entry.to_state is not None
+        and str(entry.action) in set(Action)
+    )
+
+
+def restore_button(
+    rt: Runtime, identity: Identity, entry: AuditEntry, flags: int = 1, *, key: str = ""
+) -> None:
     """ "Restore" for an applied audit record, for operators: puts every flag its action
-    touched back to its prior state, through the same dialog."""
-    if identity.role.rank < Role.OPERATOR.rank or entry.outcome is not Outcome.APPLIED:
+    touched (`flags` of them) back to its prior state, through the same dialog."""
+    if identity.role.rank < Role.OPERATOR.rank or not restorable(entry):
         return
-    if st.button(f"↩️ Restore #{entry.id}", key=f"open-restore-{entry.id}"):
+    if st.button(restore_label(entry, flags), key=key or f"open-restore-{entry.id}"):
         request = ActionRequest(
             Action.RESTORE, entry.environment, "(preview)", identity, restore_of=entry.id
         )
         _open(rt, identity, request)
+
+
+def restore_history(rt: Runtime, identity: Identity, environment: str, flag: str) -> None:
+    """Under a flag's history: its newest applied changes, each with Restore (the whole
+    action for an emergency rollback), for operators."""
+    if identity.role.rank < Role.OPERATOR.rank:
+        return
+    changes = [
+        e
+        for e in rt.audit.entries(
+            flag=flag, environment=environment, outcomes=(Outcome.APPLIED,), limit=20
+        )
+        if restorable(e)
+    ][:5]
+    if not changes:
+        return
+    hours = format_duration(rt.settings.undo_window_hours * 3600)
+    st.caption(
+        f"Restore puts back what a change altered. Within {hours} of it, while the flag has "
+        "not moved since, an operator may restore it without an admin's override."
+    )
+    for entry in changes:
+        group = rt.audit.action_group(entry)
+        said, button = st.columns([3, 2])
+        said.markdown(
+            f"#{entry.id} · {entry.action} by {escape_markdown(entry.actor)} · "
+            f"{entry.at:%Y-%m-%d %H:%M} UTC · {entry.from_text} → {entry.to_text}"
+        )
+        with button:
+            restore_button(rt, identity, group[0], len(group), key=f"history-restore-{entry.id}")
 
 
 def show_last_outcome() -> None:
@@ -282,7 +342,8 @@ def show_last_outcome() -> None:
         rt = runtime()
         identity = current_identity(rt)
         restore_col, dismiss_col = st.columns([3, 1])
-        if restore_col.button(f"↩️ Restore these {len(outcome.flags)} flags", key="outcome-restore"):
+        label = f"↩️ Restore #{outcome.audit_id}: restores all {len(outcome.flags)} flags"
+        if restore_col.button(label, key="outcome-restore"):
             request = ActionRequest(
                 Action.RESTORE,
                 outcome.environment,
@@ -317,11 +378,18 @@ def _open(rt: Runtime, identity: Identity, request: ActionRequest, seen: str | N
         note = f"Changed since you looked: {who}. The dialog shows the flag as it is now."
     # asked once per dialog: the title and the body say the same
     waits = plan is not None and bool(plan.transitions) and rt.approvals.needs_approval(plan)
+    if plan is not None and _blocked(plan) and identity.role is not Role.ADMIN:
+        waits = False  # refused whatever else is true: never titled "needs approval"
     st.session_state[f"{_DIALOG}{key}"] = _Dialog(plan, error, note, waits)
     title = _title(request, plan)
     if waits:
         title += " (needs approval)"
     st.dialog(title, width="large")(_confirm)(rt, identity, request, key)
+
+
+def _blocked(plan: ActionPlan) -> bool:
+    """Whether guards fail and nothing else lets the plan proceed (only an override)."""
+    return bool(plan.guards) and not plan.may_proceed
 
 
 def _title(request: ActionRequest, plan: ActionPlan | None) -> str:
@@ -348,8 +416,13 @@ def _confirm(rt: Runtime, identity: Identity, request: ActionRequest, key: str) 
         st.error(opened.error)
         return
     waits = opened.waits
+    admin = identity.role is Role.ADMIN
+    # guards fail and nothing else allows it: an operator is refused whatever else is
+    # true, so the dialog says only that (never "creates a change request" as well)
+    blocked = _blocked(plan)
     if waits:  # first: what confirming does here
         _approval_notice(rt, plan)
+    _undo_notice(plan)
     _show_plan(plan)
     reason = st.text_area(
         "Reason (required: the approver reads it; it goes to the audit log)"
@@ -361,26 +434,32 @@ def _confirm(rt: Runtime, identity: Identity, request: ActionRequest, key: str) 
     if problem:
         st.error(problem)
     override = False
-    if plan.guards and not plan.guards_passed:
-        if identity.role is Role.ADMIN:
+    if blocked:
+        if admin:
             override = st.checkbox(
                 "Override the failed guards (recorded as an override)", key="dialog-override"
             )
         else:
-            st.error("Guards failed: this is refused. An admin can override.")
+            failed = ", ".join(_guard_name(g) for g in plan.guards if not g.passed)
+            st.error(
+                f"Refused: guards failed ({failed}). Only an admin can override: "
+                f"{_admins(rt, identity)}."
+            )
     if override and not waits and rt.approvals.needed_in(request.environment):
         waits = True  # any override waits where approval is needed
         _approval_notice(rt, plan)
     if override and waits:
-        st.caption("An override is approved by another admin only.")
+        st.caption(f"An override is approved by another admin only: {_admins(rt, identity)}.")
     ready = (
         bool(reason.strip())
         and problem is None
-        and (plan.guards_passed or override)
+        and (plan.may_proceed or override)
         and bool(plan.transitions)
     )
-    if request.environment in rt.settings.typed_confirmation_environments:
-        wanted = request.flag or request.environment
+    undo = request.action is Action.RESTORE and bool(plan.transitions)
+    if undo or request.environment in rt.settings.typed_confirmation_environments:
+        single = plan.transitions[0].flag if len(plan.transitions) == 1 else None
+        wanted = request.flag or single or request.environment
         typed = st.text_input(f"Type **{wanted}** to confirm", key="dialog-typed")
         ready = ready and typed.strip() == wanted
     if not plan.transitions:
@@ -406,6 +485,43 @@ def _confirm(rt: Runtime, identity: Identity, request: ActionRequest, key: str) 
         st.session_state.pop(f"{_DIALOG}{key}", None)
         st.session_state[_OUTCOME] = _summary(result)
         st.rerun()
+
+
+def _admins(rt: Runtime, identity: Identity) -> str:
+    """Who could override or approve an override, besides `identity`: "bob@example.com",
+    or that there is none (the demo's single local operator)."""
+    settings = rt.settings
+    if settings.default_role is Role.ADMIN and not settings.demo:
+        return "every signed-in user is an admin here"
+    names = sorted(
+        name
+        for name, role in settings.roles.items()
+        if role is Role.ADMIN and name.lower() != identity.name.lower()
+    )
+    if not names:
+        return "no admin is configured here (ROLLOUT_ROLES), so nobody can"
+    return "admins here: " + ", ".join(escape_markdown(name) for name in names)
+
+
+def _undo_notice(plan: ActionPlan) -> None:
+    """A restore: whether it is an undo within reason, and why (the guards shown are then
+    the evidence from before the change it undoes)."""
+    undo = plan.undo
+    if undo is None:
+        return
+    if undo.allowed:
+        st.info(
+            f"**Undo within reason:** {escape_markdown(undo.reason)}. An operator may "
+            "restore it without an override; the guards below are the evidence from "
+            "before that change (the state this restores), shown as warnings.",
+            icon="↩️",
+        )
+    else:
+        st.warning(
+            f"**Not an undo within reason:** {escape_markdown(undo.reason)}. The guards "
+            "of the flags as they are now decide.",
+            icon="⚠️",
+        )
 
 
 def _approval_notice(rt: Runtime, plan: ActionPlan) -> None:
@@ -440,10 +556,17 @@ def _show_plan(plan: ActionPlan) -> None:
         return
     st.markdown("**Exact change**")
     st.code("\n".join(t.diff for t in plan.transitions), language=None)
-    if plan.guards:
+    if not plan.guards:
+        return
+    warned = plan.undo is not None and plan.undo.allowed
+    failed = sum(not g.passed for g in plan.guards)
+    if warned:
+        said = "all guards passed then" if not failed else f"{failed} warning(s)"
+        st.markdown(f"**Evidence before the change it undoes** — {said}")
+    else:
         verdict = "all guards pass" if plan.guards_passed else "some guards FAIL"
         st.markdown(f"**Guard report** — {verdict}")
-        st.dataframe(guard_table(plan.guards), hide_index=True, width="stretch")
+    st.dataframe(guard_table(plan.guards, warnings=warned), hide_index=True, width="stretch")
 
 
 def _summary(result: ActionResult) -> ActionOutcome:

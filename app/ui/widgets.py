@@ -77,8 +77,15 @@ def outcome_message(kind: str, text: str) -> None:
 
 @st.cache_resource
 def runtime() -> Runtime:
-    """One runtime per server process, shared by every session."""
-    return open_runtime(load_settings())
+    """One runtime per server process, shared by every session; the process logs as
+    ROLLOUT_LOG_FORMAT says (the database's outages among what it says)."""
+    import logging
+
+    from app.logs import configure_logging
+
+    settings = load_settings()
+    configure_logging(settings.log_format, logging.INFO)
+    return open_runtime(settings)
 
 
 def current_identity(rt: Runtime) -> Identity:

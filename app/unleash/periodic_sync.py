@@ -37,7 +37,7 @@ def sync_once(settings: Settings, hours: int = MAX_HOURS) -> SyncReport:
 
     assert settings.unleash_url and settings.unleash_token is not None
     api = UnleashApi(settings.unleash_url, settings.unleash_token, settings.unleash_timeout_seconds)
-    engine = open_database(settings.resolved_database_url)
+    engine = open_database(settings.resolved_database_url, migrate_schema=settings.auto_migrate)
     try:
         return sync_unleash(api, engine, settings.unleash_project, hours)
     finally:
@@ -69,7 +69,9 @@ def start_periodic_sync(settings: Settings) -> threading.Event | None:
         print(line, file=sys.stderr, flush=True)
 
     try:  # migrate here, once: Alembic is not thread-safe, nor two migrations at once
-        open_database(settings.resolved_database_url).dispose()
+        open_database(
+            settings.resolved_database_url, migrate_schema=settings.auto_migrate
+        ).dispose()
     except Exception as error:  # the thread's runs will say it again, one line each
         log(f"unleash sync: metrics database: {failure_line(error)}")
 

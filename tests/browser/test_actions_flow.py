@@ -224,18 +224,22 @@ def test_an_emergency_rollback_lists_its_flags_and_offers_restore(chromium, dash
         assert "flag_detail" in href and f"flag={flag}" in href and "env=staging" in href
         assert _flag(state, flag, "staging") == (FlagState.DISABLED, 0.0)
 
-    page.get_by_role("button", name="Restore these 3 flags").click()
+    page.get_by_role("button", name="restores all 3 flags").click()
     dialog = page.get_by_role("dialog")
     expect(dialog.get_by_text("in staging: 3 flags")).to_be_visible(timeout=30_000)
     for flag, (_, pct) in before.items():
         expect(dialog.get_by_text(f"{flag}: disabled 0 % → rollout {pct:g} %")).to_be_visible()
-    # a restore goes up: each flag's guards are shown; without metrics they fail closed,
-    # and an operator is refused (an admin may override)
-    expect(
-        dialog.get_by_text("Guards failed: this is refused. An admin can override.")
-    ).to_be_visible()
+    # a restore goes up: each flag's guards are shown; without metrics they fail, but
+    # right after the rollback this is an undo within reason: they only warn, and the
+    # operator confirms by typing the environment's name
+    expect(dialog.get_by_text("none of its 3 flags has moved since")).to_be_visible()
     _reason(page, "the incident was elsewhere")
-    expect(dialog.get_by_role("button", name="Confirm: ↩️ Restore 3 flags")).to_be_disabled()
+    confirm = dialog.get_by_role("button", name="Confirm: ↩️ Restore 3 flags")
+    expect(confirm).to_be_disabled()
+    typed = dialog.get_by_label("to confirm")
+    typed.fill("staging")
+    typed.press("Tab")
+    expect(confirm).to_be_enabled()
     page.keyboard.press("Escape")
     assert {f: _flag(state, f, "staging") for f in before} == {
         f: (FlagState.DISABLED, 0.0) for f in before
@@ -263,6 +267,9 @@ def test_restore_from_the_audit_page_puts_the_flag_back(chromium, dashboard):
         timeout=30_000
     )
     _reason(page, "advanced too early")
+    typed = dialog.get_by_label("Type **delta** to confirm")  # a restore always asks the flag
+    typed.fill("delta")
+    typed.press("Tab")
     dialog.get_by_role("button", name="Confirm: ↩️ Restore delta to rollout 10 %").click()
     expect(page.get_by_text("Applied: delta: rollout 25 % → rollout 10 %")).to_be_visible(
         timeout=30_000

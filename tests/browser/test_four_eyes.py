@@ -332,3 +332,70 @@ def test_alice_cancels_her_request(people, dashboard):
     expect(bob.get_by_role("button", name=f"Approve #{number}")).to_have_count(0, timeout=30_000)
     assert dashboard.steps("canary_deployment")[-2:] == [(ALICE, "requested"), (ALICE, "cancelled")]
     _no_error(alice)
+
+
+def test_bobs_outcome_shows_in_the_card_he_clicked_and_the_next_approve_stays_put(
+    people, dashboard
+):
+    """alice asks for an advance, then kills a flag and undoes the kill at once: an undo
+    within reason, which in production still waits for bob. Two requests wait; bob
+    approves the top one (the undo): its outcome appears in its own card and stays until
+    dismissed, and the other request's Approve does not slide under his pointer."""
+    alice, bob = people
+    advance = _request_advance(alice, dashboard, "canary_deployment", "canary is clean")
+    undo = _undo_a_kill(alice, dashboard, "phase2_health_checks")
+    _open_requests(bob, dashboard, BOB)
+    approve_undo = bob.get_by_role("button", name=f"Approve #{undo}")
+    approve_advance = bob.get_by_role("button", name=f"Approve #{advance}")
+    expect(approve_advance).to_be_visible(timeout=30_000)
+    expect(approve_undo).to_be_visible()
+    pointer = approve_undo.bounding_box()
+    assert pointer is not None
+    approve_undo.click()
+    done = f"#{undo} approved and applied: phase2_health_checks: disabled 0 % → rollout 5 %"
+    outcome = bob.get_by_text(done)
+    expect(outcome).to_be_visible(timeout=45_000)
+    # in the card bob clicked: below its title, above the other request
+    said = outcome.bounding_box()
+    title = bob.get_by_text(f"#{undo} · production · restore").bounding_box()
+    assert said is not None and title is not None
+    assert title["y"] < said["y"] < (approve_advance.bounding_box() or {"y": 0})["y"]
+    assert dashboard.percentage("phase2_health_checks") == 5.0
+    expect(approve_advance).to_be_visible()
+    after = approve_advance.bounding_box()
+    assert after is not None
+    # #advance's Approve is not where bob's pointer rests
+    assert abs(after["y"] - pointer["y"]) > pointer["height"]
+    bob.wait_for_timeout(4_000)  # the board refreshes (3 s): the outcome stays
+    expect(outcome).to_be_visible()
+    bob.get_by_role("button", name="Dismiss").click()
+    expect(bob.get_by_text(done)).to_have_count(0, timeout=30_000)
+    expect(approve_advance).to_be_visible()
+    _no_error(alice)
+    _no_error(bob)
+
+
+def _undo_a_kill(alice: Page, dashboard: Dashboard, flag: str) -> str:
+    """alice kills `flag` and restores it at once from its history: in production the
+    restore waits for a second person; the request's number."""
+    alice.goto(dashboard.url(f"flag_detail?env=production&flag={flag}&refresh=off"))
+    alice.get_by_role("button", name="Kill (0 %, disabled)").click(timeout=45_000)
+    dialog = alice.get_by_role("dialog")
+    dialog.get_by_label("Reason").fill("latency spike")
+    dialog.get_by_label("Type").fill(flag)
+    dialog.get_by_label("Type").press("Tab")
+    dialog.get_by_role("button", name="Confirm: 🛑 Kill (0 %, disabled)").click()
+    expect(alice.get_by_text(f"Applied: {flag}: rollout")).to_be_visible(timeout=45_000)
+    assert dashboard.percentage(flag) == 0.0
+    alice.get_by_role("button", name="Restore #").first.click(timeout=30_000)
+    dialog = alice.get_by_role("dialog")
+    expect(dialog.get_by_text("A second operator must approve this.")).to_be_visible(timeout=45_000)
+    expect(dialog.get_by_text(f"{flag} has not moved since")).to_be_visible()
+    dialog.get_by_label("Reason").fill("the spike was elsewhere")
+    dialog.get_by_label("Type").fill(flag)
+    dialog.get_by_label("Type").press("Tab")
+    dialog.get_by_role("button", name="Request approval").click(timeout=10_000)
+    created = alice.get_by_text("created: waits for another operator")
+    expect(created).to_be_visible(timeout=45_000)
+    assert dashboard.percentage(flag) == 0.0
+    return created.inner_text().split("#", 1)[1].split(" ", 1)[0]

@@ -172,7 +172,10 @@ def test_flag_detail_shows_the_error_rate_of_each_variant_and_why(
     assert on[3] == "1.50 %" and off[3] == "0.00 %"
     words = "treatment on 1.50 % vs control off 0.00 %: significantly worse, p = "
     expect(page.get_by_test_id("stAlertContentWarning").get_by_text(words)).to_be_visible()
-    # the error guard of the next step fails on significance, below its threshold: in words
-    guard = page.locator('[role="gridcell"]').filter(has_text=words)
+    # the error guard of the next step fails below its threshold: the always-valid test
+    # on the counts of the last 15 min (no change recorded) proves the treatment worse
+    proof = "0.75 % of 24000 evaluations failed; on proven to fail more often than off"
+    guard = page.locator('[role="gridcell"]').filter(has_text=proof)
     expect(guard).to_have_count(1)
+    expect(guard).to_contain_text("on − off +1.50 pt (always-valid interval +")
     page.close()

@@ -563,10 +563,13 @@ def test_restore_of_a_record_that_was_not_applied_is_refused(flags, backend, aud
 
 
 def test_restore_guards_refuse_an_operator_and_an_admin_may_override(flags, backend, audit):
-    killed = execute_action(request(Action.KILL), backend, audit, passing)
+    # a day and an hour ago: past the undo window, the guards of now decide
+    long_ago = datetime.now(UTC) - timedelta(hours=25)
+    killed = execute_action(request(Action.KILL), backend, audit, passing, now=lambda: long_ago)
     before = _files(flags)
     refused = execute_action(_restore(killed.audit[0].id), backend, audit, failing)
     assert refused.exit_code is ExitCode.REFUSED and "error_rate" in (refused.error or "")
+    assert f"#{killed.audit[0].id} was applied 25 h ago" in (refused.error or "")
     assert _files(flags) == before
     no_data = execute_action(
         _restore(killed.audit[0].id, idempotency_key="n"), backend, audit, no_source
@@ -619,3 +622,56 @@ def test_a_restore_key_applies_once(flags, backend, audit):
     )
     assert first.applied and again.applied and again.replayed
     assert [e.action for e in audit.entries()] == ["restore", "kill"]
+
+
+def test_an_operator_undoes_a_fresh_kill_whose_guards_fail_by_construction(flags, backend, audit):
+    killed = execute_action(request(Action.KILL), backend, audit, passing)
+    judged: list[tuple[str, float, str]] = []
+
+    def before_the_kill(snapshot, entry):
+        judged.append((entry.id, snapshot.flag(entry.flag).percentage, entry.flag))
+        return [GuardResult("soak_time", False, 20.0, 900.0, "at 25 % for 0.3 min")]
+
+    result = execute_action(
+        _restore(killed.audit[0].id), backend, audit, failing, evidence_before=before_the_kill
+    )
+    assert result.applied, result.error
+    assert percentage(flags, "ab_testing") == 25.0
+    assert judged == [(killed.audit[0].id, 0.0, "ab_testing")]  # the record, the flags now
+    assert result.plan is not None and result.plan.undo is not None
+    assert result.plan.undo.allowed and "ab_testing has not moved since" in result.plan.undo.reason
+    restored = audit.entries()[0]
+    assert restored.override is False  # within reason: no override to record
+    assert [(g["name"], g["passed"]) for g in restored.guards] == [("soak_time", False)]
+
+
+def test_an_undo_after_the_window_or_a_move_needs_an_override(flags, backend, audit):
+    killed = execute_action(request(Action.KILL), backend, audit, passing)
+    later = datetime.now(UTC) + timedelta(hours=2)
+    late = execute_action(
+        _restore(killed.audit[0].id, idempotency_key="late"),
+        backend,
+        audit,
+        failing,
+        now=lambda: later,
+        undo_window=timedelta(hours=1),
+    )
+    assert late.exit_code is ExitCode.REFUSED
+    assert "was applied 2 h ago: an undo without override is allowed within 1 h" in (
+        late.error or ""
+    )
+    # moved and back: 0 → 1 % by ted, then killed again; the first kill is at 0 % again
+    execute_action(
+        request(Action.ADVANCE, identity=TED, to_percentage=1.0, idempotency_key="up"),
+        backend,
+        audit,
+        passing,
+    )
+    execute_action(request(Action.KILL, idempotency_key="k2"), backend, audit, passing)
+    before = _files(flags)
+    moved = execute_action(
+        _restore(killed.audit[0].id, idempotency_key="moved"), backend, audit, failing
+    )
+    assert moved.exit_code is ExitCode.REFUSED
+    assert f"ab_testing moved since #{killed.audit[0].id}" in (moved.error or "")
+    assert "by ted" in (moved.error or "") and _files(flags) == before

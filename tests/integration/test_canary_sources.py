@@ -210,7 +210,9 @@ def _args(*argv: str) -> argparse.Namespace:
 def test_canary_command_prints_the_json_and_refuses_a_regression(
     tmp_path, canary_prometheus, capsys, no_rollout_environment
 ):
-    settings = _settings(tmp_path, f"sqlite:///{tmp_path / 'empty.db'}", canary_prometheus)
+    empty = f"sqlite:///{tmp_path / 'empty.db'}"
+    open_database(empty).dispose()  # `canary` only reads: it never migrates
+    settings = _settings(tmp_path, empty, canary_prometheus)
     args = _args(
         "--env", REGRESSION_ENV, "--window", "15m", "--json", "--at", "2026-01-01T00:00:00Z"
     )

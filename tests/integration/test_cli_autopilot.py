@@ -169,7 +169,7 @@ def test_a_plan_round_trip_through_every_verb(state, capsys):
     assert "active from rollout 25 %" in out
 
     code, out, _ = cli(capsys, "plan", "show", "--env", PROD)
-    assert code == 0
+    assert code == 4  # no autopilot leads: the plans are shown, nobody acts on them
     assert out.splitlines()[0] == (  # the words the pages use
         "WARNING: no autopilot is running: start rollout-dashboard autopilot"
     )
@@ -178,7 +178,7 @@ def test_a_plan_round_trip_through_every_verb(state, capsys):
     assert "decided    " in out and "plan set: the next tick looks at it" in out
 
     code, document = cli_json(capsys, "plan", "show", "alpha", "--env", PROD)
-    assert code == 0
+    assert code == 4
     assert document["controller"] is None
     (plan,) = document["plans"]
     assert (plan["flag"], plan["status"], plan["steps"], plan["soak_seconds"]) == (
@@ -392,10 +392,32 @@ def test_autopilot_once_advances_a_healthy_flag_as_autopilot(state, capsys):
     assert controller["holder"] == "cron" and controller["ticks"] == 1
     assert datetime.fromisoformat(controller["expires_at"]) < datetime.now(UTC)
 
-    code, out, _ = cli(capsys, "autopilot", "--once")  # the window still holds 25 % minutes
+    code, out, _ = cli(capsys, "autopilot", "--once")  # the 25 % minutes are before the step
     assert code == 0
-    assert "production alpha: wait — waited: exposure: waiting for a full window" in out
+    assert "production alpha: wait — waited: no evaluations yet: the step began" in out
+    assert "and its first whole 30 s slot has not ended" in out
     assert percentage(state, "alpha") == 50.0
+
+
+def test_plan_show_exits_0_only_while_an_autopilot_leads(state, capsys):
+    assert set_alpha(capsys)[0] == 0
+    runtime = open_runtime(load_settings())
+    now = datetime.now(UTC)
+    assert runtime.plans.take_lease("autopilot", "web-7:12", now, timedelta(minutes=5), 30)
+    runtime.plans.beat("autopilot", "web-7:12", now, 0.2)
+    code, out, err = cli(capsys, "plan", "show", "--env", PROD)
+    assert code == 0, err
+    assert out.splitlines()[0].startswith("autopilot: leader web-7:12, last tick")
+    code, document = cli_json(capsys, "plan", "show", "--env", PROD)
+    assert code == 0 and document["controller"]["dead"] is False
+
+    runtime.plans.release_lease("autopilot", "web-7:12", datetime.now(UTC))  # it stopped
+    code, out, _ = cli(capsys, "plan", "show", "--env", PROD)
+    assert code == 4
+    assert out.startswith("WARNING: ")
+    code, out, err = cli(capsys, "plan", "show", "--env", PROD, "--json")
+    assert code == 4 and json.loads(out)["controller"]["dead"] is True
+    assert err.startswith("warning: ")  # stdout holds the one document
 
 
 def test_autopilot_once_while_another_process_leads_does_nothing(state, capsys):

@@ -118,7 +118,8 @@ def test_rollback_with_every_source_down(tmp_path: Path, clean_env: dict[str, st
 
 def test_rollback_that_notifies_a_webhook(tmp_path: Path, clean_env: dict[str, str]) -> None:
     """With a webhook and manual notifications on, the rollback still loads no heavy
-    library (the notifier and the message bodies are light), and the webhook hears it."""
+    library (the notifier and the message bodies are light); it hands the delivery over
+    and the webhook hears it from the autopilot's next tick."""
     url = f"sqlite:///{tmp_path / 'metrics.db'}"
     open_database(url).dispose()
     receiver = Receiver()
@@ -136,6 +137,17 @@ def test_rollback_that_notifies_a_webhook(tmp_path: Path, clean_env: dict[str, s
         assert code == 0
         assert "checkout_v2: rollout 25 % → rollout 10 %" in stdout
         assert modules.isdisjoint(HEAVY), sorted(modules & set(HEAVY))
+        assert receiver.bodies == []  # handed over: the command never waits for a receiver
+        ticked = subprocess.run(
+            [sys.executable, "-m", "app.cli", "autopilot", "--once"],
+            cwd=Path(__file__).resolve().parents[2],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert ticked.returncode == 0, ticked.stderr
         assert receiver.wait_for(1)
         [body] = receiver.bodies
         assert (body["event"], body["flag"], body["from"], body["to"]) == (

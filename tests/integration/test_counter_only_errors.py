@@ -26,6 +26,7 @@ from app.autopilot.model import PlanOptions, PlanStatus
 from app.autopilot.service import set_plan
 from app.cli import main
 from app.flags.model import FlagState
+from app.metrics_db.database import open_database
 from app.notify import WebhookNotifier
 from app.runtime import open_runtime
 from app.settings import load_settings
@@ -123,15 +124,18 @@ def live(
             timedelta(seconds=WINDOW_SECONDS + 2),
         )
         flags = write_flags(tmp_path, {FLAG: PERCENTAGE})
+        database = f"sqlite:///{tmp_path / 'metrics.db'}"
+        open_database(database).dispose()  # `status` only reads: it never migrates
         for name, value in {
             "FLAGS_FILE": str(flags),
-            "DATABASE_URL": f"sqlite:///{tmp_path / 'metrics.db'}",
+            "DATABASE_URL": database,
             "PROMETHEUS_URL": prometheus.url,
             "ENVIRONMENT": ENVIRONMENT,
             "STATE_DIR": str(tmp_path),
             "ROLES": json.dumps({OPERATOR.name: "operator"}),
             "APPROVAL_ENVIRONMENTS": "[]",
             "AUTOPILOT_WINDOW_SECONDS": str(WINDOW_SECONDS),
+            "EVIDENCE_SLOT_SECONDS": "2",  # seconds of a live service make whole slots
         }.items():
             monkeypatch.setenv(f"ROLLOUT_{name}", value)
         yield Live(prometheus, flags, tmp_path)
@@ -172,7 +176,9 @@ def test_every_view_says_20_percent_fail_and_the_autopilot_rolls_the_flag_back(
     assert guard["passed"] is False
     assert guard["value"] == pytest.approx(0.2, abs=0.005)
     total = float(guard["detail"].split(" of ")[1].split()[0])
-    assert guard["detail"] == f"{100 * guard['value']:.2f} % of {total:.0f} evaluations failed"
+    assert guard["detail"].startswith(
+        f"{100 * guard['value']:.2f} % of {total:.0f} evaluations failed: proven above 1 %"
+    )
     assert guard["detail"].startswith("20.0")
 
     # the autopilot, given a plan on the flag, rolls it back at its first tick, and the

@@ -9,6 +9,7 @@ against what the services counted from the SDK's answers.
 from __future__ import annotations
 
 import textwrap
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import pytest
 
 from app.analysis.health import Health, HealthThresholds
 from app.audit import AuditLog
+from app.evidence.windows import WindowPlan
 from app.flags.backend import FlagSnapshot
 from app.flags.loader import load_config
 from app.rollout.evidence import gather_guard_inputs
@@ -184,7 +186,8 @@ def _guards(
     return {result.name: result for result in evaluate_guards(inputs, policy)}
 
 
-POLICY = GuardPolicy(soak_window=WINDOW, min_soak=timedelta(0))
+#: Prometheus scrapes every second: 2 s slots judge the last seconds of evaluations
+POLICY = GuardPolicy(soak_window=WINDOW, min_soak=timedelta(0), slots=WindowPlan(slot=2.0))
 
 
 def test_error_rate_guard_catches_the_flag_failing_ten_percent(
@@ -207,7 +210,7 @@ def test_exposure_guard_reads_upper_case_reasons_and_skips_targeted_users(
     guards = _guards(openfeature_scrape, "dark_mode", tmp_path, POLICY)
     assert guards["error_rate"].passed and guards["error_rate"].value == 0
     # failed evaluations carry no variant here: no treatment-against-control test
-    assert guards["error_rate"].detail.endswith(f"on > off: {NO_VARIANT_ERRORS}")
+    assert guards["error_rate"].detail.endswith(f"on − off: {NO_VARIANT_ERRORS}")
     exposure = guards["exposure"]
     # 55 % of evaluations are "on", but the targeted 10 % are not the split's doing
     assert exposure.passed and exposure.value == pytest.approx(0.5, abs=0.005)
@@ -221,7 +224,7 @@ def test_propagation_is_not_available_and_fails_closed_unless_the_policy_passes_
     assert closed.detail == (
         "not available from this emitter (no config-version metric): fails closed by policy"
     )
-    lenient = GuardPolicy(soak_window=WINDOW, min_soak=timedelta(0), pass_without_evidence=True)
+    lenient = replace(POLICY, pass_without_evidence=True)
     guards = _guards(openfeature_scrape, "dark_mode", tmp_path, lenient)
     assert guards["propagation"].passed
     assert guards["propagation"].detail.endswith(": passes by policy")

@@ -279,6 +279,40 @@ def test_a_request_whose_flag_changed_says_so_and_its_approval_applies_nothing(s
     )
 
 
+def test_flag_detail_marks_a_request_stale_once_the_flag_moved(state):
+    change = ask().change_request
+    flag = page_as(ALICE, "flag_detail", env=PROD, flag="ab_testing", refresh="off")
+    assert f"Change request #{change.id}" in text(flag) and "is stale" not in text(flag)
+    rt = open_runtime(load_settings())
+    carol = Identity("carol@example.com", Role.OPERATOR, "cli")
+    assert rt.execute(
+        ActionRequest(Action.ROLLBACK, PROD, "errors", carol, flag="ab_testing")
+    ).applied
+    flag = page_as(ALICE, "flag_detail", env=PROD, flag="ab_testing", refresh="off")
+    (stale,) = [w.value.replace("\\", "") for w in flag.warning if f"#{change.id}" in w.value]
+    assert "is stale: ab_testing changed since this request was made" in stale
+    assert "waits for another operator" not in text(flag)
+
+
+def test_the_requester_reads_a_rejection_on_the_overview_and_the_flag_detail(state):
+    change = ask().change_request
+    at = page_as(BOB, "requests")
+    at.text_input(key=f"comment-{change.id}").set_value("not now: wait until metrics are wired")
+    press(at, f"✖️ Reject #{change.id}")
+    said_no = (
+        f"Your change request #{change.id} was rejected by {BOB} just now: "
+        "“not now: wait until metrics are wired”"
+    )
+    overview = page_as(ALICE, "overview", env=PROD)
+    assert [w for w in overview.warning if said_no in w.value.replace("\\", "")]
+    flag = page_as(ALICE, "flag_detail", env=PROD, flag="ab_testing", refresh="off")
+    assert [w for w in flag.warning if said_no in w.value.replace("\\", "")]
+    # only the requester is told, and only of her flags
+    assert not [w for w in page_as(BOB, "overview", env=PROD).warning if "Your change" in w.value]
+    other = page_as(ALICE, "flag_detail", env=PROD, flag="canary_deployment", refresh="off")
+    assert not [w for w in other.warning if "Your change" in w.value]
+
+
 def test_an_approval_is_bound_to_the_request_as_displayed(state):
     """The request's content changes between display and click: the approval is refused."""
     change = ask().change_request

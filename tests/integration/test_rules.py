@@ -37,3 +37,17 @@ def test_rules_record_and_alert_as_their_unit_tests_expect() -> None:
     result = _promtool("test", "rules", "rollout.rules.test.yml")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout + result.stderr
+
+
+def test_autopilot_rules_pass_promtool_check() -> None:
+    result = _promtool("check", "rules", "autopilot.rules.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    found = re.search(r"SUCCESS: (\d+) rules found", result.stdout + result.stderr)
+    assert found is not None, result.stdout + result.stderr
+    assert int(found.group(1)) == 3  # no leader ticking, paused without data, webhook failing
+
+
+def test_autopilot_alerts_fire_as_their_unit_tests_expect() -> None:
+    result = _promtool("test", "rules", "autopilot.rules.test.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout + result.stderr

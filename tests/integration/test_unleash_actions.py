@@ -290,6 +290,7 @@ def test_the_cli_acts_on_unleash_and_the_token_is_in_no_output_or_file(
         unleash.create(name, rollout=rollout)
     unleash.create("bare", enabled=False)
     env = cli_environment(tmp_path, server.url, server.admin_token)
+    assert _cli(env, "db", "upgrade").returncode == 0  # `status` only reads: never migrates
 
     status = _cli(env, "status", "--json")
     refused = _cli(env, "rollback", "bare", "--kill", "--reason", "paging", "--actor", "olga")

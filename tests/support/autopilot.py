@@ -3,6 +3,7 @@ and plans, minutes of evaluations written as roll-ups, and a controller ticking 
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -11,14 +12,19 @@ from app.autopilot.controller import Controller, ControllerConfig
 from app.autopilot.model import PlanOptions, RolloutPlan
 from app.autopilot.service import set_plan
 from app.autopilot.store import PlanStore
+from app.evidence.windows import WindowPlan
 from app.flags.yaml_backend import YamlFlagBackend
 from app.metrics_db.database import insert_rollups, open_database
 from app.metrics_db.records import EvaluationRollup
+from app.rollout.guards import GuardPolicy
 from app.rollout.roles import Identity
 from queries.sql import SqlMetrics
+from tests.support.gates import last_whole_slot
 from tests.support.identities import OPERATOR
 
 #: every guard but propagation: no instance reports a config version in these tests
+#: the slots the test controller judges: a step is judged a second after it began
+SLOTS = WindowPlan(slot=1.0)
 GATES = ("data_fresh", "error_rate", "soak_time", "dependencies", "exposure")
 
 
@@ -36,20 +42,21 @@ class AutopilotParts:
 
     def controller(self, holder: str = "ticker:1") -> Controller:
         """The real controller on the roll-ups (no Prometheus), pausing after 3 ticks
-        without data."""
+        without data, judging 1 s slots (a step is judged a second or two after it
+        began: `after_the_step` waits for that)."""
         return Controller(
             engine=self.engine,
             backend=self.backend,
             audit=self.audit,
             metrics=lambda: [SqlMetrics(self.engine)],
-            config=ControllerConfig(pause_after_ticks=3),
+            config=ControllerConfig(pause_after_ticks=3, policy=GuardPolicy(slots=SLOTS)),
             holder=holder,
         )
 
     def evaluations(self, share: float, *, errors_on: int = 0, total: int = 20_000) -> None:
-        """A minute of evaluations ending now: `share` of them on the treatment ("on"),
-        `errors_on` of those failed."""
-        start = datetime.now(UTC) - timedelta(seconds=60)
+        """A minute of evaluations ending at the last whole slot (the newest a tick
+        judges): `share` of them on the treatment ("on"), `errors_on` of those failed."""
+        start = last_whole_slot(slot=SLOTS.slot) - timedelta(seconds=60)
         on = round(total * share)
         env, flag = self.environment, self.flag
         rows = [
@@ -59,6 +66,11 @@ class AutopilotParts:
         if errors_on:
             rows.append(EvaluationRollup(start, 60, env, flag, "on", "error", errors_on, errors_on))
         insert_rollups(self.engine, rows)
+
+    def after_the_step(self) -> None:
+        """Wait until evaluations written now fall in a whole slot of the step that
+        began a moment ago (two slots of `controller`'s 1 s)."""
+        time.sleep(2 * SLOTS.slot)
 
     def set_plan(
         self, who: Identity = OPERATOR, seen_version: int = 0, **changes: object

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["TOKEN", "Receiver"]
+__all__ = ["TOKEN", "NeverAnswers", "Receiver"]
 
 #: in every receiver's URL path, as Slack's carry theirs: rows, errors and logs must not show it
 TOKEN = "sEcReT-T0KEN"
@@ -61,3 +61,37 @@ class Receiver:
         self.release.set()
         self.server.shutdown()
         self.server.server_close()
+
+
+class NeverAnswers:
+    """A receiver that accepts every connection and never answers (a hung webhook): it
+    counts the connections it was offered."""
+
+    def __init__(self) -> None:
+        import socket
+
+        self._listener = socket.socket()
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(64)
+        self._held: list[Any] = []
+        self.connections = 0
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self._listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            self._held.append(connection)  # read nothing, answer nothing
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._listener.getsockname()[1]}/services/T000/{TOKEN}"
+
+    def stop(self) -> None:
+        self._listener.close()
+        for connection in self._held:
+            connection.close()

@@ -8,6 +8,7 @@ from app.approvals.store import ApprovalsUnavailable, DuplicateRequest
 from app.audit import DuplicateKey
 from app.autopilot.model import PlanInvalid
 from app.autopilot.store import PlanChanged, PlansUnavailable
+from app.autopilot.telemetry import MetricsPortUnavailable
 from app.cli.arguments import UsageError
 from app.demo.unleash_server import UnleashNotInstalled
 from app.errors import RolloutError
@@ -15,6 +16,7 @@ from app.flags.backend import PartiallyApplied, UnknownFlag, VersionConflict
 from app.flags.conditions import ConditionError
 from app.flags.loader import ConfigInvalid
 from app.flags.yaml_limits import YamlRejected
+from app.metrics_db.revisions import MigrationRefused, SchemaNotCurrent
 from app.rollout.action_model import ActionConflict, ActionRefused, InvalidRequest
 from app.rollout.approval_gate import GateUnavailable
 from app.rollout.ladder import LadderEnd
@@ -51,6 +53,9 @@ KEPT_BASES = [
     (UnleashMetricsInvalid, ValueError),
     (UnleashUnavailable, SourceUnavailable),
     (GateUnavailable, RolloutError),
+    (SchemaNotCurrent, RuntimeError),
+    (MigrationRefused, ValueError),
+    (MetricsPortUnavailable, OSError),
 ]
 
 

@@ -1,9 +1,7 @@
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from app.rollout.guards import (
     DependencyStatus,
-    GuardInputs,
     GuardPolicy,
     VariantCounts,
     evaluate_guards,
@@ -18,6 +16,7 @@ from app.text import (
     format_rate,
     format_split,
 )
+from tests.support.gates import judged_inputs
 
 
 def test_numbers_read_as_the_user_sees_them():
@@ -62,19 +61,17 @@ def test_durations_read_in_whole_units_at_their_boundaries():
 
 def _guards(**changes) -> dict[str, tuple[str, str]]:
     now = datetime(2026, 1, 1, tzinfo=UTC)
-    inputs = GuardInputs(
-        now=now,
-        configured_percentage=25.0,
-        treatment="on",
-        baseline="off",
-        source="sql",
-        newest_sample=now - timedelta(seconds=59),
-        variants={"on": VariantCounts(2500, 3, 2500), "off": VariantCounts(7500, 8, 7500)},
-        at_step_since=now - timedelta(seconds=3599),
-        instance_versions={"web-1": "v2", "web-2": "v2", "web-3": "v1"},
-        current_config_version="v2",
-    )
-    inputs = replace(inputs, **changes)
+    fields = {
+        "now": now,
+        "percentage": 25.0,
+        "source": "sql",
+        "newest_sample": now - timedelta(seconds=59),
+        "variants": {"on": VariantCounts(2500, 3, 2500), "off": VariantCounts(7500, 8, 7500)},
+        "at_step_since": now - timedelta(seconds=3599),
+        "instance_versions": {"web-1": "v2", "web-2": "v2", "web-3": "v1"},
+        "current_config_version": "v2",
+    }
+    inputs = judged_inputs(GuardPolicy(), **(fields | changes))
     return {g.name: format_guard_values(g) for g in evaluate_guards(inputs, GuardPolicy())}
 
 

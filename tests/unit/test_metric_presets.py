@@ -296,12 +296,14 @@ def test_the_evidence_policy_setting_reaches_the_guards(
 def test_a_guard_without_evidence_fails_closed_or_passes_by_policy() -> None:
     from datetime import UTC, datetime
 
-    from app.rollout.guards import GuardInputs, GuardPolicy, VariantCounts, evaluate_guards
+    from app.rollout.guards import GuardPolicy, VariantCounts, evaluate_guards
+    from tests.support.gates import judged_inputs
 
     now = datetime(2026, 5, 1, tzinfo=UTC)
-    inputs = GuardInputs(
+    inputs = judged_inputs(
+        GuardPolicy(),
         now=now,
-        configured_percentage=25.0,
+        percentage=25.0,
         treatment="true",
         baseline="false",
         source="prometheus",

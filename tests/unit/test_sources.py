@@ -102,6 +102,16 @@ class Rollups:
             "variant counts", pd.DataFrame(rows, columns=list(frames.VARIANT_COUNT_COLUMNS))
         )
 
+    def slot_counts(self, *_: object, **__: object) -> pd.DataFrame:
+        end = NOW.timestamp()  # the last whole slot: 1,000 evaluations, 20 % on
+        rows = [("checkout", "on", "split", end, 200.0), ("checkout", "off", "split", end, 800.0)]
+        return self._sent(
+            "slot counts", pd.DataFrame(rows, columns=list(frames.SLOT_COUNT_COLUMNS))
+        )
+
+    def slot_error_counts(self, *_: object, **__: object) -> pd.DataFrame:
+        return self._sent("slot error counts", empty_frame(frames.SLOT_ERROR_COLUMNS))
+
     def instance_versions(self, *_: object, **__: object) -> pd.DataFrame:
         return self._sent("versions", empty_frame(frames.INSTANCE_VERSION_COLUMNS))
 
@@ -181,10 +191,10 @@ def test_guard_evidence_comes_from_the_first_source_that_answers(
 class CounterOnly(Rollups):
     """Roll-ups whose failures are in the error counter only: 250 of checkout's 1,000."""
 
-    def error_counts(self, *_: object, **__: object) -> pd.DataFrame:
-        rows = [("checkout", 250.0)]
+    def slot_error_counts(self, *_: object, **__: object) -> pd.DataFrame:
+        rows = [("checkout", NOW.timestamp(), 250.0)]
         return self._sent(
-            "error counts", pd.DataFrame(rows, columns=list(frames.ERROR_COUNT_COLUMNS))
+            "slot error counts", pd.DataFrame(rows, columns=list(frames.SLOT_ERROR_COLUMNS))
         )
 
 
@@ -193,11 +203,12 @@ def test_guard_evidence_asks_four_questions_and_reads_the_flags_errors_from_the_
 ) -> None:
     source = CounterOnly()
     inputs = _guard_inputs(config_path, tmp_path, [source])
-    assert source.issued == ["newest", "variant counts", "error counts", "versions"]
+    assert source.issued == ["newest", "slot counts", "slot error counts", "versions"]
     assert inputs.errors is not None and inputs.errors.rate == 0.25
     guard = {g.name: g for g in evaluate_guards(inputs, GuardPolicy())}["error_rate"]
-    assert (guard.passed, guard.value) == (False, 0.25)
-    assert guard.detail == "25.00 % of 1000 evaluations failed"
+    assert (guard.passed, guard.value, guard.on_data) == (False, 0.25, True)
+    assert guard.window == "over the last 15 min"
+    assert guard.detail.startswith("25.00 % of 1000 evaluations failed: proven above 1 %")
 
 
 def test_guard_evidence_with_no_source_fails_closed_naming_why(

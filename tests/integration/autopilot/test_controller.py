@@ -26,6 +26,7 @@ from app.rollout.execution import execute_action
 from app.rollout.roles import Identity, NotAuthorized, Role
 from queries.sql import SqlMetrics
 from tests.support.bundled import copy_bundled_config
+from tests.support.gates import last_whole_slot
 from tests.support.identities import OPERATOR
 
 VIC = Identity("vic", Role.VIEWER, "test")
@@ -70,9 +71,9 @@ def make_controller(
 def evaluations(
     engine: Engine, share: float, *, errors_on: int = 0, total: int = 20_000, flag: str = FLAG
 ) -> None:
-    """A minute of evaluations ending now: `share` of them on the treatment, `errors_on`
-    of those failed."""
-    start = datetime.now(UTC) - timedelta(seconds=60)
+    """A minute of evaluations ending at the last whole slot (the newest a tick judges):
+    `share` of them on the treatment, `errors_on` of those failed."""
+    start = last_whole_slot() - timedelta(seconds=60)
     on = round(total * share)
     rows = [
         EvaluationRollup(start, 60, ENV, flag, "on", "split", on - errors_on),
@@ -124,9 +125,10 @@ def test_a_healthy_flag_advances_once_and_the_audit_says_so(
     assert (event.kind, event.from_percentage, event.to_percentage) == ("advance", 10.0, 25.0)
     assert event.audit_id == record.id
 
-    again = controller.tick().outcome(FLAG)  # the window still holds the 10 % minute
+    again = controller.tick().outcome(FLAG)  # the 10 % minute is before the new step
     assert again is not None and again.decision.move is Move.WAIT
-    assert "waiting for a full window at this step" in again.said
+    assert not again.decision.no_data  # a step younger than one slot is no missing data
+    assert "and its first whole 30 s slot has not ended" in again.said
     assert backend.load(ENV).flag(FLAG).percentage == 25.0
     applied = audit.entries(FLAG, environment=ENV, outcomes=(Outcome.APPLIED,))
     assert len(applied) == 1

@@ -85,6 +85,7 @@ def live(
             autopilot_lease_seconds=5,
             autopilot_window_seconds=WINDOW_SECONDS,
             autopilot_pause_after_ticks=3,
+            evidence_slot_seconds=1,  # scraped every second: judged a second after a step
         )
         yield LiveStack(simulation, prometheus, open_runtime(settings), tmp_path)
     finally:

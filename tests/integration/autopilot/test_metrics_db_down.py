@@ -27,9 +27,11 @@ from app.autopilot.decide import Move
 from app.autopilot.model import PlanOptions, PlanStatus
 from app.autopilot.service import set_plan
 from app.autopilot.store import PlanStore
+from app.evidence.windows import WindowPlan
 from app.flags.backend import FlagBackend, FlagSnapshot
 from app.flags.yaml_backend import YamlFlagBackend
 from app.metrics_db.database import open_database
+from app.rollout.guards import GuardPolicy
 from queries.sql import SqlMetrics
 from tests.conftest import POSTGRES_ADMIN, fresh_postgres_database
 from tests.support.bundled import copy_bundled_config
@@ -110,6 +112,7 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
                 lease_period=timedelta(seconds=3),
                 window=timedelta(seconds=5),
                 pause_after_ticks=20,
+                policy=GuardPolicy(slots=WindowPlan(slot=1.0)),
             ),
             holder="only",
         )
@@ -133,6 +136,7 @@ def test_the_database_stopping_mid_tick_journals_the_action_and_the_plan_goes_on
         now=datetime.now(UTC),
     )
     with RollupFeeder(stack.evidence, stack.backend, ENV, [FLAG]):
+        time.sleep(2.0)  # two whole 1 s slots of evaluations
         stack.stopping.arm()
         outcome = stack.controller.tick().outcome(FLAG)
         # applied, and recorded: in the journal, as a manual action would be

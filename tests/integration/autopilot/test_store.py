@@ -124,3 +124,36 @@ def test_the_autopilots_notes_keep_the_version_and_the_action_count_only_rises(
     # a replaced plan's keys go on after the old plan's
     replaced = store.add(replace(new_plan(steps=(5.0,)), version=3))
     assert replaced.actions_taken == 3
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_the_census_counts_plans_by_status_and_those_paused_for_lack_of_data(
+    backend: str, tmp_path: Path
+) -> None:
+    from tests.conftest import fresh_postgres_database
+
+    def count(store: PlanStore) -> None:
+        paused = {"status": PlanStatus.PAUSED, "status_by": "autopilot"}
+        for flag, changes in (
+            ("a", {}),
+            ("b", {}),
+            ("c", {**paused, "ticks_without_data": 10}),  # paused for lack of data
+            ("d", {**paused, "ticks_without_data": 0}),  # paused by the autopilot otherwise
+            ("e", {"status": PlanStatus.PAUSED, "status_by": "olga", "ticks_without_data": 3}),
+            ("f", {"status": PlanStatus.ABORTED, "status_by": "olga"}),
+        ):
+            store.add(new_plan(flag=flag, **changes))
+        census = store.census()
+        assert census.by_status == {"active": 2, "paused": 3, "aborted": 1}
+        assert census.paused_without_data == 1
+
+    if backend == "sqlite":
+        count(PlanStore(open_database(f"sqlite:///{tmp_path / 'metrics.db'}")))
+        return
+    with fresh_postgres_database("rollout_census") as url:
+        engine = open_database(url)
+        try:
+            count(PlanStore(engine))
+        finally:
+            engine.dispose()

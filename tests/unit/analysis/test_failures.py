@@ -141,10 +141,12 @@ def test_the_rollup_source_reads_its_errors_column(tmp_path: Path) -> None:
     insert_rollups(engine, reference_rollups(end, hours=0.25))
     source = SqlMetrics(engine)
     assert source.errors_in is ErrorsIn.BOTH
-    measured = measure_environment(source, "production", timedelta(minutes=5), end)
-    assert measured.errors is not None
-    assert measured.errors["alpha"] == FlagErrors(20.0, 300.0, ErrorsIn.BOTH)
-    assert measured.errors["beta"].rate == 0.0
+    start = (end - timedelta(minutes=5)).timestamp()
+    measured = measure_environment(source, "production", start, end, 30.0)
+    assert measured.slots is not None and measured.errors_in is ErrorsIn.BOTH
+    alpha = measured.slots["alpha"].errors_since(start, ErrorsIn.BOTH)
+    assert alpha == FlagErrors(20.0, 300.0, ErrorsIn.BOTH)
+    assert measured.slots["beta"].errors_since(start, ErrorsIn.BOTH).rate == 0.0
     engine.dispose()
 
 

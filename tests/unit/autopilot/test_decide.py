@@ -10,11 +10,12 @@ import pytest
 
 from app.analysis.canary import Verdict
 from app.analysis.failures import FlagErrors
-from app.autopilot.decide import Move, PlanEvidence, SeenChange, decide, significantly_above
+from app.autopilot.decide import Move, PlanEvidence, SeenChange, decide
 from app.autopilot.model import AllowedHours, OnFailure, PlanStatus, RolloutPlan
 from app.flags.model import FlagState
-from app.rollout.guards import GuardInputs, GuardPolicy, VariantCounts, evaluate_guards
+from app.rollout.guards import GuardPolicy, VariantCounts, evaluate_guards
 from queries.names import ErrorsIn
+from tests.support.gates import judged_inputs
 
 NOW = datetime(2026, 12, 2, 10, 0, tzinfo=UTC)  # a Wednesday
 WINDOW = timedelta(minutes=5)
@@ -57,16 +58,16 @@ def seen(
     now: datetime = NOW,
     errors: FlagErrors | None = None,
 ) -> PlanEvidence:
-    """What a tick sees: the guards judged by the real `evaluate_guards` with the plan's
-    soak, as the controller judges them."""
+    """What a tick sees: `variants` counted evenly since the step began, the guards judged
+    by the real data gates and `evaluate_guards` with the plan's soak, as the controller
+    judges them."""
     if variants is None:  # healthy, exactly at the configured share
         variants = counts(percentage * 100, 0, (100 - percentage) * 100, 0)
     policy = GuardPolicy(min_soak=the_plan.soak, soak_window=WINDOW)
-    inputs = GuardInputs(
+    inputs = judged_inputs(
+        policy,
         now=now,
-        configured_percentage=percentage,
-        treatment="on",
-        baseline="off",
+        percentage=percentage,
         source="prometheus" if fresh else "",
         newest_sample=now - timedelta(seconds=10) if fresh else None,
         variants=variants,
@@ -115,7 +116,7 @@ def test_a_disabled_flag_starts_at_the_first_step() -> None:
     assert (decision.move, decision.to) == (Move.ADVANCE, 1.0)
 
 
-def test_error_rate_significantly_above_threshold_rolls_back_one_step() -> None:
+def test_error_rate_proven_above_its_limit_rolls_back_one_step() -> None:
     p = plan(expected_percentage=25.0)
     failing = counts(2500, 400, 7500, 0)  # 4 % of all evaluations fail, threshold 1 %
     decision = decide(p, seen(p, percentage=25.0, variants=failing))
@@ -148,23 +149,33 @@ def test_a_rollback_ignores_the_allowed_hours() -> None:
     assert decision.move is Move.ROLLBACK
 
 
-def test_error_rate_above_threshold_but_not_significant_waits() -> None:
+def test_error_rate_above_its_limit_but_not_proven_waits() -> None:
     p = plan()
     few = counts(5, 2, 95, 0)  # 2 of 100 = 2 % > 1 %, but 100 evaluations prove nothing
     decision = decide(p, seen(p, variants=few))
     assert decision.move is Move.WAIT
-    assert "error_rate 2.00 % > 1 %, not yet significant" in decision.reason
+    assert "error_rate: 2.00 % of 100 evaluations failed: above 1 %, not yet proven" in (
+        decision.reason
+    )
     assert decision.failing  # the time to mitigate starts at the first failing tick
 
 
-def test_treatment_significantly_worse_than_control_rolls_back_when_seen_twice() -> None:
+def test_treatment_proven_worse_than_control_rolls_back_at_once() -> None:
     p = plan(expected_percentage=25.0)
     worse = counts(25_000, 200, 75_000, 0)  # 0.2 % overall, all of it on the treatment
-    first = decide(p, seen(p, percentage=25.0, variants=worse))
-    assert (first.move, first.failing) == (Move.WAIT, True)
-    assert "acting if the next tick sees it too" in first.reason
-    confirmed = decide(replace(p, failing_since=NOW), seen(p, percentage=25.0, variants=worse))
-    assert (confirmed.move, confirmed.to) == (Move.ROLLBACK, 5.0)
+    decision = decide(p, seen(p, percentage=25.0, variants=worse))
+    assert (decision.move, decision.to, decision.failing) == (Move.ROLLBACK, 5.0, True)
+    assert "on proven to fail more often than off" in decision.reason
+
+
+def test_a_gross_failure_in_a_steps_first_minute_rolls_back_at_once() -> None:
+    # 20 of the first minute's 50 treatment evaluations fail (the issue's gross failure)
+    p = plan(expected_percentage=25.0, soak=timedelta(minutes=30))
+    decision = decide(
+        p, seen(p, percentage=25.0, variants=counts(50, 20, 150, 0), soaked=timedelta(minutes=1))
+    )
+    assert (decision.move, decision.to) == (Move.ROLLBACK, 5.0)
+    assert "proven above 1 %" in decision.reason
 
 
 @pytest.mark.parametrize(("on_failure", "move", "to"), [("kill", Move.KILL, 0.0)])
@@ -183,27 +194,26 @@ def test_on_failure_pause_changes_nothing() -> None:
 
 
 def test_rollback_below_the_first_step_goes_to_zero() -> None:
-    p = plan(expected_percentage=1.0, failing_since=NOW)  # seen failing at the tick before
+    p = plan(expected_percentage=1.0)
     decision = decide(p, seen(p, percentage=1.0, variants=counts(1000, 200, 99_000, 0)))
     assert (decision.move, decision.to) == (Move.ROLLBACK, 0.0)
 
 
-def test_sample_ratio_mismatch_over_a_full_window_rolls_back() -> None:
+def test_a_proven_sample_ratio_mismatch_rolls_back() -> None:
     p = plan(expected_percentage=25.0)
     skewed = counts(4000, 0, 6000, 0)  # 40 % seen at 25 %
-    first = decide(p, seen(p, percentage=25.0, variants=skewed))
-    assert (first.move, first.failing) == (Move.WAIT, True)
-    decision = decide(replace(p, failing_since=NOW), seen(p, percentage=25.0, variants=skewed))
+    decision = decide(p, seen(p, percentage=25.0, variants=skewed))
     assert decision.move is Move.ROLLBACK
     assert decision.gate is not None and decision.gate.name == "exposure"
+    assert "sample ratio mismatch" in decision.reason
 
 
-def test_a_window_spanning_the_last_step_is_no_mismatch() -> None:
-    p = plan(expected_percentage=25.0, soak=timedelta(0))
-    mixed = counts(1500, 0, 8500, 0)  # half the window at 5 %, half at 25 %
-    decision = decide(p, seen(p, percentage=25.0, variants=mixed, soaked=timedelta(minutes=2)))
-    assert decision.move is Move.WAIT
-    assert "waiting for a full window at this step" in decision.reason
+def test_a_share_off_but_not_proven_a_mismatch_waits() -> None:
+    p = plan(expected_percentage=25.0)
+    few = counts(30, 0, 70, 0)  # 30 % of 100 at 25 %: off by 5 points, proves nothing
+    decision = decide(p, seen(p, percentage=25.0, variants=few))
+    assert (decision.move, decision.to) == (Move.WAIT, 50.0)
+    assert "not yet proven a mismatch" in decision.reason
 
 
 def test_canary_fail_rolls_back_and_marginal_waits() -> None:
@@ -303,18 +313,3 @@ def test_gates_left_out_of_the_plan_do_not_block() -> None:
     p = plan(gates=frozenset({"data_fresh", "error_rate"}))
     decision = decide(p, seen(p, soaked=timedelta(minutes=10)))  # soak 30 min not gated
     assert decision.move is Move.ADVANCE
-
-
-def test_an_advance_waits_for_a_whole_window_at_the_step() -> None:
-    p = plan(soak=timedelta(seconds=30))
-    decision = decide(p, seen(p, soaked=timedelta(minutes=2)))  # window 5 min
-    assert (decision.move, decision.to) == (Move.WAIT, 25.0)
-    assert decision.reason == "waited: a whole window at this step (2 min of 5 min)"
-
-
-@pytest.mark.parametrize(
-    ("errors", "total", "threshold", "expected"),
-    [(400, 10_000, 0.01, True), (2, 100, 0.01, False), (0, 100, 0.01, False), (5, 5, 0, True)],
-)
-def test_significantly_above(errors: float, total: float, threshold: float, expected: bool) -> None:
-    assert significantly_above(errors, total, threshold, 0.01) is expected

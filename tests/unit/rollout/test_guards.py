@@ -1,3 +1,4 @@
+import dataclasses
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -16,6 +17,7 @@ from app.rollout.guards import (
     evaluate_guards,
 )
 from queries.names import ErrorsIn
+from tests.support.gates import judged_inputs
 
 NOW = datetime(2026, 5, 1, 12, tzinfo=UTC)
 POLICY = GuardPolicy()
@@ -37,12 +39,22 @@ HEALTHY = GuardInputs(
 )
 
 
+def judged(inputs: GuardInputs) -> GuardInputs:
+    """`inputs` with its data gates judged on its counts, counted evenly since the step
+    began (`tests.support.gates`), as the gatherer judges them."""
+    fields = {f.name: getattr(inputs, f.name) for f in dataclasses.fields(inputs)}
+    for derived in ("gates", "window"):
+        fields.pop(derived)
+    fields["percentage"] = fields.pop("configured_percentage")
+    return judged_inputs(POLICY, **fields)
+
+
 def report(inputs):
-    return {g.name: g for g in evaluate_guards(inputs, POLICY)}
+    return {g.name: g for g in evaluate_guards(judged(inputs), POLICY)}
 
 
 def test_a_healthy_flag_passes_every_guard_in_order():
-    results = evaluate_guards(HEALTHY, POLICY)
+    results = evaluate_guards(judged(HEALTHY), POLICY)
     assert [g.name for g in results] == [
         "data_fresh",
         "error_rate",
@@ -54,7 +66,10 @@ def test_a_healthy_flag_passes_every_guard_in_order():
     assert all(g.passed for g in results), [g for g in results if not g.passed]
     guards = {g.name: g for g in results}
     assert guards["error_rate"].value == pytest.approx(20 / 10000)
-    assert "two-proportion z-test on > off" in guards["error_rate"].detail
+    assert guards["error_rate"].window == "since the step began 60 min ago"
+    assert guards["error_rate"].detail.startswith(
+        "0.20 % of 10000 evaluations failed; on − off +0.00 pt (always-valid interval −"
+    )
     assert guards["exposure"].value == pytest.approx(0.25)
     assert guards["propagation"].value == "2/2"
 
@@ -83,22 +98,28 @@ def test_stale_data_fails():
     assert not guard.passed and guard.value == 300.0 and "stale" in guard.detail
 
 
-def test_error_rate_above_threshold_fails():
-    variants = {"on": VariantCounts(2500, 60, 2500), "off": VariantCounts(7500, 90, 7500)}
+def test_error_rate_above_threshold_fails_and_only_proof_fails_it_on_data():
+    variants = {"on": VariantCounts(2500, 30, 2500), "off": VariantCounts(7500, 90, 7500)}
     guard = report(replace(HEALTHY, variants=variants))["error_rate"]
     assert not guard.passed
-    assert guard.value == pytest.approx(0.015)
+    assert guard.value == pytest.approx(0.012)
     assert guard.threshold == 0.01
+    assert not guard.on_data  # 1.2 % of 10,000 over an hour does not prove > 1 % yet
+    assert "above 1 %, not yet proven" in guard.detail
+    proven = {"on": VariantCounts(2500, 100, 2500), "off": VariantCounts(7500, 300, 7500)}
+    guard = report(replace(HEALTHY, variants=proven))["error_rate"]
+    assert not guard.passed and guard.on_data
+    assert "4.00 % of 10000 evaluations failed: proven above 1 % (e-value" in guard.detail
 
 
-def test_treatment_significantly_worse_than_baseline_fails_under_the_threshold():
+def test_treatment_proven_worse_than_baseline_fails_under_the_threshold():
     # 0.9 % on the treatment vs 0.1 % on the baseline: overall 0.3 %, under 1 %,
-    # but a one-sided two-proportion test says the treatment is worse.
-    variants = {"on": VariantCounts(2500, 22, 2500), "off": VariantCounts(7500, 8, 7500)}
+    # but the always-valid test proves the treatment worse on 100,000 evaluations
+    variants = {"on": VariantCounts(25_000, 220, 25_000), "off": VariantCounts(75_000, 80, 75_000)}
     guard = report(replace(HEALTHY, variants=variants))["error_rate"]
     assert guard.value == pytest.approx(0.003)
-    assert not guard.passed
-    assert "fails significantly more often" in guard.detail
+    assert not guard.passed and guard.on_data
+    assert "on proven to fail more often than off" in guard.detail
 
 
 def test_the_flags_errors_from_the_counter_fail_the_guard_though_no_reason_says_error():
@@ -108,7 +129,8 @@ def test_the_flags_errors_from_the_counter_fail_the_guard_though_no_reason_says_
     guard = report(replace(HEALTHY, variants=split, errors=errors))["error_rate"]
     assert not guard.passed
     assert guard.value == pytest.approx(0.2)
-    assert guard.detail == "20.00 % of 4111 evaluations failed"
+    assert guard.on_data
+    assert guard.detail.startswith("20.00 % of 4111 evaluations failed: proven above 1 %")
 
 
 def test_failures_counted_in_both_places_count_once():
@@ -116,7 +138,7 @@ def test_failures_counted_in_both_places_count_once():
     errors = FlagErrors(failed=20, evaluations=10_000, read_from=ErrorsIn.BOTH)
     guard = report(replace(HEALTHY, errors=errors))["error_rate"]
     assert guard.passed and guard.value == pytest.approx(0.002)
-    assert guard.detail.startswith("0.20 % of 10000 evaluations failed; two-proportion z-test")
+    assert guard.detail.startswith("0.20 % of 10000 evaluations failed; on − off")
 
 
 def test_without_a_variant_on_failures_the_per_variant_test_is_not_available():
@@ -125,12 +147,13 @@ def test_without_a_variant_on_failures_the_per_variant_test_is_not_available():
     guard = report(replace(HEALTHY, errors=calm))["error_rate"]
     assert guard.passed and guard.value == pytest.approx(0.002)
     assert guard.detail == (
-        "0.20 % of 10000 evaluations failed; two-proportion z-test on > off: not available "
+        "0.20 % of 10000 evaluations failed; on − off: not available "
         "from this emitter (its failed evaluations carry no variant)"
     )
     failing = replace(calm, failed=300)
     guard = report(replace(HEALTHY, errors=failing))["error_rate"]
-    assert not guard.passed and guard.detail == "3.00 % of 10000 evaluations failed"
+    assert not guard.passed
+    assert guard.detail.startswith("3.00 % of 10000 evaluations failed: proven above 1 %")
     # per-variant counts that would fail the test are not read as failures by variant
     skewed = {"on": VariantCounts(2500, 22, 2500), "off": VariantCounts(7500, 8, 7500)}
     assert report(replace(HEALTHY, variants=skewed, errors=calm))["error_rate"].passed
@@ -166,12 +189,17 @@ def test_dependencies_must_be_complete_and_stable():
 def test_exposure_drift_and_sample_ratio_mismatch():
     drifted = {"on": VariantCounts(3200, 0, 3200), "off": VariantCounts(6800, 0, 6800)}
     guard = report(replace(HEALTHY, variants=drifted))["exposure"]
-    assert not guard.passed and guard.value == pytest.approx(0.32)
+    assert not guard.passed and guard.value == pytest.approx(0.32) and guard.on_data
     assert "sample ratio mismatch" in guard.detail
-    # Within tolerance but a clear mismatch on a large sample still fails (SRM).
+    # off by more than the tolerance on too few evaluations: an advance waits, no proof
+    few = {"on": VariantCounts(32, 0, 32), "off": VariantCounts(68, 0, 68)}
+    unsure = report(replace(HEALTHY, variants=few))["exposure"]
+    assert not unsure.passed and not unsure.on_data
+    assert "not yet proven a mismatch" in unsure.detail
+    # within the configured tolerance (2 points) on a large sample: the share is as set
     big = {"on": VariantCounts(260_000, 0, 260_000), "off": VariantCounts(740_000, 0, 740_000)}
     srm = report(replace(HEALTHY, variants=big))["exposure"]
-    assert srm.value == pytest.approx(0.26) and not srm.passed
+    assert srm.value == pytest.approx(0.26) and srm.passed
     # Targeting matches do not count: only split evaluations are compared.
     targeted = {"on": VariantCounts(9000, 0, 2500), "off": VariantCounts(7500, 0, 7500)}
     assert report(replace(HEALTHY, variants=targeted))["exposure"].passed
@@ -184,17 +212,20 @@ def test_propagation_names_the_laggards():
     assert not report(replace(HEALTHY, instance_versions={}))["propagation"].passed
 
 
-def test_a_significance_failure_below_the_threshold_says_so_in_words():
-    variants = {"on": VariantCounts(2500, 22, 2500), "off": VariantCounts(7500, 8, 7500)}
+def test_a_proof_below_the_threshold_says_so_in_words():
+    variants = {"on": VariantCounts(25_000, 220, 25_000), "off": VariantCounts(75_000, 80, 75_000)}
     guard = report(replace(HEALTHY, variants=variants))["error_rate"]
     assert guard.detail.startswith(
-        "treatment on 0.88 % vs control off 0.11 %: significantly worse, p = "
+        "0.30 % of 100000 evaluations failed; on proven to fail more often than off (e-value "
     )
-    assert "although below the threshold" in guard.detail
+    assert "; on − off +0.77 pt (always-valid interval +" in guard.detail
+    # the same shares on a tenth of the evaluations prove nothing yet: it passes
+    fewer = {"on": VariantCounts(2500, 22, 2500), "off": VariantCounts(7500, 8, 7500)}
+    assert report(replace(HEALTHY, variants=fewer))["error_rate"].passed
 
 
 def test_guard_names_are_members_and_serialise_as_their_words():
-    results = evaluate_guards(HEALTHY, POLICY)
+    results = evaluate_guards(judged(HEALTHY), POLICY)
     assert tuple(g.name for g in results) == ADVANCE_GUARDS
     assert all(type(g.name) is GuardName for g in results)
     documents = [g.as_json() for g in results]
