@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from app.cli import main
+from app.metrics_db.database import open_database
 from app.rollout.exit_codes import ExitCode
 
 #: enough flags that `status --json` writes far more than a pipe holds (64 KiB)
@@ -26,6 +27,9 @@ def _many_flags(path: Path) -> None:
 
 
 def _clean_env(tmp_path: Path) -> dict[str, str]:
+    """The environment of a terminal whose settings point into `tmp_path`, its metrics
+    database migrated (read-only commands never migrate)."""
+    open_database(f"sqlite:///{tmp_path / 'metrics.db'}").dispose()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ROLLOUT_")}
     env["ROLLOUT_FLAGS_FILE"] = str(tmp_path / "feature_flags.yaml")
     env["ROLLOUT_DATABASE_URL"] = f"sqlite:///{tmp_path / 'metrics.db'}"
