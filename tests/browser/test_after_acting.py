@@ -123,6 +123,8 @@ def test_flag_detail_at_1024_px_cuts_no_label(chromium: Browser, demo):
     page.goto(f"{server.url}/flag_detail?env=production&flag=phase1_config_externalization")
     expect(page.get_by_text("Guard report for the next step")).to_be_visible(timeout=90_000)
     _drawn(page)
+    for label in ("⏫ Advance to 25 %", "⏬ Roll back to 5 %"):  # drawn before measuring
+        expect(page.get_by_role("button", name=label)).to_be_visible(timeout=45_000)
     texts = ["percentage", "⏫ Advance to 25 %", "⏬ Roll back to 5 %"]
     seen = dict(page.evaluate(_CUT, texts))
     assert seen == dict.fromkeys(texts, "whole"), seen
