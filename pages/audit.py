@@ -8,6 +8,7 @@ from app.audit import AuditEntry, Outcome, action_groups
 from app.quoting import printable
 from app.text import escape_markdown
 from app.ui.action_dialog import restorable, restore_button, show_last_outcome
+from app.ui.deliveries import record_notifications
 from app.ui.pending_requests import REQUESTS_PAGE
 from app.ui.widgets import LinkedWidgets, current_identity, runtime
 
@@ -118,6 +119,7 @@ if wanted_id:
                 icon="✋",
                 query_params={"id": request_id},
             )
+        record_notifications(rt, record)
         restore_button(rt, identity, group[0], len(group))
         st.json(record.as_json(), expanded=False)
 st.download_button(

@@ -13,8 +13,10 @@ from app.rollout.action_model import Action
 from app.services.canary import (
     TRACK_COLOURS,
     canary_failing_since,
+    canary_killed_note,
     error_ratio_frame,
     error_ratio_tolerance,
+    latency_ms_frame,
     latency_tolerance,
     metric_table,
     parse_window,
@@ -121,6 +123,15 @@ def canary_panel() -> None:
     if previous is not None and previous != verdict:
         st.toast(f"Canary verdict changed: {previous} → {verdict}", icon="🔔")
     st.session_state[key] = verdict
+    if snapshot is not None and canary_flag in snapshot.config.flags:
+        killed = canary_killed_note(
+            snapshot.config.flag(canary_flag),
+            rt.audit.latest_applied(environment, canary_flag),
+            parse_window(window_text),
+            analysis.at,
+        )
+        if killed is not None:
+            st.warning(killed, icon="🛑")
     since = canary_failing_since(analysis, POLICY)
     if since is not None:
         st.markdown(f"⏱️ **{since}**")
@@ -155,20 +166,20 @@ def canary_panel() -> None:
         latency_col.info("No latency observations in this window.")
     else:
         lines = px.line(
-            analysis.latency,
+            latency_ms_frame(analysis.latency),
             x="timestamp",
-            y="seconds",
+            y="ms",
             color="track",
             markers=True,
             color_discrete_map=TRACK_COLOURS,
             title="p99 latency per step",
-            labels={"seconds": "p99 (s)", "timestamp": ""},
+            labels={"ms": "p99 (ms)", "timestamp": ""},
         )
         limit = latency_tolerance(analysis.latency, POLICY)
-        if limit is not None:
+        if limit is not None:  # in ms, as the axis and the metric table
             _tolerance_line(
                 lines,
-                limit,
+                1000 * limit,
                 f"tolerance {1000 * limit:.0f} ms (stable median + "
                 f"{100 * POLICY.latency_tolerance:g} %)",
             )

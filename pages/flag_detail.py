@@ -27,6 +27,7 @@ from app.ui.flag_panels import (
     health_line,
     history_panel,
     metric_charts,
+    owner_line,
     propagation_panel,
     range_header,
     rules_panel,
@@ -48,7 +49,7 @@ st.title("🔎 Flag detail")
 show_last_outcome()
 
 widgets = LinkedWidgets("flag_detail")
-env_col, flag_col = st.columns([1, 3])
+env_col, flag_col = st.columns([2, 3])  # "production" whole at 1024 px
 environment = environment_picker(widgets, rt, env_col)
 snapshot = rt.backend.load(environment)
 keys = sorted(snapshot.config.flags)
@@ -74,6 +75,7 @@ st.caption(flag.metadata.description or "no description")
 emitter_caption(rt)
 health_line(rt, environment, snapshot, key)
 flag_summary(flag)
+owner_line(rt, flag)
 
 st.markdown("#### Actions")
 flag_request_notice(rt, environment, key, snapshot.versions)

@@ -59,12 +59,12 @@ def flag_table() -> None:
     if rt.settings.webhooks:  # a notification that did not get out is said where people look
         render_failed_deliveries(rt)
     overview = rt.cached_overview(environment)
-    source_banner(overview, rt.settings.stale_after_seconds)
     pending = pending_in(rt, environment)
-    pending_banner(pending, environment)
-    rejection_notice(rt, identity, environment)
     wanted = OverviewFilter(frozenset(phases), frozenset(states), frozenset(health), text)
     rows = pending_first(filter_rows(overview.rows, wanted), pending or {})
+    source_banner(overview, rt.settings.stale_after_seconds, len(rows))
+    pending_banner(pending, environment)
+    rejection_notice(rt, identity, environment)
     if not rows:
         st.info("No flag matches these filters.")
         return

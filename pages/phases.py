@@ -59,7 +59,10 @@ def phases_panel() -> None:
         column_config={
             "Progress": st.column_config.ProgressColumn(
                 "Progress", min_value=0, max_value=100, format="%.0f %%"
-            )
+            ),
+            # wide enough for "before the history" and "stopped: every flag at 0 %"
+            "Actual start": st.column_config.TextColumn(width="medium"),
+            "Status": st.column_config.TextColumn(width="medium"),
         },
     )
     st.download_button(

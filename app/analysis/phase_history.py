@@ -355,10 +355,11 @@ def blocked_reasons(
             last = newest.get(key)
             if last is not None and last.outcome is Outcome.REFUSED:
                 failed = [str(g.get("name", "?")) for g in last.guards if not g.get("passed")]
-                why = ", ".join(failed) or "refused"
+                # a refusal without a failed guard is a flag that had moved meanwhile
+                why = f"failed guard: {', '.join(failed)}" if failed else "changed concurrently"
                 found.append(
                     f"{key}: {last.action} to {last.to_percentage:g} % refused on "
-                    f"{_utc(last.at):%Y-%m-%d} (failed guard: {why})"
+                    f"{_utc(last.at):%Y-%m-%d} ({why})"
                 )
             elif last is not None and last.outcome is Outcome.REQUESTED:
                 request = last.reason.split(":", 1)[0]

@@ -31,6 +31,7 @@ __all__ = [
     "parse_gates",
     "parse_steps",
     "plan_problems",
+    "plan_warnings",
 ]
 
 #: the actor of every change the autopilot makes
@@ -317,9 +318,9 @@ def plan_problems(
         problems.append("a plan needs at least one step")
     elif len(steps) > _MAX_STEPS:
         problems.append(f"at most {_MAX_STEPS} steps")
-    if any(not (0 < s <= 100) or s != s for s in steps):
-        problems.append("every step must be above 0 and at most 100 %")
-    elif list(steps) != sorted(set(steps)):
+    out_of_range = [problem for problem in map(_step_problem, steps) if problem]
+    problems += list(dict.fromkeys(out_of_range))
+    if not out_of_range and list(steps) != sorted(set(steps)):
         problems.append("steps must rise, each once (1,5,25,50)")
     if not timedelta(0) <= soak <= _MAX_SOAK:
         problems.append("the soak must be between 0 and 7 days")
@@ -336,3 +337,28 @@ def plan_problems(
     if not (0 < stop_at <= 100) or stop_at != stop_at:
         problems.append("the highest step the autopilot may take alone must be within 0..100 %")
     return problems
+
+
+def _step_problem(step: float) -> str:
+    """What is wrong with one step ('' if nothing): every step is above 0 and at most 100 %."""
+    if step != step:
+        return "a step is not a number: every step must be above 0 and at most 100 %"
+    if step > 100:
+        return f"step {step:g} % is above 100 %"
+    if step <= 0:
+        return f"step {step:g} % is not above 0 %: a step must serve someone"
+    return ""
+
+
+def plan_warnings(options: PlanOptions) -> list[str]:
+    """What a valid plan does that a person may not expect, each in words (empty: nothing).
+
+    A soak of 0 is kept, not refused: the required gates (fresh data, error rate) still
+    judge every step, and a zero soak is how a rehearsal climbs a ladder at once. But it
+    must never go unnoticed, so the page and `plan set` both say it."""
+    if options.soak <= timedelta(0):
+        return [
+            "soak 0 s: each step is taken at the first tick its other gates pass, with no "
+            "time at the step to watch it (write 30m to soak each step for 30 minutes)"
+        ]
+    return []

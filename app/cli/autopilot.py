@@ -172,7 +172,7 @@ def _person_options(parser: argparse.ArgumentParser, *, reason: bool) -> None:
 
 
 def _run_plan_set(args: argparse.Namespace, settings: Settings) -> int:
-    from app.autopilot.model import PlanInvalid, PlanStatus
+    from app.autopilot.model import PlanInvalid, PlanStatus, plan_warnings
     from app.autopilot.store import PlanChanged, PlansUnavailable
     from app.rollout.roles import NotAuthorized
 
@@ -196,6 +196,8 @@ def _run_plan_set(args: argparse.Namespace, settings: Settings) -> int:
         plan = runtime.set_plan(identity, environment, args.flag, options, seen_version=seen)
     except (NotAuthorized, PlanInvalid, PlanChanged, PlansUnavailable) as error:
         return _not_written(error, args.if_version)
+    for warning in plan_warnings(options):
+        print(f"warning: {warning}", file=sys.stderr)
     if args.json:
         print_json({"plan": _plan_json(plan, plan.expected_percentage, [])})
     else:

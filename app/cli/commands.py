@@ -2,7 +2,8 @@
 
 Exit codes (docs/design.md §6): 0 done; 1 refused or config invalid; 2 bad usage or input;
 3 conflict; 4 a required source is unavailable; 5 not applied: a change request now
-waits for another operator's approval. With `--json`, stdout carries one JSON document
+waits for another operator's approval; 141 stdout was closed (`… | head`), as for any tool
+stopped by SIGPIPE, without a traceback. With `--json`, stdout carries one JSON document
 and nothing else; diagnostics go to stderr, never a traceback for user errors.
 
 Building the parser imports nothing but the standard library, so `--help` is instant;
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import textwrap
 from collections.abc import Sequence
@@ -50,6 +52,18 @@ __all__ = ["ExitCode", "cli_identity", "main"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # here, not at exit, where a closed pipe prints a traceback
+    except BrokenPipeError:
+        # The reader went away (`status --json | head -1`): stop quietly. Point stdout at
+        # /dev/null so that the interpreter's own flush at exit finds nothing to fail on.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return ExitCode.CLOSED_PIPE
+    return code
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     from app.flags.loader import ConfigInvalid

@@ -17,7 +17,7 @@ import yaml
 from pydantic import ValidationError
 
 from app.errors import RolloutError
-from app.flags.model import FlagConfig, FlagDefinition
+from app.flags.model import FlagConfig, FlagDefinition, on_for_nobody
 from app.flags.yaml_limits import YamlRejected, check_text, read_text
 from app.quoting import quoted
 
@@ -221,9 +221,33 @@ def _refused(path: Path, error: YamlRejected) -> ConfigIssue:
 def check_config(path: Path) -> list[ConfigIssue]:
     """Issues of the base config alone and merged with each override beside it; [] if valid."""
     issues = _misnamed_overrides(path)
+    # where each empty user list is set -> the environments it leaves the flag off in
+    nobody: dict[tuple[Path, int | None, str], list[str]] = {}
     for environment in [None, *environments(path)]:
-        issues.extend(_build(path, environment)[1])
+        config, found, contents = _build(path, environment)
+        issues.extend(found)
+        if config is None:
+            continue
+        lines = _MergedLines([document for document in _documents(contents) if document])
+        for key in on_for_nobody(config):
+            file, line = _locate(("flags", key, "rollout", "user_list"), lines, path)
+            name = "the base config" if environment is None else f"environment {environment}"
+            nobody.setdefault((file, line, key), []).append(name)
+    issues.extend(
+        ConfigIssue(
+            file,
+            line,
+            key,
+            f"rollout strategy user_list with no user_list (in {', '.join(names)}): "
+            "the flag is on for nobody; list its users or choose another strategy",
+        )
+        for (file, line, key), names in nobody.items()
+    )
     return list(dict.fromkeys(issues))
+
+
+def _documents(contents: tuple[tuple[Path, str], ...]) -> list[_Document | None]:
+    return [_parsed(file, text)[0] for file, text in contents]
 
 
 def _misnamed_overrides(path: Path) -> list[ConfigIssue]:
@@ -373,7 +397,7 @@ def _built(
 ) -> tuple[FlagConfig | None, tuple[ConfigIssue, ...]]:
     """The files' (path, text) pairs merged in order and validated: the same content
     always gives the same config object. Every file must parse (see `_read`)."""
-    documents = [_parsed(file, text)[0] for file, text in contents]
+    documents = _documents(contents)
     readable = [document for document in documents if document is not None]
     config, issues = _validate(readable, environment, path)
     return config, tuple(issues)

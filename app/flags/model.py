@@ -39,6 +39,7 @@ __all__ = [
     "Rollout",
     "RolloutStrategy",
     "TargetingRule",
+    "on_for_nobody",
 ]
 
 DEFAULT_ROLLOUT_STEPS: tuple[float, ...] = (1.0, 5.0, 10.0, 25.0, 50.0, 100.0)
@@ -281,3 +282,13 @@ class FlagConfig(_Frozen):
 
     def phase_named(self, number: int) -> Phase | None:
         return next((phase for phase in self.phases if phase.number == number), None)
+
+
+def on_for_nobody(config: FlagConfig) -> list[str]:
+    """Keys of the flags whose rollout is a `user_list` naming no user: that rollout is
+    on for nobody, almost always a list left out by mistake (the model still loads it)."""
+    return [
+        key
+        for key, flag in config.flags.items()
+        if flag.rollout.strategy is RolloutStrategy.USER_LIST and not flag.rollout.user_list
+    ]

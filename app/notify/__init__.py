@@ -25,6 +25,7 @@ from app.notify.webhooks import (
     NullNotifier,
     Webhook,
     WebhookNotifier,
+    deliveries_of,
     failed_deliveries,
     open_notifier,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "Webhook",
     "WebhookNotifier",
     "autopilot_notification",
+    "deliveries_of",
     "failed_deliveries",
     "gate_in_words",
     "json_body",

@@ -58,6 +58,7 @@ __all__ = [
     "NullNotifier",
     "Webhook",
     "WebhookNotifier",
+    "deliveries_of",
     "failed_deliveries",
     "open_notifier",
 ]
@@ -561,22 +562,58 @@ def failed_deliveries(
     except Exception as failure:
         log.warning("failed deliveries not read (%s)", type(failure).__name__)
         return []
-    return [
-        Delivery(
-            id=row.id,
-            at=row.at,
-            webhook=row.webhook,
-            event=row.event,
-            flag=row.flag,
-            environment=row.environment,
-            summary=row.summary,
-            status=DeliveryStatus(row.status),
-            attempts=row.attempts,
-            last_error=row.last_error,
-            updated_at=row.updated_at,
+    return [_delivery(row) for row in rows]
+
+
+def deliveries_of(
+    engine: Engine | None,
+    environment: str,
+    flag: str,
+    event: str,
+    since: datetime,
+    until: datetime,
+    limit: int = 20,
+) -> list[Delivery]:
+    """Every delivery of `event` about `flag` in `environment` queued between `since` and
+    `until`, whatever became of it, oldest first; [] without a database or when it does
+    not answer."""
+    if engine is None:
+        return []
+    query = (
+        select(WebhookDeliveryRow)
+        .where(
+            WebhookDeliveryRow.environment == environment,
+            WebhookDeliveryRow.flag == flag,
+            WebhookDeliveryRow.event == event,
+            WebhookDeliveryRow.at >= since,
+            WebhookDeliveryRow.at <= until,
         )
-        for row in rows
-    ]
+        .order_by(WebhookDeliveryRow.at, WebhookDeliveryRow.id)
+        .limit(limit)
+    )
+    try:
+        with Session(engine) as session:
+            rows = session.scalars(query).all()
+    except Exception as failure:
+        log.warning("deliveries not read (%s)", type(failure).__name__)
+        return []
+    return [_delivery(row) for row in rows]
+
+
+def _delivery(row: WebhookDeliveryRow) -> Delivery:
+    return Delivery(
+        id=row.id,
+        at=row.at,
+        webhook=row.webhook,
+        event=row.event,
+        flag=row.flag,
+        environment=row.environment,
+        summary=row.summary,
+        status=DeliveryStatus(row.status),
+        attempts=row.attempts,
+        last_error=row.last_error,
+        updated_at=row.updated_at,
+    )
 
 
 def open_notifier(

@@ -60,7 +60,7 @@ def execute_action(
     """Plan, authorise, audit and apply `request`. Never raises for a user error: the
     result carries the exit code and the message. With `request.confirmed`, exactly the
     confirmed transitions are applied; a flag no longer in a confirmed `from` state (or
-    version) is refused with exit 3, recorded as the confirmed change, failed, with the
+    version) is refused with exit 3, recorded as the confirmed change, refused, with the
     fresh state and who made it in its detail. Where `approvals` says the plan needs a
     second person, a request without an approval becomes a change request (exit 5)
     instead, and one naming an approval is applied only if that approval allows it.
@@ -139,7 +139,8 @@ def execute_action(
     except VersionConflict as conflict:
         said = [flag_now(audit, conflict.current, key) for key in conflict.flags]
         detail = f"{conflict} — {'; '.join(said)}"
-        settled = tuple(audit.settle_many(pending, Outcome.FAILED, detail))
+        # refused, not failed: nothing went wrong, the flag had moved under the person
+        settled = tuple(audit.settle_many(pending, Outcome.REFUSED, detail))
         return ActionResult(False, ExitCode.CONFLICT, plan, settled, detail, conflict.current)
     except PartiallyApplied as partial:
         outcomes = partial_outcomes(partial, audit)
@@ -221,7 +222,7 @@ def _through_approval(
 def _refuse_stale(
     request: ActionRequest, fresh: ActionPlan, audit: AuditLog, at: datetime, stale: list[str]
 ) -> ActionResult:
-    """Record what the person confirmed as failed, with the fresh state in its detail."""
+    """Record what the person confirmed as refused, with the fresh state in its detail."""
     assert request.confirmed is not None
     detail = "changed since you looked: " + "; ".join(stale)
     confirmed = ActionPlan(
@@ -235,7 +236,7 @@ def _refuse_stale(
         pending = record_plan(audit, confirmed, Outcome.PENDING, at)
     except DuplicateKey as duplicate:
         return replay(request, duplicate.existing, audit)
-    settled = tuple(audit.settle_many(pending, Outcome.FAILED, detail))
+    settled = tuple(audit.settle_many(pending, Outcome.REFUSED, detail))
     return ActionResult(False, ExitCode.CONFLICT, confirmed, settled, detail, fresh.snapshot)
 
 

@@ -17,3 +17,4 @@ class ExitCode(IntEnum):
     CONFLICT = 3
     UNAVAILABLE = 4
     REQUESTED = 5  # not applied: a change request now waits for another person's approval
+    CLOSED_PIPE = 141  # stdout closed by its reader: 128 + SIGPIPE, as the shell reports a tool

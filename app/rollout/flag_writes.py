@@ -127,7 +127,11 @@ def per_flag_result(
             if said.status is FlagOutcomeStatus.UNVERIFIED:
                 settled[entry.id] = entry  # stays pending: reconciliation compares later
                 continue
-            settled[entry.id] = audit.settle(entry, Outcome.FAILED, said.detail)
+            # a flag that moved meanwhile was refused (nothing went wrong), else failed
+            outcome = (
+                Outcome.REFUSED if said.status is FlagOutcomeStatus.CONFLICTED else Outcome.FAILED
+            )
+            settled[entry.id] = audit.settle(entry, outcome, said.detail)
     by_status: dict[FlagOutcomeStatus, list[str]] = {status: [] for status in FlagOutcomeStatus}
     for flag, said in full.items():
         by_status[said.status].append(flag)

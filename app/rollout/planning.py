@@ -106,7 +106,8 @@ def target_of(
     action: Action, flag: FlagDefinition, steps: Sequence[float], to: float | None = None
 ) -> Transition:
     """Where `action` takes `flag` (the ladder's next / previous step, 0 % for a kill, or
-    `to`); InvalidRequest at the end of the ladder or for a `to` the wrong way."""
+    `to`); InvalidRequest at the end of the ladder, for a `to` the wrong way, or for a
+    kill of a flag already disabled (nothing to change)."""
     current = flag.percentage
     if to is not None and to == 0:
         to = 0.0  # "-0" means 0: never record "disabled -0 %"
@@ -118,6 +119,8 @@ def target_of(
                 raise InvalidRequest(f"advance must go above the current {current:g} %")
             return Transition(flag.key, flag.state, current, FlagState.ROLLOUT, to)
         if action is Action.KILL:
+            if flag.state is FlagState.DISABLED:  # a kill that would change nothing
+                raise InvalidRequest("already disabled (0 %): nothing to kill")
             to = 0.0
         elif to is not None:
             if to >= current:

@@ -32,11 +32,13 @@ from app.autopilot.model import (
 )
 from app.autopilot.store import AutopilotEvent, Heartbeat
 from app.flags.model import FlagState
+from app.rollout.guards import GuardName
 from app.text import code_span, format_age
 
 __all__ = [
     "START_AUTOPILOT",
     "HeartbeatSummary",
+    "KilledFlagWords",
     "PlanForm",
     "StepState",
     "Timeline",
@@ -46,6 +48,8 @@ __all__ = [
     "column_texts",
     "event_rows",
     "heartbeat_summary",
+    "killed_flag_words",
+    "moved_words",
     "newest_events",
     "plan_timeline",
     "read_plan_form",
@@ -245,6 +249,18 @@ def column_text(
     if plan.status is PlanStatus.ABORTED:
         return "plan aborted"
     here = _where(state, percentage)
+    moved = moved_words(plan, state, percentage)
+    known = [t for t in (plan.status_at, plan.last_decision_at) if t is not None]
+    if moved and known and reached_at is not None and reached_at <= max(known):
+        moved = ""  # the row is older than what the plan knows (a cached overview)
+    if moved:  # a person's change since: the plan's own last move is no longer the news
+        if plan.status is PlanStatus.PAUSED:
+            return f"plan paused; {moved}"
+        return f"plan stale: {moved}; the next tick pauses it"
+    if plan.status is PlanStatus.ACTIVE and state is FlagState.DISABLED:
+        killed = killed_flag_words(plan)
+        if killed is not None:
+            return killed.short
     if plan.status is PlanStatus.PAUSED:
         lowered = (
             last_event is not None
@@ -287,6 +303,52 @@ def newest_events(events: Iterable[AutopilotEvent]) -> dict[int, AutopilotEvent]
     for event in events:
         newest.setdefault(event.plan_id, event)
     return newest
+
+
+def moved_words(plan: RolloutPlan, state: FlagState, percentage: float) -> str:
+    """'the flag was changed since to disabled 0 % (the plan left it at rollout 10 %)'
+    when it is no longer where the plan left it; '' when it is."""
+    here, left = _where(state, percentage), _where(plan.expected_state, plan.expected_percentage)
+    if here == left and (state is FlagState.DISABLED) == (
+        plan.expected_state is FlagState.DISABLED
+    ):
+        return ""
+    return (
+        f"the flag was changed since to {state} {here:g} % (the plan left it at "
+        f"{plan.expected_state} {left:g} %)"
+    )
+
+
+@dataclass(frozen=True)
+class KilledFlagWords:
+    """What an active plan does with a flag it left disabled: `short` for the overview's
+    cell, `detail` (why, and what a person must do) for Flag detail."""
+
+    short: str
+    detail: str
+
+
+def killed_flag_words(plan: RolloutPlan) -> KilledFlagWords | None:
+    """What an active plan does with a flag it left disabled (killed), and what a person
+    must do; None when the plan is not active on a disabled flag."""
+    if plan.status is not PlanStatus.ACTIVE or plan.expected_state is not FlagState.DISABLED:
+        return None
+    first = plan.steps[0]
+    if GuardName.EXPOSURE in plan.gates:
+        return KilledFlagWords(
+            f"waits for a person to advance it to {first:g} %",
+            f"The flag is disabled (killed): the plan waits for a person to advance it to "
+            f"{first:g} %. Its exposure gate needs split evaluations, which a disabled flag "
+            f"has none of, so the autopilot never takes that step itself. Advance the flag "
+            f"to {first:g} % by hand (⏫ Advance) and the plan goes on from there, or abort "
+            "the plan.",
+        )
+    return KilledFlagWords(
+        f"may switch it back on at {first:g} %",
+        f"The flag is disabled (killed): at a tick where its gates pass, the autopilot "
+        f"advances it to {first:g} %, switching it back on. To keep it off, pause or abort "
+        "the plan.",
+    )
 
 
 def column_texts(

@@ -6,21 +6,25 @@ is `app.analysis.canary_analysis.load_canary`.
 from __future__ import annotations
 
 import math
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pandas as pd
 
 from app.analysis.canary import CanaryPolicy, CanaryReport, MetricVerdict, Verdict
 from app.analysis.canary_analysis import BASELINE_TRACK, CANARY_TRACK, CanaryAnalysis
 from app.analysis.canary_tolerance import error_ratio_limit, failing_since, latency_limit
+from app.audit import AuditEntry
+from app.flags.model import FlagDefinition, FlagState
 from app.quoting import quoted
 from queries.canary import CANARY_COUNT_COLUMNS
 
 __all__ = [
     "TRACK_COLOURS",
     "canary_failing_since",
+    "canary_killed_note",
     "error_ratio_frame",
     "error_ratio_tolerance",
+    "latency_ms_frame",
     "latency_tolerance",
     "metric_table",
     "parse_window",
@@ -136,10 +140,48 @@ def error_ratio_tolerance(counts: pd.DataFrame, policy: CanaryPolicy) -> float |
     return error_ratio_limit(ratio, policy)
 
 
+def latency_ms_frame(latency: pd.DataFrame) -> pd.DataFrame:
+    """The p99 per step with an `ms` column (the chart's axis, like its tolerance line
+    and the metric table, is in milliseconds)."""
+    return latency.assign(ms=latency["seconds"].astype(float) * 1000.0)
+
+
 def latency_tolerance(latency: pd.DataFrame, policy: CanaryPolicy) -> float | None:
     """The tolerance line of the p99 chart: the baseline's median p99 * (1 + tolerance)."""
     values = latency.loc[latency["track"] == BASELINE_TRACK, "seconds"].astype(float)
     return latency_limit(values.tolist(), policy)
+
+
+def canary_killed_note(
+    flag: FlagDefinition, last_change: AuditEntry | None, window: timedelta, now: datetime
+) -> str | None:
+    """What the verdict means once the canary's flag is off: 'Canary flag killed at …
+    by …: the verdict covers the window before …'; None while the flag serves anyone."""
+    if flag.state is not FlagState.DISABLED:
+        return None
+    if last_change is None or last_change.to_state is not FlagState.DISABLED:
+        return (
+            f"The canary flag {flag.key} is disabled: the canary serves nobody, so the "
+            "verdict judges requests from before it was switched off, if any."
+        )
+    at = last_change.at
+    words = f"Canary flag killed at {at:%Y-%m-%d %H:%M} UTC by {last_change.actor}"
+    if now - at >= window:
+        return (
+            f"{words}: this {_window_words(window)} window starts after the kill, so the "
+            "verdict judges requests that still reached the canary after it (from "
+            "instances that had not yet loaded the change), not the canary as it ran."
+        )
+    return (
+        f"{words}: the verdict covers the window before the kill (the last "
+        f"{_window_words(window)}, from {now - window:%H:%M} UTC); requests to the canary "
+        "since the kill come from instances that had not yet loaded it."
+    )
+
+
+def _window_words(window: timedelta) -> str:
+    minutes = int(window.total_seconds() // 60)
+    return f"{minutes // 60} h" if minutes % 60 == 0 and minutes >= 60 else f"{minutes} min"
 
 
 def canary_failing_since(analysis: CanaryAnalysis, policy: CanaryPolicy) -> str | None:

@@ -50,6 +50,7 @@ __all__ = [
     "OverviewFilter",
     "build_overview_rows",
     "filter_rows",
+    "flag_count_text",
     "load_overview",
     "pending_first",
     "treatment_vs_control",
@@ -440,3 +441,9 @@ def _all_at_once(questions: Sequence[Callable[[], object]]) -> list[object]:
     with ThreadPoolExecutor(len(questions), thread_name_prefix="overview") as pool:
         pending = [pool.submit(contextvars.copy_context().run, ask) for ask in questions]
     return [answer.result() for answer in pending]
+
+
+def flag_count_text(shown: int, total: int) -> str:
+    """'20 flags', or '2 of 20 flags' when a filter hides some."""
+    noun = "flag" if total == 1 else "flags"
+    return f"{total} {noun}" if shown == total else f"{shown} of {total} {noun}"

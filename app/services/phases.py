@@ -28,13 +28,14 @@ from app.analysis.phase_history import (
     phase_schedule,
     resolve_project_start,
 )
-from app.analysis.progress import PhaseProgress, phase_progress
+from app.analysis.progress import PhaseProgress, PhaseStatus, phase_progress
 from app.audit import AuditEntry, AuditLog
 from app.flags.model import FlagConfig
 from app.services.overview import ExternalEdit, FlagRow
 from app.text import format_age
 
 __all__ = [
+    "BEFORE_HISTORY",
     "HISTORY_LIMIT",
     "PHASE_CSV_COLUMNS",
     "SOURCE",
@@ -46,6 +47,7 @@ __all__ = [
     "flag_conditions",
     "load_phases",
     "outside_changes_table",
+    "phase_status_text",
     "phase_table",
     "phase_table_csv",
     "schedule_text",
@@ -97,6 +99,9 @@ class PhasesView:
     applied_changes: int
     newest_change: datetime | None
     notices: tuple[str, ...] = field(default=())
+    #: the oldest applied change in the history: where a phase that started before the
+    #: history is known to have been under way already
+    oldest_change: datetime | None = None
 
     @property
     def project_start_from_history(self) -> bool:
@@ -138,6 +143,7 @@ def build_phases(
         applied_changes=len(changes),
         newest_change=changes[-1].at if changes else None,
         notices=tuple(notices),
+        oldest_change=changes[0].at if changes else None,
     )
 
 
@@ -215,6 +221,20 @@ def actual_start_text(row: PhaseSchedule) -> str:
     return _moment(row.actual_start)
 
 
+def phase_status_text(progress: PhaseProgress, row: PhaseSchedule) -> str:
+    """The phase's status now, in words: 'rolling out', 'blocked', … A phase that did
+    start (its actual start is known, or before the history) and has every flag back at
+    0 % is 'stopped: every flag at 0 %', never 'not started'."""
+    started = row.actual_start is not None or row.started_before_history
+    if progress.status is PhaseStatus.NOT_STARTED and started:
+        return "stopped: every flag at 0 %"
+    return str(progress.status).replace("_", " ")
+
+
+#: the timeline's bar of a phase that was under way before the history begins
+BEFORE_HISTORY = "actual (started before the history)"
+
+
 def _moment(value: datetime | None) -> str:
     return "–" if value is None else f"{value.astimezone(UTC):%Y-%m-%d %H:%M}"
 
@@ -245,7 +265,7 @@ def phase_table(view: PhasesView) -> pd.DataFrame:
                 "Actual start": actual_start_text(s),
                 "Actual finish": _moment(s.actual_finish),
                 "Schedule": schedule_text(s),
-                "Status": str(p.status).replace("_", " "),
+                "Status": phase_status_text(p, s),
                 "Progress": 100 * p.progress,
                 "At 100 %": f"{p.flags_complete}/{len(p.flags)}",
                 "Blocked by": ", ".join(p.blocked_by) or "–",
@@ -271,6 +291,15 @@ def _iso(value: datetime | None) -> str:
     return "" if value is None else value.astimezone(UTC).isoformat()
 
 
+def _csv_start(row: PhaseSchedule, view: PhasesView) -> str:
+    """The actual start in the CSV: ISO, or 'before <the history's first change>' (a
+    bound, not a blank) for a phase under way before the history."""
+    if row.started_before_history:
+        oldest = view.oldest_change
+        return f"before {_iso(oldest)}" if oldest is not None else "before the history"
+    return _iso(row.actual_start)
+
+
 def phase_table_csv(view: PhasesView) -> str:
     """The phase table for spreadsheets: ISO dates (UTC), lists joined with '; '."""
     schedule = {row.phase: row for row in view.schedule}
@@ -284,7 +313,7 @@ def phase_table_csv(view: PhasesView) -> str:
                 p.planned_week,
                 s.planned_start.isoformat(),
                 s.planned_finish.isoformat(),
-                _iso(s.actual_start),
+                _csv_start(s, view),
                 _iso(s.actual_finish),
                 str(s.status),
                 s.days_late,
@@ -332,6 +361,12 @@ def timeline_frame(view: PhasesView) -> pd.DataFrame:
             end = s.actual_finish or view.generated_at
             kind = "actual" if s.actual_finish is not None else "actual (open)"
             rows.append((label, kind, s.actual_start, end, schedule_text(s)))
+        elif s.started_before_history:  # drawn from where the history begins
+            since = view.oldest_change or datetime.combine(
+                view.project_start, datetime.min.time(), UTC
+            )
+            end = s.actual_finish or view.generated_at
+            rows.append((label, BEFORE_HISTORY, min(since, end), end, schedule_text(s)))
     return pd.DataFrame(rows, columns=["Phase", "Kind", "Start", "Finish", "Schedule"])
 
 

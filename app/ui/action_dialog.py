@@ -198,27 +198,29 @@ def action_buttons(
     seen: str | None = st.session_state.get(seen_key, versions.get(flag))
     columns = st.columns(len(actions))
     steps = snapshot.config.global_.rollout_steps
+    not_offered: list[str] = []  # said in full below: a narrow button would cut it
     for column, action in zip(columns, actions, strict=True):
         kind: Literal["primary", "secondary"] = "primary" if action is Action.KILL else "secondary"
+        why = ""
         try:
             label = button_label(action, (target_of(action, definition, steps),))
-            possible = True
         except InvalidRequest as end:
-            label, possible = (
-                f"{action.capitalize()}: {end}".replace("Rollback", "Roll back"),
-                False,
-            )
+            label, why = _NAMES[action], str(end)
+            not_offered.append(f"{_NAMES[action]}: {why}")
         clicked = column.button(
             f"{_ICONS[action]} {label}",
             key=f"open-{action}",
             type=kind,
             width="stretch",
-            disabled=not possible,
+            disabled=bool(why),
+            help=why or None,
         )
         if clicked:
             request = ActionRequest(action, environment, "(preview)", identity, flag=flag)
             _open(rt, identity, request, seen)
     st.session_state[seen_key] = versions.get(flag)
+    if not_offered:
+        st.caption("Not offered: " + "; ".join(not_offered) + ".")
     if Action.ADVANCE in actions and rt.approvals.needed_in(environment):
         st.caption(
             f"✋ In {environment} an advance waits for a second operator's approval "

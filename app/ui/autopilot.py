@@ -18,7 +18,14 @@ import pandas as pd
 import streamlit as st
 
 from app.autopilot.controller import LEASE
-from app.autopilot.model import ALL_GATES, OnFailure, PlanInvalid, PlanStatus, RolloutPlan
+from app.autopilot.model import (
+    ALL_GATES,
+    OnFailure,
+    PlanInvalid,
+    PlanStatus,
+    RolloutPlan,
+    plan_warnings,
+)
 from app.autopilot.service import abort_plan, default_gates, pause_plan, resume_plan
 from app.autopilot.store import PlanChanged, PlansUnavailable
 from app.flags.backend import FlagSnapshot
@@ -31,6 +38,8 @@ from app.services.autopilot import (
     column_texts,
     event_rows,
     heartbeat_summary,
+    killed_flag_words,
+    moved_words,
     newest_events,
     plan_timeline,
     read_plan_form,
@@ -183,9 +192,16 @@ def _plan_view(
     )
     words = status_text(plan)
     status = escape_markdown(words[:1].upper() + words[1:])
+    moved = moved_words(plan, definition.state, definition.percentage)
+    killed = killed_flag_words(plan)
+    if plan.status is not PlanStatus.ABORTED and moved:
+        then = "the next tick pauses the plan" if plan.is_active else "resume to go on from there"
+        st.warning(f"{escape_markdown(moved[:1].upper() + moved[1:])}: {then}.", icon="✋")
     if plan.status is PlanStatus.ACTIVE:
         st.markdown(f"Status: **▶️ active** · {_decision_words(plan, now)}")
-        if timeline.blocked:
+        if killed is not None and not moved:
+            st.warning(escape_markdown(killed.detail), icon="🛑")
+        elif timeline.blocked:
             st.info(f"Blocked: {escape_markdown(timeline.blocked)}", icon="⏳")
     elif plan.status is PlanStatus.PAUSED:
         st.warning(status, icon="⏸️")
@@ -321,11 +337,15 @@ def _act(rt: Runtime, identity: Identity, move: str, seen: RolloutPlan, reason_k
     except (PlanInvalid, NotAuthorized, PlansUnavailable, OSError, ValueError) as refused:
         _say(environment, flag, "error", f"Not {verb}: {_refusal(refused)}")
         return
-    st.session_state.pop(reason_key, None)
+    # cleared, so that the next button does not carry this reason into the audit log
+    st.session_state[reason_key] = ""
     where = f"{done.expected_state} {done.expected_percentage:g} %"
+    killed = killed_flag_words(done)
     after = {
         "pause": f"The autopilot leaves the flag at {where} until the plan is resumed.",
-        "resume": f"The autopilot goes on from {where} at its next tick.",
+        "resume": killed.detail
+        if killed is not None
+        else f"The autopilot goes on from {where} at its next tick.",
         "abort": f"The flag stays at {where}; the autopilot will not touch it again.",
     }[move]
     _say(environment, flag, "success", f"Plan {verb}. {after}")
@@ -472,9 +492,9 @@ def _save(
     except (NotAuthorized, PlansUnavailable, OSError) as refused:
         _say(environment, flag, "error", f"Not saved: {refused}")
         return
-    _say(
-        environment,
-        flag,
-        "success",
-        f"Plan saved: {saved.text}. The autopilot looks at it at its next tick.",
-    )
+    words = f"Plan saved: {saved.text}. The autopilot looks at it at its next tick."
+    warnings = plan_warnings(read_plan_form(form))
+    if warnings:  # said with the outcome, where the person clicked
+        _say(environment, flag, "note", f"{words} Note: {'; '.join(warnings)}.")
+        return
+    _say(environment, flag, "success", words)

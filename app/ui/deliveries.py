@@ -9,11 +9,22 @@ from datetime import UTC, datetime, timedelta
 
 import streamlit as st
 
-from app.notify import Delivery, failed_deliveries
+from app.audit import AuditEntry, Outcome
+from app.autopilot.model import AUTOPILOT_ACTOR
+from app.notify import Delivery, DeliveryStatus, deliveries_of, failed_deliveries
 from app.runtime import Runtime
 from app.text import escape_markdown, format_age
 
-__all__ = ["FAILED_DELIVERIES_SPAN", "failed_deliveries_text", "render_failed_deliveries"]
+__all__ = [
+    "FAILED_DELIVERIES_SPAN",
+    "failed_deliveries_text",
+    "notification_lines",
+    "record_notifications",
+    "render_failed_deliveries",
+]
+
+#: how long after its audit record an action's notifications are looked for
+_QUEUED_WITHIN = timedelta(minutes=2)
 
 #: how far back the warning looks
 FAILED_DELIVERIES_SPAN = timedelta(hours=24)
@@ -53,3 +64,47 @@ def render_failed_deliveries(rt: Runtime, now: datetime | None = None) -> None:
     text = failed_deliveries_text(deliveries, now)
     if text:
         st.warning(text, icon="📭")
+
+
+def notification_lines(webhooks: Sequence[str], deliveries: Sequence[Delivery]) -> list[str]:
+    """Per configured webhook, what became of the action's notification: '- oncall:
+    delivered', '- audit: failed after 6 attempts — HTTP 500', '- oncall: retrying (2
+    attempts so far — HTTP 503)', '- oncall: queued, not sent yet'."""
+    newest = {d.webhook: d for d in deliveries}
+    lines = []
+    for name in webhooks:
+        d = newest.get(name)
+        tries = "" if d is None else f"{d.attempts} attempt{'s' if d.attempts != 1 else ''}"
+        if d is None or d.status is DeliveryStatus.PENDING:
+            said = "queued, not sent yet"
+        elif d.status is DeliveryStatus.DELIVERED:
+            said = f"delivered ({tries})"
+        elif d.status is DeliveryStatus.RETRYING:
+            said = f"retrying ({tries} so far — {escape_markdown(d.last_error)})"
+        else:
+            said = f"failed after {tries} — {escape_markdown(d.last_error)}"
+        lines.append(f"- {escape_markdown(name)}: {said}")
+    return lines
+
+
+def record_notifications(rt: Runtime, entry: AuditEntry) -> None:
+    """The notifications an applied action sent and their delivery, under its audit
+    record; says why there are none (no webhook, manual actions not notified)."""
+    if entry.outcome is not Outcome.APPLIED:
+        return
+    webhooks = list(rt.settings.webhooks)
+    if not webhooks:
+        st.caption("Notifications: none sent — no webhook is configured (`ROLLOUT_WEBHOOKS`).")
+        return
+    by_autopilot = entry.actor == AUTOPILOT_ACTOR
+    if not by_autopilot and not rt.settings.notify_manual_actions:
+        st.caption(
+            "Notifications: none sent — a person's actions are not notified "
+            "(`ROLLOUT_NOTIFY_MANUAL_ACTIONS` is off)."
+        )
+        return
+    event = str(entry.action) if by_autopilot else f"manual:{entry.action}"
+    found = deliveries_of(
+        rt.engine, entry.environment, entry.flag, event, entry.at, entry.at + _QUEUED_WITHIN
+    )
+    st.markdown("**Notifications sent**\n" + "\n".join(notification_lines(webhooks, found)))

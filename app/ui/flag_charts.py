@@ -4,6 +4,7 @@ on every chart, so a reader sees what a change did."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
 
 import pandas as pd
 import plotly.express as px
@@ -11,13 +12,63 @@ import plotly.graph_objects as go
 
 from app.services.flag_detail import ChangeMark, FlagDetail, Mitigation, latency_in_ms
 
-__all__ = ["error_chart", "latency_chart", "mitigation_chart", "rate_chart", "with_changes"]
+__all__ = [
+    "error_chart",
+    "label_lanes",
+    "latency_chart",
+    "mitigation_chart",
+    "rate_chart",
+    "with_changes",
+]
+
+
+#: how many rows of change labels a chart stacks above its plot before it shortens one
+LABEL_LANES = 4
+_LANE_PX = 16
+#: a label's width as a share of the plot, per character (about 7 px of a 700 px plot)
+_CHAR_SHARE = 0.01
+
+
+def label_lanes(
+    times: Sequence[datetime], widths: Sequence[timedelta], lanes: int = LABEL_LANES
+) -> list[int | None]:
+    """Per label (starting at its time, `width` long, in any order) the lowest row free at
+    its time, taken in time order; None when all `lanes` rows are taken there (the label
+    is then drawn short, its words in the hover). Labels never overlap."""
+    ends: list[datetime] = []
+    found: list[int | None] = [None] * len(times)
+    for index in sorted(range(len(times)), key=lambda i: times[i]):
+        at = times[index]
+        lane = next((row for row, end in enumerate(ends) if end <= at), None)
+        if lane is None and len(ends) < lanes:
+            lane = len(ends)
+            ends.append(at)
+        if lane is not None:
+            ends[lane] = at + widths[index]
+        found[index] = lane
+    return found
+
+
+def _span(figure: go.Figure, changes: Sequence[ChangeMark]) -> timedelta:
+    """The time the chart's x axis covers (its traces and the changes)."""
+    moments = [pd.Timestamp(change.at) for change in changes]
+    for trace in figure.data:
+        xs = getattr(trace, "x", None)
+        if xs is not None and len(xs):
+            moments += [pd.Timestamp(min(xs)), pd.Timestamp(max(xs))]
+    moments = [m if m.tzinfo is not None else m.tz_localize("UTC") for m in moments]
+    span = (max(moments) - min(moments)).to_pytimedelta() if moments else timedelta(0)
+    return span if span > timedelta(0) else timedelta(hours=1)
 
 
 def with_changes(figure: go.Figure, changes: Sequence[ChangeMark]) -> go.Figure:
-    """Every applied change as a dotted vertical line labelled '25 → 50 % · actor';
-    labels alternate between two heights so close changes stay readable."""
-    for index, change in enumerate(changes):
+    """Every applied change as a dotted vertical line labelled '25 → 50 % · actor' to its
+    right; labels that would overlap go to rows above each other (`label_lanes`), and
+    past the last row a label shows as '•' with its words in the hover."""
+    span = _span(figure, changes)
+    widths = [span * min(0.6, _CHAR_SHARE * len(change.label)) for change in changes]
+    lanes = label_lanes([change.at for change in changes], widths)
+    for change, lane in zip(changes, lanes, strict=True):
         figure.add_shape(
             type="line",
             x0=change.at,
@@ -31,11 +82,16 @@ def with_changes(figure: go.Figure, changes: Sequence[ChangeMark]) -> go.Figure:
             x=change.at,
             y=1,
             yref="paper",
-            text=change.label,
+            text=change.label if lane is not None else "•",
+            hovertext=change.label,
             showarrow=False,
+            xanchor="left",
             yanchor="bottom",
-            yshift=14 * (index % 2),
+            yshift=_LANE_PX * (lane if lane is not None else LABEL_LANES),
         )
+    used = max((lane for lane in lanes if lane is not None), default=-1) + 1
+    if used > 1:  # room above the plot for the stacked rows, below the title
+        figure.update_layout(margin={"t": 60 + _LANE_PX * used})
     return figure
 
 

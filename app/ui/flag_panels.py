@@ -29,10 +29,12 @@ from app.services.flag_detail import (
     variant_error_table,
 )
 from app.services.overview import ExternalEdit
+from app.settings import FlagBackendKind
 from app.text import HEALTH_BADGES, escape_markdown, format_age, format_rate, source_label
 from app.ui.action_dialog import guard_table
 from app.ui.flag_charts import error_chart, latency_chart, mitigation_chart, rate_chart
 from app.ui.overview_table import why_text
+from app.unleash.mapping import feature_ui_url
 
 __all__ = [
     "dependencies_panel",
@@ -42,6 +44,7 @@ __all__ = [
     "health_line",
     "history_panel",
     "metric_charts",
+    "owner_line",
     "propagation_panel",
     "range_header",
     "rules_panel",
@@ -64,12 +67,27 @@ def health_line(rt: Runtime, environment: str, snapshot: FlagSnapshot, key: str)
 
 def flag_summary(flag: FlagDefinition) -> None:
     """State, rollout %, phase and strategy, then who is served what."""
-    state_col, pct_col, phase_col, strategy_col = st.columns(4)
+    # the strategy ("percentage", "user_list") gets the room a value needs at 1024 px
+    state_col, pct_col, phase_col, strategy_col = st.columns([2, 2, 1, 3])
     state_col.metric("State", str(flag.state))
     pct_col.metric("Rollout", f"{flag.percentage:g} %")
     phase_col.metric("Phase", str(flag.phase) if flag.phase else "–")
     strategy_col.metric("Strategy", str(flag.rollout.strategy))
     st.caption(escape_markdown(serving_text(flag)))
+
+
+def owner_line(rt: Runtime, flag: FlagDefinition) -> None:
+    """Who owns the flag (`metadata.owner`) and, where the flag lives in a flag server,
+    a link to it there: what on-call looks for first."""
+    owner = flag.metadata.owner.strip()
+    said = f"Owner: **{escape_markdown(owner)}**" if owner else "Owner: not set"
+    if not owner:
+        said += " (`metadata.owner` in the flag config)"
+    settings = rt.settings
+    if settings.flag_backend is FlagBackendKind.UNLEASH and settings.unleash_url:
+        url = feature_ui_url(settings.unleash_url, settings.unleash_project, flag.key)
+        said += f" · [Open {escape_markdown(flag.key)} in Unleash ↗]({url})"
+    st.markdown(said)
 
 
 def guard_report_panel(rt: Runtime, identity: Identity, environment: str, key: str) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import plotly.express as px
 import plotly.graph_objects as go
 
-from app.services.phases import PhasesView, burn_up_frame, timeline_frame
+from app.services.phases import BEFORE_HISTORY, PhasesView, burn_up_frame, timeline_frame
 
 __all__ = ["TIMELINE_COLOURS", "burn_up_chart", "export_config", "timeline_chart"]
 
@@ -15,6 +15,7 @@ TIMELINE_COLOURS = {
     "planned": "#9ecae1",
     "actual": "#31a354",
     "actual (open)": "#fd8d3c",
+    BEFORE_HISTORY: "#fdae6b",
 }
 
 

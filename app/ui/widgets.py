@@ -16,7 +16,7 @@ from app.quoting import printable
 from app.rollout.inputs import MAX_NAME_LENGTH
 from app.rollout.roles import Identity, Role, role_for
 from app.runtime import Runtime, open_runtime
-from app.services.overview import Overview
+from app.services.overview import Overview, flag_count_text
 from app.settings import (
     FlagBackendKind,
     Settings,
@@ -63,10 +63,12 @@ def button_only_form(key: str, *, border: bool = True) -> DeltaGenerator:
 
 
 def outcome_message(kind: str, text: str) -> None:
-    """What a button did: "success" ✅, "warning" 🔁 (someone changed it meanwhile),
-    anything else an error ⛔."""
+    """What a button did: "success" ✅, "note" ⚠️ (done, with something to know),
+    "warning" 🔁 (someone changed it meanwhile), anything else an error ⛔."""
     if kind == "success":
         st.success(text, icon="✅")
+    elif kind == "note":
+        st.warning(text, icon="⚠️")
     elif kind == "warning":
         st.warning(text, icon="🔁")
     else:
@@ -192,13 +194,16 @@ def _sign_in_configured() -> bool:
         return False
 
 
-def source_banner(overview: Overview, stale_after_seconds: int) -> None:
-    """Where the numbers come from and how old they are; loud when degraded."""
+def source_banner(overview: Overview, stale_after_seconds: int, shown: int | None = None) -> None:
+    """Where the numbers come from and how old they are, and how many of the flags the
+    filters show (`shown`, None: all); loud when degraded."""
     age = overview.data_age_seconds
     label = source_label(overview.source)
     for notice in overview.notices:
         st.warning(notice, icon="⚠️")
-    text = f"Source: **{label}** · data age: **{format_age(age)}** · {len(overview.rows)} flags"
+    total = len(overview.rows)
+    count = flag_count_text(total if shown is None else shown, total)
+    text = f"Source: **{label}** · data age: **{format_age(age)}** · {count}"
     if age is None or age > stale_after_seconds:
         st.error(f"{text} — data is stale or missing", icon="⏱️")
     else:

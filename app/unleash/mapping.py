@@ -29,6 +29,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from app.flags.model import FLAG_KEY, FlagDefinition, FlagMetadata, FlagState, Rollout
 
@@ -39,6 +40,7 @@ __all__ = [
     "VersionBasis",
     "admin_feature",
     "exported_features",
+    "feature_ui_url",
     "map_feature",
     "parse_version",
     "phase_of_tags",
@@ -305,3 +307,10 @@ def _variants(strategy: Mapping[str, Any] | None) -> tuple[dict[str, Any], str]:
         }
     heaviest = max(listed, key=lambda v: (float(v.get("weight") or 0), str(v.get("name"))))
     return variants, str(heaviest.get("name"))
+
+
+def feature_ui_url(server_url: str, project: str, feature: str) -> str:
+    """The feature's page in the Unleash admin UI ('…/projects/default/features/checkout'),
+    each name escaped as one path segment."""
+    segments = (quote(project, safe=""), quote(feature, safe=""))
+    return f"{server_url.rstrip('/')}/projects/{segments[0]}/features/{segments[1]}"

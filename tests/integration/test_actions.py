@@ -183,7 +183,7 @@ def test_a_stale_page_is_refused_with_the_fresh_state(flags, backend, audit):
     assert stale.exit_code is ExitCode.CONFLICT
     assert stale.fresh is not None and stale.fresh.flag("ab_testing").percentage == 10.0
     assert percentage(flags, "ab_testing") == 10.0
-    assert audit.entries()[0].outcome is Outcome.FAILED
+    assert audit.entries()[0].outcome is Outcome.REFUSED  # nothing went wrong
 
 
 @pytest.mark.parametrize(
@@ -428,7 +428,7 @@ def test_a_confirmed_plan_on_a_moved_flag_is_a_conflict_recording_what_was_confi
     assert result.fresh is not None and result.fresh.flag("ab_testing").percentage == 10.0
     refused = audit.entries()[0]
     assert (refused.actor, refused.from_percentage, refused.to_percentage) == ("olga", 25.0, 10.0)
-    assert refused.outcome is Outcome.FAILED
+    assert refused.outcome is Outcome.REFUSED
     assert "ted" in refused.detail and "now rollout 10 %" in refused.detail
 
 
@@ -440,7 +440,7 @@ def test_a_version_conflict_names_who_changed_the_flag(flags, backend, audit):
     )
     assert result.exit_code is ExitCode.CONFLICT
     assert "changed concurrently: ab_testing" in (result.error or "")
-    assert audit.entries()[0].outcome is Outcome.FAILED
+    assert audit.entries()[0].outcome is Outcome.REFUSED
     assert "ted" in audit.entries()[0].detail
 
 

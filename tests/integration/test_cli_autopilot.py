@@ -230,6 +230,10 @@ def test_a_plan_round_trip_through_every_verb(state, capsys):
 
     code, out, err = set_alpha(capsys)  # a new plan replaces the aborted one
     assert code == 0, err
+    assert err == (  # set_alpha soaks 0 s: said, not refused (see plan_warnings)
+        "warning: soak 0 s: each step is taken at the first tick its other gates pass, with "
+        "no time at the step to watch it (write 30m to soak each step for 30 minutes)\n"
+    )
     assert out.startswith("plan replaced for alpha in production: 10 → 25 → 50 → 75 %")
     code, document = cli_json(capsys, "plan", "show", "--env", PROD)
     assert [(p["flag"], p["status"], p["version"]) for p in document["plans"]] == [
@@ -281,7 +285,9 @@ def test_every_bad_value_is_named_and_nothing_is_written(state, capsys):
     assert "error: steps '1,5,x%': write them as 1,5,25,50" in err
     assert "error: the soak must be between 0 and 7 days" in err
     code, _, err = cli(capsys, "plan", "set", "alpha", "--steps", "0,200", "--soak", "1m")
-    assert code == 2 and "every step must be above 0 and at most 100 %" in err
+    assert code == 2
+    assert "error: step 0 % is not above 0 %: a step must serve someone" in err
+    assert "error: step 200 % is above 100 %" in err
     code, _, err = cli(
         capsys, "plan", "set", "alpha", "--steps", "5", "--soak", "1m", "--hours", "x"
     )

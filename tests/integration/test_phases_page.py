@@ -19,7 +19,7 @@ from app.metrics_db.database import open_database
 from app.metrics_db.schema import AuditRecord
 from tests.support.servers import free_port
 
-PAGE = Path(__file__).resolve().parents[2] / "pages" / "phases.py"
+ENTRY_POINT = Path(__file__).resolve().parents[2] / "app" / "main.py"
 
 FLAGS = """
 version: "7"
@@ -119,10 +119,12 @@ def downloads(monkeypatch: pytest.MonkeyPatch) -> list[MemoryMediaFileStorage]:
 
 
 def _page(**query: str) -> AppTest:
-    app = AppTest.from_file(str(PAGE), default_timeout=30)
+    # under the entry point, as a person opens it: run alone, pages/ would be on sys.path
+    # and pages/requests.py would shadow the `requests` package
+    app = AppTest.from_file(str(ENTRY_POINT), default_timeout=30)
     for name, value in query.items():
         app.query_params[name] = value
-    return app.run()
+    return app.switch_page("../pages/phases.py").run()
 
 
 def test_phase_table_shows_progress_status_and_actual_dates(seeded):

@@ -170,7 +170,7 @@ def test_an_emergency_rollback_reports_flag_by_flag(
     assert now.flag("done").state is FlagState.ENABLED
     outcomes = {e.flag: (e.outcome, e.detail) for e in audit.entries()}
     assert outcomes["alpha"][0] is Outcome.APPLIED and "Unleash event" in outcomes["alpha"][1]
-    assert outcomes["beta"][0] is Outcome.FAILED and "changed concurrently" in outcomes["beta"][1]
+    assert outcomes["beta"][0] is Outcome.REFUSED and "changed concurrently" in outcomes["beta"][1]
     assert outcomes["gamma"][0] is Outcome.FAILED and "unknown flag" in outcomes["gamma"][1]
     assert set(outcomes) == {"alpha", "beta", "gamma", "delta"}
 

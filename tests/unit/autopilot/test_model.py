@@ -11,12 +11,14 @@ from hypothesis import strategies as st
 from app.autopilot.model import (
     AllowedHours,
     PlanInvalid,
+    PlanOptions,
     RolloutPlan,
     duration_text,
     parse_duration,
     parse_gates,
     parse_steps,
     plan_problems,
+    plan_warnings,
 )
 from app.flags.model import FlagState
 from app.rollout.guards import GuardName
@@ -48,11 +50,28 @@ def test_steps_and_their_problems() -> None:
         "would advance blind or unsoaked (missing: error_rate, soak_time)"
     ]
     problems = plan_problems((0.0, 150.0), timedelta(days=8), ("latency",), 120)
-    assert "every step must be above 0 and at most 100 %" in problems
+    assert "step 0 % is not above 0 %: a step must serve someone" in problems
+    assert "step 150 % is above 100 %" in problems
     assert "the soak must be between 0 and 7 days" in problems
     assert any("unknown gates latency" in p for p in problems)
     assert any("within 0..100 %" in p for p in problems)
     assert plan_problems((), timedelta(0), required, 50) == ["a plan needs at least one step"]
+    assert plan_problems((5.0, 150.0, 150.0, -1.0), timedelta(0), required, 50) == [
+        "step 150 % is above 100 %",
+        "step -1 % is not above 0 %: a step must serve someone",
+    ]
+    assert plan_problems((float("nan"),), timedelta(0), required, 50) == [
+        "a step is not a number: every step must be above 0 and at most 100 %"
+    ]
+
+
+def test_a_soak_of_0_is_kept_but_said() -> None:
+    quick = PlanOptions(steps=(5.0,), soak=timedelta(0))
+    assert plan_warnings(quick) == [
+        "soak 0 s: each step is taken at the first tick its other gates pass, with no time at "
+        "the step to watch it (write 30m to soak each step for 30 minutes)"
+    ]
+    assert plan_warnings(PlanOptions(steps=(5.0,), soak=timedelta(seconds=1))) == []
 
 
 def test_gates_as_typed_are_read_as_members() -> None:

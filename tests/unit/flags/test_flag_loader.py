@@ -15,7 +15,7 @@ from app.flags.loader import (
     environments,
     load_config,
 )
-from app.flags.model import FlagState, RolloutStrategy
+from app.flags.model import FlagState, RolloutStrategy, on_for_nobody
 
 PHASE_NAMES = [
     "Configuration Externalization",
@@ -446,3 +446,27 @@ def test_config_invalid_lists_issues_one_per_line(tmp_path: Path) -> None:
         f"{tmp_path}/a.yaml:3: main: bad",
         f"{tmp_path}/a.yaml: worse",
     ]
+
+
+def test_a_user_list_rollout_listing_nobody_still_loads_but_check_config_names_it(
+    tmp_path: Path,
+) -> None:
+    path = _write(
+        tmp_path,
+        "flags.yaml",
+        """
+        version: "1"
+        flags:
+          beta:
+            state: rollout
+            rollout: {strategy: user_list}
+          listed:
+            state: rollout
+            rollout: {strategy: user_list, user_list: [ana]}
+        """,
+    )
+    config = load_config(path)
+    assert on_for_nobody(config) == ["beta"]
+    (issue,) = check_config(path)
+    assert (issue.file, issue.line, issue.flag) == (path, 5, "beta")
+    assert "user_list with no user_list (in the base config)" in issue.message
