@@ -196,6 +196,7 @@ def test_a_plan_after_a_real_rollback_on_flag_detail_and_the_overview(
     ticker = parts.controller("web-1:4242")
     parts.evaluations(0.10)
     assert str(ticker.tick().outcome("search").decision.move) == "advance"  # type: ignore[union-attr]
+    parts.after_the_step()  # the failures are counted once the new step's first slot ends
     parts.evaluations(0.25, errors_on=2_000)  # the treatment fails at 25 %
     assert str(ticker.tick().outcome("search").decision.move) == "rollback"  # type: ignore[union-attr]
 

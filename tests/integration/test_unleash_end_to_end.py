@@ -157,4 +157,4 @@ def test_two_processes_advancing_one_flag_give_one_change_one_conflict_no_lost_u
         assert updates[-1]["data"]["parameters"]["rollout"] == "25"
         audit = AuditLog(open_database(database), tmp_path / "reader.jsonl")
         outcomes = sorted(str(e.outcome) for e in audit.entries(flag))
-        assert outcomes == [Outcome.APPLIED, Outcome.FAILED]
+        assert outcomes == [Outcome.APPLIED, Outcome.REFUSED]  # the conflict: refused
