@@ -145,7 +145,7 @@ class NullNotifier:
         return None
 
 
-class HandingOverNotifier:
+class HandingOverNotifier(NullNotifier):
     """For a process that must not wait for webhooks (a command from the terminal): each
     delivery becomes a `handed_over` row holding the notification, written at once; the
     autopilot's leader sends it after its next tick. Without the database the delivery
@@ -198,18 +198,6 @@ class HandingOverNotifier:
             ", ".join(w.name for w in self._webhooks),
             extra=_fields(n),
         )
-
-    def watch(self, listener: DeliveryListener) -> None:
-        return None
-
-    def deliver_handed_over(self, limit: int = 100) -> int:
-        return 0
-
-    def flush(self, timeout: float) -> bool:
-        return True
-
-    def close(self) -> None:
-        return None
 
 
 def _fields(notification: Notification) -> dict[str, str]:
