@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import os
 import pwd
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,10 +17,10 @@ import pytest
 from sqlalchemy import create_engine, select, update
 
 from app.metrics_db.schema import WebhookDeliveryRow
+from tests.support.cli_process import cli_environment, run_cli
 from tests.support.servers import free_port
 from tests.support.webhook_receiver import TOKEN, NeverAnswers, Receiver
 
-ROOT = Path(__file__).resolve().parents[2]
 ME = pwd.getpwuid(os.getuid()).pw_name
 FLAGS = """
 version: "1"
@@ -48,30 +46,14 @@ def working() -> Iterator[Receiver]:
 
 
 def settings_env(state: Path, webhook_url: str, **more: str) -> dict[str, str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("ROLLOUT_")}
-    return {
-        **clean,
-        "ROLLOUT_STATE_DIR": str(state),
-        "ROLLOUT_FLAGS_FILE": str(state / "feature_flags.yaml"),
-        "ROLLOUT_DATABASE_URL": f"sqlite:///{state / 'metrics.db'}",
-        "ROLLOUT_ROLES": json.dumps({ME: "operator"}),
-        "ROLLOUT_APPROVAL_ENVIRONMENTS": "[]",
-        "ROLLOUT_WEBHOOKS": "oncall=json",
-        "ROLLOUT_WEBHOOK_URL_ONCALL": webhook_url,
-        "ROLLOUT_NOTIFY_MANUAL_ACTIONS": "true",
+    return cli_environment(
+        state,
+        f"sqlite:///{state / 'metrics.db'}",
+        ME,
+        ROLLOUT_WEBHOOKS="oncall=json",
+        ROLLOUT_WEBHOOK_URL_ONCALL=webhook_url,
+        ROLLOUT_NOTIFY_MANUAL_ACTIONS="true",
         **more,
-    }
-
-
-def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "app.cli", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
     )
 
 

@@ -28,6 +28,8 @@ from app.metrics_db.schema import WebhookDeliveryRow
 from app.runtime import open_runtime
 from app.settings import load_settings
 from tests.conftest import fresh_postgres_database
+from tests.support.cli_process import cli_environment
+from tests.support.cli_process import run_cli as run_command
 from tests.support.openfeature import _query, start_scraping_prometheus
 from tests.support.servers import free_port, start
 from tests.support.tcp_proxy import TcpProxy
@@ -68,29 +70,12 @@ def receiver() -> Iterator[Receiver]:
 
 
 def settings_env(state: Path, database_url: str, **more: str) -> dict[str, str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("ROLLOUT_")}
-    return {
-        **clean,
-        "ROLLOUT_STATE_DIR": str(state),
-        "ROLLOUT_FLAGS_FILE": str(state / "feature_flags.yaml"),
-        "ROLLOUT_DATABASE_URL": database_url,
-        "ROLLOUT_ROLES": json.dumps({ME: "operator"}),
-        "ROLLOUT_APPROVAL_ENVIRONMENTS": "[]",
-        "ROLLOUT_LOG_FORMAT": "json",
-        **more,
-    }
+    return cli_environment(state, database_url, ME, ROLLOUT_LOG_FORMAT="json", **more)
 
 
 def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(
-        [sys.executable, "-m", "app.cli", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    """`cli_process.run_cli`, which must succeed."""
+    done = run_command(env, *args)
     assert done.returncode == 0, done.stdout + done.stderr
     return done
 
