@@ -40,10 +40,10 @@ from app.rollout.action_model import (
     GuardCheck,
     InvalidRequest,
 )
-from app.rollout.evidence import guard_check
+from app.rollout.evidence import gather_guard_inputs, guard_check
 from app.rollout.execution import execute_action, unavailable_result
 from app.rollout.exit_codes import ExitCode
-from app.rollout.guards import GuardPolicy, GuardResult
+from app.rollout.guards import GuardInputs, GuardPolicy, GuardResult
 from app.rollout.planning import plan_action
 from app.rollout.restore_evidence import evidence_before
 from app.settings import EvidencePolicy, FlagBackendKind, Settings
@@ -144,6 +144,13 @@ class Runtime:
             return measure(snapshot, flag)
 
         return check
+
+    def judged(self, snapshot: FlagSnapshot, flag: str, at: datetime) -> GuardInputs:
+        """What the guards of `flag` see at `at`, since its step began: the evidence
+        Flag detail's panels show beside the guard report."""
+        return gather_guard_inputs(
+            self.sources.metrics(), self.audit, snapshot, flag, self.guard_policy, at
+        )
 
     def preview(self, request: ActionRequest) -> ActionPlan:
         """The exact change and guard report of `request`; writes nothing. InvalidRequest
@@ -387,6 +394,7 @@ class Runtime:
             sparkline_span=timedelta(minutes=s.sparkline_minutes),
             at=at,
             recent=timedelta(hours=s.recent_change_hours),
+            gates=self.guard_policy.gate_settings(),
             notices=notices,
         )
 

@@ -30,8 +30,10 @@ from app.ui.flag_panels import (
     owner_line,
     propagation_panel,
     range_header,
+    remember_top,
     rules_panel,
     step_panel,
+    top_is_stale,
     variant_errors_panel,
 )
 from app.ui.pending_requests import flag_request_notice, rejection_notice
@@ -66,6 +68,7 @@ if key is None:
     st.info(f"Choose a flag of {environment} above.", icon="👆")
     st.stop()
 flag = snapshot.flag(key)
+remember_top(snapshot, key, rt.audit.entries(flag=key, environment=environment, limit=1))
 heartbeat_banner(rt, planned(rt, environment, key))
 if rt.settings.webhooks:
     render_failed_deliveries(rt)
@@ -73,7 +76,7 @@ if rt.settings.webhooks:
 st.subheader(key)
 st.caption(flag.metadata.description or "no description")
 emitter_caption(rt)
-health_line(rt, environment, snapshot, key)
+health_line(rt, environment, key)
 flag_summary(flag)
 owner_line(rt, flag)
 
@@ -110,14 +113,20 @@ widgets.sync()
 def detail_panels() -> None:
     """Everything below reloads its own inputs on each refresh: the flag as it is now
     and its history, so another operator's change shows without a full rerun."""
+    now = datetime.now(UTC)
+    current = rt.backend.load(environment)
+    history = rt.audit.entries(flag=key, environment=environment, limit=100)
+    if top_is_stale(current, key, history):
+        st.rerun()  # the flag moved since the top was drawn: redraw the whole page
     detail = load_flag_detail(
         flag_detail_sources(rt.sources),
-        rt.backend.load(environment),
+        current,
         key,
-        rt.audit.entries(flag=key, environment=environment, limit=100),
+        history,
         range_name,
-        datetime.now(UTC),
+        now,
         notices=rt.notices,
+        judged=rt.judged(current, key, now),
     )
     range_header(detail)
     metric_charts(detail)

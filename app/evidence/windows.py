@@ -33,8 +33,10 @@ __all__ = [
     "Window",
     "WindowPlan",
     "WindowStarts",
+    "first_whole_slot",
     "gate_windows",
     "judged_since",
+    "live_since",
     "slot_end_at_or_before",
     "span_words",
     "sum_windows",
@@ -93,6 +95,25 @@ def slot_end_at_or_before(at: float, slot: float) -> float:
     return math.floor(at / slot) * slot
 
 
+def first_whole_slot(began: float, slot: float) -> float:
+    """Where the first whole slot at or after `began` starts: a window "since the step
+    began" sums the slots from there, never one that holds the step before."""
+    return math.ceil(began / slot) * slot
+
+
+def live_since(step_began: float | None, now: float, span: float, slot: float) -> tuple[float, str]:
+    """The live window (the overview's, `status`'s and the health line's): the last `span`
+    seconds of whole slots, or since the step began when it began later, so a number
+    never mixes the step before a change with the one after it. Its start (a slot
+    boundary) and its words ('last 5 min', 'since the step began 2 min ago')."""
+    start = slot_end_at_or_before(now, slot) - span
+    if step_began is not None and first_whole_slot(step_began, slot) > start:
+        return first_whole_slot(step_began, slot), (
+            f"since the step began {span_words(now - step_began)} ago"
+        )
+    return start, f"last {span_words(span)}"
+
+
 def window_counts(
     slots: Mapping[str, Sequence[tuple[float, Arm]]], start: float, end: float
 ) -> dict[str, Arm]:
@@ -130,7 +151,7 @@ def window_starts(step_began: float, now: float, plan: WindowPlan) -> WindowStar
     (only once the step has lasted that long). None before the step's first whole slot
     has ended."""
     end = slot_end_at_or_before(now, plan.slot)
-    first = math.ceil(step_began / plan.slot) * plan.slot  # the first whole slot starts
+    first = first_whole_slot(step_began, plan.slot)
     if end <= first:
         return None
     starts = [first]

@@ -18,10 +18,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from app.analysis.failures import is_error_reason
+from app.analysis.failures import FlagErrors, is_error_reason
 from app.audit import AuditLog, Outcome
 from app.evidence.gates import FlagSlots, VariantSlots, judge_flag
-from app.evidence.windows import judged_since, slot_end_at_or_before, span_words
+from app.evidence.windows import (
+    first_whole_slot,
+    judged_since,
+    live_since,
+    slot_end_at_or_before,
+    span_words,
+)
 from app.flags.backend import FlagSnapshot
 from app.rollout.guards import (
     DependencyStatus,
@@ -38,6 +44,7 @@ if TYPE_CHECKING:  # frames arrive from the sources; this module never builds on
     import pandas as pd
 
 __all__ = [
+    "LiveEvidence",
     "Measured",
     "error_counts_by_flag",
     "flag_slots",
@@ -45,6 +52,7 @@ __all__ = [
     "guard_check",
     "guard_inputs",
     "judged_start",
+    "live_evidence",
     "measure_environment",
     "measured_inputs",
     "unavailable_evidence",
@@ -131,14 +139,16 @@ def judged_start(
     start, words = judged_since(
         began, at.timestamp(), policy.slots, policy.soak_window.total_seconds()
     )
-    return math.floor(start / policy.slots.slot) * policy.slots.slot, words
+    if began is None:  # the whole fallback span, on the grid
+        return math.floor(start / policy.slots.slot) * policy.slots.slot, words
+    return first_whole_slot(start, policy.slots.slot), words
 
 
 def gates_pending(at_step_since: datetime, at: datetime, policy: GuardPolicy) -> bool:
     """Whether a step is too young to judge: its first whole slot has not ended (a tick
     then waits without counting it as missing data)."""
     slot = policy.slots.slot
-    first = math.ceil(at_step_since.timestamp() / slot) * slot
+    first = first_whole_slot(at_step_since.timestamp(), slot)
     return slot_end_at_or_before(at.timestamp(), slot) <= first
 
 
@@ -314,6 +324,37 @@ def measured_inputs(
         at_step_since=at_step_since,
         notices=notices,
     )
+
+
+@dataclass(frozen=True)
+class LiveEvidence:
+    """One flag over the live window (`app.evidence.windows.live_since`): its failures
+    (`FlagErrors`, read where its emitter counts them), its counts per variant, and the
+    window's words."""
+
+    errors: FlagErrors
+    variants: Mapping[str, VariantCounts]
+    window: str
+
+
+def live_evidence(
+    slots: Mapping[str, FlagSlots],
+    errors_in: ErrorsIn,
+    steps_began: Mapping[str, float],
+    at: datetime,
+    span: float,
+    slot: float,
+) -> dict[str, LiveEvidence]:
+    """Every flag of `slots` over its live window at `at`: the last `span` seconds of
+    whole slots, or since its step began (`steps_began`: flag → epoch seconds) when that
+    is later. The same slots and the same definition of a failure as the guards."""
+    live = {}
+    for flag, counts in slots.items():
+        start, words = live_since(steps_began.get(flag), at.timestamp(), span, slot)
+        live[flag] = LiveEvidence(
+            counts.errors_since(start, errors_in), _variant_counts(counts, start), words
+        )
+    return live
 
 
 def error_counts_by_flag(counted: pd.DataFrame) -> dict[str, float]:

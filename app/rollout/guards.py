@@ -19,6 +19,7 @@ from enum import StrEnum
 from typing import Any
 
 from app.analysis.failures import FlagErrors
+from app.evidence.comparison import points
 from app.evidence.gates import FlagGates, GateSettings, Judgement
 from app.evidence.windows import WindowPlan
 from app.recorded import Unrecognised, recognised
@@ -334,10 +335,10 @@ def _comparison_words(inputs: GuardInputs, gates: FlagGates) -> str:
     judged = gates.difference
     if judged.estimate is None:
         return f"; {versus}: no evaluations of one of them yet"
-    words = f"; {versus} {_points(judged.estimate)}"
+    words = f"; {versus} {points(judged.estimate)}"
     if judged.interval is not None:
         low, high = judged.interval
-        words += f" (always-valid interval {_points(low)}…{_points(high)})"
+        words += f" (always-valid interval {points(low)}…{points(high)})"
     return words
 
 
@@ -349,12 +350,6 @@ def _proof_words(judged: Judgement) -> str:
         f"e-value {math.exp(min(evidence.log_evalue, 700)):.3g} ≥ "
         f"{math.exp(evidence.threshold):.3g}"
     )
-
-
-def _points(difference: float) -> str:
-    """'+0.10 pt', '−1.25 pt': a difference of rates in percentage points."""
-    sign = "+" if difference >= 0 else "−"
-    return f"{sign}{100 * abs(difference):.2f} pt"
 
 
 def _soak_time(inputs: GuardInputs, policy: GuardPolicy) -> GuardResult:

@@ -19,32 +19,21 @@ import pandas as pd
 from app.analysis.exposure import (
     DEFAULT_STUCK_AFTER,
     EXPOSURE_TOLERANCE,
-    ExposureCheck,
     Propagation,
     StepAge,
-    exposure_check,
-    exposure_window,
     next_gradual_step,
     propagation,
     step_age,
     time_to_mitigate,
     time_to_target_share,
 )
-from app.analysis.failures import failures_carry_variants
 from app.analysis.freshness import data_age_seconds
-from app.analysis.health import (
-    HealthReport,
-    HealthThresholds,
-    VariantComparison,
-    error_ratio,
-    health_report,
-)
+from app.analysis.health import error_ratio
 from app.audit import AuditEntry, Outcome
+from app.evidence.gates import FlagGates
 from app.flags.backend import FlagSnapshot
 from app.flags.model import FlagConfig, FlagDefinition, GradualStep, RolloutStrategy
-from app.rollout.evidence import variant_counts
-from app.rollout.guards import VariantCounts
-from app.services.overview import FlagRow, treatment_vs_control
+from app.rollout.guards import GuardInputs
 from queries.flag_series import (
     ERROR_SERIES_COLUMNS,
     LATENCY_SERIES_COLUMNS,
@@ -75,7 +64,6 @@ __all__ = [
     "change_marks",
     "dependencies_table",
     "flag_detail_sources",
-    "flag_health_report",
     "history_table",
     "latency_in_ms",
     "load_flag_detail",
@@ -230,8 +218,6 @@ class FlagDetail:
     error_rates: pd.DataFrame  # ERROR_SERIES_COLUMNS
     latency: pd.DataFrame  # LATENCY_SERIES_COLUMNS
     changes: tuple[ChangeMark, ...]
-    exposure: ExposureCheck | None
-    exposure_window: timedelta
     applied_percentages: pd.DataFrame | None  # None: only Prometheus knows
     step_age: StepAge | None = None
     schedule: tuple[GradualStep, ...] = ()
@@ -242,12 +228,27 @@ class FlagDetail:
     notices: tuple[str, ...] = field(default=())
     retention: timedelta = PROMETHEUS_RETENTION
     history: tuple[AuditEntry, ...] = ()
-    exposure_settling: bool = False
-    variant_errors: tuple[VariantErrors, ...] = ()
-    comparison: VariantComparison | None = None
-    #: whether the answering source's failed evaluations carry their variant: without,
-    #: the treatment-against-control error test is not available from this emitter
-    variant_failures: bool = True
+    #: what the guards see since the step began (`app.rollout.evidence`): the errors by
+    #: variant, treatment against control and the exposure are read from it, so they
+    #: are the guard report's numbers over the guard report's window
+    judged: GuardInputs | None = None
+
+    @property
+    def gates(self) -> FlagGates | None:
+        return None if self.judged is None else self.judged.gates
+
+    @property
+    def window(self) -> str:
+        """The judged window in words: 'since the step began 42 min ago'."""
+        return "" if self.judged is None else self.judged.window
+
+    @property
+    def variant_errors(self) -> tuple[VariantErrors, ...]:
+        """Each variant's evaluations and failed evaluations since the step began."""
+        counts = {} if self.judged is None or self.judged.variants is None else self.judged.variants
+        return tuple(
+            VariantErrors(variant, c.evaluations, c.errors) for variant, c in sorted(counts.items())
+        )
 
     @property
     def latest_rate(self) -> float | None:
@@ -279,11 +280,13 @@ def load_flag_detail(
     retention: timedelta = PROMETHEUS_RETENTION,
     stuck_after: timedelta = DEFAULT_STUCK_AFTER,
     notices: Sequence[str] = (),
+    judged: GuardInputs | None = None,
 ) -> FlagDetail:
     """The flag detail for `range_name` ending at `now`. `history` is the flag's audit
-    entries in this environment (any outcome: only applied ones count); exposure counts
-    only evaluations since the newest applied change and settles for a while after it.
-    KeyError for an unknown range; UnknownFlag for a flag the snapshot lacks."""
+    entries in this environment (any outcome: only applied ones count); `judged` is what
+    the guards see since the step began (`Runtime.judged`), carried for the errors by
+    variant and the exposure. KeyError for an unknown range; UnknownFlag for a flag the
+    snapshot lacks."""
     flag = snapshot.flag(flag_key)
     environment = snapshot.environment
     said = list(notices)
@@ -294,10 +297,6 @@ def load_flag_detail(
     series_sources = [s for s in sources if not (beyond and s.name == "prometheus")]
     applied = [e for e in history if e.outcome is Outcome.APPLIED]
     newest_change = max(applied, key=lambda e: e.at, default=None)
-    window = exposure_window(
-        RANGES[range_name], None if newest_change is None else newest_change.at, now
-    )
-    whole_range = max(window.length, RANGES[range_name])
 
     def charts(source: FlagSource) -> _Measured:
         return _Measured(
@@ -306,8 +305,6 @@ def load_flag_detail(
             source.series.latency_quantiles(
                 environment, flag_key, start, end, step, LATENCY_QUANTILES
             ),
-            variant_counts(source.metrics.flag_counts(environment, flag_key, window.length, now)),
-            variant_counts(source.metrics.flag_counts(environment, flag_key, whole_range, now)),
             source.metrics.newest_sample_time(environment, now),
         )
 
@@ -320,10 +317,6 @@ def load_flag_detail(
             said.append(missing)
     source_name = "none" if answer is None else answer[0].name
     measured = _Measured.nothing() if answer is None else answer[1]
-    split = measured.since_change
-    treated = split[flag.rollout.variant].split if flag.rollout.variant in split else 0.0
-    base = split[flag.default_variant].split if flag.default_variant in split else 0.0
-    by_variant = answer is None or failures_carry_variants(answer[0].metrics.errors_in)
 
     return FlagDetail(
         flag=flag_key,
@@ -338,8 +331,6 @@ def load_flag_detail(
         error_rates=measured.errors,
         latency=measured.latency,
         changes=change_marks(history, start, now),
-        exposure=None if answer is None else exposure_check(treated, base, flag.percentage),
-        exposure_window=window.length,
         applied_percentages=_applied_percentages(sources, environment, flag_key, now, said),
         step_age=step_age(flag.state, flag.percentage, applied, now, stuck_after),
         schedule=tuple(sorted(flag.rollout.schedule, key=lambda s: s.at))
@@ -354,13 +345,7 @@ def load_flag_detail(
         notices=tuple(said),
         retention=retention,
         history=tuple(history),
-        exposure_settling=window.settling,
-        variant_errors=tuple(
-            VariantErrors(variant, counts.evaluations, counts.errors)
-            for variant, counts in sorted(measured.over_range.items())
-        ),
-        comparison=treatment_vs_control(flag, measured.over_range, per_variant=by_variant),
-        variant_failures=by_variant,
+        judged=judged,
     )
 
 
@@ -371,8 +356,6 @@ class _Measured:
     rates: pd.DataFrame
     errors: pd.DataFrame
     latency: pd.DataFrame
-    since_change: dict[str, VariantCounts]  # over the exposure window
-    over_range: dict[str, VariantCounts]
     newest: datetime | None
 
     @classmethod
@@ -381,41 +364,8 @@ class _Measured:
             empty_frame(VARIANT_SERIES_COLUMNS),
             empty_frame(ERROR_SERIES_COLUMNS),
             empty_frame(LATENCY_SERIES_COLUMNS),
-            {},
-            {},
             None,
         )
-
-
-def flag_health_report(
-    sources: Sequence[FlagSource],
-    snapshot: FlagSnapshot,
-    row: FlagRow,
-    thresholds: HealthThresholds,
-    window: timedelta,
-    now: datetime,
-    notices: list[str],
-) -> HealthReport:
-    """The overview's health of one flag (`row`), also judging its treatment against
-    its control on this flag's per-variant counts over `window` (which the overview's
-    one-query-per-question sources do not give)."""
-    flag = snapshot.flag(row.flag)
-    answer = first_answer(
-        sources,
-        lambda s: variant_counts(
-            s.metrics.flag_counts(snapshot.environment, row.flag, window, now)
-        ),
-        notices,
-        "trying the next source for the errors by variant.",
-    )
-    comparison = None
-    if answer is not None:
-        source, counts = answer
-        by_variant = failures_carry_variants(source.metrics.errors_in)
-        comparison = treatment_vs_control(flag, counts, per_variant=by_variant)
-    return health_report(
-        row.evaluations_per_second, row.error_rate, row.p99_seconds, thresholds, comparison
-    )
 
 
 def _applied_percentages(

@@ -12,31 +12,28 @@ import math
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import pandas as pd
 
-from app.analysis.failures import FlagErrors, errors_by_flag
+from app.analysis.failures import FlagErrors
 from app.analysis.freshness import data_age_seconds
-from app.analysis.health import (
-    Health,
-    HealthThresholds,
-    VariantComparison,
-    compare_variants,
-    error_ratio,
-    health_report,
-)
+from app.analysis.health import Health, HealthThresholds, error_ratio, health_report
+from app.evidence.comparison import VariantComparison, compare_variants
+from app.evidence.gates import GateSettings
+from app.evidence.sequential import Arm
+from app.evidence.windows import slot_end_at_or_before
 from app.flags.backend import ExternalEdit
 from app.flags.model import FlagConfig, FlagDefinition, FlagState
-from app.rollout.evidence import error_counts_by_flag, variant_counts_by_flag
+from app.rollout.evidence import LiveEvidence, flag_slots, live_evidence
 from app.rollout.guards import VariantCounts
 from queries.frames import (
-    ERROR_COUNT_COLUMNS,
     EVALUATION_RATE_COLUMNS,
     LATENCY_COLUMNS,
+    SLOT_COUNT_COLUMNS,
+    SLOT_ERROR_COLUMNS,
     SPARKLINE_COLUMNS,
-    VARIANT_COUNT_COLUMNS,
     empty_frame,
 )
 from queries.names import ErrorsIn
@@ -51,6 +48,7 @@ __all__ = [
     "build_overview_rows",
     "filter_rows",
     "flag_count_text",
+    "live_comparisons",
     "load_overview",
     "pending_first",
     "treatment_vs_control",
@@ -93,6 +91,9 @@ class FlagRow:
     mitigated_at: datetime | None = None
     #: why the dashboard only shows this flag (a flag server's flag it cannot map safely)
     read_only: str = ""
+    #: the window the error rate and the comparison are over ('last 5 min', 'since the
+    #: step began 2 min ago': `app.evidence.windows.live_since`)
+    error_window: str = ""
 
     @property
     def why(self) -> str:
@@ -109,6 +110,7 @@ class FlagRow:
             "evaluations_per_second": self.evaluations_per_second,
             "variants": self.variants,
             "error_rate": self.error_rate,
+            "error_window": self.error_window,
             "p99_seconds": self.p99_seconds,
             "health": str(self.health),
             "reasons": list(self.reasons),
@@ -160,15 +162,16 @@ def build_overview_rows(
     thresholds: HealthThresholds,
     now: datetime,
     recent: timedelta,
-    counts: Mapping[str, Mapping[str, VariantCounts]] | None = None,
+    comparisons: Mapping[str, VariantComparison] | None = None,
     read_only: Mapping[str, str] | None = None,
+    windows: Mapping[str, str] | None = None,
 ) -> list[FlagRow]:
     """One row per configured flag, sorted: unhealthy first, then degraded, then
     recently changed, then by phase and key. Metrics of unconfigured flags are ignored.
     `errors` (flag -> its failed evaluations over the window, `app.analysis.failures`)
-    gives the error rate, 0 for a flag it lacks. `counts` (flag -> variant -> counts over
-    the window, where a source gave them) lets the health catch a treatment failing
-    significantly more than its control, where failures carry their variant. A
+    gives the error rate, 0 for a flag it lacks; `windows` (flag -> the window's words)
+    names the window. `comparisons` (flag -> its treatment against its control over the
+    same window, `live_comparisons`) lets the health catch a treatment proven worse. A
     flag killed or rolled back to 0 % whose rollout variant is no longer evaluated is
     mitigated (`mitigated_at`): never red; the page says since when. `read_only` (flag →
     reason) marks the flags the dashboard shows but cannot change."""
@@ -201,12 +204,9 @@ def build_overview_rows(
         failures = errors.get(key)
         ratio = error_ratio(total, 0.0) if failures is None else failures.rate
         p99 = quantiles.get((key, 0.99))
-        comparison = treatment_vs_control(
-            flag,
-            (counts or {}).get(key, {}),
-            per_variant=failures is None or failures.per_variant,
-        )
-        report = health_report(total, ratio, p99, thresholds, comparison)
+        comparison = (comparisons or {}).get(key)
+        worse = comparison.words if comparison is not None and comparison.worse else ""
+        report = health_report(total, ratio, p99, thresholds, worse)
         mitigated_at = _mitigated_at(flag, last.get(key), variants)
         health = report.health
         if mitigated_at is not None and health is Health.UNHEALTHY:
@@ -231,6 +231,7 @@ def build_overview_rows(
                 reasons=report.reasons,
                 mitigated_at=mitigated_at,
                 read_only=(read_only or {}).get(key, ""),
+                error_window=(windows or {}).get(key, ""),
             )
         )
 
@@ -289,24 +290,37 @@ def _columns(frame: pd.DataFrame, *names: str) -> Iterator[tuple[Any, ...]]:
 
 
 def treatment_vs_control(
-    flag: FlagDefinition, counts: Mapping[str, VariantCounts], *, per_variant: bool = True
-) -> VariantComparison | None:
-    """The rollout variant's error ratio against the default's (one-sided test); None
-    when either has no counts, they are the same variant, or the emitter's failed
-    evaluations carry no variant (`per_variant` false: `FlagErrors.per_variant`)."""
+    flag: FlagDefinition, counts: Mapping[str, VariantCounts]
+) -> tuple[str, Arm, str, Arm] | None:
+    """The rollout variant's failed evaluations and the default's, as
+    `app.evidence.comparison.compare_variants` compares them; None when they are the
+    same variant or either has no counts."""
     treated, base = counts.get(flag.rollout.variant), counts.get(flag.default_variant)
     if treated is None or base is None or flag.rollout.variant == flag.default_variant:
         return None
-    if not per_variant:  # each variant's reason-error evaluations are not its failures
-        return None
-    return compare_variants(
+    return (
         flag.rollout.variant,
-        treated.errors,
-        treated.evaluations,
+        Arm(min(treated.errors, treated.evaluations), treated.evaluations),
         flag.default_variant,
-        base.errors,
-        base.evaluations,
+        Arm(min(base.errors, base.evaluations), base.evaluations),
     )
+
+
+def live_comparisons(
+    config: FlagConfig, live: Mapping[str, LiveEvidence], settings: GateSettings
+) -> dict[str, VariantComparison]:
+    """Every flag's treatment against its control over its live window, all at once;
+    none where the emitter's failed evaluations carry no variant
+    (`FlagErrors.per_variant`: each variant's reason-error evaluations are not its
+    failures)."""
+    pairs: dict[str, tuple[str, Arm, str, Arm]] = {}
+    for key, evidence in live.items():
+        flag = config.flags.get(key)
+        pair = None if flag is None else treatment_vs_control(flag, evidence.variants)
+        if pair is not None and evidence.errors.per_variant:
+            pairs[key] = pair
+    judged = compare_variants(list(pairs.values()), settings)
+    return dict(zip(pairs, judged, strict=True))
 
 
 _LOWERING = frozenset({"kill", "rollback", "emergency_rollback"})
@@ -357,13 +371,22 @@ def load_overview(
     sparkline_span: timedelta,
     at: datetime,
     recent: timedelta,
+    gates: GateSettings | None = None,
     notices: Sequence[str] = (),
     read_only: Mapping[str, str] | None = None,
 ) -> Overview:
     """The overview from the first source that answers; each one that did not is named
-    in `notices`. With no source answering, every flag shows `no_data`."""
+    in `notices`. With no source answering, every flag shows `no_data`. Errors and the
+    treatment-vs-control comparison are over each flag's live window (the last `window`
+    of whole slots of `gates`' grid, or since its step began when later: `live_since`),
+    read from the same slot counts and judged at the same level as the guards."""
     notices = list(notices)
+    settings = gates or GateSettings()
     step = max(timedelta(seconds=60), sparkline_span / 30)
+    slot = settings.plan.slot
+    end = slot_end_at_or_before(at.timestamp(), slot)
+    span = max(slot, round(window.total_seconds() / slot) * slot)
+    grid = (_utc(end - span), _utc(end), timedelta(seconds=slot))
 
     def ask(source: MetricsSource) -> tuple[tuple[pd.DataFrame, ...], datetime | None, int]:
         """The five frames, the newest sample time, and how many queries they took."""
@@ -373,15 +396,15 @@ def load_overview(
                 (
                     lambda: source.evaluation_rates(environment, window, at),
                     lambda: (
-                        source.error_counts(environment, window, at)
+                        source.slot_error_counts(environment, *grid)
                         if counter
-                        else empty_frame(ERROR_COUNT_COLUMNS)
+                        else empty_frame(SLOT_ERROR_COLUMNS)
                     ),
                     lambda: source.latency_quantiles(environment, window, at),
                     lambda: source.evaluation_sparklines(
                         environment, at - sparkline_span, at, step
                     ),
-                    lambda: source.variant_counts(environment, window, at),
+                    lambda: source.slot_counts(environment, *grid),
                     lambda: source.newest_sample_time(environment, at),
                 )
             )
@@ -393,10 +416,10 @@ def load_overview(
             empty_frame(columns)
             for columns in (
                 EVALUATION_RATE_COLUMNS,
-                ERROR_COUNT_COLUMNS,
+                SLOT_ERROR_COLUMNS,
                 LATENCY_COLUMNS,
                 SPARKLINE_COLUMNS,
-                VARIANT_COUNT_COLUMNS,
+                SLOT_COUNT_COLUMNS,
             )
         )
         notices.append("No metrics source answered: numbers are unavailable.")
@@ -408,20 +431,29 @@ def load_overview(
         if missing:
             notices.append(missing)
     rates, counted, latency, sparklines, counts = frames
-    per_flag = variant_counts_by_flag(counts)
-    errors = errors_by_flag(errors_in, per_flag, error_counts_by_flag(counted))
+    live = live_evidence(
+        flag_slots(
+            counts, counted if errors_in is not ErrorsIn.REASON else None, end - span, end, slot
+        ),
+        errors_in,
+        steps_began(changes),
+        at,
+        span,
+        slot,
+    )
     rows = build_overview_rows(
         config,
         rates,
-        errors,
+        {key: evidence.errors for key, evidence in live.items()},
         latency,
         sparklines,
         changes,
         thresholds,
         at,
         recent,
-        counts=per_flag,
+        comparisons=live_comparisons(config, live, settings),
         read_only=read_only,
+        windows={key: evidence.window for key, evidence in live.items()},
     )
     return Overview(
         environment=environment,
@@ -432,6 +464,20 @@ def load_overview(
         queries=queries,
         notices=tuple(notices),
     )
+
+
+def steps_began(changes: pd.DataFrame) -> dict[str, float]:
+    """Flag → when its current step began (epoch seconds): its last change, made
+    through the dashboard or in the flag server."""
+    return {
+        str(flag): pd.Timestamp(at).timestamp()
+        for flag, at in _columns(changes, "flag", "at")
+        if not pd.isna(at)
+    }
+
+
+def _utc(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, tz=UTC)
 
 
 def _all_at_once(questions: Sequence[Callable[[], object]]) -> list[object]:

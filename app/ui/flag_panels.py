@@ -5,12 +5,13 @@ then the panels below the time range, each fed by one `FlagDetail`."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from datetime import UTC, datetime
 
 import streamlit as st
 
-from app.analysis.exposure import SRM_P_VALUE
+from app.audit import AuditEntry
+from app.evidence.comparison import VariantComparison, points
+from app.evidence.sequential import Arm
 from app.flags.backend import FlagSnapshot
 from app.flags.model import FlagConfig, FlagDefinition
 from app.rollout.action_model import Action, ActionRequest
@@ -20,8 +21,6 @@ from app.runtime import Runtime
 from app.services.flag_detail import (
     FlagDetail,
     dependencies_table,
-    flag_detail_sources,
-    flag_health_report,
     history_table,
     rules_table,
     schedule_table,
@@ -47,22 +46,46 @@ __all__ = [
     "owner_line",
     "propagation_panel",
     "range_header",
+    "remember_top",
     "rules_panel",
     "step_panel",
+    "top_is_stale",
     "variant_errors_panel",
 ]
 
 
-def health_line(rt: Runtime, environment: str, snapshot: FlagSnapshot, key: str) -> None:
-    """The flag's health badge and every reason it is not healthy, as the overview judges
-    it plus its treatment against its control; nothing when the overview lacks the flag."""
+def health_line(rt: Runtime, environment: str, key: str) -> None:
+    """The flag's health badge and every reason it is not healthy, exactly as the
+    overview judges it (its treatment against its control included), with the window
+    its numbers are over; nothing when the overview lacks the flag."""
     row = next((r for r in rt.cached_overview(environment).rows if r.flag == key), None)
     if row is not None:
-        sources, window = flag_detail_sources(rt.sources), rt.settings.rate_window
-        now = datetime.now(UTC)
-        health = flag_health_report(sources, snapshot, row, rt.thresholds, window, now, [])
-        why = why_text(replace(row, reasons=health.reasons), now)
-        st.markdown(f"**{HEALTH_BADGES[health.health]}** {why or 'within every threshold'}")
+        why = why_text(row, datetime.now(UTC)) or "within every threshold"
+        errors = "–" if row.error_rate is None else f"{100 * row.error_rate:.2f} %"
+        window = f" {row.error_window}" if row.error_window else ""
+        st.markdown(f"**{HEALTH_BADGES[row.health]}** {why} · errors {errors}{window}")
+
+
+_TOP = "flag_detail_top"
+
+
+def _top_state(snapshot: FlagSnapshot, key: str, history: Sequence[AuditEntry]) -> tuple[str, ...]:
+    newest = max((entry.id for entry in history), default=0)
+    return (snapshot.environment, key, snapshot.versions.get(key, ""), str(newest))
+
+
+def remember_top(snapshot: FlagSnapshot, key: str, history: Sequence[AuditEntry]) -> None:
+    """Note the flag's version and newest audit record the top of the page is drawn
+    from (its state, rollout, buttons, guard report and autopilot status)."""
+    st.session_state[_TOP] = _top_state(snapshot, key, history)
+
+
+def top_is_stale(snapshot: FlagSnapshot, key: str, history: Sequence[AuditEntry]) -> bool:
+    """Whether the panels below, refreshing on their own, see a flag version or an
+    audit record newer than the top was drawn from: the page then redraws whole, so the
+    top never shows a state older than the history below it."""
+    drawn = st.session_state.get(_TOP)
+    return drawn is not None and drawn != _top_state(snapshot, key, history)
 
 
 def flag_summary(flag: FlagDefinition) -> None:
@@ -142,20 +165,38 @@ def range_header(detail: FlagDetail) -> None:
 
 
 def variant_errors_panel(detail: FlagDetail) -> None:
-    """Evaluations and errors per variant over the range, and treatment against control."""
-    st.markdown(f"#### Errors by variant over the last {detail.range_name}")
-    if not detail.variant_errors:
-        st.caption("No evaluations in this range.")
+    """Evaluations and errors per variant and treatment against control, since the step
+    began: the guard report's counts, over its window."""
+    st.markdown("#### Errors by variant")
+    judged = detail.judged
+    if judged is None or not detail.variant_errors:
+        st.caption(f"No evaluations {detail.window or 'in the judged window'}.")
         return
+    st.caption(f"Counted {detail.window}, as the guards count them.")
     st.dataframe(variant_error_table(detail.variant_errors), hide_index=True)
-    if not detail.variant_failures:
+    gates = detail.gates
+    if gates is None:
+        return
+    difference = gates.difference
+    if difference is None:
         st.caption(f"Treatment against control: {NO_VARIANT_ERRORS}.")
-    elif detail.comparison is not None:
-        words = detail.comparison.words
-        if detail.comparison.worse:
-            st.warning(f"{words}: a rollback should help.", icon="⚠️")
-        else:
-            st.caption(words)
+        return
+    compared = VariantComparison(
+        judged.treatment,
+        judged.baseline,
+        difference.counts,
+        difference.control or Arm(0.0, 0.0),
+        difference.interval,
+        difference.limit,
+    ).summary
+    if difference.fired:
+        proof = difference.evidence
+        there = "" if proof.estimate is None else f" ({points(proof.estimate)} there)"
+        st.warning(
+            f"{compared}: proven worse {proof.words}{there}: a rollback should help.", icon="⚠️"
+        )
+    else:
+        st.caption(f"{compared}: not proven worse than allowed ({points(difference.limit)}).")
 
 
 def metric_charts(detail: FlagDetail) -> None:
@@ -176,34 +217,43 @@ def metric_charts(detail: FlagDetail) -> None:
 
 
 def exposure_panel(detail: FlagDetail) -> None:
-    """Configured against observed exposure and the sample ratio test, then what each
-    instance applies."""
+    """Configured against observed exposure since the step began (the split-decided
+    evaluations) and whether a sample ratio mismatch is proven, as the exposure guard
+    judges it; then what each instance applies."""
     st.markdown("#### Configured vs observed exposure")
-    window = format_age(detail.exposure_window.total_seconds())
-    check = detail.exposure
-    if check is None:
-        st.info(f"No split evaluations in the last {window}: exposure cannot be judged.")
+    gates = detail.gates
+    if gates is None or gates.exposure.estimate is None:
+        st.info(
+            f"No split evaluations {detail.window or 'in the judged window'}: exposure "
+            "cannot be judged yet."
+        )
     else:
-        configured_col, observed_col, chi_col, p_col = st.columns(4)
-        configured_col.metric("Configured", f"{100 * check.configured:g} %")
-        observed_col.metric("Observed", f"{100 * check.observed:.2f} %")
-        chi_col.metric("Chi-square", "–" if check.chi2 is None else f"{check.chi2:.2f}")
-        p_col.metric("p-value", "–" if check.p_value is None else f"{check.p_value:.3g}")
-        basis = f"{check.total:.0f} split evaluations over the last {window}"
-        if detail.exposure_settling:
-            st.info(
-                f"Settling: the last change was {window} ago; exposure is judged once "
-                f"evaluations under the new config have accumulated ({basis}).",
-                icon="⏳",
-            )
-        elif check.mismatch:
+        judged = gates.exposure
+        observed = float(judged.estimate or 0.0)
+        configured_col, observed_col, count_col = st.columns(3)
+        configured_col.metric("Configured", f"{100 * gates.share:g} %")
+        observed_col.metric("Observed", f"{100 * observed:.2f} %")
+        count_col.metric("Split evaluations", f"{judged.counts.total:,.0f}")
+        basis = (
+            f"{judged.counts.total:,.0f} split evaluations {detail.window}; tolerance "
+            f"±{100 * judged.limit:g} points"
+        )
+        if judged.fired:
+            proof = judged.evidence
+            share = "" if proof.estimate is None else f" ({100 * proof.estimate:.2f} % there)"
             st.error(
-                f"Sample ratio mismatch: {100 * check.observed:.2f} % observed vs "
-                f"{100 * check.configured:g} % configured ({basis}; p < {SRM_P_VALUE:g}).",
+                f"Sample ratio mismatch proven {proof.words}{share}: {100 * observed:.2f} % "
+                f"observed vs {100 * gates.share:g} % configured ({basis}).",
                 icon="🚨",
             )
+        elif not judged.within:
+            st.warning(
+                f"Outside tolerance, not yet proven: {100 * observed:.2f} % observed vs "
+                f"{100 * gates.share:g} % configured ({basis}).",
+                icon="⏳",
+            )
         else:
-            st.caption(f"No sample ratio mismatch ({basis}; flagged when p < {SRM_P_VALUE:g}).")
+            st.caption(f"Within tolerance, no sample ratio mismatch ({basis}).")
     applied = detail.applied_percentages
     if applied is None:
         st.caption("Per-instance applied percentage: not available from the database.")

@@ -12,12 +12,14 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from app.analysis.exposure import SRM_P_VALUE
 from app.audit import AuditEntry, AuditLog, Outcome
+from app.evidence.windows import first_whole_slot, slot_end_at_or_before
 from app.flags.loader import load_config
 from app.flags.yaml_backend import YamlFlagBackend
 from app.metrics_db.database import insert_rollups, open_database, report_instance
 from app.metrics_db.records import EvaluationRollup
+from app.rollout.evidence import gather_guard_inputs
+from app.rollout.guards import GuardPolicy
 from app.services.flag_detail import (
     FlagDetail,
     flag_detail_sources,
@@ -138,16 +140,20 @@ def _detail(state: Path, flag: str, range_name: str = "1h") -> FlagDetail:
     engine = open_database(f"sqlite:///{state / 'metrics.db'}")
     try:
         snapshot = YamlFlagBackend(state / "feature_flags.yaml").load("production")
-        history = AuditLog(engine, state / "audit-journal.jsonl").entries(
-            flag=flag, environment="production", limit=100
-        )
+        audit = AuditLog(engine, state / "audit-journal.jsonl")
+        history = audit.entries(flag=flag, environment="production", limit=100)
+        now = datetime.now(UTC)
+        sources = Sources(None, engine)
         return load_flag_detail(
-            flag_detail_sources(Sources(None, engine)),
+            flag_detail_sources(sources),
             snapshot,
             flag,
             history,
             range_name,
-            datetime.now(UTC),
+            now,
+            judged=gather_guard_inputs(
+                sources.metrics(), audit, snapshot, flag, GuardPolicy(), now
+            ),
         )
     finally:
         engine.dispose()
@@ -167,12 +173,13 @@ def test_both_applied_changes_are_marked_and_the_failed_one_is_not(seeded, tmp_p
 
 
 def test_exposure_of_two_thirds_at_fifty_percent_is_a_sample_ratio_mismatch(seeded, tmp_path):
-    check = _detail(tmp_path, "alpha", "30d").exposure
-    assert check is not None
-    assert check.configured == 0.5
-    assert check.observed == pytest.approx(2 / 3)
-    assert check.p_value is not None and check.p_value < SRM_P_VALUE
-    assert check.mismatch
+    detail = _detail(tmp_path, "alpha", "30d")
+    gates = detail.gates
+    assert gates is not None and gates.share == 0.5
+    # the guards' window: the step began 8 days ago, judged on its newest day
+    assert detail.window.startswith("since ") and "of a step that began 8 d" in detail.window
+    assert gates.exposure.estimate == pytest.approx(2 / 3)
+    assert gates.exposure.fired and not gates.exposure.within
 
 
 def test_eight_days_at_fifty_percent_is_stuck(seeded, tmp_path):
@@ -197,12 +204,17 @@ def test_errors_by_variant_of_a_flag_that_never_fails(seeded, tmp_path):
     detail = _detail(tmp_path, "checkout")
     table = variant_error_table(detail.variant_errors).set_index("Variant")
     assert list(table.index) == ["off", "on"]
-    # 5 every 15 s seeded 30 min back (and 5 more once the current 15 s have ended)
-    assert table.loc["off", "Evaluations"] in ("600", "605")
+    # since the kill, as the guards count: "off" gets 5 every 15 s of whole 30 s slots
+    kill = next(e.at for e in detail.history if e.action == "kill")
+    assert detail.window.startswith("since the step began 10 min")
+    slots = slot_end_at_or_before(detail.end.timestamp() + 15, 30) - first_whole_slot(
+        kill.timestamp(), 30
+    )
+    assert table.loc["off", "Evaluations"] in {f"{5 * (slots - d) / 15:,.0f}" for d in (0, 30)}
     assert table.loc["off", "Error rate"] == "0.00 %"
     assert table.loc["on", "Error rate"] == "0.00 %"
-    assert detail.comparison is not None
-    assert not detail.comparison.worse and detail.comparison.p_value == 1.0
+    difference = detail.gates.difference if detail.gates else None
+    assert difference is not None and difference.estimate == 0.0 and not difference.fired
 
 
 def test_thirty_days_page_smoke(seeded):
@@ -215,8 +227,10 @@ def test_thirty_days_page_smoke(seeded):
     metrics = _metrics(at)
     assert metrics["Configured"] == "50 %"
     assert metrics["Observed"] == "66.67 %"
-    assert metrics["p-value"] != "–"
-    assert any(e.value.startswith("Sample ratio mismatch: 66.67 % observed") for e in at.error)
+    assert any(
+        e.value.startswith("Sample ratio mismatch proven ") and "66.67 % observed" in e.value
+        for e in at.error
+    )
     assert any(w.value.startswith("Stuck: at 50 % for 8 d") for w in at.warning)
     captions = " ".join(c.value for c in at.caption)
     assert "Per-instance applied percentage: not available from the database." in captions
@@ -285,15 +299,17 @@ def test_after_a_partial_rollback_time_to_mitigate_is_the_share_reaching_the_tar
     assert mitigation.goal == "at a share within 2 points of 1 %"
 
 
-def test_right_after_a_change_exposure_is_settling_not_a_mismatch(seeded, tmp_path):
+def test_right_after_a_change_exposure_waits_for_the_first_slot_not_a_mismatch(seeded, tmp_path):
     engine = open_database(f"sqlite:///{tmp_path / 'metrics.db'}")
     audit = AuditLog(engine, tmp_path / "audit-journal.jsonl")
-    just_now = datetime.now(UTC) - timedelta(seconds=20)
+    just_now = datetime.now(UTC) - timedelta(seconds=5)
     _record(audit, just_now, "dave", "advance", "alpha", 25, 50, Outcome.APPLIED)
     engine.dispose()
     detail = _detail(tmp_path, "alpha")
-    assert detail.exposure_settling
-    assert timedelta(seconds=15) <= detail.exposure_window < timedelta(minutes=1)
+    assert detail.gates is None  # nothing of the new step is judged yet
+    assert detail.window.endswith("and its first whole 30 s slot has not ended")
     at = _open("alpha")
-    assert any(i.value.startswith("Settling: the last change was") for i in at.info)
+    assert any(i.value.startswith("No split evaluations yet: the step began") for i in at.info), [
+        i.value for i in at.info
+    ]
     assert not any("Sample ratio mismatch" in e.value for e in at.error)

@@ -136,6 +136,7 @@ def _overview(scrape: OpenFeatureScrape, environment: str, tmp_path: Path):
         sparkline_span=timedelta(minutes=5),
         at=at,
         recent=timedelta(hours=1),
+        gates=POLICY.gate_settings(),  # the guards' slots: errors on their grid
     )
 
 
@@ -241,15 +242,23 @@ def test_flag_detail_charts_the_failures_and_names_the_join_when_empty(
     config.write_text(textwrap.dedent(CONFIG).lstrip("\n"), encoding="utf-8")
     sources = flag_detail_sources(Sources(_source(openfeature_scrape)))
     at = openfeature_scrape.newest_scrape()
-    detail = load_flag_detail(
-        sources, FlagSnapshot("production", load_config(config)), "new_checkout", [], "15m", at
+    snapshot = FlagSnapshot("production", load_config(config, "production"))
+    judged = gather_guard_inputs(
+        [_source(openfeature_scrape)],
+        AuditLog(None, tmp_path / "journal.jsonl"),
+        snapshot,
+        "new_checkout",
+        POLICY,
+        at,
     )
+    detail = load_flag_detail(sources, snapshot, "new_checkout", [], "15m", at, judged=judged)
     assert detail.source == "prometheus" and detail.notices == ()
     assert set(detail.variant_rates["variant"]) == {"on", "off", FAILED_VARIANT}
     assert not detail.error_rates.empty and detail.latency.empty
-    assert detail.exposure is not None
-    assert detail.exposure.observed == pytest.approx(0.25, abs=0.005)
-    assert not detail.variant_failures and detail.comparison is None
+    # the exposure and the errors by variant are the guards' numbers over their window
+    assert detail.gates is not None and detail.window == judged.window
+    assert detail.gates.exposure.estimate == pytest.approx(0.25, abs=0.005)
+    assert detail.gates.difference is None  # failures carry no variant here
     empty = load_flag_detail(
         sources, FlagSnapshot("qa", load_config(config)), "new_checkout", [], "15m", at
     )

@@ -1,5 +1,6 @@
 """The overview never calls a flag healthy while its treatment fails significantly more
-than its control, even below every error threshold (issue 8 §5), on real SQLite data."""
+than its control, even below every error threshold (issue 8 §5), on real SQLite data:
+proven worse at the treatment-vs-control gate's level (issue 21)."""
 
 from __future__ import annotations
 
@@ -77,6 +78,7 @@ def test_a_significantly_worse_treatment_is_not_healthy_below_every_threshold(tm
     gamma, delta = rows["gamma"], rows["delta"]
     assert gamma.error_rate is not None and round(100 * gamma.error_rate, 2) == 0.34
     assert gamma.health is Health.DEGRADED
-    assert any("treatment worse than control" in reason for reason in gamma.reasons)
+    assert any(reason.endswith(": proven worse") for reason in gamma.reasons)
+    assert gamma.error_window == "last 5 min"
     assert delta.health is Health.HEALTHY and delta.reasons == ()
     assert overview.rows[0].flag == "gamma"  # the degraded flag sorts first

@@ -190,22 +190,21 @@ def test_the_overview_from_the_shipped_rules_equals_the_raw_one(ruled, tmp_path)
             ),
         )
     (raw_source, raw), (source, overview) = loaded[False], loaded[True]
-    # six questions, each answered by its recorded series (an empty one would have added
-    # the raw query), but the newest sample's time, which is the raw series'
+    # six questions: the rates, quantiles and trend answered by their recorded series
+    # (an empty one would have added the raw query); the errors and the counts by reason
+    # are the guards' slot questions on the raw counters (one grid, one definition of a
+    # failure: issue 21), and the newest sample's time is the raw series'
     assert overview.queries == raw.queries == 6 == len(source.issued)
-    recorded_names = (
-        RECORDED_EVALUATIONS,
-        RECORDED_ERRORS,
-        RECORDED_QUANTILES,
-        RECORDED_SPARKLINE,
-        RECORDED_REASONS,
-    )
+    recorded_names = (RECORDED_EVALUATIONS, RECORDED_QUANTILES, RECORDED_SPARKLINE)
     for name in recorded_names:
         (query,) = [q for q in source.issued if name in q]
         assert "rate(" not in query and "increase(" not in query
-    assert [q for q in source.issued if not any(n in q for n in recorded_names)] == [
-        'max(timestamp(feature_flag_evaluations_total{environment="production"}))'
-    ]
+    raw_questions = [q for q in source.issued if not any(n in q for n in recorded_names)]
+    newest = 'max(timestamp(feature_flag_evaluations_total{environment="production"}))'
+    assert raw_questions[-1] == newest
+    assert len(raw_questions) == 3 and all(" offset 30s" in q for q in raw_questions[:2])
+    unused = (RECORDED_ERRORS, RECORDED_REASONS)
+    assert not any(name in q for q in source.issued for name in unused)
     assert not any(name in q for q in raw_source.issued for name in recorded_names)
     # the same numbers as the raw expressions on the same data, the ones the workload set
     assert overview.newest_sample == raw.newest_sample

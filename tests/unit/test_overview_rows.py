@@ -7,10 +7,18 @@ import pytest
 
 from app.analysis.failures import FlagErrors
 from app.analysis.health import Health, HealthThresholds
+from app.evidence.gates import GateSettings
 from app.flags.loader import load_config
 from app.flags.model import FlagState
+from app.rollout.evidence import LiveEvidence
 from app.rollout.guards import VariantCounts
-from app.services.overview import OverviewFilter, build_overview_rows, filter_rows, pending_first
+from app.services.overview import (
+    OverviewFilter,
+    build_overview_rows,
+    filter_rows,
+    live_comparisons,
+    pending_first,
+)
 from app.text import flag_detail_url
 from app.ui.overview_table import FLAG_LINK_TEXT, overview_display_frame
 from queries.audit import LAST_CHANGE_COLUMNS
@@ -225,8 +233,22 @@ def test_the_flag_link_opens_its_detail_and_reads_as_the_key():
 def _rows_with(tmp_path, config, rates, changes=None, counts=None, errors=None):
     path = tmp_path / "feature_flags.yaml"
     path.write_text(config)
+    loaded = load_config(path)
+    live = {
+        flag: LiveEvidence(
+            (errors or {}).get(flag)
+            or FlagErrors(
+                sum(c.errors for c in per.values()),
+                sum(c.evaluations for c in per.values()),
+                ErrorsIn.REASON,
+            ),
+            per,
+            "last 5 min",
+        )
+        for flag, per in (counts or {}).items()
+    }
     return build_overview_rows(
-        load_config(path),
+        loaded,
         pd.DataFrame(rates, columns=list(EVALUATION_RATE_COLUMNS)),
         errors or {},
         empty_frame(LATENCY_COLUMNS),
@@ -235,7 +257,7 @@ def _rows_with(tmp_path, config, rates, changes=None, counts=None, errors=None):
         HealthThresholds(),
         NOW,
         timedelta(hours=24),
-        counts=counts,
+        comparisons=live_comparisons(loaded, live, GateSettings()),
     )
 
 
@@ -248,8 +270,8 @@ flags:
 """
 
 
-def test_a_treatment_significantly_worse_than_control_is_not_healthy(tmp_path):
-    # 0.9 % vs 0.2 % failed: under every threshold, significantly worse (p < 0.01)
+def test_a_treatment_proven_worse_than_control_is_not_healthy(tmp_path):
+    # 0.9 % vs 0.2 % failed: under every threshold, proven worse at the gate's level
     counts = {
         "checkout": {
             "on": VariantCounts(10_000, 90, 10_000),
@@ -259,7 +281,8 @@ def test_a_treatment_significantly_worse_than_control_is_not_healthy(tmp_path):
     rates = [("checkout", "on", 10.0), ("checkout", "off", 10.0)]
     (row,) = _rows_with(tmp_path, SPLIT, rates, counts=counts)
     assert row.health is Health.DEGRADED
-    assert row.why == "treatment worse than control, p < 0.01"
+    assert row.why.startswith("on − off +0.70 pt (always-valid interval +0.")
+    assert row.why.endswith(": proven worse")
     (calm,) = _rows_with(tmp_path, SPLIT, rates)  # no per-variant counts: judged as before
     assert calm.health is Health.HEALTHY
 
