@@ -38,12 +38,13 @@ case) of the `[rollout]` table in `.streamlit/secrets.toml` (see
 process: restart `serve` and `autopilot` after changing one.
 
 **Secrets** are never shown on a page or logged, and each may instead be read from a file
-(a mounted Kubernetes or compose secret): {secret_files}, and
-`ROLLOUT_WEBHOOK_URL_<NAME>_FILE` for one webhook's URL. The file's content without its
+(a mounted Kubernetes or compose secret):
+{secret_files},
+and `ROLLOUT_WEBHOOK_URL_<NAME>_FILE` for one webhook's URL. The file's content without its
 trailing newline is the value. Setting both the variable and its `_FILE`, or naming a
 file that cannot be read, stops every command with exit 2 naming the variable, never the
-content. Only secrets are read from a file: `ROLLOUT_STATE_DIR_FILE`, say, is refused
-the same way. `serve` also reads Streamlit's cookie secret from a file named by
+content. Only secrets are read from a file: the `_FILE` form of any other setting is
+refused the same way. `serve` also reads Streamlit's cookie secret from a file named by
 `STREAMLIT_SERVER_COOKIE_SECRET_FILE` (see [production.md](production.md)).
 
 **A value that cannot be used** (out of the range below, NaN or infinite, a Prometheus
