@@ -204,3 +204,37 @@ def test_the_cli_synopsis_names_only_what_the_parser_has():
 @pytest.mark.parametrize("page", [p.name for p in PAGES[1:]])
 def test_every_docs_page_starts_with_its_title(page: str):
     assert (DOCS / page).read_text(encoding="utf-8").startswith("# ")
+
+
+def _preset_value(value: object) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, tuple):
+        return ",".join(value)
+    return str(value)
+
+
+def test_the_preset_table_is_what_the_presets_hold():
+    from queries.names import OVERRIDABLE, PRESETS, MetricPreset
+
+    text = (DOCS / "metrics.md").read_text(encoding="utf-8")
+    header = re.search(r"^\| variable \| (.+) \|$", text, flags=re.MULTILINE)
+    assert header, "docs/metrics.md has no preset table"
+    presets = [MetricPreset(name.strip()) for name in header.group(1).split("|")]
+    wrong, rows = [], 0
+    for name in OVERRIDABLE:
+        row = re.search(rf"^\| `ROLLOUT_METRIC_{name.upper()}` \| (.+) \|$", text, re.MULTILINE)
+        assert row, f"no row for ROLLOUT_METRIC_{name.upper()}"
+        rows += 1
+        cells = [cell.strip() for cell in row.group(1).split("|")]
+        for preset, cell in zip(presets, cells, strict=True):
+            said = re.match(r"`([^`]*)`", cell)
+            word = cell.split()[0].rstrip(":")  # `name`, "empty" or "same" (as the first)
+            shown = said.group(1) if said else {"empty": "", "same": None}[word]
+            if shown is None:  # "same": as the first column
+                shown = _preset_value(getattr(PRESETS[presets[0]], name))
+            actual = _preset_value(getattr(PRESETS[preset], name))
+            if shown != actual:
+                wrong.append(f"{name} {preset}: docs {shown!r}, preset {actual!r}")
+    assert wrong == []
+    assert rows == len(OVERRIDABLE)
