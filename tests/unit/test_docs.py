@@ -11,7 +11,7 @@ import pytest
 
 from app.cli.commands import _parser
 from app.settings import SECRET_FILE_SETTINGS, Settings
-from app.settings_reference import REFERENCE, REGENERATE, reference
+from app.settings_reference import REFERENCE, REGENERATE, main, reference
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -41,6 +41,13 @@ def test_the_configuration_reference_is_the_settings_models():
     assert REFERENCE.read_text(encoding="utf-8") == reference(), (
         f"docs/configuration.md is stale: run `{REGENERATE}` and commit it"
     )
+
+
+def test_the_check_command_says_whether_the_reference_is_current(
+    capsys: pytest.CaptureFixture[str],
+):
+    assert main(["--check"]) == 0
+    assert capsys.readouterr().err == ""
 
 
 def test_the_configuration_reference_has_a_row_for_every_setting():
