@@ -4,7 +4,7 @@ PYTHON ?= python3
 UV := $(PYTHON) -m uv
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: demo test setup system-deps lint bench
+.PHONY: demo test setup system-deps lint bench docs
 
 demo: setup  ## start the dashboard on embedded defaults at http://localhost:8501
 	$(UV) run rollout-dashboard demo
@@ -35,3 +35,6 @@ bench: setup  ## benchmarks, each against a baseline measured in the same run
 	$(UV) run python -m tests.bench.bench_browser
 	$(UV) run python -m tests.bench.bench_unleash_sync
 	$(UV) run python -m tests.bench.bench_autopilot
+
+docs: setup  ## rewrite docs/configuration.md from the settings model (app/settings.py)
+	$(UV) run python -m app.settings_reference

@@ -250,69 +250,118 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="ROLLOUT_", extra="ignore", frozen=True)
 
-    state_dir: Path = Field(Path(".rollout"), description="Where the demo keeps its files.")
-    flags_file: Path | None = Field(
-        None, description="Base flag config; default: <state_dir>/feature_flags.yaml."
+    state_dir: Path = Field(
+        Path(".rollout"),
+        description="Where the process keeps its local files: the demo's flag copy and SQLite "
+        "metrics database, and the audit journal that holds records while the metrics "
+        "database is unreachable.",
     )
-    flag_backend: FlagBackendKind = Field(FlagBackendKind.YAML, description="yaml, sql or unleash.")
+    flags_file: Path | None = Field(
+        None,
+        description="The base flag config; the `feature_flags_<env>.yaml` files beside it are the "
+        "environment overrides. Unset: `<state_dir>/feature_flags.yaml`.",
+    )
+    flag_backend: FlagBackendKind = Field(
+        FlagBackendKind.YAML,
+        description="Where flags live: `yaml` (the files), `sql` (the metrics database; filled from"
+        " `ROLLOUT_FLAGS_FILE` on the first start) or `unleash` (an Unleash server's "
+        "Admin API, see docs/unleash.md).",
+    )
     unleash_url: str | None = Field(
-        None, description="The Unleash server's root URL (the unleash backend and sync)."
+        None,
+        description="The Unleash server's root URL (`http://unleash.internal:4242`), for "
+        "`ROLLOUT_FLAG_BACKEND=unleash` and `sync-unleash`.",
     )
     unleash_token: SecretStr | None = Field(
         None,
-        description="An Unleash admin API token; better in secrets.toml or a file "
-        "(ROLLOUT_UNLEASH_TOKEN_FILE). Never shown.",
+        description="An Unleash admin API token: better `unleash_token` under `[rollout]` in "
+        "`.streamlit/secrets.toml`, or a file (`ROLLOUT_UNLEASH_TOKEN_FILE`). Never "
+        "shown, logged or audited.",
     )
     unleash_project: str = Field(
-        "default", pattern=r"^[A-Za-z0-9_.-]{1,100}$", description="The Unleash project."
+        "default",
+        pattern=r"^[A-Za-z0-9_.-]{1,100}$",
+        description="The Unleash project whose features are the flags.",
     )
     unleash_timeout_seconds: float = Field(
-        5.0, gt=0, le=120, allow_inf_nan=False, description="Per Unleash API call."
+        5.0,
+        gt=0,
+        le=120,
+        allow_inf_nan=False,
+        description="Per Unleash API call; past it Unleash is shown as unavailable and the CLI "
+        "exits 4.",
     )
     unleash_metadata_file: Path | None = Field(
         None,
-        description="Optional YAML of what Unleash lacks: phases, safety flags, rollout steps, "
-        "owners (unleash backend).",
+        description="Optional YAML of what Unleash has no place for: the phase plan, safety flags, "
+        "rollout steps, and per flag phase, description, owner and dependencies.",
     )
     unleash_sync_minutes: int = Field(
         10,
         ge=0,
         le=24 * 60,
-        description="serve copies Unleash's client metrics this often (0: never).",
+        description="`serve` copies Unleash's client metrics into the metrics database this often, "
+        "the first time at start (0: never; only when the URL and token are set).",
     )
-    environment: str = Field("production", description="Environment shown first.")
+    environment: str = Field(
+        "production",
+        description="The environment shown first (and the only one in single-environment mode).",
+    )
     database_url: SecretStr | None = Field(
         None,
-        description="SQLAlchemy URL (or a file holding it: ROLLOUT_DATABASE_URL_FILE); "
-        "default: SQLite at <state_dir>/metrics.db.",
+        description="SQLAlchemy URL of the metrics database (audit log, roll-ups, plans, requests, "
+        "leases), e.g. `postgresql+psycopg://user:pw@host/db`. Unset: SQLite at "
+        "`<state_dir>/metrics.db`.",
     )
     auto_migrate: bool = Field(
         True,
-        description="serve, autopilot and the commands that write migrate the metrics "
-        "database at start; false: they refuse one not at this release's revision (run "
-        "`rollout-dashboard db upgrade`). Commands that only read never migrate.",
+        description="`serve`, `autopilot` and the commands that write upgrade the metrics "
+        "database's schema at start, under a database lock (any number may start at "
+        "once); `false`: they refuse a database at another revision (exit 4). The "
+        "commands that only read never migrate: they exit 4 saying to run "
+        "`rollout-dashboard db upgrade`.",
     )
     prometheus_url: SecretStr | None = Field(
         None,
-        description="PromQL endpoint (or a file holding it: ROLLOUT_PROMETHEUS_URL_FILE); "
-        "unset: metrics come from the database roll-ups.",
+        description="PromQL endpoint (Prometheus, VictoriaMetrics, Thanos, Mimir). Unset: the "
+        "numbers come from the metrics database's roll-ups.",
     )
     prometheus_timeout_seconds: float = Field(
-        5.0, gt=0, le=300, allow_inf_nan=False, description="Per PromQL request."
+        5.0,
+        gt=0,
+        le=300,
+        allow_inf_nan=False,
+        description="Per PromQL request; past it the source is shown as down and the next one "
+        "answers.",
     )
-    prometheus_retries: int = Field(0, ge=0, le=5, description="Retries on 502/503/504.")
+    prometheus_retries: int = Field(
+        0,
+        ge=0,
+        le=5,
+        description="Retries on 502, 503 and 504 (each retry adds up to one timeout).",
+    )
     use_recording_rules: bool = Field(
-        False, description="Query deploy/prometheus/rollout.rules.yml's series first."
+        False,
+        description="Ask the series recorded by `deploy/prometheus/rollout.rules.yml` first (seed "
+        "names, 5-minute window), falling back to the raw expressions where they are "
+        "absent.",
     )
     metric_preset: MetricPreset = Field(
-        MetricPreset.SEED, description="seed, usage, openfeature, unleash."
+        MetricPreset.SEED,
+        description="Metric and label names of the emitter: `seed` (docs/design.md §3), `usage`, "
+        "`openfeature` or `unleash` (see docs/metrics.md); each `ROLLOUT_METRIC_*` "
+        "setting overrides one name.",
     )
     # -- one override per name the preset holds (queries.names.MetricNames); unset: the
     # preset's. Metric names and label names are checked against Prometheus's patterns.
-    metric_evaluations: str | None = Field(None, description="Evaluations counter.")
+    metric_evaluations: str | None = Field(
+        None, description="Evaluations counter (unset: the preset's)."
+    )
     metric_errors: str | None = Field(None, description="Error counter ('' = none).")
     metric_duration: str | None = Field(None, description="Latency histogram ('' = none).")
-    metric_config_info: str | None = Field(None, description="Config-info gauge ('' = none).")
+    metric_config_info: str | None = Field(
+        None, description="Config-info gauge, for the propagation guard ('' = none)."
+    )
     metric_rollout_percentage: str | None = Field(
         None, description="Applied-percentage gauge ('' = none)."
     )
@@ -320,31 +369,44 @@ class Settings(BaseSettings):
     metric_http_duration: str | None = Field(None, description="Canary: latency histogram.")
     metric_flag_label: str | None = Field(None, description="Label holding the flag key.")
     metric_variant_label: str | None = Field(None, description="Label holding the variant.")
-    metric_reason_label: str | None = Field(None, description="Reason label ('' = none).")
-    metric_environment_label: str | None = Field(
-        None, description="Environment label ('' = single-environment mode)."
+    metric_reason_label: str | None = Field(
+        None, description="Label holding the evaluation's reason ('' = none)."
     )
-    metric_error_type_label: str | None = Field(None, description="Error type label.")
-    metric_track_label: str | None = Field(None, description="Canary: track label.")
+    metric_environment_label: str | None = Field(
+        None,
+        description="Label holding the environment ('' = single-environment mode: every series is "
+        "`ROLLOUT_ENVIRONMENT`).",
+    )
+    metric_error_type_label: str | None = Field(None, description="Label holding the error type.")
+    metric_track_label: str | None = Field(
+        None, description="Canary: label holding the track (`canary` or `stable`)."
+    )
     metric_environment_info: str | None = Field(
-        None, description="Info metric holding the environment label, e.g. target_info."
+        None,
+        description="Info metric holding the environment label, joined to every series, e.g. "
+        "`target_info` ('' = the label is on every series).",
     )
     metric_environment_join: str | None = Field(
-        None, description="Labels joining the info metric, comma-separated (job,instance)."
+        None, description="Labels joining the info metric, comma-separated (`job,instance`)."
     )
     metric_errors_counted_in_evaluations: bool | None = Field(
         None, description="A failed evaluation also counts in the evaluations counter."
     )
     metric_errors_in: ErrorsIn | None = Field(
         None,
-        description="Where a failed evaluation is counted: counter, reason (reason error) or both.",
+        description="Where the emitter counts a failed evaluation, so that each counts once: "
+        "`counter` (the error counter), `reason` (an evaluation with reason `error`) or"
+        " `both`.",
     )
     metric_variants_are_on_off: bool | None = Field(
         None, description="The variant label only says on/off (no real variant label)."
     )
     guard_without_evidence: EvidencePolicy = Field(
         EvidencePolicy.FAIL,
-        description="A guard whose evidence the emitter cannot provide: fail (closed) or pass.",
+        description="An advance guard whose evidence the emitter cannot provide (propagation "
+        "without a config-info metric, exposure without a reason or variant label): "
+        '`fail` (closed, as for missing data) or `pass`; either way the guard says "not'
+        ' available from this emitter".',
     )
 
     @field_validator(
@@ -372,71 +434,126 @@ class Settings(BaseSettings):
         return ",".join(labels)
 
     rate_window_seconds: int = Field(
-        300, ge=15, le=_WEEK_SECONDS, description="Window of rates and quantiles."
+        300, ge=15, le=_WEEK_SECONDS, description="Window of rates, error ratios and quantiles."
     )
     sparkline_minutes: int = Field(
-        30, ge=5, le=_WEEK_SECONDS // 60, description="History shown in sparklines."
+        30, ge=5, le=_WEEK_SECONDS // 60, description="History in the overview's sparklines."
     )
-    refresh_seconds: int = Field(10, ge=2, le=3600, description="Auto-refresh period of the pages.")
+    refresh_seconds: int = Field(
+        10,
+        ge=2,
+        le=3600,
+        description="Auto-refresh period of the pages; data on screen is at most this much older "
+        "than the sources.",
+    )
     error_rate_degraded: float = Field(
-        0.01, ge=0, le=1, allow_inf_nan=False, description="Error ratio: degraded."
+        0.01,
+        ge=0,
+        le=1,
+        allow_inf_nan=False,
+        description="Error ratio above which a flag is degraded.",
     )
     error_rate_unhealthy: float = Field(
-        0.05, ge=0, le=1, allow_inf_nan=False, description="Error ratio: unhealthy."
+        0.05,
+        ge=0,
+        le=1,
+        allow_inf_nan=False,
+        description="Error ratio above which a flag is unhealthy.",
     )
     p99_degraded_seconds: float = Field(
-        0.05, gt=0, le=3600, allow_inf_nan=False, description="p99 latency: degraded."
+        0.05,
+        gt=0,
+        le=3600,
+        allow_inf_nan=False,
+        description="p99 latency above which a flag is degraded.",
     )
     p99_unhealthy_seconds: float = Field(
-        0.25, gt=0, le=3600, allow_inf_nan=False, description="p99 latency: unhealthy."
+        0.25,
+        gt=0,
+        le=3600,
+        allow_inf_nan=False,
+        description="p99 latency above which a flag is unhealthy.",
     )
     stale_after_seconds: int = Field(
-        120, ge=1, le=_WEEK_SECONDS, description="Data older than this is stale."
+        120,
+        ge=1,
+        le=_WEEK_SECONDS,
+        description="A newest sample older than this is stale: the banner turns red and the "
+        "data-fresh guard fails.",
     )
     recent_change_hours: int = Field(
-        24, ge=1, le=24 * 366, description="A change this recent sorts first."
+        24, ge=1, le=24 * 366, description="A change this recent sorts its flag up on the overview."
     )
-    demo: bool = Field(False, description="Demo mode: acts as a labelled local operator.")
+    demo: bool = Field(
+        False,
+        description="Demo mode: everyone acts as a labelled local operator, without sign-in (set by"
+        " `demo`).",
+    )
     roles: dict[str, Role] = Field(
         default_factory=dict,
-        description='Role mapping (JSON): {"alice@example.com": "admin", "group:ops": "operator"}',
+        description="Role mapping, JSON or a TOML table: an e-mail, or `group:<name>` for the ID "
+        "token's `groups` claim, to `viewer`, `operator` or `admin`: "
+        '`{"alice@example.com": "admin", "group:oncall": "operator"}`.',
     )
-    default_role: Role = Field(Role.VIEWER, description="Role of a signed-in user not mapped.")
+    default_role: Role = Field(
+        Role.VIEWER,
+        description="Role of a signed-in user (or CLI actor) the mapping does not name.",
+    )
     typed_confirmation_environments: tuple[str, ...] = Field(
-        ("production",), description="Where the dialog asks to type the flag key."
+        ("production",),
+        description="Where the action dialog asks to type the flag key (JSON list).",
     )
     approval_environments: tuple[str, ...] = Field(
         ("production",),
-        description="Where an advance or an override waits for a second operator's approval "
-        "(JSON list; off in demo mode unless set).",
+        description="Where an advance, a restore that goes up or a guard override waits for another"
+        " operator's approval, as a change request (JSON list; none in demo mode unless"
+        " set).",
     )
     request_expiry_hours: float = Field(
-        24, gt=0, le=24 * 30, allow_inf_nan=False, description="A change request expires after."
+        24,
+        gt=0,
+        le=24 * 30,
+        allow_inf_nan=False,
+        description="A change request not decided within this expires.",
     )
     undo_window_hours: float = Field(
         24,
         gt=0,
         le=24 * 30,
         allow_inf_nan=False,
-        description="An operator may restore a change without an admin's override within "
-        "this time of it, while its flags have not moved since.",
+        description="An operator may restore a change without an admin's override within this time "
+        "of it, while its flags have not moved since.",
     )
     min_soak_minutes: float = Field(
-        15, ge=0, le=_WEEK_SECONDS // 60, allow_inf_nan=False, description="Advance: soak time."
+        15,
+        ge=0,
+        le=_WEEK_SECONDS // 60,
+        allow_inf_nan=False,
+        description="Advance guard: minimum time at the current step; also the soak window.",
     )
     max_error_rate: float = Field(
-        0.01, ge=0, le=1, allow_inf_nan=False, description="Advance: error ratio limit."
+        0.01,
+        ge=0,
+        le=1,
+        allow_inf_nan=False,
+        description="Guards: highest error ratio since the step began (an advance waits while the "
+        "estimate is above it; a plan acts only once an always-valid test proves it).",
     )
     exposure_tolerance: float = Field(
-        0.02, ge=0, le=1, allow_inf_nan=False, description="Advance: share drift."
+        0.02,
+        ge=0,
+        le=1,
+        allow_inf_nan=False,
+        description="Guards: largest drift of the observed share of the rollout variant from the "
+        "configured one.",
     )
     max_error_difference: float = Field(
         0.0,
         ge=0,
         le=1,
         allow_inf_nan=False,
-        description="Guards: how much more often (0.01 = 1 point) the treatment may fail than "
-        "the control before it is worse.",
+        description="Guards: how much more often (0.01 = 1 point) the treatment may fail than the "
+        "control before it is worse.",
     )
     evidence_slot_seconds: float = Field(
         30,
@@ -452,65 +569,100 @@ class Settings(BaseSettings):
         gt=0,
         lt=1,
         allow_inf_nan=False,
-        description="Guards: the chance per plan-day that the data gates act on a healthy "
-        "flag (always-valid tests: looking every tick does not raise it).",
+        description="Guards: the chance per plan-day that the data gates act on a healthy flag "
+        "(always-valid tests: looking every tick does not raise it).",
     )
-    simulator_port: int = Field(9464, ge=1, le=65535, description="Demo /metrics port.")
+    simulator_port: int = Field(
+        9464,
+        ge=1,
+        le=65535,
+        description="The demo simulator's `/metrics` port (the demo's Prometheus gets the next "
+        "one).",
+    )
     server_address: str = Field(
         "127.0.0.1",
-        description="Interface `serve` binds: 127.0.0.1 this machine only, 0.0.0.0 every one.",
+        description="Interface `serve` binds (`--address` wins): `127.0.0.1` this machine only (a "
+        "browser here, or a reverse proxy on this host adding TLS and sign-in); "
+        "`0.0.0.0` every interface (in a container; put TLS and sign-in in front). "
+        "Anything but an IP address or `localhost` is refused. The demo always binds "
+        "127.0.0.1.",
     )
     canary_flag: str = Field(
-        "canary_deployment", min_length=1, description="The flag the canary page rolls back."
+        "canary_deployment",
+        min_length=1,
+        description="The flag (or deployment) the canary track belongs to: the Canary page names "
+        "it, links to it and offers to roll it back or kill it; plans on it may gate on"
+        " the canary verdict.",
     )
     autopilot_interval_seconds: float = Field(
-        30, ge=0.2, le=3600, allow_inf_nan=False, description="Autopilot: one tick every."
+        30,
+        ge=0.2,
+        le=3600,
+        allow_inf_nan=False,
+        description="Autopilot: one tick (every active plan looked at) every this many seconds.",
     )
     autopilot_lease_seconds: float = Field(
         90,
         ge=1,
         le=3600,
         allow_inf_nan=False,
-        description="Autopilot: a standby takes over a leader silent this long.",
+        description="Autopilot: how long a leader may stay silent before a standby takes over (its "
+        "lease).",
     )
     autopilot_window_seconds: float = Field(
         300,
         ge=5,
         le=86400,
         allow_inf_nan=False,
-        description="Autopilot: error rate and exposure measured over.",
+        description="Autopilot: the span the canary verdict is judged over (the guards judge since "
+        "the step began).",
     )
     autopilot_pause_after_ticks: int = Field(
-        10, ge=1, le=10_000, description="Autopilot: ticks without data before a plan pauses."
+        10,
+        ge=1,
+        le=10_000,
+        description="Autopilot: ticks in a row without data after which a plan pauses, saying why.",
     )
     autopilot_metrics_port: int | None = Field(
         None,
         ge=1,
         le=65535,
-        description="Autopilot: serve its own Prometheus metrics on this port (unset: none).",
+        description="Autopilot: serve its own Prometheus metrics (`rollout_autopilot_*`) on this "
+        "port; unset: none. Alert rules: `deploy/prometheus/autopilot.rules.yml`.",
     )
     autopilot_metrics_address: str = Field(
         "127.0.0.1",
-        description="Autopilot: interface of the metrics port (0.0.0.0 in a container).",
+        description="Autopilot: interface of the metrics port (`0.0.0.0` in a container).",
     )
     log_format: LogFormat = Field(
-        LogFormat.TEXT, description="text, or json: one JSON object per line on every process."
+        LogFormat.TEXT,
+        description="`text`, or `json`: one JSON object per line (time, level, event, and flag, "
+        "environment, actor, audit_id where known) from `serve`, `autopilot` and the "
+        "commands.",
     )
     public_url: str | None = Field(
-        None, description="The dashboard's address as people reach it, for links in webhooks."
+        None,
+        description="The dashboard's address as people reach it (`https://rollout.example.com`), "
+        "for the flag links in webhook notifications; unset: no link.",
     )
     # before `webhooks`, whose check reads it
     webhook_urls: dict[str, SecretStr] = Field(
         default_factory=dict,
-        description="Each webhook's URL (a secret): [rollout.webhooks] in secrets.toml, "
-        "ROLLOUT_WEBHOOK_URL_<NAME> or a file named by ROLLOUT_WEBHOOK_URL_<NAME>_FILE.",
+        description="Each webhook's URL, a secret, as JSON here: better `[rollout.webhooks]` in "
+        '`.streamlit/secrets.toml` (`oncall = "https://hooks.slack.com/…"`), one '
+        "`ROLLOUT_WEBHOOK_URL_<NAME>` per webhook, or a file named by "
+        "`ROLLOUT_WEBHOOK_URL_<NAME>_FILE`. Never shown, logged or recorded.",
     )
     webhooks: Annotated[dict[str, WebhookKind], NoDecode] = Field(
         default_factory=dict,
-        description="Webhooks notified of autopilot actions: name=kind,... (kind json or slack).",
+        description="Webhooks notified of autopilot actions, `name=kind` pairs: "
+        "`oncall=slack,audit=json` (kind `json` or `slack`; a name is letters, digits "
+        "and `_`). Each needs a URL (`ROLLOUT_WEBHOOK_URLS`).",
     )
     notify_manual_actions: bool = Field(
-        False, description="A person's applied advance / rollback / kill notifies too."
+        False,
+        description="A person's applied advance, rollback, kill or emergency rollback (page or CLI)"
+        " also notifies the webhooks, as event `manual:<action>`.",
     )
 
     @field_validator("evidence_slot_seconds", mode="after")

@@ -2,7 +2,7 @@
 history outlives Unleash's 48 hours (`rollout-dashboard sync-unleash`; `serve` runs it
 every `ROLLOUT_UNLEASH_SYNC_MINUTES`).
 
-The mapping (README, "History from Unleash"): an Unleash feature is a flag, an Unleash
+The mapping (docs/unleash.md, "History from Unleash"): an Unleash feature is a flag, an Unleash
 environment an environment; one roll-up per hour (3,600 s from the hour Unleash gives),
 flag, environment, SDK app (`origin` = `unleash:<appName>`) and variant, with reason
 `split` (Unleash reports no reason; the yes/no of a flexibleRollout is its percentage

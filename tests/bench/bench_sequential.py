@@ -16,7 +16,7 @@ reason `error` (so the per-variant gates apply). A/A: both arms fail at the same
 
 `python -m tests.bench.bench_sequential [plan-days per A/A cell] [delay replicates]`
 (defaults 10 and 40: 180 A/A plan-days and the four regressions, about 4 minutes on 2
-cores). The figures are in README.md "Performance" and the closing note of issue 21.
+cores). The figures are in docs/performance.md and the closing note of issue 21.
 """
 
 from __future__ import annotations
