@@ -30,6 +30,7 @@ from app.flags.loader import ConfigInvalid, environments, load_config
 from app.flags.model import FlagConfig, FlagState
 from app.flags.sql_backend import SqlFlagBackend
 from app.flags.yaml_backend import YamlFlagBackend
+from app.guardrails import read_guardrails
 from app.metrics_db.database import open_database
 from app.quoting import quoted
 from app.rollout.action_model import (
@@ -121,6 +122,7 @@ class Runtime:
     @property
     def guard_policy(self) -> GuardPolicy:
         s = self.settings
+        guardrails, unreadable = read_guardrails(s.guardrails_file)
         return GuardPolicy(
             max_data_age_seconds=s.stale_after_seconds,
             max_error_rate=s.max_error_rate,
@@ -131,6 +133,8 @@ class Runtime:
             slots=WindowPlan(slot=s.evidence_slot_seconds),
             soak_window=timedelta(minutes=max(s.min_soak_minutes, 5)),
             pass_without_evidence=s.guard_without_evidence is EvidencePolicy.PASS,
+            guardrails=guardrails,
+            guardrails_unreadable=unreadable,
         )
 
     def guard_check(self) -> GuardCheck:

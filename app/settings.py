@@ -564,6 +564,12 @@ class Settings(BaseSettings):
         "epoch-aligned grid (a step is judged once its first whole slot has ended); a "
         "divisor of 600.",
     )
+    guardrails_file: Path | None = Field(
+        None,
+        description="Guards: your own guardrails — metrics of the service per flag and variant "
+        "(HTTP 5xx, checkout failures) judged treatment against control like the flag's own "
+        "errors (docs/metrics.md, 'Your own guardrails'). Unset: none.",
+    )
     false_action_budget: float = Field(
         0.01,
         gt=0,

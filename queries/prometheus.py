@@ -39,6 +39,7 @@ from queries.frames import (
     slot_frame,
     sparkline_frame,
 )
+from queries.guardrails import GUARDRAIL_COLUMNS
 from queries.histogram import check_quantiles
 from queries.names import FAILED_VARIANT, ErrorsIn, Evidence, MetricNames
 from queries.promql import label_name, promql_duration, promql_string, selector
@@ -356,6 +357,20 @@ class PrometheusMetrics(CountQuestions):
         result = self._slots(f"sum by ({flag_label}) ({raw})", start, end, slot)
         with self.reading_reply():
             return slot_frame(result, (self.names.flag_label,), SLOT_ERROR_COLUMNS)
+
+    def guardrail_counts(
+        self,
+        query: str,
+        labels: tuple[str, str],
+        start: datetime,
+        end: datetime,
+        slot: timedelta,
+    ) -> pd.DataFrame:
+        """A guardrail's counts per slot, by its flag and variant labels."""
+        check_slot_span(start, end, slot)
+        result = self._slots(query, start, end, slot)
+        with self.reading_reply():
+            return slot_frame(result, labels, GUARDRAIL_COLUMNS)
 
     def _slots(
         self, query: str, start: datetime, end: datetime, slot: timedelta

@@ -167,6 +167,20 @@ class MetricsSource(Protocol):
         question. Empty when the emitter has no error counter."""
         ...
 
+    def guardrail_counts(
+        self,
+        query: str,
+        labels: tuple[str, str],
+        start: datetime,
+        end: datetime,
+        slot: timedelta,
+    ) -> pd.DataFrame:
+        """A guardrail's query (substituted: `queries.guardrails.guardrail_query`) at
+        every slot end in (start, end], by its flag and variant `labels`
+        (`guardrails.GUARDRAIL_COLUMNS`). SourceUnavailable where the source holds no
+        service metrics (the database roll-ups)."""
+        ...
+
     def instance_versions(self, environment: str, at: datetime) -> pd.DataFrame:
         """The config version each live instance reports (`frames.INSTANCE_VERSION_COLUMNS`)."""
         ...

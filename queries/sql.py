@@ -37,6 +37,7 @@ from queries.frames import (
 from queries.histogram import histogram_quantile
 from queries.names import ErrorsIn
 from queries.series_math import as_utc, covered_seconds, step_slot, sum_buckets
+from queries.source import SourceUnavailable
 
 __all__ = ["SqlMetrics"]
 
@@ -185,6 +186,19 @@ class SqlMetrics(SqlQuestions, CountQuestions):
             .group_by(*keys, RollupRow.interval_end)
         )
         return _into_slots(self.fetch(query), slot, SLOT_COUNT_COLUMNS)
+
+    def guardrail_counts(
+        self,
+        query: str,
+        labels: tuple[str, str],
+        start: datetime,
+        end: datetime,
+        slot: timedelta,
+    ) -> pd.DataFrame:
+        """Never: the roll-ups hold the flags' evaluations, not the service's metrics."""
+        raise SourceUnavailable(
+            self.name, "it holds no service metrics: guardrails are read from Prometheus"
+        )
 
     def slot_error_counts(
         self, environment: str, start: datetime, end: datetime, slot: timedelta

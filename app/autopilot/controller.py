@@ -214,6 +214,7 @@ class Controller:
             self.canary() if gated else None,
             start=tick_start(began, now, policy),
             slot=policy.slots.slot,
+            guardrails=policy.guardrails,
         )
         outcomes, notices = [], list(evidence.notices)
         for plan in plans:

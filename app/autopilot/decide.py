@@ -96,7 +96,7 @@ def decide(plan: RolloutPlan, seen: PlanEvidence, *, pause_after_ticks: int = 10
     """The plan's next move (see the module's docstring); `pause_after_ticks` ticks in a
     row without data pause the plan. `failing` is set from the first tick a gated error
     rate fails on numbers, significant yet or not: where the time to mitigate starts."""
-    decision = _decide(plan, seen, pause_after_ticks)
+    decision = _with_dry_runs(plan, seen, _decide(plan, seen, pause_after_ticks))
     errors = next((g for g in seen.guards if g.name == GuardName.ERROR_RATE), None)
     suspect = (
         GuardName.ERROR_RATE in plan.gates
@@ -119,8 +119,8 @@ def _decide(plan: RolloutPlan, seen: PlanEvidence, pause_after_ticks: int) -> De
     failed = _failed_on_data(plan, seen)
     if failed is not None:
         return _on_failure(plan, seen, failed)
-    by_name = {g.name: g for g in seen.guards if g.name in plan.gates}
-    missing = _missing_data(by_name)
+    gated = [g for g in seen.guards if g.name in plan.gates]
+    missing = _missing_data({g.name: g for g in gated})
     if missing is not None and seen.first_slot_pending:
         return Decision(Move.WAIT, f"waited: {missing}")
     if missing is not None:
@@ -142,7 +142,7 @@ def _decide(plan: RolloutPlan, seen: PlanEvidence, pause_after_ticks: int) -> De
             f"next step {step:g} % waits for a person (the autopilot goes alone up to "
             f"{plan.stop_at:g} %): watching for failures",
         )
-    waiting = [_wait_words(g) for g in by_name.values() if not g.passed]
+    waiting = [_wait_words(g) for g in gated if not g.passed]
     if GuardName.CANARY in plan.gates and seen.canary is not Verdict.PASS:
         verdict = seen.canary or Verdict.INCONCLUSIVE
         waiting.append(f"canary {verdict}" + _because(seen.canary_detail))
@@ -200,7 +200,7 @@ def _failed_on_data(plan: RolloutPlan, seen: PlanEvidence) -> GuardResult | None
 
 
 def _on_failure(plan: RolloutPlan, seen: PlanEvidence, gate: GuardResult) -> Decision:
-    failed = f"{gate.name} failed: {gate.detail}" if gate.detail else f"{gate.name} failed"
+    failed = f"{gate.label} failed: {gate.detail}" if gate.detail else f"{gate.label} failed"
     lowest = seen.state is FlagState.DISABLED or seen.percentage <= 0
     if plan.on_failure is OnFailure.PAUSE or lowest:
         return Decision(Move.PAUSE, f"paused: {failed}", gate=gate, failing=True)
@@ -235,7 +235,26 @@ def _wait_words(guard: GuardResult) -> str:
     if guard.name == GuardName.SOAK_TIME and isinstance(guard.value, int | float):
         minimum = float(guard.threshold) if isinstance(guard.threshold, int | float) else 0.0
         return f"soak {_minutes(float(guard.value))} of {_minutes(minimum)}"
-    return f"{guard.name}: {guard.detail}"
+    return f"{guard.label}: {guard.detail}"
+
+
+def _with_dry_runs(plan: RolloutPlan, seen: PlanEvidence, decision: Decision) -> Decision:
+    """A decision that takes no action, with what each dry-run guardrail proven worse
+    would have done ('dry run: guardrail http_5xx would have rolled back 25 % → 10 %')."""
+    if decision.move in (Move.ADVANCE, Move.ROLLBACK, Move.KILL) or not plan.is_active:
+        return decision
+    if GuardName.GUARDRAIL not in plan.gates:
+        return decision
+    would = [g for g in seen.guards if g.name == GuardName.GUARDRAIL and g.would_act]
+    if not would:
+        return decision
+    acted = _on_failure(plan, seen, replace(would[0], dry_run=False))
+    verb = {Move.ROLLBACK: "rolled back", Move.KILL: "killed", Move.PAUSE: "paused"}
+    done = verb.get(acted.move, str(acted.move))
+    if acted.to is not None and acted.move is not Move.PAUSE:
+        done += f" {seen.percentage:g} % → {acted.to:g} %"
+    names = ", ".join(g.label for g in would)
+    return replace(decision, reason=f"{decision.reason}; dry run: {names} would have {done}")
 
 
 def _minutes(seconds: float) -> str:

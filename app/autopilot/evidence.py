@@ -15,6 +15,7 @@ from app.analysis.canary import Verdict
 from app.autopilot.decide import PlanEvidence, SeenChange
 from app.autopilot.model import RolloutPlan
 from app.flags.backend import FlagSnapshot
+from app.guardrails import Guardrail
 from app.rollout.evidence import (
     Measured,
     gates_pending,
@@ -62,6 +63,7 @@ def gather_environment(
     *,
     start: float,
     slot: float,
+    guardrails: Sequence[Guardrail] = (),
 ) -> EnvironmentEvidence:
     """The questions of `measure_environment` from `start` (`tick_start`) to the first
     metrics source that answers them all, and the canary verdict over `window` when
@@ -70,7 +72,7 @@ def gather_environment(
     with counting_queries() as sent:
         answer = first_answer(
             sources,
-            lambda source: measure_environment(source, environment, start, at, slot),
+            lambda source: measure_environment(source, environment, start, at, slot, guardrails),
             notices,
             "trying the next source.",
         )

@@ -37,9 +37,10 @@ __all__ = [
 #: the actor of every change the autopilot makes
 AUTOPILOT_ACTOR = "autopilot"
 
-#: the six advance guards (`app.rollout.guards`), in their order, then the canary verdict
-ALL_GATES = (*ADVANCE_GUARDS, GuardName.CANARY)
-DEFAULT_GATES = frozenset(ADVANCE_GUARDS)
+#: the six advance guards (`app.rollout.guards`), in their order, your own guardrails
+#: (every one of `ROLLOUT_GUARDRAILS_FILE` that judges the flag), then the canary verdict
+ALL_GATES = (*ADVANCE_GUARDS, GuardName.GUARDRAIL, GuardName.CANARY)
+DEFAULT_GATES = frozenset((*ADVANCE_GUARDS, GuardName.GUARDRAIL))
 #: gates every plan has: without them the autopilot would advance blind or unsoaked
 REQUIRED_GATES = (GuardName.DATA_FRESH, GuardName.ERROR_RATE, GuardName.SOAK_TIME)
 

@@ -77,6 +77,10 @@ TRAFFIC_SCALE = {"production": 1.0, "staging": 0.3}
 INSTANCES = ("app-1", "app-2", "app-3")
 
 
+#: how often a request served under a flag's variant fails, whatever the variant
+SERVED_FAILURE_PROBABILITY = 0.005
+
+
 @dataclass(frozen=True)
 class FailingTreatment:
     """The treatment of `flag` fails `probability` (0..1) more of its evaluations in
@@ -256,6 +260,16 @@ class Workload:
         self._requests = Counter(
             "http_requests", "HTTP requests", ["track", "code", "environment"], registry=registry
         )
+        #: each evaluation serves one request under its variant: the service's own metric
+        #: your guardrails judge (docs/metrics.md), apart from the flag's evaluations
+        self._served = Counter(
+            "served_requests",
+            "Requests served under a flag's variant",
+            ["feature_flag_key", "variant", "code", "environment"],
+            registry=registry,
+        )
+        self.failing_requests: dict[str, float] = {}
+        self._served_rng = random.Random(seed + 1)  # noqa: S311 - apart from the evaluations'
         self._request_seconds = Histogram(
             "http_request_duration_seconds",
             "HTTP request latency",
@@ -281,6 +295,11 @@ class Workload:
         """From the next evaluation on, `flag`'s rollout variant fails `probability` more
         often (0 ends the regression): one injected while running."""
         self.failing[flag] = FailingTreatment(flag, probability, 0.0, environment=None)
+
+    def fail_requests(self, flag: str, probability: float) -> None:
+        """From now on, the requests served under `flag`'s rollout variant fail
+        `probability` more often, its evaluations staying clean (0 ends it)."""
+        self.failing_requests[flag] = probability
 
     def report_instances(self, engine: Engine, now: datetime) -> None:
         """Heartbeat of the simulated instances: the config version each has loaded."""
@@ -314,6 +333,16 @@ class Workload:
         self.rollups.add(env, result, latency)
         if export:
             self.metrics.record(result, env, latency)
+            self._serve(env, flag, result.variant)
+
+    def _serve(self, env: str, flag: FlagDefinition, variant: str) -> None:
+        """The request this evaluation decided: 0.5 % fail, and the treatment's injected
+        share more (`fail_requests`)."""
+        failing = SERVED_FAILURE_PROBABILITY
+        if variant == flag.rollout.variant:
+            failing += self.failing_requests.get(flag.key, 0.0)
+        code = "500" if self._served_rng.random() < failing else "200"
+        self._served.labels(flag.key, variant, code, env).inc()
 
     def _serve_requests(self, env: str, seconds: float, export: bool) -> None:
         for track, rate, failing, median in (

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -53,6 +53,7 @@ __all__ = [
     "fired_rows",
     "judge_flag",
     "judge_gates",
+    "judge_guardrail",
 ]
 
 Array = npt.NDArray[np.float64]
@@ -150,12 +151,14 @@ class GateSettings:
     exposure_tolerance: float = 0.02  # absolute share
     budget: float = 0.01
     plan: WindowPlan = field(default_factory=WindowPlan)
+    #: guardrails judging the flag besides its own three gates: they share the budget
+    guardrails: int = 0
 
     def thresholds(self) -> Thresholds:
         """Each gate's log thresholds (ValueError for a budget outside 0 … 1)."""
         return thresholds(
             self.budget,
-            GATES,
+            GATES + self.guardrails,
             self.plan.restarts_per_day(),
             self.plan.recent_windows_per_day(),
         )
@@ -281,6 +284,53 @@ def judge_gates(
                 exposure=context.share(exposure, share, settings.exposure_tolerance),
             )
         )
+    return judged
+
+
+def judge_guardrail(
+    ends: Array,
+    treatment: tuple[Array, Array],
+    control: tuple[Array, Array],
+    step_began: float,
+    now: float,
+    settings: GateSettings,
+    since: str,
+    *,
+    limit: float,
+    relative: bool = False,
+) -> Judgement | None:
+    """A guardrail of one flag: the treatment's (bad, total) per slot over `ends` against
+    the control's, at most `limit` worse (points; or relative: treatment ≤ (1 + limit) ×
+    control), judged over the windows of the gates at the gates' thresholds, with the
+    always-valid interval of the difference. None before the step's first whole slot."""
+    cut = window_starts(step_began, now, settings.plan)
+    if cut is None:
+        return None
+    limits = settings.thresholds()
+    steps = np.array([limits.of(kind) for kind in cut.kinds])
+
+    def summed(counts: Array) -> Array:
+        return sum_windows(ends, counts[None, :], cut.starts, cut.end)
+
+    t_total, c_total = summed(treatment[1]), summed(control[1])
+    t_bad, c_bad = (
+        np.minimum(summed(treatment[0]), t_total),
+        np.minimum(summed(control[0]), c_total),
+    )
+    hypothesis = Hypothesis.RATIO_AT_MOST if relative else Hypothesis.DIFFERENCE_AT_MOST
+    process = _Process(
+        log_evalue(hypothesis, (t_bad, t_total), limit, (c_bad, c_total)), steps, t_bad, t_total
+    )
+    alpha = math.exp(-limits.step)
+    intervals = difference_intervals(
+        (t_bad[:, 0], t_total[:, 0]), (c_bad[:, 0], c_total[:, 0]), alpha
+    )
+    words = [window_words(s, k, cut, since) for s, k in zip(cut.starts, cut.kinds, strict=True)]
+    judged = _Row(0, cut, words).difference(process, (c_bad, c_total), limit, intervals, alpha)
+    if relative:
+        treated, base = judged.counts.rate, (judged.control or Arm(0.0, 0.0)).rate
+        within = treated is None or base is None or treated <= (1 + limit) * base
+        judged = replace(judged, within=within)
     return judged
 
 

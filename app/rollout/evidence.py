@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -20,7 +20,7 @@ import numpy.typing as npt
 
 from app.analysis.failures import FlagErrors, is_error_reason
 from app.audit import AuditLog, Outcome
-from app.evidence.gates import FlagSlots, VariantSlots, judge_flag
+from app.evidence.gates import FlagSlots, VariantSlots, judge_flag, judge_guardrail
 from app.evidence.windows import (
     first_whole_slot,
     judged_since,
@@ -29,16 +29,20 @@ from app.evidence.windows import (
     span_words,
 )
 from app.flags.backend import FlagSnapshot
+from app.flags.model import FlagDefinition
+from app.guardrails import Guardrail
 from app.rollout.guards import (
     DependencyStatus,
     GuardInputs,
     GuardPolicy,
+    GuardrailJudgement,
     GuardResult,
     VariantCounts,
     evaluate_guards,
 )
+from queries.guardrails import guardrail_query
 from queries.names import ErrorsIn
-from queries.source import MetricsSource, first_answer
+from queries.source import MetricsSource, SourceUnavailable, first_answer
 
 if TYPE_CHECKING:  # frames arrive from the sources; this module never builds one
     import pandas as pd
@@ -94,16 +98,33 @@ class Measured:
     start: float = 0.0
     end: float = 0.0
     slot: float = 30.0
+    #: per guardrail: flag → variant → its (bad, total) per slot; or why it has none
+    guardrails: Mapping[str, RailSlots | str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RailSlots:
+    """One guardrail's counts per slot over the grid's slot ends: flag → variant →
+    (bad, total)."""
+
+    ends: npt.NDArray[np.float64]
+    flags: Mapping[str, Mapping[str, tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]]]
 
 
 def measure_environment(
-    source: MetricsSource, environment: str, start: float, at: datetime, slot: float
+    source: MetricsSource,
+    environment: str,
+    start: float,
+    at: datetime,
+    slot: float,
+    guardrails: Sequence[Guardrail] = (),
 ) -> Measured:
     """Every flag of `environment` per slot from `start` (a slot boundary, epoch
     seconds) to the last whole slot before `at`, whatever their number: the newest
     sample, the evaluations by flag, variant and reason, the error counter's counts (not
-    asked where the emitter counts failures only as reasons) and the instances' config
-    versions (not asked where it has no such gauge). Lets `SourceUnavailable` through."""
+    asked where the emitter counts failures only as reasons), the instances' config
+    versions (not asked where it has no such gauge) and each guardrail's two queries (one
+    that fails is noted, not raised). Lets `SourceUnavailable` through."""
     newest = source.newest_sample_time(environment, at)
     end = max(slot_end_at_or_before(at.timestamp(), slot), start)
     span = (_utc(start), _utc(end), timedelta(seconds=slot))
@@ -126,6 +147,46 @@ def measure_environment(
         start=start,
         end=end,
         slot=slot,
+        guardrails={rail.name: _rail_slots(source, rail, environment, span) for rail in guardrails},
+    )
+
+
+def _rail_slots(
+    source: MetricsSource,
+    rail: Guardrail,
+    environment: str,
+    span: tuple[datetime, datetime, timedelta],
+) -> RailSlots | str:
+    """One guardrail's counts per slot, or why there are none (its query failed)."""
+    start, end, slot = span
+    labels = (rail.flag_label, rail.variant_label)
+    try:
+        bad, total = (
+            source.guardrail_counts(guardrail_query(query, environment, slot), labels, *span)
+            for query in (rail.bad, rail.total)
+        )
+    except (SourceUnavailable, ValueError) as error:
+        return f"{rail.name}: query failed ({error})"
+    ends = _grid(start.timestamp(), end.timestamp(), slot.total_seconds())
+    n = len(ends)
+    flags: dict[str, dict[str, list[npt.NDArray[np.float64]]]] = {}
+    for which, frame in enumerate((bad, total)):
+        for flag, variant, slot_end, value in zip(
+            frame["flag"], frame["variant"], frame["slot_end"], frame["count"], strict=True
+        ):
+            index = _slot_index(slot_end, start.timestamp(), slot.total_seconds(), n)
+            if index is None or not flag or not variant or _missing(value):
+                continue
+            pair = flags.setdefault(str(flag), {}).setdefault(
+                str(variant), [np.zeros(n), np.zeros(n)]
+            )
+            pair[which][index] += max(float(value), 0.0)
+    return RailSlots(
+        ends,
+        {
+            flag: {variant: (pair[0], pair[1]) for variant, pair in per.items()}
+            for flag, per in flags.items()
+        },
     )
 
 
@@ -249,9 +310,14 @@ def guard_inputs(
             start,
             at.timestamp(),
             flag.percentage / 100,
-            policy.gate_settings(),
+            policy.gate_settings(flag_key),
             words,
         )
+    pending = at_step_since is not None and gates_pending(at_step_since, at, policy)
+    rails = tuple(
+        _rail_judgement(measured, rail, flag, policy, start, at, words, pending)
+        for rail in policy.guardrails_of(flag_key)
+    )
     return GuardInputs(
         now=at,
         configured_percentage=flag.percentage,
@@ -271,7 +337,47 @@ def guard_inputs(
         unavailable=measured.unavailable,
         gates=gates,
         window=words,
+        guardrails=rails,
     )
+
+
+def _rail_judgement(
+    measured: Measured,
+    rail: Guardrail,
+    flag: FlagDefinition,
+    policy: GuardPolicy,
+    start: float,
+    at: datetime,
+    words: str,
+    pending: bool,
+) -> GuardrailJudgement:
+    """One guardrail of `flag` since `start`: its treatment against its control."""
+    counted = measured.guardrails.get(rail.name)
+    if counted is None:
+        return GuardrailJudgement(rail, missing=f"{rail.name}: no metrics source answered")
+    if isinstance(counted, str):
+        return GuardrailJudgement(rail, missing=counted)
+    if pending:
+        return GuardrailJudgement(rail, missing=f"{rail.name}: no counts {words}")
+    per_variant = counted.flags.get(flag.key, {})
+    treated, base = per_variant.get(flag.rollout.variant), per_variant.get(flag.default_variant)
+    if treated is None or base is None:
+        arms = ((flag.rollout.variant, treated), (flag.default_variant, base))
+        lacking = " and ".join(variant for variant, counts in arms if counts is None)
+        said = f"{rail.name}: its query returned nothing for {flag.key} {lacking}"
+        return GuardrailJudgement(rail, missing=said)
+    judged = judge_guardrail(
+        counted.ends,
+        treated,
+        base,
+        start,
+        at.timestamp(),
+        policy.gate_settings(flag.key),
+        words,
+        limit=rail.limit,
+        relative=rail.relative,
+    )
+    return GuardrailJudgement(rail, judged)
 
 
 def gather_guard_inputs(
@@ -311,7 +417,9 @@ def measured_inputs(
     notices: list[str] = []
     answer = first_answer(
         sources,
-        lambda source: measure_environment(source, environment, start, at, policy.slots.slot),
+        lambda source: measure_environment(
+            source, environment, start, at, policy.slots.slot, policy.guardrails
+        ),
         notices,
         "trying the next source.",
     )

@@ -21,7 +21,9 @@ from typing import Any
 from app.analysis.failures import FlagErrors
 from app.evidence.comparison import points
 from app.evidence.gates import FlagGates, GateSettings, Judgement
+from app.evidence.sequential import Arm
 from app.evidence.windows import WindowPlan
+from app.guardrails import Guardrail
 from app.recorded import Unrecognised, recognised
 
 __all__ = [
@@ -31,6 +33,7 @@ __all__ = [
     "GuardName",
     "GuardPolicy",
     "GuardResult",
+    "GuardrailJudgement",
     "VariantCounts",
     "evaluate_guards",
 ]
@@ -47,6 +50,8 @@ class GuardName(StrEnum):
     EXPOSURE = "exposure"
     PROPAGATION = "propagation"
     CANARY = "canary"
+    #: one of your own guardrails (`GuardResult.guardrail` names which)
+    GUARDRAIL = "guardrail"
 
 
 #: the guards `evaluate_guards` reports, in its order
@@ -76,11 +81,23 @@ class GuardResult:
     flag: str = ""
     #: an always-valid e-value proves the limit broken: the one failure a plan acts on
     on_data: bool = False
+    #: the guardrail judged, for `GuardName.GUARDRAIL`
+    guardrail: str = ""
+    #: a dry-run guardrail: judged and recorded, never blocks or acts (`passed` stays
+    #: true; `on_data` says it would have acted)
+    dry_run: bool = False
 
     @property
     def label(self) -> str:
-        """'error_rate'; 'checkout: error_rate' in a report on several flags."""
-        return f"{self.flag}: {self.name}" if self.flag else str(self.name)
+        """'error_rate'; 'guardrail http_5xx'; 'checkout: error_rate' in a report on
+        several flags."""
+        named = f"{self.name} {self.guardrail}" if self.guardrail else str(self.name)
+        return f"{self.flag}: {named}" if self.flag else named
+
+    @property
+    def would_act(self) -> bool:
+        """A dry-run guardrail that would have failed on data."""
+        return self.dry_run and self.on_data
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -92,6 +109,7 @@ class GuardResult:
             "window": self.window,
             "of": self.of,
             "on_data": self.on_data,
+            "dry_run": self.dry_run,
         }
 
     @classmethod
@@ -99,9 +117,13 @@ class GuardResult:
         """A guard result as `as_json` wrote it (a stored guard report)."""
         label = str(document.get("name", "?"))
         flag, _, named = label.rpartition(": ")
+        guardrail = ""
+        kind, _, which = named.partition(" ")
+        if kind == GuardName.GUARDRAIL and which:
+            named, guardrail = kind, which
         name = recognised(GuardName, named)
         if not flag or isinstance(name, Unrecognised):
-            flag, name = "", recognised(GuardName, label)
+            flag, name = "", recognised(GuardName, label if not guardrail else named)
         return cls(
             name=name,
             passed=bool(document.get("passed")),
@@ -112,6 +134,8 @@ class GuardResult:
             of=document.get("of"),
             flag=flag,
             on_data=bool(document.get("on_data", False)),
+            guardrail=guardrail,
+            dry_run=bool(document.get("dry_run", False)),
         )
 
 
@@ -134,16 +158,25 @@ class GuardPolicy:
     #: false actions per plan-day the data gates may take between them on a healthy flag
     false_action_budget: float = 0.01
     slots: WindowPlan = field(default_factory=WindowPlan)
+    #: your own guardrails (`ROLLOUT_GUARDRAILS_FILE`), and why they could not be read
+    guardrails: tuple[Guardrail, ...] = ()
+    guardrails_unreadable: str = ""
 
-    def gate_settings(self) -> GateSettings:
-        """The data gates' settings (`app.evidence.gates`) of this policy."""
+    def gate_settings(self, flag: str | None = None) -> GateSettings:
+        """The data gates' settings (`app.evidence.gates`) of this policy; for `flag`,
+        its guardrails share the budget with its own three gates."""
         return GateSettings(
             max_error_rate=self.max_error_rate,
             max_difference=self.max_error_difference,
             exposure_tolerance=self.exposure_tolerance,
             budget=self.false_action_budget,
             plan=self.slots,
+            guardrails=0 if flag is None else len(self.guardrails_of(flag)),
         )
+
+    def guardrails_of(self, flag: str) -> tuple[Guardrail, ...]:
+        """The guardrails that judge `flag`."""
+        return tuple(g for g in self.guardrails if g.judges(flag))
 
 
 @dataclass(frozen=True)
@@ -189,11 +222,29 @@ class GuardInputs:
     gates: FlagGates | None = None
     #: the window judged in words ("since the step began 42 min ago")
     window: str = ""
+    #: the flag's guardrails judged over the same window (`GuardrailJudgement`)
+    guardrails: tuple[GuardrailJudgement, ...] = ()
+
+
+@dataclass(frozen=True)
+class GuardrailJudgement:
+    """One guardrail of one flag: its judgement since the step began, or why there is
+    none (`missing`: the query failed, or returned nothing for this flag; empty while
+    the step's first whole slot has not ended)."""
+
+    guardrail: Guardrail
+    judged: Judgement | None = None
+    missing: str = ""
 
 
 def evaluate_guards(inputs: GuardInputs, policy: GuardPolicy) -> list[GuardResult]:
     """The six guards of docs/design.md §5, in order: fresh data, error rate, soak time,
-    dependencies, exposure, propagation."""
+    dependencies, exposure, propagation; then one per guardrail of the flag (and one
+    failing when the guardrails file cannot be read)."""
+    return [*_advance_guards(inputs, policy), *_guardrails(inputs, policy)]
+
+
+def _advance_guards(inputs: GuardInputs, policy: GuardPolicy) -> list[GuardResult]:
     return [
         _data_fresh(inputs, policy),
         _error_rate(inputs, policy),
@@ -433,6 +484,78 @@ def _exposure(inputs: GuardInputs, policy: GuardPolicy) -> GuardResult:
             window,
         )
     return GuardResult(name, True, observed, expected, detail, window)
+
+
+def _guardrails(inputs: GuardInputs, policy: GuardPolicy) -> list[GuardResult]:
+    """Each guardrail of the flag, then the guardrails file's trouble: fails closed for
+    advances, never on data (a rollback needs proof)."""
+    results = [_guardrail(inputs, judged) for judged in inputs.guardrails]
+    if policy.guardrails_unreadable:
+        results.append(
+            GuardResult(
+                GuardName.GUARDRAIL,
+                False,
+                None,
+                None,
+                f"{policy.guardrails_unreadable}: no guardrail is judged, advances wait",
+                inputs.window,
+                guardrail="file",
+            )
+        )
+    return results
+
+
+def _guardrail(inputs: GuardInputs, judgement: GuardrailJudgement) -> GuardResult:
+    """Treatment against control on one of your metrics. A dry run never blocks: it
+    passes, and says what it would have done."""
+    rail = judgement.guardrail
+    judged = judgement.judged
+
+    def result(
+        passed: bool, value: float | None, detail: str, on_data: bool = False
+    ) -> GuardResult:
+        if not rail.acts:
+            verdict = "passes" if passed else "would fail"
+            passed, detail = True, f"dry run, {verdict}: {detail}"
+        return GuardResult(
+            GuardName.GUARDRAIL,
+            passed,
+            value,
+            rail.limit,
+            detail,
+            inputs.window,
+            on_data=on_data,
+            guardrail=rail.name,
+            dry_run=not rail.acts,
+        )
+
+    if judged is None or judged.estimate is None:
+        why = judgement.missing or f"no {rail.name} counts of both variants {inputs.window}"
+        return result(False, None, f"{why}: fails closed for advances, never rolls back")
+    versus = f"{inputs.treatment} {_ratio(judged.counts)} vs {inputs.baseline} " + _ratio(
+        judged.control
+    )
+    detail = f"{rail.name} {versus}, {_difference_words(judged)}; limit {rail.limit_words}"
+    if judged.fired:
+        proof = f"{judged.evidence.words} ({_proof_words(judged)})"
+        return result(False, judged.estimate, f"{detail}: proven worse {proof}", on_data=True)
+    if not judged.within:
+        return result(False, judged.estimate, f"{detail}: over the limit, not yet proven")
+    return result(True, judged.estimate, detail)
+
+
+def _ratio(counts: Arm | None) -> str:
+    if counts is None or counts.rate is None:
+        return "–"
+    return f"{100 * counts.rate:.2f} % of {counts.total:.0f}"
+
+
+def _difference_words(judged: Judgement) -> str:
+    words = f"{points(judged.estimate or 0.0)}"
+    if judged.interval is not None:
+        low, high = judged.interval
+        words += f" (always-valid interval {points(low)}…{points(high)})"
+    return words
 
 
 def _propagation(inputs: GuardInputs) -> GuardResult:

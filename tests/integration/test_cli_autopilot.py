@@ -272,7 +272,7 @@ def test_every_bad_value_is_named_and_nothing_is_written(state, capsys):
         "error: data_fresh, error_rate, soak_time are always gates: without them the "
         "autopilot would advance blind or unsoaked (missing: data_fresh, soak_time)",
         "error: unknown gates vibes (known: data_fresh, error_rate, soak_time, dependencies, "
-        "exposure, propagation, canary)",
+        "exposure, propagation, guardrail, canary)",
         "error: on failure 'panic': one of rollback, kill, pause",
         "error: allowed hours: unknown time zone 'Mars/Olympus'",
         "error: unknown flag 'alpah' in production",

@@ -16,6 +16,7 @@ from app.flags.backend import PartiallyApplied, UnknownFlag, VersionConflict
 from app.flags.conditions import ConditionError
 from app.flags.loader import ConfigInvalid
 from app.flags.yaml_limits import YamlRejected
+from app.guardrails import GuardrailsInvalid
 from app.metrics_db.revisions import MigrationRefused, SchemaNotCurrent
 from app.rollout.action_model import ActionConflict, ActionRefused, InvalidRequest
 from app.rollout.approval_gate import GateUnavailable
@@ -37,6 +38,7 @@ KEPT_BASES = [
     (ConditionError, ValueError),
     (ConfigInvalid, ValueError),
     (YamlRejected, ValueError),
+    (GuardrailsInvalid, ValueError),
     (InvalidRequest, ValueError),
     (ActionConflict, ValueError),
     (ActionRefused, ValueError),

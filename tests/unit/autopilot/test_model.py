@@ -82,7 +82,7 @@ def test_gates_as_typed_are_read_as_members() -> None:
         parse_gates(["error_rate", "vibes", "latency"])
     assert invalid.value.problems == (
         "unknown gates latency, vibes (known: data_fresh, error_rate, soak_time, "
-        "dependencies, exposure, propagation, canary)",
+        "dependencies, exposure, propagation, guardrail, canary)",
     )
 
 
