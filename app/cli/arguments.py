@@ -92,8 +92,14 @@ def runtime_for(
     settings: Settings, wanted: str | None, *, read_only: bool = False
 ) -> tuple[Runtime, str] | None:
     """The runtime (`open_cli_runtime`) and the environment a command acts on (`--env`,
-    else the settings'); None, said on stderr, when that environment is not configured."""
+    else the settings'); None, said on stderr, when that environment is not configured.
+    A command that writes says on stderr when the sql flag backend holds no flags (it
+    would only answer "unknown flag"); one that reads says it with its other notices."""
+    from app.runtime import EMPTY_SQL_BACKEND
+
     runtime = open_cli_runtime(settings, read_only=read_only)
+    if not read_only and EMPTY_SQL_BACKEND in runtime.notices:
+        print(f"warning: {EMPTY_SQL_BACKEND}", file=sys.stderr)
     environment = wanted or settings.environment
     if environment not in runtime.environments():
         print(f"unknown environment {quoted(environment)}", file=sys.stderr)

@@ -27,8 +27,10 @@ from app.flags.model import FlagState
 from app.flags.sql_backend import SqlFlagBackend
 from app.metrics_db.database import open_database
 from app.metrics_db.schema import StoredFlag
+from app.runtime import EMPTY_SQL_BACKEND
 from queries.source import SourceUnavailable
 from tests.conftest import fresh_postgres_database
+from tests.support.bundled import copy_bundled_config
 from tests.support.cli_process import cli_environment, run_cli
 from tests.support.tcp_proxy import TcpProxy
 
@@ -267,3 +269,29 @@ def test_a_database_outage_keeps_the_config_and_is_counted_until_it_answers() ->
         finally:
             engine.dispose()
             proxy.cut()
+
+
+def test_a_first_start_on_an_empty_database_says_how_to_import_the_flags(tmp_path: Path) -> None:
+    """No flag file named and none in the state directory: an action answers "unknown
+    flag" and says what to do; doing it imports the file once and the action applies."""
+    url = f"sqlite:///{tmp_path / 'metrics.db'}"
+    env = cli_environment(tmp_path / "state", url, "ops", ROLLOUT_FLAG_BACKEND="sql")
+    del env["ROLLOUT_FLAGS_FILE"]
+    rollback = ("rollback", FLAG, "--env", ENV, "--to", "10", "--reason", "r", "--actor", "ops")
+    refused = run_cli(env, *rollback)
+    assert refused.returncode == 2
+    assert f"unknown flag '{FLAG}' in {ENV}" in refused.stderr
+    assert f"warning: {EMPTY_SQL_BACKEND}" in refused.stderr
+
+    (tmp_path / "flags").mkdir()
+    flags = copy_bundled_config(tmp_path / "flags")
+    done = run_cli(env | {"ROLLOUT_FLAGS_FILE": str(flags)}, *rollback)
+    assert done.returncode == 0, done.stderr
+    assert EMPTY_SQL_BACKEND not in done.stderr
+    engine = open_database(url)
+    try:
+        backend = SqlFlagBackend(engine)
+        assert backend.environments() == ["production", "staging"]
+        assert backend.load(ENV).config.flag(FLAG).percentage == 10.0
+    finally:
+        engine.dispose()
