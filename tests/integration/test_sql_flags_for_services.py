@@ -8,16 +8,22 @@ report is the one the propagation guard expects.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import subprocess
+import sys
 import time
-from collections.abc import Iterator
+import urllib.request
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
-from sqlalchemy import Engine, update
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import Engine, select, update
+from sqlalchemy.exc import OperationalError
 
 from app.demo.simulator import ENVIRONMENTS, INSTANCES, Workload
 from app.flags.backend import FlagChange
@@ -26,12 +32,13 @@ from app.flags.loader import BUNDLED_CONFIG, ConfigInvalid, load_config
 from app.flags.model import FlagState
 from app.flags.sql_backend import SqlFlagBackend
 from app.metrics_db.database import open_database
-from app.metrics_db.schema import StoredFlag
+from app.metrics_db.schema import InstanceReport, StoredFlag
 from app.runtime import EMPTY_SQL_BACKEND
 from queries.source import SourceUnavailable
 from tests.conftest import fresh_postgres_database
 from tests.support.bundled import copy_bundled_config
-from tests.support.cli_process import cli_environment, run_cli
+from tests.support.cli_process import ROOT, cli_environment, run_cli
+from tests.support.servers import free_port
 from tests.support.tcp_proxy import TcpProxy
 
 ENV = "production"
@@ -294,4 +301,76 @@ def test_a_first_start_on_an_empty_database_says_how_to_import_the_flags(tmp_pat
         assert backend.environments() == ["production", "staging"]
         assert backend.load(ENV).config.flag(FLAG).percentage == 10.0
     finally:
+        engine.dispose()
+
+
+def _reported(engine: Engine) -> set[str]:
+    """The config versions the simulated production instances last reported."""
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(InstanceReport.config_version).where(InstanceReport.environment == ENV)
+        )
+        return {str(version) for version in rows.scalars()}
+
+
+def _scraped_versions(port: int) -> set[str]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+        text = answer.read().decode()
+    return {
+        sample.labels["config_version"]
+        for family in text_string_to_metric_families(text)
+        if family.name == "feature_flag_config_info"
+        for sample in family.samples
+        if sample.labels["environment"] == ENV
+    }
+
+
+def _wait_for(what: Callable[[], bool], process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert process.poll() is None, log.read_text()
+        with contextlib.suppress(OSError, OperationalError):
+            if what():
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"not within 60 s; the simulator said:\n{log.read_text()[-3000:]}")
+
+
+def test_the_simulator_process_reads_the_sql_backend_when_the_dashboard_does(
+    tmp_path: Path,
+) -> None:
+    """`ROLLOUT_FLAG_BACKEND=sql`: the simulator imports its flag file into the empty
+    database (as the dashboard would) and its instances follow a change written there."""
+    url = f"sqlite:///{tmp_path / 'metrics.db'}"
+    (tmp_path / "flags").mkdir()
+    flags = copy_bundled_config(tmp_path / "flags")
+    port = free_port()
+    env = cli_environment(tmp_path / "state", url, "ops", ROLLOUT_FLAG_BACKEND="sql")
+    log = tmp_path / "simulator.log"
+    options = (f"--port={port}", "--history-minutes=0", "--interval=2")
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "app.demo.simulator", f"--flags-file={flags}", *options],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=out,
+        )
+    engine = open_database(url)
+    try:
+        backend = SqlFlagBackend(engine)
+        _wait_for(lambda: backend.environments() == ["production", "staging"], process, log)
+        first = backend.load(ENV)
+        _wait_for(lambda: _reported(engine) == {first.config.loaded_version}, process, log)
+        assert _scraped_versions(port) == {first.config.loaded_version}
+
+        backend.apply(ENV, [FlagChange(FLAG, FlagState.ROLLOUT, 50)], first.versions)
+        wanted = backend.load(ENV).config.loaded_version
+        _wait_for(lambda: _reported(engine) == {wanted}, process, log)
+        assert _scraped_versions(port) == {wanted}
+        # the file was only imported: the change lives in the database
+        assert load_config(flags, ENV).flag(FLAG).percentage == 25.0
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
         engine.dispose()
