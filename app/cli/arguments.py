@@ -125,16 +125,15 @@ def request_id(text: str) -> str:
 
 def os_account() -> str:
     """The OS account running this process, from the real user id: not `LOGNAME` or
-    `USER`, which anyone can set to another person's name. UsageError when the id has
-    no passwd entry."""
+    `USER`, which anyone can set to another person's name. A user id without a passwd
+    entry (a container run under an arbitrary UID, as OpenShift does) is `uid-<n>`."""
     import pwd
 
+    uid = os.getuid()
     try:
-        return pwd.getpwuid(os.getuid()).pw_name
+        return pwd.getpwuid(uid).pw_name
     except KeyError:
-        raise UsageError(
-            f"cannot tell which OS user you are: user id {os.getuid()} has no passwd entry"
-        ) from None
+        return f"uid-{uid}"
 
 
 def cli_identity(settings: Settings, actor: str | None) -> Identity:
