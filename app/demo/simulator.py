@@ -413,9 +413,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    from app.settings import FlagBackendKind, load_settings
+    from app.settings import FlagBackendKind, SettingsInvalid, load_settings
 
-    settings = load_settings()  # the dashboard's, from ROLLOUT_*
+    try:
+        settings = load_settings()  # the dashboard's, from ROLLOUT_*
+    except SettingsInvalid as error:
+        parser.error(str(error))
     if args.database_url is None:
         args.database_url = settings.resolved_database_url
     engine = open_database(args.database_url)
