@@ -51,16 +51,19 @@ RUN --mount=type=secret,id=cabundle \
 
 FROM ${BASE_IMAGE}
 ARG UID=10001
+# The home is also group 0's, group-writable: OpenShift runs an image under an arbitrary
+# UID in group 0, and the CLI then acts as `uid-<n>`.
 RUN groupadd --system --gid "${UID}" rollout \
     && useradd --system --uid "${UID}" --gid "${UID}" --no-log-init \
        --home-dir /var/lib/rollout-dashboard --shell /usr/sbin/nologin rollout \
     && mkdir -p /var/lib/rollout-dashboard/state /var/lib/rollout-dashboard/flags \
-    && chown -R "${UID}:${UID}" /var/lib/rollout-dashboard
+    && chown -R "${UID}:0" /var/lib/rollout-dashboard \
+    && chmod -R g=u /var/lib/rollout-dashboard
 COPY --from=dependencies /opt/rollout-dashboard/venv /opt/rollout-dashboard/venv
 COPY --from=project /project/ /
 COPY deploy/prometheus /opt/rollout-dashboard/prometheus
 COPY app/flags/data /opt/rollout-dashboard/examples
-COPY --chown=${UID}:${UID} .streamlit/config.toml /var/lib/rollout-dashboard/.streamlit/config.toml
+COPY --chown=${UID}:0 .streamlit/config.toml /var/lib/rollout-dashboard/.streamlit/config.toml
 ENV PATH=/opt/rollout-dashboard/venv/bin:${PATH} \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \

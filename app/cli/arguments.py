@@ -92,8 +92,14 @@ def runtime_for(
     settings: Settings, wanted: str | None, *, read_only: bool = False
 ) -> tuple[Runtime, str] | None:
     """The runtime (`open_cli_runtime`) and the environment a command acts on (`--env`,
-    else the settings'); None, said on stderr, when that environment is not configured."""
+    else the settings'); None, said on stderr, when that environment is not configured.
+    A command that writes says on stderr when the sql flag backend holds no flags (it
+    would only answer "unknown flag"); one that reads says it with its other notices."""
+    from app.runtime import EMPTY_SQL_BACKEND
+
     runtime = open_cli_runtime(settings, read_only=read_only)
+    if not read_only and EMPTY_SQL_BACKEND in runtime.notices:
+        print(f"warning: {EMPTY_SQL_BACKEND}", file=sys.stderr)
     environment = wanted or settings.environment
     if environment not in runtime.environments():
         print(f"unknown environment {quoted(environment)}", file=sys.stderr)
@@ -119,16 +125,15 @@ def request_id(text: str) -> str:
 
 def os_account() -> str:
     """The OS account running this process, from the real user id: not `LOGNAME` or
-    `USER`, which anyone can set to another person's name. UsageError when the id has
-    no passwd entry."""
+    `USER`, which anyone can set to another person's name. A user id without a passwd
+    entry (a container run under an arbitrary UID, as OpenShift does) is `uid-<n>`."""
     import pwd
 
+    uid = os.getuid()
     try:
-        return pwd.getpwuid(os.getuid()).pw_name
+        return pwd.getpwuid(uid).pw_name
     except KeyError:
-        raise UsageError(
-            f"cannot tell which OS user you are: user id {os.getuid()} has no passwd entry"
-        ) from None
+        return f"uid-{uid}"
 
 
 def cli_identity(settings: Settings, actor: str | None) -> Identity:

@@ -1,9 +1,11 @@
 """The demo workload: synthetic users evaluating every flag, continuously.
 
 It runs the reference evaluator (sticky SHA-256 bucketing, targeting rules, hot reload)
-for two environments, exposes the docs/design.md §3 metrics on `/metrics`, and writes one
-roll-up per flag/variant/reason every interval into the metrics database, so the
-dashboard has real, moving numbers with or without Prometheus.
+for two environments, over the YAML files or, with the dashboard's
+`ROLLOUT_FLAG_BACKEND=sql`, over the flags in the metrics database; it exposes the
+docs/design.md §3 metrics on `/metrics`, and writes one roll-up per flag/variant/reason
+every interval into the metrics database, so the dashboard has real, moving numbers with
+or without Prometheus.
 
 Texture, so every page has something to show: `phase2_health_checks` fails about 7 %
 of its evaluations in production (unhealthy), the treatment of
@@ -32,11 +34,12 @@ from datetime import UTC, datetime, timedelta
 from itertools import accumulate
 from pathlib import Path
 from types import FrameType
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 from sqlalchemy import Engine
 
+from app.flags.backend import FlagBackend
 from app.flags.evaluator import (
     EvaluationContext,
     EvaluationMetrics,
@@ -45,6 +48,7 @@ from app.flags.evaluator import (
     Reason,
     evaluate,
 )
+from app.flags.loader import ConfigInvalid
 from app.flags.model import FlagConfig, FlagDefinition
 from app.metrics_db.database import insert_rollups, open_database, report_instance
 from app.metrics_db.records import (
@@ -54,6 +58,9 @@ from app.metrics_db.records import (
     RequestRollup,
 )
 from queries.canary import insert_request_rollups
+
+if TYPE_CHECKING:
+    from app.settings import Settings
 
 __all__ = ["FailingTreatment", "RollupAccumulator", "Workload", "main"]
 
@@ -201,7 +208,8 @@ class RequestAccumulator:
 
 class Evaluators(Protocol):
     """What the workload evaluates through, per environment: the reference evaluator
-    over the YAML files, or the real Unleash SDK (app/demo/unleash_workload.py)."""
+    over the YAML files or a flag backend, or the real Unleash SDK
+    (app/demo/unleash_workload.py)."""
 
     @property
     def config(self) -> FlagConfig: ...
@@ -214,7 +222,7 @@ class Evaluators(Protocol):
 
 
 class _Reference:
-    """The reference evaluator over the YAML files, hot-reloaded."""
+    """The reference evaluator over the YAML files or a flag backend, hot-reloaded."""
 
     def __init__(self, evaluator: FlagEvaluator) -> None:
         self._evaluator = evaluator
@@ -234,12 +242,13 @@ class _Reference:
 
 class Workload:
     """Synthetic users and services for the demo; deterministic for a given seed. It
-    evaluates through the reference evaluator over `flags_file`, or through `evaluators`
-    (environment → Evaluators) when given."""
+    evaluates through the reference evaluator over `flags` (the YAML base file, or a flag
+    backend such as the `sql` one), or through `evaluators` (environment → Evaluators)
+    when given."""
 
     def __init__(
         self,
-        flags_file: Path | None,
+        flags: Path | FlagBackend | None,
         registry: CollectorRegistry,
         seed: int = 7,
         evaluators: Mapping[str, Evaluators] | None = None,
@@ -249,10 +258,9 @@ class Workload:
         self.rng = random.Random(seed)  # noqa: S311 - a simulation, not a secret
         self.metrics = EvaluationMetrics(registry)
         if evaluators is None:
-            assert flags_file is not None
+            assert flags is not None
             evaluators = {
-                env: _Reference(FlagEvaluator(flags_file, env, self.metrics))
-                for env in ENVIRONMENTS
+                env: _Reference(FlagEvaluator(flags, env, self.metrics)) for env in ENVIRONMENTS
             }
         self.evaluators: Mapping[str, Evaluators] = evaluators
         self.rollups = RollupAccumulator()
@@ -388,7 +396,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m app.demo.simulator", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("--flags-file", type=Path, default=None)
+    parser.add_argument(
+        "--flags-file",
+        type=Path,
+        default=None,
+        help="the YAML base file the evaluator reads (yaml), or imports into an empty "
+        "database on a first start as the dashboard does (sql)",
+    )
+    parser.add_argument(
+        "--flag-backend",
+        choices=("yaml", "sql"),
+        default=None,
+        help="where the evaluator reads flags: the files of --flags-file (yaml) or the "
+        "dashboard's metrics database, hot-reloaded (sql); default: sql when "
+        "ROLLOUT_FLAG_BACKEND=sql, else yaml",
+    )
     parser.add_argument(
         "--unleash-api-url",
         default=None,
@@ -398,7 +420,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--database-url",
         default=None,
-        help="where roll-ups are written (default: the dashboard's, ROLLOUT_DATABASE_URL)",
+        help="where roll-ups are written, and flags read with the sql backend (default: "
+        "the dashboard's, ROLLOUT_DATABASE_URL)",
     )
     parser.add_argument("--port", type=int, default=9464, help="/metrics port (0: none)")
     parser.add_argument(
@@ -419,27 +442,33 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
+    from app.settings import FlagBackendKind, SettingsInvalid, load_settings
+
+    try:
+        settings = load_settings()  # the dashboard's, from ROLLOUT_*
+    except SettingsInvalid as error:
+        parser.error(str(error))
+    if args.database_url is None:
+        args.database_url = settings.resolved_database_url
+    engine = open_database(args.database_url)
     registry = CollectorRegistry()
     if args.unleash_api_url:
         from app.demo.unleash_workload import connect
         from app.runtime import open_backend
-        from app.settings import load_settings
 
         tokens = json.loads(os.environ.get("ROLLOUT_DEMO_UNLEASH_SDK_TOKENS", "{}"))
-        backend = open_backend(load_settings(), None)  # the dashboard's, from ROLLOUT_*
+        backend = open_backend(settings, None)
         evaluators = connect(args.unleash_api_url, tokens, backend)
         workload = Workload(None, registry, evaluators=evaluators, failing=args.failing_treatment)
+    elif (args.flag_backend or settings.flag_backend) == FlagBackendKind.SQL:
+        flags = _sql_flags(settings, engine, args.flags_file)
+        workload = Workload(flags, registry, failing=args.failing_treatment)
     elif args.flags_file is not None:
         workload = Workload(args.flags_file, registry, failing=args.failing_treatment)
     else:
-        parser.error("--flags-file or --unleash-api-url is required")
+        parser.error("--flags-file, --flag-backend sql or --unleash-api-url is required")
     if args.port:
         start_http_server(args.port, addr=args.address, registry=registry)
-    if args.database_url is None:
-        from app.settings import load_settings
-
-        args.database_url = load_settings().resolved_database_url
-    engine = open_database(args.database_url)
     now = _aligned_now(args.interval)
     if args.history_minutes:
         backfill(workload, engine, now, args.history_minutes, args.interval)
@@ -463,6 +492,24 @@ def main(argv: list[str] | None = None) -> int:
             interval_start += timedelta(seconds=args.interval)
         time.sleep(max(0.0, 1.0 - (time.time() % 1.0)))
     return 0
+
+
+def _sql_flags(settings: Settings, engine: Engine, flags_file: Path | None) -> FlagBackend:
+    """The `sql` flag backend on `engine`, filled once from `flags_file` (else the
+    dashboard's flag file) if the database holds no flags, as the dashboard does on its
+    first start; said on stderr when it stays empty (the evaluator picks the flags up
+    once they are imported)."""
+    from app.runtime import EMPTY_SQL_BACKEND, open_backend
+
+    if flags_file is not None:
+        settings = settings.model_copy(update={"flags_file": flags_file})
+    try:
+        backend = open_backend(settings, engine)
+    except ConfigInvalid as error:
+        raise SystemExit(f"error: cannot import the flag file: {error}") from None
+    if not backend.environments():
+        print(f"warning: {EMPTY_SQL_BACKEND}; until then no flag is evaluated", file=sys.stderr)
+    return backend
 
 
 def _failing_treatment(text: str) -> FailingTreatment:

@@ -135,8 +135,8 @@ class FlagBackend(ABC):
     and several processes at once.
 
     Required: `name`, `environments`, `load`, `apply`. Optional capabilities have a
-    default that does nothing (as OpenFeature's `AbstractProvider`): `atomic` True, and
-    `external_changes` none.
+    default that does nothing (as OpenFeature's `AbstractProvider`): `atomic` True,
+    `revision` None and `external_changes` none.
 
     `atomic` says whether `apply` writes several changes all at once or none (yaml, sql);
     a backend that cannot (a flag server's API) sets it False: it writes them one by one,
@@ -166,6 +166,13 @@ class FlagBackend(ABC):
         flag the environment lacks, ConfigInvalid if the result would not validate.
         Returns the snapshot after the write. (A backend that is not `atomic` raises
         PartiallyApplied when it stops after a first write.)"""
+
+    def revision(self, environment: str) -> str | None:
+        """A cheap token that changes whenever a write to `environment` commits, for a
+        reader that polls (the reference evaluator's hot reload); None when the backend
+        has none, and only `load` tells. SourceUnavailable when the backend does not
+        answer."""
+        return None
 
     def external_changes(self, environment: str) -> Sequence[ExternalEdit]:
         """The changes made in the flag server itself (not by the dashboard), newest

@@ -1,8 +1,9 @@
 """The seed's reference flag evaluation, with the docs/design.md §3 Prometheus metrics.
 
 `evaluate` is pure (flag, context, time in; result out). `FlagEvaluator` wraps it for
-a service or simulator: it owns a loaded config, hot-reloads it when the files
-change, and records every evaluation in an `EvaluationMetrics`.
+a service or simulator: it owns a loaded config, hot-reloads it when the YAML files or
+the flag backend (the `sql` one: the metrics database) change, and records every
+evaluation in an `EvaluationMetrics`.
 """
 
 from __future__ import annotations
@@ -25,10 +26,12 @@ from prometheus_client import metrics as prometheus_metrics
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from app.flags.backend import FlagBackend
 from app.flags.loader import ConfigInvalid, load_config, override_path
 from app.flags.model import FlagConfig, FlagDefinition, FlagState, RolloutStrategy
 from app.metrics_db.records import LATENCY_BUCKETS
 from queries.names import MetricNames
+from queries.source import SourceUnavailable
 
 __all__ = [
     "CONFIG_RELOAD_ERRORS",
@@ -408,29 +411,87 @@ def _utc_now() -> datetime:
 _FileSignature = tuple[tuple[int, int] | None, ...]
 
 
-class FlagEvaluator:
-    """Evaluates flags of the config at `path` for one environment, hot-reloading it.
+class _Files:
+    """The YAML base file and the environment's override file: checked on every call
+    (two `stat`s), loaded when either changed."""
 
-    Construction raises ConfigInvalid if the config cannot be loaded; later reloads
-    that fail keep the previous config.
+    interval_seconds = 0.0
+
+    def __init__(self, path: Path, environment: str) -> None:
+        self.path, self.environment = path, environment
+        self._watched = (path, override_path(path, environment))
+
+    def signature(self) -> _FileSignature:
+        signature: list[tuple[int, int] | None] = []
+        for path in self._watched:
+            try:
+                stat = path.stat()
+            except OSError:
+                signature.append(None)
+            else:
+                signature.append((stat.st_mtime_ns, stat.st_size))
+        return tuple(signature)
+
+    def load(self) -> FlagConfig:
+        return load_config(self.path, self.environment)
+
+
+class _Backend:
+    """A flag backend's environment (the `sql` one: the metrics database), read with the
+    backend's own `load`: asked at most once a second by default (one query), loaded when
+    its `revision` moved; a backend without one is loaded and its version compared."""
+
+    interval_seconds = 1.0
+
+    def __init__(self, backend: FlagBackend, environment: str) -> None:
+        self.backend, self.environment = backend, environment
+
+    def signature(self) -> str | None:
+        return self.backend.revision(self.environment)
+
+    def load(self) -> FlagConfig:
+        return self.backend.load(self.environment).config
+
+
+class FlagEvaluator:
+    """Evaluates flags of one environment, hot-reloading them: from the YAML config at
+    `source` (its base file), or from a flag backend (`SqlFlagBackend` for flags kept in
+    the metrics database). The config version it publishes is the backend's
+    `loaded_version`, the one the propagation guard expects.
+
+    Construction raises ConfigInvalid if the config cannot be loaded (SourceUnavailable
+    if the backend does not answer); later reloads that fail keep the previous config.
     """
 
     def __init__(
         self,
-        path: Path,
+        source: Path | FlagBackend,
         environment: str,
         metrics: EvaluationMetrics | None = None,
         clock: Callable[[], datetime] = _utc_now,
+        *,
+        reload_interval_seconds: float | None = None,
     ) -> None:
-        self.path = path
+        self.source = source
         self.environment = environment
         self.metrics = metrics
         self._clock = clock
         self._lock = threading.Lock()
-        self._watched = (path, override_path(path, environment))
-        self._signature = self._current_signature()
-        self._config = load_config(path, environment)
-        self.last_error: ConfigInvalid | None = None
+        self._source = (
+            _Files(source, environment)
+            if isinstance(source, Path)
+            else _Backend(source, environment)
+        )
+        #: `maybe_reload` asks the source at most this often (files: on every call)
+        self.reload_interval_seconds = (
+            self._source.interval_seconds
+            if reload_interval_seconds is None
+            else reload_interval_seconds
+        )
+        self._signature = self._source.signature()
+        self._config = self._source.load()
+        self._checked_at = time.monotonic()
+        self.last_error: ConfigInvalid | SourceUnavailable | None = None
         # The config whose flags are compiled, and their plans by key (filled on use);
         # one pair, so a thread never puts an old flag's plan among a new config's.
         self._plans: tuple[FlagConfig | None, dict[str, _FlagPlan]] = (None, {})
@@ -475,22 +536,31 @@ class FlagEvaluator:
         return result
 
     def maybe_reload(self) -> bool:
-        """Reload if the base or override file changed; True only if a new config is live.
+        """Reload if the config changed; True only if a new config is live. Call it as
+        often as you like: the source is asked at most every `reload_interval_seconds`.
 
-        A config that fails to load keeps the previous one (see `last_error`).
+        A config that fails to load keeps the previous one (see `last_error`): an invalid
+        one is reported once, an unreachable backend on every attempt until it answers.
         """
+        if time.monotonic() - self._checked_at < self.reload_interval_seconds:
+            return False
         with self._lock:
-            signature = self._current_signature()
-            if signature == self._signature:
-                return False
-            # Remember the change even if it fails, so a broken file is reported once.
-            self._signature = signature
+            self._checked_at = time.monotonic()
             try:
-                config = load_config(self.path, self.environment)
+                signature = self._source.signature()
+                if signature is not None and signature == self._signature:
+                    return False
+                config = self._source.load()
+            except SourceUnavailable as error:
+                # Not remembered as seen: the next attempt asks again.
+                return self._failed(error)
             except ConfigInvalid as error:
-                self.last_error = error
-                if self.metrics is not None:
-                    self.metrics.reload_failed(self.environment)
+                # Remember the change even if it fails, so a broken config is reported once.
+                self._signature = signature
+                return self._failed(error)
+            self._signature = signature
+            if signature is None and config.loaded_version == self._config.loaded_version:
+                self.last_error = None
                 return False
             self._config = config
             self.last_error = None
@@ -498,13 +568,8 @@ class FlagEvaluator:
                 self.metrics.config_loaded(config, self.environment)
             return True
 
-    def _current_signature(self) -> _FileSignature:
-        signature: list[tuple[int, int] | None] = []
-        for path in self._watched:
-            try:
-                stat = path.stat()
-            except OSError:
-                signature.append(None)
-            else:
-                signature.append((stat.st_mtime_ns, stat.st_size))
-        return tuple(signature)
+    def _failed(self, error: ConfigInvalid | SourceUnavailable) -> bool:
+        self.last_error = error
+        if self.metrics is not None:
+            self.metrics.reload_failed(self.environment)
+        return False

@@ -19,7 +19,17 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import Connection, Engine, bindparam, delete, insert, select, union, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    union,
+    update,
+)
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from app.flags.backend import FlagBackend, FlagChange, FlagSnapshot, UnknownFlag, VersionConflict
@@ -64,6 +74,25 @@ class SqlFlagBackend(FlagBackend):
         the stored rows do not validate."""
         with self._reading() as connection:
             return _read_snapshot(connection, environment)
+
+    def revision(self, environment: str) -> str:
+        """One query's worth of the environment's rows (how many flags, the sum and
+        newest of their versions and write times, the config document's write time):
+        every committed `apply` raises a version, every import rewrites the document."""
+        flags = select(
+            func.count(),
+            func.coalesce(func.sum(StoredFlag.version), 0),
+            func.max(StoredFlag.id),
+            func.max(StoredFlag.updated_at),
+        ).where(StoredFlag.environment == environment)
+        document = (
+            select(StoredConfig.updated_at)
+            .where(StoredConfig.environment == environment)
+            .scalar_subquery()
+        )
+        with self._reading() as connection:
+            row = connection.execute(flags.add_columns(document)).one()
+        return "/".join("" if value is None else str(value) for value in row)
 
     def import_config(self, environment: str, config: FlagConfig, *, replace: bool = False) -> None:
         """Store `config` as `environment` (e.g. a YAML config moving to SQL).

@@ -168,3 +168,30 @@ def test_without_its_database_the_container_is_unhealthy_and_says_why(
         assert PASSWORD not in logged.replace(url, "")  # the URL is in the env it was given
     finally:
         remove_containers(podman_env, [name])
+
+
+def test_under_an_arbitrary_uid_in_group_0_the_cli_acts_as_uid_n(
+    project_image: str, podman_env: dict[str, str]
+):
+    """As OpenShift runs an image: a user id the image does not know, in group 0. The
+    state directory is writable to it; the sql flag backend is filled from the sample
+    flags on this first start; the audit log names the actor `uid-54321`."""
+    script = (
+        "rollout-dashboard rollback ab_testing --env production --to 10 --reason openshift"
+        " --json >/dev/null && rollout-dashboard audit --json"
+    )
+    ran = podman(
+        podman_env,
+        "run",
+        "--rm",
+        *("--user", "54321:0"),
+        "--passwd=false",  # podman would add a passwd entry; OpenShift does not
+        *("--env", "ROLLOUT_FLAG_BACKEND=sql"),
+        *("--env", f"ROLLOUT_FLAGS_FILE={EXAMPLES}/feature_flags.yaml"),
+        *("--env", 'ROLLOUT_ROLES={"uid-54321": "operator"}'),
+        *("--entrypoint", "sh", project_image, "-c", script),
+    )
+    records = json.loads(ran.stdout)["records"]
+    assert [(r["actor"], r["action"], r["flag"], r["to"]["percentage"]) for r in records] == [
+        ("uid-54321", "rollback", "ab_testing", 10.0)
+    ]
