@@ -52,6 +52,13 @@ _CUT_OFF_BEFORE = "not applied: the tick that wrote it was cut off before changi
 #: fresh keys one tick tries for a step whose key an unapplied attempt spent
 _FRESH_KEYS = 3
 _ACTIONS = {Move.ADVANCE: Action.ADVANCE, Move.ROLLBACK: Action.ROLLBACK, Move.KILL: Action.KILL}
+#: what a dry-run plan says it would have done
+_WOULD = {
+    Move.ADVANCE: "advanced",
+    Move.ROLLBACK: "rolled back",
+    Move.KILL: "killed",
+    Move.PAUSE: "paused",
+}
 
 
 @dataclass(frozen=True)
@@ -274,6 +281,8 @@ class Controller:
             own = self._cut_off_after_applying(plan, seen.state, seen.percentage)
             if own is not None:
                 return self._resync(plan, seen.state, seen.percentage, own, now)
+        if plan.dry_run and (decision.move in _ACTIONS or decision.gate is not None):
+            return self._would(plan, decision, now)
         if decision.move is Move.PAUSE:
             return self._pause(plan, decision, now)
         if decision.move in _ACTIONS:
@@ -440,6 +449,30 @@ class Controller:
             last_decision_at=now,
         )
         return self._saved(moved, Decision(Move.RESYNC, said, percentage), said, now)
+
+    def _would(self, plan: RolloutPlan, decision: Decision, now: datetime) -> PlanOutcome:
+        """A dry-run plan: what it would have done, recorded once (an event, the plan's
+        last decision) and said again only when it would do something else; the flag,
+        the plan's step and its status stay as they are."""
+        verb = _WOULD[decision.move]
+        change = ""
+        if decision.to is not None and decision.move is not Move.PAUSE:
+            change = f" {_pct(plan.expected_percentage)} → {_pct(decision.to)}"
+        said = f"dry run: would have {verb}{change}"
+        if plan.last_decision.startswith(said):
+            return PlanOutcome(plan, decision, plan.last_decision)
+        said += f" at {now:%H:%M} UTC: {decision.reason}"
+        would = replace(decision, move=Move.DRY_RUN, reason=said)
+        kept = replace(
+            plan,
+            last_decision=said,
+            last_decision_at=now,
+            ticks_without_data=0,
+            failing_since=(plan.failing_since or now) if decision.failing else None,
+            next_at=None,
+        )
+        to = plan.expected_percentage if decision.to is None else decision.to
+        return self._saved(kept, would, said, now, event=_event(plan, would, now, to), note=True)
 
     def _keep(
         self,

@@ -42,6 +42,7 @@ class Move(StrEnum):
     HOLD = "hold"  # nothing left the autopilot may do alone: keeps watching for failures
     RESYNC = "resync"  # the flag is where this plan's own last action left it
     NONE = "none"  # the plan is not active
+    DRY_RUN = "dry_run"  # a dry-run plan recorded what it would have done
 
 
 @dataclass(frozen=True)

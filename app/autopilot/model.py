@@ -186,6 +186,8 @@ class PlanOptions:
     on_failure: OnFailure = OnFailure.ROLLBACK
     stop_at: float = 50.0
     allowed_hours: AllowedHours | None = None
+    #: judged and recorded every tick ("would have rolled back at 14:02: …"), never acts
+    dry_run: bool = False
 
 
 @dataclass(frozen=True)
@@ -224,6 +226,8 @@ class RolloutPlan:
     version: int = 1
     #: the OS account behind a terminal that set the plan ('' otherwise)
     created_account: str = ""
+    #: a dry run: decides every tick and records what it would have done, never acts
+    dry_run: bool = False
     id: int = field(default=0, compare=False)
 
     @property
@@ -249,9 +253,10 @@ class RolloutPlan:
         """'1 → 5 → 25 → 50 %, soak 30 min, on failure rollback, alone up to 50 %'."""
         steps = " → ".join(f"{s:g}" for s in self.steps)
         hours = f", advances {self.allowed_hours.text}" if self.allowed_hours else ""
+        dry = ", dry run: never acts" if self.dry_run else ""
         return (
             f"{steps} %, soak {duration_text(self.soak)}, on failure {self.on_failure}, "
-            f"alone up to {self.stop_at:g} %{hours}"
+            f"alone up to {self.stop_at:g} %{hours}{dry}"
         )
 
 

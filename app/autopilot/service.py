@@ -81,6 +81,7 @@ def set_plan(
         on_failure=options.on_failure,
         stop_at=options.stop_at,
         allowed_hours=options.allowed_hours,
+        dry_run=options.dry_run,
         status=PlanStatus.PAUSED if approval_required else PlanStatus.ACTIVE,
         status_reason=f"{SECOND_PERSON} (set by {identity.name})" if approval_required else "",
         status_by=identity.name,

@@ -93,6 +93,11 @@ def add_autopilot_commands(subparsers: Any) -> None:
         "for a person)",
     )
     put.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="judge every tick and record what the plan would have done, never act",
+    )
+    put.add_argument(
         "--gates",
         default=None,
         help="comma-separated: data_fresh, error_rate, soak_time, dependencies, exposure, "
@@ -280,6 +285,7 @@ def _plan_options(args: argparse.Namespace) -> tuple[PlanOptions | None, list[st
         on_failure=on_failure,
         stop_at=stop_at,
         allowed_hours=hours,
+        dry_run=bool(getattr(args, "dry_run", False)),
     )
     return options, problems
 
@@ -542,6 +548,7 @@ def _plan_json(
         "on_failure": str(plan.on_failure),
         "stop_at": plan.stop_at,
         "allowed_hours": plan.allowed_hours.as_json() if plan.allowed_hours else None,
+        "dry_run": plan.dry_run,
         "percentage": percentage,
         "expected": {
             "state": str(plan.expected_state),

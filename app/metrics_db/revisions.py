@@ -43,7 +43,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 #: the newest revision under migrations/versions (a test holds it equal to Alembic's head):
 #: a database already there is opened without importing Alembic, which costs ~1 s
-HEAD_REVISION = "0006"
+HEAD_REVISION = "0007"
 
 #: the PostgreSQL advisory lock every migration of a database holds (advisory locks are
 #: per database, so one constant key serves every database on a server)

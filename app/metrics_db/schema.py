@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -257,6 +258,7 @@ class RolloutPlanRow(Base):
     on_failure: Mapped[str] = mapped_column(String(16), nullable=False)
     stop_at: Mapped[float] = mapped_column(Float, nullable=False)
     allowed_hours: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    dry_run: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     status: Mapped[str] = mapped_column(String(16), nullable=False)
     status_reason: Mapped[str] = mapped_column(Text, nullable=False, default="")
     status_by: Mapped[str] = mapped_column(String(200), nullable=False, default="")

@@ -141,6 +141,18 @@ def audit_records(capsys: pytest.CaptureFixture[str], flag: str) -> list[dict[st
 # -- plan set / show / pause / resume / abort -----------------------------------------
 
 
+def test_a_dry_run_plan_says_so_where_it_is_shown(state, capsys):
+    code, out, err = cli(
+        capsys, "plan", "set", "alpha", "--env", PROD, "--steps", "10,25,50", "--soak", "30m",
+        "--dry-run",
+    )  # fmt: skip
+    assert code == 0, err
+    assert out.splitlines()[0].endswith("alone up to 50 %, dry run: never acts")
+    code, document = cli_json(capsys, "plan", "show", "alpha", "--env", PROD)
+    [shown] = document["plans"]
+    assert shown["dry_run"] is True
+
+
 def test_a_plan_round_trip_through_every_verb(state, capsys):
     code, out, err = cli(
         capsys,
@@ -165,7 +177,8 @@ def test_a_plan_round_trip_through_every_verb(state, capsys):
         "plan set for alpha in production: 10 → 25 → 50 %, soak 30 min, on failure kill, "
         "alone up to 50 %, advances mon-fri 09:00-17:00 Europe/Berlin"
     )
-    assert "gates: data_fresh, dependencies, error_rate, exposure, propagation, soak_time" in out
+    gates = "data_fresh, dependencies, error_rate, exposure, guardrail, propagation, soak_time"
+    assert f"gates: {gates}" in out
     assert "active from rollout 25 %" in out
 
     code, out, _ = cli(capsys, "plan", "show", "--env", PROD)

@@ -470,3 +470,27 @@ def test_a_tick_past_half_its_lease_acts_no_more(
     assert outcome.said == "waited: this tick ran past half its lease; the next one goes on"
     assert "the tick ran past half its lease: some plans wait for the next" in report.notices
     assert backend.load(ENV).flag(FLAG).percentage == 10.0
+
+
+def test_a_dry_run_plan_records_what_it_would_have_done_once_and_never_acts(
+    engine: Engine, backend: YamlFlagBackend, audit: AuditLog, controller: Controller
+) -> None:
+    plan = a_plan(engine, backend, audit, steps=(5.0, 10.0, 25.0), dry_run=True)
+    evaluations(engine, 0.10, errors_on=600)  # 3 % of all evaluations fail, all treatment
+    outcome = controller.tick().outcome(FLAG)
+    assert outcome is not None and outcome.decision.move is Move.DRY_RUN
+    said = outcome.said
+    assert said.startswith("dry run: would have rolled back 10 % → 5 % at ")
+    assert "UTC: rollback 10 % → 5 %: error_rate failed" in said
+    assert backend.load(ENV).flag(FLAG).percentage == 10.0  # nothing moved
+    assert audit.entries(FLAG, environment=ENV, outcomes=(Outcome.APPLIED,)) == []
+    stored = PlanStore(engine).get(ENV, FLAG)
+    assert stored is not None and stored.status is PlanStatus.ACTIVE and stored.dry_run
+    assert stored.last_decision == said and stored.expected_percentage == 10.0
+    [event] = PlanStore(engine).events(plan.id)
+    assert (event.kind, event.text) == ("dry_run", said) and not event.audit_id
+    assert event.gate is not None and event.gate["name"] == "error_rate"
+    # the same evidence next tick: said once, not again
+    controller.tick()
+    assert len(PlanStore(engine).events(plan.id)) == 1
+    assert PlanStore(engine).get(ENV, FLAG).last_decision == said  # type: ignore[union-attr]
