@@ -379,7 +379,7 @@ class Runtime:
         changes = empty_frame(LAST_CHANGE_COLUMNS)
         if self.engine is not None:
             try:
-                changes = last_changes(self.engine, environment)
+                changes = last_changes(self.engine, environment, guards=True)
             except SourceUnavailable as error:
                 notices.append(f"{error}: last changes are not shown.")
         try:  # a flag server: changes made in its own UI count too

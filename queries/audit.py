@@ -16,10 +16,13 @@ __all__ = ["LAST_CHANGE_COLUMNS", "last_changes"]
 LAST_CHANGE_COLUMNS = ("flag", "at", "actor", "action", "from_percentage", "to_percentage")
 
 
-def last_changes(engine: Engine, environment: str, *, keys: bool = False) -> pd.DataFrame:
+def last_changes(
+    engine: Engine, environment: str, *, keys: bool = False, guards: bool = False
+) -> pd.DataFrame:
     """The newest applied change of every flag in `environment` (one query), `at` when it
     was applied; with `keys`, an `idempotency_key` column too (whose action it was: the
-    autopilot's own).
+    autopilot's own); with `guards`, the guard report recorded with it (`guards`: what the
+    evidence said when it was made).
 
     A record's outcome is its newest `audit_outcomes` row, or its own `outcome` when it
     has none (records written already settled, such as refusals).
@@ -58,6 +61,9 @@ def last_changes(engine: Engine, environment: str, *, keys: bool = False) -> pd.
     if keys:
         columns.append(AuditRecord.idempotency_key)
         names.append("idempotency_key")
+    if guards:
+        columns.append(AuditRecord.guards)
+        names.append("guards")
     query = (
         select(*columns)
         .join(newest, AuditRecord.id == newest.c.id)

@@ -34,6 +34,7 @@ from app.evidence.gates import FlagGates
 from app.flags.backend import FlagSnapshot
 from app.flags.model import FlagConfig, FlagDefinition, GradualStep, RolloutStrategy
 from app.rollout.guards import GuardInputs
+from app.services.overview import proven_worse
 from queries.flag_series import (
     ERROR_SERIES_COLUMNS,
     LATENCY_SERIES_COLUMNS,
@@ -179,6 +180,15 @@ class Mitigation:
     threshold: float = MITIGATION_THRESHOLD
     target: float | None = None
     tolerance: float = EXPOSURE_TOLERANCE
+    #: the evidence recorded with the change proved the treatment worse: only then is
+    #: taking it out called mitigating (`app.services.overview.proven_worse`)
+    proven_worse: bool | None = None
+
+    @property
+    def name(self) -> str:
+        """'Time to mitigate' after a change the evidence justified; otherwise 'Time to
+        take the treatment out': nothing recorded says it was worse."""
+        return "Time to mitigate" if self.proven_worse else "Time to take the treatment out"
 
     @property
     def goal(self) -> str:
@@ -418,6 +428,7 @@ def _mitigation(
     fall, a partial rollback for the share to reach its new target."""
     if change is None or change.to_percentage >= change.from_percentage:
         return None
+    proven = proven_worse(change.guards)
     flag = snapshot.flag(flag_key)
     variant = flag.rollout.variant
     start = _floor(change.at - MITIGATION_BEFORE, MITIGATION_STEP)
@@ -432,7 +443,14 @@ def _mitigation(
         "trying the next source for time to mitigate.",
     )
     if answer is None:
-        return Mitigation(_mark(change), variant, empty_frame(RATE_SERIES_COLUMNS), None, "none")
+        return Mitigation(
+            _mark(change),
+            variant,
+            empty_frame(RATE_SERIES_COLUMNS),
+            None,
+            "none",
+            proven_worse=proven,
+        )
     source, rates = answer
     by_variant = rates.pivot_table(
         index="timestamp", columns="variant", values="evaluations_per_second", aggfunc="sum"
@@ -455,14 +473,16 @@ def _mitigation(
         ]
         target = change.to_percentage / 100
         elapsed = time_to_target_share(shares, change.at, target, EXPOSURE_TOLERANCE)
-        return Mitigation(_mark(change), variant, series, elapsed, source.name, target=target)
+        return Mitigation(
+            _mark(change), variant, series, elapsed, source.name, target=target, proven_worse=proven
+        )
     elapsed = time_to_mitigate(
         ((_utc(at), float(v)) for at, v in zip(treated.index, treated, strict=True)),
         change.at,
         MITIGATION_THRESHOLD,
         MITIGATION_BEFORE,
     )
-    return Mitigation(_mark(change), variant, series, elapsed, source.name)
+    return Mitigation(_mark(change), variant, series, elapsed, source.name, proven_worse=proven)
 
 
 def _utc(moment: object) -> datetime:

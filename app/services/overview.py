@@ -66,6 +66,9 @@ class LastChange:
     #: for a change made outside the dashboard (in Unleash's own UI or API), what its
     #: log says: 'changed in Unleash by olga: rollout 5 % → 25 %'
     summary: str = ""
+    #: whether the evidence recorded with the change proved the treatment worse (a
+    #: gated error rate or guardrail failed on data); None: no evidence was recorded
+    proven_worse: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -87,8 +90,12 @@ class FlagRow:
     last_change: LastChange | None = None
     #: why the flag is not healthy, worst first ('errors 6.67 % > 5 %')
     reasons: tuple[str, ...] = ()
-    #: when a kill or rollback took the rollout variant out of every evaluation
+    #: when a kill or rollback took the rollout variant out of every evaluation after
+    #: the evidence proved it worse (`LastChange.proven_worse`): mitigated
     mitigated_at: datetime | None = None
+    #: when a kill or rollback took the rollout variant out of every evaluation without
+    #: evidence that it was worse: not called mitigated
+    withdrawn_at: datetime | None = None
     #: why the dashboard only shows this flag (a flag server's flag it cannot map safely)
     read_only: str = ""
     #: the window the error rate and the comparison are over ('last 5 min', 'since the
@@ -188,11 +195,21 @@ def build_overview_rows(
     summaries = (
         changes["summary"].fillna("").tolist() if "summary" in changes else [""] * len(changes)
     )
+    recorded = changes["guards"].tolist() if "guards" in changes else [None] * len(changes)
     last = {
-        str(flag): LastChange(at, str(actor), str(action), float(before), float(after), summary)
-        for (flag, at, actor, action, before, after), summary in zip(
+        str(flag): LastChange(
+            at,
+            str(actor),
+            str(action),
+            float(before),
+            float(after),
+            summary,
+            proven_worse(guards),
+        )
+        for (flag, at, actor, action, before, after), summary, guards in zip(
             _columns(changes, "flag", "at", "actor", "action", "from_percentage", "to_percentage"),
             summaries,
+            recorded,
             strict=True,
         )
     }
@@ -207,7 +224,9 @@ def build_overview_rows(
         comparison = (comparisons or {}).get(key)
         worse = comparison.words if comparison is not None and comparison.worse else ""
         report = health_report(total, ratio, p99, thresholds, worse)
-        mitigated_at = _mitigated_at(flag, last.get(key), variants)
+        withdrawn_at = _withdrawn_at(flag, last.get(key), variants)
+        proven = withdrawn_at is not None and last[key].proven_worse is True
+        mitigated_at = withdrawn_at if proven else None
         health = report.health
         if mitigated_at is not None and health is Health.UNHEALTHY:
             # the kill did what it could: what still fails is the control's, worth a
@@ -230,6 +249,7 @@ def build_overview_rows(
                 last_change=last.get(key),
                 reasons=report.reasons,
                 mitigated_at=mitigated_at,
+                withdrawn_at=None if proven else withdrawn_at,
                 read_only=(read_only or {}).get(key, ""),
                 error_window=(windows or {}).get(key, ""),
             )
@@ -326,7 +346,27 @@ def live_comparisons(
 _LOWERING = frozenset({"kill", "rollback", "emergency_rollback"})
 
 
-def _mitigated_at(
+#: the gates whose failure on data proves the treatment worse (not a split mismatch)
+_WORSE = frozenset({"error_rate", "guardrail"})
+
+
+def proven_worse(guards: object) -> bool | None:
+    """Whether a recorded guard report (`GuardResult.as_json` rows) proved the treatment
+    worse: a gated error rate or guardrail failed on data. None without a report (a
+    person's kill or rollback records none: nothing was measured)."""
+    if not isinstance(guards, list) or not guards:
+        return None
+    return any(
+        isinstance(g, Mapping)
+        and not g.get("passed")
+        and g.get("on_data")
+        and not g.get("dry_run")
+        and str(g.get("name", "")).split(" ")[0].split(": ")[-1] in _WORSE
+        for g in guards
+    )
+
+
+def _withdrawn_at(
     flag: FlagDefinition, change: LastChange | None, variants: Mapping[str, float]
 ) -> datetime | None:
     """The kill's time when the flag sits at 0 % after a kill or rollback and its

@@ -294,7 +294,7 @@ def step_panel(detail: FlagDetail) -> None:
 
 def propagation_panel(detail: FlagDetail) -> None:
     """Who loaded the config of the newest applied change, and the time to mitigate."""
-    st.markdown("#### Propagation and time to mitigate")
+    st.markdown("#### Propagation and the treatment's exposure after a rollback")
     view = detail.propagation
     if view is None:
         st.caption("No applied change recorded: nothing to propagate.")
@@ -318,6 +318,12 @@ def propagation_panel(detail: FlagDetail) -> None:
     if mitigation is None:
         st.caption("Time to mitigate is measured after a rollback or kill.")
         return
+    if not mitigation.proven_worse:
+        st.caption(
+            f"Nothing recorded with the {mitigation.change.action} proves the treatment was "
+            "worse (a person's action records no evidence): its exposure falling is not "
+            "called mitigating."
+        )
     goal = mitigation.goal
     if mitigation.elapsed is None:
         st.warning(
@@ -326,7 +332,7 @@ def propagation_panel(detail: FlagDetail) -> None:
         )
     else:
         st.metric(
-            f"Time to mitigate ({mitigation.variant!r} {goal})",
+            f"{mitigation.name} ({mitigation.variant!r} {goal})",
             format_age(mitigation.elapsed.total_seconds()),
         )
     if not mitigation.series.empty:

@@ -26,12 +26,19 @@ FLAG_LINK_TEXT = r"flag=([^&]*)$"
 
 
 def why_text(row: FlagRow, now: datetime) -> str:
-    """'mitigated 12 min ago' for a killed flag, else every reason it is not healthy;
-    a read-only flag says so last ('read-only: its strategy has constraints …')."""
+    """'mitigated 12 min ago' for a flag killed or rolled back on evidence that its
+    treatment was worse; 'treatment out 12 min ago' when no evidence said so, and, if its
+    errors go on without the treatment, that they are not the flag's; then every reason
+    it is not healthy; a read-only flag says so last."""
     locked = (f"read-only: {row.read_only}",) if row.read_only else ()
     if row.mitigated_at is not None:
         mitigated = f"mitigated {format_age((now - row.mitigated_at).total_seconds())} ago"
         return " · ".join((mitigated, *row.reasons, *locked))
+    if row.withdrawn_at is not None:
+        out = f"treatment out {format_age((now - row.withdrawn_at).total_seconds())} ago"
+        if row.reasons:
+            out += ": the errors go on without it, they are not the flag's"
+        return " · ".join((out, *row.reasons, *locked))
     return " · ".join((*row.reasons, *locked))
 
 

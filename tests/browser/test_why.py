@@ -125,6 +125,8 @@ def test_the_open_page_follows_another_operators_kill_without_a_rerun(
     expect(page.get_by_text("No applied change recorded: nothing to propagate.")).to_be_visible(
         timeout=FIRST_DRAW_MS
     )
+    state = page.get_by_test_id("stMetric").filter(has_text="State").get_by_test_id("stMetricValue")
+    expect(state).to_have_text("rollout")
     _act_elsewhere(dashboard, Action.KILL, "delta")
     # the next refresh of the panels (every 10 s), with no reload and no click
     expect(page.get_by_text("Most recent applied change: 25 → 0 % · other-operator")).to_be_visible(
@@ -132,11 +134,13 @@ def test_the_open_page_follows_another_operators_kill_without_a_rerun(
     )
     expect(page.get_by_text("No applied change recorded: nothing to propagate.")).to_have_count(0)
     expect(page.get_by_text("other-operator").first).to_be_visible()
-    # the overview shows the killed flag as mitigated, not as an alarm
+    # the top of the page follows: never a state older than the history below it
+    expect(state).to_have_text("disabled")
+    # the overview: the treatment is out, not "mitigated" (no evidence said it was worse)
     page.goto(dashboard.url)
     health, flag, _percent, _errors, why = grid.row(page, "delta", width=5, offset=1)
     assert flag == "delta" and health != "🔴 unhealthy"
-    assert why.startswith("mitigated ") and why.endswith(" ago")
+    assert why.startswith("treatment out ") and why.endswith(" ago")
     page.close()
 
 

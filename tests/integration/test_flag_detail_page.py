@@ -257,7 +257,14 @@ def test_after_a_kill_the_page_shows_propagation_and_time_to_mitigate(seeded):
         w.value == f"1 of 2 instances loaded config {wanted}; behind: web-2" for w in at.warning
     )
     # the first 15 s step without an "on" evaluation ends 55 s after the kill
-    assert _metrics(at)["Time to mitigate ('on' below 1 % of its rate before)"] == "55 s"
+    # a person's kill records no evidence that the treatment was worse: not "mitigate"
+    assert _metrics(at)["Time to take the treatment out ('on' below 1 % of its rate before)"] == (
+        "55 s"
+    )
+    assert any(
+        c.value.startswith("Nothing recorded with the kill proves the treatment was worse")
+        for c in at.caption
+    )
 
 
 PARTIAL = """

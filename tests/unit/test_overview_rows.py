@@ -20,7 +20,7 @@ from app.services.overview import (
     pending_first,
 )
 from app.text import flag_detail_url
-from app.ui.overview_table import FLAG_LINK_TEXT, overview_display_frame
+from app.ui.overview_table import FLAG_LINK_TEXT, overview_display_frame, why_text
 from queries.audit import LAST_CHANGE_COLUMNS
 from queries.frames import (
     EVALUATION_RATE_COLUMNS,
@@ -328,12 +328,42 @@ def _kill(minutes_ago: float, action: str = "kill") -> pd.DataFrame:
     )
 
 
-def test_a_killed_flag_whose_variant_is_gone_says_mitigated_and_is_not_red(tmp_path):
-    (row,) = _rows_with(tmp_path, KILLED, [("checkout", "off", 1.0)], _kill(12))
-    assert row.mitigated_at == NOW - timedelta(minutes=12)
+def _proven(minutes_ago: float, guards: list[dict[str, object]] | None) -> pd.DataFrame:
+    frame = _kill(minutes_ago, "rollback")
+    frame["guards"] = [guards]
+    return frame
+
+
+FAILED_ON_DATA = {"name": "error_rate", "passed": False, "on_data": True}
+
+
+def test_a_flag_rolled_back_on_proof_whose_variant_is_gone_is_mitigated_and_not_red(tmp_path):
+    (row,) = _rows_with(tmp_path, KILLED, [("checkout", "off", 1.0)], _proven(12, [FAILED_ON_DATA]))
+    assert row.mitigated_at == NOW - timedelta(minutes=12) and row.withdrawn_at is None
     frame = overview_display_frame([row], NOW, "production")
     assert frame["Why"][0] == "mitigated 12 min ago"
     assert frame["Health"][0] == "🟢 healthy"
+
+
+def test_a_kill_without_evidence_is_not_called_mitigated(tmp_path):
+    # a person's kill records no guards: the treatment is out, nothing says it was worse
+    (row,) = _rows_with(tmp_path, KILLED, [("checkout", "off", 1.0)], _kill(12))
+    assert row.mitigated_at is None and row.withdrawn_at == NOW - timedelta(minutes=12)
+    assert why_text(row, NOW) == "treatment out 12 min ago"
+    # a rollback on a sample ratio mismatch, or one whose gates passed, proves nothing worse
+    srm = {"name": "exposure", "passed": False, "on_data": True}
+    (row,) = _rows_with(tmp_path, KILLED, [("checkout", "off", 1.0)], _proven(12, [srm]))
+    assert row.mitigated_at is None and row.withdrawn_at is not None
+
+
+def test_errors_that_go_on_without_the_treatment_are_not_the_flags(tmp_path):
+    failing = {"checkout": FlagErrors(failed=60, evaluations=300, read_from=ErrorsIn.BOTH)}
+    (row,) = _rows_with(tmp_path, KILLED, [("checkout", "off", 1.0)], _kill(12), errors=failing)
+    assert row.health is Health.UNHEALTHY  # not hidden: the kill fixed nothing
+    assert why_text(row, NOW) == (
+        "treatment out 12 min ago: the errors go on without it, they are not the flag's · "
+        "errors 20.00 % > 5 %"
+    )
 
 
 def test_a_kill_still_serving_the_variant_or_an_advance_is_not_mitigated(tmp_path):
