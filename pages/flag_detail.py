@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import streamlit as st
 
+from app.rollout.evidence import evidence_paths
 from app.services.flag_detail import (
     DEFAULT_RANGE,
     DEFAULT_REFRESH,
@@ -21,6 +22,7 @@ from app.ui.autopilot import autopilot_panel, heartbeat_banner, planned
 from app.ui.deliveries import render_failed_deliveries
 from app.ui.flag_panels import (
     dependencies_panel,
+    evidence_panel,
     exposure_panel,
     flag_summary,
     guard_report_panel,
@@ -131,6 +133,8 @@ def detail_panels() -> None:
     range_header(detail)
     metric_charts(detail)
     variant_errors_panel(detail)
+    if detail.judged is not None:
+        evidence_panel(detail, evidence_paths(detail.judged, rt.guard_policy, key))
     exposure_panel(detail)
     step_panel(detail)
     propagation_panel(detail)

@@ -43,6 +43,7 @@ from queries.names import ErrorsIn
 
 __all__ = [
     "GATES",
+    "DifferencePath",
     "Evidence",
     "FlagGates",
     "FlagSlots",
@@ -50,6 +51,7 @@ __all__ = [
     "GateSlots",
     "Judgement",
     "VariantSlots",
+    "difference_path",
     "fired_rows",
     "judge_flag",
     "judge_gates",
@@ -332,6 +334,70 @@ def judge_guardrail(
         within = treated is None or base is None or treated <= (1 + limit) * base
         judged = replace(judged, within=within)
     return judged
+
+
+@dataclass(frozen=True)
+class DifferencePath:
+    """Treatment − control since the step began, at each look drawn (`at`, epoch
+    seconds): the estimate and its always-valid interval at the gate's level, the limit,
+    and the first look at which the gate fired (None: never)."""
+
+    at: Array
+    estimate: Array  # NaN where an arm has no events yet
+    low: Array
+    high: Array
+    limit: float
+    relative: bool
+    fired_at: float | None
+
+
+def difference_path(
+    ends: Array,
+    treatment: tuple[Array, Array],
+    control: tuple[Array, Array],
+    step_began: float,
+    now: float,
+    settings: GateSettings,
+    *,
+    limit: float,
+    relative: bool = False,
+    looks: int = 120,
+) -> DifferencePath | None:
+    """The treatment-vs-control gate (or a guardrail) over the step, look by look: at
+    most `looks` slot ends from the step's first whole slot to `now` (the last always
+    among them), each judged as a tick would have judged it then (every window, the
+    thresholds of `settings`). None before the step's first whole slot has ended."""
+    cut = window_starts(step_began, now, settings.plan)
+    if cut is None:
+        return None
+    inside = (ends > cut.first) & (ends <= cut.end)
+    if not inside.any():
+        return None
+    chosen = np.unique(np.linspace(0, inside.sum() - 1, min(looks, int(inside.sum()))).round())
+    picked = ends[inside][chosen.astype(int)]
+
+    def since_start(counts: Array) -> Array:  # the running sum since the step, per look
+        return np.asarray(np.cumsum(counts[inside])[chosen.astype(int)], dtype=np.float64)
+
+    t_total, c_total = since_start(treatment[1]), since_start(control[1])
+    t_bad = np.minimum(since_start(treatment[0]), t_total)
+    c_bad = np.minimum(since_start(control[0]), c_total)
+    alpha = math.exp(-settings.thresholds().step)
+    low, high = difference_intervals((t_bad, t_total), (c_bad, c_total), alpha)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        estimate = np.where(
+            (t_total > 0) & (c_total > 0), t_bad / t_total - c_bad / c_total, np.nan
+        )
+    fired_at = None
+    for t in picked:
+        judged = judge_guardrail(
+            ends, treatment, control, step_began, float(t), settings, "", limit=limit,
+            relative=relative,
+        )  # fmt: skip
+        if judged is not None and judged.fired:
+            fired_at = float(t)
+            break
+    return DifferencePath(picked, estimate, low, high, limit, relative, fired_at)
 
 
 def fired_rows(

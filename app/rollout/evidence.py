@@ -20,7 +20,14 @@ import numpy.typing as npt
 
 from app.analysis.failures import FlagErrors, is_error_reason
 from app.audit import AuditLog, Outcome
-from app.evidence.gates import FlagSlots, VariantSlots, judge_flag, judge_guardrail
+from app.evidence.gates import (
+    DifferencePath,
+    FlagSlots,
+    VariantSlots,
+    difference_path,
+    judge_flag,
+    judge_guardrail,
+)
 from app.evidence.windows import (
     first_whole_slot,
     judged_since,
@@ -33,6 +40,7 @@ from app.flags.model import FlagDefinition
 from app.guardrails import Guardrail
 from app.rollout.guards import (
     DependencyStatus,
+    GateArms,
     GuardInputs,
     GuardPolicy,
     GuardrailJudgement,
@@ -51,6 +59,7 @@ __all__ = [
     "LiveEvidence",
     "Measured",
     "error_counts_by_flag",
+    "evidence_paths",
     "flag_slots",
     "gather_guard_inputs",
     "guard_check",
@@ -318,6 +327,25 @@ def guard_inputs(
         _rail_judgement(measured, rail, flag, policy, start, at, words, pending)
         for rail in policy.guardrails_of(flag_key)
     )
+    arms: list[GateArms] = []
+    if slots is not None and gates is not None and gates.difference is not None:
+        gated = slots.gate_slots(measured.errors_in, flag.rollout.variant, flag.default_variant)
+        if gated.treatment is not None and gated.control is not None:
+            arms.append(
+                GateArms(
+                    "treatment vs control",
+                    slots.ends,
+                    (gated.treatment[0][0], gated.treatment[1][0]),
+                    (gated.control[0][0], gated.control[1][0]),
+                    policy.max_error_difference,
+                )
+            )
+    for rail in policy.guardrails_of(flag_key):
+        counted = measured.guardrails.get(rail.name)
+        per = counted.flags.get(flag_key, {}) if isinstance(counted, RailSlots) else {}
+        treated, base = per.get(flag.rollout.variant), per.get(flag.default_variant)
+        if isinstance(counted, RailSlots) and treated is not None and base is not None:
+            arms.append(GateArms(rail.name, counted.ends, treated, base, rail.limit, rail.relative))
     return GuardInputs(
         now=at,
         configured_percentage=flag.percentage,
@@ -338,6 +366,8 @@ def guard_inputs(
         gates=gates,
         window=words,
         guardrails=rails,
+        arms=tuple(arms),
+        judged_from=start,
     )
 
 
@@ -378,6 +408,29 @@ def _rail_judgement(
         relative=rail.relative,
     )
     return GuardrailJudgement(rail, judged)
+
+
+def evidence_paths(
+    inputs: GuardInputs, policy: GuardPolicy, flag_key: str
+) -> list[tuple[GateArms, DifferencePath]]:
+    """Each gate's treatment − control over the step, look by look, as Flag detail
+    draws it (`app.evidence.gates.difference_path`)."""
+    settings = policy.gate_settings(flag_key)
+    paths = []
+    for arms in inputs.arms:
+        path = difference_path(
+            arms.ends,
+            arms.treatment,
+            arms.control,
+            inputs.judged_from,
+            inputs.now.timestamp(),
+            settings,
+            limit=arms.limit,
+            relative=arms.relative,
+        )
+        if path is not None:
+            paths.append((arms, path))
+    return paths
 
 
 def gather_guard_inputs(

@@ -29,6 +29,7 @@ from app.recorded import Unrecognised, recognised
 __all__ = [
     "ADVANCE_GUARDS",
     "DependencyStatus",
+    "GateArms",
     "GuardInputs",
     "GuardName",
     "GuardPolicy",
@@ -224,6 +225,23 @@ class GuardInputs:
     window: str = ""
     #: the flag's guardrails judged over the same window (`GuardrailJudgement`)
     guardrails: tuple[GuardrailJudgement, ...] = ()
+    #: the treatment's and the control's (bad, total) per slot the gates judged, by gate
+    #: ('treatment vs control', then each guardrail's name), with the slot ends and where
+    #: the step's counts begin: what Flag detail draws over time
+    arms: tuple[GateArms, ...] = ()
+    judged_from: float = 0.0
+
+
+@dataclass(frozen=True)
+class GateArms:
+    """One gate's treatment and control per slot: (bad, total) each, over `ends`."""
+
+    gate: str
+    ends: Any
+    treatment: tuple[Any, Any]
+    control: tuple[Any, Any]
+    limit: float
+    relative: bool = False
 
 
 @dataclass(frozen=True)

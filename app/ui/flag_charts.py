@@ -4,16 +4,19 @@ on every chart, so a reader sees what a change did."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
+from app.evidence.gates import DifferencePath
+from app.rollout.guards import GateArms
 from app.services.flag_detail import ChangeMark, FlagDetail, Mitigation, latency_in_ms
 
 __all__ = [
     "error_chart",
+    "evidence_chart",
     "label_lanes",
     "latency_chart",
     "mitigation_chart",
@@ -153,6 +156,48 @@ def latency_chart(detail: FlagDetail) -> go.Figure:
         detail.changes,
         color="quantile",
     )
+
+
+def evidence_chart(arms: GateArms, path: DifferencePath) -> go.Figure:
+    """Treatment − control since the step began, in points, with its always-valid
+    interval (the band), the limit (dashed) and the moment the gate fired (a red line):
+    what the gate saw at each look."""
+    times = [datetime.fromtimestamp(float(t), tz=UTC) for t in path.at]
+    figure = go.Figure()
+    figure.add_trace(
+        go.Scatter(
+            x=times + times[::-1],
+            y=[100 * v for v in path.high] + [100 * v for v in path.low[::-1]],
+            fill="toself",
+            line={"width": 0},
+            fillcolor="rgba(99, 110, 250, 0.2)",
+            name="always-valid interval",
+            hoverinfo="skip",
+        )
+    )
+    figure.add_trace(
+        go.Scatter(x=times, y=[100 * v for v in path.estimate], name="treatment − control")
+    )
+    if not path.relative:
+        figure.add_hline(
+            y=100 * path.limit,
+            line_dash="dash",
+            annotation_text=f"limit {100 * path.limit:+.2f} pt",
+            annotation_position="top left",
+        )
+    if path.fired_at is not None:
+        fired = datetime.fromtimestamp(path.fired_at, tz=UTC)
+        figure.add_vline(x=fired, line_color="red")
+        figure.add_annotation(
+            x=fired, y=1, yref="paper", text=f"fired {fired:%H:%M:%S}", showarrow=False
+        )
+    figure.update_layout(
+        title=f"{arms.gate}: treatment − control since the step began",
+        yaxis_title="points",
+        legend={"orientation": "h", "y": -0.2},
+        margin={"t": 60},
+    )
+    return figure
 
 
 def mitigation_chart(mitigation: Mitigation) -> go.Figure:

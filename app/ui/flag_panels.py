@@ -11,11 +11,12 @@ import streamlit as st
 
 from app.audit import AuditEntry
 from app.evidence.comparison import VariantComparison, points
+from app.evidence.gates import DifferencePath
 from app.evidence.sequential import Arm
 from app.flags.backend import FlagSnapshot
 from app.flags.model import FlagConfig, FlagDefinition
 from app.rollout.action_model import Action, ActionRequest
-from app.rollout.guards import NO_VARIANT_ERRORS
+from app.rollout.guards import NO_VARIANT_ERRORS, GateArms
 from app.rollout.roles import Identity
 from app.runtime import Runtime
 from app.services.flag_detail import (
@@ -31,12 +32,19 @@ from app.services.overview import ExternalEdit
 from app.settings import FlagBackendKind
 from app.text import HEALTH_BADGES, escape_markdown, format_age, format_rate, source_label
 from app.ui.action_dialog import guard_table
-from app.ui.flag_charts import error_chart, latency_chart, mitigation_chart, rate_chart
+from app.ui.flag_charts import (
+    error_chart,
+    evidence_chart,
+    latency_chart,
+    mitigation_chart,
+    rate_chart,
+)
 from app.ui.overview_table import why_text
 from app.unleash.mapping import feature_ui_url
 
 __all__ = [
     "dependencies_panel",
+    "evidence_panel",
     "exposure_panel",
     "flag_summary",
     "guard_report_panel",
@@ -197,6 +205,22 @@ def variant_errors_panel(detail: FlagDetail) -> None:
         )
     else:
         st.caption(f"{compared}: not proven worse than allowed ({points(difference.limit)}).")
+
+
+def evidence_panel(detail: FlagDetail, paths: Sequence[tuple[GateArms, DifferencePath]]) -> None:
+    """Per gate comparing treatment with control (the flag's own, each guardrail): the
+    difference over the step with its always-valid interval, the limit, and when it
+    fired."""
+    st.markdown("#### Evidence since the step began")
+    if not paths:
+        st.caption(
+            f"Nothing to draw {detail.window or 'yet'}: no gate compares treatment with "
+            "control here (no failures by variant, no guardrail) or no look has ended."
+        )
+        return
+    columns = st.columns(min(len(paths), 2))
+    for index, (arms, path) in enumerate(paths):
+        columns[index % len(columns)].plotly_chart(evidence_chart(arms, path))
 
 
 def metric_charts(detail: FlagDetail) -> None:

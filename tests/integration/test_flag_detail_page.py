@@ -223,7 +223,8 @@ def test_thirty_days_page_smoke(seeded):
     assert any("reads the metrics database roll-ups" in i.value for i in at.info)
     assert at.query_params["range"] == "30d"
     # both applied changes on each of the three charts; the failed one is not drawn
-    assert _shapes(at) == [2, 2, 2]
+    # (then the evidence chart: treatment − control with its limit line, never fired)
+    assert _shapes(at) == [2, 2, 2, 1]
     metrics = _metrics(at)
     assert metrics["Configured"] == "50 %"
     assert metrics["Observed"] == "66.67 %"
@@ -242,7 +243,7 @@ def test_default_range_is_an_hour_without_the_retention_notice(seeded):
     at = _open("alpha")
     assert at.query_params["range"] == "1h"
     assert not any("roll-ups" in i.value for i in at.info)
-    assert _shapes(at) == [0, 0, 0]  # both changes are days old
+    assert _shapes(at) == [0, 0, 0, 1]  # both changes are days old; the evidence's limit
     assert "Source: **metrics database roll-ups**" in " ".join(c.value for c in at.caption)
 
 
@@ -250,8 +251,8 @@ def test_after_a_kill_the_page_shows_propagation_and_time_to_mitigate(seeded):
     wanted = seeded
     at = _open("checkout")
     # the kill on the evaluation and error charts and on the rate chart around it (the
-    # seeded roll-ups carry no latency)
-    assert _shapes(at) == [1, 1, 1]
+    # seeded roll-ups carry no latency); between them the evidence chart's limit line
+    assert _shapes(at) == [1, 1, 1, 1]
     assert any(i.value == "No latency observations in this range." for i in at.info)
     assert any(
         w.value == f"1 of 2 instances loaded config {wanted}; behind: web-2" for w in at.warning
