@@ -21,6 +21,7 @@ from app.ui.action_dialog import action_buttons, restore_history, show_last_outc
 from app.ui.autopilot import autopilot_panel, heartbeat_banner, planned
 from app.ui.deliveries import render_failed_deliveries
 from app.ui.flag_panels import (
+    advance_preview,
     dependencies_panel,
     evidence_panel,
     exposure_panel,
@@ -78,7 +79,8 @@ if rt.settings.webhooks:
 st.subheader(key)
 st.caption(flag.metadata.description or "no description")
 emitter_caption(rt)
-health_line(rt, environment, key)
+preview = advance_preview(rt, identity, environment, key)
+health_line(rt, environment, key, [] if isinstance(preview, str) else preview.guards)
 flag_summary(flag)
 owner_line(rt, flag)
 
@@ -88,7 +90,7 @@ rejection_notice(rt, identity, environment, key)
 action_buttons(rt, identity, environment, key, snapshot.versions, snapshot=snapshot)
 
 st.markdown("#### Guard report for the next step")
-guard_report_panel(rt, identity, environment, key)
+guard_report_panel(preview)
 
 st.markdown("#### Autopilot")
 autopilot_panel(rt, identity, snapshot, key)

@@ -333,7 +333,7 @@ def guard_inputs(
         if gated.treatment is not None and gated.control is not None:
             arms.append(
                 GateArms(
-                    "treatment vs control",
+                    "the flag's errors",
                     slots.ends,
                     (gated.treatment[0][0], gated.treatment[1][0]),
                     (gated.control[0][0], gated.control[1][0]),

@@ -192,7 +192,7 @@ def evidence_chart(arms: GateArms, path: DifferencePath) -> go.Figure:
             x=fired, y=1, yref="paper", text=f"fired {fired:%H:%M:%S}", showarrow=False
         )
     figure.update_layout(
-        title=f"{arms.gate}: treatment − control since the step began",
+        title=f"{arms.gate}: treatment − control, look by look",
         yaxis_title="points",
         legend={"orientation": "h", "y": -0.2},
         margin={"t": 60},

@@ -15,8 +15,8 @@ from app.evidence.gates import DifferencePath
 from app.evidence.sequential import Arm
 from app.flags.backend import FlagSnapshot
 from app.flags.model import FlagConfig, FlagDefinition
-from app.rollout.action_model import Action, ActionRequest
-from app.rollout.guards import NO_VARIANT_ERRORS, GateArms
+from app.rollout.action_model import Action, ActionPlan, ActionRequest
+from app.rollout.guards import NO_VARIANT_ERRORS, GateArms, GuardResult
 from app.rollout.roles import Identity
 from app.runtime import Runtime
 from app.services.flag_detail import (
@@ -43,6 +43,7 @@ from app.ui.overview_table import why_text
 from app.unleash.mapping import feature_ui_url
 
 __all__ = [
+    "advance_preview",
     "dependencies_panel",
     "evidence_panel",
     "exposure_panel",
@@ -62,16 +63,28 @@ __all__ = [
 ]
 
 
-def health_line(rt: Runtime, environment: str, key: str) -> None:
+def health_line(
+    rt: Runtime, environment: str, key: str, guards: Sequence[GuardResult] = ()
+) -> None:
     """The flag's health badge and every reason it is not healthy, exactly as the
     overview judges it (its treatment against its control included), with the window
-    its numbers are over; nothing when the overview lacks the flag."""
+    its numbers are over; nothing when the overview lacks the flag. When the guards
+    (`guards`, over their longer window since the step began) prove more, it says so:
+    two windows, each named, never two verdicts on one."""
     row = next((r for r in rt.cached_overview(environment).rows if r.flag == key), None)
     if row is not None:
         why = why_text(row, datetime.now(UTC)) or "within every threshold"
         errors = "–" if row.error_rate is None else f"{100 * row.error_rate:.2f} %"
         window = f" {row.error_window}" if row.error_window else ""
         st.markdown(f"**{HEALTH_BADGES[row.health]}** {why} · errors {errors}{window}")
+    proven = [g for g in guards if not g.passed and g.on_data]
+    if proven:
+        names = ", ".join(g.label.replace("_", " ") for g in proven)
+        st.warning(
+            f"The guards prove more {proven[0].window}: {names} failed on data (see the "
+            "guard report below).",
+            icon="⚠️",
+        )
 
 
 _TOP = "flag_detail_top"
@@ -121,15 +134,24 @@ def owner_line(rt: Runtime, flag: FlagDefinition) -> None:
     st.markdown(said)
 
 
-def guard_report_panel(rt: Runtime, identity: Identity, environment: str, key: str) -> None:
-    """The guards an advance to the next step would meet, measured now; or why there is
-    no next step."""
+def advance_preview(
+    rt: Runtime, identity: Identity, environment: str, key: str
+) -> ActionPlan | str:
+    """The plan of an advance to the next step, measured now (the guard report), or why
+    there is no next step."""
     try:
-        preview = rt.preview(
+        return rt.preview(
             ActionRequest(Action.ADVANCE, environment, "(preview)", identity, flag=key)
         )
     except ValueError as error:
-        st.info(f"No next step: {error}")
+        return str(error)
+
+
+def guard_report_panel(preview: ActionPlan | str) -> None:
+    """The guards an advance to the next step would meet, measured now; or why there is
+    no next step."""
+    if isinstance(preview, str):
+        st.info(f"No next step: {preview}")
     else:
         st.caption(" · ".join(t.diff for t in preview.transitions) + " — measured now")
         st.dataframe(guard_table(preview.guards), hide_index=True, width="stretch")
@@ -211,7 +233,7 @@ def evidence_panel(detail: FlagDetail, paths: Sequence[tuple[GateArms, Differenc
     """Per gate comparing treatment with control (the flag's own, each guardrail): the
     difference over the step with its always-valid interval, the limit, and when it
     fired."""
-    st.markdown("#### Evidence since the step began")
+    st.markdown(f"#### Evidence {detail.window or 'since the step began'}")
     if not paths:
         st.caption(
             f"Nothing to draw {detail.window or 'yet'}: no gate compares treatment with "

@@ -170,6 +170,9 @@ def test_flag_detail_shows_the_error_rate_of_each_variant_and_why(
     health = page.get_by_text("🟠 degraded on − off +1.50 pt (always-valid interval +")
     expect(health).to_be_visible(timeout=FIRST_DRAW_MS)
     expect(health).to_contain_text("): proven worse · errors 0.75 % last 5 min")
+    # the guards, over their own window, say what they prove beside it
+    more = "The guards prove more over the last 15 min: error rate failed on data"
+    expect(page.get_by_test_id("stAlertContentWarning").get_by_text(more)).to_be_visible()
     # the errors by variant are the guard report's counts, over its window
     counted = "Counted over the last 15 min, as the guards count them."
     expect(page.get_by_text(counted)).to_be_visible()
