@@ -35,8 +35,9 @@ st.caption(
     f"Unhealthy and recently changed flags first. Health: errors above "
     f"{100 * t.error_rate_degraded:g} % degraded, above {100 * t.error_rate_unhealthy:g} % "
     f"unhealthy; p99 above {1000 * t.p99_degraded_seconds:g} ms degraded, above "
-    f"{1000 * t.p99_unhealthy_seconds:g} ms unhealthy. Rates over the last "
-    f"{t.rate_window_seconds // 60} min."
+    f"{1000 * t.p99_unhealthy_seconds:g} ms unhealthy. Rates and errors over the last "
+    f"{t.rate_window_seconds // 60} min, or since the step began when later; treatment "
+    "against control judged as the guards judge it (Flag detail: since the step began)."
 )
 emitter_caption(rt)
 

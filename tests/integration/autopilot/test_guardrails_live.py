@@ -180,6 +180,10 @@ def test_a_regressed_service_metric_rolls_back_that_flag_only(gating: Stack) -> 
     assert failed["guardrail http_5xx"]["on_data"] and failed["guardrail http_5xx"]["value"] > 0
     assert "proven worse" in failed["guardrail http_5xx"]["detail"]
     assert "guardrail http_5xx failed" in _plan_of(runtime, REGRESS).status_reason
+    # one tick asks the flags' questions once and each guardrail's two queries once for
+    # every flag of the environment: the newest sample, the slot counts, the error
+    # counter's and the config versions, then the guardrail's bad and total
+    assert runtime.autopilot("count").tick().queries == 4 + 2
     # the other flag's requests are fine: its plan still holds, nothing applied to it
     assert runtime.audit.entries(CLEAN, environment=ENVIRONMENT, outcomes=(Outcome.APPLIED,)) == []
     assert _plan_of(runtime, CLEAN).status is PlanStatus.ACTIVE
