@@ -7,6 +7,7 @@ up to and including its first action."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,6 +24,7 @@ from app.autopilot.decide import Move
 from app.autopilot.model import PlanOptions, RolloutPlan
 from app.autopilot.service import set_plan
 from app.autopilot.store import PlanStore
+from app.cli import main
 from app.flags.backend import FlagChange
 from app.flags.model import FlagState
 from app.flags.yaml_backend import YamlFlagBackend
@@ -35,6 +37,7 @@ from tests.support.backtest_history import poisson_rollups
 from tests.support.bundled import copy_bundled_config
 from tests.support.identities import OPERATOR
 from tests.support.prometheus import PrometheusProcess, openmetrics_from_rollups, start_prometheus
+from tests.support.state_files import writes_nothing
 
 pytestmark = pytest.mark.prometheus
 
@@ -239,3 +242,143 @@ def test_history_longer_than_one_range_query_is_asked_in_pieces_and_joined(
     np.testing.assert_array_equal(joined.slots[HEALTHY].counter, whole.slots[HEALTHY].counter)
     assert joined.slots[HEALTHY].evaluations().sum() > 0
     engine.dispose()
+
+
+@pytest.fixture
+def terminal(
+    parts: Parts,
+    tmp_path: Path,
+    prometheus: PrometheusProcess,
+    monkeypatch: pytest.MonkeyPatch,
+    no_rollout_environment: None,
+) -> Path:
+    """The settings of `rollout-dashboard` on `parts`: its state directory."""
+    monkeypatch.chdir(tmp_path)
+    for name, value in {
+        "ROLLOUT_STATE_DIR": str(tmp_path),
+        "ROLLOUT_FLAGS_FILE": str(tmp_path / "feature_flags.yaml"),
+        "ROLLOUT_DATABASE_URL": f"sqlite:///{tmp_path / 'metrics.db'}",
+        "ROLLOUT_PROMETHEUS_URL": prometheus.url,
+        "ROLLOUT_APPROVAL_ENVIRONMENTS": "[]",
+    }.items():
+        monkeypatch.setenv(name, value)
+    return tmp_path
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    try:
+        code = main(list(args))
+    except SystemExit as stop:
+        code = int(stop.code or 0)
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    return code, out, err
+
+
+SPAN = ("--env", ENV, "--from", START.isoformat(), "--to", (START + DAY).isoformat())
+
+
+def test_the_command_prints_the_decisions_of_a_typed_plan_and_writes_nothing(
+    parts: Parts, terminal: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    check = writes_nothing(terminal)
+    code, out, err = cli(
+        capsys,
+        "autopilot",
+        "backtest",
+        REGRESSING,
+        *SPAN,
+        "--steps",
+        "10,25,50",
+        "--soak",
+        "12h",
+        "--gates",
+        "data_fresh,error_rate,soak_time,exposure",
+        "--json",
+    )
+    assert code == 0, err
+    document = json.loads(out)
+    assert (document["flag"], document["environment"]) == (REGRESSING, ENV)
+    decisions = document["decisions"]
+    assert {d["move"] for d in decisions[:-1]} == {"wait"}
+    last = decisions[-1]
+    assert (last["move"], last["to"], last["gate"]["name"]) == ("rollback", 10.0, "error_rate")
+    assert last["reason"].startswith("rollback 25 % → 10 %: error_rate failed")
+    assert datetime.fromisoformat(last["at"]) - ONSET <= timedelta(minutes=5)
+    assert document["stopped"].startswith("stopped at")
+    check()
+
+    code, out, _ = cli(
+        capsys,
+        "autopilot",
+        "backtest",
+        REGRESSING,
+        *SPAN,
+        "--steps",
+        "10,25,50",
+        "--soak",
+        "12h",
+        "--gates",
+        "data_fresh,error_rate,soak_time,exposure",
+    )
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].startswith(f"backtest of {REGRESSING} in {ENV}, 2026-11-30 06:00:00 → ")
+    assert "from 25 %: 10 → 25 → 50 %, soak 12 h" in lines[0]
+    assert "2026-11-30 06:00:00 → 07:3" in lines[2] and " wait ×" in lines[2]
+    assert " rollback at 25 %: rollback 25 % → 10 %: error_rate failed" in lines[3]
+    assert lines[-1].startswith(f"{len(decisions)} ticks (0 advance, 1 rollback, 0 kill, 0 pause)")
+    check()
+
+
+def test_the_stored_plan_is_replayed_when_no_plan_is_typed(
+    parts: Parts, terminal: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = cli(capsys, "autopilot", "backtest", HEALTHY, *SPAN)
+    assert code == 2
+    assert f"no rollout plan for '{HEALTHY}' in {ENV}" in err
+    a_plan(parts, HEALTHY, stop_at=50.0)
+    check = writes_nothing(terminal)
+    code, out, err = cli(capsys, "autopilot", "backtest", HEALTHY, *SPAN, "--json")
+    assert code == 0, err
+    moves = [d["move"] for d in json.loads(out)["decisions"]]
+    assert moves.count("advance") == 2 and moves[-1] == "hold"
+    assert "rollback" not in moves
+    check()
+
+
+@pytest.mark.parametrize(
+    ("extra", "said"),
+    [
+        (("--soak", "30m"), "give --steps and --soak"),
+        (("--steps", "50,10", "--soak", "30m"), "steps must rise"),
+        (("--steps", "10,50", "--soak", "30m", "--on-failure", "shrug"), "on failure 'shrug'"),
+    ],
+)
+def test_a_bad_plan_is_refused_naming_the_problem(
+    terminal: Path, capsys: pytest.CaptureFixture[str], extra: tuple[str, ...], said: str
+) -> None:
+    code, _, err = cli(capsys, "autopilot", "backtest", HEALTHY, *SPAN, *extra)
+    assert code == 2
+    assert said in err
+
+
+def test_a_span_that_cannot_be_replayed_is_refused(
+    terminal: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = cli(
+        capsys,
+        "autopilot",
+        "backtest",
+        HEALTHY,
+        "--from",
+        START.isoformat(),
+        "--to",
+        (START + timedelta(days=9)).isoformat(),
+        "--steps",
+        "10,50",
+        "--soak",
+        "30m",
+    )
+    assert code == 2
+    assert "at most 7 days" in err
