@@ -34,7 +34,9 @@ shape and answers element-wise.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -48,6 +50,7 @@ __all__ = [
     "WindowKind",
     "difference_interval",
     "difference_intervals",
+    "known_intervals",
     "log_evalue",
     "thresholds",
 ]
@@ -313,10 +316,63 @@ def difference_intervals(
     shape). Each edge is bracketed between the estimate (never rejected) and ±1, and the
     bracket cut into `_CANDIDATES` + 1 parts per round (the e-value being monotone in the
     difference tested): both edges of every pair in one vectorised call per round. NaN
-    where an arm has no events."""
+    where an arm has no events. Within `known_intervals`, pairs searched before are not
+    searched again."""
     t_bad, t_total, c_bad, c_total = np.broadcast_arrays(
         _asarray(treatment[0]), _asarray(treatment[1]), _asarray(control[0]), _asarray(control[1])
     )
+    known = _KNOWN.get()
+    if known is not None:
+        keys = list(zip(t_bad.flat, t_total.flat, c_bad.flat, c_total.flat, strict=True))
+        found = [known.get((*key, alpha)) for key in keys]
+        if all(pair is not None for pair in found):
+            edges = np.array(found, dtype=np.float64).reshape(*t_bad.shape, 2)
+            return edges[..., 0], edges[..., 1]
+    return _search_intervals(t_bad, t_total, c_bad, c_total, alpha)
+
+
+#: intervals searched within `known_intervals`, by (t_bad, t_total, c_bad, c_total, alpha)
+_KNOWN: ContextVar[dict[tuple[float, ...], tuple[float, float]] | None] = ContextVar(
+    "known_intervals", default=None
+)
+
+
+@contextmanager
+def known_intervals() -> Iterator[
+    Callable[[tuple[Array, Array], tuple[Array, Array], float], None]
+]:
+    """A block in which `difference_intervals` answers the pairs searched before in it
+    without searching again. Yields `learn(treatment, control, alpha)`, which searches
+    many pairs in one vectorised call (the same numbers to the bit as one pair at a
+    time): for a caller that knows the looks ahead, such as a backtest's next ticks."""
+    known: dict[tuple[float, ...], tuple[float, float]] = {}
+    token = _KNOWN.set(known)
+
+    def learn(treatment: tuple[Array, Array], control: tuple[Array, Array], alpha: float) -> None:
+        t_bad, t_total, c_bad, c_total = np.broadcast_arrays(
+            _asarray(treatment[0]),
+            _asarray(treatment[1]),
+            _asarray(control[0]),
+            _asarray(control[1]),
+        )
+        low, high = _search_intervals(t_bad, t_total, c_bad, c_total, alpha)
+        for key, edges in zip(
+            zip(t_bad.flat, t_total.flat, c_bad.flat, c_total.flat, strict=True),
+            zip(low.flat, high.flat, strict=True),
+            strict=True,
+        ):
+            known[(*key, alpha)] = (float(edges[0]), float(edges[1]))
+
+    try:
+        yield learn
+    finally:
+        _KNOWN.reset(token)
+
+
+def _search_intervals(
+    t_bad: Array, t_total: Array, c_bad: Array, c_total: Array, alpha: float
+) -> tuple[Array, Array]:
+    """`difference_intervals`' search, on counts of one shape."""
     shape = t_bad.shape
     t_bad, t_total, c_bad, c_total = (a.reshape(-1) for a in (t_bad, t_total, c_bad, c_total))
     threshold = math.log(1 / alpha)
