@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from app.audit import AuditEntry, Outcome, RecordedAction
 from app.autopilot.backtest import (
     RealChange,
     TickDecision,
+    _Lookahead,
     backtest_plan,
     backtest_ticks,
     decision_runs,
@@ -298,3 +300,22 @@ def test_runs_group_waits_and_keep_every_action_apart() -> None:
     assert runs[0].words == (
         "2026-12-01 08:00:00 → 08:01:00 UTC wait ×2 at 10 %: waited: soak 60 s of 30 min"
     )
+
+
+def test_searching_the_next_ticks_intervals_at_once_changes_no_decision() -> None:
+    """The look-ahead only saves time: without it every decision, words included, is the
+    same (a simulated advance and a rollback with its interval in its words)."""
+    onset = START.timestamp() + 2 * 3600
+
+    def regressing(end: float) -> tuple[float, float, float]:
+        return (0.25, 0.03 if end > onset else 0.005, 0.005)
+
+    data = measured(4, regressing)
+    plan = a_plan(steps=(10.0, 25.0, 50.0, 100.0), soak=timedelta(minutes=30))
+    ahead = run(plan, data, 4, config=snapshot(25.0))
+    with mock.patch.object(_Lookahead, "learn", lambda *_args, **_kwargs: None):
+        alone = run(plan, data, 4, config=snapshot(25.0))
+    assert ahead == alone
+    assert [d.move for d in ahead[0] if d.move is not Move.WAIT][:2] == [Move.ADVANCE, Move.HOLD]
+    assert ahead[0][-1].move is Move.ROLLBACK
+    assert "always-valid interval" in ahead[0][-1].decision.reason
