@@ -68,6 +68,7 @@ __all__ = [
     "backtest_plan",
     "backtest_ticks",
     "decision_runs",
+    "default_backtest_options",
     "history_start",
     "measure_history",
     "real_changes",
@@ -248,6 +249,12 @@ def backtest_plan(
         stop_at=options.stop_at,
         allowed_hours=options.allowed_hours,
     )
+
+
+def default_backtest_options(snapshot: FlagSnapshot, policy: GuardPolicy) -> PlanOptions:
+    """The plan a flag without one is replayed with: the config's rollout steps, the
+    policy's minimum soak, the default gates and failure action."""
+    return PlanOptions(steps=snapshot.config.global_.rollout_steps, soak=policy.min_soak)
 
 
 def measure_history(
