@@ -2,7 +2,10 @@
 
 `plan set` attaches a plan to a flag (steps, soak, gates, what a failure does, the
 highest step the autopilot takes alone, allowed hours); `autopilot` runs the controller
-that follows the plans until SIGTERM or SIGINT, or for one tick with `--once`.
+that follows the plans until SIGTERM or SIGINT, or for one tick with `--once`;
+`autopilot backtest` replays a plan (typed with `plan set`'s options, or the flag's stored
+one) over the metrics history and lists what it would have decided, writing nothing
+(`app.autopilot.backtest`).
 
 Exit codes: 0 done; 1 refused (a role missing, an aborted plan); 2 bad input (every
 problem named, nothing written) or no such plan; 3 the plan changed meanwhile (`plan
