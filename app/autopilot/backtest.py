@@ -278,14 +278,12 @@ def measure_history(
         begin = until
     if len(pieces) == 1:
         return pieces[0]
-    return replace(pieces[-1], start=start, slots=_joined([p for p in pieces if p.slots]))
+    return replace(pieces[-1], start=start, slots=_joined(pieces))
 
 
-def _joined(pieces: Sequence[Measured]) -> dict[str, FlagSlots] | None:
+def _joined(pieces: Sequence[Measured]) -> dict[str, FlagSlots]:
     """The flags' slots of consecutive measurements, end to end (a flag or variant
     missing from a piece counts zeros there)."""
-    if not pieces:
-        return None
     grids = [_grid(p) for p in pieces]
     flags = sorted({flag for p in pieces for flag in (p.slots or {})})
     joined = {}
@@ -303,15 +301,14 @@ def _joined(pieces: Sequence[Measured]) -> dict[str, FlagSlots] | None:
     return joined
 
 
-def _grid(measured: Measured) -> np.ndarray[Any, np.dtype[np.float64]]:
+def _grid(measured: Measured) -> Array:
+    """The slot ends of `measured`."""
     count = round((measured.end - measured.start) / measured.slot)
     return measured.start + measured.slot * np.arange(1, count + 1, dtype=np.float64)
 
 
-def _joined_variant(
-    parts: Sequence[VariantSlots | None], grids: Sequence[np.ndarray[Any, np.dtype[np.float64]]]
-) -> VariantSlots:
-    def column(name: str) -> np.ndarray[Any, np.dtype[np.float64]]:
+def _joined_variant(parts: Sequence[VariantSlots | None], grids: Sequence[Array]) -> VariantSlots:
+    def column(name: str) -> Array:
         return np.concatenate(
             [
                 getattr(part, name) if part is not None else np.zeros(len(grid))
@@ -523,7 +520,7 @@ class _Slices:
         busy = np.zeros(len(ends))
         for slots in (measured.slots or {}).values():
             busy = busy + slots.evaluations() + slots.counter
-        self._busy = ends[busy > 0]
+        self._busy = ends[busy > 0].tolist()
 
     def at(self, tick: datetime) -> Measured:
         measured = self._measured
@@ -532,7 +529,7 @@ class _Slices:
         moment = tick.timestamp()
         end = max(measured.start, min(measured.end, slot_end_at_or_before(moment, measured.slot)))
         count = round((end - measured.start) / measured.slot)
-        newest = bisect_right(self._busy.tolist(), moment) if len(self._busy) else 0
+        newest = bisect_right(self._busy, moment)
         return replace(
             measured,
             newest=datetime.fromtimestamp(self._busy[newest - 1], UTC) if newest else None,
