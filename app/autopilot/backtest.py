@@ -54,7 +54,8 @@ from app.evidence.sequential import known_intervals
 from app.evidence.windows import MOST_SLOTS, slot_end_at_or_before, window_starts
 from app.flags.backend import FlagSnapshot
 from app.flags.model import FlagDefinition, FlagState
-from app.rollout.evidence import Measured, judged_start, measure_environment
+from app.guardrails import Guardrail
+from app.rollout.evidence import Measured, RailSlots, judged_start, measure_environment
 from app.rollout.guards import GuardName, GuardPolicy
 from queries.source import MetricsSource, counting_queries, first_answer
 
@@ -258,11 +259,18 @@ def default_backtest_options(snapshot: FlagSnapshot, policy: GuardPolicy) -> Pla
 
 
 def measure_history(
-    source: MetricsSource, environment: str, start: float, end: datetime, slot: float
+    source: MetricsSource,
+    environment: str,
+    start: float,
+    end: datetime,
+    slot: float,
+    guardrails: Sequence[Guardrail] = (),
 ) -> Measured:
-    """`measure_environment` over the slots ending in (`start`, `end`], asked in pieces
-    of at most `MOST_SLOTS` slots (a range query's limit) and joined; the newest sample
-    and the config versions are the last piece's. Lets `SourceUnavailable` through."""
+    """`measure_environment` (with `guardrails`) over the slots ending in (`start`,
+    `end`], asked in pieces of at most `MOST_SLOTS` slots (a range query's limit) and
+    joined; the newest sample and the config versions are the last piece's, a
+    guardrail whose query failed in any piece says so. Lets `SourceUnavailable`
+    through."""
     last = max(slot_end_at_or_before(end.timestamp(), slot), start)
     pieces = []
     begin = start
@@ -270,7 +278,7 @@ def measure_history(
         until = min(begin + MOST_SLOTS * slot, last)
         pieces.append(
             measure_environment(
-                source, environment, begin, datetime.fromtimestamp(until, UTC), slot
+                source, environment, begin, datetime.fromtimestamp(until, UTC), slot, guardrails
             )
         )
         if until >= last:
@@ -278,7 +286,7 @@ def measure_history(
         begin = until
     if len(pieces) == 1:
         return pieces[0]
-    return replace(pieces[-1], start=start, slots=_joined(pieces))
+    return replace(pieces[-1], start=start, slots=_joined(pieces), guardrails=_joined_rails(pieces))
 
 
 def _joined(pieces: Sequence[Measured]) -> dict[str, FlagSlots]:
@@ -299,6 +307,37 @@ def _joined(pieces: Sequence[Measured]) -> dict[str, FlagSlots]:
             np.concatenate([s.counter for s in per_piece]),
         )
     return joined
+
+
+def _joined_rails(pieces: Sequence[Measured]) -> dict[str, RailSlots | str]:
+    """Each guardrail's counts of consecutive measurements, end to end (a flag or
+    variant missing from a piece counts zeros there); why not, where a piece has none."""
+    grids = [_grid(p) for p in pieces]
+    joined: dict[str, RailSlots | str] = {}
+    for name in pieces[-1].guardrails:
+        parts = [p.guardrails.get(name, f"{name}: no counts") for p in pieces]
+        failed = next((part for part in parts if isinstance(part, str)), None)
+        if failed is not None:
+            joined[name] = failed
+            continue
+        counted = [part for part in parts if isinstance(part, RailSlots)]
+        flags: dict[str, dict[str, tuple[Array, Array]]] = {}
+        for flag in sorted({f for part in counted for f in part.flags}):
+            variants = sorted({v for part in counted for v in part.flags.get(flag, {})})
+            flags[flag] = {v: _joined_pair(counted, grids, flag, v) for v in variants}
+        joined[name] = RailSlots(np.concatenate(grids), flags)
+    return joined
+
+
+def _joined_pair(
+    parts: Sequence[RailSlots], grids: Sequence[Array], flag: str, variant: str
+) -> tuple[Array, Array]:
+    """One variant's (bad, total) of a guardrail, end to end (zeros where a part has none)."""
+    pairs = [
+        part.flags.get(flag, {}).get(variant, (np.zeros(len(grid)), np.zeros(len(grid))))
+        for part, grid in zip(parts, grids, strict=True)
+    ]
+    return np.concatenate([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs])
 
 
 def _grid(measured: Measured) -> Array:
@@ -404,7 +443,7 @@ class _Lookahead:
 
     def __init__(self, measured: Measured, flag: FlagDefinition, policy: GuardPolicy) -> None:
         self._policy = policy
-        self._alpha = math.exp(-policy.gate_settings().thresholds().step)
+        self._alpha = math.exp(-policy.gate_settings(flag.key).thresholds().step)
         self._until = -1
         self._running: tuple[Array, ...] | None = None
         slots = (measured.slots or {}).get(flag.key)
@@ -511,6 +550,7 @@ class _Slices:
 
     def __init__(self, measured: Measured, flags: Sequence[str]) -> None:
         self._measured = measured
+        self._keys = tuple(flags)
         self._flags = {
             f: measured.slots[f]
             for f in dict.fromkeys(flags)
@@ -535,7 +575,23 @@ class _Slices:
             newest=datetime.fromtimestamp(self._busy[newest - 1], UTC) if newest else None,
             slots={flag: _first(slots, count) for flag, slots in self._flags.items()},
             end=end,
+            guardrails={
+                name: rail if isinstance(rail, str) else _first_rail(rail, self._keys, count)
+                for name, rail in measured.guardrails.items()
+            },
         )
+
+
+def _first_rail(rail: RailSlots, flags: Sequence[str], count: int) -> RailSlots:
+    """The first `count` slots of `rail`, of `flags` only."""
+    return RailSlots(
+        rail.ends[:count],
+        {
+            flag: {v: (bad[:count], total[:count]) for v, (bad, total) in rail.flags[flag].items()}
+            for flag in flags
+            if flag in rail.flags
+        },
+    )
 
 
 def _first(slots: FlagSlots, count: int) -> FlagSlots:
@@ -576,7 +632,9 @@ def run_backtest(
     with counting_queries() as sent:
         answer = first_answer(
             sources,
-            lambda source: measure_history(source, snapshot.environment, begin, ticks[-1], slot),
+            lambda source: measure_history(
+                source, snapshot.environment, begin, ticks[-1], slot, policy.guardrails
+            ),
             notices,
             "trying the next source.",
         )

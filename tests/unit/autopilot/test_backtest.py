@@ -5,6 +5,7 @@ rollback, kill or pause."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from unittest import mock
 
@@ -28,7 +29,8 @@ from app.autopilot.model import OnFailure, PlanInvalid, PlanOptions, RolloutPlan
 from app.evidence.gates import FlagSlots, VariantSlots
 from app.flags.backend import FlagSnapshot
 from app.flags.model import FlagConfig, FlagState
-from app.rollout.evidence import Measured
+from app.guardrails import Guardrail
+from app.rollout.evidence import Measured, RailSlots
 from app.rollout.guards import GuardName, GuardPolicy
 from queries.names import ErrorsIn
 
@@ -99,8 +101,11 @@ def a_plan(**options: object) -> RolloutPlan:
     chosen: dict[str, object] = {
         "steps": (10.0, 25.0, 50.0, 100.0),
         "soak": timedelta(minutes=30),
+        "gates": GATES,
     }
-    return backtest_plan(snapshot(), FLAG, PlanOptions(**(chosen | options)), GATES)  # type: ignore[arg-type]
+    typed = PlanOptions(**(chosen | options))  # type: ignore[arg-type]
+    assert typed.gates is not None
+    return backtest_plan(snapshot(), FLAG, typed, typed.gates)
 
 
 def run(
@@ -319,3 +324,33 @@ def test_searching_the_next_ticks_intervals_at_once_changes_no_decision() -> Non
     assert [d.move for d in ahead[0] if d.move is not Move.WAIT][:2] == [Move.ADVANCE, Move.HOLD]
     assert ahead[0][-1].move is Move.ROLLBACK
     assert "always-valid interval" in ahead[0][-1].decision.reason
+
+
+def test_a_guardrail_that_regresses_rolls_back_and_no_tick_sees_its_later_slots() -> None:
+    """The service's own HTTP 5xx per variant: clean until an hour in, then 8 % on the
+    treatment; judged on the guardrail's slots up to each tick only."""
+    rail = Guardrail("http_5xx", "bad", "total", "feature_flag_key", "variant", limit=0.01)
+    policy = replace(POLICY, guardrails=(rail,))
+    onset = START.timestamp() + 3600
+    data = measured(3, healthy(0.25))
+    assert data.slots is not None
+    ends = data.slots[FLAG].ends
+    requests = np.full(len(ends), 300.0)
+    treated_bad = np.where(ends > onset, 0.08, 0.002) * requests
+    data = replace(
+        data,
+        guardrails={
+            "http_5xx": RailSlots(
+                ends,
+                {FLAG: {"on": (treated_bad, requests), "off": (0.002 * requests, requests)}},
+            )
+        },
+    )
+    plan = a_plan(soak=timedelta(hours=12), gates=GATES | {GuardName.GUARDRAIL})
+    ticks = backtest_ticks(START, START + timedelta(hours=3), timedelta(seconds=30))
+    decisions, _ = replay(plan, snapshot(25.0), data, (), ticks, policy)
+    last = decisions[-1]
+    assert last.move is Move.ROLLBACK
+    assert "http_5xx" in last.decision.reason
+    assert 0 < last.at.timestamp() - onset <= 180
+    assert not any(d.decision.failing for d in decisions if d.at.timestamp() <= onset)
