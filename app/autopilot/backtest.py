@@ -17,7 +17,8 @@ How history stands in for a live run:
   traffic changed) but does not pause the simulated plan.
 - **It stops at the first rollback, kill or pause**: after any of them the live plan is
   paused until a person resumes it. A plan at its last step holds and keeps watching for
-  failures (there is no "complete" move), so the replay goes on to `end`.
+  failures (there is no "complete" move), so the replay goes on to `end`. A stored plan
+  that is paused, aborted or a dry run is replayed as an active plan that acts.
 - **What history does not keep is taken as it is now**: the flag's variants, its
   dependencies' steps and the instances' config versions (propagation). The canary
   verdict is not replayed: a plan gating on it is judged without that gate (said in
@@ -380,6 +381,7 @@ def replay(
         plan,
         status=PlanStatus.ACTIVE,
         status_reason="",
+        dry_run=False,  # what the plan would do is the whole point: every move is listed
         expected_state=state,
         expected_percentage=percentage,
         actions_taken=0,
