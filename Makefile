@@ -35,6 +35,7 @@ bench: setup  ## benchmarks, each against a baseline measured in the same run
 	$(UV) run python -m tests.bench.bench_browser
 	$(UV) run python -m tests.bench.bench_unleash_sync
 	$(UV) run python -m tests.bench.bench_autopilot
+	$(UV) run python -m tests.bench.bench_backtest
 
 docs: setup  ## rewrite docs/configuration.md from the settings model (app/settings.py)
 	$(UV) run python -m app.settings_reference

@@ -52,6 +52,7 @@ from queries.source import SourceUnavailable
 
 if TYPE_CHECKING:
     from app.approvals import Approvals, Decision
+    from app.autopilot.backtest import Backtest
     from app.autopilot.controller import Controller
     from app.autopilot.model import PlanOptions, RolloutPlan
     from app.autopilot.store import AutopilotEvent, PlanStore
@@ -284,6 +285,51 @@ class Runtime:
             seen_version=seen_version,
             canary_flag=self.settings.canary_flag,
             approval_required=environment in self.settings.approval_required_in,
+        )
+
+    def backtest(
+        self,
+        environment: str,
+        flag: str,
+        start: datetime,
+        end: datetime,
+        options: PlanOptions | None = None,
+    ) -> Backtest:
+        """What `options`' plan (None: the flag's stored plan) would have done from
+        `start` to `end`, ticking as the autopilot is configured to (`app.autopilot.
+        backtest`); writes nothing. PlanInvalid (no stored plan, a bad plan, an unknown
+        flag), ValueError (a span that cannot be replayed), NoHistory, PlansUnavailable."""
+        from app.autopilot.backtest import backtest_plan, run_backtest
+        from app.autopilot.model import PlanInvalid
+        from app.autopilot.service import default_gates
+
+        snapshot = self.backend.load(environment)
+        if options is None:
+            stored = self.plans.get(environment, flag)
+            if stored is None:
+                raise PlanInvalid(
+                    [
+                        f"no rollout plan for {quoted(flag)} in {environment}: give one "
+                        "(--steps and --soak at least)"
+                    ]
+                )
+            plan = stored
+        else:
+            canary = self.settings.canary_flag
+            chosen = default_gates(flag, canary) if options.gates is None else options.gates
+            plan = backtest_plan(snapshot, flag, options, chosen)
+        s = self.settings
+        return run_backtest(
+            self.sources.metrics(),
+            self.audit,
+            snapshot,
+            plan,
+            start,
+            end,
+            self.guard_policy,
+            interval=timedelta(seconds=s.autopilot_interval_seconds),
+            pause_after_ticks=s.autopilot_pause_after_ticks,
+            window=timedelta(seconds=s.autopilot_window_seconds),
         )
 
     def autopilot(

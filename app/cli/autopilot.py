@@ -2,7 +2,10 @@
 
 `plan set` attaches a plan to a flag (steps, soak, gates, what a failure does, the
 highest step the autopilot takes alone, allowed hours); `autopilot` runs the controller
-that follows the plans until SIGTERM or SIGINT, or for one tick with `--once`.
+that follows the plans until SIGTERM or SIGINT, or for one tick with `--once`;
+`autopilot backtest` replays a plan (typed with `plan set`'s options, or the flag's stored
+one) over the metrics history and lists what it would have decided, writing nothing
+(`app.autopilot.backtest`).
 
 Exit codes: 0 done; 1 refused (a role missing, an aborted plan); 2 bad input (every
 problem named, nothing written) or no such plan; 3 the plan changed meanwhile (`plan
@@ -27,6 +30,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from app.cli.arguments import (
     UsageError,
     cli_identity,
+    instant,
     runtime_for,
     say_migrated,
 )
@@ -35,6 +39,7 @@ from app.quoting import LONG_TEXT, printable, quoted
 from app.rollout.exit_codes import ExitCode
 
 if TYPE_CHECKING:
+    from app.autopilot.backtest import Backtest
     from app.autopilot.controller import Controller
     from app.autopilot.model import PlanOptions, RolloutPlan
     from app.autopilot.store import AutopilotEvent, Heartbeat, PlanStore
@@ -78,35 +83,11 @@ def add_autopilot_commands(subparsers: Any) -> None:
     )
     put.add_argument("flag")
     put.add_argument("--env", dest="environment")
-    put.add_argument("--steps", required=True, help="percentages, rising: 1,5,25,50")
-    put.add_argument("--soak", required=True, help="time at each step before the next: 30m")
-    put.add_argument(
-        "--on-failure",
-        default="rollback",
-        help="what a gate failing on data does: rollback (one step), kill, pause (default "
-        "rollback)",
-    )
-    put.add_argument(
-        "--stop-at",
-        default="50",
-        help="the highest step the autopilot takes alone, %% (default 50: the rest waits "
-        "for a person)",
-    )
+    _plan_arguments(put, required=True)
     put.add_argument(
         "--dry-run",
         action="store_true",
         help="judge every tick and record what the plan would have done, never act",
-    )
-    put.add_argument(
-        "--gates",
-        default=None,
-        help="comma-separated: data_fresh, error_rate, soak_time, dependencies, exposure, "
-        "propagation, canary (default: the six guards, plus canary for the canary flag)",
-    )
-    put.add_argument(
-        "--hours",
-        default=None,
-        help="when it may advance, e.g. 'mon-fri 09-17 Europe/Berlin' (a rollback never waits)",
     )
     put.add_argument(
         "--if-version",
@@ -164,6 +145,60 @@ def add_autopilot_commands(subparsers: Any) -> None:
     )
     autopilot.add_argument("--verbose", action="store_true", help="a summary line every tick")
     autopilot.set_defaults(run=_run_autopilot)
+    what_if = autopilot.add_subparsers(dest="autopilot_verb", metavar="VERB")
+    backtest = what_if.add_parser(
+        "backtest",
+        help="what a plan would have done: the autopilot's own decisions replayed over the "
+        "metrics history (writes nothing)",
+        description="Replay the autopilot's own rule every tick from --from to --to over "
+        "the metrics history (measured once) and print every decision it would have taken, "
+        "for the plan given by --steps/--soak/… or the flag's stored plan. The traffic is "
+        "what it was: each tick is judged with the share the flag really had, a simulated "
+        "advance is recorded but changes no traffic, and the replay stops at the first "
+        "rollback, kill or pause. Writes nothing (exit 2 for bad input, 4 when no metrics "
+        "source answers).",
+    )
+    backtest.add_argument("flag")
+    backtest.add_argument("--env", dest="environment")
+    backtest.add_argument(
+        "--from", dest="start", type=instant, required=True, help="ISO 8601 (UTC if no zone)"
+    )
+    backtest.add_argument(
+        "--to", dest="end", type=instant, required=True, help="ISO 8601 (UTC if no zone)"
+    )
+    _plan_arguments(backtest, required=False)
+    backtest.add_argument("--json", action="store_true")
+    backtest.set_defaults(run=_run_backtest)
+
+
+def _plan_arguments(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    """A plan's options, as `plan set` reads them (`autopilot backtest` the same, none
+    required there: without them the flag's stored plan is replayed)."""
+    parser.add_argument("--steps", required=required, help="percentages, rising: 1,5,25,50")
+    parser.add_argument("--soak", required=required, help="time at each step before the next: 30m")
+    parser.add_argument(
+        "--on-failure",
+        default=None,
+        help="what a gate failing on data does: rollback (one step), kill, pause (default "
+        "rollback)",
+    )
+    parser.add_argument(
+        "--stop-at",
+        default=None,
+        help="the highest step the autopilot takes alone, %% (default 50: the rest waits "
+        "for a person)",
+    )
+    parser.add_argument(
+        "--gates",
+        default=None,
+        help="comma-separated: data_fresh, error_rate, soak_time, dependencies, exposure, "
+        "propagation, canary (default: the six guards, plus canary for the canary flag)",
+    )
+    parser.add_argument(
+        "--hours",
+        default=None,
+        help="when it may advance, e.g. 'mon-fri 09-17 Europe/Berlin' (a rollback never waits)",
+    )
 
 
 def _person_options(parser: argparse.ArgumentParser, *, reason: bool) -> None:
@@ -255,7 +290,7 @@ def _plan_options(args: argparse.Namespace) -> tuple[PlanOptions | None, list[st
 
     steps = checked("steps", lambda: parse_steps(args.steps))
     soak = checked("soak", lambda: parse_duration(args.soak))
-    stop_at = checked("stop_at", lambda: _percentage(args.stop_at))
+    stop_at = checked("stop_at", lambda: _percentage(args.stop_at or "50"))
     gates = None
     if args.gates is not None:
         named = [g.strip() for g in args.gates.split(",") if g.strip()]
@@ -264,12 +299,11 @@ def _plan_options(args: argparse.Namespace) -> tuple[PlanOptions | None, list[st
         known = checked("gates", lambda: frozenset(named))
         gates = parse_gates(known) if known is not None else None
     on_failure = None
+    typed = args.on_failure or str(OnFailure.ROLLBACK)
     try:
-        on_failure = OnFailure(args.on_failure.strip().lower())
+        on_failure = OnFailure(typed.strip().lower())
     except ValueError:
-        problems.append(
-            f"on failure {args.on_failure[:40]!r}: one of {', '.join(str(o) for o in OnFailure)}"
-        )
+        problems.append(f"on failure {typed[:40]!r}: one of {', '.join(str(o) for o in OnFailure)}")
     hours = None
     if args.hours is not None:
         try:
@@ -585,6 +619,71 @@ def _iso(at: datetime | None) -> str | None:
 
 def _where(state: object, percentage: float) -> str:
     return f"{state} {percentage:g} %"
+
+
+# -- autopilot backtest --------------------------------------------------------------
+
+#: the plan options of `autopilot backtest`: any of them given, the plan is the typed one
+_PLAN_OPTIONS = ("steps", "soak", "on_failure", "stop_at", "gates", "hours")
+
+
+def _run_backtest(args: argparse.Namespace, settings: Settings) -> int:
+    from app.autopilot.backtest import NoHistory
+    from app.autopilot.model import PlanInvalid
+    from app.autopilot.store import PlansUnavailable
+    from queries.source import SourceUnavailable
+
+    options = None
+    if any(getattr(args, name) is not None for name in _PLAN_OPTIONS):
+        if args.steps is None or args.soak is None:
+            return _invalid(
+                [
+                    "give --steps and --soak for a plan of your own (or no plan option: the "
+                    "flag's stored plan)"
+                ]
+            )
+        options, problems = _plan_options(args)
+        if options is None or problems:
+            return _invalid(problems)
+    opened = runtime_for(settings, args.environment, read_only=True)
+    if opened is None:
+        return ExitCode.USAGE
+    runtime, environment = opened
+    try:
+        result = runtime.backtest(environment, args.flag, args.start, args.end, options)
+    except PlanInvalid as error:
+        return _invalid(error.problems)
+    except ValueError as error:  # the span
+        raise UsageError(str(error)) from None
+    except (NoHistory, PlansUnavailable, SourceUnavailable) as error:
+        print(f"error: {_shown(str(error))}", file=sys.stderr)
+        return ExitCode.UNAVAILABLE
+    for notice in result.notices:
+        print(f"warning: {_shown(notice)}", file=sys.stderr)
+    if args.json:
+        print_json(result.as_json())
+    else:
+        _print_backtest(result)
+    return ExitCode.DONE
+
+
+def _print_backtest(result: Backtest) -> None:
+    """The plan, a line per run of the same decision (every action its own), the end."""
+    from app.autopilot.backtest import decision_runs
+
+    print(
+        f"backtest of {result.flag} in {result.environment}, {result.start:%Y-%m-%d %H:%M:%S}"
+        f" → {result.end:%Y-%m-%d %H:%M:%S} UTC, from {result.plan.expected_percentage:g} %: "
+        f"{result.plan.text}"
+    )
+    print(f"gates: {', '.join(sorted(result.plan.gates))}; measured once from {result.source}")
+    for run in decision_runs(result.decisions):
+        print(f"  {_shown(run.words)}")
+    counted = ", ".join(
+        f"{sum(d.move == move for d in result.actions)} {move}"
+        for move in ("advance", "rollback", "kill", "pause")
+    )
+    print(f"{len(result.decisions)} ticks ({counted}); {result.stopped}")
 
 
 # -- autopilot -----------------------------------------------------------------------

@@ -34,7 +34,9 @@ shape and answers element-wise.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -48,6 +50,7 @@ __all__ = [
     "WindowKind",
     "difference_interval",
     "difference_intervals",
+    "known_intervals",
     "log_evalue",
     "thresholds",
 ]
@@ -102,7 +105,7 @@ def _asarray(value: ArrayLike) -> Array:
 
 def _loglik(bad: Array, total: Array, rate: Array) -> Array:
     """Binomial log-likelihood (without the binomial coefficient, which cancels)."""
-    rate = np.clip(rate, 0.0, 1.0)
+    rate = np.minimum(np.maximum(rate, 0.0), 1.0)  # np.clip's wrapper costs more than both
     with np.errstate(divide="ignore", invalid="ignore"):
         good = np.where(bad > 0, bad * np.log(rate), 0.0)
         poor = np.where(total - bad > 0, (total - bad) * np.log1p(-rate), 0.0)
@@ -313,10 +316,63 @@ def difference_intervals(
     shape). Each edge is bracketed between the estimate (never rejected) and ±1, and the
     bracket cut into `_CANDIDATES` + 1 parts per round (the e-value being monotone in the
     difference tested): both edges of every pair in one vectorised call per round. NaN
-    where an arm has no events."""
+    where an arm has no events. Within `known_intervals`, pairs searched before are not
+    searched again."""
     t_bad, t_total, c_bad, c_total = np.broadcast_arrays(
         _asarray(treatment[0]), _asarray(treatment[1]), _asarray(control[0]), _asarray(control[1])
     )
+    known = _KNOWN.get()
+    if known is not None:
+        keys = list(zip(t_bad.flat, t_total.flat, c_bad.flat, c_total.flat, strict=True))
+        found = [known.get((*key, alpha)) for key in keys]
+        if all(pair is not None for pair in found):
+            edges = np.array(found, dtype=np.float64).reshape(*t_bad.shape, 2)
+            return edges[..., 0], edges[..., 1]
+    return _search_intervals(t_bad, t_total, c_bad, c_total, alpha)
+
+
+#: intervals searched within `known_intervals`, by (t_bad, t_total, c_bad, c_total, alpha)
+_KNOWN: ContextVar[dict[tuple[float, ...], tuple[float, float]] | None] = ContextVar(
+    "known_intervals", default=None
+)
+
+
+@contextmanager
+def known_intervals() -> Iterator[
+    Callable[[tuple[Array, Array], tuple[Array, Array], float], None]
+]:
+    """A block in which `difference_intervals` answers the pairs searched before in it
+    without searching again. Yields `learn(treatment, control, alpha)`, which searches
+    many pairs in one vectorised call (the same numbers to the bit as one pair at a
+    time): for a caller that knows the looks ahead, such as a backtest's next ticks."""
+    known: dict[tuple[float, ...], tuple[float, float]] = {}
+    token = _KNOWN.set(known)
+
+    def learn(treatment: tuple[Array, Array], control: tuple[Array, Array], alpha: float) -> None:
+        t_bad, t_total, c_bad, c_total = np.broadcast_arrays(
+            _asarray(treatment[0]),
+            _asarray(treatment[1]),
+            _asarray(control[0]),
+            _asarray(control[1]),
+        )
+        low, high = _search_intervals(t_bad, t_total, c_bad, c_total, alpha)
+        for key, edges in zip(
+            zip(t_bad.flat, t_total.flat, c_bad.flat, c_total.flat, strict=True),
+            zip(low.flat, high.flat, strict=True),
+            strict=True,
+        ):
+            known[(*key, alpha)] = (float(edges[0]), float(edges[1]))
+
+    try:
+        yield learn
+    finally:
+        _KNOWN.reset(token)
+
+
+def _search_intervals(
+    t_bad: Array, t_total: Array, c_bad: Array, c_total: Array, alpha: float
+) -> tuple[Array, Array]:
+    """`difference_intervals`' search, on counts of one shape."""
     shape = t_bad.shape
     t_bad, t_total, c_bad, c_total = (a.reshape(-1) for a in (t_bad, t_total, c_bad, c_total))
     threshold = math.log(1 / alpha)
@@ -329,9 +385,10 @@ def difference_intervals(
     second = (np.concatenate([c_bad, t_bad])[:, None], np.concatenate([c_total, t_total])[:, None])
     sign = np.concatenate([np.ones_like(estimate), -np.ones_like(estimate)])[:, None]
 
+    evidence = _difference_evidence(first, second)
+
     def rejected(candidates: Array) -> npt.NDArray[np.bool_]:
-        limits = np.clip(sign * candidates, -_WIDEST, _WIDEST)
-        return log_evalue(Hypothesis.DIFFERENCE_AT_MOST, first, limits, second) >= threshold
+        return evidence(np.clip(sign * candidates, -_WIDEST, _WIDEST)) >= threshold
 
     near = np.concatenate([estimate, estimate])
     outside = np.concatenate([np.full_like(estimate, -1.0), np.ones_like(estimate)])
@@ -351,6 +408,35 @@ def difference_intervals(
     low = np.where(empty, np.nan, edges[: estimate.size]).reshape(shape)
     high = np.where(empty, np.nan, edges[estimate.size :]).reshape(shape)
     return low, high
+
+
+def _difference_evidence(
+    treatment: tuple[Array, Array], control: tuple[Array, Array]
+) -> Callable[[Array], Array]:
+    """`log_evalue(DIFFERENCE_AT_MOST, treatment, limits, control)` as a function of
+    `limits` (broadcast against the counts): what does not depend on the limit (the
+    marginal likelihood, the unrestricted maximum) computed once, for an interval's
+    search that tests many limits on the same counts. ValueError for counts outside
+    their range."""
+    t_bad, t_total = _asarray(treatment[0]), _asarray(treatment[1])
+    c_bad, c_total = _asarray(control[0]), _asarray(control[1])
+    if np.any(t_bad < 0) or np.any(t_bad > t_total) or np.any(c_bad < 0) or np.any(c_bad > c_total):
+        raise ValueError("counts must satisfy 0 ≤ bad ≤ total")
+    numerator = _log_marginal(t_bad, t_total) + _log_marginal(c_bad, c_total)
+    t_rate = t_bad / np.where(t_total > 0, t_total, 1.0)
+    c_rate = c_bad / np.where(c_total > 0, c_total, 1.0)
+    free = _loglik(t_bad, t_total, t_rate) + _loglik(c_bad, c_total, c_rate)
+
+    def evidence(limits: Array) -> Array:
+        shape = np.broadcast_shapes(t_bad.shape, c_bad.shape, limits.shape)
+        low = np.broadcast_to(np.maximum(0.0, -limits), shape).copy()
+        high = np.broadcast_to(np.minimum(1.0, 1.0 - limits), shape).copy()
+        rate = _difference_control(t_bad, t_total, c_bad, c_total, limits, low, high)
+        bounded = _loglik(t_bad, t_total, rate + limits) + _loglik(c_bad, c_total, rate)
+        null = np.where(t_rate - c_rate <= limits, free, bounded)
+        return np.asarray(numerator - null, dtype=np.float64)
+
+    return evidence
 
 
 class WindowKind(StrEnum):

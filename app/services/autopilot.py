@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from app.autopilot.model import (
     AUTOPILOT_ACTOR,
@@ -35,6 +36,9 @@ from app.flags.model import FlagState
 from app.rollout.guards import GuardName
 from app.text import code_span, format_age
 
+if TYPE_CHECKING:  # a backtest's modules load only when one is shown
+    from app.autopilot.backtest import Backtest
+
 __all__ = [
     "START_AUTOPILOT",
     "HeartbeatSummary",
@@ -43,6 +47,7 @@ __all__ = [
     "StepState",
     "Timeline",
     "TimelineStep",
+    "backtest_rows",
     "change_words",
     "column_text",
     "column_texts",
@@ -545,3 +550,21 @@ def change_words(seen: RolloutPlan | None, fresh: RolloutPlan | None) -> str | N
     if fresh.text != seen.text or fresh.gates != seen.gates:
         return f"changed meanwhile by {fresh.status_by or fresh.created_by}: {fresh.text}"
     return None
+
+
+def backtest_rows(result: Backtest) -> list[dict[str, str]]:
+    """A backtest as a table: a row per run of the same decision at the same step (every
+    advance, rollback, kill or pause a row of its own), oldest first."""
+    from app.autopilot.backtest import decision_runs
+
+    return [
+        {
+            "From": f"{run.first.at:%m-%d %H:%M:%S}",
+            "To": f"{run.last.at:%m-%d %H:%M:%S}",
+            "Decision": str(run.last.move),
+            "Ticks": str(run.ticks),
+            "At": f"{run.last.percentage:g} %",
+            "Why": run.last.decision.reason,
+        }
+        for run in decision_runs(result.decisions)
+    ]

@@ -12,11 +12,12 @@ moving the version (`PlanStore.note`), so it never stands in a person's way.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import streamlit as st
 
+from app.autopilot.backtest import Backtest, NoHistory, default_backtest_options
 from app.autopilot.controller import LEASE
 from app.autopilot.model import (
     ALL_GATES,
@@ -34,6 +35,7 @@ from app.runtime import Runtime
 from app.services.autopilot import (
     FlagAt,
     PlanForm,
+    backtest_rows,
     change_words,
     column_texts,
     event_rows,
@@ -148,6 +150,7 @@ def autopilot_panel(rt: Runtime, identity: Identity, snapshot: FlagSnapshot, fla
         )
         return
     operator = identity.role.rank >= Role.OPERATOR.rank
+    _backtest_panel(rt, snapshot, flag, plan)
     if plan is None:
         st.caption(
             "No rollout plan: the flag moves only when a person moves it. A plan lets the "
@@ -170,6 +173,46 @@ def autopilot_panel(rt: Runtime, identity: Identity, snapshot: FlagSnapshot, fla
             _plan_editor(rt, identity, snapshot, flag, plan, "Save the changed plan")
     else:
         _plan_editor(rt, identity, snapshot, flag, plan, "Set a new rollout plan")
+
+
+def _backtest_panel(
+    rt: Runtime, snapshot: FlagSnapshot, flag: str, plan: RolloutPlan | None
+) -> None:
+    """ "What would this plan have done?": the autopilot's own decisions over the last
+    24 h (`Runtime.backtest`), for the stored plan or a default one; writes nothing."""
+    key = f"autopilot.backtest.{snapshot.environment}.{flag}"
+    which = "this plan" if plan is not None else "a default plan"
+    with st.expander(f"What would {which} have done? (last 24 h)"):
+        options = None if plan is not None else default_backtest_options(snapshot, rt.guard_policy)
+        st.caption(
+            "Replays the autopilot's own decisions every tick over the last 24 h of metrics, "
+            "as if the plan had been set then. The traffic is what it was: a step it would "
+            "have taken is listed, but later ticks judge the share the flag really had. "
+            "Nothing is changed."
+        )
+        if st.button("Replay the last 24 h", key=f"{key}.run"):
+            end = datetime.now(UTC)
+            with st.spinner("Replaying 2,880 ticks…"):
+                try:
+                    st.session_state[key] = rt.backtest(
+                        snapshot.environment, flag, end - timedelta(hours=24), end, options
+                    )
+                except (PlanInvalid, NoHistory, PlansUnavailable, ValueError) as error:
+                    st.session_state[key] = str(error)
+        result = st.session_state.get(key)
+        if isinstance(result, str):
+            st.warning(escape_markdown(result), icon="🔎")
+        elif isinstance(result, Backtest):
+            st.markdown(
+                f"**{escape_markdown(result.plan.text)}**, from "
+                f"{result.plan.expected_percentage:g} % · {escape_markdown(result.stopped)}"
+            )
+            st.dataframe(
+                pd.DataFrame(backtest_rows(result)),
+                hide_index=True,
+                width="stretch",
+                key=f"{key}.table",
+            )
 
 
 def _plan_view(

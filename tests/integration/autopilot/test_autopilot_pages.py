@@ -347,3 +347,38 @@ def test_active_plans_without_a_controller_are_a_warning(state, operator, parts)
     assert any(
         c.value.startswith("🤖 autopilot: leader `ticker:1`, last tick ") for c in at.caption
     )
+
+
+# what the plan would have done
+
+
+def test_the_plan_is_replayed_over_the_last_day_from_the_page_and_nothing_changes(state, parts):
+    """A viewer may ask too: the backtest writes nothing."""
+    from app.metrics_db.database import insert_rollups
+    from tests.support.backtest_history import poisson_rollups
+
+    plan = parts.set_plan()
+    now = datetime.now(UTC)
+    insert_rollups(
+        parts.engine,
+        poisson_rollups(
+            ENV, FLAG, now - timedelta(hours=25), now, lambda _at: (0.10, 0.005, 0.005), slot=60
+        ),
+    )
+    at = open_page()
+    assert "Replay the last 24 h" in labels(at)
+    press(at, "Replay the last 24 h")
+    frame = next(d.value for d in at.dataframe if "Decision" in d.value.columns)
+    rows = frame.to_dict("records")
+    advances = [r for r in rows if r["Decision"] == "advance"]
+    assert [r["Why"].split(":")[0] for r in advances] == [
+        "advance 10 % → 25 %",
+        "advance 25 % → 50 %",
+    ]
+    assert rows[-1]["Decision"] == "hold" and "100 % waits for a person" in rows[-1]["Why"]
+    assert "rollback" not in set(frame["Decision"])
+    assert "10 → 25 → 50 → 100 %, soak 30 min" in text(at)
+    assert "without a rollback, kill or pause" in text(at)
+    assert parts.plans.get(ENV, FLAG) == plan  # the plan, the flag and the audit unchanged
+    assert parts.backend.load(ENV).flag(FLAG).percentage == 10.0
+    assert [e.action for e in parts.audit.entries(FLAG, environment=ENV)] == ["plan_set"]

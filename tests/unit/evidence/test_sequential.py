@@ -256,3 +256,42 @@ def test_an_interval_edge_is_found_to_about_1e_5():
 
     assert evidence_above(low) < threshold <= evidence_above(low - 1e-5)
     assert evidence_below(high) < threshold <= evidence_below(high + 1e-5)
+
+
+def test_known_intervals_answer_learned_pairs_with_the_same_numbers_without_searching() -> None:
+    from unittest import mock
+
+    from app.evidence import sequential
+    from app.evidence.sequential import known_intervals
+
+    rng = np.random.default_rng(11)
+    t_total = rng.integers(1, 5_000, 50).astype(float)
+    c_total = rng.integers(1, 50_000, 50).astype(float)
+    t_bad = np.floor(t_total * rng.uniform(0, 0.2, 50))
+    c_bad = np.floor(c_total * rng.uniform(0, 0.2, 50))
+    alpha = 1e-4
+    searched = [
+        difference_intervals(
+            (t_bad[i : i + 1], t_total[i : i + 1]), (c_bad[i : i + 1], c_total[i : i + 1]), alpha
+        )
+        for i in range(50)
+    ]
+    with known_intervals() as learn:
+        learn((t_bad, t_total), (c_bad, c_total), alpha)
+        # a search now would be a failure: every pair is answered from what was learned
+        with mock.patch.object(sequential, "_search_intervals", side_effect=AssertionError):
+            for i in range(50):
+                low, high = difference_intervals(
+                    (t_bad[i : i + 1], t_total[i : i + 1]),
+                    (c_bad[i : i + 1], c_total[i : i + 1]),
+                    alpha,
+                )
+                assert (low[0], high[0]) == (searched[i][0][0], searched[i][1][0])
+            with pytest.raises(AssertionError):  # another alpha, or a pair never learned
+                difference_intervals((t_bad[:1], t_total[:1]), (c_bad[:1], c_total[:1]), 1e-3)
+    # outside the block nothing is remembered
+    with (
+        mock.patch.object(sequential, "_search_intervals", side_effect=AssertionError),
+        pytest.raises(AssertionError),
+    ):
+        difference_intervals((t_bad[:1], t_total[:1]), (c_bad[:1], c_total[:1]), alpha)
