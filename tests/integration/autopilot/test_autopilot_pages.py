@@ -123,6 +123,7 @@ def test_an_operator_attaches_a_valid_plan(state, operator, parts):
         "dependencies",
         "exposure",
         "propagation",
+        "guardrail",
     ]
     fill(
         at, steps="10,25,50,100", soak="20m", gates=list(GATES), hours="mon-fri 09-17 Europe/Berlin"
