@@ -6,6 +6,7 @@ import pytest
 
 from app.approvals.store import ApprovalsUnavailable, DuplicateRequest
 from app.audit import DuplicateKey
+from app.autopilot.backtest import NoHistory
 from app.autopilot.model import PlanInvalid
 from app.autopilot.store import PlanChanged, PlansUnavailable
 from app.autopilot.telemetry import MetricsPortUnavailable
@@ -39,6 +40,7 @@ KEPT_BASES = [
     (ConfigInvalid, ValueError),
     (YamlRejected, ValueError),
     (GuardrailsInvalid, ValueError),
+    (NoHistory, RuntimeError),
     (InvalidRequest, ValueError),
     (ActionConflict, ValueError),
     (ActionRefused, ValueError),
