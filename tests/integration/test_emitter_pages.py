@@ -42,6 +42,8 @@ def pointed(
     monkeypatch.setenv("ROLLOUT_STATE_DIR", str(tmp_path))
     monkeypatch.setenv("ROLLOUT_PROMETHEUS_URL", openfeature_scrape.prometheus.url)
     monkeypatch.setenv("ROLLOUT_RATE_WINDOW_SECONDS", "15")
+    # scraped every second: the errors are counted on 1 s slots of the last 15 s
+    monkeypatch.setenv("ROLLOUT_EVIDENCE_SLOT_SECONDS", "1")
     st.cache_resource.clear()
     yield monkeypatch
     st.cache_resource.clear()
