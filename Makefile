@@ -10,7 +10,7 @@ demo: setup  ## start the dashboard on embedded defaults at http://localhost:850
 	$(UV) run rollout-dashboard demo
 
 test: setup system-deps lint  ## the whole suite, real Prometheus, PostgreSQL and Chromium included
-	$(UV) run pytest --cov --cov-report=term-missing:skip-covered --require-real-components
+	$(UV) run pytest --cov --cov-report=term-missing:skip-covered --require-real-components --durations=25
 
 setup:
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv \

@@ -93,7 +93,7 @@ def flag_table() -> None:
             "Request": st.column_config.TextColumn(
                 width=110, help="A pending change request: its number and target"
             ),
-            "Why": st.column_config.TextColumn(width=180),
+            "Why": st.column_config.TextColumn(width=240),
             "Autopilot": st.column_config.TextColumn(
                 width=260, help="What the flag's rollout plan does next (Flag detail has it)"
             ),

@@ -70,6 +70,15 @@ class VariantComparison:
         return said
 
     @property
+    def short(self) -> str:
+        """'on − off +0.70 pt: proven worse': the overview's reason (its interval is on
+        Flag detail)."""
+        if self.difference is None:
+            return self.summary
+        verdict = "proven worse" if self.worse else "not proven worse"
+        return f"{self.treatment} − {self.control} {points(self.difference)}: {verdict}"
+
+    @property
     def words(self) -> str:
         """The summary and the verdict: '…: proven worse', '…: not proven worse'."""
         if self.difference is None:

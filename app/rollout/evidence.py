@@ -309,9 +309,12 @@ def guard_inputs(
     slots = None if measured.slots is None else measured.slots.get(flag_key, _no_slots(measured))
     gates = None
     if slots is not None and at_step_since is not None and gates_pending(at_step_since, at, policy):
+        first_end = first_whole_slot(at_step_since.timestamp(), policy.slots.slot)
+        first_end += policy.slots.slot
         words = (
             f"yet: the step began {span_words(at.timestamp() - at_step_since.timestamp())} ago "
-            f"and its first whole {policy.slots.slot:g} s slot has not ended"
+            f"and its first whole {policy.slots.slot:g} s slot has not ended (judged from "
+            f"{datetime.fromtimestamp(first_end, tz=UTC):%H:%M:%S} UTC)"
         )
     elif slots is not None:
         gates = judge_flag(

@@ -222,7 +222,7 @@ def build_overview_rows(
         ratio = error_ratio(total, 0.0) if failures is None else failures.rate
         p99 = quantiles.get((key, 0.99))
         comparison = (comparisons or {}).get(key)
-        worse = comparison.words if comparison is not None and comparison.worse else ""
+        worse = comparison.short if comparison is not None and comparison.worse else ""
         report = health_report(total, ratio, p99, thresholds, worse)
         withdrawn_at = _withdrawn_at(flag, last.get(key), variants)
         proven = withdrawn_at is not None and last[key].proven_worse is True

@@ -167,9 +167,9 @@ def test_flag_detail_shows_the_error_rate_of_each_variant_and_why(
     page.goto(f"{dashboard.url}/flag_detail?env=production&flag=checkout&range=1h")
     # 0.75 % overall is under every threshold: treatment against control, judged at the
     # gate's level over the overview's window, is what says why, with the numbers' window
-    health = page.get_by_text("🟠 degraded on − off +1.50 pt (always-valid interval +")
+    health = page.get_by_text("🟠 degraded on − off +1.50 pt: proven worse")
     expect(health).to_be_visible(timeout=FIRST_DRAW_MS)
-    expect(health).to_contain_text("): proven worse · errors 0.75 % last 5 min")
+    expect(health).to_contain_text(": proven worse · errors 0.75 % last 5 min")
     # the guards, over their own window, say what they prove beside it
     more = "The guards prove more over the last 15 min: error rate failed on data"
     expect(page.get_by_test_id("stAlertContentWarning").get_by_text(more)).to_be_visible()

@@ -315,7 +315,8 @@ def test_right_after_a_change_exposure_waits_for_the_first_slot_not_a_mismatch(s
     engine.dispose()
     detail = _detail(tmp_path, "alpha")
     assert detail.gates is None  # nothing of the new step is judged yet
-    assert detail.window.endswith("and its first whole 30 s slot has not ended")
+    assert "and its first whole 30 s slot has not ended (judged from " in detail.window
+    assert detail.window.endswith(" UTC)")
     at = _open("alpha")
     assert any(i.value.startswith("No split evaluations yet: the step began") for i in at.info), [
         i.value for i in at.info
