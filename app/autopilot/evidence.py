@@ -101,7 +101,11 @@ def plan_evidence(
     step began, with the plan's soak, ready for `decide`."""
     flag = snapshot.flag(plan.flag)
     at_step_since = last_change.at if last_change is not None else None
-    judged = replace(policy, min_soak=plan.soak)
+    judged = replace(
+        policy,
+        min_soak=plan.soak,
+        false_action_budget=plan.budget or policy.false_action_budget,
+    )
     inputs = guard_inputs(
         seen.measured,
         snapshot,

@@ -188,6 +188,9 @@ class PlanOptions:
     allowed_hours: AllowedHours | None = None
     #: judged and recorded every tick ("would have rolled back at 14:02: …"), never acts
     dry_run: bool = False
+    #: false actions per plan-day its gates may take on a healthy flag (None: the
+    #: setting, ROLLOUT_FALSE_ACTION_BUDGET)
+    budget: float | None = None
 
 
 @dataclass(frozen=True)
@@ -228,6 +231,8 @@ class RolloutPlan:
     created_account: str = ""
     #: a dry run: decides every tick and records what it would have done, never acts
     dry_run: bool = False
+    #: this plan's false-action budget per plan-day (None: the setting's)
+    budget: float | None = None
     id: int = field(default=0, compare=False)
 
     @property
@@ -253,7 +258,8 @@ class RolloutPlan:
         """'1 → 5 → 25 → 50 %, soak 30 min, on failure rollback, alone up to 50 %'."""
         steps = " → ".join(f"{s:g}" for s in self.steps)
         hours = f", advances {self.allowed_hours.text}" if self.allowed_hours else ""
-        dry = ", dry run: never acts" if self.dry_run else ""
+        dry = f", budget {self.budget:g} false actions per plan-day" if self.budget else ""
+        dry += ", dry run: never acts" if self.dry_run else ""
         return (
             f"{steps} %, soak {duration_text(self.soak)}, on failure {self.on_failure}, "
             f"alone up to {self.stop_at:g} %{hours}{dry}"

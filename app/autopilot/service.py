@@ -82,6 +82,7 @@ def set_plan(
         stop_at=options.stop_at,
         allowed_hours=options.allowed_hours,
         dry_run=options.dry_run,
+        budget=options.budget,
         status=PlanStatus.PAUSED if approval_required else PlanStatus.ACTIVE,
         status_reason=f"{SECOND_PERSON} (set by {identity.name})" if approval_required else "",
         status_by=identity.name,

@@ -21,6 +21,7 @@ rollback never loads it.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -84,6 +85,12 @@ def add_autopilot_commands(subparsers: Any) -> None:
     put.add_argument("flag")
     put.add_argument("--env", dest="environment")
     _plan_arguments(put, required=True)
+    put.add_argument(
+        "--budget",
+        default=None,
+        help="false actions per plan-day this plan's gates may take on a healthy flag, "
+        "0 … 1 exclusive (default: ROLLOUT_FALSE_ACTION_BUDGET)",
+    )
     put.add_argument(
         "--dry-run",
         action="store_true",
@@ -310,6 +317,7 @@ def _plan_options(args: argparse.Namespace) -> tuple[PlanOptions | None, list[st
             hours = AllowedHours.parse(args.hours)
         except PlanInvalid as error:
             problems.extend(error.problems)
+    budget = _budget(getattr(args, "budget", None), problems)
     if problems or steps is None or soak is None or stop_at is None or on_failure is None:
         return None, problems
     options = PlanOptions(
@@ -320,8 +328,26 @@ def _plan_options(args: argparse.Namespace) -> tuple[PlanOptions | None, list[st
         stop_at=stop_at,
         allowed_hours=hours,
         dry_run=bool(getattr(args, "dry_run", False)),
+        budget=budget,
     )
     return options, problems
+
+
+def _budget(text: str | None, problems: list[str]) -> float | None:
+    """`--budget` as typed: a number above 0 and below 1, or None (the setting's)."""
+    if text is None:
+        return None
+    try:
+        budget = float(text.strip())
+    except ValueError:
+        budget = math.nan
+    if not 0 < budget < 1:  # NaN too
+        problems.append(
+            f"budget {text[:40]!r}: false actions per plan-day, a number above 0 and below 1 "
+            "(e.g. 0.01: one in 100 plan-days)"
+        )
+        return None
+    return budget
 
 
 def _percentage(text: str) -> float:
@@ -583,6 +609,7 @@ def _plan_json(
         "stop_at": plan.stop_at,
         "allowed_hours": plan.allowed_hours.as_json() if plan.allowed_hours else None,
         "dry_run": plan.dry_run,
+        "budget": plan.budget,
         "percentage": percentage,
         "expected": {
             "state": str(plan.expected_state),

@@ -259,6 +259,7 @@ class RolloutPlanRow(Base):
     stop_at: Mapped[float] = mapped_column(Float, nullable=False)
     allowed_hours: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     dry_run: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    budget: Mapped[float | None] = mapped_column(Float)
     status: Mapped[str] = mapped_column(String(16), nullable=False)
     status_reason: Mapped[str] = mapped_column(Text, nullable=False, default="")
     status_by: Mapped[str] = mapped_column(String(200), nullable=False, default="")

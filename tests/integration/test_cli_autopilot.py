@@ -153,6 +153,18 @@ def test_a_dry_run_plan_says_so_where_it_is_shown(state, capsys):
     assert shown["dry_run"] is True
 
 
+def test_a_plans_own_budget_is_checked_and_shown(state, capsys):
+    args = ("plan", "set", "alpha", "--env", PROD, "--steps", "10,25", "--soak", "30m")
+    code, out, err = cli(capsys, *args, "--budget", "2")
+    assert code == 2 and "budget '2': false actions per plan-day, a number above 0" in err
+    code, out, err = cli(capsys, *args, "--budget", "0.001")
+    assert code == 0, err
+    assert out.splitlines()[0].endswith("budget 0.001 false actions per plan-day")
+    code, document = cli_json(capsys, "plan", "show", "alpha", "--env", PROD)
+    [shown] = document["plans"]
+    assert shown["budget"] == 0.001
+
+
 def test_a_plan_round_trip_through_every_verb(state, capsys):
     code, out, err = cli(
         capsys,

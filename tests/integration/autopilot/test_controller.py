@@ -3,7 +3,9 @@ source, the audit log and the plans in the same database."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -494,3 +496,30 @@ def test_a_dry_run_plan_records_what_it_would_have_done_once_and_never_acts(
     controller.tick()
     assert len(PlanStore(engine).events(plan.id)) == 1
     assert PlanStore(engine).get(ENV, FLAG).last_decision == said  # type: ignore[union-attr]
+
+
+def test_a_plans_own_budget_sets_its_gates_thresholds(
+    engine: Engine, backend: YamlFlagBackend, audit: AuditLog, controller: Controller
+) -> None:
+    """The plan's budget, not the setting's, sets the thresholds its gates act at: the
+    e-value threshold in the failed gate's words is one of the plan budget's."""
+    plan = a_plan(engine, backend, audit, steps=(5.0, 10.0, 25.0), budget=0.001)
+    assert plan.budget == 0.001 and "budget 0.001 false actions per plan-day" in plan.text
+    evaluations(engine, 0.10, errors_on=600)
+    outcome = controller.tick().outcome(FLAG)
+    assert outcome is not None and outcome.decision.move is Move.ROLLBACK
+    assert outcome.decision.gate is not None
+    detail = outcome.decision.gate.detail
+    shown = float(detail.split(" ≥ ")[1].split(")")[0])
+
+    def thresholds(budget: float) -> list[float]:
+        policy = replace(controller.config.policy, false_action_budget=budget)
+        limits = policy.gate_settings(FLAG).thresholds()
+        return [
+            math.exp(limit + shared)
+            for limit in (limits.step, limits.recent)
+            for shared in (0.0, math.log(2))
+        ]
+
+    assert any(shown == pytest.approx(t, rel=0.01) for t in thresholds(0.001)), detail
+    assert not any(shown == pytest.approx(t, rel=0.01) for t in thresholds(0.01)), detail

@@ -1,4 +1,5 @@
-"""A plan may be a dry run: judged and recorded every tick, never acting.
+"""A plan may be a dry run (judged and recorded every tick, never acting) and may have
+its own false-action budget per plan-day.
 
 Revision ID: 0007
 Revises: 0006
@@ -19,8 +20,10 @@ def upgrade() -> None:
         table.add_column(
             sa.Column("dry_run", sa.Boolean, nullable=False, server_default=sa.false())
         )
+        table.add_column(sa.Column("budget", sa.Float, nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("rollout_plans") as table:
+        table.drop_column("budget")
         table.drop_column("dry_run")
