@@ -199,7 +199,8 @@ def _plan_arguments(parser: argparse.ArgumentParser, *, required: bool) -> None:
         "--gates",
         default=None,
         help="comma-separated: data_fresh, error_rate, soak_time, dependencies, exposure, "
-        "propagation, canary (default: the six guards, plus canary for the canary flag)",
+        "propagation, guardrail, canary (default: the six guards and your guardrails, plus "
+        "canary for the canary flag)",
     )
     parser.add_argument(
         "--hours",
