@@ -104,13 +104,22 @@ def first_whole_slot(began: float, slot: float) -> float:
 def live_since(step_began: float | None, now: float, span: float, slot: float) -> tuple[float, str]:
     """The live window (the overview's, `status`'s and the health line's): the last `span`
     seconds of whole slots, or since the step began when it began later, so a number
-    never mixes the step before a change with the one after it. Its start (a slot
+    never mixes the step before a change with the one after it; except in the seconds
+    before the step's first whole slot has ended, when the window before is shown and
+    its words say so (a flag just moved never reads "no data"). Its start (a slot
     boundary) and its words ('last 5 min', 'since the step began 2 min ago')."""
-    start = slot_end_at_or_before(now, slot) - span
-    if step_began is not None and first_whole_slot(step_began, slot) > start:
-        return first_whole_slot(step_began, slot), (
-            f"since the step began {span_words(now - step_began)} ago"
+    end = slot_end_at_or_before(now, slot)
+    start = end - span
+    if step_began is None:
+        return start, f"last {span_words(span)}"
+    first = first_whole_slot(step_began, slot)
+    if first >= end:  # not one whole slot of the step yet: the window before, said so
+        return start, (
+            f"last {span_words(span)} (the step began {span_words(now - step_began)} ago; "
+            f"judged alone from {_clock_seconds(first + slot)})"
         )
+    if first > start:
+        return first, f"since the step began {span_words(now - step_began)} ago"
     return start, f"last {span_words(span)}"
 
 
@@ -238,6 +247,10 @@ def span_words(seconds: float) -> str:
         return f"{hours} h" + (f" {minutes} min" if minutes else "")
     days, hours = divmod(whole // 3600, 24)
     return f"{days} d" + (f" {hours} h" if hours else "")
+
+
+def _clock_seconds(epoch: float) -> str:
+    return f"{datetime.fromtimestamp(epoch, tz=UTC):%H:%M:%S} UTC"
 
 
 def _clock(epoch: float) -> str:

@@ -132,3 +132,25 @@ def test_windows_in_words():
         "3 h 5 min",
         "2 d 4 h",
     ]
+
+
+def test_the_live_window_is_the_last_span_or_since_the_step_began():
+    from app.evidence.windows import live_since
+
+    now = 1_800_000_015.0  # 15 s after a slot end
+    end = 1_800_000_000.0
+    assert live_since(None, now, 300, 30) == (end - 300, "last 5 min")
+    assert live_since(end - 3600, now, 300, 30) == (end - 300, "last 5 min")
+    # a step 2 min old: since its first whole slot, never the step before
+    began = end - 110
+    assert live_since(began, now, 300, 30) == (end - 90, "since the step began 2 min ago")
+
+
+def test_a_step_younger_than_its_first_whole_slot_shows_the_window_before_and_says_so():
+    from app.evidence.windows import live_since
+
+    now = 1_800_000_015.0
+    end = 1_800_000_000.0
+    start, words = live_since(now - 12, now, 300, 30)
+    assert start == end - 300
+    assert words == "last 5 min (the step began 12 s ago; judged alone from 08:01:00 UTC)"
