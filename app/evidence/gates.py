@@ -305,24 +305,12 @@ def judge_guardrail(
     the control's, at most `limit` worse (points; or relative: treatment ≤ (1 + limit) ×
     control), judged over the windows of the gates at the gates' thresholds, with the
     always-valid interval of the difference. None before the step's first whole slot."""
-    cut = window_starts(step_began, now, settings.plan)
-    if cut is None:
+    found = _guardrail_process(ends, treatment, control, step_began, now, settings, limit, relative)
+    if found is None:
         return None
+    cut, process, (c_bad, c_total) = found
+    t_bad, t_total = process.bad, process.total
     limits = settings.thresholds()
-    steps = np.array([limits.of(kind) for kind in cut.kinds])
-
-    def summed(counts: Array) -> Array:
-        return sum_windows(ends, counts[None, :], cut.starts, cut.end)
-
-    t_total, c_total = summed(treatment[1]), summed(control[1])
-    t_bad, c_bad = (
-        np.minimum(summed(treatment[0]), t_total),
-        np.minimum(summed(control[0]), c_total),
-    )
-    hypothesis = Hypothesis.RATIO_AT_MOST if relative else Hypothesis.DIFFERENCE_AT_MOST
-    process = _Process(
-        log_evalue(hypothesis, (t_bad, t_total), limit, (c_bad, c_total)), steps, t_bad, t_total
-    )
     alpha = math.exp(-limits.step)
     intervals = difference_intervals(
         (t_bad[:, 0], t_total[:, 0]), (c_bad[:, 0], c_total[:, 0]), alpha
@@ -334,6 +322,35 @@ def judge_guardrail(
         within = treated is None or base is None or treated <= (1 + limit) * base
         judged = replace(judged, within=within)
     return judged
+
+
+def _guardrail_process(
+    ends: Array,
+    treatment: tuple[Array, Array],
+    control: tuple[Array, Array],
+    step_began: float,
+    now: float,
+    settings: GateSettings,
+    limit: float,
+    relative: bool,
+) -> tuple[WindowStarts, _Process, tuple[Array, Array]] | None:
+    """The windows of one look, the guardrail's e-process over them, and the control's
+    (bad, total) per window; None before the step's first whole slot has ended."""
+    cut = window_starts(step_began, now, settings.plan)
+    if cut is None:
+        return None
+    limits = settings.thresholds()
+    steps = np.array([limits.of(kind) for kind in cut.kinds])
+
+    def summed(counts: Array) -> Array:
+        return sum_windows(ends, counts[None, :], cut.starts, cut.end)
+
+    t_total, c_total = summed(treatment[1]), summed(control[1])
+    t_bad = np.minimum(summed(treatment[0]), t_total)
+    c_bad = np.minimum(summed(control[0]), c_total)
+    hypothesis = Hypothesis.RATIO_AT_MOST if relative else Hypothesis.DIFFERENCE_AT_MOST
+    evalues = log_evalue(hypothesis, (t_bad, t_total), limit, (c_bad, c_total))
+    return cut, _Process(evalues, steps, t_bad, t_total), (c_bad, c_total)
 
 
 @dataclass(frozen=True)
@@ -389,12 +406,11 @@ def difference_path(
             (t_total > 0) & (c_total > 0), t_bad / t_total - c_bad / c_total, np.nan
         )
     fired_at = None
-    for t in picked:
-        judged = judge_guardrail(
-            ends, treatment, control, step_began, float(t), settings, "", limit=limit,
-            relative=relative,
-        )  # fmt: skip
-        if judged is not None and judged.fired:
+    for t in picked:  # the e-process alone: a look's interval is not needed to fire
+        found = _guardrail_process(
+            ends, treatment, control, step_began, float(t), settings, limit, relative
+        )
+        if found is not None and (found[1].values >= found[1].thresholds).any():
             fired_at = float(t)
             break
     return DifferencePath(picked, estimate, low, high, limit, relative, fired_at)

@@ -15,7 +15,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
@@ -108,6 +108,23 @@ def start_simulation(flags_file: Path, speed: float = 30.0, seed: int = 7) -> Li
     ticking = threading.Thread(target=run, name="simulated-traffic", daemon=True)
     ticking.start()
     return LiveSimulation(workload, f"127.0.0.1:{port}", stop, [ticking, serving], server)
+
+
+def wait_until(what: str, done: Callable[[], bool], timeout: float) -> None:
+    """Poll `done` every 0.2 s; AssertionError naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout:g} s: {what}")
+        time.sleep(0.2)
+
+
+def ticking(run: Callable[[threading.Event], object]) -> tuple[threading.Event, threading.Thread]:
+    """A controller's `run` in a daemon thread, and the event that stops it."""
+    stop = threading.Event()
+    thread = threading.Thread(target=run, args=(stop,), daemon=True)
+    thread.start()
+    return stop, thread
 
 
 def query(url: str, promql: str, at: datetime) -> list[dict[str, Any]]:

@@ -6,8 +6,6 @@ back, and changes nothing."""
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -27,6 +25,8 @@ from tests.support.live_simulation import (
     ENVIRONMENT,
     LiveSimulation,
     start_simulation,
+    ticking,
+    wait_until,
     write_flags,
 )
 from tests.support.openfeature import start_scraping_prometheus, wait_for_samples
@@ -118,14 +118,6 @@ def _plan(runtime: Runtime, flag: str) -> RolloutPlan:
     )
 
 
-def _wait(what: str, done: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not done():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:g} s: {what}")
-        time.sleep(0.2)
-
-
 def _plan_of(runtime: Runtime, flag: str) -> RolloutPlan:
     plan = runtime.plans.get(ENVIRONMENT, flag)
     assert plan is not None
@@ -138,11 +130,9 @@ def _run(stack: Stack, until: Callable[[], bool], what: str) -> datetime:
     runtime = stack.runtime
     _plan(runtime, CLEAN)
     _plan(runtime, REGRESS)
-    stop = threading.Event()
-    thread = threading.Thread(target=runtime.autopilot("e2e").run, args=(stop,), daemon=True)
-    thread.start()
+    stop, thread = ticking(runtime.autopilot("e2e").run)
     try:
-        _wait(
+        wait_until(
             "both plans hold at 25 % on healthy data",
             lambda: all(
                 "waits for a person" in _plan_of(runtime, f).last_decision for f in (CLEAN, REGRESS)
@@ -152,7 +142,7 @@ def _run(stack: Stack, until: Callable[[], bool], what: str) -> datetime:
         assert runtime.audit.entries(environment=ENVIRONMENT, outcomes=(Outcome.APPLIED,)) == []
         injected = datetime.now(UTC)
         stack.simulation.workload.fail_requests(REGRESS, 0.3)
-        _wait(what, until, timeout=60)
+        wait_until(what, until, timeout=60)
     finally:
         stop.set()
         thread.join(timeout=30)

@@ -7,9 +7,8 @@ a plan advance."""
 from __future__ import annotations
 
 import json
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,7 +16,6 @@ from pathlib import Path
 import pytest
 
 from app.audit import Outcome
-from app.autopilot.controller import Controller
 from app.autopilot.decide import Move
 from app.autopilot.model import PlanOptions, PlanStatus, RolloutPlan
 from app.autopilot.service import set_plan
@@ -31,6 +29,8 @@ from tests.support.live_simulation import (
     LiveSimulation,
     mitigation,
     start_simulation,
+    ticking,
+    wait_until,
     write_flags,
 )
 from tests.support.openfeature import start_scraping_prometheus, wait_for_samples
@@ -106,25 +106,10 @@ def a_plan(runtime: Runtime, flag: str, steps: tuple[float, ...], stop_at: float
     )
 
 
-def wait_until(what: str, done: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not done():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:g} s: {what}")
-        time.sleep(0.2)
-
-
 def plan_of(runtime: Runtime, flag: str) -> RolloutPlan:
     plan = runtime.plans.get(ENVIRONMENT, flag)
     assert plan is not None
     return plan
-
-
-def ticking(controller: Controller) -> tuple[threading.Event, threading.Thread]:
-    stop = threading.Event()
-    thread = threading.Thread(target=controller.run, args=(stop,), daemon=True)
-    thread.start()
-    return stop, thread
 
 
 def test_a_healthy_flag_ramps_and_a_regression_at_25_percent_is_rolled_back_by_itself(
@@ -133,7 +118,7 @@ def test_a_healthy_flag_ramps_and_a_regression_at_25_percent_is_rolled_back_by_i
     runtime = live.runtime
     ramp = a_plan(runtime, RAMP, (5.0, 10.0, 25.0), stop_at=25)
     regress = a_plan(runtime, REGRESS, (25.0, 50.0), stop_at=25)  # 50 % waits for a person
-    stop, thread = ticking(runtime.autopilot("e2e"))
+    stop, thread = ticking(runtime.autopilot("e2e").run)
     try:
         wait_until(
             f"{REGRESS} holds at 25 % on healthy data",
